@@ -1,0 +1,70 @@
+# The README's two commands: `make run` (the main job) and `make test` (everything CI checks).
+SHELL := /bin/bash
+PYTHON_BOOT ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+JOBS ?= $(shell nproc)
+# The pinned torch is a CPU build on these machines' disk; it goes in before anything that depends on
+# it so that no other package can pull an unpinned (CUDA, several GB) build.
+TORCH := torch==2.13.0
+BUILD_TOOLS := scikit-build-core pybind11 cmake ninja numpy
+
+.PHONY: run demo test test-cpp test-arm test-py bench install deps-test apt-arm clean
+
+$(VENV)/.base:
+	test -x $(PY) || $(PYTHON_BOOT) -m venv $(VENV)
+	$(PIP) install -q $(TORCH)
+	$(PIP) install -q $(BUILD_TOOLS)
+	touch $@
+
+# The package itself, rebuilt incrementally in build/ (scikit-build-core's build-dir).
+install: $(VENV)/.base
+	$(PIP) install -q --no-build-isolation --no-deps .
+
+$(VENV)/.test-deps: $(VENV)/.base pyproject.toml
+	$(PIP) install -q --no-build-isolation '.[test]'
+	# PyLate 1.6.0 would pull fast-plaid and with it another torch: no deps, its real needs are above.
+	$(PIP) install -q --no-deps pylate==1.6.0
+	touch $@
+
+deps-test: $(VENV)/.test-deps
+
+run: install
+	$(PIP) install -q '.[encoder]' --no-build-isolation --no-deps >/dev/null
+	$(VENV)/bin/edgecolbert bench --quick
+
+test: deps-test install test-cpp test-arm test-py
+
+# The C++ kernel tests, natively: once optimised, once under AddressSanitizer + UBSan.
+test-cpp:
+	cmake -S . -B build/cpp -G Ninja -DCMAKE_BUILD_TYPE=Release -DEDGECOLBERT_BUILD_TESTS=ON -DEDGECOLBERT_BUILD_PYTHON=OFF >/dev/null
+	cmake --build build/cpp -j $(JOBS)
+	ctest --test-dir build/cpp --output-on-failure
+	cmake -S . -B build/cpp-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DEDGECOLBERT_BUILD_TESTS=ON -DEDGECOLBERT_BUILD_PYTHON=OFF -DEDGECOLBERT_SANITIZE=ON >/dev/null
+	cmake --build build/cpp-asan -j $(JOBS)
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 ctest --test-dir build/cpp-asan --output-on-failure
+
+apt-arm:
+	@if ! command -v aarch64-linux-gnu-g++ >/dev/null || ! command -v qemu-aarch64 >/dev/null; then \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq g++-aarch64-linux-gnu qemu-user >/dev/null; \
+	fi
+
+# NEON paths: cross-compiled for aarch64 and run under qemu-user with the cross toolchain's sysroot.
+# QEMU_CPU=max gives the emulated CPU fp16 and bf16 so that every NEON variant runs.
+test-arm: apt-arm
+	cmake -S . -B build/arm -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_TOOLCHAIN_FILE=third_party/toolchains/aarch64-linux-gnu.cmake -DEDGECOLBERT_BUILD_TESTS=ON -DEDGECOLBERT_BUILD_PYTHON=OFF >/dev/null
+	cmake --build build/arm -j $(JOBS)
+	QEMU_CPU=max ctest --test-dir build/arm --output-on-failure -V | grep -E "tested|PASS|FAIL|passed|failed|Test #" 
+
+test-py: install
+	$(PY) -m pytest -q tests
+
+bench: install
+	$(PIP) install -q numkong maxsim-cpu || true
+	$(PY) -m pytest -q bench --benchmark-only --benchmark-columns=min,median,max,iqr
+	$(VENV)/bin/edgecolbert bench
+
+clean:
+	rm -rf build $(VENV)

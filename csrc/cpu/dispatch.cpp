@@ -1,0 +1,194 @@
+// CPU feature detection (CPUID + XGETBV on x86, HWCAP on aarch64) and the variant tables. Which
+// variants exist is decided by the build: CMake defines EDGECOLBERT_HAVE_<ISA> for each object
+// library it compiled.
+#include "edgecolbert/dispatch.hpp"
+
+#include <cstdlib>
+#include <mutex>
+#include <stdexcept>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
+#if defined(__aarch64__) && defined(__linux__)
+#include <sys/auxv.h>
+#endif
+
+namespace edgecolbert {
+
+std::vector<std::string> CpuFeatures::names() const {
+  std::vector<std::string> out;
+  auto add = [&](bool b, const char* n) {
+    if (b) out.emplace_back(n);
+  };
+  add(avx2, "avx2");
+  add(fma, "fma");
+  add(f16c, "f16c");
+  add(avx512f, "avx512f");
+  add(avx512bw, "avx512bw");
+  add(avx512vl, "avx512vl");
+  add(avx512dq, "avx512dq");
+  add(avx512bf16, "avx512_bf16");
+  add(os_avx, "os_ymm");
+  add(os_avx512, "os_zmm");
+  add(neon, "neon");
+  add(neon_fp16, "asimdhp");
+  add(neon_bf16, "bf16");
+  return out;
+}
+
+namespace {
+
+CpuFeatures detect() {
+  CpuFeatures f;
+#if defined(__x86_64__) || defined(__i386__)
+  unsigned a, b, c, d;
+  if (__get_cpuid_max(0, nullptr) < 7) return f;
+  __cpuid_count(1, 0, a, b, c, d);
+  const bool osxsave = (c >> 27) & 1;
+  f.fma = (c >> 12) & 1;
+  f.f16c = (c >> 29) & 1;
+  const bool avx = (c >> 28) & 1;
+  if (osxsave && avx) {
+    unsigned lo, hi;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    f.os_avx = (lo & 0x6) == 0x6;             // XMM and YMM state
+    f.os_avx512 = f.os_avx && (lo & 0xe0) == 0xe0;  // opmask, ZMM_Hi256, Hi16_ZMM
+  }
+  __cpuid_count(7, 0, a, b, c, d);
+  f.avx2 = (b >> 5) & 1;
+  f.avx512f = (b >> 16) & 1;
+  f.avx512dq = (b >> 17) & 1;
+  f.avx512bw = (b >> 30) & 1;
+  f.avx512vl = (b >> 31) & 1;
+  __cpuid_count(7, 1, a, b, c, d);
+  f.avx512bf16 = (a >> 5) & 1;
+#endif
+#if defined(__aarch64__)
+  f.neon = true;  // Advanced SIMD is mandatory on AArch64
+#if defined(__linux__)
+  const unsigned long hw = getauxval(AT_HWCAP), hw2 = getauxval(AT_HWCAP2);
+  f.neon_fp16 = (hw & (1UL << 10)) != 0;   // HWCAP_ASIMDHP
+  f.neon_bf16 = (hw2 & (1UL << 14)) != 0;  // HWCAP2_BF16
+#endif
+#endif
+  return f;
+}
+
+[[maybe_unused]] bool sup_scalar(const CpuFeatures&) { return true; }
+[[maybe_unused]] bool sup_avx2(const CpuFeatures& f) { return f.os_avx && f.avx2 && f.fma && f.f16c; }
+[[maybe_unused]] bool sup_avx512(const CpuFeatures& f) {
+  return sup_avx2(f) && f.os_avx512 && f.avx512f && f.avx512bw && f.avx512vl && f.avx512dq;
+}
+[[maybe_unused]] bool sup_avx512_bf16(const CpuFeatures& f) { return sup_avx512(f) && f.avx512bf16; }
+[[maybe_unused]] bool sup_neon(const CpuFeatures& f) { return f.neon; }
+[[maybe_unused]] bool sup_neon_bf16(const CpuFeatures& f) { return f.neon && f.neon_bf16; }
+
+const KernelPath kScalar{"scalar", "scalar", sup_scalar, maxsim_ops_scalar};
+#ifdef EDGECOLBERT_HAVE_AVX2
+const KernelPath kAvx2{"avx2", "avx2", sup_avx2, maxsim_ops_avx2};
+#endif
+#ifdef EDGECOLBERT_HAVE_AVX512
+const KernelPath kAvx512{"avx512", "avx512", sup_avx512, maxsim_ops_avx512};
+#endif
+#ifdef EDGECOLBERT_HAVE_AVX512BF16
+const KernelPath kAvx512Bf16{"avx512_bf16", "avx512", sup_avx512_bf16, maxsim_ops_avx512_bf16};
+#endif
+#ifdef EDGECOLBERT_HAVE_NEON
+const KernelPath kNeon{"neon", "neon", sup_neon, maxsim_ops_neon};
+#endif
+#ifdef EDGECOLBERT_HAVE_NEONBF16
+const KernelPath kNeonBf16{"neon_bf16", "neon", sup_neon_bf16, maxsim_ops_neon_bf16};
+#endif
+
+std::string join_names(const std::vector<const KernelPath*>& v) {
+  std::string s;
+  for (auto* p : v) {
+    if (!s.empty()) s += ", ";
+    s += p->name;
+  }
+  return s;
+}
+
+const KernelPath* best_of_family(const std::string& family) {
+  const KernelPath* best = nullptr;
+  for (auto* p : available_paths())
+    if (family == p->family) best = p;
+  return best;
+}
+
+}  // namespace
+
+const CpuFeatures& cpu_features() {
+  static const CpuFeatures f = detect();
+  return f;
+}
+
+const std::vector<const KernelPath*>& compiled_paths() {
+  static const std::vector<const KernelPath*> v = {
+      &kScalar,
+#ifdef EDGECOLBERT_HAVE_AVX2
+      &kAvx2,
+#endif
+#ifdef EDGECOLBERT_HAVE_AVX512
+      &kAvx512,
+#endif
+#ifdef EDGECOLBERT_HAVE_AVX512BF16
+      &kAvx512Bf16,
+#endif
+#ifdef EDGECOLBERT_HAVE_NEON
+      &kNeon,
+#endif
+#ifdef EDGECOLBERT_HAVE_NEONBF16
+      &kNeonBf16,
+#endif
+  };
+  return v;
+}
+
+std::vector<const KernelPath*> available_paths() {
+  std::vector<const KernelPath*> out;
+  for (auto* p : compiled_paths())
+    if (p->supported(cpu_features())) out.push_back(p);
+  return out;
+}
+
+const KernelPath& path_by_name(const std::string& name) {
+  if (name.empty()) return default_path();
+  for (auto* p : compiled_paths()) {
+    if (name == p->name || name == p->family) {
+      if (name == p->family) {
+        if (const KernelPath* best = best_of_family(name)) return *best;
+      } else if (p->supported(cpu_features())) {
+        return *p;
+      }
+      throw std::invalid_argument("ISA '" + name + "' is compiled but this CPU cannot run it; available: " +
+                                  join_names(available_paths()));
+    }
+  }
+  throw std::invalid_argument("ISA '" + name + "' is not compiled into this build; available: " +
+                              join_names(available_paths()));
+}
+
+const KernelPath& default_path() {
+  // Read once; a bad value is reported on every call rather than silently ignored.
+  static const KernelPath* chosen = nullptr;
+  static std::string error;
+  static std::once_flag once;
+  std::call_once(once, [] {
+    const char* env = std::getenv("EDGECOLBERT_ISA");
+    if (env != nullptr && *env != '\0') {
+      try {
+        chosen = &path_by_name(env);
+      } catch (const std::invalid_argument& e) {
+        error = std::string("EDGECOLBERT_ISA: ") + e.what();
+      }
+    } else {
+      chosen = available_paths().back();
+    }
+  });
+  if (chosen == nullptr) throw std::invalid_argument(error);
+  return *chosen;
+}
+
+}  // namespace edgecolbert

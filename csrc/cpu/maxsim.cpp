@@ -1,0 +1,177 @@
+// MaxSim drivers (ISA-independent): queries are widened to float32 with masked rows dropped, packed
+// once per call into the chosen variant's layout, and documents are split into chunks that the pool
+// hands out dynamically. Every (query, document) score is computed by the same code whatever the
+// thread count, so results do not depend on it.
+#include "edgecolbert/maxsim.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <memory>
+#include <vector>
+
+#include "edgecolbert/threadpool.hpp"
+
+namespace edgecolbert {
+namespace {
+
+constexpr std::size_t kAlign = 64;
+
+struct PreparedQueries {
+  std::vector<int64_t> rows;
+  std::vector<std::size_t> offset;
+  std::unique_ptr<uint8_t[]> storage;
+  uint8_t* base = nullptr;
+  const void* packed(int64_t i) const { return base + offset[i]; }
+};
+
+PreparedQueries prepare(const KernelPath& path, const QueryBatch& q, DType doc_dtype) {
+  PreparedQueries p;
+  p.rows.resize(q.nq);
+  p.offset.resize(q.nq);
+  std::size_t total = 0;
+  for (int64_t i = 0; i < q.nq; ++i) {
+    int64_t kept = q.lq;
+    if (q.mask != nullptr) {
+      kept = 0;
+      for (int64_t r = 0; r < q.lq; ++r) kept += q.mask[i * q.lq + r] != 0;
+    }
+    p.rows[i] = kept;
+    p.offset[i] = total;
+    total += (path.maxsim.packed_query_bytes(kept, q.dim, doc_dtype) + kAlign - 1) / kAlign * kAlign;
+  }
+  p.storage.reset(new uint8_t[total + kAlign]);
+  p.base = p.storage.get() + (kAlign - reinterpret_cast<uintptr_t>(p.storage.get()) % kAlign) % kAlign;
+  std::vector<float> rowsf(static_cast<std::size_t>(q.lq * q.dim));
+  for (int64_t i = 0; i < q.nq; ++i) {
+    int64_t w = 0;
+    for (int64_t r = 0; r < q.lq; ++r) {
+      if (q.mask != nullptr && q.mask[i * q.lq + r] == 0) continue;
+      const std::size_t src = static_cast<std::size_t>((i * q.lq + r) * q.dim);
+      for (int64_t k = 0; k < q.dim; ++k) rowsf[w * q.dim + k] = load_as_f32(q.data, q.dtype, src + k);
+      ++w;
+    }
+    path.maxsim.pack_query(rowsf.data(), w, q.dim, doc_dtype, p.base + p.offset[i]);
+  }
+  return p;
+}
+
+struct Scorer {
+  const KernelPath& path;
+  const PreparedQueries& pq;
+  const DocSet& docs;
+  int64_t dim;
+
+  float operator()(int64_t qi, int64_t di, float* scratch) const {
+    const int64_t ntok = docs.end[di] - docs.begin[di];
+    const int64_t rows = pq.rows[qi];
+    if (ntok <= 0 || rows == 0) return 0.0f;
+    const float floor = (docs.floor_zero != nullptr && docs.floor_zero[di] != 0)
+                            ? 0.0f
+                            : -std::numeric_limits<float>::infinity();
+    const auto* doc = static_cast<const uint8_t*>(docs.tokens) +
+                      static_cast<std::size_t>(docs.begin[di] * dim) * dtype_size(docs.dtype);
+    return path.maxsim.score_doc(pq.packed(qi), rows, dim, doc, docs.dtype, ntok, floor, scratch);
+  }
+};
+
+std::vector<std::vector<float>> make_scratch(const KernelPath& path, int num_threads, int64_t dim) {
+  return std::vector<std::vector<float>>(static_cast<std::size_t>(num_threads),
+                                         std::vector<float>(path.maxsim.scratch_floats(dim) + 16));
+}
+
+// Enough chunks that the dynamic schedule balances ragged documents, few enough to stay cheap.
+int64_t chunk_size(int64_t n, int num_threads) {
+  return std::max<int64_t>(1, n / (static_cast<int64_t>(num_threads) * 16));
+}
+
+struct Entry {
+  float score;
+  int64_t index;
+};
+
+// Total order: higher score first, NaN after every number, ties to the lower index.
+inline bool better(const Entry& a, const Entry& b) {
+  const bool an = std::isnan(a.score), bn = std::isnan(b.score);
+  if (an != bn) return bn;
+  if (!an && a.score != b.score) return a.score > b.score;
+  return a.index < b.index;
+}
+
+}  // namespace
+
+void maxsim(const KernelPath& path, const QueryBatch& q, const DocSet& docs, float* out, int num_threads) {
+  if (q.nq == 0 || docs.n == 0) return;
+  const PreparedQueries pq = prepare(path, q, docs.dtype);
+  const Scorer score{path, pq, docs, q.dim};
+  auto scratch = make_scratch(path, num_threads, q.dim);
+  const int64_t chunk = chunk_size(docs.n, num_threads);
+  const int64_t ntasks = (docs.n + chunk - 1) / chunk;
+  parallel_for(ntasks, num_threads, [&](int64_t t, int worker) {
+    float* s = scratch[worker].data();
+    const int64_t lo = t * chunk, hi = std::min(docs.n, lo + chunk);
+    for (int64_t d = lo; d < hi; ++d)
+      for (int64_t i = 0; i < q.nq; ++i) out[i * docs.n + d] = score(i, d, s);
+  });
+}
+
+void maxsim_topk(const KernelPath& path, const QueryBatch& q, const DocSet& docs, int64_t k, float* scores,
+                 int64_t* indices, int num_threads) {
+  if (q.nq == 0) return;
+  const PreparedQueries pq = prepare(path, q, docs.dtype);
+  const Scorer score{path, pq, docs, q.dim};
+  auto scratch = make_scratch(path, num_threads, q.dim);
+  // One bounded heap per (participant, query); the worst kept entry sits on top.
+  std::vector<std::vector<Entry>> heaps(static_cast<std::size_t>(num_threads * q.nq));
+  for (auto& h : heaps) h.reserve(static_cast<std::size_t>(k));
+  const int64_t chunk = chunk_size(docs.n, num_threads);
+  const int64_t ntasks = (docs.n + chunk - 1) / chunk;
+  parallel_for(ntasks, num_threads, [&](int64_t t, int worker) {
+    float* s = scratch[worker].data();
+    const int64_t lo = t * chunk, hi = std::min(docs.n, lo + chunk);
+    for (int64_t d = lo; d < hi; ++d) {
+      for (int64_t i = 0; i < q.nq; ++i) {
+        const Entry e{score(i, d, s), d};
+        auto& h = heaps[static_cast<std::size_t>(worker * q.nq + i)];
+        if (static_cast<int64_t>(h.size()) < k) {
+          h.push_back(e);
+          std::push_heap(h.begin(), h.end(), better);
+        } else if (better(e, h.front())) {
+          std::pop_heap(h.begin(), h.end(), better);
+          h.back() = e;
+          std::push_heap(h.begin(), h.end(), better);
+        }
+      }
+    }
+  });
+  std::vector<Entry> all;
+  for (int64_t i = 0; i < q.nq; ++i) {
+    all.clear();
+    for (int w = 0; w < num_threads; ++w) {
+      const auto& h = heaps[static_cast<std::size_t>(w * q.nq + i)];
+      all.insert(all.end(), h.begin(), h.end());
+    }
+    std::partial_sort(all.begin(), all.begin() + k, all.end(), better);
+    for (int64_t j = 0; j < k; ++j) {
+      scores[i * k + j] = all[j].score;
+      indices[i * k + j] = all[j].index;
+    }
+  }
+}
+
+void maxsim_candidates(const KernelPath& path, const QueryBatch& q, const DocSet& docs, const int64_t* candidates,
+                       int64_t ncand, float* out, int num_threads) {
+  const int64_t pairs = q.nq * ncand;
+  if (pairs == 0) return;
+  const PreparedQueries pq = prepare(path, q, docs.dtype);
+  const Scorer score{path, pq, docs, q.dim};
+  auto scratch = make_scratch(path, num_threads, q.dim);
+  const int64_t chunk = chunk_size(pairs, num_threads);
+  const int64_t ntasks = (pairs + chunk - 1) / chunk;
+  parallel_for(ntasks, num_threads, [&](int64_t t, int worker) {
+    float* s = scratch[worker].data();
+    const int64_t lo = t * chunk, hi = std::min(pairs, lo + chunk);
+    for (int64_t p = lo; p < hi; ++p) out[p] = score(p / ncand, candidates[p], s);
+  });
+}
+
+}  // namespace edgecolbert

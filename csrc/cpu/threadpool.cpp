@@ -1,0 +1,148 @@
+// A small persistent pool. One job at a time: workers sleep on a condition variable, wake on a new
+// generation, pull task indices from an atomic counter, and the last one out signals the caller.
+// Callers that find the pool busy (another Python thread is using it) run inline rather than queue:
+// same results, no deadlock, no unbounded waiting.
+#include "edgecolbert/threadpool.hpp"
+
+#include <sched.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <exception>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace edgecolbert {
+
+int default_num_threads() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) {
+    int n = CPU_COUNT(&set);
+    if (n > 0) return n;
+  }
+  unsigned hc = std::thread::hardware_concurrency();
+  return hc > 0 ? static_cast<int>(hc) : 1;
+}
+
+namespace {
+
+class Pool {
+ public:
+  Pool() : pid_(getpid()) {}
+  ~Pool() {
+    {
+      std::lock_guard<std::mutex> lk(m_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    for (auto& t : threads_) t.join();
+  }
+
+  pid_t pid() const { return pid_; }
+  std::mutex& busy() { return busy_; }
+
+  // Caller holds busy().
+  void run(int64_t ntasks, int num_threads, const std::function<void(int64_t, int)>& fn) {
+    const int helpers = num_threads - 1;
+    while (static_cast<int>(threads_.size()) < helpers) {
+      int idx = static_cast<int>(threads_.size()) + 1;
+      threads_.emplace_back([this, idx] { worker_loop(idx); });
+    }
+    {
+      std::lock_guard<std::mutex> lk(m_);
+      fn_ = &fn;
+      ntasks_ = ntasks;
+      next_.store(0);
+      participants_ = helpers;
+      pending_ = helpers;
+      error_ = nullptr;
+      ++generation_;
+    }
+    cv_.notify_all();
+    work(0);
+    std::unique_lock<std::mutex> lk(m_);
+    done_cv_.wait(lk, [this] { return pending_ == 0; });
+    fn_ = nullptr;
+    if (error_) std::rethrow_exception(error_);
+  }
+
+ private:
+  void work(int worker) {
+    try {
+      for (;;) {
+        int64_t t = next_.fetch_add(1);
+        if (t >= ntasks_) break;
+        (*fn_)(t, worker);
+      }
+    } catch (...) {
+      std::lock_guard<std::mutex> lk(m_);
+      if (!error_) error_ = std::current_exception();
+      next_.store(ntasks_);
+    }
+  }
+
+  void worker_loop(int idx) {
+    uint64_t seen = 0;
+    for (;;) {
+      {
+        std::unique_lock<std::mutex> lk(m_);
+        cv_.wait(lk, [&] { return stop_ || generation_ != seen; });
+        if (stop_) return;
+        seen = generation_;
+        if (idx > participants_) continue;
+      }
+      work(idx);
+      std::lock_guard<std::mutex> lk(m_);
+      if (--pending_ == 0) done_cv_.notify_one();
+    }
+  }
+
+  pid_t pid_;
+  std::mutex busy_;
+  std::mutex m_;
+  std::condition_variable cv_, done_cv_;
+  std::vector<std::thread> threads_;
+  const std::function<void(int64_t, int)>* fn_ = nullptr;
+  int64_t ntasks_ = 0;
+  std::atomic<int64_t> next_{0};
+  int participants_ = 0;
+  int pending_ = 0;
+  uint64_t generation_ = 0;
+  bool stop_ = false;
+  std::exception_ptr error_;
+};
+
+std::mutex g_pool_mutex;
+Pool* g_pool = nullptr;  // intentionally leaked: joining at static destruction time can deadlock
+
+Pool& pool() {
+  std::lock_guard<std::mutex> lk(g_pool_mutex);
+  // After fork() the child has none of the parent's threads: start a fresh pool there.
+  if (g_pool == nullptr || g_pool->pid() != getpid()) g_pool = new Pool();
+  return *g_pool;
+}
+
+}  // namespace
+
+void parallel_for(int64_t ntasks, int num_threads, const std::function<void(int64_t, int)>& fn) {
+  if (ntasks <= 0) return;
+  num_threads = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(num_threads, ntasks)));
+  if (num_threads == 1) {
+    for (int64_t t = 0; t < ntasks; ++t) fn(t, 0);
+    return;
+  }
+  Pool& p = pool();
+  std::unique_lock<std::mutex> lk(p.busy(), std::try_to_lock);
+  if (!lk.owns_lock()) {
+    for (int64_t t = 0; t < ntasks; ++t) fn(t, 0);
+    return;
+  }
+  p.run(ntasks, num_threads, fn);
+}
+
+}  // namespace edgecolbert

@@ -1,0 +1,96 @@
+// Argument checking shared by the binding files: every check raises ValueError / TypeError naming
+// the function and the argument, so no input can reach a kernel with a shape or range it cannot read.
+#pragma once
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <cstdint>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "edgecolbert/common.hpp"
+#include "edgecolbert/dispatch.hpp"
+#include "edgecolbert/threadpool.hpp"
+
+namespace edgecolbert::bind {
+
+namespace py = pybind11;
+
+template <typename... Args>
+std::string cat(Args&&... args) {
+  std::ostringstream s;
+  (s << ... << args);
+  return s.str();
+}
+
+[[noreturn]] inline void value_error(const std::string& msg) { throw py::value_error(msg); }
+[[noreturn]] inline void type_error(const std::string& msg) { throw py::type_error(msg); }
+
+inline std::string shape_str(const py::array& a) {
+  std::string s = "(";
+  for (py::ssize_t i = 0; i < a.ndim(); ++i) s += (i ? ", " : "") + std::to_string(a.shape(i));
+  if (a.ndim() == 1) s += ",";
+  return s + ")";
+}
+
+inline std::string dtype_str(const py::array& a) { return py::str(a.dtype()).cast<std::string>(); }
+
+// C-contiguous and aligned to its element size: the only layouts the kernels read.
+inline void require_readable(const py::array& a, const char* fn, const char* arg) {
+  if (!(a.flags() & py::array::c_style))
+    value_error(cat(fn, ": ", arg, " must be C-contiguous (numpy.ascontiguousarray / tensor.contiguous() makes a copy); got strides ",
+                    py::str(py::cast(std::vector<py::ssize_t>(a.strides(), a.strides() + a.ndim()))).cast<std::string>()));
+  if (a.size() > 0 && reinterpret_cast<uintptr_t>(a.data()) % static_cast<uintptr_t>(a.itemsize()) != 0)
+    value_error(cat(fn, ": ", arg, " is not aligned to its element size (", a.itemsize(), " bytes)"));
+}
+
+// Token dtype from the array and an optional declared name ("bfloat16" for uint16/int16 storage).
+inline DType token_dtype(const py::array& a, const std::string& declared, const char* fn, const char* arg) {
+  const char kind = a.dtype().kind();
+  const auto size = a.itemsize();
+  if (declared == "bfloat16" || declared == "bf16") {
+    if (size == 2 && (kind == 'u' || kind == 'i' || kind == 'V')) return DType::bf16;
+    type_error(cat(fn, ": ", arg, " declared bfloat16 must be stored as 2-byte integers, got ", dtype_str(a)));
+  }
+  if (!declared.empty() && declared != "float32" && declared != "float16")
+    type_error(cat(fn, ": unknown dtype '", declared, "' for ", arg, " (float32, float16, bfloat16)"));
+  if (kind == 'f' && size == 4) return DType::f32;
+  if (kind == 'f' && size == 2) return DType::f16;
+  if (kind == 'V' && size == 2 && dtype_str(a) == "bfloat16") return DType::bf16;
+  type_error(cat(fn, ": ", arg, " must be float32, float16 or bfloat16 (uint16 storage with dtype=\"bfloat16\"), got ",
+                 dtype_str(a)));
+}
+
+inline void require_ndim(const py::array& a, int ndim, const char* fn, const char* arg, const char* layout) {
+  if (a.ndim() != ndim)
+    value_error(cat(fn, ": ", arg, " must have ", ndim, " dimension", ndim == 1 ? "" : "s", " ", layout, ", got shape ",
+                    shape_str(a)));
+}
+
+// An integer index array (any integer dtype is accepted by the caller's conversion to int64).
+inline py::array_t<int64_t, py::array::c_style> int64_array(const py::handle& h, const char* fn, const char* arg) {
+  py::array a = py::array::ensure(h);
+  if (!a) type_error(cat(fn, ": ", arg, " must be an array of integers"));
+  if (a.size() > 0 && a.dtype().kind() != 'i' && a.dtype().kind() != 'u')
+    type_error(cat(fn, ": ", arg, " must hold integers, got ", dtype_str(a)));
+  return py::array_t<int64_t, py::array::c_style>::ensure(a);
+}
+
+inline int resolve_threads(const py::object& n, const char* fn) {
+  if (n.is_none()) return default_num_threads();
+  if (!py::isinstance<py::int_>(n)) type_error(cat(fn, ": num_threads must be an int or None"));
+  const long long v = n.cast<long long>();
+  if (v < 1 || v > 4096) value_error(cat(fn, ": num_threads must be in [1, 4096], got ", v));
+  return static_cast<int>(v);
+}
+
+inline const KernelPath& resolve_path(const std::string& isa) {
+  try {
+    return path_by_name(isa);
+  } catch (const std::invalid_argument& e) {
+    value_error(e.what());
+  }
+}
+
+}  // namespace edgecolbert::bind

@@ -1,0 +1,239 @@
+// pybind11 module edgecolbert_native._native: validate, release the GIL, call, return. The public
+// Python API (edgecolbert_native.kernels) turns torch tensors and padded batches into these calls.
+#include <pybind11/stl.h>
+
+#include "common.hpp"
+#include "edgecolbert/maxsim.hpp"
+
+namespace edgecolbert::bind {
+namespace {
+
+struct Queries {
+  py::array data;
+  py::array mask;  // uint8 [nq, lq] or empty
+  QueryBatch batch;
+};
+
+Queries check_queries(const py::array& queries, const std::string& dtype, const py::object& mask, const char* fn) {
+  Queries q;
+  q.data = queries;
+  require_ndim(queries, 3, fn, "queries", "[nq, Lq, dim]");
+  q.batch.dtype = token_dtype(queries, dtype, fn, "queries");
+  require_readable(queries, fn, "queries");
+  q.batch.data = queries.data();
+  q.batch.nq = queries.shape(0), q.batch.lq = queries.shape(1), q.batch.dim = queries.shape(2);
+  if (q.batch.dim < 1) value_error(cat(fn, ": queries must have dim >= 1, got shape ", shape_str(queries)));
+  if (!mask.is_none()) {
+    py::array m = py::array::ensure(mask);
+    if (!m) type_error(cat(fn, ": query_mask must be an array of booleans"));
+    require_ndim(m, 2, fn, "query_mask", "[nq, Lq]");
+    if (m.shape(0) != q.batch.nq || m.shape(1) != q.batch.lq)
+      value_error(cat(fn, ": query_mask must have shape (", q.batch.nq, ", ", q.batch.lq, ") like queries, got ", shape_str(m)));
+    if (m.dtype().kind() != 'b' && m.dtype().kind() != 'u' && m.dtype().kind() != 'i')
+      type_error(cat(fn, ": query_mask must be boolean, got ", dtype_str(m)));
+    q.mask = py::array_t<uint8_t, py::array::c_style | py::array::forcecast>::ensure(
+        m.dtype().kind() == 'b' ? m : py::array(m.attr("astype")("bool")));
+    q.batch.mask = static_cast<const uint8_t*>(q.mask.data());
+  }
+  return q;
+}
+
+struct Docs {
+  py::array tokens;
+  py::array begin, end, floor;
+  DocSet set;
+};
+
+Docs check_tokens(const py::array& tokens, const std::string& dtype, int64_t dim, const char* fn) {
+  Docs d;
+  d.tokens = tokens;
+  require_ndim(tokens, 2, fn, "doc_tokens", "[T, dim]");
+  d.set.dtype = token_dtype(tokens, dtype, fn, "doc_tokens");
+  require_readable(tokens, fn, "doc_tokens");
+  if (tokens.shape(1) != dim)
+    value_error(cat(fn, ": doc_tokens have dim ", tokens.shape(1), " but queries have dim ", dim));
+  d.set.tokens = tokens.data();
+  d.set.dim = dim;
+  return d;
+}
+
+// CSR: offsets [n+1], offsets[0] == 0, non-decreasing, offsets[n] == T.
+Docs check_csr(const py::array& tokens, const std::string& dtype, const py::handle& offsets, int64_t dim, const char* fn) {
+  Docs d = check_tokens(tokens, dtype, dim, fn);
+  auto off = int64_array(offsets, fn, "doc_offsets");
+  if (off.ndim() != 1 || off.shape(0) < 1)
+    value_error(cat(fn, ": doc_offsets must have 1 dimension [n+1] with n >= 0, got shape ", shape_str(off)));
+  const int64_t n = off.shape(0) - 1;
+  const int64_t* o = off.data();
+  const int64_t T = tokens.shape(0);
+  if (o[0] != 0) value_error(cat(fn, ": doc_offsets[0] must be 0, got ", o[0]));
+  for (int64_t i = 0; i < n; ++i)
+    if (o[i + 1] < o[i]) value_error(cat(fn, ": doc_offsets must be non-decreasing, but doc_offsets[", i + 1, "] = ", o[i + 1],
+                                         " < doc_offsets[", i, "] = ", o[i]));
+  if (o[n] != T) value_error(cat(fn, ": doc_offsets[-1] must equal the number of tokens ", T, ", got ", o[n]));
+  d.begin = off;
+  d.set.n = n;
+  d.set.begin = o;
+  d.set.end = o + 1;
+  return d;
+}
+
+// Ranges: document i is rows [begin[i], end[i]) of tokens; floor_zero (optional uint8/bool [n]).
+Docs check_ranges(const py::array& tokens, const std::string& dtype, const py::handle& begin, const py::handle& end,
+                  const py::object& floor_zero, int64_t dim, const char* fn) {
+  Docs d = check_tokens(tokens, dtype, dim, fn);
+  auto b = int64_array(begin, fn, "doc_begin");
+  auto e = int64_array(end, fn, "doc_end");
+  if (b.ndim() != 1 || e.ndim() != 1 || b.shape(0) != e.shape(0))
+    value_error(cat(fn, ": doc_begin and doc_end must be 1-d of equal length, got ", shape_str(b), " and ", shape_str(e)));
+  const int64_t n = b.shape(0), T = tokens.shape(0);
+  for (int64_t i = 0; i < n; ++i)
+    if (b.data()[i] < 0 || b.data()[i] > e.data()[i] || e.data()[i] > T)
+      value_error(cat(fn, ": document ", i, " has rows [", b.data()[i], ", ", e.data()[i], ") outside [0, ", T, "]"));
+  d.begin = b, d.end = e;
+  d.set.n = n;
+  d.set.begin = b.data();
+  d.set.end = e.data();
+  if (!floor_zero.is_none()) {
+    auto f = py::array_t<uint8_t, py::array::c_style | py::array::forcecast>::ensure(floor_zero);
+    if (!f || f.ndim() != 1 || f.shape(0) != n) value_error(cat(fn, ": floor_zero must be 1-d of length ", n));
+    d.floor = f;
+    d.set.floor_zero = f.data();
+  }
+  return d;
+}
+
+py::array_t<float> maxsim_impl(const Queries& q, const Docs& d, int threads, const KernelPath& path) {
+  py::array_t<float> out({q.batch.nq, d.set.n});
+  {
+    py::gil_scoped_release released;
+    maxsim(path, q.batch, d.set, out.mutable_data(), threads);
+  }
+  return out;
+}
+
+py::tuple topk_impl(const Queries& q, const Docs& d, int64_t k, int threads, const KernelPath& path, const char* fn) {
+  if (k < 1 || k > d.set.n)
+    value_error(cat(fn, ": k must be in [1, n] with n = ", d.set.n, " documents, got ", k));
+  py::array_t<float> scores({q.batch.nq, k});
+  py::array_t<int64_t> indices({q.batch.nq, k});
+  {
+    py::gil_scoped_release released;
+    maxsim_topk(path, q.batch, d.set, k, scores.mutable_data(), indices.mutable_data(), threads);
+  }
+  return py::make_tuple(scores, indices);
+}
+
+py::array_t<float> candidates_impl(const Queries& q, const Docs& d, const py::handle& candidates, int threads,
+                                   const KernelPath& path, const char* fn) {
+  auto c = int64_array(candidates, fn, "candidates");
+  if (c.ndim() != 2 || c.shape(0) != q.batch.nq)
+    value_error(cat(fn, ": candidates must have shape (nq, c) with nq = ", q.batch.nq, ", got ", shape_str(c)));
+  const int64_t nc = c.shape(1);
+  const int64_t* cp = c.data();
+  for (int64_t i = 0; i < q.batch.nq * nc; ++i)
+    if (cp[i] < 0 || cp[i] >= d.set.n)
+      value_error(cat(fn, ": candidates[", i / nc, ", ", i % nc, "] = ", cp[i], " is not a document index in [0, ", d.set.n, ")"));
+  py::array_t<float> out({q.batch.nq, nc});
+  {
+    py::gil_scoped_release released;
+    maxsim_candidates(path, q.batch, d.set, cp, nc, out.mutable_data(), threads);
+  }
+  return out;
+}
+
+py::dict info() {
+  py::dict d;
+  const auto& f = cpu_features();
+  d["features"] = f.names();
+  std::vector<std::string> compiled, variants, families;
+  for (auto* p : compiled_paths()) compiled.emplace_back(p->name);
+  for (auto* p : available_paths()) {
+    variants.emplace_back(p->name);
+    if (families.empty() || families.back() != p->family) families.emplace_back(p->family);
+  }
+  d["compiled"] = compiled;
+  d["variants"] = variants;
+  d["paths"] = families;
+  try {
+    const KernelPath& p = default_path();
+    d["isa"] = std::string(p.family);
+    d["variant"] = std::string(p.name);
+  } catch (const std::invalid_argument& e) {
+    d["isa"] = py::none();
+    d["variant"] = py::none();
+    d["error"] = std::string(e.what());
+  }
+  d["default_num_threads"] = default_num_threads();
+  return d;
+}
+
+}  // namespace
+
+void register_codec(py::module_& m);  // codec.cpp (residual codec, centroid search)
+
+}  // namespace edgecolbert::bind
+
+PYBIND11_MODULE(_native, m) {
+  using namespace edgecolbert;
+  using namespace edgecolbert::bind;
+  m.doc() = "edgecolbert native kernels (see edgecolbert_native.kernels for the documented API)";
+
+  m.def("info", &info);
+
+  m.def(
+      "maxsim",
+      [](const py::array& queries, const py::array& doc_tokens, const py::handle& doc_offsets, const py::object& query_mask,
+         const py::object& num_threads, const std::string& queries_dtype, const std::string& docs_dtype,
+         const std::string& isa) {
+        const char* fn = "maxsim";
+        auto q = check_queries(queries, queries_dtype, query_mask, fn);
+        auto d = check_csr(doc_tokens, docs_dtype, doc_offsets, q.batch.dim, fn);
+        return maxsim_impl(q, d, resolve_threads(num_threads, fn), resolve_path(isa));
+      },
+      py::arg("queries"), py::arg("doc_tokens"), py::arg("doc_offsets"), py::arg("query_mask") = py::none(),
+      py::arg("num_threads") = py::none(), py::arg("queries_dtype") = "", py::arg("docs_dtype") = "", py::arg("isa") = "");
+
+  m.def(
+      "maxsim_ranges",
+      [](const py::array& queries, const py::array& doc_tokens, const py::handle& doc_begin, const py::handle& doc_end,
+         const py::object& floor_zero, const py::object& query_mask, const py::object& num_threads,
+         const std::string& queries_dtype, const std::string& docs_dtype, const std::string& isa, const std::string& fn_name) {
+        const char* fn = fn_name.c_str();
+        auto q = check_queries(queries, queries_dtype, query_mask, fn);
+        auto d = check_ranges(doc_tokens, docs_dtype, doc_begin, doc_end, floor_zero, q.batch.dim, fn);
+        return maxsim_impl(q, d, resolve_threads(num_threads, fn), resolve_path(isa));
+      },
+      py::arg("queries"), py::arg("doc_tokens"), py::arg("doc_begin"), py::arg("doc_end"), py::arg("floor_zero") = py::none(),
+      py::arg("query_mask") = py::none(), py::arg("num_threads") = py::none(), py::arg("queries_dtype") = "",
+      py::arg("docs_dtype") = "", py::arg("isa") = "", py::arg("fn_name") = "maxsim_padded");
+
+  m.def(
+      "maxsim_topk",
+      [](const py::array& queries, const py::array& doc_tokens, const py::handle& doc_offsets, int64_t k,
+         const py::object& query_mask, const py::object& num_threads, const std::string& queries_dtype,
+         const std::string& docs_dtype, const std::string& isa) {
+        const char* fn = "maxsim_topk";
+        auto q = check_queries(queries, queries_dtype, query_mask, fn);
+        auto d = check_csr(doc_tokens, docs_dtype, doc_offsets, q.batch.dim, fn);
+        return topk_impl(q, d, k, resolve_threads(num_threads, fn), resolve_path(isa), fn);
+      },
+      py::arg("queries"), py::arg("doc_tokens"), py::arg("doc_offsets"), py::arg("k"), py::arg("query_mask") = py::none(),
+      py::arg("num_threads") = py::none(), py::arg("queries_dtype") = "", py::arg("docs_dtype") = "", py::arg("isa") = "");
+
+  m.def(
+      "maxsim_candidates",
+      [](const py::array& queries, const py::array& doc_tokens, const py::handle& doc_offsets, const py::handle& candidates,
+         const py::object& query_mask, const py::object& num_threads, const std::string& queries_dtype,
+         const std::string& docs_dtype, const std::string& isa) {
+        const char* fn = "maxsim_candidates";
+        auto q = check_queries(queries, queries_dtype, query_mask, fn);
+        auto d = check_csr(doc_tokens, docs_dtype, doc_offsets, q.batch.dim, fn);
+        return candidates_impl(q, d, candidates, resolve_threads(num_threads, fn), resolve_path(isa), fn);
+      },
+      py::arg("queries"), py::arg("doc_tokens"), py::arg("doc_offsets"), py::arg("candidates"),
+      py::arg("query_mask") = py::none(), py::arg("num_threads") = py::none(), py::arg("queries_dtype") = "",
+      py::arg("docs_dtype") = "", py::arg("isa") = "");
+
+  register_codec(m);
+}

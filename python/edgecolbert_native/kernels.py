@@ -1,0 +1,154 @@
+"""MaxSim kernels on numpy arrays and CPU torch tensors.
+
+Layouts (see DESIGN.md): queries ``[nq, Lq, dim]`` with an optional boolean ``query_mask [nq, Lq]``
+(False rows are ignored); documents in CSR form, ``doc_tokens [T, dim]`` row-major and
+``doc_offsets`` int64 ``[n+1]`` (``offsets[0] == 0``, non-decreasing, ``offsets[n] == T``). Token dtypes
+float32, float16 and bfloat16 (torch bf16 tensors, ml_dtypes arrays, or uint16 storage with
+``dtype="bfloat16"``); queries and documents may differ; accumulation is float32; scores float32.
+
+``score(q, d) = sum over kept query tokens i of max over tokens j of <q_i, d_j>``; an empty document
+scores 0. Contiguous inputs are read in place; non-contiguous ones are refused with a ValueError
+rather than copied behind the caller's back.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from . import _native
+from ._arrays import as_array, as_index_array, as_mask
+
+
+def _queries(queries: Any, fn: str, dtype: str | None) -> tuple[np.ndarray, str]:
+    return as_array(queries, fn, "queries", dtype)
+
+
+def maxsim(
+    queries: Any,
+    doc_tokens: Any,
+    doc_offsets: Any,
+    *,
+    query_mask: Any = None,
+    num_threads: int | None = None,
+    dtype: str | None = None,
+    _isa: str = "",
+) -> np.ndarray:
+    """Scores every query against every document: float32 ``[nq, n]``.
+
+    queries ``[nq, Lq, dim]``; doc_tokens ``[T, dim]``; doc_offsets int64 ``[n+1]``;
+    query_mask bool ``[nq, Lq]``; num_threads defaults to every core this process may use (results
+    do not depend on it); dtype="bfloat16" reads uint16 arrays as bfloat16.
+    """
+    fn = "maxsim"
+    q, qd = _queries(queries, fn, dtype)
+    d, dd = as_array(doc_tokens, fn, "doc_tokens", dtype)
+    return _native.maxsim(
+        q, d, as_index_array(doc_offsets, fn, "doc_offsets"), as_mask(query_mask, fn, "query_mask"),
+        num_threads, qd, dd, _isa,
+    )
+
+
+def maxsim_topk(
+    queries: Any,
+    doc_tokens: Any,
+    doc_offsets: Any,
+    k: int,
+    *,
+    query_mask: Any = None,
+    num_threads: int | None = None,
+    dtype: str | None = None,
+    _isa: str = "",
+) -> tuple[np.ndarray, np.ndarray]:
+    """Fused top-k: ``(scores float32 [nq, k], indices int64 [nq, k])``, best first.
+
+    The full score matrix is never materialised. Ties go to the lower document index; NaN scores
+    rank last. ``1 <= k <= n``.
+    """
+    fn = "maxsim_topk"
+    if not isinstance(k, (int, np.integer)) or isinstance(k, bool):
+        raise TypeError(f"{fn}: k must be an int, got {type(k).__name__}")
+    q, qd = _queries(queries, fn, dtype)
+    d, dd = as_array(doc_tokens, fn, "doc_tokens", dtype)
+    return _native.maxsim_topk(
+        q, d, as_index_array(doc_offsets, fn, "doc_offsets"), int(k), as_mask(query_mask, fn, "query_mask"),
+        num_threads, qd, dd, _isa,
+    )
+
+
+def maxsim_candidates(
+    queries: Any,
+    doc_tokens: Any,
+    doc_offsets: Any,
+    candidates: Any,
+    *,
+    query_mask: Any = None,
+    num_threads: int | None = None,
+    dtype: str | None = None,
+    _isa: str = "",
+) -> np.ndarray:
+    """Scores only the given documents per query: candidates int ``[nq, c]`` -> float32 ``[nq, c]``."""
+    fn = "maxsim_candidates"
+    q, qd = _queries(queries, fn, dtype)
+    d, dd = as_array(doc_tokens, fn, "doc_tokens", dtype)
+    return _native.maxsim_candidates(
+        q, d, as_index_array(doc_offsets, fn, "doc_offsets"), as_index_array(candidates, fn, "candidates"),
+        as_mask(query_mask, fn, "query_mask"), num_threads, qd, dd, _isa,
+    )
+
+
+def maxsim_padded(
+    queries: Any,
+    docs: Any,
+    doc_mask: Any = None,
+    *,
+    query_mask: Any = None,
+    num_threads: int | None = None,
+    dtype: str | None = None,
+    _isa: str = "",
+) -> np.ndarray:
+    """Padded documents ``[n, Ld, dim]`` with an optional boolean ``doc_mask [n, Ld]``: ``[nq, n]``.
+
+    Follows PyLate's ``colbert_scores`` exactly: masked document tokens score 0 rather than being
+    dropped, so a document with any masked token has every query row's max clamped at >= 0 (and a
+    fully masked document scores 0). Masks that keep a prefix of each row are read in place; other
+    masks gather the kept tokens into a compact copy.
+    """
+    fn = "maxsim_padded"
+    q, qd = _queries(queries, fn, dtype)
+    d, dd = as_array(docs, fn, "docs", dtype)
+    if d.ndim != 3:
+        raise ValueError(f"{fn}: docs must have 3 dimensions [n, Ld, dim], got shape {d.shape}")
+    n, ld, dim = d.shape
+    if not d.flags.c_contiguous:
+        raise ValueError(f"{fn}: docs must be C-contiguous (numpy.ascontiguousarray makes a copy)")
+    tokens = d.reshape(n * ld, dim)
+    mask = as_mask(doc_mask, fn, "doc_mask")
+    starts = np.arange(n, dtype=np.int64) * ld
+    if mask is None:
+        begin, end, floor = starts, starts + ld, None
+    else:
+        if mask.shape != (n, ld):
+            raise ValueError(f"{fn}: doc_mask must have shape {(n, ld)} like docs, got {mask.shape}")
+        lengths = mask.sum(axis=1, dtype=np.int64)
+        floor = (lengths < ld).astype(np.uint8)
+        if np.array_equal(mask, np.arange(ld)[None, :] < lengths[:, None]):
+            begin, end = starts, starts + lengths
+        else:
+            tokens = np.ascontiguousarray(tokens[mask.reshape(-1)])
+            end = np.cumsum(lengths)
+            begin = end - lengths
+    return _native.maxsim_ranges(
+        q, tokens, begin, end, floor, as_mask(query_mask, fn, "query_mask"), num_threads, qd, dd, _isa, fn
+    )
+
+
+def info() -> dict:
+    """CPU features seen, compiled variants, the paths this CPU can run and the chosen one.
+
+    Keys: ``features``, ``compiled``, ``variants`` (runnable variants), ``paths`` (runnable ISA
+    families: scalar, avx2, avx512, neon), ``isa`` (chosen family), ``variant`` (chosen variant),
+    ``default_num_threads``.
+    """
+    return dict(_native.info())

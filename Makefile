@@ -31,7 +31,7 @@ $(VENV)/.test-deps: $(VENV)/.base pyproject.toml
 deps-test: $(VENV)/.test-deps
 
 run: install
-	$(PIP) install -q '.[encoder]' --no-build-isolation --no-deps >/dev/null
+	$(PIP) install -q threadpoolctl
 	$(VENV)/bin/edgecolbert bench --quick
 
 test: deps-test install test-cpp test-arm test-py
@@ -62,8 +62,8 @@ test-py: install
 	$(PY) -m pytest -q tests
 
 bench: install
-	$(PIP) install -q numkong maxsim-cpu || true
-	$(PY) -m pytest -q bench --benchmark-only --benchmark-columns=min,median,max,iqr
+	$(PIP) install -q threadpoolctl numkong maxsim-cpu || true
+	$(PY) -m pytest -q bench -o python_files="bench_*.py" --benchmark-only --benchmark-columns=min,median,max,iqr
 	$(VENV)/bin/edgecolbert bench
 
 clean:

@@ -30,11 +30,57 @@ struct MaxSimOps {
   std::size_t (*scratch_floats)(int64_t dim);
 };
 
+// Centroid scores for one ISA (centroid search, assignment, k-means, compressed scoring). Rows (query
+// or document tokens, float32) are packed kCentroidBlockRows at a time; block_scores then computes for
+// one packed block and nc centroids [nc, dim] of type ct, centroid-major:
+//   out[j * kCentroidBlockRows + r] = <row r, centroid j>   (padded rows score 0)
+// and flags[j] = 1 when some r has out[j * 32 + r] > thr[r] (thr +inf for padded rows). Every
+// (row, centroid) dot product is the same float32 sequence wherever it falls in a tile, so results
+// do not depend on how centroids are split into calls. scratch holds scratch_floats(dim) floats.
+constexpr int64_t kCentroidBlockRows = 32;
+struct CentroidOps {
+  std::size_t (*packed_bytes)(int64_t dim);
+  void (*pack)(const float* rows, int64_t nrows, int64_t dim, void* out);  // nrows <= 32
+  void (*block_scores)(const void* packed, int64_t dim, const void* centroids, DType ct, int64_t nc, const float* thr,
+                       float* out, uint8_t* flags, float* scratch);
+  std::size_t (*scratch_floats)(int64_t dim);
+};
+
+// A residual codec as the kernels see it (see codec.hpp for the formulas and the byte layout).
+// byte_table [256][8 / nbits]: for each residual byte value, the bucket weights of the dimensions it
+// encodes, in dimension order (built once per call by make_byte_table).
+struct CodecView {
+  const float* centroids = nullptr;  // [num_centroids, dim]
+  int64_t num_centroids = 0, dim = 0;
+  int nbits = 0;
+  const float* weights = nullptr;     // [2^nbits]
+  const float* byte_table = nullptr;  // [256, 8 / nbits]
+};
+
+// Residual codec kernels for one ISA.
+//  decompress: out[t] = (c + r) / max(||c + r||, 1e-12) for n tokens, float32 or float16 out.
+//  Compressed MaxSim (rows = kept query rows, stride = rows rounded up to kCentroidBlockRows):
+//   qc [num_centroids, stride]: <q_r, c> for the codes that occur (the driver fills it);
+//   lut [dim * nbits / 8, 256, stride] built by build_lut: sum over the byte's dims of q_r[d] * w[b_d];
+//   score_doc returns sum_r max_t (<q_r, c_t> + sum_p lut[p][byte_p]) / max(||c_t + r_t||, 1e-12)
+//   for a document of ntok >= 1 tokens (qr is the rows [rows, dim], for paths that decompress instead);
+//   score_doc scratch holds scratch_floats(dim) + stride floats.
+struct CodecOps {
+  void (*decompress)(const CodecView& cv, const int32_t* codes, const uint8_t* packed, int64_t n, void* out,
+                     DType out_dtype);
+  void (*build_lut)(const float* qr, int64_t rows, int64_t stride, const CodecView& cv, float* lut);
+  float (*score_doc)(const float* qr, const float* lut, const float* qc, int64_t rows, int64_t stride,
+                     const CodecView& cv, const int32_t* codes, const uint8_t* packed, int64_t ntok, float* scratch);
+  std::size_t (*scratch_floats)(int64_t dim);
+};
+
 struct KernelPath {
   const char* name;    // variant: scalar, avx2, avx512, avx512_bf16, neon, neon_bf16
   const char* family;  // what EDGECOLBERT_ISA names: scalar, avx2, avx512, neon
   bool (*supported)(const CpuFeatures&);
   MaxSimOps maxsim;
+  CentroidOps centroids;  // the bf16 variants reuse their base ISA's tables
+  CodecOps codec;
 };
 
 // Every variant compiled into this build, in increasing preference.
@@ -55,5 +101,8 @@ extern const MaxSimOps maxsim_ops_avx512;
 extern const MaxSimOps maxsim_ops_avx512_bf16;
 extern const MaxSimOps maxsim_ops_neon;
 extern const MaxSimOps maxsim_ops_neon_bf16;
+// Per-ISA tables, defined in csrc/cpu/centroids_<isa>.cpp and codec_<isa>.cpp.
+extern const CentroidOps centroid_ops_scalar, centroid_ops_avx2, centroid_ops_avx512, centroid_ops_neon;
+extern const CodecOps codec_ops_scalar, codec_ops_avx2, codec_ops_avx512, codec_ops_neon;
 
 }  // namespace edgecolbert

@@ -1,0 +1,257 @@
+// Centroid search drivers (ISA-independent). Work is cut into tasks of (row group, centroid split):
+// a row group is up to kGroupBlocks blocks of 32 rows, widened and packed once per task; the task
+// walks its centroid range in chunks of kChunk centroids (an L2-sized slice reused by every block of
+// the group) and keeps a bounded heap per row. When there are fewer row groups than threads (a query
+// against many centroids) the centroid range is split too and the per-split heaps are merged; the
+// merged top-k is the same for every split because the order is total (score, then id).
+#include "edgecolbert/centroids.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <memory>
+#include <vector>
+
+#include "edgecolbert/threadpool.hpp"
+
+namespace edgecolbert {
+namespace {
+
+constexpr int64_t kRows = kCentroidBlockRows;
+constexpr int64_t kGroupBlocks = 8;
+constexpr int64_t kChunk = 512;
+constexpr std::size_t kAlign = 64;
+
+// 64-byte aligned float buffer (packed blocks are read with aligned vector loads).
+struct AlignedFloats {
+  std::unique_ptr<float[]> raw;
+  float* p = nullptr;
+  explicit AlignedFloats(std::size_t n) : raw(new float[n + kAlign / sizeof(float)]) {
+    const auto a = reinterpret_cast<uintptr_t>(raw.get());
+    p = raw.get() + ((kAlign - a % kAlign) % kAlign) / sizeof(float);
+  }
+};
+
+struct Entry {
+  float score;
+  int32_t id;
+};
+
+// Total order: higher score first, NaN after every number, ties to the lower id.
+inline bool better(const Entry& a, const Entry& b) {
+  const bool an = std::isnan(a.score), bn = std::isnan(b.score);
+  if (an != bn) return bn;
+  if (!an && a.score != b.score) return a.score > b.score;
+  return a.id < b.id;
+}
+
+void widen_rows(const Matrix& m, int64_t r0, int64_t nr, float* dst) {
+  const std::size_t base = static_cast<std::size_t>(r0 * m.dim);
+  const std::size_t cnt = static_cast<std::size_t>(nr * m.dim);
+  if (m.dtype == DType::f32) {
+    std::copy_n(static_cast<const float*>(m.data) + base, cnt, dst);
+  } else {
+    for (std::size_t i = 0; i < cnt; ++i) dst[i] = load_as_f32(m.data, m.dtype, base + i);
+  }
+}
+
+const void* centroid_ptr(const Matrix& c, int64_t j) {
+  return static_cast<const uint8_t*>(c.data) + static_cast<std::size_t>(j * c.dim) * dtype_size(c.dtype);
+}
+
+// Per-task state: the group's packed blocks and a scores/flags buffer for one chunk.
+struct TaskBuffers {
+  AlignedFloats packed, scores, scratch, rowsf;
+  std::vector<uint8_t> flags;
+  std::size_t block_floats;
+  TaskBuffers(const KernelPath& path, int64_t dim)
+      : packed(kGroupBlocks * (path.centroids.packed_bytes(dim) / sizeof(float) + 16)),
+        scores(static_cast<std::size_t>(kChunk * kRows)),
+        scratch(path.centroids.scratch_floats(dim) + 16),
+        rowsf(static_cast<std::size_t>(kGroupBlocks * kRows * dim)),
+        flags(static_cast<std::size_t>(kChunk)),
+        block_floats((path.centroids.packed_bytes(dim) / sizeof(float) + 15) / 16 * 16) {}
+  float* block(int64_t b) { return packed.p + b * block_floats; }
+};
+
+int64_t pack_group(const KernelPath& path, const Matrix& rows, int64_t g, TaskBuffers& tb) {
+  const int64_t r0 = g * kGroupBlocks * kRows;
+  const int64_t nr = std::min(rows.n - r0, kGroupBlocks * kRows);
+  widen_rows(rows, r0, nr, tb.rowsf.p);
+  const int64_t nb = (nr + kRows - 1) / kRows;
+  for (int64_t b = 0; b < nb; ++b)
+    path.centroids.pack(tb.rowsf.p + b * kRows * rows.dim, std::min(kRows, nr - b * kRows), rows.dim, tb.block(b));
+  return nr;
+}
+
+}  // namespace
+
+void centroid_scores(const KernelPath& path, const Matrix& rows, const Matrix& cents, float* out, int num_threads) {
+  if (rows.n == 0 || cents.n == 0) return;
+  const int64_t ngroups = (rows.n + kGroupBlocks * kRows - 1) / (kGroupBlocks * kRows);
+  const int64_t nchunks = (cents.n + kChunk - 1) / kChunk;
+  std::vector<std::unique_ptr<TaskBuffers>> bufs(static_cast<std::size_t>(num_threads));
+  float inf_thr[kRows];
+  std::fill_n(inf_thr, kRows, std::numeric_limits<float>::infinity());
+  // Tasks: (group, chunk); consecutive tasks share a group so its packing is reused by one worker.
+  std::vector<int64_t> packed_group(static_cast<std::size_t>(num_threads), -1);
+  parallel_for(ngroups * nchunks, num_threads, [&](int64_t t, int w) {
+    auto& tb = bufs[static_cast<std::size_t>(w)];
+    if (!tb) tb.reset(new TaskBuffers(path, rows.dim));
+    const int64_t g = t / nchunks, ch = t % nchunks;
+    int64_t nr;
+    if (packed_group[w] != g) {
+      nr = pack_group(path, rows, g, *tb);
+      packed_group[w] = g;
+    } else {
+      nr = std::min(rows.n - g * kGroupBlocks * kRows, kGroupBlocks * kRows);
+    }
+    const int64_t c0 = ch * kChunk, nc = std::min(kChunk, cents.n - c0);
+    const int64_t nb = (nr + kRows - 1) / kRows;
+    for (int64_t b = 0; b < nb; ++b) {
+      path.centroids.block_scores(tb->block(b), rows.dim, centroid_ptr(cents, c0), cents.dtype, nc, inf_thr,
+                                  tb->scores.p, tb->flags.data(), tb->scratch.p);
+      const int64_t rb = g * kGroupBlocks * kRows + b * kRows;
+      const int64_t vr = std::min(kRows, rows.n - rb);
+      for (int64_t r = 0; r < vr; ++r) {
+        float* o = out + (rb + r) * cents.n + c0;
+        const float* s = tb->scores.p + r;
+        for (int64_t j = 0; j < nc; ++j) o[j] = s[j * kRows];
+      }
+    }
+  });
+}
+
+void centroid_topk(const KernelPath& path, const Matrix& rows, const Matrix& cents, int64_t k, float* scores,
+                   int32_t* ids, int num_threads) {
+  if (rows.n == 0) return;
+  const int64_t ngroups = (rows.n + kGroupBlocks * kRows - 1) / (kGroupBlocks * kRows);
+  // Split the centroids when row groups alone cannot keep the threads busy; never below ~2 chunks a split.
+  int64_t nsplit = 1;
+  if (ngroups < 2 * static_cast<int64_t>(num_threads))
+    nsplit = std::max<int64_t>(1, std::min<int64_t>((4 * num_threads + ngroups - 1) / ngroups, cents.n / (2 * kChunk)));
+  const int64_t per_split = (cents.n + nsplit - 1) / nsplit;
+  // With one split (many rows: assignment) each task sorts its own heaps into the output, so memory
+  // stays O(threads); with several splits (few rows) heaps [nsplit][rows.n][k] are merged at the end.
+  const bool merged = nsplit > 1;
+  std::vector<Entry> heaps(merged ? static_cast<std::size_t>(nsplit * rows.n * k) : 0);
+  std::vector<int64_t> sizes(merged ? static_cast<std::size_t>(nsplit * rows.n) : 0, 0);
+  std::vector<std::unique_ptr<TaskBuffers>> bufs(static_cast<std::size_t>(num_threads));
+  std::vector<std::vector<Entry>> local_heaps(static_cast<std::size_t>(num_threads));
+  std::vector<std::vector<int64_t>> local_sizes(static_cast<std::size_t>(num_threads));
+  parallel_for(ngroups * nsplit, num_threads, [&](int64_t t, int w) {
+    auto& tb = bufs[static_cast<std::size_t>(w)];
+    if (!tb) tb.reset(new TaskBuffers(path, rows.dim));
+    const int64_t g = t / nsplit, sp = t % nsplit;
+    const int64_t nr = pack_group(path, rows, g, *tb);
+    const int64_t nb = (nr + kRows - 1) / kRows;
+    const int64_t rg0 = g * kGroupBlocks * kRows;
+    auto& lh = local_heaps[static_cast<std::size_t>(w)];
+    auto& ls = local_sizes[static_cast<std::size_t>(w)];
+    if (!merged) {
+      lh.resize(static_cast<std::size_t>(kGroupBlocks * kRows * k));
+      ls.assign(static_cast<std::size_t>(kGroupBlocks * kRows), 0);
+    }
+    const int64_t lo = sp * per_split, hi = std::min(cents.n, lo + per_split);
+    float thr[kRows];
+    for (int64_t c0 = lo; c0 < hi; c0 += kChunk) {
+      const int64_t nc = std::min(kChunk, hi - c0);
+      for (int64_t b = 0; b < nb; ++b) {
+        const int64_t rb = rg0 + b * kRows;
+        const int64_t vr = std::min(kRows, rows.n - rb);
+        Entry* hp = merged ? heaps.data() + (sp * rows.n + rb) * k : lh.data() + (rb - rg0) * k;
+        int64_t* sz = merged ? sizes.data() + sp * rows.n + rb : ls.data() + (rb - rg0);
+        // A row's threshold is its worst kept score once its heap is full (-inf before, and when
+        // that worst is NaN, so every number is looked at); padded rows never flag.
+        for (int64_t r = 0; r < kRows; ++r) {
+          if (r >= vr) {
+            thr[r] = std::numeric_limits<float>::infinity();
+          } else if (sz[r] < k || std::isnan(hp[r * k].score)) {
+            thr[r] = -std::numeric_limits<float>::infinity();
+          } else {
+            thr[r] = hp[r * k].score;
+          }
+        }
+        path.centroids.block_scores(tb->block(b), rows.dim, centroid_ptr(cents, c0), cents.dtype, nc, thr,
+                                    tb->scores.p, tb->flags.data(), tb->scratch.p);
+        for (int64_t j = 0; j < nc; ++j) {
+          // An unflagged centroid still enters a row whose heap is not full yet (or holds NaN).
+          const bool flagged = tb->flags[j] != 0;
+          for (int64_t r = 0; r < vr; ++r) {
+            if (!flagged && thr[r] != -std::numeric_limits<float>::infinity()) continue;
+            const Entry e{tb->scores.p[j * kRows + r], static_cast<int32_t>(c0 + j)};
+            Entry* h = hp + r * k;
+            if (sz[r] < k) {
+              h[sz[r]++] = e;
+              std::push_heap(h, h + sz[r], better);
+            } else if (better(e, h[0])) {
+              std::pop_heap(h, h + k, better);
+              h[k - 1] = e;
+              std::push_heap(h, h + k, better);
+            }
+          }
+        }
+      }
+    }
+    if (!merged) {
+      for (int64_t r = 0; r < nr; ++r) {
+        Entry* h = lh.data() + r * k;
+        std::sort_heap(h, h + k, better);  // a full heap (k <= cents.n) sorts best first
+        for (int64_t j = 0; j < k; ++j) {
+          if (scores != nullptr) scores[(rg0 + r) * k + j] = h[j].score;
+          ids[(rg0 + r) * k + j] = h[j].id;
+        }
+      }
+    }
+  });
+  if (!merged) return;
+  // Merge the splits per row.
+  parallel_for((rows.n + 255) / 256, num_threads, [&](int64_t t, int) {
+    std::vector<Entry> all;
+    const int64_t r1 = std::min(rows.n, (t + 1) * 256);
+    for (int64_t r = t * 256; r < r1; ++r) {
+      all.clear();
+      for (int64_t sp = 0; sp < nsplit; ++sp) {
+        const Entry* h = heaps.data() + (sp * rows.n + r) * k;
+        all.insert(all.end(), h, h + sizes[sp * rows.n + r]);
+      }
+      std::partial_sort(all.begin(), all.begin() + k, all.end(), better);
+      for (int64_t j = 0; j < k; ++j) {
+        if (scores != nullptr) scores[r * k + j] = all[j].score;
+        ids[r * k + j] = all[j].id;
+      }
+    }
+  });
+}
+
+void centroid_scores_gathered(const KernelPath& path, const float* rows_f32, int64_t rows, int64_t stride,
+                              const Matrix& cents, const int32_t* ids, int64_t nids, float* out, int num_threads) {
+  if (rows == 0 || nids == 0) return;
+  const int64_t nb = stride / kRows;
+  const std::size_t bf = (path.centroids.packed_bytes(cents.dim) / sizeof(float) + 15) / 16 * 16;
+  AlignedFloats packed(static_cast<std::size_t>(nb) * bf);
+  for (int64_t b = 0; b < nb; ++b)
+    path.centroids.pack(rows_f32 + b * kRows * cents.dim, std::max<int64_t>(0, std::min(kRows, rows - b * kRows)),
+                        cents.dim, packed.p + b * bf);
+  const int64_t nchunks = (nids + kChunk - 1) / kChunk;
+  float inf_thr[kRows];
+  std::fill_n(inf_thr, kRows, std::numeric_limits<float>::infinity());
+  const std::size_t esz = dtype_size(cents.dtype);
+  parallel_for(nchunks, num_threads, [&](int64_t t, int) {
+    const int64_t i0 = t * kChunk, n = std::min(kChunk, nids - i0);
+    std::vector<uint8_t> gathered(static_cast<std::size_t>(n * cents.dim) * esz);
+    for (int64_t i = 0; i < n; ++i)
+      std::copy_n(static_cast<const uint8_t*>(centroid_ptr(cents, ids[i0 + i])), cents.dim * esz,
+                  gathered.data() + static_cast<std::size_t>(i * cents.dim) * esz);
+    AlignedFloats sc(static_cast<std::size_t>(n * kRows)), scratch(path.centroids.scratch_floats(cents.dim) + 16);
+    std::vector<uint8_t> flags(static_cast<std::size_t>(n));
+    for (int64_t b = 0; b < nb; ++b) {
+      path.centroids.block_scores(packed.p + b * bf, cents.dim, gathered.data(), cents.dtype, n, inf_thr, sc.p,
+                                  flags.data(), scratch.p);
+      for (int64_t i = 0; i < n; ++i)
+        std::copy_n(sc.p + i * kRows, kRows, out + static_cast<int64_t>(ids[i0 + i]) * stride + b * kRows);
+    }
+  });
+}
+
+}  // namespace edgecolbert

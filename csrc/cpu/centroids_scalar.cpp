@@ -1,0 +1,43 @@
+// Centroid scores, scalar reference: the specification every SIMD path is tested against.
+// Layout: a packed block is 32 rows of float32 [32, dim] (padded rows zero); centroids are read in
+// their own dtype and widened exactly; each dot product accumulates in float32 in order k = 0..dim-1.
+#include <cstring>
+
+#include "edgecolbert/dispatch.hpp"
+
+namespace edgecolbert {
+namespace {
+
+constexpr int64_t kRows = kCentroidBlockRows;
+
+std::size_t packed_bytes(int64_t dim) { return static_cast<std::size_t>(kRows * dim) * sizeof(float); }
+
+void pack(const float* rows, int64_t nrows, int64_t dim, void* out) {
+  float* p = static_cast<float*>(out);
+  std::memset(p, 0, packed_bytes(dim));
+  std::memcpy(p, rows, static_cast<std::size_t>(nrows * dim) * sizeof(float));
+}
+
+void block_scores(const void* packed, int64_t dim, const void* cents, DType ct, int64_t nc, const float* thr,
+                  float* out, uint8_t* flags, float*) {
+  const float* q = static_cast<const float*>(packed);
+  for (int64_t j = 0; j < nc; ++j) {
+    uint8_t hit = 0;
+    for (int64_t r = 0; r < kRows; ++r) {
+      float dot = 0.0f;
+      for (int64_t k = 0; k < dim; ++k)
+        dot += q[r * dim + k] * load_as_f32(cents, ct, static_cast<std::size_t>(j * dim + k));
+      out[j * kRows + r] = dot;
+      hit |= dot > thr[r];
+    }
+    flags[j] = hit;
+  }
+}
+
+std::size_t scratch_floats(int64_t) { return 0; }
+
+}  // namespace
+
+const CentroidOps centroid_ops_scalar{packed_bytes, pack, block_scores, scratch_floats};
+
+}  // namespace edgecolbert

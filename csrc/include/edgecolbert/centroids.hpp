@@ -1,0 +1,33 @@
+// Centroid search drivers: token rows x centroids, inner product, split over the pool.
+//  centroid_scores: dense [m, K] (PLAID's centroid interaction).
+//  centroid_topk:   best k centroids per row, best first, ties to the lower id, NaN ranks last;
+//                   k = 1 is assignment. Streaming: rows are processed 32 at a time against chunks of
+//                   centroids, so no [m, K] buffer exists (assign over 10^8 tokens needs O(threads) memory).
+// Results do not depend on the thread count: each score is computed by the same code wherever it
+// falls, and a top-k under a total order is unique.
+#pragma once
+#include "edgecolbert/common.hpp"
+#include "edgecolbert/dispatch.hpp"
+
+namespace edgecolbert {
+
+// A row-major matrix [n, dim] of token vectors (rows) or centroids.
+struct Matrix {
+  const void* data = nullptr;
+  DType dtype = DType::f32;
+  int64_t n = 0, dim = 0;
+};
+
+// out [rows.n, cents.n] row-major.
+void centroid_scores(const KernelPath& path, const Matrix& rows, const Matrix& cents, float* out, int num_threads);
+
+// scores (may be null) and ids [rows.n, k]; requires 1 <= k <= cents.n.
+void centroid_topk(const KernelPath& path, const Matrix& rows, const Matrix& cents, int64_t k, float* scores,
+                   int32_t* ids, int num_threads);
+
+// Rows scored against a subset of centroids, written centroid-major for the compressed scorer:
+// out[c * stride + r] = <rows_f32[r], cents[c]> for every c in ids (rows <= stride, stride % 32 == 0).
+void centroid_scores_gathered(const KernelPath& path, const float* rows_f32, int64_t rows, int64_t stride,
+                              const Matrix& cents, const int32_t* ids, int64_t nids, float* out, int num_threads);
+
+}  // namespace edgecolbert

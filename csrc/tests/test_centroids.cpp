@@ -1,0 +1,131 @@
+// Centroid scores and top-k on every variant this CPU runs: dense scores against the scalar
+// reference and float64 (tolerance per arithmetic), top-k against the path's own dense scores (exact:
+// same kernel arithmetic), ties to the lower id, thread-count independence, split merges.
+#include <algorithm>
+#include <cmath>
+#include <string>
+
+#include "edgecolbert/centroids.hpp"
+#include "test_util.hpp"
+
+using namespace edgecolbert;
+
+namespace {
+
+struct Mat {
+  std::vector<float> f;      // values as float32 (rounded to the dtype)
+  std::vector<uint16_t> h;   // half storage
+  DType t;
+  int64_t n, dim;
+  Matrix view() const { return {t == DType::f32 ? static_cast<const void*>(f.data()) : h.data(), t, n, dim}; }
+};
+
+Mat make(std::mt19937_64& rng, int64_t n, int64_t dim, DType t) {
+  Mat m{ectest::awkward_values(rng, static_cast<std::size_t>(n * dim)), {}, t, n, dim};
+  if (t != DType::f32) {
+    m.h = ectest::to_half(m.f, t);
+    for (std::size_t i = 0; i < m.f.size(); ++i) m.f[i] = load_as_f32(m.h.data(), t, i);
+  }
+  return m;
+}
+
+bool better(float a, int32_t ia, float b, int32_t ib) {
+  const bool an = std::isnan(a), bn = std::isnan(b);
+  if (an != bn) return bn;
+  if (!an && a != b) return a > b;
+  return ia < ib;
+}
+
+}  // namespace
+
+EC_TEST(centroid_scores_and_topk_every_variant) {
+  std::mt19937_64 rng(2024);
+  const KernelPath& scalar = path_by_name("scalar");
+  const int64_t dims[] = {1, 7, 8, 9, 31, 33, 48, 64, 127, 128, 129};
+  const int64_t ms[] = {1, 5, 33, 70};
+  const int64_t ks[] = {1, 13, 600, 1100};
+  const DType types[] = {DType::f32, DType::f16, DType::bf16};
+  for (const KernelPath* p : available_paths()) {
+    int cases = 0;
+    for (int64_t dim : dims)
+      for (DType ct : types) {
+        const int64_t m = ms[(dim + static_cast<int>(ct)) % 4], K = ks[(dim / 2 + static_cast<int>(ct)) % 4];
+        Mat rows = make(rng, m, dim, DType::f32), cents = make(rng, K, dim, ct);
+        if (K > 3) {  // exact ties: centroid 2 duplicates centroid 0 (and scores identically on every path)
+          std::copy_n(cents.f.begin(), dim, cents.f.begin() + 2 * dim);
+          if (ct != DType::f32) std::copy_n(cents.h.begin(), dim, cents.h.begin() + 2 * dim);
+        }
+        std::vector<float> dense(static_cast<std::size_t>(m * K), NAN), want(dense.size(), NAN);
+        centroid_scores(*p, rows.view(), cents.view(), dense.data(), 2);
+        centroid_scores(scalar, rows.view(), cents.view(), want.data(), 1);
+        const double tol = 2e-6 * std::sqrt(double(dim)) + 1e-6;
+        for (int64_t r = 0; r < m; ++r)
+          for (int64_t j = 0; j < K; ++j) {
+            double ref = 0, mag = 0;
+            for (int64_t k = 0; k < dim; ++k) {
+              const double pr = double(rows.f[r * dim + k]) * cents.f[j * dim + k];
+              ref += pr;
+              mag += std::fabs(pr);
+            }
+            const float g = dense[r * K + j];
+            EC_CHECK(std::fabs(g - ref) <= tol * (mag + 1e-30), "%s dim=%lld %s: %.9g vs %.9g", p->name, (long long)dim,
+                     dtype_name(ct), g, ref);
+            EC_CHECK(std::fabs(g - want[r * K + j]) <= tol * (mag + 1e-30), "%s vs scalar", p->name);
+          }
+        for (int64_t k : {int64_t(1), std::min<int64_t>(K, 3), std::min<int64_t>(K, 8)}) {
+          std::vector<float> s1(static_cast<std::size_t>(m * k), NAN), s3(s1.size(), NAN);
+          std::vector<int32_t> i1(s1.size(), -1), i3(s1.size(), -1);
+          centroid_topk(*p, rows.view(), cents.view(), k, s1.data(), i1.data(), 1);
+          centroid_topk(*p, rows.view(), cents.view(), k, s3.data(), i3.data(), 3);
+          for (int64_t r = 0; r < m; ++r) {
+            std::vector<int32_t> order(static_cast<std::size_t>(K));
+            for (int64_t j = 0; j < K; ++j) order[j] = static_cast<int32_t>(j);
+            std::sort(order.begin(), order.end(), [&](int32_t a, int32_t b) {
+              return better(dense[r * K + a], a, dense[r * K + b], b);
+            });
+            for (int64_t j = 0; j < k; ++j) {
+              EC_CHECK(i1[r * k + j] == order[j], "%s topk id dim=%lld K=%lld k=%lld: %d vs %d", p->name, (long long)dim,
+                       (long long)K, (long long)k, i1[r * k + j], order[j]);
+              EC_CHECK(s1[r * k + j] == dense[r * K + order[j]], "%s topk score", p->name);
+              EC_CHECK(i3[r * k + j] == i1[r * k + j] && s3[r * k + j] == s1[r * k + j], "%s: threads changed top-k",
+                       p->name);
+            }
+          }
+        }
+        ++cases;
+      }
+    std::printf("  tested %s: %d shape/dtype cases\n", p->name, cases);
+  }
+}
+
+EC_TEST(centroid_topk_split_merge_and_streaming_assign) {
+  std::mt19937_64 rng(5);
+  for (const KernelPath* p : available_paths()) {
+    // Few rows, many centroids: the centroid range is split over threads and merged.
+    Mat rows = make(rng, 3, 48, DType::f32), cents = make(rng, 5000, 48, DType::f32);
+    std::vector<float> dense(3 * 5000);
+    centroid_scores(*p, rows.view(), cents.view(), dense.data(), 1);
+    std::vector<float> s(3 * 8);
+    std::vector<int32_t> ids(3 * 8);
+    centroid_topk(*p, rows.view(), cents.view(), 8, s.data(), ids.data(), 4);
+    for (int64_t r = 0; r < 3; ++r) {
+      std::vector<int32_t> order(5000);
+      for (int j = 0; j < 5000; ++j) order[j] = j;
+      std::partial_sort(order.begin(), order.begin() + 8, order.end(),
+                        [&](int32_t a, int32_t b) { return better(dense[r * 5000 + a], a, dense[r * 5000 + b], b); });
+      for (int j = 0; j < 8; ++j) EC_CHECK(ids[r * 8 + j] == order[j], "%s split merge", p->name);
+    }
+    // Many rows (several row groups), k = 1: assignment.
+    Mat toks = make(rng, 2100, 33, DType::bf16), c2 = make(rng, 70, 33, DType::f16);
+    std::vector<float> d2(2100 * 70);
+    centroid_scores(*p, toks.view(), c2.view(), d2.data(), 2);
+    std::vector<int32_t> a(2100, -1);
+    centroid_topk(*p, toks.view(), c2.view(), 1, nullptr, a.data(), 2);
+    for (int64_t r = 0; r < 2100; ++r) {
+      int32_t best = 0;
+      for (int32_t j = 1; j < 70; ++j)
+        if (better(d2[r * 70 + j], j, d2[r * 70 + best], best)) best = j;
+      EC_CHECK(a[r] == best, "%s assign row %lld: %d vs %d", p->name, (long long)r, a[r], best);
+    }
+  }
+}

@@ -1,5 +1,7 @@
 # The README's two commands: `make run` (the main job) and `make test` (everything CI checks).
 SHELL := /bin/bash
+# A failing command inside a pipeline (ctest piped to grep) must fail the target.
+.SHELLFLAGS := -o pipefail -ec
 PYTHON_BOOT ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python

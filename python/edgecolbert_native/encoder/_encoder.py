@@ -1,0 +1,304 @@
+"""The Encoder: checkpoint loading, length-sorted batching, queries and documents with PyLate's rules."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from typing import Any, Iterable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import _config
+from ._modeling import Dense, Packed, backbone_state, build_backbone, check_shapes, load_backbone
+from ._tokenize import ColBERTTokenizer, TokenBatch
+
+from . import DEFAULT_MODEL
+
+# Files a checkpoint may need; the rest of a Hub repository (ONNX exports, READMEs' images) is skipped.
+_HUB_PATTERNS = ["*.json", "*.safetensors", "*.bin", "*.txt", "*.model", "artifact.metadata"]
+
+
+def resolve_checkpoint(name_or_path: str, *, cache_dir: str | None = None, revision: str | None = None,
+                       local_files_only: bool | None = None) -> str:
+    """A local directory as it is; otherwise a Hub id, from huggingface_hub's cache first, then (unless
+    offline) downloaded into it."""
+    path = os.path.expanduser(str(name_or_path))
+    if os.path.isdir(path):
+        return path
+    looks_local = path.startswith((".", "/", "~")) or path.count("/") > 1 or os.sep != "/" and os.sep in path
+    if looks_local:
+        raise FileNotFoundError(f"Encoder.from_pretrained: {name_or_path!r} is not a directory")
+    try:
+        from huggingface_hub import constants, snapshot_download
+    except ImportError as e:  # pragma: no cover - huggingface_hub is part of the encoder extra
+        raise ImportError(
+            f"Encoder.from_pretrained: {name_or_path!r} is not a local directory, and huggingface_hub (the "
+            "`encoder` extra) is needed to find Hub models"
+        ) from e
+    cache = cache_dir or constants.HF_HUB_CACHE
+    kwargs = dict(repo_id=path, revision=revision, cache_dir=cache_dir, allow_patterns=_HUB_PATTERNS)
+    try:
+        return snapshot_download(local_files_only=True, **kwargs)
+    except Exception as cached_error:  # noqa: BLE001 - any failure means: not (fully) cached
+        reason = f"not in the cache ({type(cached_error).__name__})"
+    offline = bool(local_files_only) or bool(constants.HF_HUB_OFFLINE)
+    if not offline:
+        try:
+            return snapshot_download(**kwargs)
+        except Exception as e:  # noqa: BLE001
+            reason += f", and the download failed: {type(e).__name__}: {e}"
+    else:
+        reason += ", and downloads are off (HF_HUB_OFFLINE or local_files_only)"
+    raise FileNotFoundError(
+        f"Encoder.from_pretrained: cannot find the Hub model {path!r} in the Hugging Face cache {cache}: "
+        f"{reason}. Fetch it where there is network (`hf download {path}`, with HF_HUB_CACHE pointing at "
+        "the cache) or pass a local directory."
+    )
+
+
+def _load_weights(file: str) -> dict[str, torch.Tensor]:
+    if file.endswith(".safetensors"):
+        from safetensors.torch import load_file
+
+        return load_file(file, device="cpu")
+    return torch.load(file, map_location="cpu", weights_only=True)
+
+
+def _load_dense(spec: _config.DenseSpec, backbone_weights: dict[str, torch.Tensor] | None) -> Dense:
+    dense = Dense(spec)
+    if spec.path:
+        state = _load_weights(_config.weights_file(spec.path))
+    else:  # colbert-ai: `linear` beside the BERT weights
+        state = {"linear.weight": backbone_weights["linear.weight"]}
+    missing, unexpected = dense.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise ValueError(f"{spec.path or 'linear'}: missing {missing}, unexpected {unexpected} weights")
+    return dense
+
+
+class Encoder:
+    """ColBERT encoding: `encode_queries` -> ([nq, Lq, dim], mask [nq, Lq]) and `encode_documents` ->
+    (tokens [T, dim], offsets int64 [n+1]), every kept token vector L2-normalised.
+
+    Build one with `Encoder.from_pretrained`."""
+
+    def __init__(self, spec: _config.CheckpointSpec, tokenizer: ColBERTTokenizer, backbone: nn.Module,
+                 head: nn.Sequential, device: torch.device, dtype: torch.dtype):
+        self.spec = spec
+        self.tokenizer = tokenizer
+        self.backbone = backbone
+        self.head = head
+        self.device = device
+        self.dtype = dtype
+        self.quantized = False
+        self.compiled = False
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def from_pretrained(
+        cls,
+        name_or_path: str = DEFAULT_MODEL,
+        *,
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype = torch.float32,
+        quantize: str | None = None,
+        compile: bool = False,
+        cache_dir: str | None = None,
+        revision: str | None = None,
+        local_files_only: bool | None = None,
+        query_prefix: str | None = None,
+        document_prefix: str | None = None,
+        query_length: int | None = None,
+        document_length: int | None = None,
+        do_query_expansion: bool | None = None,
+        attend_to_expansion_tokens: bool | None = None,
+        skiplist_words: list[str] | None = None,
+        do_lower_case: bool | None = None,
+    ) -> "Encoder":
+        """Loads a checkpoint: a local directory (PyLate / sentence-transformers / transformers layout,
+        or a colbert-ai checkpoint), or a Hub id found in huggingface_hub's cache.
+
+        dtype: float32, float16 or bfloat16 (the half types are for GPUs; on CPU they are slow).
+        quantize: "int8" for dynamic int8 quantisation of the backbone's linear layers (CPU only).
+        compile: torch.compile the per-token parts of every layer (projections, MLP, norms).
+        The keyword settings override the checkpoint's, as PyLate's constructor arguments do."""
+        if dtype not in (torch.float32, torch.float16, torch.bfloat16):
+            raise TypeError(f"Encoder.from_pretrained: dtype must be float32, float16 or bfloat16, got {dtype}")
+        if quantize not in (None, "int8"):
+            raise ValueError(f"Encoder.from_pretrained: quantize must be None or 'int8', got {quantize!r}")
+        device = torch.device(device)
+        if quantize and (device.type != "cpu" or dtype != torch.float32):
+            raise ValueError("Encoder.from_pretrained: quantize='int8' needs device='cpu' and dtype=float32")
+        path = resolve_checkpoint(name_or_path, cache_dir=cache_dir, revision=revision,
+                                  local_files_only=local_files_only)
+        overrides = dict(query_prefix=query_prefix, document_prefix=document_prefix, query_length=query_length,
+                         document_length=document_length, do_query_expansion=do_query_expansion,
+                         attend_to_expansion_tokens=attend_to_expansion_tokens, skiplist_words=skiplist_words,
+                         do_lower_case=do_lower_case)
+        spec = _config.read_checkpoint(path, overrides)
+        tokenizer = ColBERTTokenizer(path, spec)
+
+        weights = _load_weights(_config.weights_file(path))
+        backbone = build_backbone(spec.backbone)
+        state = backbone_state(dict(weights), spec.backbone)
+        check_shapes(backbone, state)
+        load_backbone(backbone, state)
+        head = nn.Sequential(*(_load_dense(d, weights) for d in spec.dense))
+        del weights, state
+
+        for what, length in (("query_length", spec.query_length), ("document_length", spec.document_length)):
+            if spec.backbone.kind == "bert" and length > spec.backbone.max_positions:
+                raise ValueError(f"{what} {length} exceeds BERT's {spec.backbone.max_positions} positions")
+
+        backbone.eval().to(device=device, dtype=dtype)
+        head.eval().to(device=device, dtype=dtype)
+        for p in list(backbone.parameters()) + list(head.parameters()):
+            p.requires_grad_(False)
+        enc = cls(spec, tokenizer, backbone, head, device, dtype)
+        if quantize == "int8":
+            enc._quantize_int8()
+        if compile:
+            enc._compile()
+        return enc
+
+    def _quantize_int8(self) -> None:
+        with warnings.catch_warnings():
+            # torch.ao.quantization is deprecated in favour of torchao, which is not a dependency here.
+            warnings.simplefilter("ignore")
+            from torch.ao.quantization import quantize_dynamic
+
+            self.backbone = quantize_dynamic(self.backbone, {nn.Linear}, dtype=torch.qint8)
+        for layer in self.backbone.layers:  # the bound methods still point at the float layers' modules
+            layer.project, layer.finish = layer._project, layer._finish
+        self.quantized = True
+
+    def _compile(self) -> None:
+        # Attention stays eager (its shapes and masks change per batch); what is compiled is per-token
+        # work on [T, hidden] with T dynamic, where fusing norms, GELU-gating and RoPE saves passes.
+        for layer in self.backbone.layers:
+            layer.project = torch.compile(layer._project, dynamic=True)
+            layer.finish = torch.compile(layer._finish, dynamic=True)
+        self.compiled = True
+
+    # ------------------------------------------------------------------ facts
+    @property
+    def dim(self) -> int:
+        return self.spec.dense[-1].out_features if self.spec.dense else self.spec.backbone.hidden_size
+
+    @property
+    def query_length(self) -> int:
+        return self.spec.query_length
+
+    @property
+    def document_length(self) -> int:
+        return self.spec.document_length
+
+    def __repr__(self) -> str:
+        b = self.spec.backbone
+        return (f"Encoder({self.spec.path!r}, {b.kind}, layers={b.num_layers}, hidden={b.hidden_size}, "
+                f"dim={self.dim}, device={self.device}, dtype={self.dtype}, flavour={self.spec.flavour})")
+
+    # ------------------------------------------------------------------ running
+    def _batches(self, lengths: np.ndarray, batch_size: int, max_tokens: int) -> Iterable[np.ndarray]:
+        """Sequences sorted by length, longest first, cut so that a batch's grid (count x longest) stays
+        within max_tokens: attention's padding is then small and memory bounded for long documents."""
+        order = np.argsort(-lengths, kind="stable")
+        i, n = 0, len(order)
+        while i < n:
+            longest = max(int(lengths[order[i]]), 1)
+            k = max(1, min(batch_size, max_tokens // longest))
+            yield order[i:i + k]
+            i += k
+
+    @torch.inference_mode()
+    def _embed(self, batch: TokenBatch, *, batch_size: int, max_tokens: int | None, normalize: bool,
+               progress: bool, desc: str, output_device: torch.device) -> torch.Tensor:
+        """Projected (and normalised) vectors for every token, [T, dim], in the input's order."""
+        if batch_size < 1:
+            raise ValueError(f"{desc}: batch_size must be >= 1, got {batch_size}")
+        lengths = np.diff(batch.offsets)
+        total = int(batch.offsets[-1])
+        out = torch.empty((total, self.dim), dtype=self.dtype, device=output_device)
+        if max_tokens is None:
+            max_tokens = batch_size * max(self.spec.document_length, self.spec.query_length)
+        bar = _progress(len(lengths), desc) if progress else None
+        for sel in self._batches(lengths, batch_size, max_tokens):
+            lens = lengths[sel]
+            # Token indices of the selected sequences in the flat input: each start, then consecutive.
+            within = np.arange(int(lens.sum()), dtype=np.int64) - np.repeat(np.cumsum(lens) - lens, lens)
+            idx = np.repeat(batch.offsets[sel], lens) + within
+            ids = torch.from_numpy(batch.ids[idx]).to(self.device, non_blocking=True)
+            attend = None if batch.attend is None else torch.from_numpy(batch.attend[idx])
+            packed = Packed(torch.from_numpy(lens), attend, self.device)
+            y = self.head(self.backbone(ids, packed))
+            if normalize:
+                y = F.normalize(y.float(), p=2, dim=-1).to(self.dtype)
+            out.index_copy_(0, torch.from_numpy(idx).to(output_device), y.to(output_device))
+            if bar is not None:
+                bar.update(len(sel))
+        if bar is not None:
+            bar.close()
+        return out
+
+    def encode_queries(self, texts: str | list[str], *, batch_size: int = 32, normalize: bool = True,
+                       show_progress_bar: bool = False,
+                       output_device: str | torch.device = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+        """Queries -> (embeddings [nq, Lq, dim], mask bool [nq, Lq]).
+
+        With [MASK] expansion (when the checkpoint asks for it) every query has query_length tokens and
+        all are kept, as in PyLate; without, Lq is the longest query here and the mask marks real tokens
+        (padding rows are zero)."""
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        batch = self.tokenizer.queries(texts)
+        vecs = self._embed(batch, batch_size=batch_size, max_tokens=None, normalize=normalize,
+                           progress=show_progress_bar, desc="Encoding queries",
+                           output_device=torch.device(output_device))
+        n = len(texts)
+        lengths = np.diff(batch.offsets)
+        lq = int(lengths.max()) if n else 0
+        if n and (lengths == lq).all():
+            return vecs.view(n, lq, self.dim), torch.ones((n, lq), dtype=torch.bool, device=vecs.device)
+        pos = np.arange(vecs.shape[0]) - np.repeat(batch.offsets[:-1], lengths)
+        flat = torch.from_numpy(np.repeat(np.arange(n) * lq, lengths) + pos).to(vecs.device)
+        emb = vecs.new_zeros((n * lq, self.dim))
+        emb.index_copy_(0, flat, vecs)
+        mask = torch.zeros(n * lq, dtype=torch.bool, device=vecs.device)
+        mask[flat] = True
+        return emb.view(n, lq, self.dim), mask.view(n, lq)
+
+    def encode_documents(self, texts: str | list[str], *, batch_size: int = 32, max_tokens: int | None = None,
+                         normalize: bool = True, show_progress_bar: bool = False,
+                         output_device: str | torch.device = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+        """Documents -> (tokens [T, dim], offsets int64 [n+1]): document i is tokens[offsets[i]:offsets[i+1]],
+        its kept tokens (skiplist ids dropped) in order, the CSR layout of the kernels and the index.
+
+        max_tokens bounds a batch's padded grid (count x longest); default batch_size x document_length."""
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        batch, keep = self.tokenizer.documents(texts)
+        vecs = self._embed(batch, batch_size=batch_size, max_tokens=max_tokens, normalize=normalize,
+                           progress=show_progress_bar, desc="Encoding documents",
+                           output_device=torch.device(output_device))
+        kept = np.concatenate(([0], np.cumsum(keep, dtype=np.int64)))
+        offsets = torch.from_numpy(np.ascontiguousarray(kept[batch.offsets]))
+        if keep.all():
+            return vecs, offsets
+        return vecs[torch.from_numpy(keep).to(vecs.device)].contiguous(), offsets
+
+    def token_ids(self, texts: list[str], *, is_query: bool) -> tuple[np.ndarray, np.ndarray]:
+        """The ids the model sees (prefix and expansion included) as CSR (ids, offsets): for inspection."""
+        if is_query:
+            b = self.tokenizer.queries(list(texts))
+        else:
+            b, _ = self.tokenizer.documents(list(texts))
+        return b.ids, b.offsets
+
+
+def _progress(total: int, desc: str) -> Any:
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=total, desc=desc, unit="text")

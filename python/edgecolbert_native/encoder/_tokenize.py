@@ -1,0 +1,132 @@
+"""Tokenisation with PyLate's conventions, on `tokenizers` alone (no transformers).
+
+What PyLate does, step by step (pylate/models/colbert.py `tokenize`, sentence-transformers' Transformer
+`tokenize`), and so what this does:
+  1. each text is `str(text).strip()`, lower-cased when sentence_bert_config.json says do_lower_case;
+  2. the tokenizer adds its special tokens ([CLS] ... [SEP]) and truncates to `length - 1` when a prefix
+     token will be inserted (`length` otherwise), longest-first, on the tokenizer's truncation side;
+  3. the prefix token ("[Q] " / "[D] ", an added token) is inserted by id right after the first token,
+     never written into the text;
+  4. queries with [MASK] expansion are padded to the full query length with the pad id, which PyLate
+     sets to [MASK] (else EOS, else the tokenizer's pad); the expansion tokens are attended to only when
+     the checkpoint says attend_to_expansion_tokens;
+  5. documents keep every token but those whose id is in the skiplist (the ids of the skiplist words;
+     a word outside the vocabulary maps to [UNK], as transformers' convert_tokens_to_ids does).
+Outputs are flat: ids [T] int64 and offsets [n+1] int64, the CSR layout the rest of the encoder uses.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from ._config import CheckpointSpec
+
+
+@dataclass
+class TokenBatch:
+    ids: np.ndarray  # [T] int64, sequences back to back
+    offsets: np.ndarray  # [n+1] int64
+    attend: np.ndarray | None  # [T] bool: may other tokens attend to this one? None: all may
+
+
+def _token_content(value: object) -> str | None:
+    if isinstance(value, dict):
+        return value.get("content")
+    return value if isinstance(value, str) else None
+
+
+class ColBERTTokenizer:
+    """Query and document tokenisation for one checkpoint."""
+
+    def __init__(self, path: str, spec: CheckpointSpec):
+        from tokenizers import Tokenizer
+
+        tok_file = os.path.join(path, "tokenizer.json")
+        if not os.path.isfile(tok_file):
+            raise FileNotFoundError(f"Encoder.from_pretrained: no tokenizer.json in {path}")
+        config: dict = {}
+        for name in ("special_tokens_map.json", "tokenizer_config.json"):
+            f = os.path.join(path, name)
+            if os.path.isfile(f):
+                with open(f, encoding="utf8") as fh:
+                    config.update({k: v for k, v in json.load(fh).items() if v is not None})
+        self.spec = spec
+        self.lower = spec.do_lower_case
+        side = config.get("truncation_side", "right")
+        self._tok = {}
+        for kind, length, prefix in (
+            ("query", spec.query_length, spec.query_prefix),
+            ("document", spec.document_length, spec.document_prefix),
+        ):
+            tok = Tokenizer.from_file(tok_file)
+            tok.no_padding()
+            tok.enable_truncation(max_length=length - 1 if prefix else length, strategy="longest_first",
+                                  direction=side)
+            self._tok[kind] = tok
+        tok = self._tok["query"]
+
+        def token_id(token: str | None) -> int | None:
+            return None if token is None else tok.token_to_id(token)
+
+        self.unk_id = token_id(_token_content(config.get("unk_token")))
+        mask_id = token_id(_token_content(config.get("mask_token")))
+        eos_id = token_id(_token_content(config.get("eos_token")))
+        pad_id = token_id(_token_content(config.get("pad_token")))
+        # PyLate pads with [MASK] for MLM encoders, with EOS for decoders.
+        self.pad_id = next((i for i in (mask_id, eos_id, pad_id) if i is not None), 0)
+
+        def prefix_id(prefix: str, what: str) -> int | None:
+            if not prefix:
+                return None
+            i = tok.token_to_id(prefix)
+            if i is None:
+                raise ValueError(f"{path}: the {what} prefix {prefix!r} is not a token of tokenizer.json")
+            return i
+
+        self.query_prefix_id = prefix_id(spec.query_prefix, "query")
+        self.document_prefix_id = prefix_id(spec.document_prefix, "document")
+        skip = (tok.token_to_id(w) for w in spec.skiplist_words)
+        self.skiplist_ids = np.array(
+            sorted({self.unk_id if i is None else i for i in skip} - {None}), dtype=np.int64
+        )
+
+    def _prepare(self, texts: list[str]) -> list[str]:
+        out = [str(t).strip() for t in texts]
+        return [t.lower() for t in out] if self.lower else out
+
+    def _encode(self, texts: list[str], kind: str, prefix: int | None) -> tuple[np.ndarray, np.ndarray]:
+        encodings = self._tok[kind].encode_batch(self._prepare(texts), add_special_tokens=True)
+        lengths = np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=len(encodings))
+        ids = np.fromiter((i for e in encodings for i in e.ids), dtype=np.int64, count=int(lengths.sum()))
+        if prefix is not None:
+            starts = np.concatenate(([0], np.cumsum(lengths)[:-1])).astype(np.int64)
+            # After the first token ([CLS]); an empty encoding gets the prefix alone.
+            ids = np.insert(ids, np.minimum(starts + 1, starts + lengths), prefix)
+            lengths = lengths + 1
+        offsets = np.zeros(len(texts) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        return ids, offsets
+
+    def queries(self, texts: list[str]) -> TokenBatch:
+        ids, offsets = self._encode(texts, "query", self.query_prefix_id)
+        if not self.spec.do_query_expansion:
+            return TokenBatch(ids, offsets, None)
+        # Pad every query to query_length with the pad id ([MASK]): the expansion tokens.
+        length = self.spec.query_length
+        n = len(texts)
+        lengths = np.diff(offsets)
+        grid = np.full((n, length), self.pad_id, dtype=np.int64)
+        real = np.arange(length)[None, :] < lengths[:, None]
+        grid[real] = ids
+        attend = None if self.spec.attend_to_expansion_tokens else real.reshape(-1)
+        return TokenBatch(grid.reshape(-1), np.arange(n + 1, dtype=np.int64) * length, attend)
+
+    def documents(self, texts: list[str]) -> tuple[TokenBatch, np.ndarray]:
+        """Token ids and the keep mask [T] (False for skiplist ids)."""
+        ids, offsets = self._encode(texts, "document", self.document_prefix_id)
+        keep = ~np.isin(ids, self.skiplist_ids) if self.skiplist_ids.size else np.ones(ids.shape, dtype=bool)
+        return TokenBatch(ids, offsets, None), keep

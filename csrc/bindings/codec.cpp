@@ -1,6 +1,266 @@
-// Bindings for the residual codec and centroid search kernels (filled in by the codec work).
+// Bindings for centroid search and the residual codec: validate, release the GIL, call, return.
+// Every check names the function and the argument; codes are range-checked before any kernel reads
+// a centroid row, so no input can make a kernel read out of bounds.
+#include <pybind11/stl.h>
+
+#include <cmath>
+
 #include "common.hpp"
+#include "edgecolbert/centroids.hpp"
+#include "edgecolbert/codec.hpp"
 
 namespace edgecolbert::bind {
-void register_codec(py::module_&) {}
+namespace {
+
+Matrix check_matrix(const py::array& a, const std::string& dtype, const char* fn, const char* arg, const char* layout) {
+  require_ndim(a, 2, fn, arg, layout);
+  Matrix m;
+  m.dtype = token_dtype(a, dtype, fn, arg);
+  require_readable(a, fn, arg);
+  m.data = a.data();
+  m.n = a.shape(0);
+  m.dim = a.shape(1);
+  if (m.dim < 1) value_error(cat(fn, ": ", arg, " must have dim >= 1, got shape ", shape_str(a)));
+  return m;
+}
+
+bool all_finite(const Matrix& m) {
+  const std::size_t n = static_cast<std::size_t>(m.n * m.dim);
+  for (std::size_t i = 0; i < n; ++i)
+    if (!std::isfinite(load_as_f32(m.data, m.dtype, i))) return false;
+  return true;
+}
+
+// The codec state: float32 centroids [K, dim], weights [2^nbits], optional cutoffs [2^nbits - 1].
+struct CodecState {
+  py::array_t<float, py::array::c_style> centroids, weights, cutoffs;
+  std::vector<float> table;
+  CodecView view;
+};
+
+CodecState check_codec(const py::array& centroids, const py::array& weights, const py::object& cutoffs, int nbits,
+                       const char* fn) {
+  CodecState s;
+  if (nbits != 1 && nbits != 2 && nbits != 4 && nbits != 8)
+    value_error(cat(fn, ": nbits must be 1, 2, 4 or 8, got ", nbits));
+  require_ndim(centroids, 2, fn, "centroids", "[K, dim]");
+  if (!(centroids.dtype().kind() == 'f' && centroids.itemsize() == 4))
+    type_error(cat(fn, ": centroids must be float32, got ", dtype_str(centroids)));
+  require_readable(centroids, fn, "centroids");
+  s.centroids = centroids;
+  const int64_t K = centroids.shape(0), dim = centroids.shape(1);
+  if (K < 1 || dim < 1) value_error(cat(fn, ": centroids must be non-empty [K, dim], got shape ", shape_str(centroids)));
+  if ((dim * nbits) % 8 != 0)
+    value_error(cat(fn, ": dim * nbits must be a multiple of 8 (residuals are packed into whole bytes), got dim ", dim,
+                    " with nbits ", nbits));
+  s.weights = py::array_t<float, py::array::c_style | py::array::forcecast>::ensure(weights);
+  if (!s.weights || s.weights.ndim() != 1 || s.weights.shape(0) != (1 << nbits))
+    value_error(cat(fn, ": bucket_weights must have shape (", 1 << nbits, ",) for nbits ", nbits));
+  if (!cutoffs.is_none()) {
+    s.cutoffs = py::array_t<float, py::array::c_style | py::array::forcecast>::ensure(cutoffs);
+    if (!s.cutoffs || s.cutoffs.ndim() != 1 || s.cutoffs.shape(0) != (1 << nbits) - 1)
+      value_error(cat(fn, ": bucket_cutoffs must have shape (", (1 << nbits) - 1, ",) for nbits ", nbits));
+    for (int64_t i = 0; i + 1 < s.cutoffs.shape(0); ++i)
+      if (!(s.cutoffs.data()[i] <= s.cutoffs.data()[i + 1]))
+        value_error(cat(fn, ": bucket_cutoffs must be sorted ascending (and not NaN)"));
+  }
+  s.table = make_byte_table(s.weights.data(), nbits);
+  s.view = CodecView{s.centroids.data(), K, dim, nbits, s.weights.data(), s.table.data()};
+  return s;
+}
+
+py::array_t<int32_t, py::array::c_style> check_codes(const py::handle& codes, const CodecView& cv, const char* fn) {
+  py::array a = py::array::ensure(codes);
+  if (!a || a.ndim() != 1) value_error(cat(fn, ": codes must be a 1-d integer array [T]"));
+  if (a.size() > 0 && a.dtype().kind() != 'i' && a.dtype().kind() != 'u')
+    type_error(cat(fn, ": codes must hold integers, got ", dtype_str(a)));
+  auto c = py::array_t<int32_t, py::array::c_style | py::array::forcecast>::ensure(a);
+  const int32_t* p = c.data();
+  for (py::ssize_t i = 0; i < c.shape(0); ++i)
+    if (p[i] < 0 || p[i] >= cv.num_centroids)
+      value_error(cat(fn, ": codes[", i, "] = ", p[i], " is not a centroid id in [0, ", cv.num_centroids, ")"));
+  return c;
+}
+
+py::array_t<uint8_t, py::array::c_style> check_residuals(const py::array& residuals, int64_t T, const CodecView& cv,
+                                                          const char* fn) {
+  const int64_t w = cv.dim * cv.nbits / 8;
+  if (residuals.ndim() != 2 || residuals.shape(0) != T || residuals.shape(1) != w)
+    value_error(cat(fn, ": residuals must have shape (", T, ", ", w, ") = (len(codes), dim * nbits / 8), got ",
+                    shape_str(residuals)));
+  if (residuals.dtype().kind() != 'u' || residuals.itemsize() != 1)
+    type_error(cat(fn, ": residuals must be uint8, got ", dtype_str(residuals)));
+  require_readable(residuals, fn, "residuals");
+  return residuals;
+}
+
+}  // namespace
+
+void register_codec(py::module_& m) {
+  m.def(
+      "centroid_scores",
+      [](const py::array& rows, const py::array& centroids, const py::object& num_threads, const std::string& rows_dtype,
+         const std::string& cents_dtype, const std::string& isa) {
+        const char* fn = "centroid_scores";
+        Matrix r = check_matrix(rows, rows_dtype, fn, "query_tokens", "[m, dim]");
+        Matrix c = check_matrix(centroids, cents_dtype, fn, "centroids", "[K, dim]");
+        if (r.dim != c.dim) value_error(cat(fn, ": query_tokens have dim ", r.dim, " but centroids have dim ", c.dim));
+        const int threads = resolve_threads(num_threads, fn);
+        const KernelPath& path = resolve_path(isa);
+        py::array_t<float> out({r.n, c.n});
+        {
+          py::gil_scoped_release released;
+          centroid_scores(path, r, c, out.mutable_data(), threads);
+        }
+        return out;
+      },
+      py::arg("query_tokens"), py::arg("centroids"), py::arg("num_threads") = py::none(), py::arg("rows_dtype") = "",
+      py::arg("centroids_dtype") = "", py::arg("isa") = "");
+
+  m.def(
+      "centroid_topk",
+      [](const py::array& rows, const py::array& centroids, int64_t k, bool want_scores, const py::object& num_threads,
+         const std::string& rows_dtype, const std::string& cents_dtype, const std::string& isa, const std::string& fn_name,
+         const std::string& rows_name) -> py::object {
+        const char* fn = fn_name.c_str();
+        Matrix r = check_matrix(rows, rows_dtype, fn, rows_name.c_str(), "[m, dim]");
+        Matrix c = check_matrix(centroids, cents_dtype, fn, "centroids", "[K, dim]");
+        if (r.dim != c.dim)
+          value_error(cat(fn, ": ", rows_name, " have dim ", r.dim, " but centroids have dim ", c.dim));
+        if (c.n < 1 || c.n > std::numeric_limits<int32_t>::max())
+          value_error(cat(fn, ": centroids must have between 1 and 2^31 - 1 rows, got ", c.n));
+        if (k < 1 || k > c.n) value_error(cat(fn, ": nprobe must be in [1, K] with K = ", c.n, " centroids, got ", k));
+        const int threads = resolve_threads(num_threads, fn);
+        const KernelPath& path = resolve_path(isa);
+        py::array_t<int32_t> ids(std::vector<py::ssize_t>{r.n, k});
+        py::array_t<float> scores(std::vector<py::ssize_t>{want_scores ? r.n : 0, k});
+        {
+          py::gil_scoped_release released;
+          centroid_topk(path, r, c, k, want_scores ? scores.mutable_data() : nullptr, ids.mutable_data(), threads);
+        }
+        if (want_scores) return py::make_tuple(scores, ids);
+        return std::move(ids);
+      },
+      py::arg("rows"), py::arg("centroids"), py::arg("k"), py::arg("want_scores") = true,
+      py::arg("num_threads") = py::none(), py::arg("rows_dtype") = "", py::arg("centroids_dtype") = "",
+      py::arg("isa") = "", py::arg("fn_name") = "centroid_search", py::arg("rows_name") = "query_tokens");
+
+  m.def(
+      "codec_compress",
+      [](const py::array& centroids, const py::array& cutoffs, const py::array& weights, int nbits,
+         const py::array& tokens, const std::string& tokens_dtype, const py::object& num_threads, const std::string& isa) {
+        const char* fn = "ResidualCodec.compress";
+        CodecState s = check_codec(centroids, weights, cutoffs, nbits, fn);
+        Matrix t = check_matrix(tokens, tokens_dtype, fn, "tokens", "[T, dim]");
+        if (t.dim != s.view.dim)
+          value_error(cat(fn, ": tokens have dim ", t.dim, " but the codec has dim ", s.view.dim));
+        const int threads = resolve_threads(num_threads, fn);
+        const KernelPath& path = resolve_path(isa);
+        bool finite;
+        {
+          py::gil_scoped_release released;
+          finite = all_finite(t);
+        }
+        if (!finite) value_error(cat(fn, ": tokens contain NaN or infinity"));
+        py::array_t<int32_t> codes(std::vector<py::ssize_t>{t.n});
+        py::array_t<uint8_t> res(std::vector<py::ssize_t>{t.n, s.view.dim * nbits / 8});
+        {
+          py::gil_scoped_release released;
+          compress(path, s.view, s.cutoffs.data(), t, codes.mutable_data(), res.mutable_data(), threads);
+        }
+        return py::make_tuple(codes, res);
+      },
+      py::arg("centroids"), py::arg("bucket_cutoffs"), py::arg("bucket_weights"), py::arg("nbits"), py::arg("tokens"),
+      py::arg("tokens_dtype") = "", py::arg("num_threads") = py::none(), py::arg("isa") = "");
+
+  m.def(
+      "codec_decompress",
+      [](const py::array& centroids, const py::array& weights, int nbits, const py::handle& codes,
+         const py::array& residuals, const std::string& out_dtype, const py::object& num_threads, const std::string& isa) {
+        const char* fn = "ResidualCodec.decompress";
+        CodecState s = check_codec(centroids, weights, py::none(), nbits, fn);
+        auto c = check_codes(codes, s.view, fn);
+        auto r = check_residuals(residuals, c.shape(0), s.view, fn);
+        if (out_dtype != "float32" && out_dtype != "float16")
+          type_error(cat(fn, ": dtype must be float32 or float16, got ", out_dtype));
+        const DType ot = out_dtype == "float32" ? DType::f32 : DType::f16;
+        const int threads = resolve_threads(num_threads, fn);
+        const KernelPath& path = resolve_path(isa);
+        const int64_t T = c.shape(0);
+        py::array out = ot == DType::f32 ? py::array(py::array_t<float>(std::vector<py::ssize_t>{T, s.view.dim}))
+                                         : py::array(py::dtype("float16"), std::vector<py::ssize_t>{T, s.view.dim});
+        void* o = out.mutable_data();
+        {
+          py::gil_scoped_release released;
+          decompress(path, s.view, c.data(), r.data(), T, o, ot, threads);
+        }
+        return out;
+      },
+      py::arg("centroids"), py::arg("bucket_weights"), py::arg("nbits"), py::arg("codes"), py::arg("residuals"),
+      py::arg("dtype") = "float32", py::arg("num_threads") = py::none(), py::arg("isa") = "");
+
+  m.def(
+      "maxsim_compressed",
+      [](const py::array& queries, const py::array& centroids, const py::array& weights, int nbits,
+         const py::handle& codes, const py::array& residuals, const py::handle& doc_offsets, const py::object& candidates,
+         const py::object& query_mask, const py::object& num_threads, const std::string& queries_dtype,
+         const std::string& isa) {
+        const char* fn = "maxsim_compressed";
+        CodecState s = check_codec(centroids, weights, py::none(), nbits, fn);
+        require_ndim(queries, 3, fn, "queries", "[nq, Lq, dim]");
+        QueryBatch q;
+        q.dtype = token_dtype(queries, queries_dtype, fn, "queries");
+        require_readable(queries, fn, "queries");
+        q.data = queries.data();
+        q.nq = queries.shape(0), q.lq = queries.shape(1), q.dim = queries.shape(2);
+        if (q.dim != s.view.dim)
+          value_error(cat(fn, ": queries have dim ", q.dim, " but the codec has dim ", s.view.dim));
+        py::array_t<uint8_t, py::array::c_style> mask;
+        if (!query_mask.is_none()) {
+          mask = py::array_t<uint8_t, py::array::c_style | py::array::forcecast>::ensure(query_mask);
+          if (!mask || mask.ndim() != 2 || mask.shape(0) != q.nq || mask.shape(1) != q.lq)
+            value_error(cat(fn, ": query_mask must have shape (", q.nq, ", ", q.lq, ") like queries"));
+          q.mask = mask.data();
+        }
+        auto c = check_codes(codes, s.view, fn);
+        auto r = check_residuals(residuals, c.shape(0), s.view, fn);
+        auto off = int64_array(doc_offsets, fn, "doc_offsets");
+        if (off.ndim() != 1 || off.shape(0) < 1)
+          value_error(cat(fn, ": doc_offsets must have 1 dimension [n+1] with n >= 0, got shape ", shape_str(off)));
+        const int64_t n = off.shape(0) - 1, T = c.shape(0);
+        const int64_t* o = off.data();
+        if (o[0] != 0) value_error(cat(fn, ": doc_offsets[0] must be 0, got ", o[0]));
+        for (int64_t i = 0; i < n; ++i)
+          if (o[i + 1] < o[i])
+            value_error(cat(fn, ": doc_offsets must be non-decreasing, but doc_offsets[", i + 1, "] = ", o[i + 1],
+                            " < doc_offsets[", i, "] = ", o[i]));
+        if (o[n] != T) value_error(cat(fn, ": doc_offsets[-1] must equal the number of codes ", T, ", got ", o[n]));
+        py::array_t<int64_t, py::array::c_style> cand;
+        int64_t ncand = 0;
+        if (!candidates.is_none()) {
+          cand = int64_array(candidates, fn, "candidates");
+          if (cand.ndim() != 2 || cand.shape(0) != q.nq)
+            value_error(cat(fn, ": candidates must have shape (nq, c) with nq = ", q.nq, ", got ", shape_str(cand)));
+          ncand = cand.shape(1);
+          for (int64_t i = 0; i < q.nq * ncand; ++i)
+            if (cand.data()[i] < 0 || cand.data()[i] >= n)
+              value_error(cat(fn, ": candidates[", i / ncand, ", ", i % ncand, "] = ", cand.data()[i],
+                              " is not a document index in [0, ", n, ")"));
+        }
+        const int threads = resolve_threads(num_threads, fn);
+        const KernelPath& path = resolve_path(isa);
+        py::array_t<float> out(std::vector<py::ssize_t>{q.nq, candidates.is_none() ? n : ncand});
+        {
+          py::gil_scoped_release released;
+          CompressedDocs cd{c.data(), r.data(), o, n};
+          maxsim_compressed(path, q, s.view, cd, candidates.is_none() ? nullptr : cand.data(), ncand, out.mutable_data(),
+                            threads);
+        }
+        return out;
+      },
+      py::arg("queries"), py::arg("centroids"), py::arg("bucket_weights"), py::arg("nbits"), py::arg("codes"),
+      py::arg("residuals"), py::arg("doc_offsets"), py::arg("candidates") = py::none(), py::arg("query_mask") = py::none(),
+      py::arg("num_threads") = py::none(), py::arg("queries_dtype") = "", py::arg("isa") = "");
+}
+
 }  // namespace edgecolbert::bind

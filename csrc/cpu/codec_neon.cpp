@@ -80,11 +80,11 @@ float score_doc(const float*, const float* lut, const float* qc, int64_t rows, i
     for (int64_t i = 0; i < nt; ++i) inv[i] = 1.0f / token_norm(cv, codes[t0 + i], packed + (t0 + i) * w, w, x);
     for (int64_t b = 0; b < nblocks; ++b) {
       const int64_t off = b * kCentroidBlockRows;
-      float32x4_t m[4];
+      float32x4_t m[8];
       for (int v = 0; v < 8; ++v) m[v] = vld1q_f32(rmax + off + v * kLanes);
       for (int64_t i = 0; i < nt; ++i) {
         const float* qcr = qc + static_cast<int64_t>(codes[t0 + i]) * stride + off;
-        float32x4_t a[4];
+        float32x4_t a[8];
         for (int v = 0; v < 8; ++v) a[v] = vld1q_f32(qcr + v * kLanes);
         const uint8_t* bytes = packed + (t0 + i) * w;
         const float* base = lut + off;

@@ -12,8 +12,13 @@ __version__ = "0.1.0"
 
 _KERNELS = ("maxsim", "maxsim_topk", "maxsim_candidates", "maxsim_padded", "info")
 _LAZY = {name: "kernels" for name in _KERNELS}
+_LAZY.update({
+    "centroid_search": "centroids", "centroid_scores": "centroids", "assign": "centroids", "kmeans": "centroids",
+    "ResidualCodec": "codec", "maxsim_compressed": "codec",
+})
 
 __all__ = list(_KERNELS)
+__all__ += ["centroid_search", "centroid_scores", "assign", "kmeans", "ResidualCodec", "maxsim_compressed"]
 
 
 def __getattr__(name: str) -> Any:

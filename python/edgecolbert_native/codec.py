@@ -1,0 +1,345 @@
+"""ColBERTv2 residual codec (byte-compatible with colbert-ai's ``ResidualCodec``) and MaxSim straight
+from codes.
+
+Formulas (colbert-ai 0.2.x, ``colbert/indexing/codecs/residual.py``):
+
+* ``code = argmax_c <x, centroids[c]>`` (inner product; ties to the lower id);
+* ``residual = x - centroids[code]``; per dimension ``bucket = torch.bucketize(residual, bucket_cutoffs)``
+  (``right=False``: the number of cutoffs strictly below the value, so a value equal to a cutoff goes to
+  the lower bucket), ``0 <= bucket < 2**nbits``;
+* decompression: ``v = centroids[code] + bucket_weights[bucket]``, returned as ``v / max(||v||, 1e-12)``
+  (``torch.nn.functional.normalize``).
+
+Byte layout of ``residuals uint8 [T, dim * nbits // 8]``: each dimension contributes its ``nbits`` bits
+least significant first, dimension after dimension; the bit stream is cut into bytes with the first bit
+as the most significant (``numpy.packbits``). So byte ``p`` holds dimensions ``p*g .. p*g+g-1``
+(``g = 8 // nbits``) and bit ``i`` of dimension ``d``'s bucket is bit ``7 - ((d % g) * nbits + i)`` of its
+byte. ``dim * nbits`` must be a multiple of 8 (colbert-ai further requires ``dim % (8 * nbits) == 0``;
+this codec does not).
+
+Training (colbert-ai's ``CollectionIndexer``): a held-out 5 % of the sample (at most 50,000 rows) is
+set aside, spherical k-means runs on the rest, and the held-out residuals (all dims flattened) give
+``bucket_cutoffs = quantile(r, [1 .. 2**nbits - 1] / 2**nbits)`` and
+``bucket_weights = quantile(r, ([0 .. 2**nbits - 1] + 0.5) / 2**nbits)`` (linear interpolation, like
+``torch.quantile``, computed with ``numpy.quantile``, which has no input-size limit).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import struct
+from typing import Any
+
+import numpy as np
+
+from . import _native
+from ._arrays import as_array, as_index_array, as_mask
+from .centroids import as_float32_matrix, assign, kmeans
+
+_MAGIC = b"ECCODEC\x00"
+FORMAT_VERSION = 1
+_NBITS = (1, 2, 4, 8)
+
+
+def _fail(msg: str) -> None:
+    raise ValueError(msg)
+
+
+class ResidualCodec:
+    """ColBERTv2 residual codec from explicit state.
+
+    centroids float32 ``[K, dim]``; bucket_cutoffs ``[2**nbits - 1]`` (sorted ascending);
+    bucket_weights ``[2**nbits]``; nbits in {1, 2, 4, 8} with ``dim * nbits % 8 == 0``. All values must
+    be finite. The arrays are copied (float32, C-contiguous) and exposed read-only.
+    """
+
+    def __init__(self, centroids: Any, bucket_cutoffs: Any, bucket_weights: Any, nbits: int) -> None:
+        fn = "ResidualCodec"
+        if not isinstance(nbits, (int, np.integer)) or isinstance(nbits, bool) or int(nbits) not in _NBITS:
+            _fail(f"{fn}: nbits must be 1, 2, 4 or 8, got {nbits!r}")
+        nbits = int(nbits)
+        c = as_float32_matrix(centroids, fn, "centroids").copy()
+        k, dim = c.shape
+        if k < 1 or dim < 1:
+            _fail(f"{fn}: centroids must be non-empty [K, dim], got shape {c.shape}")
+        if k > 2**31 - 1:
+            _fail(f"{fn}: at most 2**31 - 1 centroids (codes are int32), got {k}")
+        if dim * nbits % 8:
+            _fail(
+                f"{fn}: dim * nbits must be a multiple of 8 (residuals are packed into whole bytes); "
+                f"dim {dim} with nbits {nbits} gives {dim * nbits} bits per token"
+            )
+        cut = np.array(_to_numpy(bucket_cutoffs), dtype=np.float32).reshape(-1) if bucket_cutoffs is not None else None
+        wts = np.array(_to_numpy(bucket_weights), dtype=np.float32).reshape(-1) if bucket_weights is not None else None
+        if cut is None or cut.shape != ((1 << nbits) - 1,):
+            _fail(f"{fn}: bucket_cutoffs must have {(1 << nbits) - 1} values for nbits {nbits}, got "
+                  f"{None if cut is None else cut.shape}")
+        if wts is None or wts.shape != (1 << nbits,):
+            _fail(f"{fn}: bucket_weights must have {1 << nbits} values for nbits {nbits}, got "
+                  f"{None if wts is None else wts.shape}")
+        for name, arr in (("centroids", c), ("bucket_cutoffs", cut), ("bucket_weights", wts)):
+            if not np.isfinite(arr).all():
+                _fail(f"{fn}: {name} contains NaN or infinity")
+        if np.any(np.diff(cut) < 0):
+            _fail(f"{fn}: bucket_cutoffs must be sorted ascending")
+        for arr in (c, cut, wts):
+            arr.flags.writeable = False
+        self._centroids, self._cutoffs, self._weights, self._nbits = c, cut, wts, nbits
+
+    # -- state -------------------------------------------------------------------------------------
+    @property
+    def centroids(self) -> np.ndarray:
+        return self._centroids
+
+    @property
+    def bucket_cutoffs(self) -> np.ndarray:
+        return self._cutoffs
+
+    @property
+    def bucket_weights(self) -> np.ndarray:
+        return self._weights
+
+    @property
+    def nbits(self) -> int:
+        return self._nbits
+
+    @property
+    def dim(self) -> int:
+        return int(self._centroids.shape[1])
+
+    @property
+    def num_centroids(self) -> int:
+        return int(self._centroids.shape[0])
+
+    @property
+    def packed_dim(self) -> int:
+        """Residual bytes per token: ``dim * nbits // 8``."""
+        return self.dim * self.nbits // 8
+
+    def state_dict(self) -> dict[str, Any]:
+        """Plain numpy state: ``centroids``, ``bucket_cutoffs``, ``bucket_weights``, ``nbits``."""
+        return {
+            "centroids": self._centroids, "bucket_cutoffs": self._cutoffs,
+            "bucket_weights": self._weights, "nbits": self._nbits,
+        }
+
+    @classmethod
+    def from_state_dict(cls, state: dict[str, Any]) -> "ResidualCodec":
+        return cls(state["centroids"], state["bucket_cutoffs"], state["bucket_weights"], state["nbits"])
+
+    def __repr__(self) -> str:
+        return f"ResidualCodec(num_centroids={self.num_centroids}, dim={self.dim}, nbits={self.nbits})"
+
+    # -- training ----------------------------------------------------------------------------------
+    @classmethod
+    def train(
+        cls,
+        sample: Any,
+        num_centroids: int,
+        nbits: int,
+        *,
+        niters: int = 4,
+        seed: int = 0,
+        num_threads: int | None = None,
+        progress: bool | None = None,
+        heldout_fraction: float = 0.05,
+        max_heldout: int = 50_000,
+    ) -> "ResidualCodec":
+        """k-means centroids, then cutoffs and weights from quantiles of the held-out residuals.
+
+        The sample is shuffled with ``numpy.random.default_rng(seed)``; ``min(heldout_fraction * n,
+        max_heldout)`` rows are held out (when that is 0 — a tiny sample — the training rows serve as
+        held-out rows). Works for any sample size (quantiles by ``numpy.quantile``).
+        """
+        fn = "ResidualCodec.train"
+        if not isinstance(nbits, (int, np.integer)) or isinstance(nbits, bool) or int(nbits) not in _NBITS:
+            _fail(f"{fn}: nbits must be 1, 2, 4 or 8, got {nbits!r}")
+        x = as_float32_matrix(sample, fn, "sample")
+        n, dim = x.shape
+        if dim * int(nbits) % 8:
+            _fail(f"{fn}: dim * nbits must be a multiple of 8 (residuals are packed into whole bytes); "
+                  f"dim {dim} with nbits {nbits} gives {dim * int(nbits)} bits per token")
+        if not np.isfinite(x).all():
+            _fail(f"{fn}: sample contains NaN or infinity")
+        rng = np.random.default_rng(seed)
+        perm = rng.permutation(n)
+        held = int(min(heldout_fraction * n, max_heldout))
+        train_rows = x[perm[held:]] if held else x
+        heldout = x[perm[:held]] if held else x
+        if not 1 <= num_centroids <= train_rows.shape[0]:
+            _fail(f"{fn}: num_centroids must be in [1, {train_rows.shape[0]}] (training rows after the held-out "
+                  f"split), got {num_centroids}")
+        cents = kmeans(train_rows, num_centroids, niters=niters, seed=seed, num_threads=num_threads, progress=progress)
+        codes = assign(heldout, cents, num_threads=num_threads)
+        resid = (heldout - cents[codes]).reshape(-1)
+        nb = 1 << int(nbits)
+        cut_q = np.arange(1, nb, dtype=np.float64) / nb
+        w_q = (np.arange(nb, dtype=np.float64) + 0.5) / nb
+        cutoffs = np.quantile(resid, cut_q).astype(np.float32)
+        weights = np.quantile(resid, w_q).astype(np.float32)
+        return cls(cents, cutoffs, weights, int(nbits))
+
+    # -- compression -------------------------------------------------------------------------------
+    def compress(
+        self, tokens: Any, *, num_threads: int | None = None, dtype: str | None = None, _isa: str = ""
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``(codes int32 [T], residuals uint8 [T, dim * nbits // 8])`` for tokens ``[T, dim]``
+        (float32, float16 or bfloat16; must be finite)."""
+        t, td = as_array(tokens, "ResidualCodec.compress", "tokens", dtype)
+        return _native.codec_compress(self._centroids, self._cutoffs, self._weights, self._nbits, t, td,
+                                      num_threads, _isa)
+
+    def decompress(
+        self, codes: Any, residuals: Any, *, dtype: Any = np.float32, num_threads: int | None = None, _isa: str = ""
+    ) -> np.ndarray:
+        """Unit-length token vectors ``[T, dim]`` in float32 or float16 (computed in float32, then rounded)."""
+        name = np.dtype(dtype).name if not isinstance(dtype, str) else dtype
+        if name not in ("float32", "float16"):
+            raise TypeError(f"ResidualCodec.decompress: dtype must be float32 or float16, got {dtype!r}")
+        c = _codes(codes, "ResidualCodec.decompress")
+        r = _residuals(residuals, "ResidualCodec.decompress")
+        return _native.codec_decompress(self._centroids, self._weights, self._nbits, c, r, name, num_threads, _isa)
+
+    # -- files -------------------------------------------------------------------------------------
+    def to_bytes(self) -> bytes:
+        """The on-disk format: magic ``ECCODEC\\0``, a little-endian uint32 header length, a JSON header
+        (format_version, nbits, num_centroids, dim, dtype, byte_order, sha256 of the payload), then the
+        payload: centroids, bucket_cutoffs, bucket_weights as little-endian float32."""
+        payload = b"".join(a.astype("<f4").tobytes() for a in (self._centroids, self._cutoffs, self._weights))
+        header = json.dumps({
+            "format": "edgecolbert.ResidualCodec", "format_version": FORMAT_VERSION, "nbits": self._nbits,
+            "num_centroids": self.num_centroids, "dim": self.dim, "dtype": "float32", "byte_order": "little",
+            "sha256": hashlib.sha256(payload).hexdigest(),
+        }, sort_keys=True).encode()
+        return _MAGIC + struct.pack("<I", len(header)) + header + payload
+
+    @classmethod
+    def from_bytes(cls, data: bytes, source: str = "<bytes>") -> "ResidualCodec":
+        fn = "ResidualCodec.load"
+        if len(data) < 12 or data[:8] != _MAGIC:
+            _fail(f"{fn}: {source} is not a ResidualCodec file (bad magic)")
+        (hlen,) = struct.unpack("<I", data[8:12])
+        if 12 + hlen > len(data):
+            _fail(f"{fn}: {source} is truncated (header)")
+        try:
+            h = json.loads(data[12:12 + hlen].decode())
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise ValueError(f"{fn}: {source} has a corrupt header: {e}") from None
+        if not isinstance(h, dict) or h.get("format_version") != FORMAT_VERSION:
+            _fail(f"{fn}: {source} has format_version {h.get('format_version') if isinstance(h, dict) else None}; "
+                  f"this version reads {FORMAT_VERSION}")
+        try:
+            nbits, k, dim = int(h["nbits"]), int(h["num_centroids"]), int(h["dim"])
+            digest = str(h["sha256"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise ValueError(f"{fn}: {source} header lacks a valid field: {e}") from None
+        if nbits not in _NBITS or k < 1 or dim < 1 or h.get("dtype") != "float32" or h.get("byte_order") != "little":
+            _fail(f"{fn}: {source} header has invalid values: {h}")
+        nb = 1 << nbits
+        sizes = (k * dim, nb - 1, nb)
+        payload = data[12 + hlen:]
+        if len(payload) != 4 * sum(sizes):
+            _fail(f"{fn}: {source} payload has {len(payload)} bytes, expected {4 * sum(sizes)}")
+        if hashlib.sha256(payload).hexdigest() != digest:
+            _fail(f"{fn}: {source} checksum mismatch (corrupt file)")
+        flat = np.frombuffer(payload, dtype="<f4").astype(np.float32)
+        c = flat[: sizes[0]].reshape(k, dim)
+        cut = flat[sizes[0]: sizes[0] + sizes[1]]
+        w = flat[sizes[0] + sizes[1]:]
+        return cls(c, cut, w, nbits)
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Writes atomically: a temporary file in the same directory, fsync, rename over ``path``."""
+        path = os.fspath(path)
+        directory = os.path.dirname(os.path.abspath(path))
+        tmp = os.path.join(directory, f".{os.path.basename(path)}.tmp-{os.getpid()}")
+        try:
+            with open(tmp, "wb") as f:
+                f.write(self.to_bytes())
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+        try:
+            dfd = os.open(directory, os.O_RDONLY)
+        except OSError:
+            return
+        try:
+            os.fsync(dfd)
+        except OSError:
+            pass
+        finally:
+            os.close(dfd)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "ResidualCodec":
+        """Reads and validates a file written by :meth:`save` (shapes, nbits, finite values, checksum)."""
+        with open(path, "rb") as f:
+            data = f.read()
+        return cls.from_bytes(data, os.fspath(path))
+
+
+def _to_numpy(x: Any) -> Any:
+    if type(x).__module__.startswith("torch"):
+        return x.detach().cpu().float().numpy()
+    return x
+
+
+def _codes(codes: Any, fn: str) -> np.ndarray:
+    if type(codes).__module__.startswith("torch"):
+        codes = codes.detach().cpu().numpy()
+    a = np.asarray(codes)
+    if a.size and a.dtype.kind not in "iu":
+        raise TypeError(f"{fn}: codes must hold integers, got {a.dtype}")
+    return a
+
+
+def _residuals(residuals: Any, fn: str) -> np.ndarray:
+    if type(residuals).__module__.startswith("torch"):
+        residuals = residuals.detach().cpu().numpy()
+    a = np.asarray(residuals)
+    if a.dtype != np.uint8:
+        raise TypeError(f"{fn}: residuals must be uint8, got {a.dtype}")
+    return a
+
+
+def maxsim_compressed(
+    queries: Any,
+    codes: Any,
+    residuals: Any,
+    doc_offsets: Any,
+    codec: ResidualCodec,
+    *,
+    candidates: Any = None,
+    query_mask: Any = None,
+    num_threads: int | None = None,
+    dtype: str | None = None,
+    _isa: str = "",
+) -> np.ndarray:
+    """MaxSim straight from codes: ``float32 [nq, n]``, or ``[nq, c]`` with ``candidates int [nq, c]``.
+
+    queries ``[nq, Lq, dim]`` (optional boolean ``query_mask [nq, Lq]``); documents in CSR form over
+    ``codes [T]`` / ``residuals [T, dim * nbits // 8]`` with ``doc_offsets int64 [n+1]``. Equals
+    ``maxsim(queries, codec.decompress(codes, residuals), doc_offsets)`` up to float rounding, with no
+    decompressed copy: a decompressed token is ``v / ||v||`` with ``v = c + r``, so
+    ``<q, v / ||v||> = (<q, c> + sum_p LUT[p][byte_p]) / ||v||``, where ``<q, c>`` is computed once per
+    query for the centroids its documents use, ``LUT[p][b]`` (256 entries per residual byte position, per
+    query row) is the sum of ``q[d] * bucket_weights[bucket_d]`` over the dims byte ``b`` encodes, and
+    ``||v||`` is recomputed per token from the codec (O(dim), against O(Lq * dim * nbits / 8) lookups), so
+    the renormalisation is exact, not approximated, and the index stores nothing beyond colbert-ai's layout.
+    """
+    fn = "maxsim_compressed"
+    if not isinstance(codec, ResidualCodec):
+        raise TypeError(f"{fn}: codec must be a ResidualCodec, got {type(codec).__name__}")
+    q, qd = as_array(queries, fn, "queries", dtype)
+    cand = None if candidates is None else as_index_array(candidates, fn, "candidates")
+    return _native.maxsim_compressed(
+        q, codec.centroids, codec.bucket_weights, codec.nbits, _codes(codes, fn), _residuals(residuals, fn),
+        as_index_array(doc_offsets, fn, "doc_offsets"), cand, as_mask(query_mask, fn, "query_mask"), num_threads,
+        qd, _isa,
+    )

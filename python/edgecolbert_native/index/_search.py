@@ -1,0 +1,283 @@
+"""PLAID-style search (Santhanam et al., 2022) with WARP's missing-similarity estimate
+(Scheerer et al., 2025) for the first, cheapest stage.
+
+Per query (``m`` kept tokens), after one batched ``centroid_scores`` call for a block of queries:
+
+1. probe: the top ``nprobe`` centroids per query token;
+2. stage A, from the IVF alone: for every document in a probed list, per query token the best score
+   of a probed centroid holding it, or the token's (nprobe+1)-th centroid score when none does (an
+   upper bound on what an unprobed centroid could give); the sum over tokens ranks the candidates;
+   keep the best ``ndocs`` (live and in the subset only);
+3. stage B, PLAID's centroid interaction: ``Σ_i max_j S[i, code_j]`` over the tokens of each of those
+   documents (centroid scores under ``centroid_score_threshold`` count as 0); keep the best
+   ``max(k, ndocs // 4)``;
+4. re-rank them with ``maxsim_compressed`` (residuals decoded inside the kernel) and return top-k.
+
+Stage B is bulk numpy (a gather of ``m × tokens`` centroid scores and ``maximum.reduceat``); it is the
+stage a native kernel would speed up most (noted for the kernel engineer).
+
+Collections of at most EXHAUSTIVE_TOKENS live tokens are searched exhaustively with ``maxsim`` over
+the decompressed tokens (decoded once per open index and cached), which is faster there.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .._arrays import as_array, as_mask
+
+# Measured crossover (docs/index.md, "Exhaustive or PLAID"): below this many tokens exhaustive
+# MaxSim over the decoded tokens is faster than the PLAID stages at default parameters.
+EXHAUSTIVE_TOKENS = 1 << 17
+# Centroid-score block: queries are scored against the centroids in blocks of at most this many
+# floats (64 MB), so a large batch never materialises [nq * Lq, K] at once.
+_SCORE_BLOCK = 1 << 24
+
+
+def _ec() -> Any:
+    import edgecolbert_native as ec
+
+    return ec
+
+
+def default_params(index: Any, k: int = 10) -> dict:
+    """The documented rule: nprobe 4 (8 when nbits <= 2, whose coarser residuals need more
+    candidates to keep the same recall), ndocs = max(8·k, 256) rounded up to a power of two, scaled
+    by 2 when the index has more than 2^20 tokens; threshold 0.4 (PLAID's)."""
+    T = int(index.manifest["num_tokens"])
+    nprobe = 8 if index.nbits <= 2 else 4
+    ndocs = max(8 * k, 256)
+    ndocs = 1 << int(np.ceil(np.log2(ndocs)))
+    if T > (1 << 20):
+        ndocs *= 2
+    return {"nprobe": nprobe, "ndocs": ndocs, "centroid_score_threshold": 0.4}
+
+
+def _ragged(starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    lens = (ends - starts).astype(np.int64)
+    total = int(lens.sum())
+    if total == 0:
+        return np.empty(0, np.int64)
+    shift = np.repeat(starts.astype(np.int64) - (np.cumsum(lens) - lens), lens)
+    return np.arange(total, dtype=np.int64) + shift
+
+
+def _split(index: Any, pos: np.ndarray) -> list[tuple[Any, np.ndarray, np.ndarray]]:
+    """Global positions -> [(segment, local docs, indices into pos)]."""
+    out = []
+    for s in index.segments:
+        sel = np.flatnonzero((pos >= s.base) & (pos < s.base + s.n))
+        if len(sel):
+            out.append((s, pos[sel] - s.base, sel))
+    return out
+
+
+def _gather_compact(index: Any, pos: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Codes (int32), residuals and offsets of the documents at global positions ``pos``, in order."""
+    codes, res, lens = [], [], np.empty(len(pos), np.int64)
+    order = []
+    for s, local, sel in _split(index, pos):
+        tok = _ragged(s.offsets[local], s.offsets[local + 1])
+        codes.append(np.asarray(s.codes[tok], np.int32))
+        res.append(np.asarray(s.residuals[tok]))
+        lens[sel] = s.offsets[local + 1] - s.offsets[local]
+        order.append(sel)
+    # Segments were visited in order, so the concatenation follows pos only if pos is grouped by
+    # segment; reorder documents to pos order otherwise.
+    cat_sel = np.concatenate(order) if order else np.empty(0, np.int64)
+    rb = index.dim * index.nbits // 8
+    c = np.concatenate(codes) if codes else np.empty(0, np.int32)
+    r = np.concatenate(res) if res else np.empty((0, rb), np.uint8)
+    if len(cat_sel) and np.any(np.diff(cat_sel) < 0):
+        cat_lens = lens[cat_sel]
+        cat_off = np.concatenate([[0], np.cumsum(cat_lens)])
+        inv = np.empty_like(cat_sel)
+        inv[cat_sel] = np.arange(len(cat_sel))
+        tok = _ragged(cat_off[inv], cat_off[inv + 1])
+        c, r = c[tok], r[tok]
+    offsets = np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)
+    return c, r, offsets
+
+
+def _rerank(index: Any, q: np.ndarray, pos: np.ndarray, num_threads: int | None) -> np.ndarray:
+    if len(pos) == 0:
+        return np.empty(0, np.float32)
+    c, r, off = _gather_compact(index, pos)
+    return _ec().maxsim_compressed(q[None], c, r, off, index.codec, num_threads=num_threads)[0]
+
+
+def _decoded(index: Any, s: Any) -> np.ndarray:
+    if s._decoded is None:
+        s._decoded = np.ascontiguousarray(index.codec.decompress(np.asarray(s.codes, np.int32), np.asarray(s.residuals)),
+                                          dtype=np.float32)
+    return s._decoded
+
+
+def _stage_a(index: Any, S: np.ndarray, nprobe: int, allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    m, K = S.shape
+    p = min(nprobe, K)
+    if p < K:
+        top = np.argpartition(-S, p, axis=1)[:, :p + 1]  # p best plus the (p+1)-th
+        ts = np.take_along_axis(S, top, 1)
+        o = np.argsort(-ts, axis=1, kind="stable")
+        top, ts = np.take_along_axis(top, o, 1), np.take_along_axis(ts, o, 1)
+        miss = ts[:, p].astype(np.float64)
+        cells, cs = top[:, :p], ts[:, :p]
+    else:
+        cells = np.argsort(-S, axis=1, kind="stable")
+        cs = np.take_along_axis(S, cells, 1)
+        miss = np.zeros(m)
+    flat_cells, flat_scores = cells.ravel(), cs.ravel()
+    tok_of = np.repeat(np.arange(m), p)
+    pos_all, est_all = [], []
+    for s in index.segments:
+        starts, ends = s.ivf_offsets[flat_cells], s.ivf_offsets[flat_cells + 1]
+        lens = ends - starts
+        idx = _ragged(starts, ends)
+        if len(idx) == 0:
+            continue
+        docs = np.asarray(s.ivf[idx], np.int64)
+        rep = np.repeat(np.arange(len(lens)), lens)
+        key = docs * m + tok_of[rep]
+        ukey, first = np.unique(key, return_index=True)  # first hit per (doc, token) = best probe
+        gain = flat_scores[rep[first]] - miss[ukey % m]
+        udoc, inv = np.unique(ukey // m, return_inverse=True)
+        est = np.bincount(inv, weights=gain) + miss.sum()
+        g = udoc + s.base
+        ok = allowed[g]
+        pos_all.append(g[ok])
+        est_all.append(est[ok])
+    if not pos_all:
+        return np.empty(0, np.int64), np.empty(0)
+    return np.concatenate(pos_all), np.concatenate(est_all)
+
+
+def _stage_b(index: Any, S: np.ndarray, pos: np.ndarray, threshold: float | None) -> np.ndarray:
+    if threshold is not None:
+        S = np.where(S.max(axis=0, keepdims=True) >= threshold, S, 0.0).astype(np.float32)
+    out = np.zeros(len(pos), np.float64)
+    for s, local, sel in _split(index, pos):
+        lo, hi = s.offsets[local], s.offsets[local + 1]
+        nonempty = hi > lo
+        if not nonempty.any():
+            continue
+        lo, hi, sel = lo[nonempty], hi[nonempty], sel[nonempty]
+        tok = _ragged(lo, hi)
+        codes = np.asarray(s.codes[tok], np.int64)
+        vals = S[:, codes]  # [m, tokens of the candidates]
+        starts = np.concatenate([[0], np.cumsum(hi - lo)[:-1]])
+        out[sel] = np.maximum.reduceat(vals, starts, axis=1).sum(axis=0)
+    return out
+
+
+def _topk(scores: np.ndarray, pos: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    if len(scores) > k:
+        part = np.argpartition(-scores, k - 1)[:k]
+        scores, pos = scores[part], pos[part]
+    o = np.lexsort((pos, -scores))
+    return scores[o], pos[o]
+
+
+def search(index: Any, queries: Any, k: int, nprobe: int | None, ndocs: int | None, threshold: float | None,
+           subset: Any, query_mask: Any, exhaustive: bool | None, num_threads: int | None):
+    fn = "Index.search"
+    if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 1:
+        raise ValueError(f"{fn}: k must be a positive int, got {k!r}")
+    q, declared = as_array(queries, fn, "queries")
+    if declared == "bfloat16":
+        q = (np.ascontiguousarray(q).astype(np.uint32) << 16).view(np.float32)
+    q = np.asarray(q, np.float32)
+    if q.ndim == 2:
+        q = q[None]
+    if q.ndim != 3 or q.shape[2] != index.dim:
+        raise ValueError(f"{fn}: queries must be [nq, Lq, {index.dim}], got shape {q.shape}")
+    nq, lq, _ = q.shape
+    mask = as_mask(query_mask, fn, "query_mask")
+    if mask is not None and mask.shape != (nq, lq):
+        raise ValueError(f"{fn}: query_mask must have shape {(nq, lq)}, got {mask.shape}")
+    d = default_params(index, int(k))
+    nprobe = d["nprobe"] if nprobe is None else int(nprobe)
+    ndocs = d["ndocs"] if ndocs is None else int(ndocs)
+    if nprobe < 1 or ndocs < 1:
+        raise ValueError(f"{fn}: nprobe and ndocs must be >= 1")
+    threshold = d["centroid_score_threshold"] if threshold is None else threshold
+    threshold = None if threshold is not None and threshold <= -np.inf else threshold
+
+    allowed = index.live
+    if subset is not None:
+        pos = index._positions(subset, fn, strict=False)
+        allowed = np.zeros_like(index.live)
+        allowed[pos] = True
+    n_allowed = int(allowed.sum())
+    live_tokens = int(sum(int(s.offsets[-1]) for s in index.segments))
+    if exhaustive is None:
+        exhaustive = live_tokens <= EXHAUSTIVE_TOKENS
+    rerank = max(int(k), ndocs // 4)
+
+    out_s = np.full((nq, k), -np.inf, np.float32)
+    out_p = np.full((nq, k), -1, np.int64)
+    ec = _ec()
+    if n_allowed == 0:
+        pass
+    elif exhaustive:
+        scores = np.concatenate([ec.maxsim(q, _decoded(index, s), s.offsets, query_mask=mask, num_threads=num_threads)
+                                 for s in index.segments], axis=1)
+        apos = np.flatnonzero(allowed)
+        for i in range(nq):
+            sc, p = _topk(scores[i, apos], apos, k)
+            out_s[i, :len(sc)], out_p[i, :len(p)] = sc, p
+    elif subset is not None and n_allowed <= 4 * ndocs:
+        # A selective subset: every allowed document is scored from its residuals (at most 4·ndocs,
+        # about the work of one unfiltered re-rank), so nothing in it can be missed.
+        apos = np.flatnonzero(allowed)
+        c, r, off = _gather_compact(index, apos)
+        scores = ec.maxsim_compressed(q, c, r, off, index.codec, query_mask=mask, num_threads=num_threads)
+        for i in range(nq):
+            sc, p = _topk(scores[i], apos, k)
+            out_s[i, :len(sc)], out_p[i, :len(p)] = sc, p
+    else:
+        C = np.asarray(index.codec.centroids, np.float32)
+        block = max(1, _SCORE_BLOCK // max(1, lq * index.num_centroids))
+        for b0 in range(0, nq, block):
+            b1 = min(nq, b0 + block)
+            S_all = ec.centroid_scores(q[b0:b1].reshape(-1, index.dim), C, num_threads=num_threads)
+            S_all = np.asarray(S_all, np.float32).reshape(b1 - b0, lq, -1)
+            for i in range(b0, b1):
+                qi = q[i] if mask is None else q[i][mask[i]]
+                S = S_all[i - b0] if mask is None else S_all[i - b0][mask[i]]
+                if len(qi) == 0:
+                    continue
+                pos, est = _stage_a(index, S, nprobe, allowed)
+                # A selective filter (or tombstones) leaves fewer than ndocs candidates in the probed
+                # lists: probe more centroids until the pool is as large as an unfiltered search's,
+                # so the filter costs no recall inside the subset.
+                probe = nprobe
+                while len(pos) < min(ndocs, n_allowed) and probe < index.num_centroids:
+                    probe = min(probe * 4, index.num_centroids)
+                    pos, est = _stage_a(index, S, probe, allowed)
+                if len(pos) > ndocs:
+                    sel = np.argpartition(-est, ndocs - 1)[:ndocs]
+                    pos = pos[sel]
+                if len(pos) > rerank:
+                    approx = _stage_b(index, S, pos, threshold)
+                    sel = np.argpartition(-approx, rerank - 1)[:rerank]
+                    pos = pos[sel]
+                pos = np.sort(pos)
+                sc = _rerank(index, qi, pos, num_threads)
+                sc, p = _topk(sc, pos, k)
+                out_s[i, :len(sc)], out_p[i, :len(p)] = sc, p
+    return out_s, _to_ids(index, out_p)
+
+
+def _to_ids(index: Any, pos: np.ndarray) -> np.ndarray:
+    all_ids = index._ids_all()
+    valid = pos >= 0
+    if index.id_kind == "int":
+        out = np.full(pos.shape, -1, np.int64)
+        out[valid] = all_ids[pos[valid]]
+        return out
+    out = np.full(pos.shape, None, dtype=object)
+    out[valid] = all_ids[pos[valid]].astype(object)
+    return out

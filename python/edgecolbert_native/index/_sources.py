@@ -1,0 +1,188 @@
+"""Document inputs for build/add, turned into one random-access CSR source.
+
+Accepted forms: a CSR pair (``doc_tokens [T, dim]`` + ``doc_offsets [n+1]``; numpy arrays,
+``np.memmap``, torch CPU tensors), a list of per-document ``[len, dim]`` arrays or tensors, or an
+iterator of batches (each a CSR pair ``(tokens, offsets)``, a ``(tokens, offsets, ids)`` triple, or a
+list of per-document arrays). An iterator is spilled once to a raw file on disk (in the input's
+float dtype, bf16 as float32) so that sampling and compression can read it like an array while
+memory stays bounded; the spill is removed after the build.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from typing import Any, Iterator
+
+import numpy as np
+
+from .._arrays import as_array, as_index_array
+
+CHUNK_TOKENS = 1 << 17  # tokens per compression chunk: 25 MB of float32 at dim 48, bounded memory
+
+
+def _float_rows(x: Any, fn: str, arg: str) -> np.ndarray:
+    a, declared = as_array(x, fn, arg)
+    if declared == "bfloat16":
+        a = (np.ascontiguousarray(a).astype(np.uint32) << 16).view(np.float32)
+    elif a.dtype not in (np.float32, np.float16):
+        a = a.astype(np.float32)
+    if a.ndim != 2:
+        raise ValueError(f"{fn}: {arg} must have 2 dimensions [tokens, dim], got shape {a.shape}")
+    return a
+
+
+def _check_offsets(off: np.ndarray, T: int, fn: str) -> None:
+    if off.ndim != 1 or off.size < 1:
+        raise ValueError(f"{fn}: doc_offsets must be 1-D with n+1 entries, got shape {off.shape}")
+    if off[0] != 0 or off[-1] != T or (off.size > 1 and np.any(np.diff(off) < 0)):
+        raise ValueError(f"{fn}: doc_offsets must start at 0, not decrease and end at {T} (doc_tokens rows)")
+
+
+class Source:
+    """Random access to a CSR collection: ``offsets`` (int64, in memory) and ``tokens(lo, hi)``
+    returning float32 rows for token range [lo, hi)."""
+
+    def __init__(self, offsets: np.ndarray, dim: int) -> None:
+        self.offsets, self.dim = offsets, dim
+        self.num_docs = len(offsets) - 1
+        self.num_tokens = int(offsets[-1])
+        self.cleanup: list[str] = []
+
+    def tokens(self, lo: int, hi: int) -> np.ndarray:
+        raise NotImplementedError
+
+    def gather(self, positions: np.ndarray) -> np.ndarray:
+        """Rows at sorted token positions, read chunk by chunk."""
+        out = np.empty((len(positions), self.dim), dtype=np.float32)
+        start = 0
+        for lo in range(0, self.num_tokens, CHUNK_TOKENS):
+            hi = min(lo + CHUNK_TOKENS, self.num_tokens)
+            end = int(np.searchsorted(positions, hi))
+            if end > start:
+                out[start:end] = self.tokens(lo, hi)[positions[start:end] - lo]
+            start = end
+        return out
+
+    def chunks(self) -> Iterator[tuple[int, int]]:
+        """Document ranges [d0, d1) of about CHUNK_TOKENS tokens (a longer document is its own chunk)."""
+        d0, n = 0, self.num_docs
+        while d0 < n:
+            target = self.offsets[d0] + CHUNK_TOKENS
+            d1 = int(np.searchsorted(self.offsets, target, side="right")) - 1
+            d1 = min(max(d1, d0 + 1), n)
+            yield d0, d1
+            d0 = d1
+
+    def close(self) -> None:
+        for p in self.cleanup:
+            try:
+                os.unlink(p)
+            except FileNotFoundError:
+                pass
+
+
+class ArraySource(Source):
+    def __init__(self, tokens: np.ndarray, offsets: np.ndarray) -> None:
+        super().__init__(offsets, tokens.shape[1])
+        self._t = tokens
+
+    def tokens(self, lo: int, hi: int) -> np.ndarray:
+        return np.asarray(self._t[lo:hi], dtype=np.float32)
+
+
+class ListSource(Source):
+    def __init__(self, docs: list[np.ndarray], dim: int) -> None:
+        lens = np.fromiter((len(d) for d in docs), dtype=np.int64, count=len(docs))
+        super().__init__(np.concatenate([[0], np.cumsum(lens)]).astype(np.int64), dim)
+        self._docs = docs
+
+    def tokens(self, lo: int, hi: int) -> np.ndarray:
+        d0 = int(np.searchsorted(self.offsets, lo, side="right")) - 1
+        d1 = int(np.searchsorted(self.offsets, hi, side="left"))
+        parts = [np.asarray(d, dtype=np.float32) for d in self._docs[d0:d1]]
+        block = np.concatenate(parts) if parts else np.empty((0, self.dim), np.float32)
+        base = int(self.offsets[d0])
+        return block[lo - base:hi - base]
+
+
+def _docs_list(x: list, fn: str) -> list[np.ndarray]:
+    docs = [_float_rows(d, fn, f"documents[{i}]") for i, d in enumerate(x)]
+    if docs and len({d.shape[1] for d in docs}) != 1:
+        raise ValueError(f"{fn}: documents have different dims {sorted({d.shape[1] for d in docs})}")
+    return docs
+
+
+def make_source(doc_tokens: Any, doc_offsets: Any, doc_ids: Any, fn: str, spill_dir: str) -> tuple[Source, Any]:
+    """Returns (source, ids or None)."""
+    if isinstance(doc_tokens, (list, tuple)):
+        if doc_offsets is not None:
+            raise ValueError(f"{fn}: doc_offsets goes with a [T, dim] token array, not a list of documents")
+        docs = _docs_list(list(doc_tokens), fn)
+        if not docs:
+            raise ValueError(f"{fn}: no documents")
+        return ListSource(docs, docs[0].shape[1]), doc_ids
+    if hasattr(doc_tokens, "__next__") or (hasattr(doc_tokens, "__iter__") and not hasattr(doc_tokens, "shape")
+                                            and not hasattr(doc_tokens, "__array__")):
+        if doc_offsets is not None:
+            raise ValueError(f"{fn}: doc_offsets is not used with an iterator of batches")
+        return _spill(iter(doc_tokens), doc_ids, fn, spill_dir)
+    if doc_offsets is None:
+        raise ValueError(f"{fn}: doc_offsets is required with a [T, dim] token array")
+    t = _float_rows(doc_tokens, fn, "doc_tokens")
+    off = as_index_array(doc_offsets, fn, "doc_offsets")
+    _check_offsets(off, t.shape[0], fn)
+    return ArraySource(t, off), doc_ids
+
+
+def _spill(it: Iterator, doc_ids: Any, fn: str, spill_dir: str) -> tuple[Source, Any]:
+    path = os.path.join(spill_dir, f"spill-{uuid.uuid4().hex}.bin")
+    lens: list[np.ndarray] = []
+    ids: list[Any] = []
+    dim, dtype = None, None
+    try:
+        with open(path, "wb") as f:
+            for b, batch in enumerate(it):
+                bids = None
+                if isinstance(batch, list):
+                    docs = _docs_list(batch, fn)
+                    tok = np.concatenate(docs) if docs else None
+                    blens = np.array([len(d) for d in docs], dtype=np.int64)
+                else:
+                    if not isinstance(batch, tuple) or len(batch) not in (2, 3):
+                        raise TypeError(f"{fn}: batch {b} must be (tokens, offsets), (tokens, offsets, ids) or a list of documents")
+                    tok = _float_rows(batch[0], fn, f"batch {b} tokens")
+                    off = as_index_array(batch[1], fn, f"batch {b} offsets")
+                    _check_offsets(off, tok.shape[0], fn)
+                    blens = np.diff(off)
+                    bids = batch[2] if len(batch) == 3 else None
+                if bids is not None:
+                    ids.extend(list(np.asarray(bids).tolist()))
+                elif ids:
+                    raise ValueError(f"{fn}: batch {b} has no ids while earlier batches had")
+                if tok is None or len(blens) == 0:
+                    continue
+                if dim is None:
+                    dim, dtype = tok.shape[1], tok.dtype
+                if tok.shape[1] != dim:
+                    raise ValueError(f"{fn}: batch {b} has dim {tok.shape[1]}, earlier batches {dim}")
+                f.write(memoryview(np.ascontiguousarray(tok, dtype=dtype)).cast("B"))
+                lens.append(blens)
+            f.flush()
+            os.fsync(f.fileno())
+        if dim is None:
+            raise ValueError(f"{fn}: the iterator gave no documents")
+        offsets = np.concatenate([[0], np.cumsum(np.concatenate(lens))]).astype(np.int64)
+        T = int(offsets[-1])
+        mm = np.memmap(path, dtype=dtype, mode="r", shape=(T, dim)) if T else np.empty((0, dim), dtype)
+        src = ArraySource(mm, offsets)
+        src.cleanup.append(path)
+    except BaseException:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+        raise
+    if ids and doc_ids is not None:
+        raise ValueError(f"{fn}: ids given both in batches and as doc_ids")
+    return src, (ids if ids else doc_ids)

@@ -1,0 +1,562 @@
+"""The persistent PLAID-style index: build, open, search, add, delete, compact.
+
+A committed state (see _storage) is: the codec (centroids, bucket cutoffs and weights), one or more
+segments, and a tombstone array. A segment is what one ``build``, ``add`` or ``compact`` wrote:
+
+    codes        uint16 [T] (int32 when there are more than 65,536 centroids): nearest centroid
+    residuals    uint8  [T, dim*nbits/8]: packed residual buckets, the codec's layout
+    doclens      int32  [n]
+    ivf          int32  [P]: local document numbers, grouped by centroid, ascending inside a group
+    ivf_offsets  int64  [K+1]: group c is ivf[ivf_offsets[c]:ivf_offsets[c+1]]
+    ids          int64 [n] or unicode [n]: the caller's document ids
+
+Documents are numbered internally by position (segment after segment); the tombstone array holds
+the deleted positions. ``compact`` rewrites the live documents into one segment (codes and residuals
+are copied, never recompressed) and rebuilds the IVF.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+from . import _search
+from ._progress import Progress
+from ._sources import make_source
+from ._storage import (
+    FORMAT,
+    FORMAT_VERSION,
+    MANIFEST,
+    ArrayWriter,
+    CorruptIndexError,
+    WriterLock,
+    collect_garbage,
+    open_array,
+    read_manifest,
+    referenced_files,
+    write_array,
+    write_manifest,
+)
+
+
+def _ec() -> Any:
+    import edgecolbert_native as ec  # the codec/centroid API, resolved at call time
+
+    return ec
+
+
+def default_num_centroids(num_tokens: int) -> int:
+    """PLAID's rule: 2^floor(log2(16·sqrt(T))), at most T."""
+    k = 1 << int(np.floor(np.log2(max(16.0 * np.sqrt(max(num_tokens, 1)), 1.0))))
+    return int(max(1, min(k, num_tokens)))
+
+
+def default_sample_tokens(num_tokens: int, k: int) -> int:
+    """Tokens k-means trains on: 32 per centroid (k-means quality saturates well before that for
+    ColBERT's residual coding), at least 2^14, at most the collection."""
+    return int(min(num_tokens, max(1 << 14, 32 * k)))
+
+
+class _Segment:
+    __slots__ = ("codes", "residuals", "doclens", "offsets", "ivf", "ivf_offsets", "ids", "base", "n",
+                 "_decoded")
+
+    def __init__(self, arrays: dict, base: int) -> None:
+        self.codes, self.residuals = arrays["codes"], arrays["residuals"]
+        self.doclens, self.ivf, self.ivf_offsets, self.ids = (
+            arrays["doclens"], arrays["ivf"], arrays["ivf_offsets"], arrays["ids"])
+        self.n = len(self.doclens)
+        self.offsets = np.zeros(self.n + 1, np.int64)
+        np.cumsum(self.doclens, out=self.offsets[1:])
+        self.base = base
+        self._decoded = None
+
+
+def _normalize_ids(ids: Any, n: int, kind: str | None, next_int: int, fn: str) -> tuple[np.ndarray, str]:
+    if ids is None:
+        if kind == "str":
+            raise ValueError(f"{fn}: this index has string ids; pass doc_ids")
+        return np.arange(next_int, next_int + n, dtype=np.int64), "int"
+    if type(ids).__module__.startswith("torch"):
+        ids = ids.detach().cpu().numpy()
+    arr = np.asarray(list(ids) if not isinstance(ids, np.ndarray) else ids)
+    if arr.ndim != 1 or len(arr) != n:
+        raise ValueError(f"{fn}: doc_ids must have one id per document ({n}), got shape {arr.shape}")
+    if arr.dtype.kind in "iu" or (n == 0 and kind != "str"):
+        got, arr = "int", arr.astype(np.int64)
+    elif arr.dtype.kind == "U" or (arr.dtype.kind == "O" and all(isinstance(x, str) for x in arr)):
+        got = "str"
+        arr = arr.astype(str)
+        if any("\x00" in s for s in arr.tolist()):
+            raise ValueError(f"{fn}: string ids may not contain NUL characters")
+    else:
+        raise TypeError(f"{fn}: doc_ids must be all integers or all strings, got {arr.dtype}")
+    if kind is not None and got != kind:
+        raise TypeError(f"{fn}: this index has {kind} ids, got {got} ids")
+    if len(np.unique(arr)) != n:
+        raise ValueError(f"{fn}: doc_ids are not unique")
+    return arr, got
+
+
+class Index:
+    """A PLAID-style late-interaction index on disk. Use ``Index.build`` or ``Index.open``."""
+
+    def __init__(self, path: str, manifest: dict, codec: Any, segments: list[_Segment],
+                 tombstones: np.ndarray) -> None:
+        self.path = path
+        self.manifest = manifest
+        self.codec = codec
+        self.segments = segments
+        self.tombstones = tombstones
+        self.nbits = int(manifest["nbits"])
+        self.dim = int(manifest["dim"])
+        self.num_centroids = int(manifest["num_centroids"])
+        self.id_kind = manifest["id_kind"]
+        total = sum(s.n for s in segments)
+        self.live = np.ones(total, bool)
+        self.live[np.asarray(tombstones, np.int64)] = False
+        self._id_index: tuple[np.ndarray, np.ndarray] | None = None
+        self._all_ids: np.ndarray | None = None
+
+    # ------------------------------------------------------------------ opening
+    @classmethod
+    def open(cls, path: str | os.PathLike, *, verify: bool = True) -> "Index":
+        """Opens the committed state. ``verify`` checks every file's CRC-32 (0.15 s per GB here);
+        sizes, dtypes and counts are always checked. A corrupt, truncated or mismatched index raises
+        CorruptIndexError naming the file."""
+        path = os.fspath(path)
+        last: Exception | None = None
+        for _ in range(5):
+            manifest = read_manifest(path)
+            try:
+                return cls._from_manifest(path, manifest, verify)
+            except FileNotFoundError as e:
+                # A writer may have committed and garbage-collected between our manifest read and the
+                # file opens: read the newer manifest and try again; a missing file twice is corruption.
+                last = e
+                if read_manifest(path).get("generation") == manifest.get("generation"):
+                    raise CorruptIndexError(getattr(e, "filename", None) or path, "file named by the manifest is missing") from None
+        raise CorruptIndexError(path, f"manifest keeps changing while opening: {last}")
+
+    @classmethod
+    def _from_manifest(cls, path: str, m: dict, verify: bool) -> "Index":
+        mpath = os.path.join(path, MANIFEST)
+        try:
+            dim, nbits, K = int(m["dim"]), int(m["nbits"]), int(m["num_centroids"])
+            rb = dim * nbits // 8
+            c = m["codec"]
+            centroids = open_array(path, c["centroids"], verify)
+            cutoffs = open_array(path, c["bucket_cutoffs"], verify)
+            weights = open_array(path, c["bucket_weights"], verify)
+            if centroids.shape != (K, dim) or cutoffs.shape != ((1 << nbits) - 1,) or weights.shape != (1 << nbits,):
+                raise CorruptIndexError(os.path.join(path, c["centroids"]["file"]), "codec arrays do not match the manifest's dim/nbits/num_centroids")
+            segments, base = [], 0
+            for si, s in enumerate(m["segments"]):
+                arrays = {name: open_array(path, s["files"][name], verify)
+                          for name in ("codes", "residuals", "doclens", "ivf", "ivf_offsets", "ids")}
+                n, T = int(s["num_docs"]), int(s["num_tokens"])
+                f = s["files"]
+
+                def bad(name: str, why: str) -> CorruptIndexError:
+                    return CorruptIndexError(os.path.join(path, f[name]["file"]), f"segment {si}: {why}")
+
+                if arrays["codes"].shape != (T,):
+                    raise bad("codes", f"{arrays['codes'].shape[0]} codes, manifest says {T} tokens")
+                if arrays["residuals"].shape != (T, rb):
+                    raise bad("residuals", f"shape {arrays['residuals'].shape}, expected {(T, rb)}")
+                if arrays["doclens"].shape != (n,) or int(np.sum(arrays["doclens"], dtype=np.int64)) != T:
+                    raise bad("doclens", "document lengths do not add up to the segment's token count")
+                if arrays["ids"].shape != (n,):
+                    raise bad("ids", f"{arrays['ids'].shape[0]} ids for {n} documents")
+                io = arrays["ivf_offsets"]
+                if io.shape != (K + 1,) or io[0] != 0 or io[-1] != len(arrays["ivf"]) or np.any(np.diff(io) < 0):
+                    raise bad("ivf_offsets", "not a valid offsets array for the IVF")
+                if verify and len(arrays["ivf"]) and (arrays["ivf"].min() < 0 or arrays["ivf"].max() >= n):
+                    raise bad("ivf", "document number out of range")
+                if verify and T and int(arrays["codes"].max()) >= K:
+                    raise bad("codes", "centroid number out of range")
+                segments.append(_Segment(arrays, base))
+                base += n
+            tomb = open_array(path, m["tombstones"], verify)
+            if tomb.ndim != 1 or (len(tomb) and (tomb.min() < 0 or tomb.max() >= base)):
+                raise CorruptIndexError(os.path.join(path, m["tombstones"]["file"]), "tombstone out of range")
+            if int(m["num_docs"]) != base or int(m["num_live"]) != base - len(np.unique(tomb)):
+                raise CorruptIndexError(mpath, "document counts do not match the segments and tombstones")
+        except (KeyError, TypeError, ValueError) as e:
+            raise CorruptIndexError(mpath, f"malformed manifest: {e!r}") from None
+        codec = _ec().ResidualCodec(np.ascontiguousarray(centroids, np.float32), np.asarray(cutoffs, np.float32),
+                                    np.asarray(weights, np.float32), nbits)
+        return cls(path, m, codec, segments, np.asarray(tomb, np.int64))
+
+    # ------------------------------------------------------------------ building
+    @classmethod
+    def build(
+        cls,
+        path: str | os.PathLike,
+        doc_tokens: Any,
+        doc_offsets: Any = None,
+        doc_ids: Any = None,
+        *,
+        nbits: int = 4,
+        num_centroids: int | None = None,
+        sample_tokens: int | None = None,
+        niters: int = 4,
+        seed: int = 0,
+        num_threads: int | None = None,
+        progress: bool | None = None,
+        overwrite: bool = False,
+    ) -> "Index":
+        """Builds an index in directory ``path`` (created if needed; an existing index there is
+        replaced only with ``overwrite=True``, atomically).
+
+        Documents: a CSR pair ``doc_tokens [T, dim]`` + ``doc_offsets [n+1]``, a list of per-document
+        arrays/tensors, or an iterator of batches (see _sources). ``doc_ids``: unique ints or strings,
+        default 0..n-1. Centroids: ``num_centroids`` (default 2^floor(log2(16·sqrt(T)))) trained by
+        k-means on ``sample_tokens`` random tokens (default 32 per centroid, at least 16,384).
+        Memory stays bounded: tokens are compressed in chunks of 2^17.
+        """
+        fn = "Index.build"
+        if nbits not in (1, 2, 4, 8):
+            raise ValueError(f"{fn}: nbits must be 1, 2, 4 or 8, got {nbits!r}")
+        path = os.fspath(path)
+        os.makedirs(path, exist_ok=True)
+        ec = _ec()
+        with WriterLock(path):
+            old = None
+            if os.path.exists(os.path.join(path, MANIFEST)):
+                if not overwrite:
+                    raise FileExistsError(f"{fn}: {path} already holds an index (pass overwrite=True to replace it)")
+                try:
+                    old = read_manifest(path)
+                except CorruptIndexError:
+                    old = None
+            collect_garbage(path, referenced_files(old) if old else ())
+            src, ids = make_source(doc_tokens, doc_offsets, doc_ids, fn, path)
+            try:
+                ids, kind = _normalize_ids(ids, src.num_docs, None, 0, fn)
+                T, dim = src.num_tokens, src.dim
+                if T == 0:
+                    raise ValueError(f"{fn}: the documents hold no tokens; centroids cannot be trained")
+                if dim * nbits % 8:
+                    raise ValueError(f"{fn}: dim*nbits must be a multiple of 8, got {dim}*{nbits}")
+                k = int(num_centroids) if num_centroids is not None else default_num_centroids(T)
+                if not 1 <= k <= T:
+                    raise ValueError(f"{fn}: num_centroids must be in [1, {T}] (the token count), got {k}")
+                ns = int(sample_tokens) if sample_tokens is not None else default_sample_tokens(T, k)
+                ns = max(k, min(ns, T))
+                rng = np.random.default_rng(seed)
+                pos = np.sort(rng.choice(T, size=ns, replace=False)) if ns < T else np.arange(T)
+                sample = src.gather(pos)
+                if progress or (progress is None and Progress("", 1, None).enabled):
+                    import sys
+                    sys.stderr.write(f"{fn}: k-means, {k} centroids on {ns:,} sampled tokens\n")
+                codec = ec.ResidualCodec.train(sample, k, nbits, niters=niters, seed=seed, num_threads=num_threads)
+                del sample
+                gen = (int(old["generation"]) + 1) if old else 1
+                cfiles = {
+                    "centroids": write_array(path, f"g{gen}-centroids.bin", np.asarray(codec.centroids, np.float32)),
+                    "bucket_cutoffs": write_array(path, f"g{gen}-bucket_cutoffs.bin", np.asarray(codec.bucket_cutoffs, np.float32)),
+                    "bucket_weights": write_array(path, f"g{gen}-bucket_weights.bin", np.asarray(codec.bucket_weights, np.float32)),
+                }
+                seg = _write_segment(path, f"g{gen}-s0", src, ids, codec, k, nbits, num_threads, progress, fn)
+                tomb = write_array(path, f"g{gen}-tombstones.bin", np.empty(0, np.int64))
+                manifest = {
+                    "format": FORMAT, "format_version": FORMAT_VERSION, "generation": gen,
+                    "dim": dim, "nbits": nbits, "num_centroids": k, "id_kind": kind,
+                    "next_int_id": int(ids.max()) + 1 if kind == "int" and len(ids) else 0,
+                    "num_docs": src.num_docs, "num_live": src.num_docs, "num_tokens": T,
+                    "codec": cfiles, "segments": [seg], "tombstones": tomb,
+                }
+                write_manifest(path, manifest)
+                collect_garbage(path, referenced_files(manifest))
+            finally:
+                src.close()
+        return cls.open(path, verify=False)
+
+    # ------------------------------------------------------------------ updates
+    def _begin_write(self) -> tuple[WriterLock, dict]:
+        lock = WriterLock(self.path).__enter__()
+        try:
+            m = read_manifest(self.path)
+            if m.get("generation") != self.manifest.get("generation"):
+                self._reload(m)  # another writer committed since we opened: apply on top of that
+            collect_garbage(self.path, referenced_files(m))
+            return lock, m
+        except BaseException:
+            lock.__exit__()
+            raise
+
+    def _reload(self, m: dict | None = None) -> None:
+        other = Index._from_manifest(self.path, m or read_manifest(self.path), False)
+        self.__dict__.update(other.__dict__)
+
+    def _commit(self, m: dict) -> None:
+        m["generation"] = int(self.manifest["generation"]) + 1
+        write_manifest(self.path, m)
+        collect_garbage(self.path, referenced_files(m))
+        self._reload(m)
+
+    def reload(self) -> None:
+        """Re-reads the committed state (a reader's view is otherwise fixed at open)."""
+        self._reload()
+
+    def add(self, doc_tokens: Any, doc_offsets: Any = None, doc_ids: Any = None, *,
+            num_threads: int | None = None, progress: bool | None = None) -> None:
+        """Appends documents (same input forms as ``build``) as a new segment, compressed with the
+        existing centroids (no re-training). Ids must be new among the live documents. Atomic."""
+        fn = "Index.add"
+        lock, m = self._begin_write()
+        try:
+            src, ids = make_source(doc_tokens, doc_offsets, doc_ids, fn, self.path)
+            try:
+                if src.dim != self.dim:
+                    raise ValueError(f"{fn}: documents have dim {src.dim}, the index has dim {self.dim}")
+                ids, _ = _normalize_ids(ids, src.num_docs, self.id_kind, int(m["next_int_id"]), fn)
+                if len(ids) and self.live.any():
+                    sorted_ids, _ = self._id_lookup()
+                    pos = np.searchsorted(sorted_ids, ids)
+                    pos = np.minimum(pos, len(sorted_ids) - 1)
+                    clash = sorted_ids[pos] == ids
+                    if clash.any():
+                        raise ValueError(f"{fn}: ids already in the index: {ids[clash][:5].tolist()}")
+                gen = int(m["generation"]) + 1
+                seg = _write_segment(self.path, f"g{gen}-s{len(m['segments'])}", src, ids, self.codec,
+                                     self.num_centroids, self.nbits, num_threads, progress, fn)
+            finally:
+                src.close()
+            m = dict(m)
+            m["segments"] = list(m["segments"]) + [seg]
+            m["num_docs"] = int(m["num_docs"]) + src.num_docs
+            m["num_live"] = int(m["num_live"]) + src.num_docs
+            m["num_tokens"] = int(m["num_tokens"]) + src.num_tokens
+            if self.id_kind == "int" and len(ids):
+                m["next_int_id"] = max(int(m["next_int_id"]), int(ids.max()) + 1)
+            self._commit(m)
+        finally:
+            lock.__exit__()
+
+    def delete(self, ids: Any) -> int:
+        """Tombstones the live documents with these ids; returns how many were deleted. Unknown
+        (or already deleted) ids raise KeyError and nothing is deleted. Atomic."""
+        lock, m = self._begin_write()
+        try:
+            pos = self._positions(ids, "Index.delete", strict=True)
+            if len(pos) == 0:
+                return 0
+            tomb = np.union1d(self.tombstones, pos).astype(np.int64)
+            m = dict(m)
+            gen = int(m["generation"]) + 1
+            m["tombstones"] = write_array(self.path, f"g{gen}-tombstones.bin", tomb)
+            m["num_live"] = int(m["num_docs"]) - len(tomb)
+            self._commit(m)
+            return int(len(pos))
+        finally:
+            lock.__exit__()
+
+    def compact(self, *, progress: bool | None = None) -> None:
+        """Rewrites the live documents into one segment without tombstones (codes and residuals
+        copied, IVF rebuilt); the centroids stay. Atomic."""
+        lock, m = self._begin_write()
+        try:
+            gen = int(m["generation"]) + 1
+            seg = _compact_segments(self.path, f"g{gen}-s0", self.segments, self.live, self.num_centroids,
+                                    self.dim * self.nbits // 8, progress)
+            m = dict(m)
+            m["segments"] = [seg]
+            m["tombstones"] = write_array(self.path, f"g{gen}-tombstones.bin", np.empty(0, np.int64))
+            m["num_docs"] = m["num_live"] = int(seg["num_docs"])
+            m["num_tokens"] = int(seg["num_tokens"])
+            self._commit(m)
+        finally:
+            lock.__exit__()
+
+    # ------------------------------------------------------------------ ids
+    def _ids_all(self) -> np.ndarray:
+        if self._all_ids is None:
+            parts = [np.asarray(s.ids) for s in self.segments]
+            self._all_ids = np.concatenate(parts) if parts else np.empty(0, np.int64)
+        return self._all_ids
+
+    def _id_lookup(self) -> tuple[np.ndarray, np.ndarray]:
+        """Live ids sorted, with their internal positions."""
+        if self._id_index is None:
+            live_pos = np.flatnonzero(self.live)
+            ids = self._ids_all()[live_pos]
+            order = np.argsort(ids, kind="stable")
+            self._id_index = (ids[order], live_pos[order])
+        return self._id_index
+
+    def _positions(self, ids: Any, fn: str, strict: bool) -> np.ndarray:
+        if type(ids).__module__.startswith("torch"):
+            ids = ids.detach().cpu().numpy()
+        if isinstance(ids, (str, int, np.integer)):
+            ids = [ids]
+        q = np.asarray(list(ids) if not isinstance(ids, np.ndarray) else ids)
+        if q.size == 0:
+            return np.empty(0, np.int64)
+        q = q.astype(np.int64) if self.id_kind == "int" and q.dtype.kind in "iu" else q
+        if self.id_kind == "int" and q.dtype.kind not in "iu":
+            raise TypeError(f"{fn}: this index has integer ids, got {q.dtype}")
+        if self.id_kind == "str":
+            if q.dtype.kind not in "UO":
+                raise TypeError(f"{fn}: this index has string ids, got {q.dtype}")
+            q = q.astype(str)
+        sorted_ids, positions = self._id_lookup()
+        if len(sorted_ids) == 0:
+            found = np.zeros(len(q), bool)
+            at = np.zeros(len(q), np.int64)
+        else:
+            at = np.minimum(np.searchsorted(sorted_ids, q), len(sorted_ids) - 1)
+            found = sorted_ids[at] == q
+        if strict and not found.all():
+            raise KeyError(f"{fn}: ids not in the index (or deleted): {q[~found][:5].tolist()}")
+        return np.unique(positions[at[found]])
+
+    def __len__(self) -> int:
+        return int(self.live.sum())
+
+    @property
+    def ids(self) -> np.ndarray:
+        """The live documents' ids, in internal order."""
+        return self._ids_all()[self.live]
+
+    def __contains__(self, doc_id: Any) -> bool:
+        try:
+            return len(self._positions([doc_id], "in", strict=False)) == 1
+        except TypeError:
+            return False
+
+    def __repr__(self) -> str:
+        return (f"Index({self.path!r}, docs={len(self)}, tokens={self.manifest['num_tokens']}, dim={self.dim}, "
+                f"nbits={self.nbits}, centroids={self.num_centroids}, segments={len(self.segments)})")
+
+    # ------------------------------------------------------------------ search
+    def default_params(self, k: int = 10) -> dict:
+        return _search.default_params(self, k)
+
+    def search(self, queries: Any, k: int = 10, *, nprobe: int | None = None, ndocs: int | None = None,
+               centroid_score_threshold: float | None = None, subset: Any = None, query_mask: Any = None,
+               exhaustive: bool | None = None, num_threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k documents per query: ``(scores float32 [nq, k], ids [nq, k])``, best first.
+
+        queries ``[nq, Lq, dim]`` (or ``[Lq, dim]`` for one). ``ids`` are the caller's ids (int64, or
+        an object array of str); when fewer than k documents qualify the row is padded with score
+        -inf and id -1 (int ids) or None (str ids). ``subset``: only these ids may be returned; a
+        subset no larger than the re-rank budget is scored exhaustively, a larger one is applied
+        before candidate pruning, so no recall is lost to the filter. Defaults for nprobe, ndocs and
+        the threshold follow ``default_params`` (documented in docs/index.md).
+        """
+        return _search.search(self, queries, k, nprobe, ndocs, centroid_score_threshold, subset, query_mask,
+                              exhaustive, num_threads)
+
+
+def _ragged(starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """Concatenation of the ranges [starts[i], ends[i]) as one int64 array (no Python loop)."""
+    lens = (ends - starts).astype(np.int64)
+    total = int(lens.sum())
+    if total == 0:
+        return np.empty(0, np.int64)
+    shift = np.repeat(starts.astype(np.int64) - (np.cumsum(lens) - lens), lens)
+    return np.arange(total, dtype=np.int64) + shift
+
+
+def _ivf_from_keys(keys: list[np.ndarray], n: int, K: int) -> tuple[np.ndarray, np.ndarray]:
+    """keys: unique (centroid * n + doc) per chunk, chunks over disjoint documents."""
+    allk = np.concatenate(keys) if keys else np.empty(0, np.int64)
+    allk.sort(kind="stable")
+    cells = allk // max(n, 1)
+    ivf = (allk - cells * max(n, 1)).astype(np.int32)
+    ivf_offsets = np.zeros(K + 1, np.int64)
+    np.cumsum(np.bincount(cells, minlength=K), out=ivf_offsets[1:])
+    return ivf, ivf_offsets
+
+
+def _code_dtype(K: int) -> np.dtype:
+    return np.dtype("<u2") if K <= 65536 else np.dtype("<i4")
+
+
+def _write_segment(path: str, prefix: str, src: Any, ids: np.ndarray, codec: Any, K: int, nbits: int,
+                   num_threads: int | None, progress: bool | None, fn: str) -> dict:
+    n, T, dim = src.num_docs, src.num_tokens, src.dim
+    rb = dim * nbits // 8
+    wc = ArrayWriter(path, f"{prefix}-codes.bin", _code_dtype(K))
+    wr = ArrayWriter(path, f"{prefix}-residuals.bin", np.uint8, (rb,))
+    keys: list[np.ndarray] = []
+    bar = Progress(f"{fn}: compress", T, progress)
+    try:
+        for d0, d1 in src.chunks():
+            lo, hi = int(src.offsets[d0]), int(src.offsets[d1])
+            if hi == lo:
+                continue
+            codes, resid = codec.compress(src.tokens(lo, hi))
+            codes = np.asarray(codes)
+            wc.write(codes)
+            wr.write(resid)
+            doc = np.repeat(np.arange(d0, d1, dtype=np.int64), np.diff(src.offsets[d0:d1 + 1]))
+            keys.append(np.unique(codes.astype(np.int64) * max(n, 1) + doc))
+            bar.update(hi - lo)
+        bar.close()
+        files = {"codes": wc.finish(), "residuals": wr.finish()}
+    except BaseException:
+        wc.abort()
+        wr.abort()
+        raise
+    ivf, ivf_offsets = _ivf_from_keys(keys, n, K)
+    files["ivf"] = write_array(path, f"{prefix}-ivf.bin", ivf)
+    files["ivf_offsets"] = write_array(path, f"{prefix}-ivf_offsets.bin", ivf_offsets)
+    files["doclens"] = write_array(path, f"{prefix}-doclens.bin", np.diff(src.offsets).astype(np.int32))
+    files["ids"] = write_array(path, f"{prefix}-ids.bin", ids)
+    return {"num_docs": n, "num_tokens": T, "files": files}
+
+
+def _compact_segments(path: str, prefix: str, segments: list[_Segment], live: np.ndarray, K: int, rb: int,
+                      progress: bool | None) -> dict:
+    n_live = int(live.sum())
+    wc = ArrayWriter(path, f"{prefix}-codes.bin", _code_dtype(K))
+    wr = ArrayWriter(path, f"{prefix}-residuals.bin", np.uint8, (rb,))
+    keys, lens, ids = [], [], []
+    out_doc = 0
+    total = sum(int(s.offsets[-1]) for s in segments)
+    bar = Progress("Index.compact", total, progress)
+    try:
+        for s in segments:
+            keep = live[s.base:s.base + s.n]
+            # document-aligned chunks of about 2^20 tokens
+            d0 = 0
+            while d0 < s.n:
+                d1 = int(np.searchsorted(s.offsets, s.offsets[d0] + (1 << 20), side="right")) - 1
+                d1 = min(max(d1, d0 + 1), s.n)
+                sel = np.flatnonzero(keep[d0:d1]) + d0
+                if len(sel):
+                    tok = _ragged(s.offsets[sel], s.offsets[sel + 1])
+                    codes = np.asarray(s.codes[tok])
+                    wc.write(codes)
+                    wr.write(np.asarray(s.residuals[tok]))
+                    dl = (s.offsets[sel + 1] - s.offsets[sel]).astype(np.int64)
+                    doc = np.repeat(np.arange(out_doc, out_doc + len(sel), dtype=np.int64), dl)
+                    keys.append(codes.astype(np.int64) * max(n_live, 1) + doc)
+                    lens.append(dl)
+                    ids.append(np.asarray(s.ids[sel]))
+                    out_doc += len(sel)
+                bar.update(int(s.offsets[d1] - s.offsets[d0]))
+                d0 = d1
+        bar.close()
+        files = {"codes": wc.finish(), "residuals": wr.finish()}
+    except BaseException:
+        wc.abort()
+        wr.abort()
+        raise
+    keys = [np.unique(k) for k in keys]
+    ivf, ivf_offsets = _ivf_from_keys(keys, n_live, K)
+    doclens = np.concatenate(lens) if lens else np.empty(0, np.int64)
+    files["ivf"] = write_array(path, f"{prefix}-ivf.bin", ivf)
+    files["ivf_offsets"] = write_array(path, f"{prefix}-ivf_offsets.bin", ivf_offsets)
+    files["doclens"] = write_array(path, f"{prefix}-doclens.bin", doclens.astype(np.int32))
+    id_dtype = segments[0].ids.dtype if segments else np.int64
+    if ids and id_dtype.kind == "U":
+        id_dtype = np.result_type(*[i.dtype for i in ids])
+    files["ids"] = write_array(path, f"{prefix}-ids.bin",
+                               np.concatenate(ids).astype(id_dtype) if ids else np.empty(0, id_dtype))
+    return {"num_docs": n_live, "num_tokens": int(doclens.sum()), "files": files}

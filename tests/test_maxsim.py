@@ -208,3 +208,26 @@ def test_env_var_forces_and_refuses_paths():
     r = _run_with_isa(impossible)
     assert r.returncode != 0
     assert "EDGECOLBERT_ISA" in r.stderr and "available" in r.stderr
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_nan_similarities_are_ignored(variant, rng):
+    """Defined result for NaN input: the max skips NaN similarities (numpy.fmax semantics)."""
+    tokens, offsets = random_docs(rng, 20, 15, 24, min_len=1)
+    tokens = tokens.astype(np.float32)
+    tokens[::7, 3] = np.nan
+    q = rng.standard_normal((3, 5, 24)).astype(np.float32)
+    sims = np.einsum("qld,td->qlt", q.astype(np.float64), tokens.astype(np.float64))
+    ref = np.zeros((3, 20))
+    for d in range(20):
+        s = sims[:, :, offsets[d] : offsets[d + 1]]
+        if s.shape[2] == 0:
+            continue  # empty document: 0
+        with np.errstate(invalid="ignore"):
+            best = np.where(np.isnan(s), -np.inf, s).max(axis=2)
+        ref[:, d] = best.sum(axis=1)
+    out = ec.maxsim(q, tokens, offsets, _isa=variant)
+    assert not np.isnan(out).any()
+    finite = np.isfinite(ref)
+    assert np.array_equal(np.isfinite(out), finite)
+    assert rel_err(out[finite], ref[finite]) <= 1e-5

@@ -42,11 +42,10 @@ inline void tile(const float* qb, int64_t dim, const float* d, __m256 (&runmax)[
       for (int m = 0; m < MR; ++m) acc[m][j] = _mm256_fmadd_ps(qv[m], b, acc[m][j]);
     }
   }
-  for (int m = 0; m < MR; ++m) {
-    __m256 mx = acc[m][0];
-    for (int j = 1; j < NJ; ++j) mx = _mm256_max_ps(mx, acc[m][j]);
-    runmax[m] = _mm256_max_ps(runmax[m], mx);
-  }
+  // max_ps returns its second operand when either is NaN: with the running max second, NaN
+  // similarities are ignored, as in the scalar reference (the running max itself is never NaN).
+  for (int m = 0; m < MR; ++m)
+    for (int j = 0; j < NJ; ++j) runmax[m] = _mm256_max_ps(acc[m][j], runmax[m]);
 }
 
 template <int MR>

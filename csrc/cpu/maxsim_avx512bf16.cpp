@@ -87,11 +87,10 @@ inline void tile(const uint16_t* hi, const uint16_t* lo, int64_t npairs, const u
       }
     }
   }
-  for (int m = 0; m < MR; ++m) {
-    __m512 mx = acc[m][0];
-    for (int j = 1; j < NJ; ++j) mx = _mm512_max_ps(mx, acc[m][j]);
-    runmax[m] = _mm512_max_ps(runmax[m], mx);
-  }
+  // max_ps returns its second operand when either is NaN: with the running max second, NaN
+  // similarities are ignored, as in the scalar reference (the running max itself is never NaN).
+  for (int m = 0; m < MR; ++m)
+    for (int j = 0; j < NJ; ++j) runmax[m] = _mm512_max_ps(acc[m][j], runmax[m]);
 }
 
 template <int MR, bool LO>

@@ -73,11 +73,10 @@ inline void tile(const uint16_t* hi, const uint16_t* lo, int64_t npairs, const u
       }
     }
   }
-  for (int m = 0; m < MR; ++m) {
-    float32x4_t mx = acc[m][0];
-    for (int j = 1; j < NJ; ++j) mx = vmaxq_f32(mx, acc[m][j]);
-    runmax[m] = vmaxq_f32(runmax[m], mx);
-  }
+  // FMAXNM returns the number when one operand is NaN: NaN similarities are ignored, as in the
+  // scalar reference.
+  for (int m = 0; m < MR; ++m)
+    for (int j = 0; j < NJ; ++j) runmax[m] = vmaxnmq_f32(runmax[m], acc[m][j]);
 }
 
 template <int MR, bool LO>

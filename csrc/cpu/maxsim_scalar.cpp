@@ -1,7 +1,9 @@
 // MaxSim, scalar reference: the specification every SIMD path is tested against.
 // Layout: the packed query is the kept query rows as float32 [rows, dim]; document tokens are read in
 // their own dtype and widened exactly. Each dot product accumulates in float32 in order k = 0..dim-1;
-// the per-row maxima are summed in double, in row order (every path sums the same way).
+// the per-row maxima are summed in double, in row order (every path sums the same way). A NaN
+// similarity is ignored by the max (like numpy.fmax); a row whose similarities are all NaN keeps the
+// floor (-inf, or 0 for PyLate-style masked documents).
 #include <algorithm>
 #include <cstring>
 
@@ -26,7 +28,7 @@ float score(const void* packed, int64_t rows, int64_t dim, const void* doc, DTyp
       float dot = 0.0f;
       for (int64_t k = 0; k < dim; ++k)
         dot += q[r * dim + k] * load_as_f32(doc, dtype, static_cast<std::size_t>(j * dim + k));
-      best = std::max(best, dot);
+      if (dot > best) best = dot;  // a NaN similarity never wins: NaNs are ignored by the max
     }
     total += best;
   }

@@ -218,3 +218,33 @@ EC_TEST(dispatch_names) {
   for (auto* p : available_paths()) std::printf(" %s", p->name);
   std::printf("\n");
 }
+
+EC_TEST(nan_similarities_are_ignored_by_every_variant) {
+  std::mt19937_64 rng(5);
+  const KernelPath& scalar = path_by_name("scalar");
+  for (const KernelPath* p : available_paths()) {
+    for (DType dt : {DType::f32, DType::f16, DType::bf16}) {
+      Data d = make(rng, 2, 19, 21, {7, 30, 1, 14}, DType::f32, dt, false);
+      // NaN in some document values; document 2 (one token) entirely NaN.
+      const uint16_t nan_half = dt == DType::f16 ? 0x7e00 : 0x7fc0;
+      for (int64_t i = 0; i < static_cast<int64_t>(d.df.size()); i += 37) {
+        d.df[i] = NAN;
+        if (dt != DType::f32) d.dh[i] = nan_half;
+      }
+      for (int64_t k = 0; k < 21; ++k) {
+        const int64_t at = d.offsets[2] * 21 + k;
+        d.df[at] = NAN;
+        if (dt != DType::f32) d.dh[at] = nan_half;
+      }
+      const auto got = run(*p, d, 2);
+      const auto want = run(scalar, d, 1);
+      for (std::size_t i = 0; i < got.size(); ++i) {
+        EC_CHECK(!std::isnan(got[i]), "%s: NaN leaked into a score", p->name);
+        const bool both_inf = std::isinf(got[i]) && got[i] == want[i];
+        EC_CHECK(both_inf || std::fabs(got[i] - want[i]) <= 1e-4 * (std::fabs(want[i]) + 1), "%s %s: %g vs %g",
+                 p->name, dtype_name(dt), got[i], want[i]);
+      }
+      EC_CHECK(std::isinf(got[2]) && got[2] < 0, "%s: an all-NaN document scores -inf, got %g", p->name, got[2]);
+    }
+  }
+}

@@ -7,7 +7,9 @@ float32, float16 and bfloat16 (torch bf16 tensors, ml_dtypes arrays, or uint16 s
 ``dtype="bfloat16"``); queries and documents may differ; accumulation is float32; scores float32.
 
 ``score(q, d) = sum over kept query tokens i of max over tokens j of <q_i, d_j>``; an empty document
-scores 0. Contiguous inputs are read in place; non-contiguous ones are refused with a ValueError
+scores 0. A NaN similarity is ignored by the max (numpy.fmax semantics), so NaN never reaches a
+score; a query token whose similarities are all NaN contributes -inf. Contiguous inputs are read in
+place; non-contiguous ones are refused with a ValueError
 rather than copied behind the caller's back.
 """
 

@@ -110,7 +110,7 @@ def _install_fallback() -> None:
         def compress(self, tokens):
             t = np.asarray(tokens, np.float32)
             codes = assign(t, self.centroids)
-            buckets = np.searchsorted(self.bucket_cutoffs, t - self.centroids[codes], side="right").astype(np.uint8)
+            buckets = np.searchsorted(self.bucket_cutoffs, t - self.centroids[codes], side="left").astype(np.uint8)
             bits = (buckets[..., None] >> np.arange(self.nbits, dtype=np.uint8)) & 1
             return codes, np.packbits(bits.reshape(len(t), -1), axis=1)
 

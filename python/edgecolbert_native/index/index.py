@@ -275,6 +275,13 @@ class Index:
                 src.close()
         return cls.open(path, verify=False)
 
+    @classmethod
+    def import_colbert(cls, colbert_dir: str | os.PathLike, path: str | os.PathLike, **kwargs: Any) -> "Index":
+        """Imports a colbert-ai (PLAID) index directory; see ``_colbert.import_colbert``."""
+        from ._colbert import import_colbert
+
+        return import_colbert(colbert_dir, path, **kwargs)
+
     # ------------------------------------------------------------------ updates
     def _begin_write(self) -> tuple[WriterLock, dict]:
         lock = WriterLock(self.path).__enter__()

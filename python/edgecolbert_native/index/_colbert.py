@@ -1,0 +1,129 @@
+"""Import of an index directory that colbert-ai (ColBERTv2 / PLAID, 0.2.x) wrote.
+
+colbert-ai's layout: ``plan.json`` / ``metadata.json`` (``config.dim``, ``config.nbits``,
+``num_chunks``), ``centroids.pt`` ``[K, dim]``, ``buckets.pt`` = ``(bucket_cutoffs, bucket_weights)``,
+per chunk ``{i}.codes.pt`` (int ``[n_i]``), ``{i}.residuals.pt`` (uint8 ``[n_i, dim*nbits/8]``),
+``doclens.{i}.json`` (list of ints), and ``ivf.pid.pt`` = ``(pids, lengths)`` grouped by centroid
+(written by ``optimize_ivf``; when only the older embedding-id ``ivf.pt`` is there, the IVF is rebuilt
+from the codes, which gives the same lists). The residual bytes are copied as they are: this
+package's codec is byte-compatible with colbert-ai's. Document ids are colbert's passage ids 0..n-1
+unless ``doc_ids`` is given. Reading ``.pt`` files needs torch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import numpy as np
+
+from ._storage import FORMAT, FORMAT_VERSION, ArrayWriter, WriterLock, collect_garbage, referenced_files, \
+    write_array, write_manifest, MANIFEST
+
+
+def _load_pt(path: str) -> Any:
+    try:
+        import torch
+    except ImportError:
+        raise RuntimeError(f"import_colbert: reading {path} needs torch (pip install torch)") from None
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"import_colbert: {path} is missing; not a colbert-ai index directory?")
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def _np(t: Any) -> np.ndarray:
+    if hasattr(t, "detach"):
+        t = t.detach().cpu()
+        if str(t.dtype) == "torch.bfloat16":
+            t = t.float()
+        return t.numpy()
+    return np.asarray(t)
+
+
+def import_colbert(colbert_dir: str | os.PathLike, path: str | os.PathLike, *, doc_ids: Any = None,
+                   overwrite: bool = False) -> Any:
+    """Writes this library's index at ``path`` from colbert-ai's index at ``colbert_dir`` and opens it."""
+    from .index import Index, _code_dtype, _ivf_from_keys, _normalize_ids
+
+    fn = "import_colbert"
+    src, path = os.fspath(colbert_dir), os.fspath(path)
+    meta_path = os.path.join(src, "metadata.json")
+    if not os.path.exists(meta_path):
+        meta_path = os.path.join(src, "plan.json")
+    with open(meta_path) as f:
+        meta = json.load(f)
+    cfg = meta.get("config", {})
+    dim, nbits, num_chunks = int(cfg["dim"]), int(cfg["nbits"]), int(meta["num_chunks"])
+    centroids = _np(_load_pt(os.path.join(src, "centroids.pt"))).astype(np.float32)
+    cutoffs, weights = (_np(b).astype(np.float32) for b in _load_pt(os.path.join(src, "buckets.pt")))
+    K = centroids.shape[0]
+    if centroids.shape[1] != dim:
+        raise ValueError(f"{fn}: centroids.pt has dim {centroids.shape[1]}, metadata says {dim}")
+    rb = dim * nbits // 8
+    os.makedirs(path, exist_ok=True)
+    with WriterLock(path):
+        if os.path.exists(os.path.join(path, MANIFEST)) and not overwrite:
+            raise FileExistsError(f"{fn}: {path} already holds an index (pass overwrite=True to replace it)")
+        collect_garbage(path, ())
+        gen = 1
+        prefix = f"g{gen}-s0"
+        wc = ArrayWriter(path, f"{prefix}-codes.bin", _code_dtype(K))
+        wr = ArrayWriter(path, f"{prefix}-residuals.bin", np.uint8, (rb,))
+        doclens: list[int] = []
+        codes_all: list[np.ndarray] = []
+        try:
+            for i in range(num_chunks):
+                codes = _np(_load_pt(os.path.join(src, f"{i}.codes.pt"))).astype(np.int64)
+                res = _np(_load_pt(os.path.join(src, f"{i}.residuals.pt"))).astype(np.uint8)
+                with open(os.path.join(src, f"doclens.{i}.json")) as f:
+                    dl = [int(v) for v in json.load(f)]
+                if res.shape != (len(codes), rb) or sum(dl) != len(codes):
+                    raise ValueError(f"{fn}: chunk {i}: {len(codes)} codes, residuals {res.shape}, "
+                                     f"doclens summing to {sum(dl)} do not agree (dim {dim}, nbits {nbits})")
+                if len(codes) and (codes.min() < 0 or codes.max() >= K):
+                    raise ValueError(f"{fn}: chunk {i}: code out of range [0, {K})")
+                wc.write(codes)
+                wr.write(res)
+                doclens.extend(dl)
+                codes_all.append(codes)
+            files = {"codes": wc.finish(), "residuals": wr.finish()}
+        except BaseException:
+            wc.abort()
+            wr.abort()
+            raise
+        n, T = len(doclens), int(sum(doclens))
+        ivf_path = os.path.join(src, "ivf.pid.pt")
+        if os.path.exists(ivf_path):
+            pids, lengths = (_np(t).astype(np.int64) for t in _load_pt(ivf_path))
+            if len(lengths) != K or int(lengths.sum()) != len(pids) or (len(pids) and (pids.min() < 0 or pids.max() >= n)):
+                raise ValueError(f"{fn}: ivf.pid.pt does not match {K} centroids and {n} passages")
+            ivf = pids.astype(np.int32)
+            ivf_offsets = np.zeros(K + 1, np.int64)
+            np.cumsum(lengths, out=ivf_offsets[1:])
+        else:
+            doc = np.repeat(np.arange(n, dtype=np.int64), doclens)
+            keys = np.unique(np.concatenate(codes_all) * max(n, 1) + doc) if T else np.empty(0, np.int64)
+            ivf, ivf_offsets = _ivf_from_keys([keys], n, K)
+        ids, kind = _normalize_ids(doc_ids, n, None, 0, fn)
+        files["ivf"] = write_array(path, f"{prefix}-ivf.bin", ivf)
+        files["ivf_offsets"] = write_array(path, f"{prefix}-ivf_offsets.bin", ivf_offsets)
+        files["doclens"] = write_array(path, f"{prefix}-doclens.bin", np.asarray(doclens, np.int32))
+        files["ids"] = write_array(path, f"{prefix}-ids.bin", ids)
+        manifest = {
+            "format": FORMAT, "format_version": FORMAT_VERSION, "generation": gen,
+            "dim": dim, "nbits": nbits, "num_centroids": K, "id_kind": kind,
+            "next_int_id": int(ids.max()) + 1 if kind == "int" and n else 0,
+            "num_docs": n, "num_live": n, "num_tokens": T,
+            "codec": {
+                "centroids": write_array(path, f"g{gen}-centroids.bin", centroids),
+                "bucket_cutoffs": write_array(path, f"g{gen}-bucket_cutoffs.bin", cutoffs),
+                "bucket_weights": write_array(path, f"g{gen}-bucket_weights.bin", weights),
+            },
+            "segments": [{"num_docs": n, "num_tokens": T, "files": files}],
+            "tombstones": write_array(path, f"g{gen}-tombstones.bin", np.empty(0, np.int64)),
+            "imported_from": {"colbert_dir": os.path.abspath(src)},
+        }
+        write_manifest(path, manifest)
+        collect_garbage(path, referenced_files(manifest))
+    return Index.open(path)

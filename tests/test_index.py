@@ -13,7 +13,7 @@ import time
 import numpy as np
 import pytest
 
-import test_index_support as H  # noqa: F401  (installs the numpy stand-in while the codec has not landed)
+import test_index_support as H
 import edgecolbert_native as ec
 from edgecolbert_native.index import CorruptIndexError, Index, IndexLockedError
 

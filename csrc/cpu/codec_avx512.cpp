@@ -22,27 +22,57 @@ namespace {
 constexpr int kLanes = 16;
 constexpr int64_t kTokChunk = 64;
 
-// v = c + r into x (x already holds r); returns max(||v||, 1e-12).
-inline float add_centroid(const float* c, int64_t dim, float* x) {
+// Bucket weights of 16 consecutive dims (a whole number of residual bytes) straight into a zmm:
+// composing the vector from the byte-table entries in registers (inserts, or a gather for 1 and 2
+// floats per byte) avoids writing small pieces to memory and reading them back as one wide load, a
+// store-forwarding stall that cost more than the rest of the token.
+template <int G>
+inline __m512 weights16(const float* table, const uint8_t* bytes) {
+  if constexpr (G == 8) {
+    return _mm512_insertf32x8(_mm512_castps256_ps512(_mm256_loadu_ps(table + bytes[0] * 8)),
+                              _mm256_loadu_ps(table + bytes[1] * 8), 1);
+  } else if constexpr (G == 4) {
+    __m512 v = _mm512_castps128_ps512(_mm_loadu_ps(table + bytes[0] * 4));
+    v = _mm512_insertf32x4(v, _mm_loadu_ps(table + bytes[1] * 4), 1);
+    v = _mm512_insertf32x4(v, _mm_loadu_ps(table + bytes[2] * 4), 2);
+    return _mm512_insertf32x4(v, _mm_loadu_ps(table + bytes[3] * 4), 3);
+  } else if constexpr (G == 2) {
+    const __m512i b = _mm512_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(bytes)));
+    const __m512i dup = _mm512_permutexvar_epi32(_mm512_set_epi32(7, 7, 6, 6, 5, 5, 4, 4, 3, 3, 2, 2, 1, 1, 0, 0), b);
+    const __m512i idx = _mm512_add_epi32(_mm512_slli_epi32(dup, 1), _mm512_set_epi32(1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0));
+    return _mm512_i32gather_ps(idx, table, 4);
+  } else {
+    const __m512i idx = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(bytes)));
+    return _mm512_i32gather_ps(idx, table, 4);
+  }
+}
+
+// x = c + r (written to x), returns max(||x||, 1e-12).
+template <int G>
+inline float expand_norm(const float* c, const float* table, const uint8_t* bytes, int64_t dim, float* x) {
   __m512 ss = _mm512_setzero_ps();
   int64_t d = 0;
   for (; d + kLanes <= dim; d += kLanes) {
-    const __m512 v = _mm512_add_ps(_mm512_loadu_ps(c + d), _mm512_loadu_ps(x + d));
+    const __m512 v = _mm512_add_ps(_mm512_loadu_ps(c + d), weights16<G>(table, bytes + d / G));
     _mm512_storeu_ps(x + d, v);
     ss = _mm512_fmadd_ps(v, v, ss);
   }
-  if (d < dim) {
-    const __mmask16 m = static_cast<__mmask16>((1u << (dim - d)) - 1);
-    const __m512 v = _mm512_add_ps(_mm512_maskz_loadu_ps(m, c + d), _mm512_maskz_loadu_ps(m, x + d));
-    _mm512_mask_storeu_ps(x + d, m, v);
-    ss = _mm512_fmadd_ps(v, v, ss);
+  float tail = 0.0f;
+  for (; d < dim; ++d) {
+    x[d] = c[d] + table[bytes[d / G] * G + d % G];
+    tail += x[d] * x[d];
   }
-  return std::max(std::sqrt(_mm512_reduce_add_ps(ss)), 1e-12f);
+  return std::max(std::sqrt(_mm512_reduce_add_ps(ss) + tail), 1e-12f);
 }
 
-inline float token_norm(const CodecView& cv, int32_t code, const uint8_t* bytes, int64_t nbytes, float* x) {
-  codec_detail::expand_any(cv.nbits, cv.byte_table, bytes, nbytes, x);
-  return add_centroid(cv.centroids + static_cast<int64_t>(code) * cv.dim, cv.dim, x);
+inline float token_norm(const CodecView& cv, int32_t code, const uint8_t* bytes, int64_t, float* x) {
+  const float* c = cv.centroids + static_cast<int64_t>(code) * cv.dim;
+  switch (cv.nbits) {
+    case 1: return expand_norm<8>(c, cv.byte_table, bytes, cv.dim, x);
+    case 2: return expand_norm<4>(c, cv.byte_table, bytes, cv.dim, x);
+    case 4: return expand_norm<2>(c, cv.byte_table, bytes, cv.dim, x);
+    default: return expand_norm<1>(c, cv.byte_table, bytes, cv.dim, x);
+  }
 }
 
 void decompress(const CodecView& cv, const int32_t* codes, const uint8_t* packed, int64_t n, void* out, DType ot) {

@@ -1,0 +1,1 @@
+"""Drop-in backends for other libraries (PyLate first). Each module imports its library lazily."""

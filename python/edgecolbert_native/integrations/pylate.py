@@ -1,0 +1,190 @@
+"""PyLate drop-in: an end-to-end index that ``pylate.retrieve.ColBERT(index=...)`` accepts, and a
+``colbert_scores`` with PyLate's signature and results, both running on edgecolbert's kernels.
+
+    from pylate import retrieve
+    from edgecolbert_native.integrations.pylate import Index
+    index = Index(index_folder="indexes", index_name="docs", override=True, nbits=4)
+    index.add_documents(documents_ids=ids, documents_embeddings=model.encode(docs, is_query=False))
+    results = retrieve.ColBERT(index=index).retrieve(queries_embeddings=model.encode(qs, is_query=True), k=10)
+
+Results follow PyLate's format: one list per query of ``{"id": ..., "score": ...}`` dicts, best first.
+The class subclasses ``pylate.indexes.base.Base`` when PyLate is installed (``is_end_to_end_index``
+is True, so PyLate's retriever hands queries, k and subset straight to ``__call__``); without PyLate
+it is the same class on ``object``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from typing import Any, Sequence
+
+import numpy as np
+
+try:  # PyLate is optional: subclass its base when present so isinstance checks hold
+    from pylate.indexes.base import Base as _PyLateBase
+except Exception:  # noqa: BLE001 - any import failure means "no PyLate"
+    _PyLateBase = object  # type: ignore[misc,assignment]
+
+
+def _to_numpy(x: Any) -> np.ndarray:
+    if type(x).__module__.startswith("torch"):
+        x = x.detach().float().cpu().numpy()
+    return np.asarray(x, dtype=np.float32)
+
+
+def _pad_queries(queries_embeddings: Any) -> tuple[np.ndarray, np.ndarray]:
+    """PyLate queries (an array/tensor [nq, Lq, dim], one [Lq, dim], or a ragged list) -> padded + mask."""
+    if not isinstance(queries_embeddings, (list, tuple)):
+        arr = _to_numpy(queries_embeddings)
+        if arr.ndim == 2:
+            arr = arr[None]
+        if arr.ndim != 3:
+            raise ValueError(f"queries_embeddings must be [nq, Lq, dim] or [Lq, dim], got shape {arr.shape}")
+        return np.ascontiguousarray(arr), np.ones(arr.shape[:2], bool)
+    items = [_to_numpy(q) for q in queries_embeddings]
+    if not items:
+        return np.zeros((0, 1, 1), np.float32), np.zeros((0, 1), bool)
+    dim = items[0].shape[-1]
+    lq = max(len(q) for q in items)
+    out = np.zeros((len(items), lq, dim), np.float32)
+    mask = np.zeros((len(items), lq), bool)
+    for i, q in enumerate(items):
+        out[i, : len(q)] = q
+        mask[i, : len(q)] = True
+    return out, mask
+
+
+class Index(_PyLateBase):  # type: ignore[misc,valid-type]
+    """An edgecolbert PLAID-style index with PyLate's index interface.
+
+    Parameters mirror ``pylate.indexes.PLAID``: ``index_folder``/``index_name`` locate the index
+    directory, ``override=True`` deletes an existing one. ``nbits`` (1, 2, 4, 8), ``num_centroids``
+    and search parameters (``nprobe``, ``ndocs``, ``centroid_score_threshold``; defaults from the
+    index size) go to :class:`edgecolbert_native.index.Index`. Document ids are strings (PyLate's).
+    """
+
+    def __init__(
+        self,
+        index_folder: str = "indexes",
+        index_name: str = "colbert",
+        override: bool = False,
+        nbits: int = 4,
+        num_centroids: int | None = None,
+        nprobe: int | None = None,
+        ndocs: int | None = None,
+        centroid_score_threshold: float | None = None,
+        num_threads: int | None = None,
+        show_progress: bool | None = None,
+        **_: Any,
+    ) -> None:
+        self.path = os.path.join(index_folder, index_name)
+        if override and os.path.exists(self.path):
+            shutil.rmtree(self.path)
+        self.nbits = nbits
+        self.num_centroids = num_centroids
+        self.search_params = {"nprobe": nprobe, "ndocs": ndocs, "centroid_score_threshold": centroid_score_threshold}
+        self.num_threads = num_threads
+        self.show_progress = show_progress
+        self._index: Any = None
+        from ..index import Index as NativeIndex
+
+        self._native_cls = NativeIndex
+        if os.path.exists(os.path.join(self.path, "manifest.json")):
+            self._index = NativeIndex.open(self.path)
+
+    @property
+    def is_end_to_end_index(self) -> bool:
+        return True
+
+    @property
+    def index(self) -> Any:
+        """The underlying :class:`edgecolbert_native.index.Index` (None before the first add)."""
+        return self._index
+
+    def add_documents(self, documents_ids: Sequence[Any], documents_embeddings: Sequence[Any],
+                      batch_size: int = 2000, **_: Any) -> "Index":
+        """Adds documents (one ``[Ld, dim]`` array or tensor each). The first call trains the centroids
+        and builds the index; later calls append with the same centroids."""
+        ids = [str(i) for i in (documents_ids if not isinstance(documents_ids, str) else [documents_ids])]
+        embs = [_to_numpy(e) for e in documents_embeddings]
+        if len(ids) != len(embs):
+            raise ValueError(f"add_documents: {len(ids)} ids for {len(embs)} documents")
+        if not ids:
+            return self
+        if self._index is None:
+            self._index = self._native_cls.build(self.path, embs, doc_ids=ids, nbits=self.nbits,
+                                                 num_centroids=self.num_centroids, num_threads=self.num_threads,
+                                                 progress=self.show_progress, overwrite=True)
+        else:
+            self._index.add(embs, doc_ids=ids, num_threads=self.num_threads, progress=self.show_progress)
+        return self
+
+    def remove_documents(self, documents_ids: Sequence[Any]) -> "Index":
+        if self._index is not None:
+            self._index.delete([str(i) for i in documents_ids])
+        return self
+
+    def __call__(self, queries_embeddings: Any, k: int = 10, subset: Any = None, **_: Any) -> list[list[dict]]:
+        """PyLate's end-to-end search: one list per query of ``{"id", "score"}`` dicts, best first.
+        ``subset``: one list of ids for every query, or one list per query."""
+        q, mask = _pad_queries(queries_embeddings)
+        if self._index is None or len(self._index) == 0:
+            return [[] for _ in range(len(q))]
+        k = min(int(k), len(self._index))
+        groups: list[tuple[np.ndarray, Any]]
+        if subset is not None and len(subset) and isinstance(subset[0], (list, tuple, np.ndarray)):
+            if len(subset) != len(q):
+                raise ValueError(f"subset has {len(subset)} lists for {len(q)} queries")
+            groups = [(np.array([i]), [str(s) for s in subset[i]]) for i in range(len(q))]
+        else:
+            groups = [(np.arange(len(q)), None if subset is None else [str(s) for s in subset])]
+        results: list[list[dict]] = [[] for _ in range(len(q))]
+        for rows, sub in groups:
+            scores, ids = self._index.search(q[rows], k=k, subset=sub, query_mask=mask[rows],
+                                             num_threads=self.num_threads, **self.search_params)
+            for r, srow, irow in zip(rows, scores, ids):
+                results[r] = [{"id": str(i), "score": float(s)} for s, i in zip(srow, irow)
+                              if i is not None and np.isfinite(s)]
+        return results
+
+    def get_documents_embeddings(self, documents_ids: Sequence[Sequence[Any]]) -> list[list[np.ndarray]]:
+        """Decompressed (unit-norm, float32) token embeddings, ``[query][document] -> [Ld, dim]``."""
+        if self._index is None:
+            raise KeyError("get_documents_embeddings: the index is empty")
+        return [_embeddings(self._index, [str(i) for i in row]) for row in documents_ids]
+
+
+def _embeddings(index: Any, ids: list[str]) -> list[np.ndarray]:
+    """Decompressed token embeddings of the live documents ``ids``, in the order given."""
+    from ..index._search import _gather_compact
+
+    if not ids:
+        return []
+    sorted_ids, positions = index._id_lookup()
+    q = np.asarray(ids, dtype=sorted_ids.dtype if sorted_ids.dtype.kind == "U" else str)
+    at = np.minimum(np.searchsorted(sorted_ids, q), max(len(sorted_ids) - 1, 0))
+    found = (sorted_ids[at] == q) if len(sorted_ids) else np.zeros(len(q), bool)
+    if not found.all():
+        raise KeyError(f"get_documents_embeddings: ids not in the index: {q[~found][:5].tolist()}")
+    codes, residuals, offsets = _gather_compact(index, positions[at])
+    tokens = index.codec.decompress(codes, residuals)
+    return [tokens[offsets[i] : offsets[i + 1]] for i in range(len(ids))]
+
+
+def colbert_scores(queries_embeddings: Any, documents_embeddings: Any, queries_mask: Any = None,
+                   documents_mask: Any = None, **_: Any) -> Any:
+    """``pylate.scores.colbert_scores`` on edgecolbert's kernels: ``[nq, nd]`` (a torch tensor when torch
+    is installed, like PyLate's). Masked entries count as 0 exactly as PyLate computes them."""
+    from ..kernels import maxsim_padded
+
+    q = _to_numpy(queries_embeddings)
+    d = _to_numpy(documents_embeddings)
+    qm = None if queries_mask is None else np.asarray(_to_numpy(queries_mask)) != 0
+    dm = None if documents_mask is None else np.asarray(_to_numpy(documents_mask)) != 0
+    out = maxsim_padded(np.ascontiguousarray(q), np.ascontiguousarray(d), dm, query_mask=qm)
+    try:
+        import torch
+    except ImportError:
+        return out
+    return torch.from_numpy(out)

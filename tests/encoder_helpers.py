@@ -73,7 +73,8 @@ def _training_text() -> list[str]:
     return (CORPUS + QUERIES + [d.lower() for d in CORPUS]) * 20
 
 
-def bpe_tokenizer(vocab_size: int, lowercase_normalizer: bool = False):
+def bpe_tokenizer(vocab_size: int, lowercase_normalizer: bool = False, training_text: list[str] | None = None,
+                  trained_size: int = 1200):
     """A byte-level BPE like ModernBERT's, padded with never-produced filler tokens up to vocab_size so
     that the embedding matrix has the real checkpoints' shape."""
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
@@ -82,9 +83,9 @@ def bpe_tokenizer(vocab_size: int, lowercase_normalizer: bool = False):
     tok = Tokenizer(models.BPE(unk_token="[UNK]"))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=1200, special_tokens=specials,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tok.train_from_iterator(_training_text(), trainer)
+    trainer = trainers.BpeTrainer(vocab_size=trained_size, special_tokens=specials,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tok.train_from_iterator(training_text or _training_text(), trainer)
     model = json.loads(tok.to_str())["model"]
     vocab = dict(model["vocab"])
     for i in range(vocab_size - len(vocab)):
@@ -134,14 +135,17 @@ SHAPE_TINY = dict(num_hidden_layers=4, hidden_size=64, intermediate_size=96, num
 def modernbert_colbert(root: str, shape: dict, *, vocab_size: int = 50368, local_attention: int = 128,
                        query_length: int = 48, document_length: int = 512, do_query_expansion: bool = False,
                        attend_to_expansion_tokens: bool = False, dense_dims: tuple[int, ...] | None = None,
-                       do_lower_case: bool = True, seed: int = 0) -> str:
+                       do_lower_case: bool = True, seed: int = 0, training_text: list[str] | None = None) -> str:
     """Saves a random-weight ModernBERT ColBERT checkpoint made by transformers + PyLate; returns its path."""
     import torch
     from transformers import ModernBertConfig, ModernBertModel
 
     pm = import_pylate()
     torch.manual_seed(seed)
-    tokenizer = bpe_tokenizer(vocab_size)
+    if training_text is None:
+        tokenizer = bpe_tokenizer(vocab_size)
+    else:  # a realistic tokenizer (benchmarks): trained on the corpus it will encode
+        tokenizer = bpe_tokenizer(vocab_size, training_text=training_text, trained_size=min(vocab_size, 32000))
     base = os.path.join(root, "base")
     shape = dict(shape)
     dim = shape.pop("dim")

@@ -54,7 +54,9 @@ class Packed:
         seq = torch.repeat_interleave(torch.arange(self.B), lengths)
         pos = torch.arange(self.T) - torch.repeat_interleave(starts, lengths)
         self.positions = pos.to(device)
+        self.seq = None if self.uniform else seq.to(device)
         self.flat = None if self.uniform else (seq * self.L + pos).to(device)
+        self._grid: torch.Tensor | None = None
         self.has_key_mask = attend is not None or not self.uniform
         if self.has_key_mask:
             valid = torch.zeros(self.B * self.L, dtype=torch.bool)
@@ -65,17 +67,21 @@ class Packed:
         self._masks: dict = {}
 
     def pad(self, x: torch.Tensor) -> torch.Tensor:
-        """[T, ...] -> [B, L, ...] (zeros where there is no token)."""
+        """[T, ...] -> [B, L, ...], zeros where there is no token. The grid is made (and zeroed) once per
+        batch: every layer writes the same token slots, so the padding slots stay zero."""
         if self.uniform:
             return x.view(self.B, self.L, *x.shape[1:])
-        out = x.new_zeros((self.B * self.L, *x.shape[1:]))
-        out.index_copy_(0, self.flat, x)
-        return out.view(self.B, self.L, *x.shape[1:])
+        shape = (self.B * self.L, *x.shape[1:])
+        if self._grid is None or self._grid.shape != shape or self._grid.dtype != x.dtype:
+            self._grid = x.new_zeros(shape)
+        self._grid.index_copy_(0, self.flat, x)
+        return self._grid.view(self.B, self.L, *x.shape[1:])
 
-    def unpad(self, y: torch.Tensor) -> torch.Tensor:
-        """[B, L, ...] -> [T, ...]."""
-        y = y.reshape(self.B * self.L, *y.shape[2:])
-        return y if self.uniform else y.index_select(0, self.flat)
+    def unpad_heads(self, y: torch.Tensor) -> torch.Tensor:
+        """Attention output [B, heads, L, hd] -> [T, heads * hd], one gather."""
+        if self.uniform:
+            return y.transpose(1, 2).reshape(self.T, -1)
+        return y.transpose(1, 2)[self.seq, self.positions].view(self.T, -1)
 
     def global_mask(self) -> torch.Tensor | None:
         if not self.has_key_mask:
@@ -115,8 +121,7 @@ def attention(qkv: torch.Tensor, packed: Packed, window: int | None) -> torch.Te
     """Self-attention of packed qkv [T, 3, heads, head_dim] -> [T, heads * head_dim].
 
     window: None for global attention, else w (keys with |i - j| <= w)."""
-    B, L = packed.B, packed.L
-    heads, hd = qkv.shape[2], qkv.shape[3]
+    L = packed.L
     grid = packed.pad(qkv)  # [B, L, 3, heads, hd]
     q, k, v = grid.permute(2, 0, 3, 1, 4).unbind(0)  # [B, heads, L, hd] each
     if window is None or L <= window + 1:
@@ -125,7 +130,7 @@ def attention(qkv: torch.Tensor, packed: Packed, window: int | None) -> torch.Te
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=packed.band_mask(window))
     else:
         out = _blocked_local_attention(q, k, v, packed, window)
-    return packed.unpad(out.transpose(1, 2).reshape(B, L, heads * hd))
+    return packed.unpad_heads(out)
 
 
 def _blocked_local_attention(q, k, v, packed: Packed, w: int) -> torch.Tensor:
@@ -146,7 +151,13 @@ def _blocked_local_attention(q, k, v, packed: Packed, w: int) -> torch.Tensor:
 
 
 class Rotary(nn.Module):
-    """RoPE, half-split (rotate_half), angles and rotation in float32 as transformers computes them."""
+    """RoPE (half-split, as transformers' rotate_half), applied as one complex multiplication.
+
+    The checkpoint pairs dimension i with i + hd/2 of each head. At load, the q and k rows of Wqkv are
+    permuted so that each pair sits side by side (see `interleave_qk`); q . k is unchanged by a permutation
+    applied to both, and a side-by-side pair is a complex number, so the rotation
+    (x_i cos - x_{i+hd/2} sin, x_i sin + x_{i+hd/2} cos) is x * e^{i angle}, done in place on the
+    projection's output. Angles in float32, as transformers computes them."""
 
     def __init__(self, head_dim: int, theta: float):
         super().__init__()
@@ -154,25 +165,43 @@ class Rotary(nn.Module):
         self.inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.int64).float() / head_dim))
         self._on_device: dict[torch.device, torch.Tensor] = {}
 
-    def forward(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, positions: torch.Tensor) -> torch.Tensor:
         inv = self._on_device.get(positions.device)
         if inv is None:
             inv = self._on_device[positions.device] = self.inv_freq.to(positions.device)
         freqs = positions.float()[:, None] * inv[None, :]
-        emb = torch.cat((freqs, freqs), dim=-1)[:, None, None, :]  # [T, 1, 1, hd]
-        return emb.cos(), emb.sin()
+        return torch.complex(freqs.cos(), freqs.sin())[:, None, None, :]  # [T, 1, 1, hd/2]
 
 
-def apply_rotary(qkv: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    qk = qkv[:, :2].float()
-    half = qk.shape[-1] // 2
-    rotated = torch.cat((-qk[..., half:], qk[..., :half]), dim=-1)
-    qk = (qk * cos + rotated * sin).to(qkv.dtype)
-    return torch.cat((qk, qkv[:, 2:]), dim=1)
+def apply_rotary(qkv: torch.Tensor, rot: torch.Tensor) -> torch.Tensor:
+    """Rotates q and k of qkv [T, 3, heads, hd] (pairs interleaved) in place."""
+    qk = qkv[:, :2].unflatten(-1, (-1, 2))
+    if qkv.dtype == torch.float32:
+        torch.view_as_complex(qk).mul_(rot)
+    else:  # half types: rotate in float32, as transformers does
+        qk.copy_(torch.view_as_real(torch.view_as_complex(qk.float()) * rot))
+    return qkv
+
+
+def interleave_qk(weight: torch.Tensor, heads: int) -> torch.Tensor:
+    """Wqkv's rows (or bias) with each head's q and k dims reordered 0, hd/2, 1, hd/2 + 1, ..."""
+    hidden = weight.shape[0] // 3
+    hd = hidden // heads
+    order = torch.arange(hd).view(2, hd // 2).t().reshape(-1)
+    head_rows = (torch.arange(heads)[:, None] * hd + order[None, :]).reshape(-1)
+    rows = torch.cat((head_rows, hidden + head_rows, torch.arange(2 * hidden, 3 * hidden)))
+    return weight[rows].contiguous()
 
 
 def _norm(cfg: BackboneConfig, bias: bool) -> nn.LayerNorm:
     return nn.LayerNorm(cfg.hidden_size, eps=cfg.norm_eps, bias=bias)
+
+
+def add_linear(h: torch.Tensor, x: torch.Tensor, linear: nn.Module) -> torch.Tensor:
+    """h + linear(x): one GEMM that accumulates onto h (addmm) for a bias-free float Linear."""
+    if type(linear) is nn.Linear and linear.bias is None and h.dim() == 2:
+        return torch.addmm(h, x, linear.weight.t())
+    return h + linear(x)
 
 
 class _Box(nn.Module):
@@ -197,18 +226,18 @@ class ModernBertLayer(nn.Module):
         self.project = self._project
         self.finish = self._finish
 
-    def _project(self, h: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    def _project(self, h: torch.Tensor, rot: torch.Tensor) -> torch.Tensor:
         x = h if self.attn_norm is None else self.attn_norm(h)
         qkv = self.attn.Wqkv(x).view(h.shape[0], 3, self.heads, self.head_dim)
-        return apply_rotary(qkv, cos, sin)
+        return apply_rotary(qkv, rot)
 
     def _finish(self, h: torch.Tensor, attn: torch.Tensor) -> torch.Tensor:
-        h = h + self.attn.Wo(attn)
+        h = add_linear(h, attn, self.attn.Wo)
         x, gate = self.mlp.Wi(self.mlp_norm(h)).chunk(2, dim=-1)
-        return h + self.mlp.Wo(self.act(x) * gate)
+        return add_linear(h, self.act(x).mul_(gate), self.mlp.Wo)
 
-    def forward(self, h: torch.Tensor, packed: Packed, rope: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-        qkv = self.project(h, *rope)
+    def forward(self, h: torch.Tensor, packed: Packed, rot: torch.Tensor) -> torch.Tensor:
+        qkv = self.project(h, rot)
         return self.finish(h, attention(qkv, packed, self.window))
 
 
@@ -227,14 +256,20 @@ class ModernBert(nn.Module):
     def forward(self, ids: torch.Tensor, packed: Packed) -> torch.Tensor:
         h = self.embeddings.norm(self.embeddings.tok_embeddings(ids))
         rope_g = self.rope_global(packed.positions)
-        rope_l = rope_g if self.cfg.local_rope_theta == self.cfg.global_rope_theta else self.rope_local(packed.positions)
+        same = self.cfg.local_rope_theta == self.cfg.global_rope_theta
+        rope_l = rope_g if same else self.rope_local(packed.positions)
         for layer in self.layers:
             h = layer(h, packed, rope_g if layer.window is None else rope_l)
         return self.final_norm(h)
 
     @staticmethod
     def convert(state: dict[str, torch.Tensor], cfg: BackboneConfig) -> dict[str, torch.Tensor]:
-        return state  # parameter names are the checkpoint's
+        # Parameter names are the checkpoint's; Wqkv's q and k rows are reordered for `Rotary`.
+        out = {k: v for k, v in state.items() if k.startswith(("embeddings.", "layers.", "final_norm."))}
+        for k in list(out):
+            if k.endswith(("attn.Wqkv.weight", "attn.Wqkv.bias")):
+                out[k] = interleave_qk(out[k], cfg.num_heads)
+        return out
 
 
 class BertLayer(nn.Module):
@@ -362,9 +397,7 @@ def backbone_state(state: dict[str, torch.Tensor], cfg: BackboneConfig) -> dict[
         raise ValueError(f"checkpoint: no {anchor} among the weights")
     prefix = prefixes[0]
     stripped = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-    if cfg.kind == "modernbert":
-        return {k: v for k, v in stripped.items() if k.startswith(("embeddings.", "layers.", "final_norm."))}
-    return Bert.convert(stripped, cfg)
+    return (ModernBert if cfg.kind == "modernbert" else Bert).convert(stripped, cfg)
 
 
 def load_backbone(module: nn.Module, state: dict[str, torch.Tensor]) -> None:

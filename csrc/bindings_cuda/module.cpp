@@ -32,6 +32,7 @@ struct Arr {
   std::string dtype;
   int device = -1;
   bool present = false;
+  const char* name = "";
   int64_t dim(int i) const { return shape[static_cast<size_t>(i)]; }
   int64_t numel() const {
     int64_t n = 1;
@@ -66,6 +67,7 @@ Arr parse(const Call& c, const py::handle& h, const char* arg, bool optional = f
   a.dtype = t[3].cast<std::string>();
   a.device = t[4].cast<int>();
   a.present = true;
+  a.name = arg;
   if (a.strides.size() != a.shape.size()) throw py::value_error(cat(c.fn, ": ", arg, " has mismatched shape and strides"));
   for (auto s : a.shape)
     if (s < 0) throw py::value_error(cat(c.fn, ": ", arg, " has a negative extent"));
@@ -79,15 +81,21 @@ Arr parse(const Call& c, const py::handle& h, const char* arg, bool optional = f
       throw py::value_error(cat(c.fn, ": ", arg, " must be C-contiguous (tensor.contiguous() makes a copy)"));
     expect *= a.shape[i];
   }
-  if (a.numel() > 0) {
-    if (a.ptr == 0) throw py::value_error(cat(c.fn, ": ", arg, " has a null data pointer"));
+  return a;
+}
+
+// After the shape and dtype checks: every non-empty array must be device memory of the call's device
+// (a host pointer would otherwise be dereferenced by a kernel).
+void check_memory(const Call& c, std::initializer_list<const Arr*> arrays) {
+  for (const Arr* a : arrays) {
+    if (!a->present || a->numel() == 0) continue;
+    if (a->ptr == 0) throw py::value_error(cat(c.fn, ": ", a->name, " has a null data pointer"));
     try {
-      ec::check_device_pointer(reinterpret_cast<const void*>(a.ptr), c.launch.device, c.fn, arg);
+      ec::check_device_pointer(reinterpret_cast<const void*>(a->ptr), c.launch.device, c.fn, a->name);
     } catch (const std::invalid_argument& e) {
       throw py::value_error(e.what());
     }
   }
-  return a;
 }
 
 void require_ndim(const Call& c, const Arr& a, size_t ndim, const char* arg, const char* layout) {
@@ -228,6 +236,7 @@ PYBIND11_MODULE(_cuda, m) {
     const Arr out = parse(c, out_h, "out");
     require_dtype(c, out, {"float32"}, "out");
     require_shape(c, out, {q.nq, d.docs.n}, "out");
+    check_memory(c, {&qa, &ma, &d.tokens, &d.offsets, &out});
     run([&] { ec::maxsim(c.launch, q, d.docs, out.data<float>()); });
   });
 
@@ -244,6 +253,7 @@ PYBIND11_MODULE(_cuda, m) {
     const Arr out = parse(c, out_h, "out");
     require_dtype(c, out, {"float32"}, "out");
     require_shape(c, out, {q.nq, cand.dim(1)}, "out");
+    check_memory(c, {&qa, &ma, &d.tokens, &d.offsets, &cand, &out});
     run([&] { ec::maxsim_candidates(c.launch, q, d.docs, cand.data<const int64_t>(), cand.dim(1), out.data<float>()); });
   });
 
@@ -260,6 +270,7 @@ PYBIND11_MODULE(_cuda, m) {
     require_dtype(c, i, {"int64"}, "ids");
     require_shape(c, s, {q.nq, k}, "scores");
     require_shape(c, i, {q.nq, k}, "ids");
+    check_memory(c, {&qa, &ma, &d.tokens, &d.offsets, &s, &i});
     run([&] { ec::maxsim_topk(c.launch, q, d.docs, k, s.data<float>(), i.data<int64_t>()); });
   });
 
@@ -272,6 +283,7 @@ PYBIND11_MODULE(_cuda, m) {
     compressed_docs(c, cd, codes, res);
     require_dtype(c, out, {"float32", "float16", "bfloat16"}, "out");
     require_shape(c, out, {codes.dim(0), cd.dim}, "out");
+    check_memory(c, {&kc, &kw, &codes, &res, &out});
     run([&] {
       ec::decompress(c.launch, cd, codes.data<const int32_t>(), res.data<const uint8_t>(), codes.dim(0),
                      out.data<void>(), token_dtype(out.dtype));
@@ -304,6 +316,7 @@ PYBIND11_MODULE(_cuda, m) {
     const Arr out = parse(c, out_h, "out");
     require_dtype(c, out, {"float32"}, "out");
     require_shape(c, out, {q.nq, cols}, "out");
+    check_memory(c, {&qa, &ma, &kc, &kw, &codes, &res, &off, &cand, &out});
     run([&] {
       ec::maxsim_compressed(c.launch, q, cd, codes.data<const int32_t>(), res.data<const uint8_t>(), codes.dim(0),
                             off.data<const int64_t>(), n, cand.present ? cand.data<const int64_t>() : nullptr, cols,
@@ -331,6 +344,7 @@ PYBIND11_MODULE(_cuda, m) {
     }
     require_dtype(c, i, {"int32"}, "ids");
     require_shape(c, i, {rows.dim(0), k}, "ids");
+    check_memory(c, {&rows, &cents, &s, &i});
     run([&] {
       ec::centroid_topk(c.launch, rows.data<const void>(), rows.dim(0), cents.data<const void>(), cents.dim(0),
                         cents.dim(1), token_dtype(cents.dtype), k, s.present ? s.data<float>() : nullptr, i.data<int32_t>());

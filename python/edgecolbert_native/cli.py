@@ -31,7 +31,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
 def _cmd_bench(args: argparse.Namespace) -> int:
     from .bench import main as bench_main
 
-    bench_main(quick=args.quick, as_json=args.json, peers=not args.no_peers)
+    bench_main(quick=args.quick, as_json=args.json, peers=not args.no_peers, plot_path=args.plot)
     return 0
 
 
@@ -108,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--quick", action="store_true", help="smaller workloads (about a minute)")
     b.add_argument("--json", action="store_true", help="machine-readable report (stable schema)")
     b.add_argument("--no-peers", action="store_true", help="skip peer libraries even when installed")
+    b.add_argument("--plot", metavar="PNG", help="also write throughput vs document length and dim (needs matplotlib)")
     b.set_defaults(func=_cmd_bench)
     x = sub.add_parser("index", help="encode a corpus and build an index (resumable)")
     x.add_argument("corpus", help="JSONL(.gz) with id/text[/title], a text file (one document a line) or a folder of .txt/.md")

@@ -1,0 +1,52 @@
+"""Type stubs for the compiled module edgecolbert_native._native (csrc/bindings). The documented API is
+edgecolbert_native.kernels / centroids / codec; these are the thin checked entry points behind it."""
+
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+_Array = npt.NDArray[Any]
+_F32 = npt.NDArray[np.float32]
+_I32 = npt.NDArray[np.int32]
+_I64 = npt.NDArray[np.int64]
+_U8 = npt.NDArray[np.uint8]
+
+def info() -> dict[str, Any]: ...
+def maxsim(
+    queries: _Array, doc_tokens: _Array, doc_offsets: Any, query_mask: Any = ..., num_threads: int | None = ...,
+    queries_dtype: str = ..., docs_dtype: str = ..., isa: str = ...,
+) -> _F32: ...
+def maxsim_ranges(
+    queries: _Array, doc_tokens: _Array, doc_begin: Any, doc_end: Any, floor_zero: Any = ..., query_mask: Any = ...,
+    num_threads: int | None = ..., queries_dtype: str = ..., docs_dtype: str = ..., isa: str = ..., fn_name: str = ...,
+) -> _F32: ...
+def maxsim_topk(
+    queries: _Array, doc_tokens: _Array, doc_offsets: Any, k: int, query_mask: Any = ..., num_threads: int | None = ...,
+    queries_dtype: str = ..., docs_dtype: str = ..., isa: str = ...,
+) -> tuple[_F32, _I64]: ...
+def maxsim_candidates(
+    queries: _Array, doc_tokens: _Array, doc_offsets: Any, candidates: Any, query_mask: Any = ...,
+    num_threads: int | None = ..., queries_dtype: str = ..., docs_dtype: str = ..., isa: str = ...,
+) -> _F32: ...
+def centroid_scores(
+    query_tokens: _Array, centroids: _Array, num_threads: int | None = ..., rows_dtype: str = ...,
+    centroids_dtype: str = ..., isa: str = ...,
+) -> _F32: ...
+def centroid_topk(
+    rows: _Array, centroids: _Array, k: int, want_scores: bool = ..., num_threads: int | None = ...,
+    rows_dtype: str = ..., centroids_dtype: str = ..., isa: str = ..., fn_name: str = ..., rows_name: str = ...,
+) -> Any: ...
+def codec_compress(
+    centroids: _F32, bucket_cutoffs: _F32, bucket_weights: _F32, nbits: int, tokens: _Array, tokens_dtype: str = ...,
+    num_threads: int | None = ..., isa: str = ...,
+) -> tuple[_I32, _U8]: ...
+def codec_decompress(
+    centroids: _F32, bucket_weights: _F32, nbits: int, codes: Any, residuals: Any, dtype: str = ...,
+    num_threads: int | None = ..., isa: str = ...,
+) -> _Array: ...
+def maxsim_compressed(
+    queries: _Array, centroids: _F32, bucket_weights: _F32, nbits: int, codes: Any, residuals: Any, doc_offsets: Any,
+    candidates: Any = ..., query_mask: Any = ..., num_threads: int | None = ..., queries_dtype: str = ...,
+    isa: str = ..., *args: Any, **kwargs: Any,
+) -> _F32: ...

@@ -263,6 +263,7 @@ PYBIND11_MODULE(_cuda, m) {
     Arr qa, ma;
     const ec::Queries q = queries(c, queries_h, mask, qa, ma);
     const Csr d = csr(c, tokens, offsets, q.dim);
+    if (q.nq > 65535) throw py::value_error(cat(c.fn, ": at most 65,535 queries per call, got ", q.nq));
     if (k < 1 || k > d.docs.n || k > ec::kMaxTopK)
       throw py::value_error(cat(c.fn, ": k must be in [1, min(n, ", ec::kMaxTopK, ")] with n = ", d.docs.n, ", got ", k));
     const Arr s = parse(c, scores_h, "scores"), i = parse(c, ids_h, "ids");

@@ -430,7 +430,8 @@ def maxsim_topk(
     if k < 1 or k > n:
         raise ValueError(f"{fn}: k must be in [1, n] with n = {n} documents, got {k}")
     mod = _cuda_module() if _use_kernels(device) else None
-    if mod is not None and k <= mod.runtime_info()["max_topk"] and mod.kernel_for(_dtype_name(d), q.shape[2]) != "none":
+    if (mod is not None and k <= mod.runtime_info()["max_topk"] and nq <= 65535
+            and mod.kernel_for(_dtype_name(d), q.shape[2]) != "none"):
         q, d, off, m = _contig(q), _contig(d), _contig(off), _contig(m)
         s = torch.empty((nq, k), dtype=torch.float32, device=device)
         i = torch.empty((nq, k), dtype=torch.int64, device=device)
@@ -571,7 +572,7 @@ def centroid_search(query_tokens: Any, centroids: Any, nprobe: int):
     if nprobe < 1 or nprobe > K:
         raise ValueError(f"{fn}: nprobe must be in [1, K] with K = {K} centroids, got {nprobe}")
     mod = _cuda_module() if _use_kernels(device) else None
-    if mod is not None and nprobe <= mod.runtime_info()["max_probe"] and (dim <= 128 or dim <= 256 and c.dtype == torch.float32):
+    if mod is not None and nprobe <= mod.runtime_info()["max_probe"] and dim <= 256:
         # The kernel reads rows in the centroids' dtype (fp16/bf16 on tensor cores).
         qc = q.to(c.dtype).contiguous()
         s = torch.empty((m, nprobe), dtype=torch.float32, device=device)

@@ -176,7 +176,12 @@ class Rotary(nn.Module):
 def apply_rotary(qkv: torch.Tensor, rot: torch.Tensor) -> torch.Tensor:
     """Rotates q and k of qkv [T, 3, heads, hd] (pairs interleaved) in place."""
     qk = qkv[:, :2].unflatten(-1, (-1, 2))
-    if qkv.dtype == torch.float32:
+    if torch.compiler.is_compiling():
+        # Inductor generates no code for complex arithmetic; in real arithmetic it fuses the rotation.
+        a, b = qk[..., 0].float(), qk[..., 1].float()
+        c, s = rot.real, rot.imag
+        qk.copy_(torch.stack((a * c - b * s, a * s + b * c), dim=-1))
+    elif qkv.dtype == torch.float32:
         torch.view_as_complex(qk).mul_(rot)
     else:  # half types: rotate in float32, as transformers does
         qk.copy_(torch.view_as_real(torch.view_as_complex(qk.float()) * rot))

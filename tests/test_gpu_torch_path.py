@@ -76,11 +76,13 @@ def test_maxsim_matches_cpu_kernels_and_float64(rng, dtype, dim):
 
 
 def test_maxsim_long_document_spans_token_blocks(rng, monkeypatch):
-    # A document longer than one block of the torch path's chunking, next to short ones.
+    # A document longer than one block of the torch path's chunking, next to short ones; queries in
+    # groups of one (row-maxima budget).
     monkeypatch.setitem(gpu._CHUNK_ELEMS, "cpu", 64)
+    monkeypatch.setitem(gpu._ROWMAX_ELEMS, "cpu", 30)
     dim = 8
     off = np.array([0, 3, 300, 301, 301, 340], np.int64)
-    q = awkward(rng, (2, 4, dim))
+    q = awkward(rng, (3, 4, dim))
     d = awkward(rng, (int(off[-1]), dim))
     out = gpu.maxsim(torch.from_numpy(q), torch.from_numpy(d), torch.from_numpy(off))
     assert rel_err(out.numpy(), maxsim_ref(q, d, off)) < TOL

@@ -553,9 +553,17 @@ EC_TEST(device_harness_centroid_search_matches_scalar) {
       std::vector<int32_t> want_i(got_i.size());
       centroid_topk(scalar, Matrix{rows.data(), DType::f32, m, dim}, Matrix{cents.data(), DType::f32, K, dim}, k,
                     want_s.data(), want_i.data(), 1);
-      for (size_t i = 0; i < got_i.size(); ++i)
-        EC_CHECK(got_i[i] == want_i[i] && same_float(got_s[i], want_s[i]), "dim=%lld k=%lld entry %zu: %d (%g) want %d (%g)",
-                 (long long)dim, (long long)k, i, got_i[i], got_s[i], want_i[i], want_s[i]);
+      // The emulated dots may be contracted to FMA by the host compiler (aarch64 GCC does), the scalar
+      // reference never is: scores agree to rounding, ids exactly unless two scores are that close.
+      for (size_t i = 0; i < got_i.size(); ++i) {
+        const float tol = 1e-5f * (1.0f + std::fabs(want_s[i]));
+        EC_CHECK(std::fabs(got_s[i] - want_s[i]) <= tol, "dim=%lld k=%lld entry %zu: score %.9g want %.9g", (long long)dim,
+                 (long long)k, i, got_s[i], want_s[i]);
+        const bool near_tie = (i % k + 1 < size_t(k) && std::fabs(want_s[i] - want_s[i + 1]) <= tol) ||
+                              (i % k > 0 && std::fabs(want_s[i] - want_s[i - 1]) <= tol);
+        EC_CHECK(got_i[i] == want_i[i] || near_tie, "dim=%lld k=%lld entry %zu: id %d want %d", (long long)dim, (long long)k,
+                 i, got_i[i], want_i[i]);
+      }
     }
   }
 }

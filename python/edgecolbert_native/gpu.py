@@ -39,6 +39,8 @@ _VERIFIED_FILE = Path(__file__).with_name("cuda_verified.json")
 _ENV = "EDGECOLBERT_CUDA_KERNELS"
 # Elements of a float32 similarity block the torch path materialises at once (CPU, CUDA).
 _CHUNK_ELEMS = {"cpu": 1 << 23, "cuda": 1 << 27}
+# Row maxima [queries x Lq x documents] the torch path keeps at once: queries go in groups below this.
+_ROWMAX_ELEMS = {"cpu": 1 << 26, "cuda": 1 << 28}
 
 
 def _torch():
@@ -331,6 +333,21 @@ def _pair_scores(rowmax: Any, valid: Any, lens: Any, mask: Any, nq: int, nc: int
     return s.view(nq, nc)
 
 
+def _grouped_all_scores(qf: Any, T: int, offsets: Any, fetch, mask: Any):
+    """Scores [nq, n] over every document, queries in groups whose row maxima fit _ROWMAX_ELEMS."""
+    torch = _torch()
+    nq, lq, _ = qf.shape
+    n = offsets.numel() - 1
+    budget = _ROWMAX_ELEMS.get(qf.device.type, _ROWMAX_ELEMS["cuda"])
+    group = max(1, budget // max(lq * n, 1))
+    parts = []
+    for g0 in range(0, nq, group):
+        g1 = min(nq, g0 + group)
+        rowmax = _rowmax_all(qf[g0:g1], T, offsets, fetch, g1 - g0, lq)
+        parts.append(_all_scores(rowmax, offsets, None if mask is None else mask[g0:g1]))
+    return torch.cat(parts, 0) if parts else torch.zeros((0, n), dtype=torch.float32, device=qf.device)
+
+
 def _all_scores(rowmax: Any, offsets: Any, mask: Any):
     torch = _torch()
     s = _sum_rows(rowmax, mask)
@@ -378,7 +395,7 @@ def maxsim(queries: Any, doc_tokens: Any, doc_offsets: Any, *, query_mask: Any =
     fn = "maxsim"
     torch = _torch()
     q, d, off, m, device = _maxsim_args(fn, queries, doc_tokens, doc_offsets, query_mask, validate)
-    nq, lq, _ = q.shape
+    nq = q.shape[0]
     n = off.numel() - 1
     if _use_kernels(device):
         q, d, off, m = _contig(q), _contig(d), _contig(off), _contig(m)
@@ -386,9 +403,7 @@ def maxsim(queries: Any, doc_tokens: Any, doc_offsets: Any, *, query_mask: Any =
         if _cuda_module().kernel_for(_dtype_name(d), q.shape[2]) != "none":
             _cuda_module().maxsim(_desc(q), _desc(d), _desc(off), _desc(m), _desc(out), device.index, _stream(device))
             return out
-    qf = q.float()
-    rowmax = _rowmax_all(qf, d.shape[0], off, lambda a, b: d[a:b].float(), nq, lq)
-    return _all_scores(rowmax, off, m)
+    return _grouped_all_scores(q.float(), d.shape[0], off, lambda a, b: d[a:b].float(), m)
 
 
 def maxsim_candidates(
@@ -549,8 +564,7 @@ def maxsim_compressed(
         return out
     qf = q.float()
     if cand is None:
-        rowmax = _rowmax_all(qf, cd.shape[0], off, lambda a, b: _decode(cd[a:b], r[a:b], c, w, nbits), nq, lq)
-        return _all_scores(rowmax, off, m)
+        return _grouped_all_scores(qf, cd.shape[0], off, lambda a, b: _decode(cd[a:b], r[a:b], c, w, nbits), m)
     rowmax, valid, lens = _rowmax_pairs(qf, off, cand, lambda idx: _decode(cd[idx], r[idx], c, w, nbits), lq)
     return _pair_scores(rowmax, valid, lens, m, nq, cand.shape[1])
 

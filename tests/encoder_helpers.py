@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
-import types
-
 import pytest
 
 # Text with what tokenisation must get right: punctuation (the skiplist), code, case, non-ASCII, spaces.
@@ -53,15 +50,8 @@ def documents() -> list[str]:
 
 
 def import_pylate():
-    """pylate's package __init__ imports `datasets` (for its training utilities) though encoding never
-    uses it; when `datasets` is absent a stand-in module lets `pylate.models` import."""
-    try:
-        import datasets  # noqa: F401
-    except ImportError:
-        stub = types.ModuleType("datasets")
-        stub.Dataset = stub.DatasetDict = type("Unavailable", (), {})
-        stub.__version__ = "0"
-        sys.modules["datasets"] = stub
+    """PyLate goes in with --no-deps (its fast-plaid would replace the pinned torch); its package __init__
+    imports `datasets`, so `datasets` must be installed beside it (see the test extra)."""
     try:
         from pylate import models
     except ImportError as e:

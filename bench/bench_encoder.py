@@ -196,6 +196,7 @@ def main() -> None:
     notes: list[str] = []
     for shape in args.shapes:
         bench_shape(args, shape, passages, rows, notes)
+        print("\n".join(rows[2:]), file=sys.stderr, flush=True)  # progress, in case a later shape is cut short
     commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     print(f"CPU: {platform.processor() or platform.machine()}, torch {torch.__version__}, commit {commit}, "
           f"load average at the end {os.getloadavg()[0]:.1f}")

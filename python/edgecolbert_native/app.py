@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -134,10 +135,9 @@ def build_cli_index(corpus: str | Sequence[Document], out: str, *, model: str | 
         for i in todo:
             part = docs[i * CHUNK_DOCS : (i + 1) * CHUNK_DOCS]
             tokens, offsets = encoder.encode_documents([d.text for d in part], batch_size=batch_size)
-            buf = tempfile.SpooledTemporaryFile()
-            np.savez(buf, tokens=tokens.numpy().astype(np.float16), offsets=offsets.numpy())
-            buf.seek(0)
-            _atomic_write_bytes(chunk_path[i], buf.read())
+            spool = io.BytesIO()
+            np.savez(spool, tokens=tokens.numpy().astype(np.float16), offsets=offsets.numpy())
+            _atomic_write_bytes(chunk_path[i], spool.getvalue())
             bar.update(len(part))
     timings["encode"] = time.perf_counter() - t0
 

@@ -33,16 +33,16 @@ class BM25:
             for term, tf in Counter(toks).items():
                 docs[term].append(i)
                 tfs[term].append(tf)
-        self.n = len(lengths)
+        self.n: int = len(lengths)
         self.lengths = np.asarray(lengths, np.float64)
         avg = float(self.lengths.mean()) if self.n else 0.0
         norm = k1 * (1 - b + b * self.lengths / (avg if avg > 0 else 1.0))
         self.postings: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         for term, ids in docs.items():
             ids_a = np.asarray(ids, np.int64)
-            tf = np.asarray(tfs[term], np.float64)
+            freqs = np.asarray(tfs[term], np.float64)
             idf = np.log(1.0 + (self.n - len(ids) + 0.5) / (len(ids) + 0.5))
-            self.postings[term] = (ids_a, idf * tf * (k1 + 1) / (tf + norm[ids_a]))
+            self.postings[term] = (ids_a, idf * freqs * (k1 + 1) / (freqs + norm[ids_a]))
 
     def scores(self, query: str) -> np.ndarray:
         s = np.zeros(self.n)

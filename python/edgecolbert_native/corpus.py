@@ -28,7 +28,7 @@ class Query:
     kind: str = ""
 
 
-def _open_text(path: str) -> io.TextIOBase:
+def _open_text(path: str) -> io.TextIOWrapper:
     with open(path, "rb") as f:
         magic = f.read(2)
     if magic == b"\x1f\x8b":

@@ -102,8 +102,9 @@ class Index(_PyLateBase):  # type: ignore[misc,valid-type]
         """The underlying :class:`edgecolbert_native.index.Index` (None before the first add)."""
         return self._index
 
-    def add_documents(self, documents_ids: Sequence[Any], documents_embeddings: Sequence[Any],
-                      batch_size: int = 2000, **_: Any) -> "Index":
+    def add_documents(  # type: ignore[override]  # PyLate's indexes return self for chaining too
+        self, documents_ids: Sequence[Any], documents_embeddings: Sequence[Any], batch_size: int = 2000, **_: Any
+    ) -> "Index":
         """Adds documents (one ``[Ld, dim]`` array or tensor each). The first call trains the centroids
         and builds the index; later calls append with the same centroids."""
         ids = [str(i) for i in (documents_ids if not isinstance(documents_ids, str) else [documents_ids])]
@@ -120,7 +121,7 @@ class Index(_PyLateBase):  # type: ignore[misc,valid-type]
             self._index.add(embs, doc_ids=ids, num_threads=self.num_threads, progress=self.show_progress)
         return self
 
-    def remove_documents(self, documents_ids: Sequence[Any]) -> "Index":
+    def remove_documents(self, documents_ids: Sequence[Any]) -> "Index":  # type: ignore[override]
         if self._index is not None:
             self._index.delete([str(i) for i in documents_ids])
         return self
@@ -148,7 +149,9 @@ class Index(_PyLateBase):  # type: ignore[misc,valid-type]
                               if i is not None and np.isfinite(s)]
         return results
 
-    def get_documents_embeddings(self, documents_ids: Sequence[Sequence[Any]]) -> list[list[np.ndarray]]:
+    def get_documents_embeddings(  # type: ignore[override]  # arrays, as PyLate's own PLAID returns
+        self, documents_ids: Sequence[Sequence[Any]]
+    ) -> list[list[np.ndarray]]:
         """Decompressed (unit-norm, float32) token embeddings, ``[query][document] -> [Ld, dim]``."""
         if self._index is None:
             raise KeyError("get_documents_embeddings: the index is empty")

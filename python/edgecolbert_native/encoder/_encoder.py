@@ -39,7 +39,7 @@ def resolve_checkpoint(name_or_path: str, *, cache_dir: str | None = None, revis
             "`encoder` extra) is needed to find Hub models"
         ) from e
     cache = cache_dir or constants.HF_HUB_CACHE
-    kwargs = dict(repo_id=path, revision=revision, cache_dir=cache_dir, allow_patterns=_HUB_PATTERNS)
+    kwargs: dict[str, Any] = dict(repo_id=path, revision=revision, cache_dir=cache_dir, allow_patterns=_HUB_PATTERNS)
     try:
         return snapshot_download(local_files_only=True, **kwargs)
     except Exception as cached_error:  # noqa: BLE001 - any failure means: not (fully) cached
@@ -72,6 +72,8 @@ def _load_dense(spec: _config.DenseSpec, backbone_weights: dict[str, torch.Tenso
     if spec.path:
         state = _load_weights(_config.weights_file(spec.path))
     else:  # colbert-ai: `linear` beside the BERT weights
+        if backbone_weights is None:
+            raise ValueError("colbert-ai checkpoint: the `linear` layer needs the backbone's weights")
         state = {"linear.weight": backbone_weights["linear.weight"]}
     missing, unexpected = dense.load_state_dict(state, strict=False)
     if missing or unexpected:
@@ -171,14 +173,16 @@ class Encoder:
             from torch.ao.quantization import quantize_dynamic
 
             self.backbone = quantize_dynamic(self.backbone, {nn.Linear}, dtype=torch.qint8)
-        for layer in self.backbone.layers:  # the bound methods still point at the float layers' modules
+        layers: Any = self.backbone.layers
+        for layer in layers:  # the bound methods still point at the float layers' modules
             layer.project, layer.finish = layer._project, layer._finish
         self.quantized = True
 
     def _compile(self) -> None:
         # Attention stays eager (its shapes and masks change per batch); what is compiled is per-token
         # work on [T, hidden] with T dynamic, where fusing norms, GELU-gating and RoPE saves passes.
-        for layer in self.backbone.layers:
+        layers: Any = self.backbone.layers
+        for layer in layers:
             layer.project = torch.compile(layer._project, dynamic=True)
             layer.finish = torch.compile(layer._finish, dynamic=True)
         self.compiled = True

@@ -17,6 +17,8 @@ erf GELU, LayerNorm without bias where the config says so); parity is tested to 
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -55,13 +57,13 @@ class Packed:
         pos = torch.arange(self.T) - torch.repeat_interleave(starts, lengths)
         self.positions = pos.to(device)
         self.seq = None if self.uniform else seq.to(device)
-        self.flat = None if self.uniform else (seq * self.L + pos).to(device)
+        self.flat: torch.Tensor | None = None if self.uniform else (seq * self.L + pos).to(device)
         self._grid: torch.Tensor | None = None
         self.has_key_mask = attend is not None or not self.uniform
         if self.has_key_mask:
             valid = torch.zeros(self.B * self.L, dtype=torch.bool)
             valid[seq * self.L + pos] = True if attend is None else attend.cpu()
-            self.key_valid = valid.view(self.B, self.L).to(device)
+            self.key_valid: torch.Tensor | None = valid.view(self.B, self.L).to(device)
         else:
             self.key_valid = None
         self._masks: dict = {}
@@ -74,7 +76,7 @@ class Packed:
         shape = (self.B * self.L, *x.shape[1:])
         if self._grid is None or self._grid.shape != shape or self._grid.dtype != x.dtype:
             self._grid = x.new_zeros(shape)
-        self._grid.index_copy_(0, self.flat, x)
+        self._grid.index_copy_(0, self.flat, x)  # type: ignore[arg-type]  # not uniform: flat is set
         return self._grid.view(self.B, self.L, *x.shape[1:])
 
     def unpad_heads(self, y: torch.Tensor) -> torch.Tensor:
@@ -87,7 +89,7 @@ class Packed:
         if not self.has_key_mask:
             return None
         if "global" not in self._masks:
-            self._masks["global"] = self.key_valid[:, None, None, :]
+            self._masks["global"] = cast(torch.Tensor, self.key_valid)[:, None, None, :]
         return self._masks["global"]
 
     def band_mask(self, w: int) -> torch.Tensor:
@@ -97,7 +99,7 @@ class Packed:
             band = (i[:, None] - i[None, :]).abs() <= w
             mask = band[None, None]
             if self.has_key_mask:
-                mask = mask & self.key_valid[:, None, None, :]
+                mask = mask & cast(torch.Tensor, self.key_valid)[:, None, None, :]
             self._masks[key] = mask
         return self._masks[key]
 
@@ -211,6 +213,9 @@ def add_linear(h: torch.Tensor, x: torch.Tensor, linear: nn.Module) -> torch.Ten
 
 class _Box(nn.Module):
     """A named container, so that parameter names match the checkpoint's."""
+
+    def __getattr__(self, name: str) -> Any:  # children are set by name; type them as Any for mypy
+        return super().__getattr__(name)
 
 
 class ModernBertLayer(nn.Module):
@@ -412,8 +417,9 @@ def load_backbone(module: nn.Module, state: dict[str, torch.Tensor]) -> None:
             f"checkpoint weights do not match the config: missing {sorted(missing)[:8]}, "
             f"unexpected {sorted(unexpected)[:8]}"
         )
-    emb = module.embeddings.tok_embeddings if isinstance(module, ModernBert) else module.word
-    if emb.weight.shape[0] != module.cfg.vocab_size:
+    emb: Any = module.embeddings.tok_embeddings if isinstance(module, ModernBert) else module.word
+    cfg: Any = module.cfg
+    if emb.weight.shape[0] != cfg.vocab_size:
         raise ValueError("checkpoint: embedding rows differ from config.json's vocab_size")
 
 

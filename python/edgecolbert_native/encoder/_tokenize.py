@@ -90,9 +90,8 @@ class ColBERTTokenizer:
         self.query_prefix_id = prefix_id(spec.query_prefix, "query")
         self.document_prefix_id = prefix_id(spec.document_prefix, "document")
         skip = (tok.token_to_id(w) for w in spec.skiplist_words)
-        self.skiplist_ids = np.array(
-            sorted({self.unk_id if i is None else i for i in skip} - {None}), dtype=np.int64
-        )
+        found: set[int] = {int(j) for j in (self.unk_id if i is None else i for i in skip) if j is not None}
+        self.skiplist_ids = np.array(sorted(found), dtype=np.int64)
 
     def _prepare(self, texts: list[str]) -> list[str]:
         out = [str(t).strip() for t in texts]

@@ -12,7 +12,7 @@ JOBS ?= $(shell nproc)
 TORCH := torch==2.13.0
 BUILD_TOOLS := scikit-build-core pybind11 cmake ninja numpy
 
-.PHONY: run test test-cpp test-arm test-py bench install deps-test apt-arm clean
+.PHONY: run test typecheck test-cpp test-arm test-py bench install deps-test apt-arm clean
 
 $(VENV)/.base:
 	test -x $(PY) || $(PYTHON_BOOT) -m venv $(VENV)
@@ -37,7 +37,7 @@ run: $(VENV)/.base
 	$(PIP) install -q --no-build-isolation '.[demo]'
 	$(VENV)/bin/edgecolbert demo
 
-test: deps-test install test-cpp test-arm test-py
+test: deps-test install test-cpp test-arm typecheck test-py
 
 # The C++ kernel tests, natively: once optimised, once under AddressSanitizer + UBSan.
 test-cpp:
@@ -60,6 +60,9 @@ test-arm: apt-arm
 	cmake -S . -B build/arm -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_TOOLCHAIN_FILE=third_party/toolchains/aarch64-linux-gnu.cmake -DEDGECOLBERT_BUILD_TESTS=ON -DEDGECOLBERT_BUILD_PYTHON=OFF >/dev/null
 	cmake --build build/arm -j $(JOBS)
 	QEMU_CPU=max ctest --test-dir build/arm --output-on-failure -V | grep -E "tested|PASS|FAIL|passed|failed|Test #" 
+
+typecheck: install
+	$(PY) -m mypy python/edgecolbert_native
 
 test-py: install
 	$(PY) -m pytest -q tests

@@ -30,7 +30,7 @@ import hashlib
 import json
 import os
 import struct
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 
@@ -43,7 +43,7 @@ FORMAT_VERSION = 1
 _NBITS = (1, 2, 4, 8)
 
 
-def _fail(msg: str) -> None:
+def _fail(msg: str) -> NoReturn:
     raise ValueError(msg)
 
 

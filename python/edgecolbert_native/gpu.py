@@ -605,6 +605,8 @@ def centroid_search(query_tokens: Any, centroids: Any, nprobe: int):
             s, ids = _topk_total_order(torch.cat([best_s, s], 1), min(nprobe, best_s.shape[1] + s.shape[1]),
                                        torch.cat([best_i, ids], 1))
         best_s, best_i = s, ids
+    if best_s is None or best_i is None:  # K >= 1 is checked by the caller: the loop ran
+        raise ValueError("centroid_search: no centroids")
     return best_s, best_i.to(torch.int32)
 
 

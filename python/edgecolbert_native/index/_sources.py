@@ -166,7 +166,7 @@ def _spill(it: Iterator, doc_ids: Any, fn: str, spill_dir: str) -> tuple[Source,
                     dim, dtype = tok.shape[1], tok.dtype
                 if tok.shape[1] != dim:
                     raise ValueError(f"{fn}: batch {b} has dim {tok.shape[1]}, earlier batches {dim}")
-                f.write(memoryview(np.ascontiguousarray(tok, dtype=dtype)).cast("B"))
+                f.write(memoryview(np.ascontiguousarray(tok, dtype=dtype)).cast("B"))  # type: ignore[arg-type]
                 lens.append(blens)
             f.flush()
             os.fsync(f.fileno())
@@ -174,7 +174,7 @@ def _spill(it: Iterator, doc_ids: Any, fn: str, spill_dir: str) -> tuple[Source,
             raise ValueError(f"{fn}: the iterator gave no documents")
         offsets = np.concatenate([[0], np.cumsum(np.concatenate(lens))]).astype(np.int64)
         T = int(offsets[-1])
-        mm = np.memmap(path, dtype=dtype, mode="r", shape=(T, dim)) if T else np.empty((0, dim), dtype)
+        mm: Any = np.memmap(path, dtype=dtype, mode="r", shape=(T, dim)) if T else np.empty((0, dim), dtype)  # type: ignore[call-overload]
         src = ArraySource(mm, offsets)
         src.cleanup.append(path)
     except BaseException:

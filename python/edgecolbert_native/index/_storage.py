@@ -72,7 +72,7 @@ class ArrayWriter:
         a = np.ascontiguousarray(arr, dtype=self.dtype)
         if a.shape[1:] != self.row_shape:
             raise ValueError(f"{self.name}: rows of shape {a.shape[1:]}, expected {self.row_shape}")
-        buf = memoryview(a).cast("B")
+        buf = memoryview(a).cast("B")  # type: ignore[arg-type]  # numpy arrays export the buffer protocol
         self.f.write(buf)
         self.crc = zlib.crc32(buf, self.crc)
         self.rows += a.shape[0]

@@ -562,7 +562,7 @@ def _compact_segments(path: str, prefix: str, segments: list[_Segment], live: np
     files["ivf"] = write_array(path, f"{prefix}-ivf.bin", ivf)
     files["ivf_offsets"] = write_array(path, f"{prefix}-ivf_offsets.bin", ivf_offsets)
     files["doclens"] = write_array(path, f"{prefix}-doclens.bin", doclens.astype(np.int32))
-    id_dtype = segments[0].ids.dtype if segments else np.int64
+    id_dtype: Any = segments[0].ids.dtype if segments else np.dtype(np.int64)
     if ids and id_dtype.kind == "U":
         id_dtype = np.result_type(*[i.dtype for i in ids])
     files["ids"] = write_array(path, f"{prefix}-ids.bin",

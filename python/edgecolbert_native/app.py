@@ -131,7 +131,8 @@ def build_cli_index(corpus: str | Sequence[Document], out: str, *, model: str | 
     t0 = time.perf_counter()
     from ._progress import Progress
 
-    with Progress(len(todo) * CHUNK_DOCS, "encoding documents", long_run=True) as bar:
+    remaining = sum(min(CHUNK_DOCS, len(docs) - i * CHUNK_DOCS) for i in todo)
+    with Progress(remaining, "encoding documents", long_run=True) as bar:
         for i in todo:
             part = docs[i * CHUNK_DOCS : (i + 1) * CHUNK_DOCS]
             tokens, offsets = encoder.encode_documents([d.text for d in part], batch_size=batch_size)

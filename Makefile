@@ -28,6 +28,9 @@ $(VENV)/.test-deps: $(VENV)/.base pyproject.toml
 	$(PIP) install -q --no-build-isolation '.[test]'
 	# PyLate 1.6.0 would pull fast-plaid and with it another torch: no deps, its real needs are above.
 	$(PIP) install -q --no-deps pylate==1.6.0
+	# colbert-ai's own codec is the reference the codec tests compare bytes with; it keeps torch as is.
+	$(PIP) install -q colbert-ai==0.2.22
+	$(PY) -c "import torch, sys; sys.exit(torch.__version__ != '2.13.0+cpu' and 'a dependency replaced the pinned torch')"
 	touch $@
 
 deps-test: $(VENV)/.test-deps

@@ -30,6 +30,8 @@ $(VENV)/.test-deps: $(VENV)/.base pyproject.toml
 	$(PIP) install -q --no-deps pylate==1.6.0
 	# colbert-ai's own codec is the reference the codec tests compare bytes with; it keeps torch as is.
 	$(PIP) install -q colbert-ai==0.2.22
+	# Ray for the sharded index's cluster tests (the `distributed` extra; 14 s here, no torch change).
+	$(PIP) install -q 'ray[default]'
 	$(PY) -c "import torch, sys; sys.exit(torch.__version__ != '2.13.0+cpu' and 'a dependency replaced the pinned torch')"
 	touch $@
 

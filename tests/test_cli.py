@@ -126,3 +126,12 @@ def test_bm25_and_metrics():
     assert pos[0, 0] == 3 and s[0, 0] > s[0, 1]
     assert mrr_at([["x", "a"]], [["a"]]) == 0.5 and recall_at([["a"]], [["a", "b"]]) == 0.5
     assert np.isclose(mrr_at([["a"], ["z"]], [["a"], ["q"]]), 0.5)
+
+
+def test_sharded_index_from_the_cli(corpus, tmp_path, capsys):
+    out = tmp_path / "sharded"
+    assert main(["index", str(corpus[0]), "-o", str(out), "--shards", "2"]) == 0
+    assert (out / "index" / "sharded.json").exists()
+    capsys.readouterr()
+    assert main(["search", str(out), "--queries", str(corpus[1]), "--eval"]) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1] == "MRR@10 1.0000 Recall@100 1.0000"

@@ -97,7 +97,8 @@ def _fingerprint(docs: Sequence[Document], model: str, field: str) -> str:
 
 def build_cli_index(corpus: str | Sequence[Document], out: str, *, model: str | None = None, nbits: int = 4,
                     field: str = "text", batch_size: int = 32, num_threads: int | None = None,
-                    restart: bool = False, keep_encoded: bool = False) -> dict:
+                    restart: bool = False, keep_encoded: bool = False, ray_address: str | None = None,
+                    num_shards: int | None = None) -> dict:
     """Encodes a corpus chunk by chunk (resumable) and builds the index. Returns timings."""
     from .index import Index
 
@@ -152,8 +153,16 @@ def build_cli_index(corpus: str | Sequence[Document], out: str, *, model: str | 
                                 for d in docs).encode(), compresslevel=6)
     _atomic_write_bytes(os.path.join(out, DOCS), buf)
     t0 = time.perf_counter()
-    Index.build(os.path.join(out, "index"), batches(), doc_ids=[d.id for d in docs], nbits=nbits,
-                num_threads=num_threads, overwrite=True)
+    if ray_address is not None or num_shards:
+        from .distributed import build_sharded
+
+        tokens_all = np.concatenate([b[0] for b in batches()])
+        offsets_all = np.concatenate([[0]] + [b[1][1:] for b in _rebased(batches())]).astype(np.int64)
+        build_sharded(os.path.join(out, "index"), tokens_all, offsets_all, [d.id for d in docs],
+                      num_shards=num_shards or 2, nbits=nbits, ray_address=ray_address, num_threads=num_threads)
+    else:
+        Index.build(os.path.join(out, "index"), batches(), doc_ids=[d.id for d in docs], nbits=nbits,
+                    num_threads=num_threads, overwrite=True)
     timings["build index"] = time.perf_counter() - t0
     meta = {"model": str(model_name), "field": field, "nbits": nbits, "num_docs": len(docs),
             "dim": int(encoder.dim), "corpus": corpus if isinstance(corpus, str) else None, "fingerprint": fp}
@@ -161,6 +170,14 @@ def build_cli_index(corpus: str | Sequence[Document], out: str, *, model: str | 
     if not keep_encoded:
         shutil.rmtree(work, ignore_errors=True)
     return timings
+
+
+def _rebased(batches: Iterator[tuple[np.ndarray, np.ndarray]]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Chunk-local CSR offsets shifted to positions in the concatenation of all chunks."""
+    base = 0
+    for tokens, offsets in batches:
+        yield tokens, offsets + base
+        base += int(offsets[-1])
 
 
 def load_encoded(out: str) -> tuple[np.ndarray, np.ndarray]:
@@ -183,7 +200,7 @@ class CliIndex:
     docs: dict[str, Document]
 
     @classmethod
-    def open(cls, path: str) -> "CliIndex":
+    def open(cls, path: str, ray_address: str | None = None) -> "CliIndex":
         from .index import Index
 
         meta_path = os.path.join(path, META)
@@ -192,7 +209,12 @@ class CliIndex:
         with open(meta_path) as f:
             meta = json.load(f)
         docs = {d.id: d for d in read_documents(os.path.join(path, DOCS))}
-        return cls(path, meta, Index.open(os.path.join(path, "index")), docs)
+        where = os.path.join(path, "index")
+        if os.path.exists(os.path.join(where, "sharded.json")):
+            from .distributed import ShardedIndex
+
+            return cls(path, meta, ShardedIndex.open(where, ray_address=ray_address), docs)
+        return cls(path, meta, Index.open(where), docs)
 
 
 def snippet(text: str, width: int = 100) -> str:

@@ -40,7 +40,7 @@ def _cmd_index(args: argparse.Namespace) -> int:
 
     t = build_cli_index(args.corpus, args.output, model=args.model, nbits=args.nbits, field=args.field,
                         batch_size=args.batch_size, num_threads=args.threads, restart=args.restart,
-                        keep_encoded=args.keep_encoded)
+                        keep_encoded=args.keep_encoded, ray_address=args.ray, num_shards=args.shards)
     print("indexed into " + args.output + ": " + ", ".join(f"{k} {v:.1f}s" for k, v in t.items()))
     return 0
 
@@ -54,7 +54,7 @@ def _cmd_search(args: argparse.Namespace) -> int:
     queries = read_queries(args.queries) if args.queries else [Query("q", args.query)]
     if args.eval and not any(q.relevant for q in queries):
         raise ValueError("--eval needs queries with 'relevant' ids (JSONL)")
-    ci = CliIndex.open(args.index)
+    ci = CliIndex.open(args.index, ray_address=args.ray)
     encoder, _ = load_encoder(args.model or ci.meta["model"])
     k = max(args.k, 100) if args.eval else args.k
     scores, ids, _ = search_cli_index(ci, queries, k, encoder, args.threads)
@@ -120,6 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--threads", type=int, default=None)
     x.add_argument("--restart", action="store_true", help="discard encoded chunks of an interrupted run")
     x.add_argument("--keep-encoded", action="store_true", help="keep the float16 embeddings (OUTPUT/encoded) for evaluation")
+    x.add_argument("--shards", type=int, default=None, help="build a sharded index with this many shards")
+    x.add_argument("--ray", metavar="ADDRESS", default=None, help="build the shards on Ray ('local' starts a cluster)")
     x.set_defaults(func=_cmd_index)
     s = sub.add_parser("search", help="search an index built by `edgecolbert index`")
     s.add_argument("index")
@@ -130,6 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true")
     s.add_argument("--model", default=None, help="override the model recorded in the index")
     s.add_argument("--threads", type=int, default=None)
+    s.add_argument("--ray", metavar="ADDRESS", default=None, help="search a sharded index with one Ray actor per shard")
     s.set_defaults(func=_cmd_search)
     r = sub.add_parser("rerank", help="exhaustive MaxSim of one query over candidate documents")
     r.add_argument("candidates", help="JSONL(.gz)/text/folder of candidate documents")

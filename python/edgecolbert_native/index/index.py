@@ -207,6 +207,7 @@ class Index:
         num_threads: int | None = None,
         progress: bool | None = None,
         overwrite: bool = False,
+        codec: Any = None,
     ) -> "Index":
         """Builds an index in directory ``path`` (created if needed; an existing index there is
         replaced only with ``overwrite=True``, atomically).
@@ -215,7 +216,8 @@ class Index:
         arrays/tensors, or an iterator of batches (see _sources). ``doc_ids``: unique ints or strings,
         default 0..n-1. Centroids: ``num_centroids`` (default 2^floor(log2(16·sqrt(T)))) trained by
         k-means on ``sample_tokens`` random tokens (default 32 per centroid, at least 16,384).
-        Memory stays bounded: tokens are compressed in chunks of 2^17.
+        Memory stays bounded: tokens are compressed in chunks of 2^17. ``codec``: a trained
+        ``ResidualCodec`` to use instead of training one (the shards of one collection share a codec).
         """
         fn = "Index.build"
         if nbits not in (1, 2, 4, 8):
@@ -241,20 +243,27 @@ class Index:
                     raise ValueError(f"{fn}: the documents hold no tokens; centroids cannot be trained")
                 if dim * nbits % 8:
                     raise ValueError(f"{fn}: dim*nbits must be a multiple of 8, got {dim}*{nbits}")
+                if codec is not None:  # a codec trained elsewhere (shards of one collection share it)
+                    if codec.dim != dim or codec.nbits != nbits:
+                        raise ValueError(f"{fn}: the codec has dim {codec.dim} and nbits {codec.nbits}, "
+                                         f"the documents dim {dim} and nbits {nbits} was asked")
+                    num_centroids = codec.num_centroids
                 # Default k leaves room for the codec's 5 % held-out split on tiny collections.
                 k = int(num_centroids) if num_centroids is not None else max(1, min(default_num_centroids(T), T - int(0.05 * T)))
-                if not 1 <= k <= T:
+                if codec is None and not 1 <= k <= T:  # a given codec may have more centroids than tokens here
                     raise ValueError(f"{fn}: num_centroids must be in [1, {T}] (the token count), got {k}")
-                ns = int(sample_tokens) if sample_tokens is not None else default_sample_tokens(T, k)
-                ns = max(k, min(ns, T))
-                rng = np.random.default_rng(seed)
-                pos = np.sort(rng.choice(T, size=ns, replace=False)) if ns < T else np.arange(T)
-                sample = src.gather(pos)
-                if progress or (progress is None and Progress("", 1, None).enabled):
-                    import sys
-                    sys.stderr.write(f"{fn}: k-means, {k} centroids on {ns:,} sampled tokens\n")
-                codec = ec.ResidualCodec.train(sample, k, nbits, niters=niters, seed=seed, num_threads=num_threads)
-                del sample
+                if codec is None:
+                    ns = int(sample_tokens) if sample_tokens is not None else default_sample_tokens(T, k)
+                    ns = max(k, min(ns, T))
+                    rng = np.random.default_rng(seed)
+                    pos = np.sort(rng.choice(T, size=ns, replace=False)) if ns < T else np.arange(T)
+                    sample = src.gather(pos)
+                    if progress or (progress is None and Progress("", 1, None).enabled):
+                        import sys
+                        sys.stderr.write(f"{fn}: k-means, {k} centroids on {ns:,} sampled tokens\n")
+                    codec = ec.ResidualCodec.train(sample, k, nbits, niters=niters, seed=seed,
+                                                   num_threads=num_threads)
+                    del sample
                 gen = (int(old["generation"]) + 1) if old else 1
                 cfiles = {
                     "centroids": write_array(path, f"g{gen}-centroids.bin", np.asarray(codec.centroids, np.float32)),

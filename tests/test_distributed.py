@@ -131,3 +131,61 @@ def test_ray_data_encode_and_index(tmp_path, ray_cluster):
     s, ids = sx.search(q.numpy(), 3, query_mask=m.numpy())
     assert list(ids[:, 0]) == ["p7", "p31"]
     sx.close()
+
+
+def test_build_killed_mid_way_resumes(tmp_path, data):
+    """SIGKILL a build after its first shard landed; the re-run finishes and skips that shard."""
+    import signal
+    import subprocess
+    import sys
+
+    x, off, ids, q = data
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "off.npy", off)
+    code = (
+        "import numpy as np, time, edgecolbert_native.distributed.sharded as sh\n"
+        "real = sh._build_one\n"
+        "def slow(*a, **k):\n"
+        "    r = real(*a, **k); time.sleep(30); return r\n"
+        "sh._build_one = slow\n"
+        f"sh.build_sharded({str(tmp_path / 's')!r}, np.load({str(tmp_path / 'x.npy')!r}), "
+        f"np.load({str(tmp_path / 'off.npy')!r}), num_shards=3)\n"
+    )
+    p = subprocess.Popen([sys.executable, "-c", code])
+    first = tmp_path / "s" / "shard-00000" / "manifest.json"
+    t0 = time.monotonic()
+    while not first.exists() and time.monotonic() - t0 < 60:
+        time.sleep(0.05)
+    os.kill(p.pid, signal.SIGKILL)
+    p.wait()
+    assert first.exists() and not (tmp_path / "s" / "sharded.json").exists()
+    stamp = first.stat().st_mtime_ns
+    sx = build_sharded(tmp_path / "s", x, off, num_shards=3)
+    assert first.stat().st_mtime_ns == stamp and len(sx) == len(off) - 1
+    full = build_sharded(tmp_path / "fresh", x, off, num_shards=3)
+    a, b = sx.search(q, 10, exhaustive=True), full.search(q, 10, exhaustive=True)
+    assert np.array_equal(a[1], b[1])
+
+
+def test_query_batcher_equals_direct_calls(tmp_path, data):
+    import threading
+
+    from edgecolbert_native.distributed import QueryBatcher
+
+    x, off, ids, q = data
+    sx = build_sharded(tmp_path / "s", x, off, ids, num_shards=2)
+    want_s, want_i = sx.search(q, 5)
+    batcher = QueryBatcher(sx, k=5, max_wait_ms=20)
+    got: dict[int, tuple] = {}
+
+    def run(i: int) -> None:
+        got[i] = batcher.search(q[i])
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(q))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    batcher.close()
+    for i in range(len(q)):
+        assert np.array_equal(got[i][1], want_i[i]) and np.allclose(got[i][0], want_s[i], atol=1e-5)

@@ -22,6 +22,6 @@ Ray is optional (the ``distributed`` extra) and imported only when ``ray_address
 
 from __future__ import annotations
 
-from .sharded import ShardedIndex, ShardError, build_sharded
+from .sharded import QueryBatcher, ShardedIndex, ShardError, build_sharded
 
-__all__ = ["build_sharded", "ShardedIndex", "ShardError"]
+__all__ = ["build_sharded", "ShardedIndex", "ShardError", "QueryBatcher"]

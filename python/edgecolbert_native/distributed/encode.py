@@ -98,6 +98,9 @@ def index_corpus(paths: Sequence[str], out: str, *, model: str, num_shards: int,
         ResidualCodec.train(t, k, nbits, seed=seed).save(codec_path)
     dim = ResidualCodec.load(codec_path).dim
     ds = ds.map_batches(_add_shard(num_shards), batch_format="numpy")
+    done = {i for i in range(num_shards) if os.path.exists(os.path.join(out, _shard_dir(i), "manifest.json"))}
+    if done:  # resume: rows of finished shards are not encoded again
+        ds = ds.filter(lambda row: int(row["shard"]) not in done)
     encoded = ds.map_batches(_EncodeBatch, fn_constructor_kwargs={"model": model, "field": field,
                                                                    "batch_size": batch_size},
                              batch_size=batch_size * 4, concurrency=concurrency, num_gpus=num_gpus,

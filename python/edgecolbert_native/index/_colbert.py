@@ -29,7 +29,9 @@ def _load_pt(path: str) -> Any:
         raise RuntimeError(f"import_colbert: reading {path} needs torch (pip install torch)") from None
     if not os.path.exists(path):
         raise FileNotFoundError(f"import_colbert: {path} is missing; not a colbert-ai index directory?")
-    return torch.load(path, map_location="cpu", weights_only=False)
+    # weights_only: colbert-ai saves plain tensors (and tuples of them); never unpickle arbitrary objects
+    # from a directory that may come from anywhere.
+    return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def _np(t: Any) -> np.ndarray:

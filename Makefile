@@ -12,7 +12,7 @@ JOBS ?= $(shell nproc)
 TORCH := torch==2.13.0
 BUILD_TOOLS := scikit-build-core pybind11 cmake ninja numpy
 
-.PHONY: run test typecheck test-cpp test-arm test-py bench install deps-test apt-arm clean
+.PHONY: run test typecheck test-crash-long soak test-cpp test-arm test-py bench install deps-test apt-arm clean
 
 $(VENV)/.base:
 	test -x $(PY) || $(PYTHON_BOOT) -m venv $(VENV)
@@ -76,6 +76,13 @@ bench: install
 	$(PIP) install -q threadpoolctl numkong maxsim-cpu || true
 	$(PY) -m pytest -q bench -o python_files="bench_*.py" --benchmark-only --benchmark-columns=min,median,max,iqr
 	$(VENV)/bin/edgecolbert bench
+
+# Longer reliability runs than `make test` does: 1,000 SIGKILLed writers, a 2-minute soak.
+test-crash-long: install
+	EDGECOLBERT_KILLS=1000 $(PY) -m pytest -q -s tests/test_index.py -k sigkill
+
+soak: install
+	EDGECOLBERT_SOAK_SECONDS=120 $(PY) -m pytest -q -s tests/test_soak.py
 
 clean:
 	rm -rf build $(VENV)

@@ -240,13 +240,16 @@ sys.path.insert(0, {here!r})
 import test_index_support as H
 from edgecolbert_native.index import Index
 x, off, _ = H.clustered(400, seed=3)
-idx = Index.open({path!r})
 op = {op!r}
+idx = Index.open({path!r}) if op != "build" else None
 print("ready", flush=True)
 if op == "add":
     idx.add(x[: off[200]], off[:201], doc_ids=np.arange(1000, 1200))
 elif op == "delete":
     idx.delete(np.arange(0, 200, 3))
+elif op == "build":
+    Index.build({path!r}, x[: off[300]], off[:301], doc_ids=np.arange(5000, 5300), nbits=2, num_centroids=64,
+                overwrite=True)
 else:
     idx.compact()
 print("done", flush=True)
@@ -254,20 +257,29 @@ print("done", flush=True)
 
 
 def _state(path):
+    """Live ids (sorted), segment count, tombstone count: a lost, duplicated or half-written document
+    changes the id list."""
     idx = Index.open(path, verify=True)
-    return len(idx), len(idx.segments), len(idx.tombstones)
+    ids = np.sort(np.asarray(idx.ids))
+    assert len(np.unique(ids)) == len(ids)
+    return tuple(ids.tolist()), len(idx.segments), len(idx.tombstones)
+
+
+# Kills per `make test` run (>= 100); `make test-crash-long` sets 1,000.
+KILLS = int(os.environ.get("EDGECOLBERT_KILLS", "110"))
 
 
 def test_crash_safety_under_sigkill(tmp_path):
-    """Kill a writer at random moments of add/delete/compact: the index must always open (checksums
-    verified) in exactly the state before or after the operation."""
+    """Kill a writer at random moments of build/add/delete/compact: the index must always open (checksums
+    verified) holding exactly the documents of the state before or after the operation."""
     x, off, _ = H.clustered(400, seed=3)
     rng = np.random.default_rng(11)
     path = str(tmp_path / "k")
     kills = 0
     duration = {}
-    for trial in range(-3, 21):
-        op = ("add", "delete", "compact")[trial % 3]
+    ops = ("add", "delete", "compact", "build")
+    for trial in range(-len(ops), KILLS + 1):
+        op = ops[trial % len(ops)]
         Index.build(path, x, off, nbits=2, num_centroids=64, overwrite=True)
         if op == "compact":
             Index.open(path).delete([1, 2, 3])
@@ -286,16 +298,20 @@ def test_crash_safety_under_sigkill(tmp_path):
         proc.wait()
         kills += proc.returncode == -signal.SIGKILL
         after = _state(path)
+        ids = set(before[0])
         if op == "add":
-            done = (before[0] + 200, before[1] + 1, before[2])
+            done = (tuple(sorted(ids | set(range(1000, 1200)))), before[1] + 1, before[2])
         elif op == "delete":
-            done = (before[0] - 67, before[1], 67)
+            done = (tuple(sorted(ids - set(range(0, 200, 3)))), before[1], 67)
+        elif op == "build":
+            done = (tuple(range(5000, 5300)), 1, 0)
         else:
             done = (before[0], 1, 0)
-        assert after in (before, done), (op, before, after)
+        assert after in (before, done), (op, len(before[0]), len(after[0]))
         idx = Index.open(path)  # a killed writer never leaves the lock held
         idx.delete([idx.ids[0]])
-    assert kills >= 10  # most runs really were killed mid-way
+    assert kills >= KILLS // 2  # most runs really were killed mid-way
+    print(f"crash safety: {kills} writers killed mid-operation, every state checked")
 
 
 def test_writer_lock_and_concurrent_reader(data, tmp_path):
@@ -326,3 +342,33 @@ def test_writer_lock_and_concurrent_reader(data, tmp_path):
     assert len(reader) == n and len(Index.open(path)) == n - 300 + 300
     reader.reload()
     assert len(reader) == 600
+
+
+_FULL_DISK = r"""
+import resource, sys, numpy as np
+sys.path.insert(0, {here!r})
+import test_index_support as H
+from edgecolbert_native.index import Index
+x, off, _ = H.clustered(400, seed=3)
+idx = Index.open({path!r})
+resource.setrlimit(resource.RLIMIT_FSIZE, (20000, 20000))  # no file may grow past 20 kB: a "full disk"
+try:
+    idx.add(x[: off[200]], off[:201], doc_ids=np.arange(1000, 1200))
+except OSError as e:
+    print("error:", e, flush=True)
+    sys.exit(3)
+print("no error", flush=True)
+"""
+
+
+def test_full_disk_during_add_keeps_old_state(tmp_path):
+    x, off, _ = H.clustered(400, seed=3)
+    path = str(tmp_path / "full")
+    Index.build(path, x, off, nbits=2, num_centroids=64)
+    before = _state(path)
+    r = subprocess.run([sys.executable, "-c", _FULL_DISK.format(here=HERE, path=path)], capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 3, r.stdout + r.stderr
+    assert "File too large" in r.stdout or "No space" in r.stdout
+    assert _state(path) == before
+    Index.open(path).add(x[: off[10]], off[:11], doc_ids=np.arange(2000, 2010))  # and it is writable again

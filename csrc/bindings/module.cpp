@@ -171,6 +171,7 @@ py::dict info() {
 }  // namespace
 
 void register_codec(py::module_& m);  // codec.cpp (residual codec, centroid search)
+void register_plaid(py::module_& m);  // plaid.cpp (PLAID candidate stages)
 
 }  // namespace edgecolbert::bind
 
@@ -236,4 +237,5 @@ PYBIND11_MODULE(_native, m) {
       py::arg("docs_dtype") = "", py::arg("isa") = "");
 
   register_codec(m);
+  register_plaid(m);
 }

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from .._arrays import as_array, as_mask
+from . import _plaid
 
 # Measured crossover (docs/index.md, "Exhaustive or PLAID"): below this many tokens exhaustive
 # MaxSim over the decoded tokens is faster than the PLAID stages at default parameters.
@@ -123,52 +124,28 @@ def _stage_a(index: Any, S: np.ndarray, nprobe: int, allowed: np.ndarray) -> tup
         ts = np.take_along_axis(S, top, 1)
         o = np.argsort(-ts, axis=1, kind="stable")
         top, ts = np.take_along_axis(top, o, 1), np.take_along_axis(ts, o, 1)
-        miss = ts[:, p].astype(np.float64)
+        miss = ts[:, p]
         cells, cs = top[:, :p], ts[:, :p]
     else:
         cells = np.argsort(-S, axis=1, kind="stable")
         cs = np.take_along_axis(S, cells, 1)
-        miss = np.zeros(m)
-    flat_cells, flat_scores = cells.ravel(), cs.ravel()
-    tok_of = np.repeat(np.arange(m), p)
+        miss = np.zeros(m, np.float32)
     pos_all, est_all = [], []
     for s in index.segments:
-        starts, ends = s.ivf_offsets[flat_cells], s.ivf_offsets[flat_cells + 1]
-        lens = ends - starts
-        idx = _ragged(starts, ends)
-        if len(idx) == 0:
-            continue
-        docs = np.asarray(s.ivf[idx], np.int64)
-        rep = np.repeat(np.arange(len(lens)), lens)
-        key = docs * m + tok_of[rep]
-        ukey, first = np.unique(key, return_index=True)  # first hit per (doc, token) = best probe
-        gain = flat_scores[rep[first]] - miss[ukey % m]
-        udoc, inv = np.unique(ukey // m, return_inverse=True)
-        est = np.bincount(inv, weights=gain) + miss.sum()
-        g = udoc + s.base
-        ok = allowed[g]
-        pos_all.append(g[ok])
-        est_all.append(est[ok])
+        docs, est = _plaid.stage_a(cells, cs, miss, s.ivf, s.ivf_offsets, s.n, allowed[s.base:s.base + s.n])
+        if len(docs):
+            pos_all.append(docs + s.base)
+            est_all.append(est)
     if not pos_all:
-        return np.empty(0, np.int64), np.empty(0)
+        return np.empty(0, np.int64), np.empty(0, np.float32)
     return np.concatenate(pos_all), np.concatenate(est_all)
 
 
-def _stage_b(index: Any, S: np.ndarray, pos: np.ndarray, threshold: float | None) -> np.ndarray:
-    if threshold is not None:
-        S = np.where(S.max(axis=0, keepdims=True) >= threshold, S, 0.0).astype(np.float32)
-    out = np.zeros(len(pos), np.float64)
+def _stage_b(index: Any, S: np.ndarray, pos: np.ndarray, threshold: float | None,
+             num_threads: int | None) -> np.ndarray:
+    out = np.zeros(len(pos), np.float32)
     for s, local, sel in _split(index, pos):
-        lo, hi = s.offsets[local], s.offsets[local + 1]
-        nonempty = hi > lo
-        if not nonempty.any():
-            continue
-        lo, hi, sel = lo[nonempty], hi[nonempty], sel[nonempty]
-        tok = _ragged(lo, hi)
-        codes = np.asarray(s.codes[tok], np.int64)
-        vals = S[:, codes]  # [m, tokens of the candidates]
-        starts = np.concatenate([[0], np.cumsum(hi - lo)[:-1]])
-        out[sel] = np.maximum.reduceat(vals, starts, axis=1).sum(axis=0)
+        out[sel] = _plaid.centroid_interaction(S, s.codes, s.offsets, local, threshold, num_threads)
     return out
 
 
@@ -261,7 +238,7 @@ def search(index: Any, queries: Any, k: int, nprobe: int | None, ndocs: int | No
                     sel = np.argpartition(-est, ndocs - 1)[:ndocs]
                     pos = pos[sel]
                 if len(pos) > rerank:
-                    approx = _stage_b(index, S, pos, threshold)
+                    approx = _stage_b(index, S, pos, threshold, num_threads)
                     sel = np.argpartition(-approx, rerank - 1)[:rerank]
                     pos = pos[sel]
                 pos = np.sort(pos)

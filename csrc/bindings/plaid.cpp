@@ -1,0 +1,122 @@
+// Bindings for PLAID's candidate stages (plaid.hpp): validate, release the GIL, call, return. Every
+// index a kernel reads is range-checked: probed cells and their IVF ranges and the candidates' CSR
+// ranges here; IVF document numbers and candidates' codes inside the kernels (only those read).
+#include <cmath>
+#include <limits>
+
+#include "common.hpp"
+#include "edgecolbert/plaid.hpp"
+
+namespace edgecolbert::bind {
+namespace {
+
+py::array_t<float, py::array::c_style> float_matrix(const py::handle& h, const char* fn, const char* arg) {
+  py::array a = py::array::ensure(h);
+  if (!a || a.ndim() != 2) value_error(cat(fn, ": ", arg, " must be a 2-d float32 array"));
+  if (!(a.dtype().kind() == 'f' && a.itemsize() == 4)) type_error(cat(fn, ": ", arg, " must be float32, got ", dtype_str(a)));
+  return py::array_t<float, py::array::c_style>::ensure(a);
+}
+
+PlaidCodes check_codes(const py::array& codes, const char* fn, py::array& keep) {
+  if (codes.ndim() != 1) value_error(cat(fn, ": codes must be 1-d [T], got shape ", shape_str(codes)));
+  PlaidCodes c;
+  if (codes.dtype().kind() == 'u' && codes.itemsize() == 2) {
+    c.u16 = true;
+    keep = py::array_t<uint16_t, py::array::c_style>::ensure(codes);
+  } else if (codes.dtype().kind() == 'i' && codes.itemsize() == 4) {
+    keep = py::array_t<int32_t, py::array::c_style>::ensure(codes);
+  } else {
+    type_error(cat(fn, ": codes must be int32 or uint16, got ", dtype_str(codes)));
+  }
+  c.data = keep.data();
+  c.n = keep.shape(0);
+  return c;
+}
+
+py::array_t<float> centroid_interaction(const py::handle& scores, const py::array& codes, const py::handle& offsets,
+                                        const py::handle& docs, double threshold, const py::object& num_threads,
+                                        bool reference) {
+  const char* fn = "plaid_centroid_interaction";
+  auto S = float_matrix(scores, fn, "scores");
+  const int64_t m = S.shape(0), K = S.shape(1);
+  py::array keep;
+  PlaidCodes c = check_codes(codes, fn, keep);
+  auto off = int64_array(offsets, fn, "doc_offsets");
+  auto d = int64_array(docs, fn, "docs");
+  if (off.ndim() != 1 || off.shape(0) < 1) value_error(cat(fn, ": doc_offsets must be 1-d [n+1]"));
+  if (d.ndim() != 1) value_error(cat(fn, ": docs must be 1-d"));
+  const int64_t n = off.shape(0) - 1, nd = d.shape(0);
+  const int64_t* o = off.data();
+  const int64_t* dp = d.data();
+  for (int64_t j = 0; j < nd; ++j) {
+    const int64_t x = dp[j];
+    if (x < 0 || x >= n) value_error(cat(fn, ": docs[", j, "] = ", x, " is not a document in [0, ", n, ")"));
+    if (o[x] < 0 || o[x] > o[x + 1] || o[x + 1] > c.n)
+      value_error(cat(fn, ": doc_offsets give document ", x, " the codes [", o[x], ", ", o[x + 1], ") outside [0, ", c.n, "]"));
+  }
+  if (std::isnan(threshold)) value_error(cat(fn, ": threshold must not be NaN (-inf keeps every centroid)"));
+  const int threads = resolve_threads(num_threads, fn);
+  py::array_t<float> out(nd);
+  bool ok;
+  {
+    py::gil_scoped_release released;
+    const float th = static_cast<float>(threshold);
+    ok = reference ? plaid_centroid_interaction_scalar(S.data(), m, K, th, c, o, dp, nd, out.mutable_data())
+                   : plaid_centroid_interaction(S.data(), m, K, th, c, o, dp, nd, out.mutable_data(), threads);
+  }
+  if (!ok) value_error(cat(fn, ": a candidate document has a code outside [0, ", K, ") (scores has ", K, " columns)"));
+  return out;
+}
+
+py::tuple stage_a(const py::handle& cells, const py::handle& cell_scores, const py::handle& miss, const py::handle& ivf,
+                  const py::handle& ivf_offsets, int64_t num_docs, const py::object& allowed) {
+  const char* fn = "plaid_stage_a";
+  auto cl = py::array_t<int32_t, py::array::c_style | py::array::forcecast>::ensure(cells);
+  auto cs = float_matrix(cell_scores, fn, "cell_scores");
+  auto ms = py::array_t<float, py::array::c_style | py::array::forcecast>::ensure(miss);
+  auto iv = py::array_t<int32_t, py::array::c_style | py::array::forcecast>::ensure(ivf);
+  auto io = int64_array(ivf_offsets, fn, "ivf_offsets");
+  if (!cl || cl.ndim() != 2) value_error(cat(fn, ": cells must be a 2-d integer array [m, p]"));
+  const int64_t m = cl.shape(0), p = cl.shape(1);
+  if (cs.shape(0) != m || cs.shape(1) != p) value_error(cat(fn, ": cell_scores must have shape (", m, ", ", p, ") like cells"));
+  if (!ms || ms.ndim() != 1 || ms.shape(0) != m) value_error(cat(fn, ": miss must have shape (", m, ",)"));
+  if (!iv || iv.ndim() != 1) value_error(cat(fn, ": ivf must be a 1-d integer array"));
+  if (io.ndim() != 1 || io.shape(0) < 1) value_error(cat(fn, ": ivf_offsets must be 1-d [K+1]"));
+  if (num_docs < 0) value_error(cat(fn, ": num_docs must be >= 0, got ", num_docs));
+  const int64_t K = io.shape(0) - 1, L = iv.shape(0);
+  const int64_t* o = io.data();
+  for (int64_t e = 0; e < m * p; ++e) {
+    const int64_t c = cl.data()[e];
+    if (c < 0 || c >= K) value_error(cat(fn, ": cells[", e / p, ", ", e % p, "] = ", c, " is not a centroid in [0, ", K, ")"));
+    if (o[c] < 0 || o[c] > o[c + 1] || o[c + 1] > L)
+      value_error(cat(fn, ": ivf_offsets give centroid ", c, " the range [", o[c], ", ", o[c + 1], ") outside [0, ", L, "]"));
+  }
+  py::array_t<uint8_t, py::array::c_style | py::array::forcecast> al;
+  if (!allowed.is_none()) {
+    al = py::array_t<uint8_t, py::array::c_style | py::array::forcecast>::ensure(allowed);
+    if (!al || al.ndim() != 1 || al.shape(0) != num_docs) value_error(cat(fn, ": allowed must be 1-d of length num_docs = ", num_docs));
+  }
+  PlaidStageA r;
+  {
+    py::gil_scoped_release released;
+    r = plaid_stage_a(cl.data(), cs.data(), ms.data(), m, p, iv.data(), o, num_docs, allowed.is_none() ? nullptr : al.data());
+  }
+  if (r.bad_ivf) value_error(cat(fn, ": ivf names a document outside [0, ", num_docs, ")"));
+  py::array_t<int64_t> docs(static_cast<py::ssize_t>(r.docs.size()));
+  py::array_t<float> est(static_cast<py::ssize_t>(r.est.size()));
+  std::copy(r.docs.begin(), r.docs.end(), docs.mutable_data());
+  std::copy(r.est.begin(), r.est.end(), est.mutable_data());
+  return py::make_tuple(docs, est);
+}
+
+}  // namespace
+
+void register_plaid(py::module_& m) {
+  m.def("plaid_centroid_interaction", &centroid_interaction, py::arg("scores"), py::arg("codes"), py::arg("doc_offsets"),
+        py::arg("docs"), py::arg("threshold") = -std::numeric_limits<double>::infinity(),
+        py::arg("num_threads") = py::none(), py::arg("reference") = false);
+  m.def("plaid_stage_a", &stage_a, py::arg("cells"), py::arg("cell_scores"), py::arg("miss"), py::arg("ivf"),
+        py::arg("ivf_offsets"), py::arg("num_docs"), py::arg("allowed") = py::none());
+}
+
+}  // namespace edgecolbert::bind

@@ -1,0 +1,52 @@
+// PLAID's candidate stages (Santhanam et al., 2022, "PLAID"; WARP, Scheerer et al., 2025), one query
+// at a time, on one index segment. m = query tokens kept, K = centroids.
+//
+//  Stage A (candidate generation from the IVF alone, WARP's missing-similarity estimate):
+//    for each query token i, cells[i*p .. i*p+p) are its probed centroids with scores cell_scores, and
+//    miss[i] is its (p+1)-th best centroid score (what an unprobed centroid could give at most).
+//    A document in some probed list gets
+//      est(d) = Σ_i (max over probed cells c of token i whose list holds d of s_ic, or miss[i] when none does)
+//    (callers pass miss[i] <= every probed score of token i, so this is also max(miss[i], ...)). Only documents with allowed[d]
+//    (when given) are returned, in first-touch order.
+//
+//  Stage B (centroid interaction): for candidate documents d with code lists codes[offsets[d] ..
+//  offsets[d+1]),
+//      approx(d) = Σ_i max_t S'[i, code_t],  S'[i, c] = S[i, c] if max_i S[i, c] >= threshold else 0
+//    (PLAID's centroid pruning; threshold -inf keeps every centroid); an empty document scores 0.
+//    The per-token maxima are summed in float32 in row order i = 0..m-1, so results do not depend on
+//    the thread count or on the ISA.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+namespace edgecolbert {
+
+// The codes of one segment: int32, or uint16 when the codec has at most 65,536 centroids.
+struct PlaidCodes {
+  const void* data = nullptr;
+  bool u16 = false;
+  int64_t n = 0;
+};
+
+struct PlaidStageA {
+  std::vector<int64_t> docs;  // segment-local document numbers
+  std::vector<float> est;
+  bool bad_ivf = false;  // an IVF entry named a document outside [0, num_docs): nothing returned
+};
+
+// ivf_offsets [K+1] and every probed cell are checked by the caller (cells in [0, K), the probed
+// ranges inside ivf); document numbers read from ivf are checked here.
+PlaidStageA plaid_stage_a(const int32_t* cells, const float* cell_scores, const float* miss, int64_t m, int64_t p,
+                          const int32_t* ivf, const int64_t* ivf_offsets, int64_t num_docs, const uint8_t* allowed);
+
+// S [m, K] row-major (as centroid_scores writes it); docs [nd] segment-local, each with
+// offsets[d] <= offsets[d+1] <= codes.n (checked by the caller); out [nd]. Codes are range-checked
+// here: returns false (out unspecified) when a candidate's code is outside [0, K).
+bool plaid_centroid_interaction(const float* S, int64_t m, int64_t K, float threshold, const PlaidCodes& codes,
+                                const int64_t* offsets, const int64_t* docs, int64_t nd, float* out, int num_threads);
+
+// The plain reference of stage B (no transposition, no threads): what the tests compare against.
+bool plaid_centroid_interaction_scalar(const float* S, int64_t m, int64_t K, float threshold, const PlaidCodes& codes,
+                                       const int64_t* offsets, const int64_t* docs, int64_t nd, float* out);
+
+}  // namespace edgecolbert

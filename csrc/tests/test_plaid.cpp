@@ -1,0 +1,169 @@
+// PLAID candidate stages: the threaded, transposed stage B against the scalar reference (bit-identical)
+// and a float64 re-derivation; stage A against a brute-force evaluation of its formula. Awkward sizes:
+// m 1..40 (not a multiple of the 16-float row), empty documents, one-token documents, codes int32 and
+// uint16, thresholds that prune nothing, some or everything; a bad code is reported, not read.
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <random>
+#include <vector>
+
+#include "edgecolbert/plaid.hpp"
+#include "test_util.hpp"
+
+using namespace edgecolbert;
+
+namespace {
+
+struct Seg {
+  std::vector<int32_t> codes;
+  std::vector<uint16_t> codes16;
+  std::vector<int64_t> offsets;
+};
+
+Seg make_seg(std::mt19937_64& rng, int64_t n, int64_t K) {
+  Seg s;
+  s.offsets.push_back(0);
+  std::uniform_int_distribution<int> len(0, 9), code(0, static_cast<int>(K - 1));
+  for (int64_t d = 0; d < n; ++d) {
+    const int l = d % 7 == 0 ? 0 : (d % 5 == 0 ? 1 : len(rng));
+    for (int t = 0; t < l; ++t) s.codes.push_back(code(rng));
+    s.offsets.push_back(static_cast<int64_t>(s.codes.size()));
+  }
+  for (int32_t c : s.codes) s.codes16.push_back(static_cast<uint16_t>(c));
+  return s;
+}
+
+}  // namespace
+
+EC_TEST(plaid_centroid_interaction_matches_reference) {
+  std::mt19937_64 rng(7);
+  for (int64_t m : {1, 7, 16, 17, 32, 40}) {
+    for (int64_t K : {1, 5, 300}) {
+      auto S = ectest::awkward_values(rng, static_cast<std::size_t>(m * K));
+      const Seg s = make_seg(rng, 200, K);
+      std::vector<int64_t> docs;
+      std::uniform_int_distribution<int64_t> pick(0, 199);
+      for (int j = 0; j < 150; ++j) docs.push_back(pick(rng));
+      for (float th : {-std::numeric_limits<float>::infinity(), 0.4f, 1.0f, 1e30f}) {
+        for (bool u16 : {false, true}) {
+          PlaidCodes c{u16 ? static_cast<const void*>(s.codes16.data()) : s.codes.data(), u16,
+                       static_cast<int64_t>(s.codes.size())};
+          std::vector<float> ref(docs.size(), NAN), fast(docs.size(), NAN);
+          EC_CHECK(plaid_centroid_interaction_scalar(S.data(), m, K, th, c, s.offsets.data(), docs.data(),
+                                                     static_cast<int64_t>(docs.size()), ref.data()), "ref failed");
+          for (int threads : {1, 3}) {
+            std::fill(fast.begin(), fast.end(), NAN);
+            EC_CHECK(plaid_centroid_interaction(S.data(), m, K, th, c, s.offsets.data(), docs.data(),
+                                                static_cast<int64_t>(docs.size()), fast.data(), threads), "fast failed");
+            for (std::size_t j = 0; j < docs.size(); ++j)
+              EC_CHECK(fast[j] == ref[j], "m %lld K %lld th %g doc %lld: %g vs %g", (long long)m, (long long)K, th,
+                       (long long)docs[j], fast[j], ref[j]);
+          }
+          // float64 re-derivation of the formula
+          for (std::size_t j = 0; j < docs.size(); ++j) {
+            const int64_t lo = s.offsets[docs[j]], hi = s.offsets[docs[j] + 1];
+            double want = 0;
+            if (hi > lo) {
+              for (int64_t i = 0; i < m; ++i) {
+                double b = -INFINITY;
+                for (int64_t t = lo; t < hi; ++t) {
+                  const int64_t cc = s.codes[t];
+                  double cm = -INFINITY;
+                  for (int64_t r = 0; r < m; ++r) cm = std::max(cm, static_cast<double>(S[r * K + cc]));
+                  b = std::max(b, cm >= th ? static_cast<double>(S[i * K + cc]) : 0.0);
+                }
+                want += b;
+              }
+            }
+            EC_CHECK(std::fabs(ref[j] - want) <= 1e-5 * (1.0 + std::fabs(want)) * m, "float64: %g vs %g", ref[j], want);
+          }
+        }
+      }
+    }
+  }
+}
+
+EC_TEST(plaid_centroid_interaction_rejects_bad_codes) {
+  std::vector<float> S(4 * 3, 1.0f);
+  std::vector<int32_t> codes = {0, 1, 3};  // 3 is outside K = 3
+  std::vector<int64_t> off = {0, 2, 3}, docs = {0, 1};
+  std::vector<float> out(2);
+  PlaidCodes c{codes.data(), false, 3};
+  EC_CHECK(!plaid_centroid_interaction(S.data(), 4, 3, -INFINITY, c, off.data(), docs.data(), 2, out.data(), 2), "not caught");
+  EC_CHECK(!plaid_centroid_interaction_scalar(S.data(), 4, 3, -INFINITY, c, off.data(), docs.data(), 2, out.data()), "ref");
+  docs = {0};
+  EC_CHECK(plaid_centroid_interaction(S.data(), 4, 3, -INFINITY, c, off.data(), docs.data(), 1, out.data(), 2), "good doc");
+  EC_CHECK(out[0] == 4.0f, "got %g", out[0]);
+}
+
+EC_TEST(plaid_stage_a_matches_formula) {
+  std::mt19937_64 rng(11);
+  for (int64_t m : {1, 5, 32}) {
+    for (int64_t p : {1, 3, 8}) {
+      const int64_t K = 40, n = 120;
+      // IVF: centroid -> sorted unique documents
+      std::vector<std::vector<int32_t>> lists(K);
+      std::uniform_int_distribution<int> cpick(0, static_cast<int>(K - 1));
+      for (int32_t d = 0; d < n; ++d)
+        for (int t = 0; t < 3; ++t) {
+          auto& l = lists[cpick(rng)];
+          if (l.empty() || l.back() != d) l.push_back(d);
+        }
+      std::vector<int32_t> ivf;
+      std::vector<int64_t> io = {0};
+      for (auto& l : lists) {
+        ivf.insert(ivf.end(), l.begin(), l.end());
+        io.push_back(static_cast<int64_t>(ivf.size()));
+      }
+      std::vector<int32_t> cells(m * p);
+      std::vector<float> cs(m * p), miss(m);
+      std::normal_distribution<float> g(0.0f, 1.0f);
+      for (int64_t i = 0; i < m; ++i) {
+        std::vector<int32_t> perm(K);
+        for (int32_t c = 0; c < K; ++c) perm[c] = c;
+        std::shuffle(perm.begin(), perm.end(), rng);
+        for (int64_t j = 0; j < p; ++j) cells[i * p + j] = perm[j], cs[i * p + j] = std::fabs(g(rng)) - 1.0f;
+        miss[i] = -2.0f - 0.1f * std::fabs(g(rng));  // below every probed score, as the (p+1)-th best is
+      }
+      std::vector<uint8_t> allowed(n);
+      for (int64_t d = 0; d < n; ++d) allowed[d] = d % 3 != 0;
+      for (bool use_allowed : {false, true}) {
+        auto r = plaid_stage_a(cells.data(), cs.data(), miss.data(), m, p, ivf.data(), io.data(), n,
+                               use_allowed ? allowed.data() : nullptr);
+        EC_CHECK(!r.bad_ivf, "bad ivf");
+        std::vector<int> seen(n, 0);
+        for (std::size_t e = 0; e < r.docs.size(); ++e) {
+          const int64_t d = r.docs[e];
+          seen[d] = 1;
+          double want = 0;
+          for (int64_t i = 0; i < m; ++i) {
+            double best = miss[i];
+            for (int64_t j = 0; j < p; ++j) {
+              const auto& l = lists[cells[i * p + j]];
+              if (std::find(l.begin(), l.end(), d) != l.end()) best = std::max(best, static_cast<double>(cs[i * p + j]));
+            }
+            want += best;
+          }
+          EC_CHECK(std::fabs(r.est[e] - want) <= 1e-4 * (1 + std::fabs(want)), "m %lld p %lld doc %lld: %g vs %g", (long long)m, (long long)p, (long long)d, r.est[e], want);
+          EC_CHECK(!use_allowed || allowed[d], "doc %lld not allowed", (long long)d);
+        }
+        for (int64_t d = 0; d < n; ++d) {
+          bool probed = false;
+          for (int64_t e = 0; e < m * p; ++e) {
+            const auto& l = lists[cells[e]];
+            probed |= std::find(l.begin(), l.end(), static_cast<int32_t>(d)) != l.end();
+          }
+          EC_CHECK(seen[d] == (probed && (!use_allowed || allowed[d])), "doc %lld returned %d", (long long)d, seen[d]);
+        }
+      }
+      ivf.push_back(static_cast<int32_t>(n));  // a document number outside [0, n)
+      io.back() += 1;
+      std::vector<int32_t> all(K);
+      std::vector<float> zs(K, 0.0f), zm(1, -1.0f);
+      for (int32_t c = 0; c < K; ++c) all[c] = c;
+      auto bad = plaid_stage_a(all.data(), zs.data(), zm.data(), 1, K, ivf.data(), io.data(), n, nullptr);
+      EC_CHECK(bad.bad_ivf, "bad ivf not reported");
+    }
+  }
+}

@@ -35,6 +35,8 @@ EXHAUSTIVE_TOKENS = 1 << 17
 # Centroid-score block: queries are scored against the centroids in blocks of at most this many
 # floats (64 MB), so a large batch never materialises [nq * Lq, K] at once.
 _SCORE_BLOCK = 1 << 24
+# Stage B keeps ndocs // RERANK_DIVISOR documents for the re-rank (PLAID: 4).
+RERANK_DIVISOR = 4
 
 
 def _ec() -> Any:
@@ -191,7 +193,7 @@ def search(index: Any, queries: Any, k: int, nprobe: int | None, ndocs: int | No
     live_tokens = int(sum(int(s.offsets[-1]) for s in index.segments))
     if exhaustive is None:
         exhaustive = live_tokens <= EXHAUSTIVE_TOKENS
-    rerank = max(int(k), ndocs // 4)
+    rerank = max(int(k), ndocs // RERANK_DIVISOR)
 
     out_s = np.full((nq, k), -np.inf, np.float32)
     out_p = np.full((nq, k), -1, np.int64)

@@ -1,0 +1,92 @@
+"""The native PLAID stages (csrc/cpu/plaid.cpp) against numpy re-derivations of their formulas, their
+argument checks, and the index's use of them (issue 5)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edgecolbert_native import _native
+from edgecolbert_native.index import _plaid
+
+
+def _segment(rng, n, K, u16):
+    lens = rng.integers(0, 9, size=n)
+    lens[::7] = 0
+    off = np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)
+    codes = rng.integers(0, K, size=int(off[-1])).astype(np.uint16 if u16 else np.int32)
+    return codes, off
+
+
+def _stage_b_ref(S, codes, off, docs, th):
+    keep = S.max(axis=0) >= th
+    Sp = np.where(keep[None, :], S, 0).astype(np.float64)
+    out = np.zeros(len(docs))
+    for j, d in enumerate(docs):
+        c = codes[off[d]:off[d + 1]].astype(np.int64)
+        if len(c):
+            out[j] = Sp[:, c].max(axis=1).sum()
+    return out
+
+
+@pytest.mark.parametrize("m", [1, 7, 16, 33])
+@pytest.mark.parametrize("u16", [False, True])
+def test_centroid_interaction_matches_numpy(m, u16):
+    rng = np.random.default_rng(m)
+    K, n = 97, 300
+    S = rng.standard_normal((m, K)).astype(np.float32)
+    S[:, ::11] = 0.5  # ties
+    codes, off = _segment(rng, n, K, u16)
+    docs = rng.integers(0, n, size=200)
+    for th in (None, 0.4, 10.0):
+        want = _stage_b_ref(S, codes, off, docs, -np.inf if th is None else th)
+        for threads in (1, 2):
+            got = _plaid.centroid_interaction(S, codes, off, docs, th, threads)
+            assert got.dtype == np.float32 and got.shape == (len(docs),)
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * m)
+        ref = _native.plaid_centroid_interaction(S, codes, off, docs, -np.inf if th is None else th, reference=True)
+        np.testing.assert_array_equal(ref, _plaid.centroid_interaction(S, codes, off, docs, th, 2))
+
+
+def test_stage_a_matches_numpy():
+    rng = np.random.default_rng(3)
+    K, n, m, p = 50, 200, 6, 4
+    doc_cells = [np.unique(rng.integers(0, K, size=rng.integers(1, 6))) for _ in range(n)]
+    pairs = sorted((c, d) for d, cs in enumerate(doc_cells) for c in cs)
+    ivf = np.array([d for _, d in pairs], np.int32)
+    ivf_off = np.zeros(K + 1, np.int64)
+    np.cumsum(np.bincount([c for c, _ in pairs], minlength=K), out=ivf_off[1:])
+    S = rng.standard_normal((m, K)).astype(np.float32)
+    order = np.argsort(-S, axis=1)
+    cells, miss = order[:, :p], S[np.arange(m), order[:, p]]
+    cs = np.take_along_axis(S, cells, 1)
+    allowed = rng.random(n) < 0.7
+    docs, est = _plaid.stage_a(cells, cs, miss, ivf, ivf_off, n, allowed)
+    probed = {d for i in range(m) for c in cells[i] for d in ivf[ivf_off[c]:ivf_off[c + 1]]}
+    assert set(docs.tolist()) == {d for d in probed if allowed[d]}
+    for d, e in zip(docs, est):
+        want = sum(max([S[i, c] for c in cells[i] if c in doc_cells[d]], default=miss[i]) for i in range(m))
+        assert e == pytest.approx(want, rel=1e-5, abs=1e-5)
+
+
+def test_bad_arguments_are_value_errors():
+    S = np.zeros((2, 4), np.float32)
+    codes, off = np.array([0, 1, 7], np.int32), np.array([0, 2, 3], np.int64)
+    with pytest.raises(ValueError, match="code outside"):
+        _native.plaid_centroid_interaction(S, codes, off, np.array([1]))
+    with pytest.raises(ValueError, match="docs\\[0\\] = 5"):
+        _native.plaid_centroid_interaction(S, codes, off, np.array([5]))
+    with pytest.raises(ValueError, match="outside"):
+        _native.plaid_centroid_interaction(S, codes, np.array([0, 2, 9]), np.array([1]))
+    with pytest.raises(TypeError, match="int32 or uint16"):
+        _native.plaid_centroid_interaction(S, codes.astype(np.int64), off, np.array([0]))
+    with pytest.raises(TypeError, match="float32"):
+        _native.plaid_centroid_interaction(S.astype(np.float64), codes, off, np.array([0]))
+    ivf, io = np.array([0, 1, 9], np.int32), np.array([0, 2, 3, 3, 3], np.int64)
+    cells, cs, miss = np.array([[0, 1]], np.int32), np.zeros((1, 2), np.float32), np.zeros(1, np.float32)
+    with pytest.raises(ValueError, match="ivf names a document"):
+        _native.plaid_stage_a(cells, cs, miss, ivf, io, 3)
+    with pytest.raises(ValueError, match="cells\\[0, 1\\] = 4"):
+        _native.plaid_stage_a(np.array([[0, 4]], np.int32), cs, miss, ivf, io, 3)
+    with pytest.raises(ValueError, match="range"):
+        _native.plaid_stage_a(cells, cs, miss, ivf, np.array([0, 2, 5, 5, 5]), 3)

@@ -1,6 +1,7 @@
 """Index benchmark (issue 5): build time, bytes per token, recall@10 against exhaustive MaxSim,
-the recall/latency curve over nprobe and ndocs, single-query p50/p99 at 1 and 2 threads, the
-exhaustive/PLAID crossover and the checksum cost.
+the codec's ceiling (exhaustive MaxSim over the decoded tokens), the recall/latency curve over nprobe and
+ndocs, per-stage time (native stage B against the former numpy one), single-query p50/p99 at 1 and 2
+threads, the exhaustive/PLAID crossover and the checksum cost.
 
     .venv/bin/python bench/bench_index.py --docs 25000 --queries 500
 
@@ -38,6 +39,49 @@ def latency(idx, q, threads, **kw):
     return np.percentile(ts, 50), np.percentile(ts, 99)
 
 
+def stage_b_numpy(idx, S, pos, threshold):
+    """The pre-kernel numpy stage B (gather + maximum.reduceat), kept to report the kernel's speed-up."""
+    S = np.where(S.max(axis=0, keepdims=True) >= threshold, S, 0.0).astype(np.float32)
+    out = np.zeros(len(pos), np.float64)
+    for s, local, sel in _search._split(idx, pos):
+        lo, hi = s.offsets[local], s.offsets[local + 1]
+        ne = hi > lo
+        lo, hi, sel = lo[ne], hi[ne], sel[ne]
+        tok = _search._ragged(lo, hi)
+        vals = S[:, np.asarray(s.codes[tok], np.int64)]
+        starts = np.concatenate([[0], np.cumsum(hi - lo)[:-1]])
+        out[sel] = np.maximum.reduceat(vals, starts, axis=1).sum(axis=0)
+    return out
+
+
+def stages(idx, q, n=200):
+    """Per-stage time (ms per query, 1 thread) at the default parameters; stage B native vs numpy."""
+    d = idx.default_params()
+    C = np.asarray(idx.codec.centroids, np.float32)
+    t = dict(scores=0.0, a=0.0, b=0.0, b_numpy=0.0, rerank=0.0)
+    for i in range(min(n, len(q))):
+        t0 = time.perf_counter()
+        S = np.asarray(ec.centroid_scores(q[i], C, num_threads=1))
+        t1 = time.perf_counter()
+        pos, est = _search._stage_a(idx, S, d["nprobe"], idx.live)
+        if len(pos) > d["ndocs"]:
+            pos = pos[np.argpartition(-est, d["ndocs"] - 1)[:d["ndocs"]]]
+        t2 = time.perf_counter()
+        ap = _search._stage_b(idx, S, pos, d["centroid_score_threshold"], 1)
+        t3 = time.perf_counter()
+        stage_b_numpy(idx, S, pos, d["centroid_score_threshold"])
+        t4 = time.perf_counter()
+        keep = max(10, d["ndocs"] // _search.RERANK_DIVISOR)
+        if len(pos) > keep:
+            pos = pos[np.argpartition(-ap, keep - 1)[:keep]]
+        _search._rerank(idx, q[i], np.sort(pos), 1)
+        t5 = time.perf_counter()
+        for k, v in (("scores", t1 - t0), ("a", t2 - t1), ("b", t3 - t2), ("b_numpy", t4 - t3), ("rerank", t5 - t4)):
+            t[k] += v
+    m = min(n, len(q))
+    return {k: v / m * 1e3 for k, v in t.items()}
+
+
 def index_bytes(path):
     return sum(os.path.getsize(os.path.join(path, f)) for f in os.listdir(path))
 
@@ -70,8 +114,17 @@ def main():
         Index.open(path, verify=True)
         ot = time.perf_counter() - t
         print(f"open with verify: {ot * 1e3:.0f} ms for {nb / 1e6:.0f} MB")
+        seg = idx.segments[0]
+        dec = np.ascontiguousarray(idx.codec.decompress(np.asarray(seg.codes, np.int32), np.asarray(seg.residuals)),
+                                   np.float32)
+        dtop, _ = H.exhaustive_topk(q, dec, off, 10)
+        del dec
+        print(f"ceiling: exhaustive maxsim over the DECODED tokens, recall@10 {H.recall(dtop, true):.3f}")
         s, ids = idx.search(q, 10, exhaustive=False)
         print(f"recall@10 defaults (PLAID path): {H.recall(ids, true):.3f}")
+        st = stages(idx, q)
+        print("stages at defaults, ms/query, 1 thread: " + ", ".join(f"{k} {v:.3f}" for k, v in st.items())
+              + f"; stage B numpy/native {st['b_numpy'] / st['b']:.1f}x")
         print("| nprobe | ndocs | recall@10 | p50 ms (1 thr) |")
         print("|---:|---:|---:|---:|")
         for nprobe in (2, 4, 8, 16):

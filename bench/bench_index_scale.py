@@ -16,6 +16,7 @@ import os
 import resource
 import shutil
 import sys
+import threading
 import time
 
 import numpy as np
@@ -42,6 +43,35 @@ def batch(b: int, n_docs: int, tp: np.ndarray, mean_len: int = 40, noise: float 
     return x.astype(np.float32), off
 
 
+class RssSampler:
+    """Peak anonymous and file-backed resident memory (/proc/self/status, sampled every 0.2 s): the
+    getrusage peak also counts pages of memory-mapped files (the spill file, the index arrays), which
+    the kernel can drop at any time."""
+
+    def __init__(self):
+        self.peak = {"RssAnon": 0, "RssFile": 0}
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+        self._t.start()
+
+    def _run(self):
+        while not self._stop.is_set():
+            try:
+                with open("/proc/self/status") as f:
+                    for line in f:
+                        k = line.split(":")[0]
+                        if k in self.peak:
+                            self.peak[k] = max(self.peak[k], int(line.split()[1]) // 1024)
+            except OSError:
+                return
+            self._stop.wait(0.2)
+
+    def stop(self):
+        self._stop.set()
+        self._t.join()
+        return self.peak
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--tokens", type=int, default=10_000_000)
@@ -52,6 +82,8 @@ def main() -> None:
     ap.add_argument("--truth-queries", type=int, default=100, help="queries with exhaustive ground truth")
     ap.add_argument("--dir", default="/tmp/ec_scale")
     ap.add_argument("--search-only", action="store_true", help="reuse the index already in --dir")
+    ap.add_argument("--ceiling", action="store_true", help="also exhaustive MaxSim over the decoded tokens")
+    ap.add_argument("--sweep-ndocs", type=int, nargs="*", default=[], help="recall at these ndocs too")
     args = ap.parse_args()
     tp = topics(args.dim)
     n_batches = max(1, int(round(args.tokens / (40 * args.batch_docs))))
@@ -65,14 +97,17 @@ def main() -> None:
         shutil.rmtree(path, ignore_errors=True)
         os.makedirs(args.dir, exist_ok=True)
         rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        sampler = RssSampler()
         t = time.perf_counter()
         idx = Index.build(path, source(), nbits=args.nbits, progress=True)
         bt = time.perf_counter() - t
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        peaks = sampler.stop()
         T = int(idx.manifest["num_tokens"])
         nb = sum(os.path.getsize(os.path.join(path, f)) for f in os.listdir(path))
         print(f"build: {len(idx):,} docs, {T:,} tokens, dim {args.dim}, nbits {args.nbits}, {idx.num_centroids} centroids: "
-              f"{bt:.0f} s; peak RSS {rss:.0f} MB (before build {rss0:.0f} MB); {nb / T:.2f} bytes/token ({nb / 1e6:.0f} MB)",
+              f"{bt:.0f} s; peak RSS {rss:.0f} MB (getrusage; before build {rss0:.0f} MB), sampled peaks: anonymous "
+              f"{peaks['RssAnon']} MB, file-backed {peaks['RssFile']} MB; {nb / T:.2f} bytes/token ({nb / 1e6:.0f} MB)",
               flush=True)
     # Known-item queries from the first batch; ground truth by exhaustive MaxSim streamed over the batches.
     rng = np.random.default_rng(1)
@@ -99,6 +134,26 @@ def main() -> None:
     print(f"exhaustive ground truth for {nt} queries: {time.perf_counter() - t:.0f} s", flush=True)
     idx = Index.open(path, verify=False)
     print(f"defaults {idx.default_params()}", flush=True)
+    if args.ceiling:
+        t = time.perf_counter()
+        cs_, ci_ = np.full((nt, 10), -np.inf, np.float32), np.zeros((nt, 10), np.int64)
+        for seg in idx.segments:
+            for d0 in range(0, seg.n, args.batch_docs):
+                d1 = min(seg.n, d0 + args.batch_docs)
+                lo, hi = int(seg.offsets[d0]), int(seg.offsets[d1])
+                dec = idx.codec.decompress(np.asarray(seg.codes[lo:hi], np.int32), np.asarray(seg.residuals[lo:hi]))
+                sc = ec.maxsim(q[:nt], dec, seg.offsets[d0:d1 + 1] - lo)
+                a = np.concatenate([cs_, sc], 1)
+                b = np.concatenate([ci_, seg.base + d0 + np.broadcast_to(np.arange(d1 - d0), sc.shape)], 1)
+                o = np.argsort(-a, axis=1, kind="stable")[:, :10]
+                cs_, ci_ = np.take_along_axis(a, o, 1), np.take_along_axis(b, o, 1)
+        rec = np.mean([len(set(a.tolist()) & set(b.tolist())) / 10 for a, b in zip(ci_, best_i)])
+        print(f"ceiling (exhaustive MaxSim over decoded tokens): recall@10 {rec:.3f} ({time.perf_counter() - t:.0f} s)",
+              flush=True)
+    for ndocs in args.sweep_ndocs:
+        _, found = idx.search(q[:nt], 10, ndocs=ndocs)
+        rec = np.mean([len(set(a.tolist()) & set(b.tolist())) / 10 for a, b in zip(found, best_i)])
+        print(f"ndocs {ndocs} (other parameters default): recall@10 {rec:.3f}", flush=True)
     for th in (1, 2):
         idx.search(q[:5], 10, num_threads=th)
         ts, found = [], []

@@ -50,13 +50,18 @@ def _ec() -> Any:
 
 def default_params(index: Any, k: int = 10) -> dict:
     """The documented rule (docs/index.md, "Default parameters"): nprobe 4 (8 when nbits <= 2);
-    ndocs = max(32·k, 1024) rounded up to a power of two, of which ndocs // 4 are re-ranked; no
-    centroid pruning (threshold None). Tuned on two distributions (synthetic dim-48 clusters and
-    pydocs embedded with MiniLM, dim 384), where it reaches the codec's ceiling (exhaustive MaxSim over
-    the decoded tokens) to within 0.006 at both nbits."""
+    ndocs = max(32·k, 1024) rounded up to a power of two, doubled for every factor 4 by which the
+    index exceeds 2^22 tokens (the number of near-ties a query must see grows about like sqrt(T));
+    ndocs // 4 of them are re-ranked; no centroid pruning (threshold None). Tuned on synthetic dim-48
+    clusters (1M and 10M tokens) and on pydocs embedded with MiniLM (dim 384, 2.25M tokens)."""
+    T = int(index.manifest["num_tokens"])
     nprobe = 8 if index.nbits <= 2 else 4
     ndocs = max(32 * k, 1024)
     ndocs = 1 << int(np.ceil(np.log2(ndocs)))
+    f = T / float(1 << 22)
+    while f > 1.0:
+        ndocs *= 2
+        f /= 4.0
     return {"nprobe": nprobe, "ndocs": ndocs, "centroid_score_threshold": None}
 
 

@@ -41,7 +41,8 @@ def latency(idx, q, threads, **kw):
 
 def stage_b_numpy(idx, S, pos, threshold):
     """The pre-kernel numpy stage B (gather + maximum.reduceat), kept to report the kernel's speed-up."""
-    S = np.where(S.max(axis=0, keepdims=True) >= threshold, S, 0.0).astype(np.float32)
+    th = -np.inf if threshold is None else threshold
+    S = np.where(S.max(axis=0, keepdims=True) >= th, S, 0.0).astype(np.float32)
     out = np.zeros(len(pos), np.float64)
     for s, local, sel in _search._split(idx, pos):
         lo, hi = s.offsets[local], s.offsets[local + 1]

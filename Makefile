@@ -12,7 +12,7 @@ JOBS ?= $(shell nproc)
 TORCH := torch==2.13.0
 BUILD_TOOLS := scikit-build-core pybind11 cmake ninja numpy
 
-.PHONY: run test typecheck test-crash-long soak test-cpp test-arm test-py bench install deps-test apt-arm clean
+.PHONY: run test test-asan typecheck test-crash-long soak test-cpp test-arm test-py bench install deps-test apt-arm clean
 
 $(VENV)/.base:
 	test -x $(PY) || $(PYTHON_BOOT) -m venv $(VENV)
@@ -42,7 +42,7 @@ run: $(VENV)/.base
 	$(PIP) install -q --no-build-isolation '.[demo]'
 	$(VENV)/bin/edgecolbert demo
 
-test: deps-test install test-cpp test-arm typecheck test-py
+test: deps-test install test-cpp test-arm typecheck test-py test-asan
 
 # The C++ kernel tests, natively: once optimised, once under AddressSanitizer + UBSan.
 test-cpp:
@@ -76,6 +76,18 @@ bench: install
 	$(PIP) install -q threadpoolctl numkong maxsim-cpu || true
 	$(PY) -m pytest -q bench -o python_files="bench_*.py" --benchmark-only --benchmark-columns=min,median,max,iqr
 	$(VENV)/bin/edgecolbert bench
+
+# The Python extension built with AddressSanitizer + UBSan, running the kernel and index suites. The
+# interpreter is not instrumented, so the ASan runtime is preloaded (with libstdc++, whose __cxa_throw
+# ASan must find when the extension throws); leak detection is off because CPython keeps its objects.
+ASAN_PRELOAD = $(shell gcc -print-file-name=libasan.so) $(shell gcc -print-file-name=libstdc++.so)
+test-asan: deps-test
+	cmake -S . -B build/py-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DEDGECOLBERT_SANITIZE=ON -DEDGECOLBERT_BUILD_CUDA=OFF -DPython_EXECUTABLE=$(abspath $(PY)) -Dpybind11_DIR=$$($(PY) -m pybind11 --cmakedir) >/dev/null
+	cmake --build build/py-asan --target _native -j $(JOBS)
+	rm -rf build/asan-pkg && mkdir -p build/asan-pkg && cp -r python/edgecolbert_native build/asan-pkg/ && cp build/py-asan/_native*.so build/asan-pkg/edgecolbert_native/
+	LD_PRELOAD="$(ASAN_PRELOAD)" ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+	  PYTHONPATH=build/asan-pkg EDGECOLBERT_KILLS=10 $(PY) -m pytest -q -p no:cacheprovider tests/test_maxsim.py tests/test_maxsim_errors.py \
+	  tests/test_codec.py tests/test_centroids.py tests/test_index.py tests/test_index_colbert.py tests/test_untrusted_input.py
 
 # Longer reliability runs than `make test` does: 1,000 SIGKILLed writers, a 2-minute soak.
 test-crash-long: install

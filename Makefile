@@ -12,7 +12,7 @@ JOBS ?= $(shell nproc)
 TORCH := torch==2.13.0
 BUILD_TOOLS := scikit-build-core pybind11 cmake ninja numpy
 
-.PHONY: run test test-asan typecheck test-crash-long soak test-cpp test-arm test-py bench install deps-test apt-arm clean
+.PHONY: run test test-asan fuzz typecheck test-crash-long soak test-cpp test-arm test-py bench install deps-test apt-arm clean
 
 $(VENV)/.base:
 	test -x $(PY) || $(PYTHON_BOOT) -m venv $(VENV)
@@ -92,6 +92,9 @@ test-asan: deps-test
 # Longer reliability runs than `make test` does: 1,000 SIGKILLed writers, a 2-minute soak.
 test-crash-long: install
 	EDGECOLBERT_KILLS=1000 $(PY) -m pytest -q -s tests/test_index.py -k sigkill
+
+fuzz: install
+	EDGECOLBERT_FUZZ_SECONDS=600 $(PY) -m pytest -q -s tests/test_fuzz.py
 
 soak: install
 	EDGECOLBERT_SOAK_SECONDS=120 $(PY) -m pytest -q -s tests/test_soak.py

@@ -1,0 +1,80 @@
+"""Coverage-guided fuzzing (atheris) of the native binding layer: arbitrary shapes, dtypes, strides,
+offsets, ids, k and values (NaN/Inf) for every entry point. Only ValueError/TypeError or a defined
+result are allowed; a crash or an out-of-bounds read (run under ASan to see those) is a finding.
+
+    python tests/fuzz/fuzz_bindings.py -max_total_time=60
+"""
+
+from __future__ import annotations
+
+import sys
+
+import atheris
+
+with atheris.instrument_imports(include=["edgecolbert_native"]):
+    import numpy as np
+
+    import edgecolbert_native as ec
+
+DTYPES = [np.float32, np.float16, np.float64, np.int32, np.uint16, np.int64, np.uint8, np.bool_]
+_codec = ec.ResidualCodec.train(np.random.default_rng(0).standard_normal((64, 8)).astype(np.float32), 4, 2)
+
+
+def _array(fdp: atheris.FuzzedDataProvider, ndim: int) -> np.ndarray:
+    shape = tuple(fdp.ConsumeIntInRange(0, 6) for _ in range(ndim))
+    dt = DTYPES[fdp.ConsumeIntInRange(0, len(DTYPES) - 1)]
+    n = int(np.prod(shape))
+    vals = np.array(fdp.ConsumeFloatListInRange(n, -1e4, 1e4) if n else [], dtype=np.float64)
+    if n and fdp.ConsumeBool():
+        vals[fdp.ConsumeIntInRange(0, n - 1)] = [np.nan, np.inf, -np.inf][fdp.ConsumeIntInRange(0, 2)]
+    a = vals.reshape(shape).astype(dt) if n else np.zeros(shape, dt)
+    if fdp.ConsumeBool() and ndim >= 1 and a.shape[-1] > 1:
+        a = a[..., ::2]  # non-contiguous
+    if fdp.ConsumeBool():
+        a.setflags(write=False)
+    return a
+
+
+def _ints(fdp: atheris.FuzzedDataProvider, n: int) -> np.ndarray:
+    return np.array([fdp.ConsumeIntInRange(-3, 12) for _ in range(n)], np.int64)
+
+
+def TestOneInput(data: bytes) -> None:
+    fdp = atheris.FuzzedDataProvider(data)
+    which = fdp.ConsumeIntInRange(0, 9)
+    try:
+        q = _array(fdp, 3)
+        t = _array(fdp, 2)
+        off = _ints(fdp, fdp.ConsumeIntInRange(0, 5))
+        k = fdp.ConsumeIntInRange(-2, 2**40)
+        if which == 0:
+            ec.maxsim(q, t, off)
+        elif which == 1:
+            ec.maxsim_topk(q, t, off, k)
+        elif which == 2:
+            ec.maxsim_candidates(q, t, off, _ints(fdp, 4).reshape(2, 2))
+        elif which == 3:
+            ec.maxsim_padded(q, _array(fdp, 3), _array(fdp, 2))
+        elif which == 4:
+            ec.centroid_search(t, _array(fdp, 2), k)
+        elif which == 5:
+            ec.assign(t, _array(fdp, 2))
+        elif which == 6:
+            ec.centroid_scores(t, _array(fdp, 2))
+        elif which == 7:
+            _codec.compress(t)
+        elif which == 8:
+            _codec.decompress(_ints(fdp, 3).astype(np.int32), _array(fdp, 2).astype(np.uint8))
+        else:
+            ec.maxsim_compressed(q, _ints(fdp, 3).astype(np.int32), _array(fdp, 2).astype(np.uint8), off, _codec)
+    except (ValueError, TypeError):
+        pass
+
+
+def main() -> None:
+    atheris.Setup(sys.argv, TestOneInput)
+    atheris.Fuzz()
+
+
+if __name__ == "__main__":
+    main()

@@ -208,6 +208,20 @@ def test_corruption_is_refused_naming_the_file(data, tmp_path):
             with pytest.raises(CorruptIndexError, match=name) as e:
                 Index.open(p)
             assert e.value.path == f
+            for at in (0, len(raw) - 1):  # several offsets: first and last byte too
+                other = bytearray(raw)
+                other[at] ^= 0x01
+                open(f, "wb").write(bytes(other))
+                with pytest.raises(CorruptIndexError, match=name):
+                    Index.open(p)
+            if any(raw):
+                open(f, "wb").write(bytes(len(raw)))  # zeroed
+                with pytest.raises(CorruptIndexError, match=name):
+                    Index.open(p)
+            open(f, "wb").write(raw + b"\0")  # extended: caught by the size check even without hashing
+            for verify in (True, False):
+                with pytest.raises(CorruptIndexError, match=name):
+                    Index.open(p, verify=verify)
             open(f, "wb").write(raw[:-1])
             for verify in (True, False):
                 with pytest.raises(CorruptIndexError, match=name):
@@ -372,3 +386,68 @@ def test_full_disk_during_add_keeps_old_state(tmp_path):
     assert "File too large" in r.stdout or "No space" in r.stdout
     assert _state(path) == before
     Index.open(path).add(x[: off[10]], off[:11], doc_ids=np.arange(2000, 2010))  # and it is writable again
+
+
+_READER = r"""
+import json, sys, time, numpy as np
+sys.path.insert(0, {here!r})
+from edgecolbert_native.index import Index
+q = np.load({q!r})
+stop = time.monotonic() + 60
+while time.monotonic() < stop:
+    try:
+        idx = Index.open({path!r})
+    except Exception as e:  # a reader may never see a half-committed state: any error is a failure
+        print(json.dumps({{"error": repr(e)}}), flush=True)
+        break
+    s, ids = idx.search(q, 10, exhaustive=True)
+    print(json.dumps({{"gen": idx.manifest["generation"], "ids": np.asarray(ids).tolist(),
+                      "s": np.asarray(s).tolist()}}), flush=True)
+    if open({flag!r}).read() == "stop":
+        break
+"""
+
+
+def test_reader_processes_see_only_committed_snapshots(data, tmp_path):
+    """Two reader processes search in a loop while this process adds, deletes and compacts: every answer
+    equals the answer of some committed generation."""
+    x, off, q = data
+    path = tmp_path / "snap"
+    idx = Index.build(path, x[: off[400]], off[:401], nbits=2)
+    qf = tmp_path / "q.npy"
+    np.save(qf, q[:4])
+    flag = tmp_path / "flag"
+    flag.write_text("run")
+    expected = {}
+
+    def record() -> None:
+        ix = Index.open(path)
+        s, ids = ix.search(q[:4], 10, exhaustive=True)
+        expected[ix.manifest["generation"]] = (np.asarray(ids).tolist(), np.asarray(s))
+
+    record()
+    readers = [subprocess.Popen([sys.executable, "-c", _READER.format(here=HERE, q=str(qf), path=str(path),
+                                                                       flag=str(flag))],
+                                stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    for step in range(6):
+        if step % 3 == 0:
+            a, b = 400 + 20 * step, 420 + 20 * step
+            idx.add(x[off[a]: off[b]], off[a: b + 1] - off[a])
+        elif step % 3 == 1:
+            idx.delete(idx.ids[:7])
+        else:
+            idx.compact()
+        record()
+        time.sleep(0.3)
+    flag.write_text("stop")
+    answers = 0
+    for r in readers:
+        out, _ = r.communicate(timeout=120)
+        for line in out.splitlines():
+            rec = json.loads(line)
+            assert "error" not in rec, rec
+            ids, s = expected[rec["gen"]]
+            assert rec["ids"] == ids and np.allclose(rec["s"], s)
+            answers += 1
+    assert answers >= 2
+    print(f"snapshots: {answers} reader answers over {len(expected)} generations all matched")

@@ -28,9 +28,15 @@ def _array(fdp: atheris.FuzzedDataProvider, ndim: int) -> np.ndarray:
     if n and fdp.ConsumeBool():
         vals[fdp.ConsumeIntInRange(0, n - 1)] = [np.nan, np.inf, -np.inf][fdp.ConsumeIntInRange(0, 2)]
     a = vals.reshape(shape).astype(dt) if n else np.zeros(shape, dt)
-    if fdp.ConsumeBool() and ndim >= 1 and a.shape[-1] > 1:
+    layout = fdp.ConsumeIntInRange(0, 3)
+    if layout == 1 and ndim >= 1 and a.shape[-1] > 1:
         a = a[..., ::2]  # non-contiguous
-    if fdp.ConsumeBool():
+    elif layout == 2 and ndim >= 1 and a.size:
+        a = np.broadcast_to(a[..., :1], a.shape)  # zero-stride view (read-only)
+    elif layout == 3 and a.size and a.itemsize > 1:
+        raw = np.zeros(a.nbytes + 1, np.uint8)  # misaligned by one byte
+        a = raw[1:].view(a.dtype).reshape(a.shape)
+    if fdp.ConsumeBool() and a.flags.writeable:
         a.setflags(write=False)
     return a
 

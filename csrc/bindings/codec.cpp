@@ -74,6 +74,13 @@ py::array_t<int32_t, py::array::c_style> check_codes(const py::handle& codes, co
   if (!a || a.ndim() != 1) value_error(cat(fn, ": codes must be a 1-d integer array [T]"));
   if (a.size() > 0 && a.dtype().kind() != 'i' && a.dtype().kind() != 'u')
     type_error(cat(fn, ": codes must hold integers, got ", dtype_str(a)));
+  // Codes wider than int32 are range-checked before the cast, which would wrap 2^32 + k to the valid k.
+  if (a.itemsize() > 4 || (a.itemsize() == 4 && a.dtype().kind() == 'u')) {
+    auto w = int64_array(a, fn, "codes");
+    for (py::ssize_t i = 0; i < w.shape(0); ++i)
+      if (w.data()[i] < 0 || w.data()[i] >= cv.num_centroids)
+        value_error(cat(fn, ": codes[", i, "] = ", w.data()[i], " is not a centroid id in [0, ", cv.num_centroids, ")"));
+  }
   auto c = py::array_t<int32_t, py::array::c_style | py::array::forcecast>::ensure(a);
   const int32_t* p = c.data();
   for (py::ssize_t i = 0; i < c.shape(0); ++i)

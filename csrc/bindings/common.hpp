@@ -49,6 +49,10 @@ inline void require_readable(const py::array& a, const char* fn, const char* arg
 inline DType token_dtype(const py::array& a, const std::string& declared, const char* fn, const char* arg) {
   const char kind = a.dtype().kind();
   const auto size = a.itemsize();
+  // The kernels read native-endian values: a byte-swapped array would give wrong scores, not an error.
+  if (!a.dtype().attr("isnative").cast<bool>())
+    type_error(cat(fn, ": ", arg, " must be in native byte order, got ", py::str(a.dtype()).cast<std::string>(),
+                   " (x.astype(x.dtype.newbyteorder('=')) converts)"));
   if (declared == "bfloat16" || declared == "bf16") {
     if (size == 2 && (kind == 'u' || kind == 'i' || kind == 'V')) return DType::bf16;
     type_error(cat(fn, ": ", arg, " declared bfloat16 must be stored as 2-byte integers, got ", dtype_str(a)));
@@ -74,15 +78,20 @@ inline py::array_t<int64_t, py::array::c_style> int64_array(const py::handle& h,
   if (!a) type_error(cat(fn, ": ", arg, " must be an array of integers"));
   if (a.size() > 0 && a.dtype().kind() != 'i' && a.dtype().kind() != 'u')
     type_error(cat(fn, ": ", arg, " must hold integers, got ", dtype_str(a)));
-  return py::array_t<int64_t, py::array::c_style>::ensure(a);
+  // forcecast: numpy will not cast uint64 to int64 "safely", and a failed ensure() is a null array that
+  // callers would dereference. A uint64 above INT64_MAX wraps negative and fails every caller's range check.
+  auto r = py::array_t<int64_t, py::array::c_style | py::array::forcecast>::ensure(a);
+  if (!r) type_error(cat(fn, ": ", arg, " must be an array of integers convertible to int64, got ", dtype_str(a)));
+  return r;
 }
 
 inline int resolve_threads(const py::object& n, const char* fn) {
   if (n.is_none()) return default_num_threads();
   if (!py::isinstance<py::int_>(n)) type_error(cat(fn, ": num_threads must be an int or None"));
-  const long long v = n.cast<long long>();
-  if (v < 1 || v > 4096) value_error(cat(fn, ": num_threads must be in [1, 4096], got ", v));
-  return static_cast<int>(v);
+  // Compared as Python ints: a value beyond long long would otherwise fail the cast with a RuntimeError.
+  if (n < py::int_(1) || n > py::int_(4096))
+    value_error(cat(fn, ": num_threads must be in [1, 4096], got ", py::str(n).cast<std::string>()));
+  return n.cast<int>();
 }
 
 inline const KernelPath& resolve_path(const std::string& isa) {

@@ -1,0 +1,244 @@
+"""Hypothesis fuzzing of every native entry point (issue 8).
+
+Each test starts from a valid call and replaces one or more arguments with hostile values: wrong dtypes
+(float64, integers, bool, byte-swapped floats), wrong shapes, empty and zero-size arrays, non-contiguous,
+zero-stride (broadcast), transposed, read-only and misaligned views, negative or overflowing offsets and
+ids (2^31, 2^32 + k, 2^63 - 1, uint64 above INT64_MAX), huge k, NaN and Inf, odd scalars. Every call
+must raise ValueError/TypeError, or return a defined result: the documented shape, finite where the
+inputs were finite. The compiled module (`_native`) is fuzzed directly as well as the public wrappers,
+since the index calls it directly. Run under ASan by `make test-asan`, where a read out of bounds is
+a failure too. EDGECOLBERT_FUZZ_EXAMPLES sets examples per test (default 150).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Callable
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import edgecolbert_native as ec
+from edgecolbert_native import _native as N
+
+EXAMPLES = int(os.environ.get("EDGECOLBERT_FUZZ_EXAMPLES", "150"))
+FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=False,
+                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+ALLOWED = (ValueError, TypeError, OverflowError)
+CALLS = {"n": 0, "raised": 0}
+
+DTYPES = [np.float32, np.float16, np.float64, np.int32, np.int64, np.uint64, np.uint16, np.uint8, np.bool_,
+          np.dtype(">f4"), np.dtype(">f2"), np.dtype(">i8"), np.int8, np.complex64]
+BAD_INTS = [-1, -(2**31), 2**31, 2**32, 2**32 + 1, 2**63 - 1, -(2**63)]
+BAD_SCALARS = [0, -1, 2**31, 2**40, 2**63 - 1, 2**70, -(2**70), 1.5, float("nan"), float("inf"), None, "3", True]
+
+
+def hostile_view(data: st.DataObject, a: np.ndarray) -> np.ndarray:
+    """The same values in a layout the kernels do not read directly."""
+    kind = data.draw(st.sampled_from(["as-is", "non-contiguous", "zero-stride", "transposed", "read-only",
+                                      "misaligned", "fortran", "byteswapped"]))
+    if kind == "non-contiguous" and a.ndim >= 1:
+        wide = np.repeat(a, 2, axis=-1)
+        return wide[..., ::2]
+    if kind == "zero-stride" and a.ndim >= 1 and a.shape[0] > 0:
+        return np.broadcast_to(a[:1], a.shape)
+    if kind == "transposed" and a.ndim >= 2:
+        return np.ascontiguousarray(np.swapaxes(a, -1, -2)).swapaxes(-1, -2)
+    if kind == "read-only":
+        b = a.copy()
+        b.setflags(write=False)
+        return b
+    if kind == "misaligned" and a.itemsize > 1 and a.size > 0:
+        buf = np.zeros(a.nbytes + 1, np.uint8)
+        m = np.frombuffer(buf.data, dtype=a.dtype, count=a.size, offset=1).reshape(a.shape)
+        return m
+    if kind == "fortran":
+        return np.asfortranarray(a)
+    if kind == "byteswapped" and a.dtype.kind in "fiu" and a.itemsize > 1:
+        return a.astype(a.dtype.newbyteorder(">"))
+    return a
+
+
+def hostile_array(data: st.DataObject, like: np.ndarray) -> Any:
+    """An argument to put where `like` belongs: a wrong dtype, shape or layout, poisoned values, or not
+    an array at all."""
+    what = data.draw(st.sampled_from(["dtype", "shape", "empty", "values", "view", "ints", "object"]))
+    a = like.copy()
+    if what == "dtype":
+        dt = data.draw(st.sampled_from(DTYPES))
+        with np.errstate(all="ignore"):
+            return a.astype(dt)
+    if what == "shape":
+        nd = data.draw(st.integers(0, 4))
+        shape = tuple(data.draw(st.integers(0, 5)) for _ in range(nd))
+        return np.ones(shape, like.dtype)
+    if what == "empty":
+        return np.zeros((0,) * max(like.ndim, 1), like.dtype)
+    if what == "values" and a.size:
+        flat = a.reshape(-1)
+        i = data.draw(st.integers(0, a.size - 1))
+        if a.dtype.kind == "f":
+            flat[i] = data.draw(st.sampled_from([np.nan, np.inf, -np.inf, 3e38, -0.0]))
+        elif a.dtype.kind in "iu":
+            info = np.iinfo(a.dtype)
+            flat[i] = data.draw(st.sampled_from([v for v in BAD_INTS if info.min <= v <= info.max] or [0]))
+        return a
+    if what == "ints":
+        n = data.draw(st.integers(0, 6))
+        vals = data.draw(st.lists(st.sampled_from(BAD_INTS + [0, 1, 2, 3]), min_size=n, max_size=n))
+        dt = data.draw(st.sampled_from([np.int64, np.uint64, np.int32]))
+        with np.errstate(all="ignore"):
+            return np.array([v % 2**64 if dt is np.uint64 else v for v in vals], dtype=object).astype(dt) \
+                if dt is not np.int32 else np.array(vals, np.int64).astype(np.int32)
+    if what == "object":
+        return data.draw(st.sampled_from([None, "tokens", 3, [[1.0, 2.0]], [[[1, "a"]]], np.array([{}])]))
+    return hostile_view(data, a)
+
+
+def exercise(data: st.DataObject, fn: Callable[..., Any], args: dict[str, Any], scalars: tuple[str, ...] = (),
+             check: Callable[[Any, dict[str, Any]], None] | None = None) -> None:
+    """Call fn with up to three arguments made hostile; it raises a clear error or returns sanely."""
+    names = [n for n in args]
+    for name in data.draw(st.lists(st.sampled_from(names), min_size=0, max_size=3, unique=True)):
+        if name in scalars:
+            args[name] = data.draw(st.sampled_from(BAD_SCALARS))
+        elif isinstance(args[name], np.ndarray):
+            args[name] = hostile_array(data, args[name])
+    CALLS["n"] += 1
+    try:
+        out = fn(**args)
+    except ALLOWED as e:
+        CALLS["raised"] += 1
+        assert str(e), f"{fn.__name__}: an exception without a message"
+        return
+    finite = all(np.isfinite(np.asarray(v, dtype=np.float64)).all() for v in args.values()
+                 if isinstance(v, np.ndarray) and v.dtype.kind == "f" and v.size < 10_000)
+    if check is not None:
+        check(out, args)
+    if finite:
+        for o in out if isinstance(out, tuple) else (out,):
+            o = np.asarray(o)
+            if o.dtype.kind == "f":
+                assert not np.isnan(o).any(), f"{fn.__name__}: NaN from finite inputs"
+
+
+rng = np.random.default_rng(7)
+DIM = 8
+Q = rng.standard_normal((2, 3, DIM)).astype(np.float32)
+T = rng.standard_normal((10, DIM)).astype(np.float32)
+OFF = np.array([0, 4, 4, 10], np.int64)  # an empty document in the middle
+MASK = np.array([[1, 1, 0], [1, 0, 1]], bool)
+CODEC = ec.ResidualCodec.train(rng.standard_normal((256, DIM)).astype(np.float32), 8, 2)
+CODES, RES = CODEC.compress(T)
+
+
+def _shape(expect: Callable[[dict[str, Any]], tuple[int, ...]]) -> Callable[[Any, dict[str, Any]], None]:
+    def check(out: Any, args: dict[str, Any]) -> None:
+        got = np.asarray(out[0] if isinstance(out, tuple) else out).shape
+        assert got == expect(args), (got, expect(args))
+    return check
+
+
+NATIVE: dict[str, tuple[Callable[..., Any], Callable[[], dict[str, Any]], tuple[str, ...]]] = {
+    "maxsim": (N.maxsim, lambda: dict(queries=Q, doc_tokens=T, doc_offsets=OFF, query_mask=MASK, num_threads=2),
+               ("num_threads",)),
+    "maxsim_ranges": (N.maxsim_ranges, lambda: dict(queries=Q, doc_tokens=T, doc_begin=np.array([0, 4, 2]),
+                                                    doc_end=np.array([4, 4, 10]), floor_zero=np.array([0, 1, 0], np.uint8),
+                                                    num_threads=1), ("num_threads",)),
+    "maxsim_topk": (N.maxsim_topk, lambda: dict(queries=Q, doc_tokens=T, doc_offsets=OFF, k=2, num_threads=2),
+                    ("k", "num_threads")),
+    "maxsim_candidates": (N.maxsim_candidates, lambda: dict(queries=Q, doc_tokens=T, doc_offsets=OFF,
+                                                            candidates=np.array([[0, 2], [1, 1]]), num_threads=1),
+                          ("num_threads",)),
+    "centroid_scores": (N.centroid_scores, lambda: dict(query_tokens=T, centroids=CODEC.centroids), ()),
+    "centroid_topk": (N.centroid_topk, lambda: dict(rows=T, centroids=CODEC.centroids, k=3, want_scores=True,
+                                                    num_threads=2), ("k", "num_threads")),
+    "codec_compress": (N.codec_compress, lambda: dict(centroids=CODEC.centroids, bucket_cutoffs=CODEC.bucket_cutoffs,
+                                                      bucket_weights=CODEC.bucket_weights, nbits=2, tokens=T),
+                       ("nbits",)),
+    "codec_decompress": (N.codec_decompress, lambda: dict(centroids=CODEC.centroids, bucket_weights=CODEC.bucket_weights,
+                                                          nbits=2, codes=CODES, residuals=RES), ("nbits",)),
+    "maxsim_compressed": (N.maxsim_compressed, lambda: dict(queries=Q, centroids=CODEC.centroids,
+                                                            bucket_weights=CODEC.bucket_weights, nbits=2, codes=CODES,
+                                                            residuals=RES, doc_offsets=OFF,
+                                                            candidates=np.array([[0, 2], [2, 1]])), ("nbits",)),
+    "plaid_centroid_interaction": (N.plaid_centroid_interaction, lambda: dict(
+        scores=rng.standard_normal((3, 8)).astype(np.float32), codes=CODES, doc_offsets=OFF,
+        docs=np.array([0, 2, 1]), threshold=0.0), ("threshold",)),
+    "plaid_stage_a": (N.plaid_stage_a, lambda: dict(
+        cells=np.array([[0, 1], [2, 0]], np.int32), cell_scores=np.ones((2, 2), np.float32),
+        miss=np.zeros(2, np.float32), ivf=np.array([0, 1, 2, 1, 0], np.int32),
+        ivf_offsets=np.array([0, 2, 3, 5]), num_docs=3, allowed=np.array([1, 0, 1], np.uint8)), ("num_docs",)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(NATIVE))
+@FUZZ
+@given(data=st.data())
+def test_native_entry_point_survives_hostile_arguments(name, data):
+    fn, base, scalars = NATIVE[name]
+    exercise(data, fn, base(), scalars)
+
+
+PUBLIC: dict[str, tuple[Callable[..., Any], Callable[[], dict[str, Any]], tuple[str, ...], Any]] = {
+    "maxsim": (ec.maxsim, lambda: dict(queries=Q, doc_tokens=T, doc_offsets=OFF, query_mask=MASK), ("num_threads",),
+               _shape(lambda a: (2, 3))),
+    "maxsim_topk": (ec.maxsim_topk, lambda: dict(queries=Q, doc_tokens=T, doc_offsets=OFF, k=3), ("k",), None),
+    "maxsim_candidates": (ec.maxsim_candidates, lambda: dict(queries=Q, doc_tokens=T, doc_offsets=OFF,
+                                                             candidates=np.array([[0, 2], [1, 1]])), (), None),
+    "maxsim_padded": (ec.maxsim_padded, lambda: dict(queries=Q, docs=rng.standard_normal((3, 4, DIM)).astype(np.float32),
+                                                     doc_mask=np.array([[1, 1, 0, 0], [0, 0, 0, 0], [1, 1, 1, 1]], bool)),
+                      (), None),
+    "centroid_search": (ec.centroid_search, lambda: dict(query_tokens=T, centroids=CODEC.centroids, nprobe=2),
+                        ("nprobe", "num_threads"), None),
+    "centroid_scores": (ec.centroid_scores, lambda: dict(query_tokens=T, centroids=CODEC.centroids), (), None),
+    "assign": (ec.assign, lambda: dict(tokens=T, centroids=CODEC.centroids), ("num_threads",), None),
+    "codec_compress": (CODEC.compress, lambda: dict(tokens=T), (), None),
+    "codec_decompress": (CODEC.decompress, lambda: dict(codes=CODES, residuals=RES), (), None),
+    "codec_new": (ec.ResidualCodec, lambda: dict(centroids=CODEC.centroids, bucket_cutoffs=CODEC.bucket_cutoffs,
+                                                 bucket_weights=CODEC.bucket_weights, nbits=2), ("nbits",), None),
+    "maxsim_compressed": (ec.maxsim_compressed, lambda: dict(queries=Q, codes=CODES, residuals=RES, doc_offsets=OFF,
+                                                             codec=CODEC), (), None),
+}
+
+
+@pytest.mark.parametrize("name", sorted(PUBLIC))
+@FUZZ
+@given(data=st.data())
+def test_public_entry_point_survives_hostile_arguments(name, data):
+    fn, base, scalars, check = PUBLIC[name]
+    exercise(data, fn, base(), scalars, check)
+
+
+# Bugs this file found, pinned (each crashed or answered wrongly before the fix in csrc/bindings).
+def test_uint64_index_arrays_are_converted_not_dereferenced_as_null():
+    # numpy refuses a "safe" cast uint64 -> int64, and the binding used the failed (null) array: SIGSEGV.
+    u = np.array([0, 4, 4, 10], np.uint64)
+    assert np.array_equal(N.maxsim(Q, T, u), N.maxsim(Q, T, OFF))
+    assert N.maxsim_candidates(Q, T, OFF, np.array([[0], [2]], np.uint64)).shape == (2, 1)
+    assert N.maxsim_ranges(Q, T, np.array([0, 4], np.uint64), np.array([4, 10], np.uint64)).shape == (2, 2)
+    with pytest.raises(ValueError, match="doc_offsets"):
+        N.maxsim(Q, T, np.array([0, 2**64 - 1, 10], np.uint64))
+
+
+def test_byteswapped_tokens_are_refused_not_misread():
+    for fn in (lambda: N.maxsim(Q.astype(">f4"), T, OFF), lambda: N.maxsim(Q, T.astype(">f2"), OFF),
+               lambda: N.centroid_scores(T.astype(">f4"), CODEC.centroids)):
+        with pytest.raises(TypeError, match="byte order"):
+            fn()
+
+
+def test_overflowing_codes_do_not_alias_valid_centroids():
+    # 2^32 + k used to wrap to the valid centroid k in the int32 cast and decode as if it were k.
+    with pytest.raises(ValueError, match="codes"):
+        CODEC.decompress(CODES.astype(np.int64) + 2**32, RES)
+    with pytest.raises(ValueError, match="codes"):
+        ec.maxsim_compressed(Q, CODES.astype(np.uint64) + np.uint64(2**63), RES, OFF, CODEC)
+
+
+def test_report_counts():
+    """Prints what the fuzz tests above tried (run with -s)."""
+    print(f"\nreliability fuzz: {CALLS['n']} calls over {len(NATIVE)} native and {len(PUBLIC)} public entry points,"
+          f" {CALLS['raised']} refused with ValueError/TypeError, none crashed")

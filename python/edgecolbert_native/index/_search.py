@@ -9,12 +9,13 @@ Per query (``m`` kept tokens), after one batched ``centroid_scores`` call for a 
    upper bound on what an unprobed centroid could give); the sum over tokens ranks the candidates;
    keep the best ``ndocs`` (live and in the subset only);
 3. stage B, PLAID's centroid interaction: ``Σ_i max_j S[i, code_j]`` over the tokens of each of those
-   documents (centroid scores under ``centroid_score_threshold`` count as 0); keep the best
-   ``max(k, ndocs // 4)``;
-4. re-rank them with ``maxsim_compressed`` (residuals decoded inside the kernel) and return top-k.
+   documents (centroids whose best score over the query tokens is under ``centroid_score_threshold``
+   count as 0; no pruning by default); keep
+   the best ``max(k, ndocs // RERANK_DIVISOR)``;
+4. re-rank them from codes and residuals (``maxsim_compressed``, or decode + ``maxsim`` for wide tokens)
+   and return top-k.
 
-Stage B is bulk numpy (a gather of ``m × tokens`` centroid scores and ``maximum.reduceat``); it is the
-stage a native kernel would speed up most (noted for the kernel engineer).
+Stages A and B are native kernels (``_plaid``: csrc/cpu/plaid.cpp); the rest is bulk numpy.
 
 Collections of at most EXHAUSTIVE_TOKENS live tokens are searched exhaustively with ``maxsim`` over
 the decompressed tokens (decoded once per open index and cached), which is faster there.

@@ -86,15 +86,16 @@ test-asan: deps-test
 	cmake --build build/py-asan --target _native -j $(JOBS)
 	rm -rf build/asan-pkg && mkdir -p build/asan-pkg && cp -r python/edgecolbert_native build/asan-pkg/ && cp build/py-asan/_native*.so build/asan-pkg/edgecolbert_native/
 	LD_PRELOAD="$(ASAN_PRELOAD)" ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-	  PYTHONPATH=build/asan-pkg EDGECOLBERT_KILLS=10 $(PY) -m pytest -q -p no:cacheprovider tests/test_maxsim.py tests/test_maxsim_errors.py \
-	  tests/test_codec.py tests/test_centroids.py tests/test_index.py tests/test_index_colbert.py tests/test_untrusted_input.py
+	  PYTHONPATH=build/asan-pkg EDGECOLBERT_KILLS=10 EDGECOLBERT_FUZZ_EXAMPLES=60 $(PY) -m pytest -q -p no:cacheprovider tests/test_maxsim.py tests/test_maxsim_errors.py \
+	  tests/test_codec.py tests/test_centroids.py tests/test_index.py tests/test_index_colbert.py tests/test_untrusted_input.py \
+	  tests/test_reliability_fuzz.py
 
 # Longer reliability runs than `make test` does: 1,000 SIGKILLed writers, a 2-minute soak.
 test-crash-long: install
 	EDGECOLBERT_KILLS=1000 $(PY) -m pytest -q -s tests/test_index.py -k sigkill
 
 fuzz: install
-	EDGECOLBERT_FUZZ_SECONDS=600 $(PY) -m pytest -q -s tests/test_fuzz.py
+	EDGECOLBERT_FUZZ_SECONDS=600 EDGECOLBERT_FUZZ_EXAMPLES=5000 $(PY) -m pytest -q -s tests/test_fuzz.py tests/test_reliability_fuzz.py
 
 soak: install
 	EDGECOLBERT_SOAK_SECONDS=120 $(PY) -m pytest -q -s tests/test_soak.py

@@ -1,0 +1,165 @@
+"""PyLate's PLAID index with use_fast=False (its bundled Stanford ColBERT PLAID code) on the shared
+embeddings (bench/peers/make_data.py): build time, bytes per token, recall@10 over a parameter sweep,
+single-query p50/p99 at 1 or 2 threads (--threads: OMP/MKL env vars set before torch is imported,
+and torch.set_num_threads); recall@10 of the latency run is computed from the timed searches themselves.
+
+    /tmp/venv-pylate/bin/python bench/peers/run_pylate_plaid.py build  --data /tmp/peers-data/data.npz --index /tmp/peers-idx/pylate
+    /tmp/venv-pylate/bin/python bench/peers/run_pylate_plaid.py sweep  --data ... --index ...
+    /tmp/venv-pylate/bin/python bench/peers/run_pylate_plaid.py latency --data ... --index ... \
+        --threads 1 --ncells 8 --ndocs 8192 --threshold 0.35
+
+/tmp/venv-pylate: a venv over the project's venv (a .pth file adds /work/main/.venv's site-packages: torch
+2.13.0+cpu, pylate 1.6.0, ninja, ujson, bitarray, GitPython) plus psutil and fastkmeans, which the bundled
+ColBERT code imports. The C++ extensions are JIT-compiled (ninja) on first use; `build` first builds a
+200-document warm-up index so that compilation is not counted in the build time.
+
+Latency is timed around `Searcher.search` (one query [32, 48] at a time), i.e. the PLAID search itself;
+PyLate's `__call__` additionally unpickles its id map on every call, which is left out (favours PyLate).
+Each mode prints one JSON line.
+"""
+
+from __future__ import annotations
+
+import sys
+
+if "--threads" in sys.argv:
+    import os as _os
+    for _v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        _os.environ[_v] = sys.argv[sys.argv.index("--threads") + 1]
+
+import argparse
+import contextlib
+import io
+import json
+import os
+import shutil
+import resource
+import time
+
+import numpy as np
+import torch
+
+from pylate import indexes
+
+
+def load(path):
+    z = np.load(path)
+    return z["tokens"], z["offsets"], z["queries"], z["truth"]
+
+
+def docs_list(tokens, offsets):
+    return [tokens[offsets[i]:offsets[i + 1]] for i in range(len(offsets) - 1)]
+
+
+def make(index_dir, nbits, override):
+    folder, name = os.path.split(index_dir.rstrip("/"))
+    return indexes.PLAID(index_folder=folder, index_name=name, override=override, use_fast=False,
+                         nbits=nbits, embedding_size=48)
+
+
+def dir_bytes(d):
+    return sum(os.path.getsize(os.path.join(r, f)) for r, _, fs in os.walk(d) for f in fs)
+
+
+def recall(found, truth):
+    return float(np.mean([len(set(f) & set(t.tolist())) / len(t) for f, t in zip(found, truth)]))
+
+
+def search_all(searcher, queries, k=10):
+    out = []
+    for q in queries:
+        pids, _, _ = searcher.search(q, k=k)
+        out.append(list(pids))
+    return out
+
+
+def latency(searcher, queries, threads):
+    """One query per call; returns (found ids, per-query ms)."""
+    torch.set_num_threads(threads)
+    for q in queries[:5]:
+        searcher.search(q, k=10)
+    ts, cs, found = [], [], []
+    for q in queries:
+        c = time.process_time()
+        t = time.perf_counter()
+        pids, _, _ = searcher.search(q, k=10)
+        ts.append(time.perf_counter() - t)
+        cs.append(time.process_time() - c)
+        found.append(list(pids))
+    return found, np.array(ts) * 1e3, np.array(cs) * 1e3
+
+
+def quiet():
+    return contextlib.redirect_stdout(io.StringIO())
+
+
+def _cpu():
+    r, c = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime + c.ru_utime + c.ru_stime
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("mode", choices=["build", "sweep", "latency"])
+    ap.add_argument("--data", default="/tmp/peers-data/data.npz")
+    ap.add_argument("--index", default="/tmp/peers-idx/pylate")
+    ap.add_argument("--nbits", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--ncells", type=int, default=None)
+    ap.add_argument("--ndocs", type=int, default=None)
+    ap.add_argument("--threshold", type=float, default=None)
+    ap.add_argument("--grid", default="1,256,0.5 2,256,0.5 2,1024,0.45 4,1024,0.4 4,4096,0.4 8,4096,0.35 8,8192,0.35",
+                    help="sweep: space-separated ncells,ndocs,threshold (last = PyLate's defaults: "
+                         "ncells=n_ivf_probe 8, ndocs=n_full_scores 8192, threshold 0.35)")
+    ap.add_argument("--sweep-queries", type=int, default=100)
+    a = ap.parse_args()
+    tokens, offsets, queries, truth = load(a.data)
+    T = int(offsets[-1])
+    ids = [str(i) for i in range(len(offsets) - 1)]
+    if a.mode == "build":
+        warm = a.index.rstrip("/") + "-warmup"
+        with quiet():
+            make(warm, a.nbits, True).add_documents(ids[:200], documents_embeddings=docs_list(tokens, offsets)[:200])
+        shutil.rmtree(warm, ignore_errors=True)
+        docs = docs_list(tokens, offsets)
+        c = _cpu()
+        t = time.perf_counter()
+        with quiet():
+            idx = make(a.index, a.nbits, True)
+            idx.add_documents(ids, documents_embeddings=docs)
+        build_s = time.perf_counter() - t
+        build_cpu_s = _cpu() - c
+        nbytes = dir_bytes(a.index)
+        print(json.dumps({"system": "pylate-plaid(use_fast=False)", "nbits": a.nbits, "docs": len(ids),
+                          "tokens": T, "build_s": round(build_s, 1), "build_cpu_s": round(build_cpu_s, 1), "index_bytes": nbytes,
+                          "bytes_per_token": round(nbytes / T, 2), "torch": torch.__version__,
+                          "build_threads": torch.get_num_threads()}), flush=True)
+        return
+    with quiet():
+        idx = make(a.index, a.nbits, False)
+    searcher = idx._index.searcher
+    if a.mode == "sweep":
+        torch.set_num_threads(2)
+        grid = [tuple(map(float, g.split(","))) for g in a.grid.split()]
+        sub = queries[:a.sweep_queries]
+        for nc, nd, th in grid:
+            nc, nd = int(nc), int(nd)
+            searcher.configure(ncells=nc, ndocs=nd, centroid_score_threshold=th)
+            t = time.perf_counter()
+            r = recall(search_all(searcher, sub), truth[:len(sub)])
+            ms = (time.perf_counter() - t) / len(sub) * 1e3
+            print(json.dumps({"system": "pylate-plaid", "ncells": nc, "ndocs": nd, "threshold": th,
+                              f"recall@10_{len(sub)}q": round(r, 4), "mean_ms_2t": round(ms, 1)}), flush=True)
+        return
+    searcher.configure(ncells=a.ncells, ndocs=a.ndocs, centroid_score_threshold=a.threshold)
+    found, ts, cs = latency(searcher, queries, a.threads)
+    print(json.dumps({"system": "pylate-plaid(use_fast=False)", "nbits": a.nbits, "ncells": a.ncells,
+                      "ndocs": a.ndocs, "threshold": a.threshold, "queries": len(queries),
+                      "recall@10": round(recall(found, truth), 4), "threads": a.threads,
+                      "p50_ms": round(float(np.percentile(ts, 50)), 2),
+                      "p99_ms": round(float(np.percentile(ts, 99)), 2),
+                      "cpu_p50_ms": round(float(np.percentile(cs, 50)), 2),
+                      "cpu_p99_ms": round(float(np.percentile(cs, 99)), 2)}), flush=True)
+
+if __name__ == "__main__":
+    main()

@@ -7,16 +7,20 @@
 1. The corpus (JSONL or Parquet files with `id` and the text field) is read with Ray Data.
 2. Training once: a random sample of documents (across all files) is encoded and the codec is trained
    on their token vectors, then saved as the sharded index's `codec.bin`.
-3. Every row gets a shard number (its position modulo num_shards); `map_batches` runs the encoder in a
-   pool of actors (CPU, or GPU with `num_gpus`), each batch comes back as CSR arrays.
-4. Each shard is built as an ordinary index directory with the shared codec from its encoded batches,
-   as a Ray task; a shard whose manifest already landed is skipped (resume after a crash), and
-   `sharded.json` is written last.
+3. Every row gets a shard number (CRC-32 of its id modulo num_shards); `map_batches` runs the encoder
+   in a pool of actors (CPU, or GPU with `num_gpus`); each actor writes its batch's token vectors as
+   float16 part files per shard (``out/parts/shard-NNNNN/``) and returns only counts (progress).
+4. Each shard is built as an ordinary index directory with the shared codec from its part files, as a
+   Ray task; a shard whose manifest already landed is skipped (resume after a crash: its rows are not
+   even encoded again), and `sharded.json` is written last. ``out`` must be a directory every node of
+   the cluster sees (a shared file system), as the shard directories are written there.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import time
 from typing import Any, Sequence
 
 import numpy as np
@@ -25,22 +29,45 @@ from .sharded import CODEC, TOP, ShardedIndex, _atomic_json, _crc_file, _ray, _s
 
 
 class _EncodeBatch:
-    """Ray Data actor: loads the encoder once, turns a batch of rows into CSR token arrays."""
+    """Ray Data actor: loads the encoder once; encodes a batch of rows and writes each shard's share of it
+    as one part file (float16 CSR + ids) under ``out/parts/shard-NNNNN/``; returns only counts, so no
+    token vector passes through the driver."""
 
-    def __init__(self, model: str, field: str, batch_size: int) -> None:
+    def __init__(self, model: str, field: str, batch_size: int, parts: str) -> None:
         from ..encoder import Encoder
 
         self.encoder = Encoder.from_pretrained(model)
-        self.field, self.batch_size = field, batch_size
+        self.field, self.batch_size, self.parts = field, batch_size, parts
 
     def __call__(self, batch: dict) -> dict:
+        import hashlib
+        import io
+
         texts = [str(t) for t in batch[self.field]]
+        ids = np.array([str(i) for i in batch["id"]])
+        shard = np.asarray(batch["shard"], np.int64)
         tokens, offsets = self.encoder.encode_documents(texts, batch_size=self.batch_size)
         t = tokens.numpy().astype(np.float16)
-        o = offsets.numpy()
-        # One row per document: its tokens as a flat float16 list plus the row count.
-        return {"id": [str(i) for i in batch["id"]], "shard": batch["shard"],
-                "ntok": np.diff(o), "tokens": [t[o[i]:o[i + 1]].reshape(-1) for i in range(len(texts))]}
+        o = offsets.numpy().astype(np.int64)
+        for s in np.unique(shard):
+            rows = np.flatnonzero(shard == s)
+            lens = o[rows + 1] - o[rows]
+            keep = np.concatenate([np.arange(o[r], o[r + 1]) for r in rows])
+            d = os.path.join(self.parts, _shard_dir(int(s)))
+            os.makedirs(d, exist_ok=True)
+            # The part's name is a hash of its ids: the same batch written twice (a retried task) lands
+            # on the same name instead of duplicating documents.
+            name = hashlib.sha1("\0".join(ids[rows]).encode()).hexdigest()[:20]
+            buf = io.BytesIO()
+            np.savez(buf, tokens=t[keep], offsets=np.concatenate([[0], np.cumsum(lens)]).astype(np.int64),
+                     ids=ids[rows])
+            tmp = os.path.join(d, f".{name}.tmp")
+            with open(tmp, "wb") as f:
+                f.write(buf.getvalue())
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, os.path.join(d, f"part-{name}.npz"))
+        return {"shard": shard, "ntok": np.diff(o)}
 
 
 def _read(ray: Any, paths: Sequence[str]) -> Any:
@@ -56,21 +83,33 @@ def _read(ray: Any, paths: Sequence[str]) -> Any:
     return parts[0] if len(parts) == 1 else parts[0].union(*parts[1:])
 
 
-def _build_shard(path: str, shard: int, rows: list[dict], dim: int, nbits: int) -> dict:
+def _build_shard(path: str, shard: int, nbits: int) -> dict | None:
+    """Builds one shard from its part files (streamed: Index.build spills the batches once, memory stays
+    bounded) with the shared codec; skipped when its manifest already landed. None for an empty shard."""
+    import shutil
+
     from ..codec import ResidualCodec
     from ..index import Index
 
     d = os.path.join(path, _shard_dir(shard))
     manifest = os.path.join(d, "manifest.json")
+    parts_dir = os.path.join(path, "parts", _shard_dir(shard))
     if not os.path.exists(manifest):
-        rows = sorted(rows, key=lambda r: r["id"])  # a deterministic document order per shard
-        lens = np.array([int(r["ntok"]) for r in rows], np.int64)
-        tokens = np.concatenate([np.asarray(r["tokens"], np.float16).reshape(-1, dim) for r in rows])
-        offsets = np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)
-        Index.build(d, tokens, offsets, doc_ids=[r["id"] for r in rows], nbits=nbits,
-                    codec=ResidualCodec.load(os.path.join(path, CODEC)), progress=False, overwrite=True)
+        parts = sorted(p for p in os.listdir(parts_dir) if p.endswith(".npz")) if os.path.isdir(parts_dir) else []
+        if not parts:
+            return None
+
+        def batches() -> Any:
+            for p in parts:
+                with np.load(os.path.join(parts_dir, p)) as z:
+                    yield z["tokens"], z["offsets"], [str(i) for i in z["ids"]]
+
+        Index.build(d, batches(), nbits=nbits, codec=ResidualCodec.load(os.path.join(path, CODEC)),
+                    progress=False, overwrite=True)
+    shutil.rmtree(parts_dir, ignore_errors=True)  # the shard holds them now
     idx = Index.open(d, verify=False)
-    return {"dir": _shard_dir(shard), "num_docs": len(idx), "manifest_crc32": _crc_file(manifest)}
+    return {"dir": _shard_dir(shard), "num_docs": len(idx), "num_tokens": int(idx.manifest["num_tokens"]),
+            "manifest_crc32": _crc_file(manifest)}
 
 
 def index_corpus(paths: Sequence[str], out: str, *, model: str, num_shards: int, nbits: int = 4,
@@ -96,21 +135,37 @@ def index_corpus(paths: Sequence[str], out: str, *, model: str, num_shards: int,
         t = tokens.numpy()
         k = max(1, min(default_num_centroids(len(t) * n // max(1, len(sample))), len(t) - int(0.05 * len(t))))
         ResidualCodec.train(t, k, nbits, seed=seed).save(codec_path)
-    dim = ResidualCodec.load(codec_path).dim
     ds = ds.map_batches(_add_shard(num_shards), batch_format="numpy")
     done = {i for i in range(num_shards) if os.path.exists(os.path.join(out, _shard_dir(i), "manifest.json"))}
+    parts = os.path.join(out, "parts")
+    for i in set(range(num_shards)) - done:  # parts of an interrupted run: encoded again below
+        shutil.rmtree(os.path.join(parts, _shard_dir(i)), ignore_errors=True)
     if done:  # resume: rows of finished shards are not encoded again
         ds = ds.filter(lambda row: int(row["shard"]) not in done)
+        print(f"index_corpus: resuming, {len(done)} of {num_shards} shards already built", flush=True)
     encoded = ds.map_batches(_EncodeBatch, fn_constructor_kwargs={"model": model, "field": field,
-                                                                   "batch_size": batch_size},
+                                                                   "batch_size": batch_size, "parts": parts},
                              batch_size=batch_size * 4, concurrency=concurrency, num_gpus=num_gpus,
                              batch_format="numpy")
-    by_shard: dict[int, list[dict]] = {i: [] for i in range(num_shards)}
-    for row in encoded.iter_rows():
-        by_shard[int(row["shard"])].append({"id": row["id"], "ntok": row["ntok"], "tokens": row["tokens"]})
+    ndocs = ntok = 0
+    last = time.monotonic()
+    for b in encoded.iter_batches(batch_format="numpy"):  # counts only; the vectors went to part files
+        ndocs += len(b["ntok"])
+        ntok += int(np.sum(b["ntok"]))
+        if time.monotonic() - last > 10:
+            print(f"index_corpus: encoded {ndocs:,} of {n:,} documents ({ntok:,} tokens)", flush=True)
+            last = time.monotonic()
+    print(f"index_corpus: encoded {ndocs:,} documents ({ntok:,} tokens); building {num_shards} shards", flush=True)
     build = ray.remote(_build_shard)
-    entries = ray.get([build.remote(out, i, by_shard[i], dim, nbits) for i in range(num_shards)])
-    top = {"format": FORMAT, "version": VERSION, "nbits": nbits, "num_shards": num_shards,
+    futures = {build.remote(out, i, nbits): i for i in range(num_shards)}
+    results: list[dict | None] = [None] * num_shards
+    pending = list(futures)
+    while pending:
+        ready, pending = ray.wait(pending, num_returns=1)
+        results[futures[ready[0]]] = ray.get(ready[0])
+        print(f"index_corpus: shard {futures[ready[0]]} done ({num_shards - len(pending)}/{num_shards})", flush=True)
+    entries = [e for e in results if e is not None]  # a shard no id hashed to is left out
+    top = {"format": FORMAT, "version": VERSION, "nbits": nbits, "num_shards": len(entries),
            "num_docs": int(sum(e["num_docs"] for e in entries)), "codec": CODEC,
            "codec_crc32": _crc_file(codec_path), "shards": entries}
     _atomic_json(os.path.join(out, TOP), top)

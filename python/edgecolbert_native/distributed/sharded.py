@@ -55,6 +55,21 @@ def _shard_bounds(n: int, num_shards: int) -> list[tuple[int, int]]:
     return [(int(edges[i]), int(edges[i + 1])) for i in range(num_shards)]
 
 
+def _check_plan(path: str, plan: dict) -> None:
+    """A resumed build must be the same build: ``build.json`` (written before the first shard) pins the
+    shard count and the collection's size; a re-run with other inputs is refused instead of mixing shards."""
+    p = os.path.join(path, "build.json")
+    if os.path.exists(p):
+        with open(p) as f:
+            old = json.load(f)
+        if old != plan:
+            diff = ", ".join(f"{k} {old.get(k)!r} -> {v!r}" for k, v in plan.items() if old.get(k) != v)
+            raise ValueError(f"{path}: holds (part of) a different sharded build ({diff}); "
+                             "use a new directory or delete this one")
+    else:
+        _atomic_json(p, plan)
+
+
 def _build_one(path: str, shard: int, tokens: Any, offsets: np.ndarray, ids: np.ndarray, codec_path: str,
                nbits: int, num_threads: int | None) -> dict:
     """Builds one shard directory with the shared codec; returns its entry for sharded.json."""
@@ -67,7 +82,8 @@ def _build_one(path: str, shard: int, tokens: Any, offsets: np.ndarray, ids: np.
         Index.build(d, tokens, offsets, doc_ids=ids, nbits=nbits, codec=codec, num_threads=num_threads,
                     progress=False, overwrite=True)
     idx = Index.open(d, verify=False)
-    return {"dir": _shard_dir(shard), "num_docs": len(idx), "manifest_crc32": _crc_file(manifest)}
+    return {"dir": _shard_dir(shard), "num_docs": len(idx), "num_tokens": int(idx.manifest["num_tokens"]),
+            "manifest_crc32": _crc_file(manifest)}
 
 
 def build_sharded(path: str | os.PathLike, doc_tokens: Any, doc_offsets: Any = None, doc_ids: Any = None, *,
@@ -102,22 +118,37 @@ def build_sharded(path: str | os.PathLike, doc_tokens: Any, doc_offsets: Any = N
             codec = ResidualCodec.train(src.gather(pos), k, nbits, seed=seed, num_threads=num_threads)
             codec.save(codec_path)
         offsets = np.asarray(src.offsets, np.int64)
-        jobs = []
-        for i, (a, b) in enumerate(_shard_bounds(n, num_shards)):
+        _check_plan(path, {"num_shards": num_shards, "num_docs": int(n), "num_tokens": int(T), "dim": int(src.dim),
+                           "nbits": nbits})
+
+        def job(i: int, a: int, b: int) -> tuple[Any, Any, Any]:
+            """One shard's inputs, copied only when its turn comes; nothing for a shard already built."""
+            if os.path.exists(os.path.join(path, _shard_dir(i), "manifest.json")):
+                return None, None, None
             t0, t1 = int(offsets[a]), int(offsets[b])
-            tokens = np.ascontiguousarray(src.tokens(t0, t1))
-            jobs.append((i, tokens, offsets[a : b + 1] - t0, ids[a:b]))
+            return np.ascontiguousarray(src.tokens(t0, t1)), offsets[a : b + 1] - t0, ids[a:b]
+
+        bounds = _shard_bounds(n, num_shards)
+        entries: list[Any] = []
         if ray_address is None:
-            entries = []
-            for i, tokens, off, sid in jobs:
-                entries.append(_build_one(path, i, tokens, off, sid, codec_path, nbits, num_threads))
+            for i, (a, b) in enumerate(bounds):
+                tokens, offs, sids = job(i, a, b)
+                entries.append(_build_one(path, i, tokens, offs, sids, codec_path, nbits, num_threads))
                 print(f"{fn}: shard {i + 1}/{num_shards} done", flush=True)
         else:
             ray = _ray(ray_address)
             remote = ray.remote(_build_one)
-            futures = [remote.remote(path, i, tokens, off, sid, codec_path, nbits, num_threads)
-                       for i, tokens, off, sid in jobs]
-            entries = ray.get(futures)
+            futures = {}
+            for i, (a, b) in enumerate(bounds):
+                tokens, offs, sids = job(i, a, b)
+                futures[remote.remote(path, i, tokens, offs, sids, codec_path, nbits, num_threads)] = i
+            entries = [None] * num_shards
+            pending = list(futures)
+            while pending:  # progress as shards land, in whatever order the cluster finishes them
+                ready, pending = ray.wait(pending, num_returns=1)
+                i = futures[ready[0]]
+                entries[i] = ray.get(ready[0])
+                print(f"{fn}: shard {i} done ({num_shards - len(pending)}/{num_shards})", flush=True)
     finally:
         src.close()
     top = {"format": FORMAT, "version": VERSION, "nbits": nbits, "num_shards": num_shards,
@@ -170,12 +201,20 @@ class ShardedIndex:
             top = json.load(f)
         if top.get("format") != FORMAT or top.get("version") != VERSION:
             raise ValueError(f"{top_path}: not an {FORMAT} v{VERSION} manifest")
+        num_tokens, id_kinds = 0, set()
         for e in top["shards"]:
             d = os.path.normpath(os.path.join(path, e["dir"]))
             if os.path.dirname(d) != os.path.normpath(path):
                 raise ValueError(f"{top_path}: shard directory {e['dir']!r} escapes the index directory")
-            if verify and _crc_file(os.path.join(d, "manifest.json")) != e["manifest_crc32"]:
+            with open(os.path.join(d, "manifest.json"), "rb") as f:
+                raw = f.read()
+            if verify and zlib.crc32(raw) != e["manifest_crc32"]:
                 raise ValueError(f"{d}/manifest.json does not match {TOP} (changed or corrupt)")
+            m = json.loads(raw)
+            num_tokens += int(m["num_tokens"])
+            id_kinds.add(m["id_kind"])
+        top["num_tokens"] = num_tokens
+        top["id_kind"] = id_kinds.pop() if len(id_kinds) == 1 else "str"
         dirs = [os.path.join(path, e["dir"]) for e in top["shards"]]
         if ray_address is None:
             return cls(path, top, [_ShardSearcher(d, verify) for d in dirs])
@@ -184,6 +223,16 @@ class ShardedIndex:
         searchers = [actor.remote(d, verify) for d in dirs]
         ray.get([s.ping.remote() for s in searchers])
         return cls(path, top, searchers, ray)
+
+    def default_params(self, k: int = 10) -> dict:
+        """The parameters one index over the whole collection would use (``Index.default_params`` on
+        the total token count); ``search`` gives them to every shard unless the caller sets them."""
+        from types import SimpleNamespace
+
+        from ..index import _search
+
+        whole = SimpleNamespace(manifest={"num_tokens": int(self.top["num_tokens"])}, nbits=int(self.top["nbits"]))
+        return _search.default_params(whole, k)
 
     def __len__(self) -> int:
         return int(self.top["num_docs"])
@@ -202,6 +251,14 @@ class ShardedIndex:
         if q.ndim == 2:
             q = q[None]
         mask = None if query_mask is None else np.asarray(query_mask, bool).reshape(q.shape[:2])
+        # Every shard searches with the parameters one index over the whole collection would use (a
+        # shard's own defaults would follow its smaller token count and prune harder).
+        d = self.default_params(k)
+        for key in ("nprobe", "ndocs", "centroid_score_threshold"):
+            if params.get(key) is None:
+                params[key] = d[key]
+        if params["centroid_score_threshold"] is None:
+            params["centroid_score_threshold"] = -np.inf  # Index.search: -inf = no centroid pruning
         results: list[Any] = [None] * self.num_shards
         failed: list[int] = []
         if self._ray is None:
@@ -224,7 +281,7 @@ class ShardedIndex:
                     if not allow_partial:
                         raise ShardError(f"shard {i} ({self.top['shards'][i]['dir']}): {type(e).__name__}: {e}") from e
                     failed.append(i)
-        scores, ids = _merge([r for r in results if r is not None], q.shape[0], k)
+        scores, ids = _merge([r for r in results if r is not None], q.shape[0], k, self.top["id_kind"])
         return (scores, ids, failed) if allow_partial else (scores, ids)
 
     def close(self) -> None:
@@ -292,10 +349,13 @@ class QueryBatcher:
         self._thread.join()
 
 
-def _merge(results: Sequence[tuple[np.ndarray, np.ndarray]], nq: int, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per-shard top-k lists (in shard order) -> global top-k; ties keep the earlier shard first."""
+def _merge(results: Sequence[tuple[np.ndarray, np.ndarray]], nq: int, k: int,
+           id_kind: str = "int") -> tuple[np.ndarray, np.ndarray]:
+    """Per-shard top-k lists (in shard order) -> global top-k; ties keep the earlier shard first (shards
+    hold contiguous document ranges, so ties break by document order, as in one index)."""
     if not results:
-        return np.full((nq, k), -np.inf, np.float32), np.full((nq, k), -1, np.int64)
+        empty = np.full((nq, k), -1, np.int64) if id_kind == "int" else np.full((nq, k), None, object)
+        return np.full((nq, k), -np.inf, np.float32), empty
     s = np.concatenate([r[0] for r in results], axis=1)
     ids = np.concatenate([np.asarray(r[1]) for r in results], axis=1)
     order = np.argsort(-s, axis=1, kind="stable")[:, :k]

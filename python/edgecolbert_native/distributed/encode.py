@@ -25,7 +25,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .sharded import CODEC, TOP, ShardedIndex, _atomic_json, _crc_file, _ray, _shard_dir, FORMAT, VERSION
+from .sharded import CODEC, FORMAT, TOP, VERSION, ShardedIndex, _atomic_json, _check_plan, _crc_file, _ray, _shard_dir
 
 
 class _EncodeBatch:
@@ -114,18 +114,23 @@ def _build_shard(path: str, shard: int, nbits: int) -> dict | None:
 
 def index_corpus(paths: Sequence[str], out: str, *, model: str, num_shards: int, nbits: int = 4,
                  field: str = "text", ray_address: str = "local", sample_docs: int = 512, batch_size: int = 32,
-                 concurrency: int = 1, num_gpus: float = 0, seed: int = 0) -> ShardedIndex:
-    """Encodes and indexes JSONL/Parquet files on Ray into a sharded index at ``out`` (resumable)."""
+                 concurrency: int | None = None, num_gpus: float = 0, seed: int = 0) -> ShardedIndex:
+    """Encodes and indexes JSONL/Parquet files on Ray into a sharded index at ``out`` (resumable).
+    ``concurrency``: encoder actors (default one per live node of the cluster); ``num_gpus`` per actor."""
     from ..codec import ResidualCodec
     from ..encoder import Encoder
     from ..index.index import default_num_centroids
 
     ray = _ray(ray_address)
+    if concurrency is None:
+        concurrency = max(1, sum(1 for node in ray.nodes() if node.get("Alive")))
     os.makedirs(out, exist_ok=True)
     ds = _read(ray, list(paths))
     n = ds.count()
     if n < num_shards:
         raise ValueError(f"index_corpus: {n} documents cannot fill {num_shards} shards")
+    _check_plan(out, {"num_shards": num_shards, "num_docs": int(n), "nbits": nbits, "model": str(model),
+                      "field": field})
     codec_path = os.path.join(out, CODEC)
     if not os.path.exists(codec_path):
         frac = min(1.0, sample_docs / n)

@@ -201,6 +201,8 @@ class ShardedIndex:
             top = json.load(f)
         if top.get("format") != FORMAT or top.get("version") != VERSION:
             raise ValueError(f"{top_path}: not an {FORMAT} v{VERSION} manifest")
+        if verify and "codec_crc32" in top and _crc_file(os.path.join(path, CODEC)) != top["codec_crc32"]:
+            raise ValueError(f"{os.path.join(path, CODEC)} does not match {TOP} (changed or corrupt)")
         num_tokens, id_kinds = 0, set()
         for e in top["shards"]:
             d = os.path.normpath(os.path.join(path, e["dir"]))

@@ -109,12 +109,30 @@ py::tuple stage_a(const py::handle& cells, const py::handle& cell_scores, const 
   return py::make_tuple(docs, est);
 }
 
+py::tuple probe(const py::handle& scores, int64_t p) {
+  const char* fn = "plaid_probe";
+  auto S = float_matrix(scores, fn, "scores");
+  const int64_t m = S.shape(0), K = S.shape(1);
+  if (K < 1) value_error(cat(fn, ": scores must have at least one column (centroid)"));
+  if (p < 1) value_error(cat(fn, ": nprobe must be >= 1, got ", p));
+  p = std::min(p, K);
+  py::array_t<int32_t> cells({m, p});
+  py::array_t<float> cs({m, p});
+  py::array_t<float> miss(m);
+  {
+    py::gil_scoped_release released;
+    plaid_probe(S.data(), m, K, p, cells.mutable_data(), cs.mutable_data(), miss.mutable_data());
+  }
+  return py::make_tuple(cells, cs, miss);
+}
+
 }  // namespace
 
 void register_plaid(py::module_& m) {
   m.def("plaid_centroid_interaction", &centroid_interaction, py::arg("scores"), py::arg("codes"), py::arg("doc_offsets"),
         py::arg("docs"), py::arg("threshold") = -std::numeric_limits<double>::infinity(),
         py::arg("num_threads") = py::none(), py::arg("reference") = false);
+  m.def("plaid_probe", &probe, py::arg("scores"), py::arg("nprobe"));
   m.def("plaid_stage_a", &stage_a, py::arg("cells"), py::arg("cell_scores"), py::arg("miss"), py::arg("ivf"),
         py::arg("ivf_offsets"), py::arg("num_docs"), py::arg("allowed") = py::none());
 }

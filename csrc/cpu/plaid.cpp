@@ -99,6 +99,81 @@ bool plaid_centroid_interaction(const float* S, int64_t m, int64_t K, float thre
   return ok;
 }
 
+namespace {
+
+// Ranking key of a score: NaN ranks below every number (and ties with -inf, broken by id).
+inline float rank_key(float v) { return std::isnan(v) ? -std::numeric_limits<float>::infinity() : v; }
+
+// Best first, ties to the lower id.
+struct Cand {
+  float key;
+  int32_t id;
+  bool operator<(const Cand& o) const { return key > o.key || (key == o.key && id < o.id); }
+};
+
+// The q best entries of one row, best first, into top[0..q).
+void row_top(const float* row, int64_t K, int64_t q, Cand* top) {
+  if (q > 64) {  // partial sort of every index: O(K log q), no worst case from the insertion below
+    std::vector<Cand> all(static_cast<std::size_t>(K));
+    for (int64_t c = 0; c < K; ++c) all[c] = {rank_key(row[c]), static_cast<int32_t>(c)};
+    std::partial_sort(all.begin(), all.begin() + q, all.end());
+    std::copy(all.begin(), all.begin() + q, top);
+    return;
+  }
+  for (int64_t c = 0; c < q; ++c) top[c] = {rank_key(row[c]), static_cast<int32_t>(c)};
+  std::sort(top, top + q);
+  // Later ids lose ties, so only a strictly greater score enters. Blocks of 16 are skipped with one
+  // vectorisable any-greater test against the running threshold (NaN compares false: never enters).
+  float thr = top[q - 1].key;
+  auto enter = [&](int64_t c) {
+    const float v = row[c];
+    if (!(v > thr)) return;
+    int64_t j = q - 1;
+    while (j > 0 && top[j - 1].key < v) {
+      top[j] = top[j - 1];
+      --j;
+    }
+    top[j] = {v, static_cast<int32_t>(c)};
+    thr = top[q - 1].key;
+  };
+  int64_t c = q;
+  for (; c < K && c % 16 != 0; ++c) enter(c);
+  for (; c + 16 <= K; c += 16) {
+    bool any = false;
+    for (int k = 0; k < 16; ++k) any |= row[c + k] > thr;
+    if (any)
+      for (int k = 0; k < 16; ++k) enter(c + k);
+  }
+  for (; c < K; ++c) enter(c);
+}
+
+}  // namespace
+
+void plaid_probe(const float* S, int64_t m, int64_t K, int64_t p, int32_t* cells, float* cell_scores, float* miss) {
+  const int64_t q = std::min(p + 1, K);
+  std::vector<Cand> top(static_cast<std::size_t>(q));
+  for (int64_t i = 0; i < m; ++i) {
+    const float* row = S + i * K;
+    row_top(row, K, q, top.data());
+    float lowest = 0.0f;
+    bool any_finite = false;
+    for (int64_t j = 0; j < p; ++j) {
+      cells[i * p + j] = top[j].id;
+      const float v = row[top[j].id];
+      cell_scores[i * p + j] = v;
+      if (std::isfinite(v)) {
+        lowest = any_finite ? std::min(lowest, v) : v;
+        any_finite = true;
+      }
+    }
+    // What an unprobed centroid could give at most; a non-finite one (NaN or -inf scores) is replaced
+    // by the lowest finite probed score so that stage A's gains stay finite and >= 0.
+    float ms = 0.0f;
+    if (p < K) ms = std::isfinite(row[top[p].id]) ? row[top[p].id] : (any_finite ? lowest : 0.0f);
+    miss[i] = ms;
+  }
+}
+
 PlaidStageA plaid_stage_a(const int32_t* cells, const float* cell_scores, const float* miss, int64_t m, int64_t p,
                           const int32_t* ivf, const int64_t* ivf_offsets, int64_t num_docs, const uint8_t* allowed) {
   PlaidStageA r;

@@ -34,6 +34,13 @@ struct PlaidStageA {
   bool bad_ivf = false;  // an IVF entry named a document outside [0, num_docs): nothing returned
 };
 
+// Probing: for each row i of S [m, K], its p best centroids, best first (ties to the lower id), into
+// cells [m, p] / cell_scores [m, p], and miss[i] = the (p+1)-th best score (0 when p >= K: nothing is
+// unprobed). NaN scores rank below every number. Requires 1 <= p <= K. O(m·K) with a running
+// threshold (a row is rarely touched past its first few hundred entries) for small p, a partial sort
+// for large p.
+void plaid_probe(const float* S, int64_t m, int64_t K, int64_t p, int32_t* cells, float* cell_scores, float* miss);
+
 // ivf_offsets [K+1] and every probed cell are checked by the caller (cells in [0, K), the probed
 // ranges inside ivf); document numbers read from ivf are checked here.
 PlaidStageA plaid_stage_a(const int32_t* cells, const float* cell_scores, const float* miss, int64_t m, int64_t p,

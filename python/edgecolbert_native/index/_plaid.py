@@ -17,6 +17,12 @@ def _native() -> Any:
     return _native
 
 
+def probe(S: np.ndarray, nprobe: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """-> (cells int32 [m, p], their scores [m, p], miss [m]): each row's p = min(nprobe, K) best
+    centroids, best first (ties to the lower id), and its (p+1)-th best score (0 when p = K)."""
+    return _native().plaid_probe(np.ascontiguousarray(S, np.float32), int(nprobe))
+
+
 def stage_a(cells: np.ndarray, cell_scores: np.ndarray, miss: np.ndarray, ivf: np.ndarray, ivf_offsets: np.ndarray,
             num_docs: int, allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
     """-> (segment-local docs int64, estimates float32) of every allowed document in a probed list."""

@@ -138,19 +138,7 @@ def _decoded(index: Any, s: Any) -> np.ndarray:
 
 
 def _stage_a(index: Any, S: np.ndarray, nprobe: int, allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    m, K = S.shape
-    p = min(nprobe, K)
-    if p < K:
-        top = np.argpartition(-S, p, axis=1)[:, :p + 1]  # p best plus the (p+1)-th
-        ts = np.take_along_axis(S, top, 1)
-        o = np.argsort(-ts, axis=1, kind="stable")
-        top, ts = np.take_along_axis(top, o, 1), np.take_along_axis(ts, o, 1)
-        miss = ts[:, p]
-        cells, cs = top[:, :p], ts[:, :p]
-    else:
-        cells = np.argsort(-S, axis=1, kind="stable")
-        cs = np.take_along_axis(S, cells, 1)
-        miss = np.zeros(m, np.float32)
+    cells, cs, miss = _plaid.probe(S, nprobe)
     pos_all, est_all = [], []
     for s in index.segments:
         docs, est = _plaid.stage_a(cells, cs, miss, s.ivf, s.ivf_offsets, s.n, allowed[s.base:s.base + s.n])

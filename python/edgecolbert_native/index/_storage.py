@@ -151,7 +151,9 @@ def open_array(dirpath: str, entry: dict, verify: bool) -> np.ndarray:
             raise CorruptIndexError(path, f"checksum mismatch (crc32 {crc:08x}, manifest {entry.get('crc32')})")
     if nbytes == 0:
         return np.empty(shape, dtype=dtype)
-    return np.memmap(path, dtype=dtype, mode="r", shape=shape)
+    # A plain ndarray view (its base keeps the mapping alive): np.memmap's Python-level __getitem__
+    # costs ~0.1 ms per fancy-index gather, a fifth of a small query's search time.
+    return np.memmap(path, dtype=dtype, mode="r", shape=shape).view(np.ndarray)
 
 
 def read_manifest(dirpath: str) -> dict:

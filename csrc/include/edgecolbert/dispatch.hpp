@@ -34,7 +34,8 @@ struct MaxSimOps {
 // or document tokens, float32) are packed kCentroidBlockRows at a time; block_scores then computes for
 // one packed block and nc centroids [nc, dim] of type ct, centroid-major:
 //   out[j * kCentroidBlockRows + r] = <row r, centroid j>   (padded rows score 0)
-// and flags[j] = 1 when some r has out[j * 32 + r] > thr[r] (thr +inf for padded rows). Every
+// and flags[j] = 1 when some r has out[j * 32 + r] > thr[r] (thr +inf for padded rows); a path may
+// skip storing unflagged columns. thr == nullptr: every column is stored, flags (may be null) unset. Every
 // (row, centroid) dot product is the same float32 sequence wherever it falls in a tile, so results
 // do not depend on how centroids are split into calls. scratch holds scratch_floats(dim) floats.
 constexpr int64_t kCentroidBlockRows = 32;

@@ -85,6 +85,35 @@ def test_maxsim_compressed_equals_decompress_then_maxsim(rng, isa, nbits, dim):
         np.testing.assert_allclose(gm, wm, rtol=2e-5, atol=2e-5 * lq)
         # and against the library's own decompress + maxsim
         np.testing.assert_allclose(got, ec.maxsim(q, codec.decompress(codes, res), offsets), rtol=2e-5, atol=2e-5 * lq)
+        # stored per-token norms give the same scores (the norm is the one decompress divides by)
+        norms = codec.token_norms(codes, res, _isa=isa)
+        gn = ec.maxsim_compressed(q, codes, res, offsets, codec, num_threads=2, token_norms=norms, _isa=isa)
+        np.testing.assert_allclose(gn, want, rtol=2e-5, atol=2e-5 * lq)
+
+
+@pytest.mark.parametrize("isa", PATHS)
+@pytest.mark.parametrize("nbits,dim", NBITS_DIMS)
+def test_token_norms_match_reference(rng, isa, nbits, dim):
+    codec = make_codec(rng, dim, nbits)
+    x = clustered(rng, 61, dim)
+    codes, res = codec.compress(x)
+    v = codec.centroids[codes].astype(np.float64) + codec.bucket_weights.astype(np.float64)[ref.buckets_of(res, dim, nbits)]
+    got = codec.token_norms(codes, res, num_threads=2, _isa=isa)
+    assert got.dtype == np.float32 and got.shape == (61,)
+    np.testing.assert_allclose(got, np.linalg.norm(v, axis=1), rtol=2e-6, atol=1e-7)
+    assert codec.token_norms(codes[:0], res[:0], _isa=isa).shape == (0,)
+
+
+def test_token_norms_bad_input(rng):
+    codec = make_codec(rng, 12, 2)
+    codes, res = codec.compress(clustered(rng, 5, 12))
+    q = np.ones((1, 2, 12), np.float32)
+    with pytest.raises(ValueError, match=r"token_norms must have shape \(5,\)"):
+        ec.maxsim_compressed(q, codes, res, [0, 5], codec, token_norms=np.ones(4, np.float32))
+    with pytest.raises(ValueError, match=r"token_norms\[1\] = -1 is not a finite norm"):
+        ec.maxsim_compressed(q, codes, res, [0, 5], codec, token_norms=np.array([1, -1, 1, 1, 1], np.float32))
+    with pytest.raises(TypeError, match="token_norms must be a float array"):
+        ec.maxsim_compressed(q, codes, res, [0, 5], codec, token_norms=np.ones(5, np.int32))
 
 
 def test_train_follows_colbert_recipe(rng):

@@ -207,11 +207,33 @@ void register_codec(py::module_& m) {
       py::arg("dtype") = "float32", py::arg("num_threads") = py::none(), py::arg("isa") = "");
 
   m.def(
+      "codec_token_norms",
+      [](const py::array& centroids, const py::array& weights, int nbits, const py::handle& codes,
+         const py::array& residuals, const py::object& num_threads, const std::string& isa) {
+        const char* fn = "ResidualCodec.token_norms";
+        CodecState s = check_codec(centroids, weights, py::none(), nbits, fn);
+        auto c = check_codes(codes, s.view, fn);
+        auto r = check_residuals(residuals, c.shape(0), s.view, fn);
+        const int threads = resolve_threads(num_threads, fn);
+        const KernelPath& path = resolve_path(isa);
+        const int64_t T = c.shape(0);
+        py::array_t<float> out(std::vector<py::ssize_t>{T});
+        float* o = out.mutable_data();
+        {
+          py::gil_scoped_release released;
+          token_norms(path, s.view, c.data(), r.data(), T, o, threads);
+        }
+        return out;
+      },
+      py::arg("centroids"), py::arg("bucket_weights"), py::arg("nbits"), py::arg("codes"), py::arg("residuals"),
+      py::arg("num_threads") = py::none(), py::arg("isa") = "");
+
+  m.def(
       "maxsim_compressed",
       [](const py::array& queries, const py::array& centroids, const py::array& weights, int nbits,
          const py::handle& codes, const py::array& residuals, const py::handle& doc_offsets, const py::object& candidates,
          const py::object& query_mask, const py::object& num_threads, const std::string& queries_dtype,
-         const std::string& isa) {
+         const std::string& isa, const py::object& token_norms_arg) {
         const char* fn = "maxsim_compressed";
         CodecState s = check_codec(centroids, weights, py::none(), nbits, fn);
         require_ndim(queries, 3, fn, "queries", "[nq, Lq, dim]");
@@ -254,6 +276,18 @@ void register_codec(py::module_& m) {
               value_error(cat(fn, ": candidates[", i / ncand, ", ", i % ncand, "] = ", cand.data()[i],
                               " is not a document index in [0, ", n, ")"));
         }
+        py::array_t<float, py::array::c_style> norms;
+        if (!token_norms_arg.is_none()) {
+          const py::array na = py::array::ensure(token_norms_arg);
+          if (!na || na.dtype().kind() != 'f')
+            type_error(cat(fn, ": token_norms must be a float array [T] (from ResidualCodec.token_norms)"));
+          if (na.ndim() != 1 || na.shape(0) != T)
+            value_error(cat(fn, ": token_norms must have shape (", T, ",) like codes, got ", shape_str(na)));
+          norms = py::array_t<float, py::array::c_style | py::array::forcecast>::ensure(na);
+          for (int64_t i = 0; i < T; ++i)
+            if (!(norms.data()[i] >= 0.0f) || std::isinf(norms.data()[i]))
+              value_error(cat(fn, ": token_norms[", i, "] = ", norms.data()[i], " is not a finite norm >= 0"));
+        }
         const int threads = resolve_threads(num_threads, fn);
         const KernelPath& path = resolve_path(isa);
         py::array_t<float> out(std::vector<py::ssize_t>{q.nq, candidates.is_none() ? n : ncand});
@@ -261,13 +295,14 @@ void register_codec(py::module_& m) {
           py::gil_scoped_release released;
           CompressedDocs cd{c.data(), r.data(), o, n};
           maxsim_compressed(path, q, s.view, cd, candidates.is_none() ? nullptr : cand.data(), ncand, out.mutable_data(),
-                            threads);
+                            threads, token_norms_arg.is_none() ? nullptr : norms.data());
         }
         return out;
       },
       py::arg("queries"), py::arg("centroids"), py::arg("bucket_weights"), py::arg("nbits"), py::arg("codes"),
       py::arg("residuals"), py::arg("doc_offsets"), py::arg("candidates") = py::none(), py::arg("query_mask") = py::none(),
-      py::arg("num_threads") = py::none(), py::arg("queries_dtype") = "", py::arg("isa") = "");
+      py::arg("num_threads") = py::none(), py::arg("queries_dtype") = "", py::arg("isa") = "",
+      py::arg("token_norms") = py::none());
 }
 
 }  // namespace edgecolbert::bind

@@ -91,8 +91,6 @@ void centroid_scores(const KernelPath& path, const Matrix& rows, const Matrix& c
   const int64_t ngroups = (rows.n + kGroupBlocks * kRows - 1) / (kGroupBlocks * kRows);
   const int64_t nchunks = (cents.n + kChunk - 1) / kChunk;
   std::vector<std::unique_ptr<TaskBuffers>> bufs(static_cast<std::size_t>(num_threads));
-  float inf_thr[kRows];
-  std::fill_n(inf_thr, kRows, std::numeric_limits<float>::infinity());
   // Tasks: (group, chunk); consecutive tasks share a group so its packing is reused by one worker.
   std::vector<int64_t> packed_group(static_cast<std::size_t>(num_threads), -1);
   parallel_for(ngroups * nchunks, num_threads, [&](int64_t t, int w) {
@@ -109,8 +107,8 @@ void centroid_scores(const KernelPath& path, const Matrix& rows, const Matrix& c
     const int64_t c0 = ch * kChunk, nc = std::min(kChunk, cents.n - c0);
     const int64_t nb = (nr + kRows - 1) / kRows;
     for (int64_t b = 0; b < nb; ++b) {
-      path.centroids.block_scores(tb->block(b), rows.dim, centroid_ptr(cents, c0), cents.dtype, nc, inf_thr,
-                                  tb->scores.p, tb->flags.data(), tb->scratch.p);
+      path.centroids.block_scores(tb->block(b), rows.dim, centroid_ptr(cents, c0), cents.dtype, nc, nullptr,
+                                  tb->scores.p, nullptr, tb->scratch.p);
       const int64_t rb = g * kGroupBlocks * kRows + b * kRows;
       const int64_t vr = std::min(kRows, rows.n - rb);
       for (int64_t r = 0; r < vr; ++r) {
@@ -162,23 +160,25 @@ void centroid_topk(const KernelPath& path, const Matrix& rows, const Matrix& cen
         Entry* hp = merged ? heaps.data() + (sp * rows.n + rb) * k : lh.data() + (rb - rg0) * k;
         int64_t* sz = merged ? sizes.data() + sp * rows.n + rb : ls.data() + (rb - rg0);
         // A row's threshold is its worst kept score once its heap is full (-inf before, and when
-        // that worst is NaN, so every number is looked at); padded rows never flag.
+        // that worst is NaN, so every number is looked at); padded rows never flag. While some row is
+        // open every column is stored and visited; afterwards only the flagged ones (rare: a column
+        // must beat some row's k-th best).
+        bool open = false;
         for (int64_t r = 0; r < kRows; ++r) {
           if (r >= vr) {
             thr[r] = std::numeric_limits<float>::infinity();
           } else if (sz[r] < k || std::isnan(hp[r * k].score)) {
             thr[r] = -std::numeric_limits<float>::infinity();
+            open = true;
           } else {
             thr[r] = hp[r * k].score;
           }
         }
-        path.centroids.block_scores(tb->block(b), rows.dim, centroid_ptr(cents, c0), cents.dtype, nc, thr,
-                                    tb->scores.p, tb->flags.data(), tb->scratch.p);
+        path.centroids.block_scores(tb->block(b), rows.dim, centroid_ptr(cents, c0), cents.dtype, nc,
+                                    open ? nullptr : thr, tb->scores.p, tb->flags.data(), tb->scratch.p);
         for (int64_t j = 0; j < nc; ++j) {
-          // An unflagged centroid still enters a row whose heap is not full yet (or holds NaN).
-          const bool flagged = tb->flags[j] != 0;
+          if (!open && tb->flags[j] == 0) continue;
           for (int64_t r = 0; r < vr; ++r) {
-            if (!flagged && thr[r] != -std::numeric_limits<float>::infinity()) continue;
             const Entry e{tb->scores.p[j * kRows + r], static_cast<int32_t>(c0 + j)};
             Entry* h = hp + r * k;
             if (sz[r] < k) {
@@ -234,8 +234,6 @@ void centroid_scores_gathered(const KernelPath& path, const float* rows_f32, int
     path.centroids.pack(rows_f32 + b * kRows * cents.dim, std::max<int64_t>(0, std::min(kRows, rows - b * kRows)),
                         cents.dim, packed.p + b * bf);
   const int64_t nchunks = (nids + kChunk - 1) / kChunk;
-  float inf_thr[kRows];
-  std::fill_n(inf_thr, kRows, std::numeric_limits<float>::infinity());
   const std::size_t esz = dtype_size(cents.dtype);
   parallel_for(nchunks, num_threads, [&](int64_t t, int) {
     const int64_t i0 = t * kChunk, n = std::min(kChunk, nids - i0);
@@ -244,10 +242,9 @@ void centroid_scores_gathered(const KernelPath& path, const float* rows_f32, int
       std::copy_n(static_cast<const uint8_t*>(centroid_ptr(cents, ids[i0 + i])), cents.dim * esz,
                   gathered.data() + static_cast<std::size_t>(i * cents.dim) * esz);
     AlignedFloats sc(static_cast<std::size_t>(n * kRows)), scratch(path.centroids.scratch_floats(cents.dim) + 16);
-    std::vector<uint8_t> flags(static_cast<std::size_t>(n));
     for (int64_t b = 0; b < nb; ++b) {
-      path.centroids.block_scores(packed.p + b * bf, cents.dim, gathered.data(), cents.dtype, n, inf_thr, sc.p,
-                                  flags.data(), scratch.p);
+      path.centroids.block_scores(packed.p + b * bf, cents.dim, gathered.data(), cents.dtype, n, nullptr, sc.p,
+                                  nullptr, scratch.p);
       for (int64_t i = 0; i < n; ++i)
         std::copy_n(sc.p + i * kRows, kRows, out + static_cast<int64_t>(ids[i0 + i]) * stride + b * kRows);
     }

@@ -69,6 +69,13 @@ inline void both_halves(const float* q, int64_t dim, const float* c, const float
 void block_scores(const void* packed, int64_t dim, const void* cents, DType ct, int64_t nc, const float* thr,
                   float* out, uint8_t* flags, float* scratch) {
   const float* q = static_cast<const float*>(packed);
+  // No thresholds: every column stored, nothing flagged.
+  float inf_thr[kRows];
+  uint8_t unused_flags[kNJ];
+  if (thr == nullptr) {
+    for (auto& v : inf_thr) v = __builtin_inff();
+    thr = inf_thr;
+  }
   for (int64_t j0 = 0; j0 < nc; j0 += kNJ) {
     const int nj = static_cast<int>(std::min<int64_t>(kNJ, nc - j0));
     const float* c;
@@ -79,7 +86,7 @@ void block_scores(const void* packed, int64_t dim, const void* cents, DType ct, 
       c = scratch;
     }
     float* o = out + j0 * kRows;
-    uint8_t* f = flags + j0;
+    uint8_t* f = flags != nullptr ? flags + j0 : unused_flags;
     switch (nj) {
       case 1: both_halves<1>(q, dim, c, thr, o, f); break;
       case 2: both_halves<2>(q, dim, c, thr, o, f); break;

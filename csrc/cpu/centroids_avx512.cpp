@@ -2,8 +2,8 @@
 // Tiling as in MaxSim: the 32 rows of a block are packed transposed ([dim][32] floats), so two zmm
 // hold one dimension of all rows; a tile is 2 row vectors x NJ = 12 centroids = 24 accumulators, per
 // dimension 2 loads + 12 broadcasts + 24 FMAs (Q.C^T as a GEMM micro-kernel). The tile's columns are
-// stored centroid-major and compared with the per-row thresholds in registers, so the driver's top-k
-// only visits centroids that can enter some row's heap. Half-precision centroids are widened one tile
+// compared with the per-row thresholds in registers and only flagged columns are stored, so the
+// driver's top-k only visits (and the cache only sees) centroids that can enter some row's heap. Half-precision centroids are widened one tile
 // (12 x dim values) at a time into L1-resident scratch.
 #include <immintrin.h>
 
@@ -29,7 +29,8 @@ void pack(const float* rows, int64_t nrows, int64_t dim, void* out) {
 }
 
 template <int NJ>
-inline void tile(const float* q, int64_t dim, const float* c, const __m512 (&thr)[2], float* out, uint8_t* flags) {
+inline void tile(const float* q, int64_t dim, const float* c, const __m512 (&thr)[2], bool store_all, float* out,
+                 uint8_t* flags) {
   __m512 acc[2][NJ];
   for (int j = 0; j < NJ; ++j) acc[0][j] = acc[1][j] = _mm512_setzero_ps();
   for (int64_t k = 0; k < dim; ++k) {
@@ -40,11 +41,15 @@ inline void tile(const float* q, int64_t dim, const float* c, const __m512 (&thr
       acc[1][j] = _mm512_fmadd_ps(q1, b, acc[1][j]);
     }
   }
+  // With thresholds only the flagged columns are stored (a top-k visits nothing else): the 64 KiB of
+  // stores per 512-centroid chunk that a dense result needs would otherwise leave L1 every chunk.
   for (int j = 0; j < NJ; ++j) {
-    _mm512_storeu_ps(out + j * kRows, acc[0][j]);
-    _mm512_storeu_ps(out + j * kRows + kLanes, acc[1][j]);
     const __mmask16 m = _mm512_cmp_ps_mask(acc[0][j], thr[0], _CMP_GT_OQ) | _mm512_cmp_ps_mask(acc[1][j], thr[1], _CMP_GT_OQ);
     flags[j] = m != 0;
+    if (store_all || m != 0) {
+      _mm512_storeu_ps(out + j * kRows, acc[0][j]);
+      _mm512_storeu_ps(out + j * kRows + kLanes, acc[1][j]);
+    }
   }
 }
 
@@ -62,7 +67,10 @@ void widen(const uint16_t* src, DType dtype, int64_t n, float* dst) {
 void block_scores(const void* packed, int64_t dim, const void* cents, DType ct, int64_t nc, const float* thr,
                   float* out, uint8_t* flags, float* scratch) {
   const float* q = static_cast<const float*>(packed);
-  const __m512 t[2] = {_mm512_loadu_ps(thr), _mm512_loadu_ps(thr + kLanes)};
+  const bool all = thr == nullptr;
+  const __m512 inf = _mm512_set1_ps(__builtin_inff());
+  const __m512 t[2] = {all ? inf : _mm512_loadu_ps(thr), all ? inf : _mm512_loadu_ps(thr + kLanes)};
+  uint8_t unused_flags[kNJ];
   for (int64_t j0 = 0; j0 < nc; j0 += kNJ) {
     const int nj = static_cast<int>(std::min<int64_t>(kNJ, nc - j0));
     const float* c;
@@ -73,20 +81,20 @@ void block_scores(const void* packed, int64_t dim, const void* cents, DType ct, 
       c = scratch;
     }
     float* o = out + j0 * kRows;
-    uint8_t* f = flags + j0;
+    uint8_t* f = flags != nullptr ? flags + j0 : unused_flags;
     switch (nj) {
-      case 1: tile<1>(q, dim, c, t, o, f); break;
-      case 2: tile<2>(q, dim, c, t, o, f); break;
-      case 3: tile<3>(q, dim, c, t, o, f); break;
-      case 4: tile<4>(q, dim, c, t, o, f); break;
-      case 5: tile<5>(q, dim, c, t, o, f); break;
-      case 6: tile<6>(q, dim, c, t, o, f); break;
-      case 7: tile<7>(q, dim, c, t, o, f); break;
-      case 8: tile<8>(q, dim, c, t, o, f); break;
-      case 9: tile<9>(q, dim, c, t, o, f); break;
-      case 10: tile<10>(q, dim, c, t, o, f); break;
-      case 11: tile<11>(q, dim, c, t, o, f); break;
-      default: tile<12>(q, dim, c, t, o, f); break;
+      case 1: tile<1>(q, dim, c, t, all, o, f); break;
+      case 2: tile<2>(q, dim, c, t, all, o, f); break;
+      case 3: tile<3>(q, dim, c, t, all, o, f); break;
+      case 4: tile<4>(q, dim, c, t, all, o, f); break;
+      case 5: tile<5>(q, dim, c, t, all, o, f); break;
+      case 6: tile<6>(q, dim, c, t, all, o, f); break;
+      case 7: tile<7>(q, dim, c, t, all, o, f); break;
+      case 8: tile<8>(q, dim, c, t, all, o, f); break;
+      case 9: tile<9>(q, dim, c, t, all, o, f); break;
+      case 10: tile<10>(q, dim, c, t, all, o, f); break;
+      case 11: tile<11>(q, dim, c, t, all, o, f); break;
+      default: tile<12>(q, dim, c, t, all, o, f); break;
     }
   }
 }

@@ -28,9 +28,9 @@ void block_scores(const void* packed, int64_t dim, const void* cents, DType ct, 
       for (int64_t k = 0; k < dim; ++k)
         dot += q[r * dim + k] * load_as_f32(cents, ct, static_cast<std::size_t>(j * dim + k));
       out[j * kRows + r] = dot;
-      hit |= dot > thr[r];
+      hit |= thr != nullptr && dot > thr[r];
     }
-    flags[j] = hit;
+    if (flags != nullptr) flags[j] = hit;
   }
 }
 

@@ -1,9 +1,9 @@
 // Residual codec drivers (ISA-independent): compression (assignment through the centroid kernels,
 // then bucketize + pack here: O(dim) per token against the O(K dim) assignment), decompression split
-// over the pool, and compressed MaxSim. For compressed MaxSim each query is prepared once: its kept
-// rows widened to float32, <q_r, c> computed only for the centroids its documents use (qc, centroid-
-// major with a 32-row stride), and the per-byte lookup table built; documents (or candidates) are then
-// scored in parallel chunks. Scores do not depend on the thread count.
+// over the pool, per-token norms, and compressed MaxSim. For compressed MaxSim each query is prepared
+// once (kept rows widened to float32 and packed in the path's transposed layout); documents (or
+// candidates) are then scored in parallel chunks by the path's fused decode + MaxSim kernel. Scores do
+// not depend on the thread count.
 #include "edgecolbert/codec.hpp"
 
 #include <algorithm>
@@ -63,21 +63,29 @@ void decompress(const KernelPath& path, const CodecView& cv, const int32_t* code
   });
 }
 
+void token_norms(const KernelPath& path, const CodecView& cv, const int32_t* codes, const uint8_t* residuals, int64_t n,
+                 float* out, int num_threads) {
+  if (n == 0) return;
+  const int64_t w = codec_detail::packed_width(cv.dim, cv.nbits);
+  const int64_t chunk = 4096;
+  parallel_for((n + chunk - 1) / chunk, num_threads, [&](int64_t t, int) {
+    const int64_t lo = t * chunk, cnt = std::min(chunk, n - lo);
+    path.codec.token_norms(cv, codes + lo, residuals + lo * w, cnt, out + lo);
+  });
+}
+
 void maxsim_compressed(const KernelPath& path, const QueryBatch& q, const CodecView& cv, const CompressedDocs& docs,
-                       const int64_t* candidates, int64_t ncand, float* out, int num_threads) {
+                       const int64_t* candidates, int64_t ncand, float* out, int num_threads, const float* norms) {
   const int64_t ncols = candidates != nullptr ? ncand : docs.n;
   if (q.nq == 0 || ncols == 0) return;
   const int64_t w = codec_detail::packed_width(cv.dim, cv.nbits);
   const int64_t dim = q.dim;
-  const int64_t stride = (q.lq + kCentroidBlockRows - 1) / kCentroidBlockRows * kCentroidBlockRows;
   std::vector<float> rows(static_cast<std::size_t>(std::max<int64_t>(q.lq, 1) * dim));
-  std::vector<float> qc(static_cast<std::size_t>(cv.num_centroids * stride));
-  std::vector<float> lut(static_cast<std::size_t>(w * 256 * stride));
-  std::vector<uint8_t> used(static_cast<std::size_t>(cv.num_centroids));
-  std::vector<int32_t> ids;
-  const std::size_t scratch_n = path.codec.scratch_floats(dim) + static_cast<std::size_t>(stride) + 64;
+  // The packed query is read with vector loads: 64-byte aligned.
+  std::vector<float> prep_buf(path.codec.query_floats(std::max<int64_t>(q.lq, 1), dim) + 16);
+  float* prep = prep_buf.data() + ((64 - reinterpret_cast<uintptr_t>(prep_buf.data()) % 64) % 64) / sizeof(float);
+  const std::size_t scratch_n = path.codec.scratch_floats(std::max<int64_t>(q.lq, 1), dim) + 16;
   std::vector<std::vector<float>> scratch(static_cast<std::size_t>(num_threads), std::vector<float>(scratch_n));
-  const Matrix cents{cv.centroids, DType::f32, cv.num_centroids, cv.dim};
   for (int64_t i = 0; i < q.nq; ++i) {
     float* orow = out + i * ncols;
     int64_t kept = 0;
@@ -87,23 +95,12 @@ void maxsim_compressed(const KernelPath& path, const QueryBatch& q, const CodecV
       for (int64_t k = 0; k < dim; ++k) rows[kept * dim + k] = load_as_f32(q.data, q.dtype, src + k);
       ++kept;
     }
-    auto doc_of = [&](int64_t c) { return candidates != nullptr ? candidates[i * ncand + c] : c; };
     if (kept == 0) {
       std::fill_n(orow, ncols, 0.0f);
       continue;
     }
-    // The centroids this query's documents use, in increasing id order.
-    std::fill(used.begin(), used.end(), 0);
-    for (int64_t c = 0; c < ncols; ++c) {
-      const int64_t d = doc_of(c);
-      for (int64_t t = docs.offsets[d]; t < docs.offsets[d + 1]; ++t) used[docs.codes[t]] = 1;
-    }
-    ids.clear();
-    for (int64_t c = 0; c < cv.num_centroids; ++c)
-      if (used[c]) ids.push_back(static_cast<int32_t>(c));
-    centroid_scores_gathered(path, rows.data(), kept, stride, cents, ids.data(), static_cast<int64_t>(ids.size()),
-                             qc.data(), num_threads);
-    path.codec.build_lut(rows.data(), kept, stride, cv, lut.data());
+    auto doc_of = [&](int64_t c) { return candidates != nullptr ? candidates[i * ncand + c] : c; };
+    path.codec.prepare_query(rows.data(), kept, dim, prep);
     const int64_t chunk = std::max<int64_t>(1, ncols / (static_cast<int64_t>(num_threads) * 16));
     parallel_for((ncols + chunk - 1) / chunk, num_threads, [&](int64_t t, int worker) {
       float* s = scratch[static_cast<std::size_t>(worker)].data();
@@ -112,8 +109,8 @@ void maxsim_compressed(const KernelPath& path, const QueryBatch& q, const CodecV
         const int64_t d = doc_of(c);
         const int64_t b = docs.offsets[d], ntok = docs.offsets[d + 1] - b;
         orow[c] = ntok <= 0 ? 0.0f
-                            : path.codec.score_doc(rows.data(), lut.data(), qc.data(), kept, stride, cv, docs.codes + b,
-                                                   docs.residuals + b * w, ntok, s);
+                            : path.codec.score_doc(prep, kept, cv, docs.codes + b, docs.residuals + b * w,
+                                                   norms != nullptr ? norms + b : nullptr, ntok, s);
       }
     });
   }

@@ -15,7 +15,7 @@ namespace edgecolbert {
 namespace {
 
 constexpr int kLanes = 8;
-constexpr int64_t kTokChunk = 64;
+constexpr int kNJ = 6;
 
 inline float hsum(__m256 v) {
   __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -37,7 +37,7 @@ inline float add_centroid(const float* c, int64_t dim, float* x) {
     x[d] += c[d];
     tail += x[d] * x[d];
   }
-  return std::max(std::sqrt(hsum(ss) + tail), 1e-12f);
+  return std::sqrt(hsum(ss) + tail);
 }
 
 inline float token_norm(const CodecView& cv, int32_t code, const uint8_t* bytes, int64_t nbytes, float* x) {
@@ -50,7 +50,7 @@ void decompress(const CodecView& cv, const int32_t* codes, const uint8_t* packed
   std::vector<float> buf(static_cast<std::size_t>(dim + kLanes));
   float* x = buf.data();
   for (int64_t t = 0; t < n; ++t) {
-    const float dens = token_norm(cv, codes[t], packed + t * w, w, x);
+    const float dens = std::max(token_norm(cv, codes[t], packed + t * w, w, x), 1e-12f);
     const __m256 den = _mm256_set1_ps(dens);
     int64_t d = 0;
     if (ot == DType::f32) {
@@ -67,41 +67,86 @@ void decompress(const CodecView& cv, const int32_t* codes, const uint8_t* packed
   }
 }
 
-void build_lut(const float* qr, int64_t rows, int64_t stride, const CodecView& cv, float* lut) {
-  std::vector<float> tmp(static_cast<std::size_t>((cv.dim + 32) * stride));
-  codec_detail::transpose_rows(qr, rows, cv.dim, stride, tmp.data());
-  codec_detail::build_lut_generic(tmp.data(), stride, cv, lut, tmp.data() + cv.dim * stride);
+void token_norms(const CodecView& cv, const int32_t* codes, const uint8_t* packed, int64_t n, float* out) {
+  const int64_t w = codec_detail::packed_width(cv.dim, cv.nbits);
+  std::vector<float> buf(static_cast<std::size_t>(cv.dim + kLanes));
+  for (int64_t t = 0; t < n; ++t) out[t] = token_norm(cv, codes[t], packed + t * w, w, buf.data());
 }
 
-float score_doc(const float*, const float* lut, const float* qc, int64_t rows, int64_t stride, const CodecView& cv,
-                const int32_t* codes, const uint8_t* packed, int64_t ntok, float* scratch) {
-  const int64_t w = codec_detail::packed_width(cv.dim, cv.nbits);
-  const int64_t nblocks = stride / kCentroidBlockRows;
-  float* inv = scratch;
-  float* rmax = scratch + kTokChunk;
-  float* x = rmax + stride;
-  std::fill_n(rmax, stride, -std::numeric_limits<float>::infinity());
-  for (int64_t t0 = 0; t0 < ntok; t0 += kTokChunk) {
-    const int64_t nt = std::min(kTokChunk, ntok - t0);
-    for (int64_t i = 0; i < nt; ++i) inv[i] = 1.0f / token_norm(cv, codes[t0 + i], packed + (t0 + i) * w, w, x);
-    for (int64_t b = 0; b < nblocks; ++b) {
-      const int64_t off = b * kCentroidBlockRows;
-      __m256 m[4];
-      for (int v = 0; v < 4; ++v) m[v] = _mm256_loadu_ps(rmax + off + v * kLanes);
-      for (int64_t i = 0; i < nt; ++i) {
-        const float* qcr = qc + static_cast<int64_t>(codes[t0 + i]) * stride + off;
-        __m256 a[4];
-        for (int v = 0; v < 4; ++v) a[v] = _mm256_loadu_ps(qcr + v * kLanes);
-        const uint8_t* bytes = packed + (t0 + i) * w;
-        const float* base = lut + off;
-        for (int64_t p = 0; p < w; ++p) {
-          const float* l = base + (p * 256 + bytes[p]) * stride;
-          for (int v = 0; v < 4; ++v) a[v] = _mm256_add_ps(a[v], _mm256_loadu_ps(l + v * kLanes));
-        }
-        const __m256 s = _mm256_set1_ps(inv[i]);
-        for (int v = 0; v < 4; ++v) m[v] = _mm256_max_ps(m[v], _mm256_mul_ps(a[v], s));
+std::size_t query_floats(int64_t rows, int64_t dim) {
+  return static_cast<std::size_t>((rows + kLanes - 1) / kLanes * dim * kLanes);
+}
+
+void prepare_query(const float* qr, int64_t rows, int64_t dim, float* out) {
+  codec_detail::pack_rows_transposed<kLanes>(qr, rows, dim, out);
+}
+
+// MaxSim micro-kernel (as in maxsim_avx2.cpp) on decoded tokens d [NJ][dim]; column j scaled by inv[j].
+template <int MR, int NJ>
+inline void tile(const float* qb, int64_t dim, const float* d, const float* inv, __m256 (&runmax)[2]) {
+  __m256 acc[MR][NJ];
+  for (int m = 0; m < MR; ++m)
+    for (int j = 0; j < NJ; ++j) acc[m][j] = _mm256_setzero_ps();
+  for (int64_t k = 0; k < dim; ++k) {
+    __m256 qv[MR];
+    for (int m = 0; m < MR; ++m) qv[m] = _mm256_load_ps(qb + (m * dim + k) * kLanes);
+    for (int j = 0; j < NJ; ++j) {
+      const __m256 b = _mm256_broadcast_ss(d + j * dim + k);
+      for (int m = 0; m < MR; ++m) acc[m][j] = _mm256_fmadd_ps(qv[m], b, acc[m][j]);
+    }
+  }
+  // max_ps returns its second operand when either is NaN: NaN similarities are ignored.
+  for (int j = 0; j < NJ; ++j) {
+    const __m256 s = _mm256_set1_ps(inv[j]);
+    for (int m = 0; m < MR; ++m) runmax[m] = _mm256_max_ps(_mm256_mul_ps(acc[m][j], s), runmax[m]);
+  }
+}
+
+template <int MR>
+void tile_n(int nj, const float* qb, int64_t dim, const float* d, const float* inv, __m256 (&runmax)[2]) {
+  switch (nj) {
+    case 1: tile<MR, 1>(qb, dim, d, inv, runmax); break;
+    case 2: tile<MR, 2>(qb, dim, d, inv, runmax); break;
+    case 3: tile<MR, 3>(qb, dim, d, inv, runmax); break;
+    case 4: tile<MR, 4>(qb, dim, d, inv, runmax); break;
+    case 5: tile<MR, 5>(qb, dim, d, inv, runmax); break;
+    default: tile<MR, 6>(qb, dim, d, inv, runmax); break;
+  }
+}
+
+float score_doc(const float* q, int64_t rows, const CodecView& cv, const int32_t* codes, const uint8_t* packed,
+                const float* norms, int64_t ntok, float* scratch) {
+  const int64_t dim = cv.dim, w = codec_detail::packed_width(dim, cv.nbits);
+  const int64_t blocks = (rows + kLanes - 1) / kLanes;
+  float* x = scratch;                     // [kNJ * dim + kLanes] decoded tile
+  float* inv = x + kNJ * dim + kLanes;    // [kNJ]
+  float* rmax = inv + kNJ;                // [blocks * kLanes]
+  std::fill_n(rmax, blocks * kLanes, -std::numeric_limits<float>::infinity());
+  const int64_t crow_bytes = dim * static_cast<int64_t>(sizeof(float));
+  (void)crow_bytes;
+  for (int64_t j0 = 0; j0 < ntok; j0 += kNJ) {
+    const int nj = static_cast<int>(std::min<int64_t>(kNJ, ntok - j0));
+    const int64_t next = std::min<int64_t>(kNJ, std::max<int64_t>(0, ntok - j0 - kNJ));
+    for (int64_t i = 0; i < next; ++i) {
+      const char* p = reinterpret_cast<const char*>(cv.centroids + static_cast<int64_t>(codes[j0 + kNJ + i]) * dim);
+      for (int64_t o = 0; o < crow_bytes; o += 64) _mm_prefetch(p + o, _MM_HINT_T0);
+    }
+    for (int j = 0; j < nj; ++j) {
+      const int64_t t = j0 + j;
+      const float nrm = token_norm(cv, codes[t], packed + t * w, w, x + j * dim);
+      inv[j] = 1.0f / std::max(norms != nullptr ? norms[t] : nrm, 1e-12f);
+    }
+    for (int64_t b = 0; b < blocks; b += 2) {
+      const float* qb = q + b * dim * kLanes;
+      __m256 runmax[2] = {_mm256_loadu_ps(rmax + b * kLanes), _mm256_setzero_ps()};
+      if (blocks - b >= 2) {
+        runmax[1] = _mm256_loadu_ps(rmax + (b + 1) * kLanes);
+        tile_n<2>(nj, qb, dim, x, inv, runmax);
+        _mm256_storeu_ps(rmax + (b + 1) * kLanes, runmax[1]);
+      } else {
+        tile_n<1>(nj, qb, dim, x, inv, runmax);
       }
-      for (int v = 0; v < 4; ++v) _mm256_storeu_ps(rmax + off + v * kLanes, m[v]);
+      _mm256_storeu_ps(rmax + b * kLanes, runmax[0]);
     }
   }
   double total = 0.0;
@@ -109,10 +154,12 @@ float score_doc(const float*, const float* lut, const float* qc, int64_t rows, i
   return static_cast<float>(total);
 }
 
-std::size_t scratch_floats(int64_t dim) { return static_cast<std::size_t>(kTokChunk + dim + 2 * kLanes); }
+std::size_t scratch_floats(int64_t rows, int64_t dim) {
+  return static_cast<std::size_t>(kNJ * dim + kLanes + kNJ + (rows + kLanes - 1) / kLanes * kLanes);
+}
 
 }  // namespace
 
-const CodecOps codec_ops_avx2{decompress, build_lut, score_doc, scratch_floats};
+const CodecOps codec_ops_avx2{decompress, token_norms, query_floats, prepare_query, score_doc, scratch_floats};
 
 }  // namespace edgecolbert

@@ -1,17 +1,25 @@
 // Residual codec, AVX-512 (F/BW/VL/DQ).
-// Decompression: each residual byte is expanded through the byte table (8 / nbits weights per byte,
-// one fixed-size copy), the centroid row is added 16 dims at a time (masked tail), the squared norm
-// accumulates in a zmm, and the row is divided by max(||v||, 1e-12) (F.normalize), stored as float32
-// or rounded to float16 (VCVTPS2PH, round to nearest even).
-// Compressed MaxSim (WARP-style implicit decompression): a decompressed token is v / ||v|| with
-// v = c + r, so <q, v / ||v||> = (<q, c> + sum_p lut[p][byte_p]) / ||v||. Per token the 32 query rows
-// of a block sit in two zmm: start from qc[code] (one row of the centroid scores), add one 32-float
-// lut entry per residual byte, multiply by 1 / ||v|| (computed exactly like decompression, once per
-// token for all row blocks), fold into the running maxima. No decompressed token is ever stored.
+// Decode of 16 dims (a whole number of residual bytes) straight into a zmm, no table in memory:
+// the 2·nbits bytes are broadcast to the lanes (one 32-bit broadcast for nbits 1 and 2, two halves of a
+// 64-bit load for nbits 4), VPSRLVD moves each lane's bucket bits to the bottom, and VPERMPS looks the
+// weight up in a 16-entry register table indexed by the low 4 bits (entries repeat over the bits that
+// belong to neighbouring dims; the table is bit-reversed because packbits stores a bucket's least
+// significant bit first, in the byte's higher bit). nbits 8 gathers from the 256-entry byte table.
+// v = centroid + weights, the squared norm accumulates in a zmm (masked tail, no scalar epilogue).
+// Decompression divides by max(||v||, 1e-12) (F.normalize) and stores float32 or float16 (VCVTPS2PH,
+// round to nearest even).
+// Compressed MaxSim (fused decode + MaxSim): a tile of kNJ = 12 tokens is decoded (c + r, unnormalised)
+// into per-thread scratch that stays in L1, never to memory, and run through the MaxSim micro-kernel
+// of maxsim_avx512.cpp (queries transposed, 16 rows per zmm, MR = 2 row blocks x 12 tokens = 24
+// accumulators); each column is multiplied by 1 / max(||v_t||, 1e-12) (computed by the same sequence
+// as decompression, or taken from stored norms) before it is folded into the running row maxima. So
+// per token the decode is O(dim) and the dot products O(rows * dim) at MaxSim's speed; the centroid
+// rows of the next tile are prefetched (they are random reads into a table that lives in L2).
 #include <immintrin.h>
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 
 #include "edgecolbert/codec.hpp"
@@ -20,67 +28,103 @@ namespace edgecolbert {
 namespace {
 
 constexpr int kLanes = 16;
-constexpr int64_t kTokChunk = 64;
+constexpr int kNJ = 12;
 
-// Bucket weights of 16 consecutive dims (a whole number of residual bytes) straight into a zmm:
-// composing the vector from the byte-table entries in registers (inserts, or a gather for 1 and 2
-// floats per byte) avoids writing small pieces to memory and reading them back as one wide load, a
-// store-forwarding stall that cost more than the rest of the token.
-template <int G>
-inline __m512 weights16(const float* table, const uint8_t* bytes) {
-  if constexpr (G == 8) {
-    return _mm512_insertf32x8(_mm512_castps256_ps512(_mm256_loadu_ps(table + bytes[0] * 8)),
-                              _mm256_loadu_ps(table + bytes[1] * 8), 1);
-  } else if constexpr (G == 4) {
-    __m512 v = _mm512_castps128_ps512(_mm_loadu_ps(table + bytes[0] * 4));
-    v = _mm512_insertf32x4(v, _mm_loadu_ps(table + bytes[1] * 4), 1);
-    v = _mm512_insertf32x4(v, _mm_loadu_ps(table + bytes[2] * 4), 2);
-    return _mm512_insertf32x4(v, _mm_loadu_ps(table + bytes[3] * 4), 3);
-  } else if constexpr (G == 2) {
-    const __m512i b = _mm512_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(bytes)));
-    const __m512i dup = _mm512_permutexvar_epi32(_mm512_set_epi32(7, 7, 6, 6, 5, 5, 4, 4, 3, 3, 2, 2, 1, 1, 0, 0), b);
-    const __m512i idx = _mm512_add_epi32(_mm512_slli_epi32(dup, 1), _mm512_set_epi32(1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0));
-    return _mm512_i32gather_ps(idx, table, 4);
+// 16-entry register table: entry x is the weight of the bucket whose bits are the low nbits of x,
+// most significant first (nbits <= 4).
+inline __m512 weight_table(const CodecView& cv) {
+  alignas(64) float t[16];
+  const unsigned mask = (1u << cv.nbits) - 1;
+  for (unsigned x = 0; x < 16; ++x) t[x] = cv.weights[byte_bucket((x & mask) << (8 - cv.nbits), 0, cv.nbits)];
+  return _mm512_load_ps(t);
+}
+
+// Lane l holds dim l of 16: byte (l / g) % 4 of its 32-bit word, j = l % g within the byte; its
+// bucket bits sit at 8 * byte + 8 - nbits * (j + 1) .. + nbits - 1.
+template <int NB>
+inline __m512i lane_shifts() {
+  constexpr int g = 8 / NB;
+  alignas(64) int32_t s[16];
+  for (int l = 0; l < 16; ++l) s[l] = 8 * ((l / g) % 4) + 8 - NB * (l % g + 1);
+  return _mm512_load_si512(s);
+}
+
+// The residual bits of 16 dims, u = 2·NB bytes little-endian, spread so that each lane's word holds
+// its byte (NB 1, 2: the one 32-bit word; NB 4: lanes 0-7 the low word, 8-15 the high word).
+template <int NB>
+inline __m512i spread(uint64_t u) {
+  if constexpr (NB == 4) {
+    const __m512i lo_hi = _mm512_castsi128_si512(_mm_cvtsi64_si128(static_cast<long long>(u)));
+    return _mm512_permutexvar_epi32(_mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0), lo_hi);
   } else {
-    const __m512i idx = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(bytes)));
-    return _mm512_i32gather_ps(idx, table, 4);
+    return _mm512_set1_epi32(static_cast<int>(static_cast<uint32_t>(u)));
   }
 }
 
-// x = c + r (written to x), returns max(||x||, 1e-12).
-template <int G>
-inline float expand_norm(const float* c, const float* table, const uint8_t* bytes, int64_t dim, float* x) {
+struct Decoder {
+  __m512 wtab;
+  __m512i shifts;
+  const float* byte_table;  // nbits 8
+};
+
+// Weights of 16 dims from `nbytes` residual bytes (2·NB for a full chunk; fewer in the tail, whose
+// missing lanes are masked off by the caller).
+template <int NB>
+inline __m512 weights16(const Decoder& dc, const uint8_t* bytes, int64_t nbytes) {
+  if constexpr (NB == 8) {
+    const __mmask16 m = static_cast<__mmask16>(nbytes >= 16 ? 0xFFFFu : (1u << nbytes) - 1);
+    const __m512i idx = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(m, bytes));
+    return _mm512_i32gather_ps(idx, dc.byte_table, 4);
+  } else {
+    uint64_t u = 0;
+    std::memcpy(&u, bytes, static_cast<std::size_t>(std::min<int64_t>(nbytes, 2 * NB)));
+    return _mm512_permutexvar_ps(_mm512_srlv_epi32(spread<NB>(u), dc.shifts), dc.wtab);
+  }
+}
+
+// x = c + r for one token (x has room for dim rounded up to 16); returns sum of squares.
+template <int NB>
+inline float decode(const Decoder& dc, const float* c, const uint8_t* bytes, int64_t dim, float* x) {
+  constexpr int64_t kBytes16 = 2 * NB;  // residual bytes per 16 dims
   __m512 ss = _mm512_setzero_ps();
   int64_t d = 0;
   for (; d + kLanes <= dim; d += kLanes) {
-    const __m512 v = _mm512_add_ps(_mm512_loadu_ps(c + d), weights16<G>(table, bytes + d / G));
+    const __m512 v = _mm512_add_ps(_mm512_loadu_ps(c + d), weights16<NB>(dc, bytes + d / 16 * kBytes16, kBytes16));
     _mm512_storeu_ps(x + d, v);
     ss = _mm512_fmadd_ps(v, v, ss);
   }
-  float tail = 0.0f;
-  for (; d < dim; ++d) {
-    x[d] = c[d] + table[bytes[d / G] * G + d % G];
-    tail += x[d] * x[d];
+  if (d < dim) {
+    const __mmask16 m = static_cast<__mmask16>((1u << (dim - d)) - 1);
+    const __m512 v = _mm512_maskz_add_ps(m, _mm512_maskz_loadu_ps(m, c + d),
+                                         weights16<NB>(dc, bytes + d / 16 * kBytes16, (dim - d) * NB / 8));
+    _mm512_mask_storeu_ps(x + d, m, v);
+    ss = _mm512_fmadd_ps(v, v, ss);
   }
-  return std::max(std::sqrt(_mm512_reduce_add_ps(ss) + tail), 1e-12f);
+  return _mm512_reduce_add_ps(ss);
 }
 
-inline float token_norm(const CodecView& cv, int32_t code, const uint8_t* bytes, int64_t, float* x) {
-  const float* c = cv.centroids + static_cast<int64_t>(code) * cv.dim;
+Decoder make_decoder(const CodecView& cv) {
+  Decoder dc{_mm512_setzero_ps(), _mm512_setzero_si512(), cv.byte_table};
+  if (cv.nbits <= 4) dc.wtab = weight_table(cv);
   switch (cv.nbits) {
-    case 1: return expand_norm<8>(c, cv.byte_table, bytes, cv.dim, x);
-    case 2: return expand_norm<4>(c, cv.byte_table, bytes, cv.dim, x);
-    case 4: return expand_norm<2>(c, cv.byte_table, bytes, cv.dim, x);
-    default: return expand_norm<1>(c, cv.byte_table, bytes, cv.dim, x);
+    case 1: dc.shifts = lane_shifts<1>(); break;
+    case 2: dc.shifts = lane_shifts<2>(); break;
+    case 4: dc.shifts = lane_shifts<4>(); break;
+    default: break;
   }
+  return dc;
 }
 
-void decompress(const CodecView& cv, const int32_t* codes, const uint8_t* packed, int64_t n, void* out, DType ot) {
-  const int64_t w = codec_detail::packed_width(cv.dim, cv.nbits), dim = cv.dim;
+template <int NB>
+void decompress_nb(const CodecView& cv, const int32_t* codes, const uint8_t* packed, int64_t n, void* out, DType ot) {
+  const int64_t w = codec_detail::packed_width(cv.dim, NB), dim = cv.dim;
+  const Decoder dc = make_decoder(cv);
   std::vector<float> buf(static_cast<std::size_t>(dim + kLanes));
   float* x = buf.data();
   for (int64_t t = 0; t < n; ++t) {
-    const __m512 den = _mm512_set1_ps(token_norm(cv, codes[t], packed + t * w, w, x));
+    const float* c = cv.centroids + static_cast<int64_t>(codes[t]) * dim;
+    const float nrm = std::max(std::sqrt(decode<NB>(dc, c, packed + t * w, dim, x)), 1e-12f);
+    const __m512 den = _mm512_set1_ps(nrm);
     int64_t d = 0;
     if (ot == DType::f32) {
       float* o = static_cast<float*>(out) + t * dim;
@@ -103,42 +147,118 @@ void decompress(const CodecView& cv, const int32_t* codes, const uint8_t* packed
   }
 }
 
-void build_lut(const float* qr, int64_t rows, int64_t stride, const CodecView& cv, float* lut) {
-  std::vector<float> tmp(static_cast<std::size_t>((cv.dim + 32) * stride));
-  codec_detail::transpose_rows(qr, rows, cv.dim, stride, tmp.data());
-  codec_detail::build_lut_generic(tmp.data(), stride, cv, lut, tmp.data() + cv.dim * stride);
+void decompress(const CodecView& cv, const int32_t* codes, const uint8_t* packed, int64_t n, void* out, DType ot) {
+  switch (cv.nbits) {
+    case 1: decompress_nb<1>(cv, codes, packed, n, out, ot); break;
+    case 2: decompress_nb<2>(cv, codes, packed, n, out, ot); break;
+    case 4: decompress_nb<4>(cv, codes, packed, n, out, ot); break;
+    default: decompress_nb<8>(cv, codes, packed, n, out, ot); break;
+  }
 }
 
-float score_doc(const float*, const float* lut, const float* qc, int64_t rows, int64_t stride, const CodecView& cv,
-                const int32_t* codes, const uint8_t* packed, int64_t ntok, float* scratch) {
-  const int64_t w = codec_detail::packed_width(cv.dim, cv.nbits);
-  const int64_t nblocks = stride / kCentroidBlockRows;
-  float* inv = scratch;                 // [kTokChunk]
-  float* rmax = scratch + kTokChunk;    // [stride]
-  float* x = rmax + stride;             // [dim + 16]
-  std::fill_n(rmax, stride, -std::numeric_limits<float>::infinity());
-  for (int64_t t0 = 0; t0 < ntok; t0 += kTokChunk) {
-    const int64_t nt = std::min(kTokChunk, ntok - t0);
-    for (int64_t i = 0; i < nt; ++i) inv[i] = 1.0f / token_norm(cv, codes[t0 + i], packed + (t0 + i) * w, w, x);
-    for (int64_t b = 0; b < nblocks; ++b) {
-      const int64_t off = b * kCentroidBlockRows;
-      __m512 m0 = _mm512_loadu_ps(rmax + off), m1 = _mm512_loadu_ps(rmax + off + kLanes);
-      for (int64_t i = 0; i < nt; ++i) {
-        const float* qcr = qc + static_cast<int64_t>(codes[t0 + i]) * stride + off;
-        __m512 a0 = _mm512_loadu_ps(qcr), a1 = _mm512_loadu_ps(qcr + kLanes);
-        const uint8_t* bytes = packed + (t0 + i) * w;
-        const float* base = lut + off;
-        for (int64_t p = 0; p < w; ++p) {
-          const float* l = base + (p * 256 + bytes[p]) * stride;
-          a0 = _mm512_add_ps(a0, _mm512_loadu_ps(l));
-          a1 = _mm512_add_ps(a1, _mm512_loadu_ps(l + kLanes));
-        }
-        const __m512 s = _mm512_set1_ps(inv[i]);
-        m0 = _mm512_max_ps(m0, _mm512_mul_ps(a0, s));
-        m1 = _mm512_max_ps(m1, _mm512_mul_ps(a1, s));
+template <int NB>
+void token_norms_nb(const CodecView& cv, const int32_t* codes, const uint8_t* packed, int64_t n, float* out) {
+  const int64_t w = codec_detail::packed_width(cv.dim, NB);
+  const Decoder dc = make_decoder(cv);
+  std::vector<float> buf(static_cast<std::size_t>(cv.dim + kLanes));
+  for (int64_t t = 0; t < n; ++t)
+    out[t] = std::sqrt(decode<NB>(dc, cv.centroids + static_cast<int64_t>(codes[t]) * cv.dim, packed + t * w, cv.dim,
+                                  buf.data()));
+}
+
+void token_norms(const CodecView& cv, const int32_t* codes, const uint8_t* packed, int64_t n, float* out) {
+  switch (cv.nbits) {
+    case 1: token_norms_nb<1>(cv, codes, packed, n, out); break;
+    case 2: token_norms_nb<2>(cv, codes, packed, n, out); break;
+    case 4: token_norms_nb<4>(cv, codes, packed, n, out); break;
+    default: token_norms_nb<8>(cv, codes, packed, n, out); break;
+  }
+}
+
+std::size_t query_floats(int64_t rows, int64_t dim) {
+  return static_cast<std::size_t>((rows + kLanes - 1) / kLanes * dim * kLanes);
+}
+
+void prepare_query(const float* qr, int64_t rows, int64_t dim, float* out) {
+  codec_detail::pack_rows_transposed<kLanes>(qr, rows, dim, out);
+}
+
+// MaxSim micro-kernel on decoded tokens d [NJ][dim]; column j scaled by inv[j] before the max.
+template <int MR, int NJ>
+inline void tile(const float* qb, int64_t dim, const float* d, const float* inv, __m512 (&runmax)[2]) {
+  __m512 acc[MR][NJ];
+  for (int m = 0; m < MR; ++m)
+    for (int j = 0; j < NJ; ++j) acc[m][j] = _mm512_setzero_ps();
+  for (int64_t k = 0; k < dim; ++k) {
+    __m512 qv[MR];
+    for (int m = 0; m < MR; ++m) qv[m] = _mm512_load_ps(qb + (m * dim + k) * kLanes);
+    for (int j = 0; j < NJ; ++j) {
+      const __m512 b = _mm512_set1_ps(d[j * dim + k]);
+      for (int m = 0; m < MR; ++m) acc[m][j] = _mm512_fmadd_ps(qv[m], b, acc[m][j]);
+    }
+  }
+  // max_ps returns its second operand when either is NaN: NaN similarities are ignored, as in the
+  // scalar reference.
+  for (int j = 0; j < NJ; ++j) {
+    const __m512 s = _mm512_set1_ps(inv[j]);
+    for (int m = 0; m < MR; ++m) runmax[m] = _mm512_max_ps(_mm512_mul_ps(acc[m][j], s), runmax[m]);
+  }
+}
+
+template <int MR>
+void tile_n(int nj, const float* qb, int64_t dim, const float* d, const float* inv, __m512 (&runmax)[2]) {
+  switch (nj) {
+    case 1: tile<MR, 1>(qb, dim, d, inv, runmax); break;
+    case 2: tile<MR, 2>(qb, dim, d, inv, runmax); break;
+    case 3: tile<MR, 3>(qb, dim, d, inv, runmax); break;
+    case 4: tile<MR, 4>(qb, dim, d, inv, runmax); break;
+    case 5: tile<MR, 5>(qb, dim, d, inv, runmax); break;
+    case 6: tile<MR, 6>(qb, dim, d, inv, runmax); break;
+    case 7: tile<MR, 7>(qb, dim, d, inv, runmax); break;
+    case 8: tile<MR, 8>(qb, dim, d, inv, runmax); break;
+    case 9: tile<MR, 9>(qb, dim, d, inv, runmax); break;
+    case 10: tile<MR, 10>(qb, dim, d, inv, runmax); break;
+    case 11: tile<MR, 11>(qb, dim, d, inv, runmax); break;
+    default: tile<MR, 12>(qb, dim, d, inv, runmax); break;
+  }
+}
+
+template <int NB>
+float score_doc_nb(const float* q, int64_t rows, const CodecView& cv, const int32_t* codes, const uint8_t* packed,
+                   const float* norms, int64_t ntok, float* scratch) {
+  const int64_t dim = cv.dim, w = codec_detail::packed_width(dim, NB);
+  const int64_t blocks = (rows + kLanes - 1) / kLanes;
+  const Decoder dc = make_decoder(cv);
+  float* x = scratch;                           // [kNJ * dim + 16] decoded tile
+  float* inv = x + kNJ * dim + kLanes;          // [kNJ]
+  float* rmax = inv + kNJ;                      // [blocks * 16]
+  std::fill_n(rmax, blocks * kLanes, -std::numeric_limits<float>::infinity());
+  const int64_t crow_bytes = dim * static_cast<int64_t>(sizeof(float));
+  for (int64_t j0 = 0; j0 < ntok; j0 += kNJ) {
+    const int nj = static_cast<int>(std::min<int64_t>(kNJ, ntok - j0));
+    // Centroid rows of the next tile into L1 while this one decodes and computes.
+    const int64_t next = std::min<int64_t>(kNJ, std::max<int64_t>(0, ntok - j0 - kNJ));
+    for (int64_t i = 0; i < next; ++i) {
+      const char* p = reinterpret_cast<const char*>(cv.centroids + static_cast<int64_t>(codes[j0 + kNJ + i]) * dim);
+      for (int64_t o = 0; o < crow_bytes; o += 64) _mm_prefetch(p + o, _MM_HINT_T0);
+    }
+    for (int j = 0; j < nj; ++j) {
+      const int64_t t = j0 + j;
+      const float ss = decode<NB>(dc, cv.centroids + static_cast<int64_t>(codes[t]) * dim, packed + t * w, dim,
+                                  x + j * dim);
+      inv[j] = 1.0f / std::max(norms != nullptr ? norms[t] : std::sqrt(ss), 1e-12f);
+    }
+    for (int64_t b = 0; b < blocks; b += 2) {
+      const float* qb = q + b * dim * kLanes;
+      __m512 runmax[2] = {_mm512_loadu_ps(rmax + b * kLanes), _mm512_setzero_ps()};
+      if (blocks - b >= 2) {
+        runmax[1] = _mm512_loadu_ps(rmax + (b + 1) * kLanes);
+        tile_n<2>(nj, qb, dim, x, inv, runmax);
+        _mm512_storeu_ps(rmax + (b + 1) * kLanes, runmax[1]);
+      } else {
+        tile_n<1>(nj, qb, dim, x, inv, runmax);
       }
-      _mm512_storeu_ps(rmax + off, m0);
-      _mm512_storeu_ps(rmax + off + kLanes, m1);
+      _mm512_storeu_ps(rmax + b * kLanes, runmax[0]);
     }
   }
   double total = 0.0;
@@ -146,10 +266,22 @@ float score_doc(const float*, const float* lut, const float* qc, int64_t rows, i
   return static_cast<float>(total);
 }
 
-std::size_t scratch_floats(int64_t dim) { return static_cast<std::size_t>(kTokChunk + dim + 2 * kLanes); }
+float score_doc(const float* q, int64_t rows, const CodecView& cv, const int32_t* codes, const uint8_t* packed,
+                const float* norms, int64_t ntok, float* scratch) {
+  switch (cv.nbits) {
+    case 1: return score_doc_nb<1>(q, rows, cv, codes, packed, norms, ntok, scratch);
+    case 2: return score_doc_nb<2>(q, rows, cv, codes, packed, norms, ntok, scratch);
+    case 4: return score_doc_nb<4>(q, rows, cv, codes, packed, norms, ntok, scratch);
+    default: return score_doc_nb<8>(q, rows, cv, codes, packed, norms, ntok, scratch);
+  }
+}
+
+std::size_t scratch_floats(int64_t rows, int64_t dim) {
+  return static_cast<std::size_t>(kNJ * dim + kLanes + kNJ + (rows + kLanes - 1) / kLanes * kLanes);
+}
 
 }  // namespace
 
-const CodecOps codec_ops_avx512{decompress, build_lut, score_doc, scratch_floats};
+const CodecOps codec_ops_avx512{decompress, token_norms, query_floats, prepare_query, score_doc, scratch_floats};
 
 }  // namespace edgecolbert

@@ -131,6 +131,23 @@ EC_TEST(codec_layout_decompress_and_compressed_maxsim_every_variant) {
             EC_CHECK(std::fabs(f16_to_f32(out16[i * dim + d]) - x[d]) <= 1e-3 * std::fabs(x[d]) + 1e-7, "%s f16", p->name);
           }
         }
+        // Per-token norms ||c + r|| against float64.
+        std::vector<float> nrm(static_cast<std::size_t>(T), NAN);
+        token_norms(*p, c.view(), codes.data(), res.data(), T, nrm.data(), 2);
+        for (int64_t i = 0; i < T; ++i) {
+          double ss = 0;
+          for (int64_t d = 0; d < dim; ++d) {
+            int b = 0;
+            for (int k = 0; k < nbits; ++k) {
+              const int64_t bit = d * nbits + k;
+              b |= ((res[i * w + bit / 8] >> (7 - bit % 8)) & 1) << k;
+            }
+            const double v = double(c.centroids[codes[i] * dim + d]) + c.weights[b];
+            ss += v * v;
+          }
+          EC_CHECK(std::fabs(nrm[i] - std::sqrt(ss)) <= 2e-6 * std::sqrt(ss) + 1e-7, "%s nbits=%d dim=%lld: norm %.9g vs %.9g",
+                   p->name, nbits, (long long)dim, nrm[i], std::sqrt(ss));
+        }
         // Compressed MaxSim: documents over the compressed tokens, some empty; a masked query.
         std::vector<int64_t> offsets = {0, 0, 1, 40, 40, 97, 150};
         const int64_t n = 6;
@@ -172,6 +189,12 @@ EC_TEST(codec_layout_decompress_and_compressed_maxsim_every_variant) {
           for (int64_t qi = 0; qi < nq; ++qi)
             for (int64_t j = 0; j < 3; ++j)
               EC_CHECK(sc[qi * 3 + j] == s[qi * n + cand[qi * 3 + j]], "%s: candidate score differs", p->name);
+          // With stored norms from the same path: the same norms, so the same scores.
+          std::vector<float> sn(static_cast<std::size_t>(nq * n), NAN);
+          maxsim_compressed(*p, qb, c.view(), cd, nullptr, 0, sn.data(), 2, nrm.data());
+          for (std::size_t i = 0; i < sn.size(); ++i)
+            EC_CHECK(sn[i] == s[i], "%s nbits=%d dim=%lld: score with norms %.9g vs %.9g", p->name, nbits, (long long)dim,
+                     sn[i], s[i]);
         }
         ++cases;
       }

@@ -202,6 +202,16 @@ class ResidualCodec:
         r = _residuals(residuals, "ResidualCodec.decompress")
         return _native.codec_decompress(self._centroids, self._weights, self._nbits, c, r, name, num_threads, _isa)
 
+    def token_norms(self, codes: Any, residuals: Any, *, num_threads: int | None = None, _isa: str = "") -> np.ndarray:
+        """Per-token norms ``float32 [T]``: ``||centroids[code] + residual||`` before normalisation, the
+        value ``decompress`` divides by (same instruction sequence on the same path). An index can store
+        them (4 bytes per token, computed once at build/append time) and pass them to
+        ``maxsim_compressed(..., token_norms=...)``, which then skips the per-token norm work."""
+        fn = "ResidualCodec.token_norms"
+        c = _codes(codes, fn)
+        r = _residuals(residuals, fn)
+        return _native.codec_token_norms(self._centroids, self._weights, self._nbits, c, r, num_threads, _isa)
+
     # -- files -------------------------------------------------------------------------------------
     def to_bytes(self) -> bytes:
         """The on-disk format: magic ``ECCODEC\\0``, a little-endian uint32 header length, a JSON header
@@ -319,6 +329,7 @@ def maxsim_compressed(
     query_mask: Any = None,
     num_threads: int | None = None,
     dtype: str | None = None,
+    token_norms: Any = None,
     _isa: str = "",
 ) -> np.ndarray:
     """MaxSim straight from codes: ``float32 [nq, n]``, or ``[nq, c]`` with ``candidates int [nq, c]``.
@@ -326,12 +337,11 @@ def maxsim_compressed(
     queries ``[nq, Lq, dim]`` (optional boolean ``query_mask [nq, Lq]``); documents in CSR form over
     ``codes [T]`` / ``residuals [T, dim * nbits // 8]`` with ``doc_offsets int64 [n+1]``. Equals
     ``maxsim(queries, codec.decompress(codes, residuals), doc_offsets)`` up to float rounding, with no
-    decompressed copy: a decompressed token is ``v / ||v||`` with ``v = c + r``, so
-    ``<q, v / ||v||> = (<q, c> + sum_p LUT[p][byte_p]) / ||v||``, where ``<q, c>`` is computed once per
-    query for the centroids its documents use, ``LUT[p][b]`` (256 entries per residual byte position, per
-    query row) is the sum of ``q[d] * bucket_weights[bucket_d]`` over the dims byte ``b`` encodes, and
-    ``||v||`` is recomputed per token from the codec (O(dim), against O(Lq * dim * nbits / 8) lookups), so
-    the renormalisation is exact, not approximated, and the index stores nothing beyond colbert-ai's layout.
+    decompressed copy: tiles of a dozen tokens are decoded (``c + r``) into a per-thread buffer that stays in
+    L1 cache and run through the MaxSim micro-kernel; each token's dot products are multiplied by
+    ``1 / max(||c + r||, 1e-12)`` before the max, so the unit-length renormalisation is exact (the norm is
+    recomputed per token, O(dim), or read from ``token_norms float32 [T]`` as returned by
+    ``codec.token_norms(codes, residuals)``, which an index can store).
     """
     fn = "maxsim_compressed"
     if not isinstance(codec, ResidualCodec):
@@ -341,5 +351,5 @@ def maxsim_compressed(
     return _native.maxsim_compressed(
         q, codec.centroids, codec.bucket_weights, codec.nbits, _codes(codes, fn), _residuals(residuals, fn),
         as_index_array(doc_offsets, fn, "doc_offsets"), cand, as_mask(query_mask, fn, "query_mask"), num_threads,
-        qd, _isa,
+        qd, _isa, token_norms,
     )

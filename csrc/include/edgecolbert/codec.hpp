@@ -43,10 +43,18 @@ struct CompressedDocs {
   int64_t n = 0;
 };
 
+// Per-token norms ||c + r|| [n] (float32, not clamped): what decompress divides by, computed by the
+// same instruction sequence on the same path. An index can store them (4 bytes per token) and hand
+// them to maxsim_compressed, which then skips the norm work.
+void token_norms(const KernelPath& path, const CodecView& cv, const int32_t* codes, const uint8_t* residuals, int64_t n,
+                 float* out, int num_threads);
+
 // MaxSim of queries against compressed documents, equal to decompress-then-maxsim up to float
 // rounding. candidates (optional, [nq, ncand]) picks documents per query; out [nq, n] or [nq, ncand].
+// norms (optional, [T], from token_norms) replaces the per-token norm computation.
 void maxsim_compressed(const KernelPath& path, const QueryBatch& q, const CodecView& cv, const CompressedDocs& docs,
-                       const int64_t* candidates, int64_t ncand, float* out, int num_threads);
+                       const int64_t* candidates, int64_t ncand, float* out, int num_threads,
+                       const float* norms = nullptr);
 
 }  // namespace edgecolbert
 
@@ -58,55 +66,13 @@ namespace edgecolbert::codec_detail {
 // Residual bytes per token.
 static inline int64_t packed_width(int64_t dim, int nbits) { return dim * nbits / 8; }
 
-// Builds the per-query lookup table lut[p][v][r] (see CodecOps) from the query rows transposed to
-// qt [dim][stride] (zero for padded rows). For nbits <= 4 each byte is split into its two nibbles,
-// whose dims are disjoint: lut[p][v] = hi[v >> 4] + lo[v & 15], with 16-entry tables of partial sums;
-// for nbits 8 a byte is one dimension: lut[p][v] = q[p] * w[bucket(v)].
-static inline void build_lut_generic(const float* qt, int64_t stride, const CodecView& cv, float* lut, float* tmp) {
-  const int nbits = cv.nbits, g = 8 / nbits;
-  const int64_t nbytes = packed_width(cv.dim, nbits);
-  if (nbits == 8) {
-    for (int64_t p = 0; p < nbytes; ++p)
-      for (unsigned v = 0; v < 256; ++v) {
-        const float w = cv.weights[byte_bucket(v, 0, 8)];
-        float* o = lut + (p * 256 + v) * stride;
-        const float* q = qt + p * stride;
-        for (int64_t r = 0; r < stride; ++r) o[r] = q[r] * w;
-      }
-    return;
-  }
-  float* hi = tmp;                // [16][stride]
-  float* lo = tmp + 16 * stride;  // [16][stride]
-  const int half = g / 2;
-  for (int64_t p = 0; p < nbytes; ++p) {
-    for (unsigned n = 0; n < 16; ++n) {
-      float* h = hi + n * stride;
-      float* l = lo + n * stride;
-      for (int64_t r = 0; r < stride; ++r) h[r] = l[r] = 0.0f;
-      for (int j = 0; j < half; ++j) {
-        const float wh = cv.weights[byte_bucket(n << 4, j, nbits)];
-        const float wl = cv.weights[byte_bucket(n, j + half, nbits)];
-        const float* qh = qt + (p * g + j) * stride;
-        const float* ql = qt + (p * g + j + half) * stride;
-        for (int64_t r = 0; r < stride; ++r) {
-          h[r] += qh[r] * wh;
-          l[r] += ql[r] * wl;
-        }
-      }
-    }
-    for (unsigned v = 0; v < 256; ++v) {
-      float* o = lut + (p * 256 + v) * stride;
-      const float* h = hi + (v >> 4) * stride;
-      const float* l = lo + (v & 15) * stride;
-      for (int64_t r = 0; r < stride; ++r) o[r] = h[r] + l[r];
-    }
-  }
-}
-
-// Scratch floats build_lut_generic needs besides qt: 32 * stride.
-static inline void transpose_rows(const float* qr, int64_t rows, int64_t dim, int64_t stride, float* qt) {
-  for (int64_t d = 0; d < dim; ++d)
-    for (int64_t r = 0; r < stride; ++r) qt[d * stride + r] = r < rows ? qr[r * dim + d] : 0.0f;
+// Packs rows [rows, dim] transposed in blocks of L rows: out[(blk * dim + k) * L + r % L], zero-padded.
+template <int L>
+static inline void pack_rows_transposed(const float* q, int64_t rows, int64_t dim, float* out) {
+  const int64_t blocks = (rows + L - 1) / L;
+  std::memset(out, 0, static_cast<std::size_t>(blocks * dim * L) * sizeof(float));
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t k = 0; k < dim; ++k) out[((r / L) * dim + k) * L + r % L] = q[r * dim + k];
 }
 
 // x = centroid[code] + weights of the token's buckets, expanded through the byte table (G = 8 / nbits

@@ -34,7 +34,8 @@ struct MaxSimOps {
 // or document tokens, float32) are packed kCentroidBlockRows at a time; block_scores then computes for
 // one packed block and nc centroids [nc, dim] of type ct, centroid-major:
 //   out[j * kCentroidBlockRows + r] = <row r, centroid j>   (padded rows score 0)
-// and flags[j] = 1 when some r has out[j * 32 + r] > thr[r] (thr +inf for padded rows). Every
+// and flags[j] = 1 when some r has out[j * 32 + r] > thr[r] (thr +inf for padded rows); a path may
+// skip storing unflagged columns. thr == nullptr: every column is stored, flags (may be null) unset. Every
 // (row, centroid) dot product is the same float32 sequence wherever it falls in a tile, so results
 // do not depend on how centroids are split into calls. scratch holds scratch_floats(dim) floats.
 constexpr int64_t kCentroidBlockRows = 32;
@@ -59,19 +60,21 @@ struct CodecView {
 
 // Residual codec kernels for one ISA.
 //  decompress: out[t] = (c + r) / max(||c + r||, 1e-12) for n tokens, float32 or float16 out.
-//  Compressed MaxSim (rows = kept query rows, stride = rows rounded up to kCentroidBlockRows):
-//   qc [num_centroids, stride]: <q_r, c> for the codes that occur (the driver fills it);
-//   lut [dim * nbits / 8, 256, stride] built by build_lut: sum over the byte's dims of q_r[d] * w[b_d];
-//   score_doc returns sum_r max_t (<q_r, c_t> + sum_p lut[p][byte_p]) / max(||c_t + r_t||, 1e-12)
-//   for a document of ntok >= 1 tokens (qr is the rows [rows, dim], for paths that decompress instead);
-//   score_doc scratch holds scratch_floats(dim) + stride floats.
+//  token_norms: out[t] = ||c + r|| (not clamped), the same float32 sequence decompress uses on this path.
+//  Compressed MaxSim (fused decode + MaxSim): prepare_query packs the kept query rows [rows, dim]
+//   (float32) into the path's transposed layout (query_floats(rows, dim) floats); score_doc returns
+//     sum_r max_t <q_r, c_t + r_t> / max(n_t, 1e-12),  n_t = norms[t] when norms is given, else ||c_t + r_t||
+//   for a document of ntok >= 1 tokens: tiles of tokens are decoded into L1 scratch (never to memory)
+//   and run through the MaxSim micro-kernel. scratch holds scratch_floats(rows, dim) floats.
 struct CodecOps {
   void (*decompress)(const CodecView& cv, const int32_t* codes, const uint8_t* packed, int64_t n, void* out,
                      DType out_dtype);
-  void (*build_lut)(const float* qr, int64_t rows, int64_t stride, const CodecView& cv, float* lut);
-  float (*score_doc)(const float* qr, const float* lut, const float* qc, int64_t rows, int64_t stride,
-                     const CodecView& cv, const int32_t* codes, const uint8_t* packed, int64_t ntok, float* scratch);
-  std::size_t (*scratch_floats)(int64_t dim);
+  void (*token_norms)(const CodecView& cv, const int32_t* codes, const uint8_t* packed, int64_t n, float* out);
+  std::size_t (*query_floats)(int64_t rows, int64_t dim);
+  void (*prepare_query)(const float* qr, int64_t rows, int64_t dim, float* out);
+  float (*score_doc)(const float* prepared, int64_t rows, const CodecView& cv, const int32_t* codes,
+                     const uint8_t* packed, const float* norms, int64_t ntok, float* scratch);
+  std::size_t (*scratch_floats)(int64_t rows, int64_t dim);
 };
 
 struct KernelPath {

@@ -12,7 +12,7 @@ Per query (``m`` kept tokens), after one batched ``centroid_scores`` call for a 
    documents (centroids whose best score over the query tokens is under ``centroid_score_threshold``
    count as 0; no pruning by default); keep
    the best ``max(k, ndocs // RERANK_DIVISOR)``;
-4. re-rank them from codes and residuals (``maxsim_compressed``, or decode + ``maxsim`` for wide tokens)
+4. re-rank them from codes and residuals (``maxsim_compressed``: fused decode + MaxSim)
    and return top-k.
 
 Stages A and B are native kernels (``_plaid``: csrc/cpu/plaid.cpp); the rest is bulk numpy.
@@ -38,9 +38,6 @@ EXHAUSTIVE_TOKENS = 1 << 17
 _SCORE_BLOCK = 1 << 24
 # Stage B keeps ndocs // RERANK_DIVISOR documents for the re-rank (PLAID: 4).
 RERANK_DIVISOR = 4
-# Re-rank from codes (maxsim_compressed) while its lookup table fits a core's L2 (dim 48 at nbits 2:
-# 384 KiB); decode the candidates and use maxsim above.
-RERANK_LUT_BYTES = 1 << 19
 
 
 def _ec() -> Any:
@@ -85,14 +82,23 @@ def _split(index: Any, pos: np.ndarray) -> list[tuple[Any, np.ndarray, np.ndarra
     return out
 
 
+def _take_rows(a: np.ndarray, tok: np.ndarray) -> np.ndarray:
+    """a[tok] for a 2-d uint8 array, copying each row as one fixed-size element (4x faster than
+    numpy's row-wise fancy indexing for 12-byte rows)."""
+    if a.shape[1] == 0 or not a.flags.c_contiguous:
+        return a[tok]
+    rows = a.view(np.dtype((np.void, a.shape[1]))).reshape(-1)
+    return np.take(rows, tok).view(np.uint8).reshape(len(tok), a.shape[1])
+
+
 def _gather_compact(index: Any, pos: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Codes (int32), residuals and offsets of the documents at global positions ``pos``, in order."""
     codes, res, lens = [], [], np.empty(len(pos), np.int64)
     order = []
     for s, local, sel in _split(index, pos):
         tok = _ragged(s.offsets[local], s.offsets[local + 1])
-        codes.append(np.asarray(s.codes[tok], np.int32))
-        res.append(np.asarray(s.residuals[tok]))
+        codes.append(np.take(s.codes, tok).astype(np.int32, copy=False))
+        res.append(_take_rows(s.residuals, tok))
         lens[sel] = s.offsets[local + 1] - s.offsets[local]
         order.append(sel)
     # Segments were visited in order, so the concatenation follows pos only if pos is grouped by
@@ -112,21 +118,12 @@ def _gather_compact(index: Any, pos: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return c, r, offsets
 
 
-def _lut_bytes(index: Any) -> int:
-    """Bytes of maxsim_compressed's per-query lookup table: [dim·nbits/8, 256, 32 rows] float32."""
-    return index.dim * index.nbits // 8 * 256 * 32 * 4
-
-
 def _rerank(index: Any, q: np.ndarray, pos: np.ndarray, num_threads: int | None) -> np.ndarray:
+    """Exact MaxSim of the documents at ``pos`` from their codes (fused decode + MaxSim: no decompressed
+    copy, the scores of decompress-then-``maxsim`` up to rounding of the renormalisation)."""
     if len(pos) == 0:
         return np.empty(0, np.float32)
     c, r, off = _gather_compact(index, pos)
-    if _lut_bytes(index) > RERANK_LUT_BYTES:
-        # Wide tokens (e.g. dim 384 at nbits 4: a 6 MB table, read at random per residual byte): decoding
-        # the candidates and running maxsim is faster (measured 2.3x at dim 384 and 1.7x at dim 48, nbits 4; docs/index.md) and
-        # gives the exhaustive path's scores.
-        dec = index.codec.decompress(c, r, num_threads=num_threads)
-        return _ec().maxsim(q[None], dec, off, num_threads=num_threads)[0]
     return _ec().maxsim_compressed(q[None], c, r, off, index.codec, num_threads=num_threads)[0]
 
 

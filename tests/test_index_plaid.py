@@ -90,3 +90,47 @@ def test_bad_arguments_are_value_errors():
         _native.plaid_stage_a(np.array([[0, 4]], np.int32), cs, miss, ivf, io, 3)
     with pytest.raises(ValueError, match="range"):
         _native.plaid_stage_a(cells, cs, miss, ivf, np.array([0, 2, 5, 5, 5]), 3)
+
+
+def _probe_ref(S, p):
+    """Each row's p best columns, best first, ties to the lower id, NaN below every number."""
+    m, K = S.shape
+    key = np.where(np.isnan(S), -np.inf, S)
+    cells = np.empty((m, min(p, K)), np.int32)
+    miss = np.zeros(m, np.float32)
+    for i in range(m):
+        order = np.lexsort((np.arange(K), -key[i]))
+        cells[i] = order[:min(p, K)]
+        if p < K:
+            miss[i] = S[i, order[p]]
+    return cells, miss
+
+
+@pytest.mark.parametrize("K", [1, 5, 17, 97, 1000])
+@pytest.mark.parametrize("p", [1, 3, 8, 33, 70, 2000])
+def test_probe_matches_numpy(K, p):
+    rng = np.random.default_rng(K * 1000 + p)
+    m = 13
+    S = rng.standard_normal((m, K)).astype(np.float32)
+    S[:, ::3] = np.round(S[:, ::3], 1)  # many ties
+    S[2, :] = 0.25  # a row of ties only
+    cells, cs, miss = _plaid.probe(S, p)
+    ref_cells, ref_miss = _probe_ref(S, p)
+    np.testing.assert_array_equal(cells, ref_cells)
+    np.testing.assert_array_equal(cs, np.take_along_axis(S, ref_cells.astype(np.int64), 1))
+    np.testing.assert_array_equal(miss, ref_miss)
+
+
+def test_probe_nan_and_errors():
+    S = np.array([[0.1, np.nan, 0.3, -np.inf, 0.2]], np.float32)
+    cells, cs, miss = _plaid.probe(S, 2)
+    assert cells.tolist() == [[2, 4]] and miss[0] == np.float32(0.1)
+    cells, cs, miss = _plaid.probe(S, 4)  # the 5th best is NaN: miss falls back to the lowest finite probed
+    assert cells.tolist() == [[2, 4, 0, 1]] and miss[0] == np.float32(0.1)
+    assert _plaid.probe(S, 99)[0].shape == (1, 5)
+    with pytest.raises(ValueError, match="nprobe"):
+        _native.plaid_probe(S, 0)
+    with pytest.raises(ValueError, match="column"):
+        _native.plaid_probe(np.zeros((2, 0), np.float32), 1)
+    with pytest.raises(TypeError):
+        _native.plaid_probe(S.astype(np.float64), 1)

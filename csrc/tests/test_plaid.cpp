@@ -4,6 +4,7 @@
 // uint16, thresholds that prune nothing, some or everything; a bad code is reported, not read.
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <random>
 #include <vector>
@@ -166,4 +167,34 @@ EC_TEST(plaid_stage_a_matches_formula) {
       EC_CHECK(bad.bad_ivf, "bad ivf not reported");
     }
   }
+}
+
+EC_TEST(plaid_probe_matches_brute_force) {
+  std::mt19937_64 rng(11);
+  std::normal_distribution<float> nd;
+  for (int64_t K : {1, 6, 16, 17, 100, 700})
+    for (int64_t p : {1, 2, 9, 40, 65, 900}) {
+      const int64_t m = 5, pp = std::min(p, K);
+      std::vector<float> S(static_cast<std::size_t>(m * K));
+      for (auto& v : S) v = std::round(nd(rng) * 4.0f) / 4.0f;  // coarse values: many ties
+      if (K > 3) S[1] = std::numeric_limits<float>::quiet_NaN();
+      std::vector<int32_t> cells(static_cast<std::size_t>(m * pp));
+      std::vector<float> cs(cells.size()), miss(static_cast<std::size_t>(m));
+      plaid_probe(S.data(), m, K, pp, cells.data(), cs.data(), miss.data());
+      for (int64_t i = 0; i < m; ++i) {
+        std::vector<int32_t> order(static_cast<std::size_t>(K));
+        for (int64_t c = 0; c < K; ++c) order[c] = static_cast<int32_t>(c);
+        auto key = [&](int32_t c) {
+          const float v = S[i * K + c];
+          return std::isnan(v) ? -std::numeric_limits<float>::infinity() : v;
+        };
+        std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return key(a) > key(b); });
+        for (int64_t j = 0; j < pp; ++j) {
+          EC_CHECK(cells[i * pp + j] == order[j], "cell");
+          EC_CHECK(std::memcmp(&cs[i * pp + j], &S[i * K + order[j]], sizeof(float)) == 0, "score");
+        }
+        if (pp < K && std::isfinite(S[i * K + order[pp]])) EC_CHECK(miss[i] == S[i * K + order[pp]], "miss");
+        if (pp == K) EC_CHECK(miss[i] == 0.0f, "miss when everything is probed");
+      }
+    }
 }

@@ -174,7 +174,8 @@ class Encoder:
         # oneDNN GEMMs (see OneDNNLinear and _per_sequence_attention for why and how much).
         backbone: Any = self.backbone
         backbone.use_onednn()
-        for dense in self.head:
+        head: Any = self.head
+        for dense in head:
             dense.use_onednn()
         self.onednn = True
 

@@ -1,10 +1,13 @@
 """ModernBERT and BERT backbones and the ColBERT head, in plain torch, on packed (unpadded) tokens.
 
 Layout. A batch is its sequences back to back: hidden states are [T, hidden] with T the number of real
-tokens, so every linear layer, norm and activation costs exactly the real tokens, with no padding. Only
-attention needs sequences apart; `Packed` scatters q/k/v into a [B, heads, L, head_dim] grid for
+tokens, so every linear layer, norm and activation costs exactly the real tokens, with no padding. On CPU in
+float32, attention takes each sequence straight from the packed projections (`_per_sequence_attention`,
+oneDNN GEMMs); otherwise `Packed` scatters q/k/v into a [B, heads, L, head_dim] grid for
 `scaled_dot_product_attention` (SDPA) and gathers the result back. Batches are sorted by length (see
 _encoder.py), so the grid wastes little, and a batch of equal lengths skips the scatter entirely.
+
+CPU float32 speed comes from oneDNN rather than MKL (`OneDNNLinear`, `use_onednn`): see docs/encoder.md.
 
 Local attention (ModernBERT's sliding window: |i - j| <= w, with w = local_attention // 2) costs O(n * w)
 for long sequences: queries go in blocks of w, each block attends to its own and its two neighbouring key
@@ -431,7 +434,8 @@ class ModernBert(nn.Module):
         return self.final_norm(h)
 
     def use_onednn(self) -> None:
-        for layer in self.layers:
+        layers: Any = self.layers
+        for layer in layers:
             layer.use_onednn()
 
     @staticmethod
@@ -514,7 +518,8 @@ class Bert(nn.Module):
         return h
 
     def use_onednn(self) -> None:
-        for layer in self.layers:
+        layers: Any = self.layers
+        for layer in layers:
             layer.use_onednn()
 
     @staticmethod
@@ -626,6 +631,6 @@ def check_shapes(module: nn.Module, state: dict[str, torch.Tensor]) -> None:
 
 
 __all__ = [
-    "Packed", "attention", "onednn_ok", "OneDNNLinear", "ModernBert", "Bert", "Dense", "build_backbone", "backbone_state",
-    "load_backbone", "check_shapes",
+    "Packed", "attention", "onednn_ok", "OneDNNLinear", "ModernBert", "Bert", "Dense", "build_backbone",
+    "backbone_state", "load_backbone", "check_shapes",
 ]

@@ -97,6 +97,15 @@ def test_per_sequence_attention_path(rng, monkeypatch, window, chunk):
         pytest.skip("no oneDNN in this torch build")
     if chunk is not None:
         monkeypatch.setattr(M, "SCORE_CHUNK_ELEMENTS", chunk)  # 7 query rows per chunk at length 80
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the path is taken with one intra-op thread only
+    try:
+        _check_per_sequence_attention(rng, window, M)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _check_per_sequence_attention(rng, window, M):
     g = torch.Generator().manual_seed(int(rng.integers(1 << 31)))
     lengths = torch.tensor([70, 80, 9, 21, 64])
     T, heads, hd = int(lengths.sum()), 3, 16
@@ -104,7 +113,14 @@ def test_per_sequence_attention_path(rng, monkeypatch, window, chunk):
     want = _dense_reference(qkv[:, 0], qkv[:, 1], qkv[:, 2], lengths, window, None)
     packed = Packed(lengths, None, torch.device("cpu"))
     assert packed.L >= M.PER_SEQUENCE_FROM and (window is None or packed.L < Packed.BLOCKED_FROM * window)
-    got = attention(qkv.clone(), packed, window)
+    calls = []
+    real = M._per_sequence_attention
+    M._per_sequence_attention = lambda *a: calls.append(1) or real(*a)
+    try:
+        got = attention(qkv.clone(), packed, window)
+    finally:
+        M._per_sequence_attention = real
+    assert calls, "the per-sequence path was not taken"
     assert (got.double() - want).abs().max().item() < 1e-5
     prescaled = qkv.clone()
     prescaled[:, 0] *= hd ** -0.5
@@ -133,10 +149,16 @@ def test_onednn_matches_aten(tmp_path, monkeypatch):
             assert not ref.onednn
             t_ref, o_ref = ref.encode_documents(docs)
             q_ref, _ = ref.encode_queries(H.QUERIES)
-        t, o = fast.encode_documents(docs)
-        q, _ = fast.encode_queries(H.QUERIES)
-        assert torch.equal(o, o_ref)
-        assert (t - t_ref).abs().max() < 1e-5 and (q - q_ref).abs().max() < 1e-5, path
+        threads = torch.get_num_threads()
+        for n in sorted({1, threads}):  # one thread: per-sequence attention; more: the grid
+            torch.set_num_threads(n)
+            try:
+                t, o = fast.encode_documents(docs)
+                q, _ = fast.encode_queries(H.QUERIES)
+            finally:
+                torch.set_num_threads(threads)
+            assert torch.equal(o, o_ref)
+            assert (t - t_ref).abs().max() < 1e-5 and (q - q_ref).abs().max() < 1e-5, (path, n)
 
 
 @pytest.fixture(scope="module")

@@ -175,6 +175,7 @@ def attention(qkv: torch.Tensor, packed: Packed, window: int | None, scale: floa
         and not packed.attend_mask
         and (window is None or L < Packed.BLOCKED_FROM * window)
         and onednn_ok(qkv.device, qkv.dtype)
+        and torch.get_num_threads() == 1
     ):
         return _per_sequence_attention(qkv, packed, window, scale)
     grid = packed.pad(qkv)  # [B, L, 3, heads, hd]
@@ -189,7 +190,10 @@ def attention(qkv: torch.Tensor, packed: Packed, window: int | None, scale: floa
 
 
 # Below this longest length the grid + SDPA path is used: single queries and short texts are few and small,
-# and one SDPA call has less Python overhead than the per-(sequence, head) loop.
+# and one SDPA call has less Python overhead than the per-(sequence, head) loop. The loop is also used only
+# with one intra-op thread: its many small GEMMs and softmaxes, each a parallel region, ran 8x slower at
+# 2 threads on the shared 2-core test machine (pydocs passages, 17m: 808 tok/s against 6,863 for the grid
+# path in the same run), while at 1 thread it beat the grid path 6,051 to 3,700 tok/s.
 PER_SEQUENCE_FROM = 64
 # Query rows per chunk of the materialised scores (a chunk is rows x length floats).
 SCORE_CHUNK_ELEMENTS = 1 << 21

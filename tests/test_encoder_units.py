@@ -86,6 +86,81 @@ def test_attention_paths_match_dense_reference(rng, window, lengths):
         assert err < 1e-5, f"window {window}, lengths {lengths}: {err}"
 
 
+@pytest.mark.parametrize("chunk", [None, 7 * 80])
+@pytest.mark.parametrize("window", [None, 24, 40])
+def test_per_sequence_attention_path(rng, monkeypatch, window, chunk):
+    """The per-sequence oneDNN path (float32 CPU, no key mask, longest >= PER_SEQUENCE_FROM, local layers
+    below 4w): global, window-free and band rows, query chunks, and q pre-scaled with scale=1.0."""
+    from edgecolbert_native.encoder import _modeling as M
+
+    if not M.onednn_ok(torch.device("cpu"), torch.float32):
+        pytest.skip("no oneDNN in this torch build")
+    if chunk is not None:
+        monkeypatch.setattr(M, "SCORE_CHUNK_ELEMENTS", chunk)  # 7 query rows per chunk at length 80
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the path is taken with one intra-op thread only
+    try:
+        _check_per_sequence_attention(rng, window, M)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _check_per_sequence_attention(rng, window, M):
+    g = torch.Generator().manual_seed(int(rng.integers(1 << 31)))
+    lengths = torch.tensor([70, 80, 9, 21, 64])
+    T, heads, hd = int(lengths.sum()), 3, 16
+    qkv = torch.randn(T, 3, heads, hd, generator=g)
+    want = _dense_reference(qkv[:, 0], qkv[:, 1], qkv[:, 2], lengths, window, None)
+    packed = Packed(lengths, None, torch.device("cpu"))
+    assert packed.L >= M.PER_SEQUENCE_FROM and (window is None or packed.L < Packed.BLOCKED_FROM * window)
+    calls = []
+    real = M._per_sequence_attention
+    M._per_sequence_attention = lambda *a: calls.append(1) or real(*a)
+    try:
+        got = attention(qkv.clone(), packed, window)
+    finally:
+        M._per_sequence_attention = real
+    assert calls, "the per-sequence path was not taken"
+    assert (got.double() - want).abs().max().item() < 1e-5
+    prescaled = qkv.clone()
+    prescaled[:, 0] *= hd ** -0.5
+    got = attention(prescaled, packed, window, scale=1.0)
+    assert (got.double() - want).abs().max().item() < 1e-5
+
+
+def test_onednn_matches_aten(tmp_path, monkeypatch):
+    """The oneDNN linears (packed weights, folded q scale, fused GELU) against torch's own ops, for
+    ModernBERT and BERT (its biases and exact-GELU post-op)."""
+    from edgecolbert_native.encoder import _encoder, _modeling
+
+    if not _modeling.onednn_ok(torch.device("cpu"), torch.float32):
+        pytest.skip("no oneDNN in this torch build")
+    mb = H.modernbert_colbert(str(tmp_path / "mb"), H.SHAPE_TINY, vocab_size=2000, local_attention=16,
+                              query_length=16, document_length=160)
+    bert = H.bert_colbert(str(tmp_path / "bert"))
+    docs = H.documents() * 2
+    for path in [p for p in (mb, bert) if p]:
+        fast = Encoder.from_pretrained(path)
+        assert fast.onednn
+        with monkeypatch.context() as m:
+            m.setattr(_encoder, "onednn_ok", lambda *a: False)
+            m.setattr(_modeling, "onednn_ok", lambda *a: False)
+            ref = Encoder.from_pretrained(path)
+            assert not ref.onednn
+            t_ref, o_ref = ref.encode_documents(docs)
+            q_ref, _ = ref.encode_queries(H.QUERIES)
+        threads = torch.get_num_threads()
+        for n in sorted({1, threads}):  # one thread: per-sequence attention; more: the grid
+            torch.set_num_threads(n)
+            try:
+                t, o = fast.encode_documents(docs)
+                q, _ = fast.encode_queries(H.QUERIES)
+            finally:
+                torch.set_num_threads(threads)
+            assert torch.equal(o, o_ref)
+            assert (t - t_ref).abs().max() < 1e-5 and (q - q_ref).abs().max() < 1e-5, (path, n)
+
+
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     """A small random ModernBERT ColBERT (PyLate layout) with a short window, for behaviour tests."""

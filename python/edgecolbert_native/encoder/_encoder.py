@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import _config
-from ._modeling import Dense, Packed, backbone_state, build_backbone, check_shapes, load_backbone
+from ._modeling import Dense, Packed, backbone_state, build_backbone, check_shapes, load_backbone, onednn_ok
 from ._tokenize import ColBERTTokenizer, TokenBatch
 
 from . import DEFAULT_MODEL
@@ -97,6 +97,7 @@ class Encoder:
         self.dtype = dtype
         self.quantized = False
         self.compiled = False
+        self.onednn = False
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -160,11 +161,23 @@ class Encoder:
         for p in list(backbone.parameters()) + list(head.parameters()):
             p.requires_grad_(False)
         enc = cls(spec, tokenizer, backbone, head, device, dtype)
+        if quantize is None and not compile and onednn_ok(device, dtype):
+            enc._use_onednn()
         if quantize == "int8":
             enc._quantize_int8()
         if compile:
             enc._compile()
         return enc
+
+    def _use_onednn(self) -> None:
+        # float32 on CPU: linear layers through oneDNN with pre-packed weights, attention per sequence on
+        # oneDNN GEMMs (see OneDNNLinear and _per_sequence_attention for why and how much).
+        backbone: Any = self.backbone
+        backbone.use_onednn()
+        head: Any = self.head
+        for dense in head:
+            dense.use_onednn()
+        self.onednn = True
 
     def _quantize_int8(self) -> None:
         with warnings.catch_warnings():

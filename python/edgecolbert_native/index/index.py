@@ -262,7 +262,7 @@ class Index:
                         import sys
                         sys.stderr.write(f"{fn}: k-means, {k} centroids on {ns:,} sampled tokens\n")
                     codec = ec.ResidualCodec.train(sample, k, nbits, niters=niters, seed=seed,
-                                                   num_threads=num_threads)
+                                                   num_threads=num_threads, progress=progress)
                     del sample
                 gen = (int(old["generation"]) + 1) if old else 1
                 cfiles = {

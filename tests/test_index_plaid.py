@@ -90,6 +90,16 @@ def test_bad_arguments_are_value_errors():
         _native.plaid_stage_a(np.array([[0, 4]], np.int32), cs, miss, ivf, io, 3)
     with pytest.raises(ValueError, match="range"):
         _native.plaid_stage_a(cells, cs, miss, ivf, np.array([0, 2, 5, 5, 5]), 3)
+    # Wider integer types are range-checked, not wrapped: 2^32 would alias centroid 0 / document 0.
+    with pytest.raises(ValueError, match="cells holds 4294967296"):
+        _native.plaid_stage_a(np.array([[0, 1 << 32]], np.int64), cs, miss, ivf, io, 3)
+    with pytest.raises(ValueError, match="ivf holds 4294967296"):
+        _native.plaid_stage_a(cells, cs, miss, np.array([0, 1 << 32, 2], np.int64), io, 3)
+    ok = _native.plaid_stage_a(cells.astype(np.uint64), cs, miss, np.array([0, 1, 2], np.int64), io, 3)
+    assert sorted(ok[0].tolist()) == [0, 1, 2]
+    # Memory follows the documents the probed lists name, not num_docs: a huge num_docs is no MemoryError.
+    docs, _ = _native.plaid_stage_a(cells, cs, miss, np.array([0, 1, 2], np.int32), io, 1 << 50)
+    assert sorted(docs.tolist()) == [0, 1, 2]
 
 
 def _probe_ref(S, p):

@@ -3,6 +3,7 @@
 // ranges here; IVF document numbers and candidates' codes inside the kernels (only those read).
 #include <cmath>
 #include <limits>
+#include <vector>
 
 #include "common.hpp"
 #include "edgecolbert/plaid.hpp"
@@ -15,6 +16,23 @@ py::array_t<float, py::array::c_style> float_matrix(const py::handle& h, const c
   if (!a || a.ndim() != 2) value_error(cat(fn, ": ", arg, " must be a 2-d float32 array"));
   if (!(a.dtype().kind() == 'f' && a.itemsize() == 4)) type_error(cat(fn, ": ", arg, " must be float32, got ", dtype_str(a)));
   return py::array_t<float, py::array::c_style>::ensure(a);
+}
+
+// An int32 index array without silent wrap-around: int32 input is used as is, any other integer type is
+// range-checked (a value past int32 would otherwise alias a valid centroid or document).
+py::array_t<int32_t, py::array::c_style> int32_indices(const py::handle& h, const char* fn, const char* arg) {
+  py::array a = py::array::ensure(h);
+  if (a && a.dtype().kind() == 'i' && a.itemsize() == 4) return py::array_t<int32_t, py::array::c_style>::ensure(a);
+  auto w = int64_array(h, fn, arg);
+  py::array_t<int32_t, py::array::c_style> out(std::vector<py::ssize_t>(w.shape(), w.shape() + w.ndim()));
+  const int64_t* src = w.data();
+  int32_t* dst = out.mutable_data();
+  for (py::ssize_t i = 0; i < w.size(); ++i) {
+    if (src[i] < std::numeric_limits<int32_t>::min() || src[i] > std::numeric_limits<int32_t>::max())
+      value_error(cat(fn, ": ", arg, " holds ", src[i], ", which does not fit int32"));
+    dst[i] = static_cast<int32_t>(src[i]);
+  }
+  return out;
 }
 
 PlaidCodes check_codes(const py::array& codes, const char* fn, py::array& keep) {
@@ -71,10 +89,10 @@ py::array_t<float> centroid_interaction(const py::handle& scores, const py::arra
 py::tuple stage_a(const py::handle& cells, const py::handle& cell_scores, const py::handle& miss, const py::handle& ivf,
                   const py::handle& ivf_offsets, int64_t num_docs, const py::object& allowed) {
   const char* fn = "plaid_stage_a";
-  auto cl = py::array_t<int32_t, py::array::c_style | py::array::forcecast>::ensure(cells);
+  auto cl = int32_indices(cells, fn, "cells");
   auto cs = float_matrix(cell_scores, fn, "cell_scores");
   auto ms = py::array_t<float, py::array::c_style | py::array::forcecast>::ensure(miss);
-  auto iv = py::array_t<int32_t, py::array::c_style | py::array::forcecast>::ensure(ivf);
+  auto iv = int32_indices(ivf, fn, "ivf");
   auto io = int64_array(ivf_offsets, fn, "ivf_offsets");
   if (!cl || cl.ndim() != 2) value_error(cat(fn, ": cells must be a 2-d integer array [m, p]"));
   const int64_t m = cl.shape(0), p = cl.shape(1);

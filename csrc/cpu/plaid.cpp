@@ -177,10 +177,22 @@ void plaid_probe(const float* S, int64_t m, int64_t K, int64_t p, int32_t* cells
 PlaidStageA plaid_stage_a(const int32_t* cells, const float* cell_scores, const float* miss, int64_t m, int64_t p,
                           const int32_t* ivf, const int64_t* ivf_offsets, int64_t num_docs, const uint8_t* allowed) {
   PlaidStageA r;
+  // The dense per-document arrays cover only the documents the probed lists name (checked against
+  // num_docs first), so memory follows the data actually read, never a caller's num_docs alone.
+  int64_t span = 0;
+  for (int64_t e = 0; e < m * p; ++e)
+    for (int64_t x = ivf_offsets[cells[e]]; x < ivf_offsets[cells[e] + 1]; ++x) {
+      const int64_t d = ivf[x];
+      if (d < 0 || d >= num_docs) {
+        r.bad_ivf = true;
+        return r;
+      }
+      span = std::max(span, d + 1);
+    }
   // stamp[d] = 1 + the last query token that touched d (0: never); cur[d] = that token's gain so far.
-  std::vector<int32_t> stamp(static_cast<std::size_t>(num_docs), 0);
-  std::vector<float> cur(static_cast<std::size_t>(num_docs));
-  std::vector<double> acc(static_cast<std::size_t>(num_docs));
+  std::vector<int32_t> stamp(static_cast<std::size_t>(span), 0);
+  std::vector<float> cur(static_cast<std::size_t>(span));
+  std::vector<double> acc(static_cast<std::size_t>(span));
   std::vector<int64_t> touched;
   double base = 0.0;
   for (int64_t i = 0; i < m; ++i) base += miss[i];
@@ -190,11 +202,7 @@ PlaidStageA plaid_stage_a(const int32_t* cells, const float* cell_scores, const 
       const int32_t cell = cells[i * p + j];
       const float gain = cell_scores[i * p + j] - miss[i];
       for (int64_t e = ivf_offsets[cell]; e < ivf_offsets[cell + 1]; ++e) {
-        const int64_t d = ivf[e];
-        if (d < 0 || d >= num_docs) {
-          r.bad_ivf = true;
-          return r;
-        }
+        const int64_t d = ivf[e];  // in [0, span): checked above
         if (stamp[d] != st) {
           if (stamp[d] == 0) touched.push_back(d);
           stamp[d] = st;

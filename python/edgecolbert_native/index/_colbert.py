@@ -98,7 +98,14 @@ def import_colbert(colbert_dir: str | os.PathLike, path: str | os.PathLike, *, d
         ivf_path = os.path.join(src, "ivf.pid.pt")
         if os.path.exists(ivf_path):
             pids, lengths = (_np(t).astype(np.int64) for t in _load_pt(ivf_path))
-            if len(lengths) != K or int(lengths.sum()) != len(pids) or (len(pids) and (pids.min() < 0 or pids.max() >= n)):
+            # colbert-ai's optimize_ivf pads the pid list with up to max(lengths) zeros (StridedTensor
+            # padding, so the last list can be read at full stride): only the first sum(lengths) count.
+            used = int(lengths.sum()) if len(lengths) else 0
+            if (len(lengths) != K or (len(lengths) and lengths.min() < 0) or used > len(pids)
+                    or len(pids) > used + (int(lengths.max()) if len(lengths) else 0)):
+                raise ValueError(f"{fn}: ivf.pid.pt does not match {K} centroids and {n} passages")
+            pids = pids[:used]
+            if len(pids) and (pids.min() < 0 or pids.max() >= n):
                 raise ValueError(f"{fn}: ivf.pid.pt does not match {K} centroids and {n} passages")
             ivf = pids.astype(np.int32)
             ivf_offsets = np.zeros(K + 1, np.int64)

@@ -10,7 +10,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..index import Index
+from ..index import Index, _search
 from ..index._sources import make_source
 
 FORMAT = "edgecolbert-sharded"
@@ -172,7 +172,9 @@ def _ray(address: str) -> Any:
 
 
 class _ShardSearcher:
-    """One shard, memory-mapped, answering batches of queries (the Ray actor's body too)."""
+    """One shard, memory-mapped, answering batches of queries (the Ray actor's body too). Besides a whole
+    search, it answers the three PLAID stages separately (``plaid_*``), so that the coordinator can pick
+    each stage's survivors over the whole collection, exactly as one index would."""
 
     def __init__(self, directory: str, verify: bool = True) -> None:
         self.index = Index.open(directory, verify=verify)
@@ -180,6 +182,51 @@ class _ShardSearcher:
     def search(self, queries: np.ndarray, k: int, query_mask: np.ndarray | None, params: dict) -> tuple:
         k = min(k, max(1, len(self.index)))
         return self.index.search(queries, k=k, query_mask=query_mask, **params)
+
+    def info(self, subset: Any) -> dict:
+        idx = self.index
+        return {"positions": int(len(idx.live)),
+                "allowed": int(_search.allowed_mask(idx, subset, "ShardedIndex.search").sum()),
+                "tokens": int(sum(int(s.offsets[-1]) for s in idx.segments)),
+                "num_centroids": int(idx.num_centroids)}
+
+    def plaid_candidates(self, queries: np.ndarray, query_mask: np.ndarray | None, probes: Sequence[int],
+                         subset: Any, ndocs: int, num_threads: int | None) -> list:
+        """Per query (probe 0: skipped -> None): (best ndocs local positions, their stage-A estimates,
+        how many allowed documents the probed lists held)."""
+        idx = self.index
+        allowed = _search.allowed_mask(idx, subset, "ShardedIndex.search")
+        out: list = [None] * len(queries)
+        for i, qi, S in _search.per_query(idx, queries, query_mask, num_threads):
+            if probes[i] > 0 and len(qi):
+                out[i] = _search.candidates(idx, S, int(probes[i]), allowed, ndocs)
+        return out
+
+    def plaid_approximate(self, queries: np.ndarray, query_mask: np.ndarray | None, positions: Sequence[Any],
+                          threshold: float | None, num_threads: int | None) -> list:
+        """Per query: stage-B scores of the given local positions (None: skipped)."""
+        idx = self.index
+        out: list = [None] * len(queries)
+        for i, qi, S in _search.per_query(idx, queries, query_mask, num_threads):
+            if positions[i] is not None and len(positions[i]) and len(qi):
+                out[i] = _search.approximate(idx, S, np.asarray(positions[i], np.int64), threshold, num_threads)
+        return out
+
+    def plaid_exact(self, queries: np.ndarray, query_mask: np.ndarray | None, positions: Sequence[Any],
+                    num_threads: int | None) -> list:
+        """Per query: (MaxSim of the given local positions, their ids) (None: skipped)."""
+        idx = self.index
+        all_ids = idx._ids_all()
+        out: list = [None] * len(queries)
+        for i in range(len(queries)):
+            pos = positions[i]
+            if pos is None or not len(pos):
+                continue
+            qi = queries[i] if query_mask is None else queries[i][query_mask[i]]
+            if len(qi):
+                pos = np.asarray(pos, np.int64)
+                out[i] = (_search.exact(idx, qi, pos, num_threads), all_ids[pos])
+        return out
 
     def ping(self) -> int:
         return len(self.index)
@@ -246,9 +293,11 @@ class ShardedIndex:
     def search(self, queries: Any, k: int = 10, *, query_mask: Any = None, allow_partial: bool = False,
                timeout: float | None = None, **params: Any) -> tuple[np.ndarray, np.ndarray] | tuple[np.ndarray, np.ndarray, list[int]]:
         """Global top-k: ``(scores [nq, k], ids [nq, k])`` like ``Index.search`` (``params`` go to every
-        shard: nprobe, ndocs, centroid_score_threshold, exhaustive, num_threads). A shard that fails or
-        exceeds ``timeout`` seconds raises ShardError naming it; with ``allow_partial=True`` the result
-        is merged from the shards that answered and a third value lists the failed shards."""
+        shard: nprobe, ndocs, centroid_score_threshold, subset, exhaustive, num_threads). The result is the one
+        an ``Index`` over the whole collection gives with the same parameters (PLAID's stages pick their
+        survivors over all shards: up to four fan-out rounds). A shard that fails, or does not answer a
+        round within ``timeout`` seconds, raises ShardError naming it; with ``allow_partial=True`` the
+        result is merged from the shards that answered and a third value lists the failed shards."""
         q = np.asarray(queries.detach().cpu().numpy() if hasattr(queries, "detach") else queries, dtype=np.float32)
         if q.ndim == 2:
             q = q[None]
@@ -261,36 +310,132 @@ class ShardedIndex:
                 params[key] = d[key]
         if params["centroid_score_threshold"] is None:
             params["centroid_score_threshold"] = -np.inf  # Index.search: -inf = no centroid pruning
-        results: list[Any] = [None] * self.num_shards
-        failed: list[int] = []
-        if self._ray is None:
-            for i, s in enumerate(self.searchers):
-                try:
-                    results[i] = s.search(q, k, mask, params)
-                except Exception as e:  # noqa: BLE001 - reported per shard
-                    if not allow_partial:
-                        raise ShardError(f"shard {i} ({self.top['shards'][i]['dir']}): {e}") from e
-                    failed.append(i)
+        run = _Fanout(self, timeout, allow_partial)
+        subset = params.get("subset")
+        infos = run.call("info", lambda i: (subset,))
+        n_allowed = sum(v["allowed"] for v in infos.values())
+        tokens = sum(v["tokens"] for v in infos.values())
+        # The path one index over the whole collection would take, taken by every shard.
+        if params.get("exhaustive") is None:
+            params["exhaustive"] = tokens <= _search.EXHAUSTIVE_TOKENS
+        ndocs = int(params["ndocs"])
+        if n_allowed == 0 or params["exhaustive"] or (subset is not None and n_allowed <= 4 * ndocs):
+            # Exact on every shard (exhaustive, or every allowed document scored): merging top-k is exact.
+            results = run.call("search", lambda i: (q, k, mask, params))
+            scores, ids = _merge([results[i] for i in sorted(results)], q.shape[0], k, self.top["id_kind"])
         else:
-            ray = self._ray
-            futures = [s.search.remote(q, k, mask, params) for s in self.searchers]
-            deadline = None if timeout is None else time.monotonic() + timeout
-            for i, f in enumerate(futures):
-                try:
-                    left = None if deadline is None else max(0.0, deadline - time.monotonic())
-                    results[i] = ray.get(f, timeout=left)
-                except Exception as e:  # noqa: BLE001 - actor died, task error or timeout
-                    if not allow_partial:
-                        raise ShardError(f"shard {i} ({self.top['shards'][i]['dir']}): {type(e).__name__}: {e}") from e
-                    failed.append(i)
-        scores, ids = _merge([r for r in results if r is not None], q.shape[0], k, self.top["id_kind"])
-        return (scores, ids, failed) if allow_partial else (scores, ids)
+            scores, ids = self._plaid(run, q, mask, k, params, infos, n_allowed)
+        return (scores, ids, sorted(run.failed)) if allow_partial else (scores, ids)
+
+    def _plaid(self, run: "_Fanout", q: np.ndarray, mask: np.ndarray | None, k: int, params: dict,
+               infos: dict, n_allowed: int) -> tuple[np.ndarray, np.ndarray]:
+        """PLAID over the shards with each stage's survivors chosen over the whole collection: the
+        documents, estimates and scores are those one index over the same data computes (every stage is
+        per document, and selections break ties by global position), so the result is that index's."""
+        nq = q.shape[0]
+        nprobe, ndocs, threshold = int(params["nprobe"]), int(params["ndocs"]), params["centroid_score_threshold"]
+        threshold = None if threshold is None or threshold <= -np.inf else float(threshold)
+        nt = params.get("num_threads")
+        subset = params.get("subset")
+        K = next(iter(infos.values()))["num_centroids"]
+        base, b = {}, 0
+        for i in range(self.num_shards):  # global position = shard's first position + local position
+            base[i] = b
+            b += infos[i]["positions"] if i in infos else int(self.top["shards"][i].get("num_docs", 0))
+        rerank = max(k, ndocs // _search.RERANK_DIVISOR)
+        # Stage A, widening the probe for the queries whose pool is short (as Index.search does).
+        probes = np.full(nq, nprobe, np.int64)
+        pools: list = [None] * nq
+        todo = np.ones(nq, bool)
+        while todo.any():
+            got = run.call("plaid_candidates", lambda i: (q, mask, np.where(todo, probes, 0), subset, ndocs, nt))
+            for j in np.flatnonzero(todo):
+                parts = [(base[i] + r[j][0], r[j][1], r[j][2]) for i, r in got.items() if r[j] is not None]
+                count = sum(p[2] for p in parts)
+                pos = np.concatenate([p[0] for p in parts]) if parts else np.empty(0, np.int64)
+                est = np.concatenate([p[1] for p in parts]) if parts else np.empty(0, np.float32)
+                if count < min(ndocs, n_allowed) and probes[j] < K and parts:
+                    probes[j] = min(probes[j] * 4, K)
+                    continue
+                todo[j] = False
+                pools[j] = _search._select(est, pos, ndocs)[1]
+        # Stage B on the global pool, then the re-rank of the global survivors.
+        need = [p is not None and len(p) > rerank for p in pools]
+        if any(need):
+            got = run.call("plaid_approximate",
+                           lambda i: (q, mask, [self._local(pools[j], base, i) if need[j] else None for j in range(nq)],
+                                      threshold, nt))
+            for j in np.flatnonzero(need):
+                pos = np.concatenate([base[i] + self._local(pools[j], base, i) for i in sorted(got)])
+                approx = np.concatenate([got[i][j] if got[i][j] is not None else np.empty(0, np.float32)
+                                         for i in sorted(got)])
+                pools[j] = _search._select(approx, pos, rerank)[1]
+        got = run.call("plaid_exact", lambda i: (q, mask, [None if p is None else self._local(p, base, i) for p in pools], nt))
+        int_ids = self.top["id_kind"] == "int"
+        out_s = np.full((nq, k), -np.inf, np.float32)
+        out_i = np.full((nq, k), -1, np.int64) if int_ids else np.full((nq, k), None, object)
+        for j in range(nq):
+            parts = [(base[i] + np.sort(self._local(pools[j], base, i)), got[i][j]) for i in sorted(got)
+                     if pools[j] is not None and got[i][j] is not None]
+            if not parts:
+                continue
+            pos = np.concatenate([p[0] for p in parts])
+            sc = np.concatenate([p[1][0] for p in parts])
+            ids = np.concatenate([np.asarray(p[1][1], object if not int_ids else np.int64) for p in parts])
+            order = np.lexsort((pos, -sc))[:k]
+            out_s[j, :len(order)], out_i[j, :len(order)] = sc[order], ids[order]
+        return out_s, out_i
+
+    def _local(self, pos: np.ndarray, base: dict, shard: int) -> np.ndarray:
+        """The positions of ``pos`` (global) that fall in ``shard``, as its local positions, sorted."""
+        lo = base[shard]
+        hi = base[shard + 1] if shard + 1 in base else np.iinfo(np.int64).max
+        sel = np.sort(pos[(pos >= lo) & (pos < hi)])
+        return sel - lo
 
     def close(self) -> None:
         if self._ray is not None:
             for s in self.searchers:
                 self._ray.kill(s)
             self.searchers = []
+
+
+class _Fanout:
+    """Calls one method on every live shard (in process, or on Ray actors in parallel), each round waiting
+    at most ``timeout`` seconds for all of them; a failing or late shard raises ShardError, or with
+    ``allow_partial`` is dropped from this and every later round of the search and listed in ``failed``.
+    (A per-round limit, so that the shards that answered still get the time for the later rounds.)"""
+
+    def __init__(self, index: "ShardedIndex", timeout: float | None, allow_partial: bool) -> None:
+        self.index, self.allow_partial, self.timeout = index, allow_partial, timeout
+        self.failed: set[int] = set()
+
+    def _fail(self, i: int, e: BaseException) -> None:
+        if not self.allow_partial:
+            raise ShardError(f"shard {i} ({self.index.top['shards'][i]['dir']}): {type(e).__name__}: {e}") from e
+        self.failed.add(i)
+
+    def call(self, method: str, args: Any) -> dict:
+        """{shard: result} for the shards that answered; ``args(shard)`` gives the call's arguments."""
+        live = [i for i in range(self.index.num_shards) if i not in self.failed]
+        out: dict = {}
+        ray = self.index._ray
+        if ray is None:
+            for i in live:
+                try:
+                    out[i] = getattr(self.index.searchers[i], method)(*args(i))
+                except Exception as e:  # noqa: BLE001 - reported per shard
+                    self._fail(i, e)
+            return out
+        futures = {i: getattr(self.index.searchers[i], method).remote(*args(i)) for i in live}
+        deadline = None if self.timeout is None else time.monotonic() + self.timeout
+        for i, f in futures.items():
+            try:
+                left = None if deadline is None else max(0.0, deadline - time.monotonic())
+                out[i] = ray.get(f, timeout=left)
+            except Exception as e:  # noqa: BLE001 - actor died, task error or timeout
+                self._fail(i, e)
+        return out
 
 
 class QueryBatcher:

@@ -163,6 +163,77 @@ def _topk(scores: np.ndarray, pos: np.ndarray, k: int) -> tuple[np.ndarray, np.n
     return scores[o], pos[o]
 
 
+def _select(values: np.ndarray, pos: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The n best (value descending, ties to the lower position), in no particular order. Deterministic,
+    so that shards of a collection select exactly what one index over it selects (NaN ranks last)."""
+    if len(values) <= n:
+        return values, pos
+    key = np.where(np.isnan(values), -np.inf, values)
+    thr = key[np.argpartition(-key, n - 1)[n - 1]]
+    above = np.flatnonzero(key > thr)
+    eq = np.flatnonzero(key == thr)
+    sel = np.concatenate([above, eq[np.argsort(pos[eq], kind="stable")[:n - len(above)]]])
+    return values[sel], pos[sel]
+
+
+def allowed_mask(index: Any, subset: Any, fn: str) -> np.ndarray:
+    """Positions a search may return: live, and in ``subset`` when one is given."""
+    if subset is None:
+        return index.live
+    pos = index._positions(subset, fn, strict=False)
+    allowed = np.zeros_like(index.live)
+    allowed[pos] = True
+    return allowed
+
+
+def per_query(index: Any, q: np.ndarray, mask: np.ndarray | None, num_threads: int | None):
+    """Yields (i, kept query rows, their centroid scores [m, K]) for each query, scoring the centroids
+    for blocks of queries at a time (a row's scores do not depend on the block it is in)."""
+    nq, lq, _ = q.shape
+    C = np.asarray(index.codec.centroids, np.float32)
+    block = max(1, _SCORE_BLOCK // max(1, lq * index.num_centroids))
+    for b0 in range(0, nq, block):
+        b1 = min(nq, b0 + block)
+        S_all = _ec().centroid_scores(q[b0:b1].reshape(-1, index.dim), C, num_threads=num_threads)
+        S_all = np.asarray(S_all, np.float32).reshape(b1 - b0, lq, -1)
+        for i in range(b0, b1):
+            if mask is None:
+                yield i, q[i], S_all[i - b0]
+            else:
+                yield i, q[i][mask[i]], S_all[i - b0][mask[i]]
+
+
+def candidates(index: Any, S: np.ndarray, probe: int, allowed: np.ndarray, ndocs: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """Stages A at one probe width: (the best ndocs positions, their estimates, how many allowed
+    documents the probed lists held in all)."""
+    pos, est = _stage_a(index, S, probe, allowed)
+    count = len(pos)
+    est, pos = _select(est, pos, ndocs)
+    return pos, est, count
+
+
+def approximate(index: Any, S: np.ndarray, pos: np.ndarray, threshold: float | None, num_threads: int | None) -> np.ndarray:
+    """Stage B scores of the positions ``pos`` (PLAID's centroid interaction)."""
+    return _stage_b(index, S, pos, threshold, num_threads)
+
+
+def exact(index: Any, qi: np.ndarray, pos: np.ndarray, num_threads: int | None) -> np.ndarray:
+    """MaxSim of the query rows ``qi`` with the documents at ``pos``, from their codes."""
+    return _rerank(index, qi, np.asarray(pos, np.int64), num_threads)
+
+
+def resolve_params(index: Any, k: int, nprobe: int | None, ndocs: int | None, threshold: float | None,
+                   fn: str) -> tuple[int, int, float | None]:
+    d = default_params(index, int(k))
+    nprobe = d["nprobe"] if nprobe is None else int(nprobe)
+    ndocs = d["ndocs"] if ndocs is None else int(ndocs)
+    if nprobe < 1 or ndocs < 1:
+        raise ValueError(f"{fn}: nprobe and ndocs must be >= 1")
+    threshold = d["centroid_score_threshold"] if threshold is None else threshold
+    threshold = None if threshold is not None and threshold <= -np.inf else threshold
+    return nprobe, ndocs, threshold
+
+
 def search(index: Any, queries: Any, k: int, nprobe: int | None, ndocs: int | None, threshold: float | None,
            subset: Any, query_mask: Any, exhaustive: bool | None, num_threads: int | None):
     fn = "Index.search"
@@ -180,19 +251,8 @@ def search(index: Any, queries: Any, k: int, nprobe: int | None, ndocs: int | No
     mask = as_mask(query_mask, fn, "query_mask")
     if mask is not None and mask.shape != (nq, lq):
         raise ValueError(f"{fn}: query_mask must have shape {(nq, lq)}, got {mask.shape}")
-    d = default_params(index, int(k))
-    nprobe = d["nprobe"] if nprobe is None else int(nprobe)
-    ndocs = d["ndocs"] if ndocs is None else int(ndocs)
-    if nprobe < 1 or ndocs < 1:
-        raise ValueError(f"{fn}: nprobe and ndocs must be >= 1")
-    threshold = d["centroid_score_threshold"] if threshold is None else threshold
-    threshold = None if threshold is not None and threshold <= -np.inf else threshold
-
-    allowed = index.live
-    if subset is not None:
-        pos = index._positions(subset, fn, strict=False)
-        allowed = np.zeros_like(index.live)
-        allowed[pos] = True
+    nprobe, ndocs, threshold = resolve_params(index, k, nprobe, ndocs, threshold, fn)
+    allowed = allowed_mask(index, subset, fn)
     n_allowed = int(allowed.sum())
     live_tokens = int(sum(int(s.offsets[-1]) for s in index.segments))
     if exhaustive is None:
@@ -221,36 +281,22 @@ def search(index: Any, queries: Any, k: int, nprobe: int | None, ndocs: int | No
             sc, p = _topk(scores[i], apos, k)
             out_s[i, :len(sc)], out_p[i, :len(p)] = sc, p
     else:
-        C = np.asarray(index.codec.centroids, np.float32)
-        block = max(1, _SCORE_BLOCK // max(1, lq * index.num_centroids))
-        for b0 in range(0, nq, block):
-            b1 = min(nq, b0 + block)
-            S_all = ec.centroid_scores(q[b0:b1].reshape(-1, index.dim), C, num_threads=num_threads)
-            S_all = np.asarray(S_all, np.float32).reshape(b1 - b0, lq, -1)
-            for i in range(b0, b1):
-                qi = q[i] if mask is None else q[i][mask[i]]
-                S = S_all[i - b0] if mask is None else S_all[i - b0][mask[i]]
-                if len(qi) == 0:
-                    continue
-                pos, est = _stage_a(index, S, nprobe, allowed)
-                # A selective filter (or tombstones) leaves fewer than ndocs candidates in the probed
-                # lists: probe more centroids until the pool is as large as an unfiltered search's,
-                # so the filter costs no recall inside the subset.
-                probe = nprobe
-                while len(pos) < min(ndocs, n_allowed) and probe < index.num_centroids:
-                    probe = min(probe * 4, index.num_centroids)
-                    pos, est = _stage_a(index, S, probe, allowed)
-                if len(pos) > ndocs:
-                    sel = np.argpartition(-est, ndocs - 1)[:ndocs]
-                    pos = pos[sel]
-                if len(pos) > rerank:
-                    approx = _stage_b(index, S, pos, threshold, num_threads)
-                    sel = np.argpartition(-approx, rerank - 1)[:rerank]
-                    pos = pos[sel]
-                pos = np.sort(pos)
-                sc = _rerank(index, qi, pos, num_threads)
-                sc, p = _topk(sc, pos, k)
-                out_s[i, :len(sc)], out_p[i, :len(p)] = sc, p
+        for i, qi, S in per_query(index, q, mask, num_threads):
+            if len(qi) == 0:
+                continue
+            pos, est, count = candidates(index, S, nprobe, allowed, ndocs)
+            # A selective filter (or tombstones) leaves fewer than ndocs candidates in the probed
+            # lists: probe more centroids until the pool is as large as an unfiltered search's,
+            # so the filter costs no recall inside the subset.
+            probe = nprobe
+            while count < min(ndocs, n_allowed) and probe < index.num_centroids:
+                probe = min(probe * 4, index.num_centroids)
+                pos, est, count = candidates(index, S, probe, allowed, ndocs)
+            if len(pos) > rerank:
+                approx, pos = _select(approximate(index, S, pos, threshold, num_threads), pos, rerank)
+            pos = np.sort(pos)
+            sc, p = _topk(exact(index, qi, pos, num_threads), pos, k)
+            out_s[i, :len(sc)], out_p[i, :len(p)] = sc, p
     return out_s, _to_ids(index, out_p)
 
 

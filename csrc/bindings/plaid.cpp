@@ -14,7 +14,7 @@ py::array_t<float, py::array::c_style> float_matrix(const py::handle& h, const c
   py::array a = py::array::ensure(h);
   if (!a || a.ndim() != 2) value_error(cat(fn, ": ", arg, " must be a 2-d float32 array"));
   if (!(a.dtype().kind() == 'f' && a.itemsize() == 4)) type_error(cat(fn, ": ", arg, " must be float32, got ", dtype_str(a)));
-  return py::array_t<float, py::array::c_style>::ensure(a);
+  return ensure_aligned<float, 0>(a);
 }
 
 PlaidCodes check_codes(const py::array& codes, const char* fn, py::array& keep) {
@@ -22,9 +22,9 @@ PlaidCodes check_codes(const py::array& codes, const char* fn, py::array& keep) 
   PlaidCodes c;
   if (codes.dtype().kind() == 'u' && codes.itemsize() == 2) {
     c.u16 = true;
-    keep = py::array_t<uint16_t, py::array::c_style>::ensure(codes);
+    keep = ensure_aligned<uint16_t, 0>(codes);
   } else if (codes.dtype().kind() == 'i' && codes.itemsize() == 4) {
-    keep = py::array_t<int32_t, py::array::c_style>::ensure(codes);
+    keep = ensure_aligned<int32_t, 0>(codes);
   } else {
     type_error(cat(fn, ": codes must be int32 or uint16, got ", dtype_str(codes)));
   }
@@ -71,10 +71,10 @@ py::array_t<float> centroid_interaction(const py::handle& scores, const py::arra
 py::tuple stage_a(const py::handle& cells, const py::handle& cell_scores, const py::handle& miss, const py::handle& ivf,
                   const py::handle& ivf_offsets, int64_t num_docs, const py::object& allowed) {
   const char* fn = "plaid_stage_a";
-  auto cl = py::array_t<int32_t, py::array::c_style | py::array::forcecast>::ensure(cells);
+  auto cl = ensure_aligned<int32_t>(cells);
   auto cs = float_matrix(cell_scores, fn, "cell_scores");
-  auto ms = py::array_t<float, py::array::c_style | py::array::forcecast>::ensure(miss);
-  auto iv = py::array_t<int32_t, py::array::c_style | py::array::forcecast>::ensure(ivf);
+  auto ms = ensure_aligned<float>(miss);
+  auto iv = ensure_aligned<int32_t>(ivf);
   auto io = int64_array(ivf_offsets, fn, "ivf_offsets");
   if (!cl || cl.ndim() != 2) value_error(cat(fn, ": cells must be a 2-d integer array [m, p]"));
   const int64_t m = cl.shape(0), p = cl.shape(1);

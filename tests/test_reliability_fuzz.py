@@ -276,3 +276,24 @@ def test_misaligned_index_and_codec_arrays_are_copied_not_read_in_place():
     for g, w in zip(got_a, want_a):
         assert np.array_equal(g, w)
 
+
+@pytest.mark.parametrize("poison", ["bucket_weight", "centroid"])
+@pytest.mark.parametrize("isa", ec.info()["paths"])
+def test_compressed_score_of_a_token_whose_norm_overflows_follows_the_definition(isa, poison):
+    # A finite 3e38 makes a decoded token's squared norm overflow, so 1 / ||v|| = 0. The SIMD paths'
+    # factored score (<q, c> + sum lut) / ||v|| was (inf - inf) * 0 = NaN (and a NaN row maximum then
+    # changed other rows' maxima), where the definition, decompress then dot, gives <q, v / inf> = 0.
+    cents, w = CODEC.centroids.copy(), CODEC.bucket_weights.copy()
+    if poison == "bucket_weight":
+        w[np.argmax(np.bincount(np.unpackbits(RES).reshape(-1, 2) @ [1, 2], minlength=4))] = 3e38
+    else:
+        cents[CODES[0], 0] = 3e38
+    cand = np.array([[0, 2], [2, 1]])
+    dec = N.codec_decompress(cents, w, 2, CODES, RES)
+    assert np.isfinite(dec).all()
+    full = N.maxsim(Q, dec, OFF)
+    want = np.take_along_axis(full, cand, axis=1)
+    got = N.maxsim_compressed(Q, cents, w, 2, CODES, RES, OFF, cand, isa=isa)
+    assert not np.isnan(got).any()
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(N.maxsim_compressed(Q, cents, w, 2, CODES, RES, OFF, isa=isa), full, rtol=1e-5, atol=1e-5)

@@ -73,7 +73,7 @@ void build_lut(const float* qr, int64_t rows, int64_t stride, const CodecView& c
   codec_detail::build_lut_generic(tmp.data(), stride, cv, lut, tmp.data() + cv.dim * stride);
 }
 
-float score_doc(const float*, const float* lut, const float* qc, int64_t rows, int64_t stride, const CodecView& cv,
+float score_doc(const float* qr, const float* lut, const float* qc, int64_t rows, int64_t stride, const CodecView& cv,
                 const int32_t* codes, const uint8_t* packed, int64_t ntok, float* scratch) {
   const int64_t w = codec_detail::packed_width(cv.dim, cv.nbits);
   const int64_t nblocks = stride / kCentroidBlockRows;
@@ -89,6 +89,7 @@ float score_doc(const float*, const float* lut, const float* qc, int64_t rows, i
       __m256 m[4];
       for (int v = 0; v < 4; ++v) m[v] = _mm256_loadu_ps(rmax + off + v * kLanes);
       for (int64_t i = 0; i < nt; ++i) {
+        if (inv[i] == 0.0f) continue;  // scored by the definition below
         const float* qcr = qc + static_cast<int64_t>(codes[t0 + i]) * stride + off;
         __m256 a[4];
         for (int v = 0; v < 4; ++v) a[v] = _mm256_loadu_ps(qcr + v * kLanes);
@@ -103,6 +104,9 @@ float score_doc(const float*, const float* lut, const float* qc, int64_t rows, i
       }
       for (int v = 0; v < 4; ++v) _mm256_storeu_ps(rmax + off + v * kLanes, m[v]);
     }
+    for (int64_t i = 0; i < nt; ++i)
+      if (inv[i] == 0.0f)
+        codec_detail::score_token_by_definition(qr, rows, cv, codes[t0 + i], packed + (t0 + i) * w, x, rmax);
   }
   double total = 0.0;
   for (int64_t r = 0; r < rows; ++r) total += rmax[r];

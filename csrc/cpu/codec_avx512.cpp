@@ -109,7 +109,7 @@ void build_lut(const float* qr, int64_t rows, int64_t stride, const CodecView& c
   codec_detail::build_lut_generic(tmp.data(), stride, cv, lut, tmp.data() + cv.dim * stride);
 }
 
-float score_doc(const float*, const float* lut, const float* qc, int64_t rows, int64_t stride, const CodecView& cv,
+float score_doc(const float* qr, const float* lut, const float* qc, int64_t rows, int64_t stride, const CodecView& cv,
                 const int32_t* codes, const uint8_t* packed, int64_t ntok, float* scratch) {
   const int64_t w = codec_detail::packed_width(cv.dim, cv.nbits);
   const int64_t nblocks = stride / kCentroidBlockRows;
@@ -124,6 +124,7 @@ float score_doc(const float*, const float* lut, const float* qc, int64_t rows, i
       const int64_t off = b * kCentroidBlockRows;
       __m512 m0 = _mm512_loadu_ps(rmax + off), m1 = _mm512_loadu_ps(rmax + off + kLanes);
       for (int64_t i = 0; i < nt; ++i) {
+        if (inv[i] == 0.0f) continue;  // scored by the definition below
         const float* qcr = qc + static_cast<int64_t>(codes[t0 + i]) * stride + off;
         __m512 a0 = _mm512_loadu_ps(qcr), a1 = _mm512_loadu_ps(qcr + kLanes);
         const uint8_t* bytes = packed + (t0 + i) * w;
@@ -140,6 +141,9 @@ float score_doc(const float*, const float* lut, const float* qc, int64_t rows, i
       _mm512_storeu_ps(rmax + off, m0);
       _mm512_storeu_ps(rmax + off + kLanes, m1);
     }
+    for (int64_t i = 0; i < nt; ++i)
+      if (inv[i] == 0.0f)
+        codec_detail::score_token_by_definition(qr, rows, cv, codes[t0 + i], packed + (t0 + i) * w, x, rmax);
   }
   double total = 0.0;
   for (int64_t r = 0; r < rows; ++r) total += rmax[r];

@@ -67,7 +67,7 @@ void build_lut(const float* qr, int64_t rows, int64_t stride, const CodecView& c
   codec_detail::build_lut_generic(tmp.data(), stride, cv, lut, tmp.data() + cv.dim * stride);
 }
 
-float score_doc(const float*, const float* lut, const float* qc, int64_t rows, int64_t stride, const CodecView& cv,
+float score_doc(const float* qr, const float* lut, const float* qc, int64_t rows, int64_t stride, const CodecView& cv,
                 const int32_t* codes, const uint8_t* packed, int64_t ntok, float* scratch) {
   const int64_t w = codec_detail::packed_width(cv.dim, cv.nbits);
   const int64_t nblocks = stride / kCentroidBlockRows;
@@ -83,6 +83,7 @@ float score_doc(const float*, const float* lut, const float* qc, int64_t rows, i
       float32x4_t m[8];
       for (int v = 0; v < 8; ++v) m[v] = vld1q_f32(rmax + off + v * kLanes);
       for (int64_t i = 0; i < nt; ++i) {
+        if (inv[i] == 0.0f) continue;  // scored by the definition below
         const float* qcr = qc + static_cast<int64_t>(codes[t0 + i]) * stride + off;
         float32x4_t a[8];
         for (int v = 0; v < 8; ++v) a[v] = vld1q_f32(qcr + v * kLanes);
@@ -97,6 +98,9 @@ float score_doc(const float*, const float* lut, const float* qc, int64_t rows, i
       }
       for (int v = 0; v < 8; ++v) vst1q_f32(rmax + off + v * kLanes, m[v]);
     }
+    for (int64_t i = 0; i < nt; ++i)
+      if (inv[i] == 0.0f)
+        codec_detail::score_token_by_definition(qr, rows, cv, codes[t0 + i], packed + (t0 + i) * w, x, rmax);
   }
   double total = 0.0;
   for (int64_t r = 0; r < rows; ++r) total += rmax[r];

@@ -12,6 +12,8 @@
 #include "edgecolbert/common.hpp"
 #include "edgecolbert/dispatch.hpp"
 
+#include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <vector>
 
@@ -122,6 +124,29 @@ static inline void expand_any(int nbits, const float* table, const uint8_t* byte
     case 2: expand_residual<4>(table, bytes, nbytes, x); break;
     case 4: expand_residual<2>(table, bytes, nbytes, x); break;
     default: expand_residual<1>(table, bytes, nbytes, x); break;
+  }
+}
+
+// The SIMD score_doc factors a token's scores as (<q, centroid> + sum_p lut[p][byte_p]) / ||v||. When
+// ||v|| overflows float (a centroid or weight beyond ~1.8e19), 1 / ||v|| is 0 and the factored score is
+// inf * 0 or (inf - inf) * 0 = NaN, where the definition (codec_scalar.cpp: decompress, then dot) gives
+// <q, v / inf>, 0 for a finite v. Such a token (1 / ||v|| == 0, also when it underflowed) is scored here
+// by the definition, into the running row maxima rmax[0, rows); qr is [rows, dim], x has dim floats.
+static inline void score_token_by_definition(const float* qr, int64_t rows, const CodecView& cv, int32_t code,
+                                             const uint8_t* bytes, float* x, float* rmax) {
+  const int g = 8 / cv.nbits;
+  const float* c = cv.centroids + static_cast<int64_t>(code) * cv.dim;
+  float ss = 0.0f;
+  for (int64_t d = 0; d < cv.dim; ++d) {
+    x[d] = c[d] + cv.weights[byte_bucket(bytes[d / g], static_cast<int>(d % g), cv.nbits)];
+    ss += x[d] * x[d];
+  }
+  const float den = std::max(std::sqrt(ss), 1e-12f);
+  for (int64_t d = 0; d < cv.dim; ++d) x[d] /= den;
+  for (int64_t r = 0; r < rows; ++r) {
+    float dot = 0.0f;
+    for (int64_t k = 0; k < cv.dim; ++k) dot += qr[r * cv.dim + k] * x[k];
+    rmax[r] = std::max(rmax[r], dot);
   }
 }
 

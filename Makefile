@@ -80,15 +80,22 @@ bench: install
 # The Python extension built with AddressSanitizer + UBSan, running the kernel and index suites. The
 # interpreter is not instrumented, so the ASan runtime is preloaded (with libstdc++, whose __cxa_throw
 # ASan must find when the extension throws); leak detection is off because CPython keeps its objects.
+# Sanitizer reports go to files: a report on stderr lands in pytest's capture of the running test and
+# is lost when the sanitizer ends the process (UBSan's halt_on_error exits with status 1: dots, then
+# nothing); the files are printed when pytest fails.
 ASAN_PRELOAD = $(shell gcc -print-file-name=libasan.so) $(shell gcc -print-file-name=libstdc++.so)
+SAN_LOGS = $(abspath build/sanitizer-logs)
 test-asan: deps-test
 	cmake -S . -B build/py-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DEDGECOLBERT_SANITIZE=ON -DEDGECOLBERT_BUILD_CUDA=OFF -DPython_EXECUTABLE=$(abspath $(PY)) -Dpybind11_DIR=$$($(PY) -m pybind11 --cmakedir) >/dev/null
 	cmake --build build/py-asan --target _native -j $(JOBS)
 	rm -rf build/asan-pkg && mkdir -p build/asan-pkg && cp -r python/edgecolbert_native build/asan-pkg/ && cp build/py-asan/_native*.so build/asan-pkg/edgecolbert_native/
-	LD_PRELOAD="$(ASAN_PRELOAD)" ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+	rm -rf $(SAN_LOGS) && mkdir -p $(SAN_LOGS)
+	LD_PRELOAD="$(ASAN_PRELOAD)" ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:log_path=$(SAN_LOGS)/asan \
+	  UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1:log_path=$(SAN_LOGS)/ubsan \
 	  PYTHONPATH=build/asan-pkg EDGECOLBERT_KILLS=10 EDGECOLBERT_FUZZ_EXAMPLES=60 $(PY) -m pytest -q -p no:cacheprovider tests/test_maxsim.py tests/test_maxsim_errors.py \
 	  tests/test_codec.py tests/test_centroids.py tests/test_index.py tests/test_index_colbert.py tests/test_untrusted_input.py \
-	  tests/test_reliability_fuzz.py
+	  tests/test_reliability_fuzz.py \
+	  || { status=$$?; for f in $(SAN_LOGS)/*; do if [ -e "$$f" ]; then echo "== $$f"; cat "$$f"; fi; done; exit $$status; }
 
 # Longer reliability runs than `make test` does: 1,000 SIGKILLed writers, a 2-minute soak.
 test-crash-long: install

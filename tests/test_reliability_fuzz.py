@@ -242,3 +242,58 @@ def test_report_counts():
     """Prints what the fuzz tests above tried (run with -s)."""
     print(f"\nreliability fuzz: {CALLS['n']} calls over {len(NATIVE)} native and {len(PUBLIC)} public entry points,"
           f" {CALLS['raised']} refused with ValueError/TypeError, none crashed")
+
+
+def _misaligned(a: np.ndarray) -> np.ndarray:
+    """a's values in a C-contiguous view one byte past an aligned address."""
+    buf = np.zeros(a.nbytes + 1, np.uint8)
+    m = np.frombuffer(buf.data, dtype=a.dtype, count=a.size, offset=1).reshape(a.shape)
+    m[...] = a
+    assert m.flags.c_contiguous and not m.flags.aligned
+    return m
+
+
+def test_misaligned_index_and_codec_arrays_are_copied_not_read_in_place():
+    # Such a view has the right dtype and layout, so pybind11's ensure() handed it back as is and the
+    # kernels loaded int64/int32/float from odd addresses: undefined behaviour, which UBSan (make test-asan)
+    # ends with exit status 1 inside pytest's output capture (dots, then nothing). Now numpy copies it.
+    cand = np.array([[0, 2], [1, 1]])
+    assert np.array_equal(N.maxsim(Q, T, _misaligned(OFF)), N.maxsim(Q, T, OFF))
+    assert np.array_equal(N.maxsim_candidates(Q, T, OFF, _misaligned(cand)), N.maxsim_candidates(Q, T, OFF, cand))
+    got = N.codec_decompress(CODEC.centroids, _misaligned(CODEC.bucket_weights), 2, _misaligned(CODES), RES)
+    assert np.array_equal(got, N.codec_decompress(CODEC.centroids, CODEC.bucket_weights, 2, CODES, RES))
+    codes = CODES.astype(np.int64)  # wider than int32: range-checked through int64_array first
+    assert np.array_equal(N.codec_decompress(CODEC.centroids, CODEC.bucket_weights, 2, _misaligned(codes), RES), got)
+    scores = rng.standard_normal((3, 8)).astype(np.float32)
+    docs = np.array([0, 2, 1])
+    want = N.plaid_centroid_interaction(scores, CODES, OFF, docs, 0.0)
+    assert np.array_equal(N.plaid_centroid_interaction(_misaligned(scores), _misaligned(CODES), OFF, docs, 0.0), want)
+    args = dict(cells=np.array([[0, 1], [2, 0]], np.int32), cell_scores=np.ones((2, 2), np.float32),
+                miss=np.zeros(2, np.float32), ivf=np.array([0, 1, 2, 1, 0], np.int32),
+                ivf_offsets=np.array([0, 2, 3, 5]), num_docs=3)
+    want_a = N.plaid_stage_a(**args)
+    got_a = N.plaid_stage_a(**{k: _misaligned(v) if isinstance(v, np.ndarray) else v for k, v in args.items()})
+    for g, w in zip(got_a, want_a):
+        assert np.array_equal(g, w)
+
+
+@pytest.mark.parametrize("poison", ["bucket_weight", "centroid"])
+@pytest.mark.parametrize("isa", ec.info()["paths"])
+def test_compressed_score_of_a_token_whose_norm_overflows_follows_the_definition(isa, poison):
+    # A finite 3e38 makes a decoded token's squared norm overflow, so 1 / ||v|| = 0. The SIMD paths'
+    # factored score (<q, c> + sum lut) / ||v|| was (inf - inf) * 0 = NaN (and a NaN row maximum then
+    # changed other rows' maxima), where the definition, decompress then dot, gives <q, v / inf> = 0.
+    cents, w = CODEC.centroids.copy(), CODEC.bucket_weights.copy()
+    if poison == "bucket_weight":
+        w[np.argmax(np.bincount(np.unpackbits(RES).reshape(-1, 2) @ [1, 2], minlength=4))] = 3e38
+    else:
+        cents[CODES[0], 0] = 3e38
+    cand = np.array([[0, 2], [2, 1]])
+    dec = N.codec_decompress(cents, w, 2, CODES, RES)
+    assert np.isfinite(dec).all()
+    full = N.maxsim(Q, dec, OFF)
+    want = np.take_along_axis(full, cand, axis=1)
+    got = N.maxsim_compressed(Q, cents, w, 2, CODES, RES, OFF, cand, isa=isa)
+    assert not np.isnan(got).any()
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(N.maxsim_compressed(Q, cents, w, 2, CODES, RES, OFF, isa=isa), full, rtol=1e-5, atol=1e-5)

@@ -53,11 +53,11 @@ CodecState check_codec(const py::array& centroids, const py::array& weights, con
   if ((dim * nbits) % 8 != 0)
     value_error(cat(fn, ": dim * nbits must be a multiple of 8 (residuals are packed into whole bytes), got dim ", dim,
                     " with nbits ", nbits));
-  s.weights = py::array_t<float, py::array::c_style | py::array::forcecast>::ensure(weights);
+  s.weights = ensure_aligned<float>(weights);
   if (!s.weights || s.weights.ndim() != 1 || s.weights.shape(0) != (1 << nbits))
     value_error(cat(fn, ": bucket_weights must have shape (", 1 << nbits, ",) for nbits ", nbits));
   if (!cutoffs.is_none()) {
-    s.cutoffs = py::array_t<float, py::array::c_style | py::array::forcecast>::ensure(cutoffs);
+    s.cutoffs = ensure_aligned<float>(cutoffs);
     if (!s.cutoffs || s.cutoffs.ndim() != 1 || s.cutoffs.shape(0) != (1 << nbits) - 1)
       value_error(cat(fn, ": bucket_cutoffs must have shape (", (1 << nbits) - 1, ",) for nbits ", nbits));
     for (int64_t i = 0; i + 1 < s.cutoffs.shape(0); ++i)
@@ -81,7 +81,7 @@ py::array_t<int32_t, py::array::c_style> check_codes(const py::handle& codes, co
       if (w.data()[i] < 0 || w.data()[i] >= cv.num_centroids)
         value_error(cat(fn, ": codes[", i, "] = ", w.data()[i], " is not a centroid id in [0, ", cv.num_centroids, ")"));
   }
-  auto c = py::array_t<int32_t, py::array::c_style | py::array::forcecast>::ensure(a);
+  py::array_t<int32_t, py::array::c_style> c = ensure_aligned<int32_t>(a);
   const int32_t* p = c.data();
   for (py::ssize_t i = 0; i < c.shape(0); ++i)
     if (p[i] < 0 || p[i] >= cv.num_centroids)

@@ -45,6 +45,16 @@ inline void require_readable(const py::array& a, const char* fn, const char* arg
     value_error(cat(fn, ": ", arg, " is not aligned to its element size (", a.itemsize(), " bytes)"));
 }
 
+// array_t<T>::ensure that also requires alignment. A C-contiguous view at an address that is not a
+// multiple of sizeof(T) (np.frombuffer(buf, offset=1)) already has the right dtype and layout, so a
+// plain ensure() hands it back as is, and reading T from it is undefined behaviour (under UBSan the
+// process exits with status 1). NPY_ARRAY_ALIGNED makes numpy copy such a view instead. Cast = 0 for
+// the callers that accept only numpy's safe casts.
+template <typename T, int Cast = py::array::forcecast>
+auto ensure_aligned(const py::handle& h) {
+  return py::array_t<T, py::array::c_style | Cast | py::detail::npy_api::NPY_ARRAY_ALIGNED_>::ensure(h);
+}
+
 // Token dtype from the array and an optional declared name ("bfloat16" for uint16/int16 storage).
 inline DType token_dtype(const py::array& a, const std::string& declared, const char* fn, const char* arg) {
   const char kind = a.dtype().kind();
@@ -80,7 +90,7 @@ inline py::array_t<int64_t, py::array::c_style> int64_array(const py::handle& h,
     type_error(cat(fn, ": ", arg, " must hold integers, got ", dtype_str(a)));
   // forcecast: numpy will not cast uint64 to int64 "safely", and a failed ensure() is a null array that
   // callers would dereference. A uint64 above INT64_MAX wraps negative and fails every caller's range check.
-  auto r = py::array_t<int64_t, py::array::c_style | py::array::forcecast>::ensure(a);
+  py::array_t<int64_t, py::array::c_style> r = ensure_aligned<int64_t>(a);
   if (!r) type_error(cat(fn, ": ", arg, " must be an array of integers convertible to int64, got ", dtype_str(a)));
   return r;
 }

@@ -15,14 +15,14 @@ py::array_t<float, py::array::c_style> float_matrix(const py::handle& h, const c
   py::array a = py::array::ensure(h);
   if (!a || a.ndim() != 2) value_error(cat(fn, ": ", arg, " must be a 2-d float32 array"));
   if (!(a.dtype().kind() == 'f' && a.itemsize() == 4)) type_error(cat(fn, ": ", arg, " must be float32, got ", dtype_str(a)));
-  return py::array_t<float, py::array::c_style>::ensure(a);
+  return ensure_aligned<float, 0>(a);
 }
 
 // An int32 index array without silent wrap-around: int32 input is used as is, any other integer type is
 // range-checked (a value past int32 would otherwise alias a valid centroid or document).
 py::array_t<int32_t, py::array::c_style> int32_indices(const py::handle& h, const char* fn, const char* arg) {
   py::array a = py::array::ensure(h);
-  if (a && a.dtype().kind() == 'i' && a.itemsize() == 4) return py::array_t<int32_t, py::array::c_style>::ensure(a);
+  if (a && a.dtype().kind() == 'i' && a.itemsize() == 4) return ensure_aligned<int32_t, 0>(a);
   auto w = int64_array(h, fn, arg);
   py::array_t<int32_t, py::array::c_style> out(std::vector<py::ssize_t>(w.shape(), w.shape() + w.ndim()));
   const int64_t* src = w.data();
@@ -40,9 +40,9 @@ PlaidCodes check_codes(const py::array& codes, const char* fn, py::array& keep) 
   PlaidCodes c;
   if (codes.dtype().kind() == 'u' && codes.itemsize() == 2) {
     c.u16 = true;
-    keep = py::array_t<uint16_t, py::array::c_style>::ensure(codes);
+    keep = ensure_aligned<uint16_t, 0>(codes);
   } else if (codes.dtype().kind() == 'i' && codes.itemsize() == 4) {
-    keep = py::array_t<int32_t, py::array::c_style>::ensure(codes);
+    keep = ensure_aligned<int32_t, 0>(codes);
   } else {
     type_error(cat(fn, ": codes must be int32 or uint16, got ", dtype_str(codes)));
   }
@@ -91,7 +91,7 @@ py::tuple stage_a(const py::handle& cells, const py::handle& cell_scores, const 
   const char* fn = "plaid_stage_a";
   auto cl = int32_indices(cells, fn, "cells");
   auto cs = float_matrix(cell_scores, fn, "cell_scores");
-  auto ms = py::array_t<float, py::array::c_style | py::array::forcecast>::ensure(miss);
+  auto ms = ensure_aligned<float>(miss);
   auto iv = int32_indices(ivf, fn, "ivf");
   auto io = int64_array(ivf_offsets, fn, "ivf_offsets");
   if (!cl || cl.ndim() != 2) value_error(cat(fn, ": cells must be a 2-d integer array [m, p]"));

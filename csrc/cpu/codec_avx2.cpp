@@ -134,7 +134,7 @@ float score_doc(const float* q, int64_t rows, const CodecView& cv, const int32_t
     for (int j = 0; j < nj; ++j) {
       const int64_t t = j0 + j;
       const float nrm = token_norm(cv, codes[t], packed + t * w, w, x + j * dim);
-      inv[j] = 1.0f / std::max(norms != nullptr ? norms[t] : nrm, 1e-12f);
+      inv[j] = codec_detail::inv_norm_or_normalise(norms != nullptr ? norms[t] : nrm, x + j * dim, dim);
     }
     for (int64_t b = 0; b < blocks; b += 2) {
       const float* qb = q + b * dim * kLanes;

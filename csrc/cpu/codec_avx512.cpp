@@ -246,7 +246,7 @@ float score_doc_nb(const float* q, int64_t rows, const CodecView& cv, const int3
       const int64_t t = j0 + j;
       const float ss = decode<NB>(dc, cv.centroids + static_cast<int64_t>(codes[t]) * dim, packed + t * w, dim,
                                   x + j * dim);
-      inv[j] = 1.0f / std::max(norms != nullptr ? norms[t] : std::sqrt(ss), 1e-12f);
+      inv[j] = codec_detail::inv_norm_or_normalise(norms != nullptr ? norms[t] : std::sqrt(ss), x + j * dim, dim);
     }
     for (int64_t b = 0; b < blocks; b += 2) {
       const float* qb = q + b * dim * kLanes;

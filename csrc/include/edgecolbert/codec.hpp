@@ -12,6 +12,8 @@
 #include "edgecolbert/common.hpp"
 #include "edgecolbert/dispatch.hpp"
 
+#include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <vector>
 
@@ -89,6 +91,18 @@ static inline void expand_any(int nbits, const float* table, const uint8_t* byte
     case 4: expand_residual<2>(table, bytes, nbytes, x); break;
     default: expand_residual<1>(table, bytes, nbytes, x); break;
   }
+}
+
+// The fused compressed MaxSim scores a decoded row x = c + r as <q, x> * (1 / max(||x||, 1e-12)). When
+// ||x|| overflows to inf (a finite centroid or bucket weight above ~1.8e19), 1 / inf = 0 and <q, x> * 0
+// is NaN or 0 where the definition (codec_scalar.cpp: decompress, then dot) gives <q, x / inf>: 0 for
+// a finite x. Such a row is divided in place, as decompress does, and scored with factor 1.
+static inline float inv_norm_or_normalise(float norm, float* x, int64_t dim) {
+  const float den = std::max(norm, 1e-12f);
+  const float inv = 1.0f / den;
+  if (inv != 0.0f) return inv;
+  for (int64_t d = 0; d < dim; ++d) x[d] /= den;
+  return 1.0f;
 }
 
 }  // namespace edgecolbert::codec_detail

@@ -45,6 +45,10 @@ def codec_decompress(
     centroids: _F32, bucket_weights: _F32, nbits: int, codes: Any, residuals: Any, dtype: str = ...,
     num_threads: int | None = ..., isa: str = ...,
 ) -> _Array: ...
+def codec_token_norms(
+    centroids: _F32, bucket_weights: _F32, nbits: int, codes: Any, residuals: Any,
+    num_threads: int | None = ..., isa: str = ...,
+) -> _F32: ...
 def maxsim_compressed(
     queries: _Array, centroids: _F32, bucket_weights: _F32, nbits: int, codes: Any, residuals: Any, doc_offsets: Any,
     candidates: Any = ..., query_mask: Any = ..., num_threads: int | None = ..., queries_dtype: str = ...,

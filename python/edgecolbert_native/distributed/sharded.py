@@ -374,16 +374,16 @@ class ShardedIndex:
         int_ids = self.top["id_kind"] == "int"
         out_s = np.full((nq, k), -np.inf, np.float32)
         out_i = np.full((nq, k), -1, np.int64) if int_ids else np.full((nq, k), None, object)
-        for j in range(nq):
-            parts = [(base[i] + np.sort(self._local(pools[j], base, i)), got[i][j]) for i in sorted(got)
-                     if pools[j] is not None and got[i][j] is not None]
-            if not parts:
+        for qn in range(nq):
+            hits = [(base[i] + np.sort(self._local(pools[qn], base, i)), got[i][qn]) for i in sorted(got)
+                    if pools[qn] is not None and got[i][qn] is not None]
+            if not hits:
                 continue
-            pos = np.concatenate([p[0] for p in parts])
-            sc = np.concatenate([p[1][0] for p in parts])
-            ids = np.concatenate([np.asarray(p[1][1], object if not int_ids else np.int64) for p in parts])
+            pos = np.concatenate([h[0] for h in hits])
+            sc = np.concatenate([h[1][0] for h in hits])
+            ids = np.concatenate([np.asarray(h[1][1], object if not int_ids else np.int64) for h in hits])
             order = np.lexsort((pos, -sc))[:k]
-            out_s[j, :len(order)], out_i[j, :len(order)] = sc[order], ids[order]
+            out_s[qn, :len(order)], out_i[qn, :len(order)] = sc[order], ids[order]
         return out_s, out_i
 
     def _local(self, pos: np.ndarray, base: dict, shard: int) -> np.ndarray:

@@ -82,9 +82,10 @@ inline __m512 weights16(const Decoder& dc, const uint8_t* bytes, int64_t nbytes)
   }
 }
 
-// x = c + r for one token (x has room for dim rounded up to 16); returns sum of squares.
+// x = c + r for one token (x has room for dim rounded up to 16); returns the squared norm's 16 partial
+// sums (lane l: dims l, l + 16, ...).
 template <int NB>
-inline float decode(const Decoder& dc, const float* c, const uint8_t* bytes, int64_t dim, float* x) {
+inline __m512 decode_ss(const Decoder& dc, const float* c, const uint8_t* bytes, int64_t dim, float* x) {
   constexpr int64_t kBytes16 = 2 * NB;  // residual bytes per 16 dims
   __m512 ss = _mm512_setzero_ps();
   int64_t d = 0;
@@ -100,7 +101,35 @@ inline float decode(const Decoder& dc, const float* c, const uint8_t* bytes, int
     _mm512_mask_storeu_ps(x + d, m, v);
     ss = _mm512_fmadd_ps(v, v, ss);
   }
-  return _mm512_reduce_add_ps(ss);
+  return ss;
+}
+
+// The horizontal sums of 16 vectors, lane t = sum of v[t], each added in exactly the pairing order of
+// _mm512_reduce_add_ps (lanes i + i+8, then + i+4, + i+2, + i+1; float addition is commutative), so a
+// norm computed here equals the one decompress computes bit for bit. 15 adds and 31 shuffles for 16
+// tokens instead of 16 reductions into scalars.
+inline __m512 hsum16(const __m512* v) {
+  __m512 a[8], b[4], c[2];
+  for (int k = 0; k < 8; ++k)  // lanes 0-7: token 2k's i + i+8, lanes 8-15: token 2k+1's
+    a[k] = _mm512_add_ps(_mm512_shuffle_f32x4(v[2 * k], v[2 * k + 1], _MM_SHUFFLE(1, 0, 1, 0)),
+                         _mm512_shuffle_f32x4(v[2 * k], v[2 * k + 1], _MM_SHUFFLE(3, 2, 3, 2)));
+  for (int k = 0; k < 4; ++k)  // quarter q: token 4k+q's (i) + (i+4)
+    b[k] = _mm512_add_ps(_mm512_shuffle_f32x4(a[2 * k], a[2 * k + 1], _MM_SHUFFLE(2, 0, 2, 0)),
+                         _mm512_shuffle_f32x4(a[2 * k], a[2 * k + 1], _MM_SHUFFLE(3, 1, 3, 1)));
+  for (int k = 0; k < 2; ++k)  // quarter q: [token 8k+q's (i)+(i+2), token 8k+4+q's] in lane pairs
+    c[k] = _mm512_add_ps(_mm512_shuffle_ps(b[2 * k], b[2 * k + 1], _MM_SHUFFLE(1, 0, 1, 0)),
+                         _mm512_shuffle_ps(b[2 * k], b[2 * k + 1], _MM_SHUFFLE(3, 2, 3, 2)));
+  // lane 4q + j: token 4j + q
+  const __m512 r = _mm512_add_ps(_mm512_shuffle_ps(c[0], c[1], _MM_SHUFFLE(2, 0, 2, 0)),
+                                 _mm512_shuffle_ps(c[0], c[1], _MM_SHUFFLE(3, 1, 3, 1)));
+  const __m512i to_token = _mm512_set_epi32(15, 11, 7, 3, 14, 10, 6, 2, 13, 9, 5, 1, 12, 8, 4, 0);
+  return _mm512_permutexvar_ps(to_token, r);
+}
+
+// Sum of squares of one decoded token (the decompress path).
+template <int NB>
+inline float decode(const Decoder& dc, const float* c, const uint8_t* bytes, int64_t dim, float* x) {
+  return _mm512_reduce_add_ps(decode_ss<NB>(dc, c, bytes, dim, x));
 }
 
 Decoder make_decoder(const CodecView& cv) {
@@ -161,9 +190,15 @@ void token_norms_nb(const CodecView& cv, const int32_t* codes, const uint8_t* pa
   const int64_t w = codec_detail::packed_width(cv.dim, NB);
   const Decoder dc = make_decoder(cv);
   std::vector<float> buf(static_cast<std::size_t>(cv.dim + kLanes));
-  for (int64_t t = 0; t < n; ++t)
-    out[t] = std::sqrt(decode<NB>(dc, cv.centroids + static_cast<int64_t>(codes[t]) * cv.dim, packed + t * w, cv.dim,
-                                  buf.data()));
+  __m512 ssv[16];
+  for (int64_t t0 = 0; t0 < n; t0 += 16) {  // the reduction score_doc uses, 16 tokens at a time
+    const int nt = static_cast<int>(std::min<int64_t>(16, n - t0));
+    for (int j = 0; j < 16; ++j)
+      ssv[j] = j < nt ? decode_ss<NB>(dc, cv.centroids + static_cast<int64_t>(codes[t0 + j]) * cv.dim,
+                                      packed + (t0 + j) * w, cv.dim, buf.data())
+                      : _mm512_setzero_ps();
+    _mm512_mask_storeu_ps(out + t0, static_cast<__mmask16>((1u << nt) - 1), _mm512_sqrt_ps(hsum16(ssv)));
+  }
 }
 
 void token_norms(const CodecView& cv, const int32_t* codes, const uint8_t* packed, int64_t n, float* out) {
@@ -242,11 +277,23 @@ float score_doc_nb(const float* q, int64_t rows, const CodecView& cv, const int3
       const char* p = reinterpret_cast<const char*>(cv.centroids + static_cast<int64_t>(codes[j0 + kNJ + i]) * dim);
       for (int64_t o = 0; o < crow_bytes; o += 64) _mm_prefetch(p + o, _MM_HINT_T0);
     }
-    for (int j = 0; j < nj; ++j) {
-      const int64_t t = j0 + j;
-      const float ss = decode<NB>(dc, cv.centroids + static_cast<int64_t>(codes[t]) * dim, packed + t * w, dim,
-                                  x + j * dim);
-      inv[j] = codec_detail::inv_norm_or_normalise(norms != nullptr ? norms[t] : std::sqrt(ss), x + j * dim, dim);
+    // Decode the tile; 1 / max(||v||, 1e-12) for its tokens in one vector (sqrt and division are IEEE
+    // exact, the sums are decompress's: the same bits as its scalar sequence).
+    __m512 ssv[16];
+    for (int j = 0; j < 16; ++j)
+      ssv[j] = j < nj ? decode_ss<NB>(dc, cv.centroids + static_cast<int64_t>(codes[j0 + j]) * dim,
+                                      packed + (j0 + j) * w, dim, x + j * dim)
+                      : _mm512_setzero_ps();
+    const __mmask16 live = static_cast<__mmask16>((1u << nj) - 1);
+    const __m512 nrm = norms != nullptr ? _mm512_maskz_loadu_ps(live, norms + j0) : _mm512_sqrt_ps(hsum16(ssv));
+    const __m512 iv = _mm512_div_ps(_mm512_set1_ps(1.0f), _mm512_max_ps(_mm512_set1_ps(1e-12f), nrm));
+    _mm512_mask_storeu_ps(inv, live, iv);
+    // A norm that overflowed to inf gives 1 / inf = 0: such a row is scored by the definition instead.
+    for (__mmask16 z = _mm512_mask_cmp_ps_mask(live, iv, _mm512_setzero_ps(), _CMP_EQ_OQ); z != 0; z &= z - 1) {
+      const int j = __builtin_ctz(z);
+      float nr = 0.0f;
+      _mm_store_ss(&nr, _mm512_castps512_ps128(_mm512_permutexvar_ps(_mm512_set1_epi32(j), nrm)));
+      inv[j] = codec_detail::inv_norm_or_normalise(nr, x + j * dim, dim);
     }
     for (int64_t b = 0; b < blocks; b += 2) {
       const float* qb = q + b * dim * kLanes;

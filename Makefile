@@ -12,7 +12,7 @@ JOBS ?= $(shell nproc)
 TORCH := torch==2.13.0
 BUILD_TOOLS := scikit-build-core pybind11 cmake ninja numpy
 
-.PHONY: run test test-asan fuzz typecheck test-crash-long soak test-cpp test-arm test-py bench install deps-test apt-arm clean
+.PHONY: run test test-asan fuzz fuzz-native apt-clang typecheck test-crash-long soak test-cpp test-arm test-py bench install deps-test apt-arm clean
 
 $(VENV)/.base:
 	test -x $(PY) || $(PYTHON_BOOT) -m venv $(VENV)
@@ -42,7 +42,7 @@ run: $(VENV)/.base
 	$(PIP) install -q --no-build-isolation '.[demo]'
 	$(VENV)/bin/edgecolbert demo
 
-test: deps-test install test-cpp test-arm typecheck test-py test-asan
+test: deps-test install test-cpp test-arm typecheck test-py test-asan fuzz-native
 
 # The C++ kernel tests, natively: once optimised, once under AddressSanitizer + UBSan.
 test-cpp:
@@ -97,12 +97,34 @@ test-asan: deps-test
 	  tests/test_reliability_fuzz.py \
 	  || { status=$$?; for f in $(SAN_LOGS)/*; do if [ -e "$$f" ]; then echo "== $$f"; cat "$$f"; fi; done; exit $$status; }
 
+# Coverage-guided fuzzing of the C++ binding layer with native coverage: the extension built by clang
+# with -fsanitize=address,fuzzer-no-link (EDGECOLBERT_FUZZ_COVERAGE), run under atheris's libFuzzer + ASan
+# runtime, so that libFuzzer is guided by the C++ branches (and the Python wrappers'), not only Python's.
+# Fails on any finding, and when the extension's counters were not loaded (no native guidance).
+FUZZ_NATIVE_SECONDS ?= 30
+apt-clang:
+	@if ! command -v clang++ >/dev/null; then \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq clang >/dev/null; \
+	fi
+
+fuzz-native: deps-test apt-clang
+	cmake -S . -B build/py-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ -DEDGECOLBERT_FUZZ_COVERAGE=ON -DEDGECOLBERT_BUILD_CUDA=OFF -DPython_EXECUTABLE=$(abspath $(PY)) -Dpybind11_DIR=$$($(PY) -m pybind11 --cmakedir) >/dev/null
+	cmake --build build/py-fuzz --target _native -j $(JOBS)
+	rm -rf build/fuzz-pkg && mkdir -p build/fuzz-pkg && cp -r python/edgecolbert_native build/fuzz-pkg/ && cp build/py-fuzz/_native*.so build/fuzz-pkg/edgecolbert_native/
+	LD_PRELOAD="$$($(PY) -c 'import atheris; print(atheris.path())')/asan_with_fuzzer.so" ASAN_OPTIONS=detect_leaks=0 \
+	  PYTHONPATH=build/fuzz-pkg $(PY) tests/fuzz/fuzz_bindings.py -max_total_time=$(FUZZ_NATIVE_SECONDS) -print_final_stats=1 \
+	  > build/fuzz-native.log 2>&1 || { tail -60 build/fuzz-native.log; exit 1; }
+	@grep -E "inline 8-bit counters|DONE|stat::number_of_executed_units" build/fuzz-native.log
+	@grep -qE "Loaded [0-9]+ modules +\(([0-9]{4,}) inline 8-bit counters" build/fuzz-native.log || { echo "no native coverage counters were loaded"; exit 1; }
+
 # Longer reliability runs than `make test` does: 1,000 SIGKILLed writers, a 2-minute soak.
 test-crash-long: install
 	EDGECOLBERT_KILLS=1000 $(PY) -m pytest -q -s tests/test_index.py -k sigkill
 
 fuzz: install
 	EDGECOLBERT_FUZZ_SECONDS=600 EDGECOLBERT_FUZZ_EXAMPLES=5000 $(PY) -m pytest -q -s tests/test_fuzz.py tests/test_reliability_fuzz.py
+	$(MAKE) fuzz-native FUZZ_NATIVE_SECONDS=600
 
 soak: install
 	EDGECOLBERT_SOAK_SECONDS=120 $(PY) -m pytest -q -s tests/test_soak.py

@@ -66,6 +66,20 @@ def test_errors_are_one_line(tmp_path, capsys):
     bad.write_text('{"id": 1}\n')
     assert main(["index", str(bad), "-o", str(tmp_path / "i")]) == 2
     assert "bad.jsonl:1" in capsys.readouterr().err
+    # found by fuzz_parsers: a truncated .gz, a JSON line that is not an object, bad 'relevant'
+    import gzip
+
+    gz = tmp_path / "q.jsonl.gz"
+    gz.write_bytes(gzip.compress("".join(f'{{"id": {i}, "text": "x"}}\n' for i in range(50)).encode())[:40])
+    with pytest.raises(ValueError, match="truncated or corrupt gzip"):
+        read_queries(str(gz))
+    with pytest.raises(ValueError, match="truncated or corrupt gzip"):
+        list(read_documents(str(gz)))
+    for line in ('[1, 2]', '{"text": "a", "relevant": 5}', '{"text": '):
+        q = tmp_path / "q.jsonl"
+        q.write_text(line + "\n")
+        with pytest.raises(ValueError, match="q.jsonl:1"):
+            read_queries(str(q))
 
 
 def test_interrupted_index_resumes(tmp_path, monkeypatch, capsys):

@@ -7,6 +7,7 @@ import gzip
 import io
 import json
 import os
+import zlib
 from dataclasses import dataclass, field
 from typing import Iterator
 
@@ -51,7 +52,14 @@ def read_documents(path: str, *, field: str = "text") -> Iterator[Document]:
     """Documents from a JSONL(.gz) file, a plain-text file or a folder of .txt/.md files.
 
     Raises ValueError naming the file and line for a JSONL line without an id or the text field, and
-    for duplicate ids."""
+    for duplicate ids; ValueError naming the file for truncated or corrupt gzip data."""
+    try:
+        yield from _read_documents(path, field)
+    except (EOFError, zlib.error) as e:
+        raise ValueError(f"{path}: truncated or corrupt gzip data ({e})") from None
+
+
+def _read_documents(path: str, field: str) -> Iterator[Document]:
     seen: set[str] = set()
 
     def checked(doc: Document, where: str) -> Document:
@@ -97,6 +105,13 @@ def read_documents(path: str, *, field: str = "text") -> Iterator[Document]:
 
 def read_queries(path: str) -> list[Query]:
     """Queries from JSONL(.gz) (`id`, `text`, optional `relevant` ids and `kind`) or plain text."""
+    try:
+        return _read_queries(path)
+    except (EOFError, zlib.error) as e:
+        raise ValueError(f"{path}: truncated or corrupt gzip data ({e})") from None
+
+
+def _read_queries(path: str) -> list[Query]:
     if not _is_jsonl(path):
         with _open_text(path) as f:
             return [Query(str(i), line.strip()) for i, line in enumerate(l for l in f if l.strip())]
@@ -105,10 +120,15 @@ def read_queries(path: str) -> list[Query]:
         for lineno, line in enumerate(f, 1):
             if not line.strip():
                 continue
-            obj = json.loads(line)
-            if "text" not in obj:
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
+            if not isinstance(obj, dict) or "text" not in obj:
                 raise ValueError(f"{path}:{lineno}: each query needs a 'text' field")
             rel = obj.get("relevant", [])
+            if not isinstance(rel, list):
+                raise ValueError(f"{path}:{lineno}: 'relevant' must be a list of document ids")
             out.append(Query(str(obj.get("id", lineno)), str(obj["text"]), [str(r) for r in rel], str(obj.get("kind", ""))))
     return out
 

@@ -1,5 +1,6 @@
 """Coverage-guided fuzzing (atheris) of every file parser: index manifest and arrays, codec state,
-sharded manifest, checkpoint configs, safetensors headers and tokenizer files. Every input must give a
+sharded manifest, checkpoint configs, safetensors headers, tokenizer files, and the CLI's corpus and
+query files. Every input must give a
 clean Python exception or a defined result; a crash, hang or any other exception type is a finding.
 
     python tests/fuzz/fuzz_parsers.py -max_total_time=60      # make fuzz runs it longer
@@ -20,6 +21,7 @@ with atheris.instrument_imports(include=["edgecolbert_native"]):
 
     import edgecolbert_native as ec
     from edgecolbert_native.codec import ResidualCodec
+    from edgecolbert_native.corpus import read_documents, read_queries
     from edgecolbert_native.distributed import ShardedIndex
     from edgecolbert_native.encoder import _config
     from edgecolbert_native.encoder._encoder import _load_weights
@@ -50,7 +52,7 @@ def _index_with(name: str, data: bytes) -> str:
 
 def TestOneInput(data: bytes) -> None:
     fdp = atheris.FuzzedDataProvider(data)
-    target = fdp.ConsumeIntInRange(0, 6)
+    target = fdp.ConsumeIntInRange(0, 8)
     payload = fdp.ConsumeBytes(fdp.remaining_bytes())
     try:
         if target == 0:  # the index manifest
@@ -87,6 +89,20 @@ def TestOneInput(data: bytes) -> None:
             with open(p, "wb") as f:
                 f.write(payload)
             _load_weights(p)
+        elif target in (7, 8):  # the CLI's corpus and query files (JSONL, as `edgecolbert index/search` read them)
+            p = os.path.join(WORK, "case.jsonl")
+            with open(p, "wb") as f:
+                f.write(payload)
+            try:  # the CLI turns exactly these into a one-line error; anything else would be a traceback
+                if target == 7:
+                    for _ in read_documents(p):
+                        pass
+                else:
+                    read_queries(p)
+            except (ValueError, OSError):
+                return
+            except Exception as e:  # noqa: BLE001 - a finding
+                raise AssertionError(f"corpus/query reader raised {type(e).__name__}: {e}") from e
         else:  # a tokenizer.json
             from tokenizers import Tokenizer
 

@@ -244,10 +244,22 @@ class ShardedIndex:
         top_path = os.path.join(path, TOP)
         if not os.path.exists(top_path):
             raise FileNotFoundError(f"{path}: no {TOP}: not a complete sharded index (re-run build_sharded to resume)")
-        with open(top_path) as f:
-            top = json.load(f)
-        if top.get("format") != FORMAT or top.get("version") != VERSION:
+        with open(top_path, "rb") as f:
+            raw_top = f.read()
+        try:
+            top = json.loads(raw_top.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise ValueError(f"{top_path}: not valid JSON ({e})") from None
+        if not isinstance(top, dict) or top.get("format") != FORMAT or top.get("version") != VERSION:
             raise ValueError(f"{top_path}: not an {FORMAT} v{VERSION} manifest")
+        try:
+            return cls._open_checked(path, top_path, top, ray_address, verify)
+        except (KeyError, TypeError, AttributeError, IndexError, OverflowError) as e:
+            raise ValueError(f"{top_path}: malformed manifest: {e!r}") from None
+
+    @classmethod
+    def _open_checked(cls, path: str, top_path: str, top: dict, ray_address: str | None,
+                      verify: bool) -> "ShardedIndex":
         if verify and "codec_crc32" in top and _crc_file(os.path.join(path, CODEC)) != top["codec_crc32"]:
             raise ValueError(f"{os.path.join(path, CODEC)} does not match {TOP} (changed or corrupt)")
         num_tokens, id_kinds = 0, set()

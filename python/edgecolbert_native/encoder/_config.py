@@ -178,6 +178,16 @@ def _dense_spec(folder: str) -> DenseSpec:
 
 
 def read_checkpoint(path: str, overrides: dict[str, Any] | None = None) -> CheckpointSpec:
+    """Describes the checkpoint in `path` (see _read_checkpoint). A configuration file whose JSON has the
+    wrong structure (a list where an object belongs, a string where a number does) is a ValueError naming
+    the directory, never a stray TypeError or AttributeError."""
+    try:
+        return _read_checkpoint(path, overrides)
+    except (KeyError, TypeError, AttributeError, IndexError, OverflowError) as e:
+        raise ValueError(f"{path}: malformed checkpoint configuration ({e!r})") from None
+
+
+def _read_checkpoint(path: str, overrides: dict[str, Any] | None = None) -> CheckpointSpec:
     """Describes the checkpoint in `path`.
 
     Three flavours, decided by what the directory holds:

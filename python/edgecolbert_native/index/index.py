@@ -184,7 +184,9 @@ class Index:
                 raise CorruptIndexError(os.path.join(path, m["tombstones"]["file"]), "tombstone out of range")
             if int(m["num_docs"]) != base or int(m["num_live"]) != base - len(np.unique(tomb)):
                 raise CorruptIndexError(mpath, "document counts do not match the segments and tombstones")
-        except (KeyError, TypeError, ValueError) as e:
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError) as e:
+            # Any structural surprise in the JSON (a list where an object belongs, a missing key, a
+            # number out of range) is a corrupt manifest, reported as such.
             raise CorruptIndexError(mpath, f"malformed manifest: {e!r}") from None
         codec = _ec().ResidualCodec(np.ascontiguousarray(centroids, np.float32), np.asarray(cutoffs, np.float32),
                                     np.asarray(weights, np.float32), nbits)

@@ -159,13 +159,16 @@ def test_ray_data_encode_and_index(tmp_path, ray_cluster):
     from edgecolbert_native.corpus import pydocs_paths, read_documents
 
     texts = [d.text for _, d in zip(range(40), read_documents(pydocs_paths()[0]))]
-    for part in range(2):
-        with open(tmp_path / f"part-{part}.jsonl", "w") as f:
-            for i in range(part * 20, part * 20 + 20):
-                f.write(json.dumps({"id": f"p{i}", "text": texts[i]}) + "\n")
+    with open(tmp_path / "part-0.jsonl", "w") as f:  # one JSONL part and one Parquet part
+        for i in range(20):
+            f.write(json.dumps({"id": f"p{i}", "text": texts[i]}) + "\n")
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"id": [f"p{i}" for i in range(20, 40)], "text": texts[20:40]}), tmp_path / "part-1.parquet")
+    parts = [str(tmp_path / "part-0.jsonl"), str(tmp_path / "part-1.parquet")]
     model = offline_model_path()
-    sx = index_corpus([str(tmp_path / "part-0.jsonl"), str(tmp_path / "part-1.jsonl")], str(tmp_path / "idx"),
-                      model=model, num_shards=2, ray_address="auto", sample_docs=16)
+    sx = index_corpus(parts, str(tmp_path / "idx"), model=model, num_shards=2, ray_address="auto", sample_docs=16)
     assert len(sx) == 40 and sx.num_shards == 2
     enc = Encoder.from_pretrained(model)
     q, m = enc.encode_queries([texts[7], texts[31]])  # a passage's own text finds the passage
@@ -179,8 +182,7 @@ def test_ray_data_encode_and_index(tmp_path, ray_cluster):
     stamp = m0.stat().st_mtime_ns
     shutil.rmtree(tmp_path / "idx" / "shard-00001")
     os.unlink(tmp_path / "idx" / "sharded.json")
-    sx = index_corpus([str(tmp_path / "part-0.jsonl"), str(tmp_path / "part-1.jsonl")], str(tmp_path / "idx"),
-                      model=model, num_shards=2, ray_address="auto", sample_docs=16)
+    sx = index_corpus(parts, str(tmp_path / "idx"), model=model, num_shards=2, ray_address="auto", sample_docs=16)
     assert m0.stat().st_mtime_ns == stamp and len(sx) == 40
     assert not list((tmp_path / "idx").rglob("*.npz"))  # part files go once their shard is built
     s2, ids2 = sx.search(q.numpy(), 3, query_mask=m.numpy())

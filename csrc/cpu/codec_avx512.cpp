@@ -108,22 +108,36 @@ inline __m512 decode_ss(const Decoder& dc, const float* c, const uint8_t* bytes,
 // _mm512_reduce_add_ps (lanes i + i+8, then + i+4, + i+2, + i+1; float addition is commutative), so a
 // norm computed here equals the one decompress computes bit for bit. 15 adds and 31 shuffles for 16
 // tokens instead of 16 reductions into scalars.
-inline __m512 hsum16(const __m512* v) {
-  __m512 a[8], b[4], c[2];
-  for (int k = 0; k < 8; ++k)  // lanes 0-7: token 2k's i + i+8, lanes 8-15: token 2k+1's
-    a[k] = _mm512_add_ps(_mm512_shuffle_f32x4(v[2 * k], v[2 * k + 1], _MM_SHUFFLE(1, 0, 1, 0)),
-                         _mm512_shuffle_f32x4(v[2 * k], v[2 * k + 1], _MM_SHUFFLE(3, 2, 3, 2)));
-  for (int k = 0; k < 4; ++k)  // quarter q: token 4k+q's (i) + (i+4)
-    b[k] = _mm512_add_ps(_mm512_shuffle_f32x4(a[2 * k], a[2 * k + 1], _MM_SHUFFLE(2, 0, 2, 0)),
-                         _mm512_shuffle_f32x4(a[2 * k], a[2 * k + 1], _MM_SHUFFLE(3, 1, 3, 1)));
-  for (int k = 0; k < 2; ++k)  // quarter q: [token 8k+q's (i)+(i+2), token 8k+4+q's] in lane pairs
-    c[k] = _mm512_add_ps(_mm512_shuffle_ps(b[2 * k], b[2 * k + 1], _MM_SHUFFLE(1, 0, 1, 0)),
-                         _mm512_shuffle_ps(b[2 * k], b[2 * k + 1], _MM_SHUFFLE(3, 2, 3, 2)));
+// Levels 1-2 of the tree for 4 tokens (quarter q of the result: token q's (i + i+8) + (i+4 + i+12)).
+inline __m512 hsum4_partial(__m512 v0, __m512 v1, __m512 v2, __m512 v3) {
+  const __m512 a0 = _mm512_add_ps(_mm512_shuffle_f32x4(v0, v1, _MM_SHUFFLE(1, 0, 1, 0)),
+                                  _mm512_shuffle_f32x4(v0, v1, _MM_SHUFFLE(3, 2, 3, 2)));
+  const __m512 a1 = _mm512_add_ps(_mm512_shuffle_f32x4(v2, v3, _MM_SHUFFLE(1, 0, 1, 0)),
+                                  _mm512_shuffle_f32x4(v2, v3, _MM_SHUFFLE(3, 2, 3, 2)));
+  return _mm512_add_ps(_mm512_shuffle_f32x4(a0, a1, _MM_SHUFFLE(2, 0, 2, 0)),
+                       _mm512_shuffle_f32x4(a0, a1, _MM_SHUFFLE(3, 1, 3, 1)));
+}
+
+// Levels 3-4 for four groups of 4 tokens (b[g] from hsum4_partial): lane t = token t's full sum.
+inline __m512 hsum16_finish(__m512 b0, __m512 b1, __m512 b2, __m512 b3) {
+  const __m512 c0 = _mm512_add_ps(_mm512_shuffle_ps(b0, b1, _MM_SHUFFLE(1, 0, 1, 0)),
+                                  _mm512_shuffle_ps(b0, b1, _MM_SHUFFLE(3, 2, 3, 2)));
+  const __m512 c1 = _mm512_add_ps(_mm512_shuffle_ps(b2, b3, _MM_SHUFFLE(1, 0, 1, 0)),
+                                  _mm512_shuffle_ps(b2, b3, _MM_SHUFFLE(3, 2, 3, 2)));
   // lane 4q + j: token 4j + q
-  const __m512 r = _mm512_add_ps(_mm512_shuffle_ps(c[0], c[1], _MM_SHUFFLE(2, 0, 2, 0)),
-                                 _mm512_shuffle_ps(c[0], c[1], _MM_SHUFFLE(3, 1, 3, 1)));
+  const __m512 r = _mm512_add_ps(_mm512_shuffle_ps(c0, c1, _MM_SHUFFLE(2, 0, 2, 0)),
+                                 _mm512_shuffle_ps(c0, c1, _MM_SHUFFLE(3, 1, 3, 1)));
   const __m512i to_token = _mm512_set_epi32(15, 11, 7, 3, 14, 10, 6, 2, 13, 9, 5, 1, 12, 8, 4, 0);
   return _mm512_permutexvar_ps(to_token, r);
+}
+
+// The horizontal sums of 16 vectors, lane t = sum of v[t], each added in exactly the pairing order of
+// _mm512_reduce_add_ps (lanes i + i+8, then + i+4, + i+2, + i+1; float addition is commutative), so a
+// norm computed here equals the one decompress computes bit for bit. Callers that decode tokens one
+// by one run hsum4_partial per group of 4 so that no more than a few vectors are live.
+inline __m512 hsum16(const __m512* v) {
+  return hsum16_finish(hsum4_partial(v[0], v[1], v[2], v[3]), hsum4_partial(v[4], v[5], v[6], v[7]),
+                       hsum4_partial(v[8], v[9], v[10], v[11]), hsum4_partial(v[12], v[13], v[14], v[15]));
 }
 
 // Sum of squares of one decoded token (the decompress path).
@@ -279,13 +293,19 @@ float score_doc_nb(const float* q, int64_t rows, const CodecView& cv, const int3
     }
     // Decode the tile; 1 / max(||v||, 1e-12) for its tokens in one vector (sqrt and division are IEEE
     // exact, the sums are decompress's: the same bits as its scalar sequence).
-    __m512 ssv[16];
-    for (int j = 0; j < 16; ++j)
-      ssv[j] = j < nj ? decode_ss<NB>(dc, cv.centroids + static_cast<int64_t>(codes[j0 + j]) * dim,
-                                      packed + (j0 + j) * w, dim, x + j * dim)
-                      : _mm512_setzero_ps();
+    // (groups of 4 tokens reduced as they are decoded: few live vectors, no spill of 16 partial sums)
+    auto ss_of = [&](int j) {
+      return j < nj ? decode_ss<NB>(dc, cv.centroids + static_cast<int64_t>(codes[j0 + j]) * dim,
+                                    packed + (j0 + j) * w, dim, x + j * dim)
+                    : _mm512_setzero_ps();
+    };
+    __m512 grp[4];
+    for (int g = 0; g < 4; ++g)
+      grp[g] = 4 * g < nj ? hsum4_partial(ss_of(4 * g), ss_of(4 * g + 1), ss_of(4 * g + 2), ss_of(4 * g + 3))
+                          : _mm512_setzero_ps();
     const __mmask16 live = static_cast<__mmask16>((1u << nj) - 1);
-    const __m512 nrm = norms != nullptr ? _mm512_maskz_loadu_ps(live, norms + j0) : _mm512_sqrt_ps(hsum16(ssv));
+    const __m512 nrm = norms != nullptr ? _mm512_maskz_loadu_ps(live, norms + j0)
+                                        : _mm512_sqrt_ps(hsum16_finish(grp[0], grp[1], grp[2], grp[3]));
     const __m512 iv = _mm512_div_ps(_mm512_set1_ps(1.0f), _mm512_max_ps(_mm512_set1_ps(1e-12f), nrm));
     _mm512_mask_storeu_ps(inv, live, iv);
     // A norm that overflowed to inf gives 1 / inf = 0: such a row is scored by the definition instead.

@@ -113,7 +113,7 @@ fuzz-native: deps-test apt-clang
 	cmake --build build/py-fuzz --target _native -j $(JOBS)
 	rm -rf build/fuzz-pkg && mkdir -p build/fuzz-pkg && cp -r python/edgecolbert_native build/fuzz-pkg/ && cp build/py-fuzz/_native*.so build/fuzz-pkg/edgecolbert_native/
 	LD_PRELOAD="$$($(PY) -c 'import atheris; print(atheris.path())')/asan_with_fuzzer.so" ASAN_OPTIONS=detect_leaks=0 \
-	  PYTHONPATH=build/fuzz-pkg $(PY) tests/fuzz/fuzz_bindings.py -max_total_time=$(FUZZ_NATIVE_SECONDS) -print_final_stats=1 \
+	  PYTHONPATH=build/fuzz-pkg $(PY) tests/fuzz/fuzz_bindings.py -max_total_time=$(FUZZ_NATIVE_SECONDS) -print_final_stats=1 -artifact_prefix=build/ \
 	  > build/fuzz-native.log 2>&1 || { tail -60 build/fuzz-native.log; exit 1; }
 	@grep -E "inline 8-bit counters|DONE|stat::number_of_executed_units" build/fuzz-native.log
 	@grep -qE "Loaded [0-9]+ modules +\(([0-9]{4,}) inline 8-bit counters" build/fuzz-native.log || { echo "no native coverage counters were loaded"; exit 1; }

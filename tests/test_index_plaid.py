@@ -113,6 +113,9 @@ def _probe_ref(S, p):
         cells[i] = order[:min(p, K)]
         if p < K:
             miss[i] = S[i, order[p]]
+            if not np.isfinite(miss[i]):  # stage A's gains stay finite: the lowest finite probed score, or 0
+                fin = S[i, cells[i]][np.isfinite(S[i, cells[i]])]
+                miss[i] = fin.min() if len(fin) else 0.0
     return cells, miss
 
 
@@ -124,6 +127,9 @@ def test_probe_matches_numpy(K, p):
     S = rng.standard_normal((m, K)).astype(np.float32)
     S[:, ::3] = np.round(S[:, ::3], 1)  # many ties
     S[2, :] = 0.25  # a row of ties only
+    S[3, :] = np.arange(K)  # ascending: every column enters the running top list
+    S[4, ::2] = np.nan  # NaN ranks below every number
+    S[5, 1::4] = -np.inf
     cells, cs, miss = _plaid.probe(S, p)
     ref_cells, ref_miss = _probe_ref(S, p)
     np.testing.assert_array_equal(cells, ref_cells)

@@ -266,3 +266,33 @@ def test_query_batcher_equals_direct_calls(tmp_path, data):
     batcher.close()
     for i in range(len(q)):
         assert np.array_equal(got[i][1], want_i[i]) and np.allclose(got[i][0], want_s[i], atol=1e-5)
+
+
+def test_encoder_actor_runs_on_its_gpu_when_given_one(tmp_path, monkeypatch):
+    """num_gpus > 0 puts each encoder actor's model on "cuda" (Ray restricts the actor to its GPUs).
+    Checked without a GPU: the encoder is replaced by one that records its device and returns host
+    tensors, so the actor's move of CUDA outputs to the host (`.cpu()`) is not exercised here."""
+    import torch
+
+    from edgecolbert_native.distributed import encode
+    from edgecolbert_native.encoder import Encoder
+
+    seen = {}
+
+    class FakeEncoder:
+        def encode_documents(self, texts, batch_size):
+            lens = [len(t.split()) for t in texts]
+            off = torch.tensor(np.concatenate([[0], np.cumsum(lens)]), dtype=torch.int64)
+            return torch.ones(int(off[-1]), 4), off
+
+    def fake_from_pretrained(model, device="cpu"):
+        seen["device"] = device
+        return FakeEncoder()
+
+    monkeypatch.setattr(Encoder, "from_pretrained", staticmethod(fake_from_pretrained))
+    assert encode._actor_device(0) == "cpu" and encode._actor_device(0.5) == "cuda" and encode._actor_device(1) == "cuda"
+    actor = encode._EncodeBatch("m", "text", 8, str(tmp_path / "parts"), device=encode._actor_device(1))
+    assert seen["device"] == "cuda"
+    out = actor({"text": np.array(["a b", "c d e"]), "id": np.array(["x", "y"]), "shard": np.array([0, 1])})
+    assert list(out["ntok"]) == [2, 3]
+    assert len(list((tmp_path / "parts").rglob("*.npz"))) == 2

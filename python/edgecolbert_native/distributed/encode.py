@@ -28,15 +28,21 @@ import numpy as np
 from .sharded import CODEC, FORMAT, TOP, VERSION, ShardedIndex, _atomic_json, _check_plan, _crc_file, _ray, _shard_dir
 
 
+def _actor_device(num_gpus: float) -> str:
+    """Where an encoder actor runs: Ray gives an actor with num_gpus > 0 its GPU(s) through
+    CUDA_VISIBLE_DEVICES, so "cuda" is that actor's own device."""
+    return "cuda" if num_gpus > 0 else "cpu"
+
+
 class _EncodeBatch:
     """Ray Data actor: loads the encoder once; encodes a batch of rows and writes each shard's share of it
     as one part file (float16 CSR + ids) under ``out/parts/shard-NNNNN/``; returns only counts, so no
     token vector passes through the driver."""
 
-    def __init__(self, model: str, field: str, batch_size: int, parts: str) -> None:
+    def __init__(self, model: str, field: str, batch_size: int, parts: str, device: str = "cpu") -> None:
         from ..encoder import Encoder
 
-        self.encoder = Encoder.from_pretrained(model)
+        self.encoder = Encoder.from_pretrained(model, device=device)
         self.field, self.batch_size, self.parts = field, batch_size, parts
 
     def __call__(self, batch: dict) -> dict:
@@ -47,8 +53,8 @@ class _EncodeBatch:
         ids = np.array([str(i) for i in batch["id"]])
         shard = np.asarray(batch["shard"], np.int64)
         tokens, offsets = self.encoder.encode_documents(texts, batch_size=self.batch_size)
-        t = tokens.numpy().astype(np.float16)
-        o = offsets.numpy().astype(np.int64)
+        t = tokens.float().cpu().numpy().astype(np.float16)
+        o = offsets.cpu().numpy().astype(np.int64)
         for s in np.unique(shard):
             rows = np.flatnonzero(shard == s)
             lens = o[rows + 1] - o[rows]
@@ -116,7 +122,8 @@ def index_corpus(paths: Sequence[str], out: str, *, model: str, num_shards: int,
                  field: str = "text", ray_address: str = "local", sample_docs: int = 512, batch_size: int = 32,
                  concurrency: int | None = None, num_gpus: float = 0, seed: int = 0) -> ShardedIndex:
     """Encodes and indexes JSONL/Parquet files on Ray into a sharded index at ``out`` (resumable).
-    ``concurrency``: encoder actors (default one per live node of the cluster); ``num_gpus`` per actor."""
+    ``concurrency``: encoder actors (default one per live node of the cluster); ``num_gpus`` per actor (with
+    ``num_gpus > 0`` each actor encodes on its GPU, ``device="cuda"``)."""
     from ..codec import ResidualCodec
     from ..encoder import Encoder
     from ..index.index import default_num_centroids
@@ -149,7 +156,8 @@ def index_corpus(paths: Sequence[str], out: str, *, model: str, num_shards: int,
         ds = ds.filter(lambda row: int(row["shard"]) not in done)
         print(f"index_corpus: resuming, {len(done)} of {num_shards} shards already built", flush=True)
     encoded = ds.map_batches(_EncodeBatch, fn_constructor_kwargs={"model": model, "field": field,
-                                                                   "batch_size": batch_size, "parts": parts},
+                                                                   "batch_size": batch_size, "parts": parts,
+                                                                   "device": _actor_device(num_gpus)},
                              batch_size=batch_size * 4, concurrency=concurrency, num_gpus=num_gpus,
                              batch_format="numpy")
     ndocs = ntok = 0

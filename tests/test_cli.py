@@ -149,3 +149,17 @@ def test_sharded_index_from_the_cli(corpus, tmp_path, capsys):
     capsys.readouterr()
     assert main(["search", str(out), "--queries", str(corpus[1]), "--eval"]) == 0
     assert capsys.readouterr().out.strip().splitlines()[-1] == "MRR@10 1.0000 Recall@100 1.0000"
+
+
+def test_device_option(built, corpus, tmp_path, capsys, monkeypatch):
+    # --device cpu is the default spelled out; a CUDA device on a machine without one is a one-line error
+    assert main(["search", str(built), "lazy dog", "-k", "1", "--json", "--device", "cpu"]) == 0
+    assert json.loads(capsys.readouterr().out)["results"][0]["id"] == "fox"
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for argv in (["index", str(corpus[0]), "-o", str(tmp_path / "g"), "--device", "cuda"],
+                 ["search", str(built), "x", "--device", "cuda:0"],
+                 ["rerank", str(corpus[0]), "--query", "x", "--device", "cuda"]):
+        assert main(argv) == 2
+        assert "sees no CUDA device" in capsys.readouterr().err

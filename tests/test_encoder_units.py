@@ -283,3 +283,11 @@ def test_reduced_precision_stays_close(tiny, variant):
     q, m = enc.encode_queries(H.QUERIES)
     s_ref, s = _maxsim(q_ref, m_ref, t_ref, o_ref), _maxsim(q, m, t.float(), o)
     assert float((s - s_ref).abs().max()) < 0.05 * float(s_ref.abs().max())
+
+
+def test_cuda_without_a_gpu_is_a_clear_error(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(RuntimeError, match="sees no CUDA device"):
+        Encoder.from_pretrained(offline_model_path(), device="cuda")

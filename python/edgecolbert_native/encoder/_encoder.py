@@ -133,6 +133,9 @@ class Encoder:
         if quantize not in (None, "int8"):
             raise ValueError(f"Encoder.from_pretrained: quantize must be None or 'int8', got {quantize!r}")
         device = torch.device(device)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise RuntimeError(f"Encoder.from_pretrained: device {str(device)!r} was asked for, but this torch "
+                               f"({torch.__version__}) sees no CUDA device")
         if quantize and (device.type != "cpu" or dtype != torch.float32):
             raise ValueError("Encoder.from_pretrained: quantize='int8' needs device='cpu' and dtype=float32")
         path = resolve_checkpoint(name_or_path, cache_dir=cache_dir, revision=revision,

@@ -122,7 +122,7 @@ def build_cli_index(corpus: str | Sequence[Document], out: str, *, model: str | 
         _atomic_write_bytes(stamp, fp.encode())
         return _build_cli_index_ray(docs, out, str(model_name), encoder, nbits, field, batch_size, ray_address,
                                     num_shards or 2, fp, corpus if isinstance(corpus, str) else None, timings,
-                                    num_gpus=1 if str(device).startswith("cuda") else 0)
+                                    num_gpus=1 if device.startswith("cuda") else 0)
     work = os.path.join(out, "encoded")
     stamp = os.path.join(work, "fingerprint")
     if restart and os.path.isdir(work):
@@ -148,7 +148,7 @@ def build_cli_index(corpus: str | Sequence[Document], out: str, *, model: str | 
             part = docs[i * CHUNK_DOCS : (i + 1) * CHUNK_DOCS]
             tokens, offsets = encoder.encode_documents([d.text for d in part], batch_size=batch_size)
             spool = io.BytesIO()
-            np.savez(spool, tokens=tokens.float().cpu().numpy().astype(np.float16), offsets=offsets.cpu().numpy())
+            np.savez(spool, tokens=tokens.cpu().numpy().astype(np.float16), offsets=offsets.cpu().numpy())
             _atomic_write_bytes(chunk_path[i], spool.getvalue())
             bar.update(len(part))
     timings["encode"] = time.perf_counter() - t0
@@ -261,7 +261,7 @@ def search_cli_index(ci: CliIndex, queries: Sequence[Query], k: int, encoder: An
     q, mask = encoder.encode_queries([x.text for x in queries])
     timings["encode queries"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    scores, ids = ci.index.search(q.float().cpu().numpy(), k=min(k, len(ci.index)), query_mask=mask.cpu().numpy(),
+    scores, ids = ci.index.search(q.cpu().numpy(), k=min(k, len(ci.index)), query_mask=mask.cpu().numpy(),
                                   num_threads=num_threads)
     timings["search"] = time.perf_counter() - t0
     return scores, ids, timings

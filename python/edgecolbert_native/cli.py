@@ -85,7 +85,7 @@ def _cmd_rerank(args: argparse.Namespace) -> int:
     encoder, _ = load_encoder(args.model, args.device)
     q, mask = encoder.encode_queries([args.query])
     tokens, offsets = encoder.encode_documents([d.text for d in docs], batch_size=args.batch_size)
-    s = maxsim(q.float().cpu().numpy(), tokens.float().cpu().numpy(), offsets.cpu().numpy(),
+    s = maxsim(q.cpu().numpy(), tokens.cpu().numpy(), offsets.cpu().numpy(),
                query_mask=mask.cpu().numpy(), num_threads=args.threads)[0]
     order = np.argsort(-s, kind="stable")[: args.k]
     for r, i in enumerate(order, 1):

@@ -53,7 +53,7 @@ class _EncodeBatch:
         ids = np.array([str(i) for i in batch["id"]])
         shard = np.asarray(batch["shard"], np.int64)
         tokens, offsets = self.encoder.encode_documents(texts, batch_size=self.batch_size)
-        t = tokens.float().cpu().numpy().astype(np.float16)
+        t = tokens.cpu().numpy().astype(np.float16)
         o = offsets.cpu().numpy().astype(np.int64)
         for s in np.unique(shard):
             rows = np.flatnonzero(shard == s)

@@ -184,6 +184,40 @@ def test_subset_filtering(data, built4):
             assert H.recall(ids, true_raw) >= 0.90
 
 
+def test_probe_widens_only_to_undo_a_filter(data, tmp_path, monkeypatch):
+    """nprobe means what it says on an index with nothing deleted (no widening even when the probed
+    lists hold fewer than ndocs documents); tombstones make the probe widen until the pool is as large
+    as it was before the deletions; a subset keeps widening to ndocs (test_subset_filtering)."""
+    from edgecolbert_native.index import _search
+    x, off, q = data
+    n = 600
+    idx = Index.build(tmp_path / "w", x[: off[n]], off[: n + 1], nbits=2, num_centroids=256)
+    widths: list[int] = []
+    real = _search.candidates
+
+    def spy(index, S, probe, allowed, ndocs, pool=False):
+        widths.append(probe)
+        return real(index, S, probe, allowed, ndocs, pool)
+
+    monkeypatch.setattr(_search, "candidates", spy)
+    qi = q[:1]
+    idx.search(qi, 10, nprobe=1, ndocs=n, exhaustive=False)
+    assert widths == [1]
+    # the documents in the unfiltered pool at nprobe 1
+    S = np.asarray(ec.centroid_scores(qi[0], idx.codec.centroids), np.float32)
+    pos, _, count, unfiltered = real(idx, S, 1, idx.live, n, pool=True)
+    assert count == unfiltered and 10 < count < n
+    gone = np.sort(pos)[: count // 2]
+    idx.delete(gone.tolist())
+    widths.clear()
+    s, ids = idx.search(qi, 10, nprobe=1, ndocs=n, exhaustive=False)
+    assert widths[0] == 1 and len(widths) >= 2 and widths[1] == 4
+    assert not np.isin(ids, gone).any()
+    # the final pool holds at least as many live documents as the unfiltered pool at nprobe 1 held
+    after = real(idx, S, widths[-1], idx.live, n)[2]
+    assert after >= count or widths[-1] == idx.num_centroids
+
+
 def _files(path):
     m = json.load(open(os.path.join(path, "manifest.json")))
     from edgecolbert_native.index._storage import referenced_files

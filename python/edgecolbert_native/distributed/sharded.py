@@ -191,15 +191,16 @@ class _ShardSearcher:
                 "num_centroids": int(idx.num_centroids)}
 
     def plaid_candidates(self, queries: np.ndarray, query_mask: np.ndarray | None, probes: Sequence[int],
-                         subset: Any, ndocs: int, num_threads: int | None) -> list:
+                         subset: Any, ndocs: int, num_threads: int | None, pool: bool = False) -> list:
         """Per query (probe 0: skipped -> None): (best ndocs local positions, their stage-A estimates,
-        how many allowed documents the probed lists held)."""
+        how many allowed documents the probed lists held, and with ``pool`` how many they held
+        unfiltered: _search.candidates)."""
         idx = self.index
         allowed = _search.allowed_mask(idx, subset, "ShardedIndex.search")
         out: list = [None] * len(queries)
         for i, qi, S in _search.per_query(idx, queries, query_mask, num_threads):
             if probes[i] > 0 and len(qi):
-                out[i] = _search.candidates(idx, S, int(probes[i]), allowed, ndocs)
+                out[i] = _search.candidates(idx, S, int(probes[i]), allowed, ndocs, pool=pool)
         return out
 
     def plaid_approximate(self, queries: np.ndarray, query_mask: np.ndarray | None, positions: Sequence[Any],
@@ -358,19 +359,25 @@ class ShardedIndex:
         # Stage A, widening the probe for the queries whose pool is short (as Index.search does).
         probes = np.full(nq, nprobe, np.int64)
         pools: list = [None] * nq
+        targets = np.zeros(nq, np.int64)
         todo = np.ones(nq, bool)
+        first = True
         while todo.any():
-            got = run.call("plaid_candidates", lambda i: (q, mask, np.where(todo, probes, 0), subset, ndocs, nt))
+            got = run.call("plaid_candidates",
+                           lambda i: (q, mask, np.where(todo, probes, 0), subset, ndocs, nt, first and subset is None))
             for j in np.flatnonzero(todo):
-                parts = [(base[i] + r[j][0], r[j][1], r[j][2]) for i, r in got.items() if r[j] is not None]
+                parts = [(base[i] + r[j][0], r[j][1], r[j][2], r[j][3]) for i, r in got.items() if r[j] is not None]
                 count = sum(p[2] for p in parts)
+                if first:  # the global unfiltered pool at nprobe (_search.pool_target)
+                    targets[j] = _search.pool_target(ndocs, n_allowed, sum(p[3] for p in parts), subset is not None)
                 pos = np.concatenate([p[0] for p in parts]) if parts else np.empty(0, np.int64)
                 est = np.concatenate([p[1] for p in parts]) if parts else np.empty(0, np.float32)
-                if count < min(ndocs, n_allowed) and probes[j] < K and parts:
+                if count < targets[j] and probes[j] < K and parts:
                     probes[j] = min(probes[j] * 4, K)
                     continue
                 todo[j] = False
                 pools[j] = _search._select(est, pos, ndocs)[1]
+            first = False
         # Stage B on the global pool, then the re-rank of the global survivors.
         need = [p is not None and len(p) > rerank for p in pools]
         if any(need):

@@ -203,13 +203,26 @@ def per_query(index: Any, q: np.ndarray, mask: np.ndarray | None, num_threads: i
                 yield i, q[i][mask[i]], S_all[i - b0][mask[i]]
 
 
-def candidates(index: Any, S: np.ndarray, probe: int, allowed: np.ndarray, ndocs: int) -> tuple[np.ndarray, np.ndarray, int]:
+def candidates(index: Any, S: np.ndarray, probe: int, allowed: np.ndarray, ndocs: int,
+               pool: bool = False) -> tuple[np.ndarray, np.ndarray, int, int]:
     """Stages A at one probe width: (the best ndocs positions, their estimates, how many allowed
-    documents the probed lists held in all)."""
+    documents the probed lists held in all, and with ``pool`` how many documents they held with no
+    filter and no tombstones (else 0))."""
     pos, est = _stage_a(index, S, probe, allowed)
     count = len(pos)
+    unfiltered = 0
+    if pool:
+        unfiltered = count if bool(allowed.all()) else len(_stage_a(index, S, probe, np.ones_like(allowed))[0])
     est, pos = _select(est, pos, ndocs)
-    return pos, est, count
+    return pos, est, count, unfiltered
+
+
+def pool_target(ndocs: int, n_allowed: int, unfiltered: int, subset_given: bool) -> int:
+    """How many candidates stage A must find before the probe stops widening. With a subset: ndocs (or
+    every allowed document), so that the filter costs no recall inside it. Without one: as many as the
+    probed lists hold with tombstones counted, so that deletions do not shrink the pool; an index with
+    nothing deleted never widens, and nprobe means what it says."""
+    return min(ndocs, n_allowed) if subset_given else min(ndocs, unfiltered)
 
 
 def approximate(index: Any, S: np.ndarray, pos: np.ndarray, threshold: float | None, num_threads: int | None) -> np.ndarray:
@@ -284,14 +297,14 @@ def search(index: Any, queries: Any, k: int, nprobe: int | None, ndocs: int | No
         for i, qi, S in per_query(index, q, mask, num_threads):
             if len(qi) == 0:
                 continue
-            pos, est, count = candidates(index, S, nprobe, allowed, ndocs)
-            # A selective filter (or tombstones) leaves fewer than ndocs candidates in the probed
-            # lists: probe more centroids until the pool is as large as an unfiltered search's,
-            # so the filter costs no recall inside the subset.
+            pos, est, count, unfiltered = candidates(index, S, nprobe, allowed, ndocs, pool=subset is None)
+            # A filter (or tombstones) leaves fewer candidates in the probed lists than the search
+            # would have without it: probe more centroids until the pool is back (pool_target).
+            target = pool_target(ndocs, n_allowed, unfiltered, subset is not None)
             probe = nprobe
-            while count < min(ndocs, n_allowed) and probe < index.num_centroids:
+            while count < target and probe < index.num_centroids:
                 probe = min(probe * 4, index.num_centroids)
-                pos, est, count = candidates(index, S, probe, allowed, ndocs)
+                pos, est, count, _ = candidates(index, S, probe, allowed, ndocs)
             if len(pos) > rerank:
                 approx, pos = _select(approximate(index, S, pos, threshold, num_threads), pos, rerank)
             pos = np.sort(pos)

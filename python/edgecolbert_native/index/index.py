@@ -464,7 +464,9 @@ class Index:
         an object array of str); when fewer than k documents qualify the row is padded with score
         -inf and id -1 (int ids) or None (str ids). ``subset``: only these ids may be returned; a
         subset no larger than the re-rank budget is scored exhaustively, a larger one is applied
-        before candidate pruning, so no recall is lost to the filter. Defaults for nprobe, ndocs and
+        before candidate pruning, so no recall is lost to the filter. ``nprobe`` centroids are probed
+        per query token; the probe widens (4x at a time) only while a subset leaves fewer than ndocs
+        allowed candidates, or deletions fewer live ones than the lists held before them. Defaults for nprobe, ndocs and
         the threshold follow ``default_params`` (documented in docs/index.md).
         """
         return _search.search(self, queries, k, nprobe, ndocs, centroid_score_threshold, subset, query_mask,

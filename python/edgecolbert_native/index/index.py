@@ -466,8 +466,8 @@ class Index:
         subset no larger than the re-rank budget is scored exhaustively, a larger one is applied
         before candidate pruning, so no recall is lost to the filter. ``nprobe`` centroids are probed
         per query token; the probe widens (4x at a time) only while a subset leaves fewer than ndocs
-        allowed candidates, or deletions fewer live ones than the lists held before them. Defaults for nprobe, ndocs and
-        the threshold follow ``default_params`` (documented in docs/index.md).
+        allowed candidates, or deletions fewer live ones than the lists held before them. Defaults
+        for nprobe, ndocs and the threshold follow ``default_params`` (documented in docs/index.md).
         """
         return _search.search(self, queries, k, nprobe, ndocs, centroid_score_threshold, subset, query_mask,
                               exhaustive, num_threads)

@@ -24,7 +24,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import test_index_support as H  # noqa: E402
 import edgecolbert_native as ec  # noqa: E402
 from edgecolbert_native.index import Index  # noqa: E402
-from edgecolbert_native.index import _search  # noqa: E402
+from edgecolbert_native.index import _plaid, _search  # noqa: E402
 from edgecolbert_native.index._storage import file_crc32  # noqa: E402
 
 
@@ -62,7 +62,7 @@ def stages(idx, q, n=200):
     t = dict(scores=0.0, a=0.0, b=0.0, b_numpy=0.0, rerank=0.0)
     for i in range(min(n, len(q))):
         t0 = time.perf_counter()
-        S = np.asarray(ec.centroid_scores(q[i], C, num_threads=1))
+        S = _plaid.centroid_scores(q[i], C, num_threads=1)
         t1 = time.perf_counter()
         pos, est = _search._stage_a(idx, S, d["nprobe"], idx.live)
         if len(pos) > d["ndocs"]:
@@ -70,7 +70,7 @@ def stages(idx, q, n=200):
         t2 = time.perf_counter()
         ap = _search._stage_b(idx, S, pos, d["centroid_score_threshold"], 1)
         t3 = time.perf_counter()
-        stage_b_numpy(idx, S, pos, d["centroid_score_threshold"])
+        stage_b_numpy(idx, S.rows, pos, d["centroid_score_threshold"])
         t4 = time.perf_counter()
         keep = max(10, d["ndocs"] // _search.RERANK_DIVISOR)
         if len(pos) > keep:

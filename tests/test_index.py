@@ -16,6 +16,7 @@ import pytest
 import test_index_support as H
 import edgecolbert_native as ec
 from edgecolbert_native.index import CorruptIndexError, Index, IndexLockedError
+from edgecolbert_native.index import _plaid
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -204,7 +205,7 @@ def test_probe_widens_only_to_undo_a_filter(data, tmp_path, monkeypatch):
     idx.search(qi, 10, nprobe=1, ndocs=n, exhaustive=False)
     assert widths == [1]
     # the documents in the unfiltered pool at nprobe 1
-    S = np.asarray(ec.centroid_scores(qi[0], idx.codec.centroids), np.float32)
+    S = _plaid.centroid_scores(qi[0], np.asarray(idx.codec.centroids, np.float32))
     pos, _, count, unfiltered = real(idx, S, 1, idx.live, n, pool=True)
     assert count == unfiltered and 10 < count < n
     gone = np.sort(pos)[: count // 2]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import edgecolbert_native as ec
 from edgecolbert_native import _native
 from edgecolbert_native.index import _plaid
 
@@ -41,11 +42,13 @@ def test_centroid_interaction_matches_numpy(m, u16):
     for th in (None, 0.4, 10.0):
         want = _stage_b_ref(S, codes, off, docs, -np.inf if th is None else th)
         for threads in (1, 2):
-            got = _plaid.centroid_interaction(S, codes, off, docs, th, threads)
+            got = _plaid.centroid_interaction(_plaid.from_rows(S), codes, off, docs, th, threads)
             assert got.dtype == np.float32 and got.shape == (len(docs),)
             np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * m)
-        ref = _native.plaid_centroid_interaction(S, codes, off, docs, -np.inf if th is None else th, reference=True)
-        np.testing.assert_array_equal(ref, _plaid.centroid_interaction(S, codes, off, docs, th, 2))
+        T = _plaid.from_rows(S)
+        ref = _native.plaid_centroid_interaction(T.t, T.m, codes, off, docs, -np.inf if th is None else th,
+                                                 reference=True)
+        np.testing.assert_array_equal(ref, _plaid.centroid_interaction(T, codes, off, docs, th, 2))
 
 
 def test_stage_a_matches_numpy():
@@ -70,18 +73,23 @@ def test_stage_a_matches_numpy():
 
 
 def test_bad_arguments_are_value_errors():
-    S = np.zeros((2, 4), np.float32)
+    St = np.zeros((4, 32), np.float32)  # K = 4 centroids, centroid-major
     codes, off = np.array([0, 1, 7], np.int32), np.array([0, 2, 3], np.int64)
     with pytest.raises(ValueError, match="code outside"):
-        _native.plaid_centroid_interaction(S, codes, off, np.array([1]))
+        _native.plaid_centroid_interaction(St, 2, codes, off, np.array([1]))
     with pytest.raises(ValueError, match="docs\\[0\\] = 5"):
-        _native.plaid_centroid_interaction(S, codes, off, np.array([5]))
+        _native.plaid_centroid_interaction(St, 2, codes, off, np.array([5]))
     with pytest.raises(ValueError, match="outside"):
-        _native.plaid_centroid_interaction(S, codes, np.array([0, 2, 9]), np.array([1]))
+        _native.plaid_centroid_interaction(St, 2, codes, np.array([0, 2, 9]), np.array([1]))
     with pytest.raises(TypeError, match="int32 or uint16"):
-        _native.plaid_centroid_interaction(S, codes.astype(np.int64), off, np.array([0]))
+        _native.plaid_centroid_interaction(St, 2, codes.astype(np.int64), off, np.array([0]))
     with pytest.raises(TypeError, match="float32"):
-        _native.plaid_centroid_interaction(S.astype(np.float64), codes, off, np.array([0]))
+        _native.plaid_centroid_interaction(St.astype(np.float64), 2, codes, off, np.array([0]))
+    for m in (-1, 33):
+        with pytest.raises(ValueError, match="m \\(query tokens\\)"):
+            _native.plaid_centroid_interaction(St, m, codes, off, np.array([0]))
+        with pytest.raises(ValueError, match="m \\(query tokens\\)"):
+            _native.plaid_probe(St, m, 1)
     ivf, io = np.array([0, 1, 9], np.int32), np.array([0, 2, 3, 3, 3], np.int64)
     cells, cs, miss = np.array([[0, 1]], np.int32), np.zeros((1, 2), np.float32), np.zeros(1, np.float32)
     with pytest.raises(ValueError, match="ivf names a document"):
@@ -130,7 +138,7 @@ def test_probe_matches_numpy(K, p):
     S[3, :] = np.arange(K)  # ascending: every column enters the running top list
     S[4, ::2] = np.nan  # NaN ranks below every number
     S[5, 1::4] = -np.inf
-    cells, cs, miss = _plaid.probe(S, p)
+    cells, cs, miss = _plaid.probe(_plaid.from_rows(S), p)
     ref_cells, ref_miss = _probe_ref(S, p)
     np.testing.assert_array_equal(cells, ref_cells)
     np.testing.assert_array_equal(cs, np.take_along_axis(S, ref_cells.astype(np.int64), 1))
@@ -138,15 +146,28 @@ def test_probe_matches_numpy(K, p):
 
 
 def test_probe_nan_and_errors():
-    S = np.array([[0.1, np.nan, 0.3, -np.inf, 0.2]], np.float32)
+    S = _plaid.from_rows(np.array([[0.1, np.nan, 0.3, -np.inf, 0.2]], np.float32))
     cells, cs, miss = _plaid.probe(S, 2)
     assert cells.tolist() == [[2, 4]] and miss[0] == np.float32(0.1)
     cells, cs, miss = _plaid.probe(S, 4)  # the 5th best is NaN: miss falls back to the lowest finite probed
     assert cells.tolist() == [[2, 4, 0, 1]] and miss[0] == np.float32(0.1)
     assert _plaid.probe(S, 99)[0].shape == (1, 5)
     with pytest.raises(ValueError, match="nprobe"):
-        _native.plaid_probe(S, 0)
-    with pytest.raises(ValueError, match="column"):
-        _native.plaid_probe(np.zeros((2, 0), np.float32), 1)
+        _native.plaid_probe(S.t, 1, 0)
+    with pytest.raises(ValueError, match="row"):
+        _native.plaid_probe(np.zeros((0, 32), np.float32), 1, 1)
     with pytest.raises(TypeError):
-        _native.plaid_probe(S.astype(np.float64), 1)
+        _native.plaid_probe(S.t.astype(np.float64), 1, 1)
+
+
+@pytest.mark.parametrize("m", [1, 31, 32, 33, 70])
+def test_centroid_scores_are_centroid_major(m):
+    """The search's score layout: the same values as centroid_scores, transposed, zero-padded to 32 rows."""
+    rng = np.random.default_rng(m)
+    q = rng.standard_normal((m, 24)).astype(np.float32)
+    C = rng.standard_normal((301, 24)).astype(np.float32)
+    S = _plaid.centroid_scores(q, C, num_threads=2)
+    assert S.m == m and S.t.shape == (301, -(-m // 32) * 32)
+    np.testing.assert_array_equal(S.rows, ec.centroid_scores(q, C))
+    assert not S.t[:, m:].any()
+    np.testing.assert_allclose(S.rows, q.astype(np.float64) @ C.T.astype(np.float64), rtol=1e-5, atol=1e-4)

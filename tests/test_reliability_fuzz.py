@@ -153,6 +153,7 @@ NATIVE: dict[str, tuple[Callable[..., Any], Callable[[], dict[str, Any]], tuple[
                                                             candidates=np.array([[0, 2], [1, 1]]), num_threads=1),
                           ("num_threads",)),
     "centroid_scores": (N.centroid_scores, lambda: dict(query_tokens=T, centroids=CODEC.centroids), ()),
+    "centroid_scores_t": (N.centroid_scores_t, lambda: dict(query_tokens=T, centroids=CODEC.centroids), ()),
     "centroid_topk": (N.centroid_topk, lambda: dict(rows=T, centroids=CODEC.centroids, k=3, want_scores=True,
                                                     num_threads=2), ("k", "num_threads")),
     "codec_compress": (N.codec_compress, lambda: dict(centroids=CODEC.centroids, bucket_cutoffs=CODEC.bucket_cutoffs,
@@ -165,8 +166,10 @@ NATIVE: dict[str, tuple[Callable[..., Any], Callable[[], dict[str, Any]], tuple[
                                                             residuals=RES, doc_offsets=OFF,
                                                             candidates=np.array([[0, 2], [2, 1]])), ("nbits",)),
     "plaid_centroid_interaction": (N.plaid_centroid_interaction, lambda: dict(
-        scores=rng.standard_normal((3, 8)).astype(np.float32), codes=CODES, doc_offsets=OFF,
-        docs=np.array([0, 2, 1]), threshold=0.0), ("threshold",)),
+        scores_t=rng.standard_normal((8, 4)).astype(np.float32), m=3, codes=CODES, doc_offsets=OFF,
+        docs=np.array([0, 2, 1]), threshold=0.0), ("m", "threshold")),
+    "plaid_probe": (N.plaid_probe, lambda: dict(scores_t=rng.standard_normal((8, 4)).astype(np.float32), m=3,
+                                                nprobe=2), ("m", "nprobe")),
     "plaid_stage_a": (N.plaid_stage_a, lambda: dict(
         cells=np.array([[0, 1], [2, 0]], np.int32), cell_scores=np.ones((2, 2), np.float32),
         miss=np.zeros(2, np.float32), ivf=np.array([0, 1, 2, 1, 0], np.int32),
@@ -264,10 +267,10 @@ def test_misaligned_index_and_codec_arrays_are_copied_not_read_in_place():
     assert np.array_equal(got, N.codec_decompress(CODEC.centroids, CODEC.bucket_weights, 2, CODES, RES))
     codes = CODES.astype(np.int64)  # wider than int32: range-checked through int64_array first
     assert np.array_equal(N.codec_decompress(CODEC.centroids, CODEC.bucket_weights, 2, _misaligned(codes), RES), got)
-    scores = rng.standard_normal((3, 8)).astype(np.float32)
+    scores = rng.standard_normal((8, 4)).astype(np.float32)
     docs = np.array([0, 2, 1])
-    want = N.plaid_centroid_interaction(scores, CODES, OFF, docs, 0.0)
-    assert np.array_equal(N.plaid_centroid_interaction(_misaligned(scores), _misaligned(CODES), OFF, docs, 0.0), want)
+    want = N.plaid_centroid_interaction(scores, 3, CODES, OFF, docs, 0.0)
+    assert np.array_equal(N.plaid_centroid_interaction(_misaligned(scores), 3, _misaligned(CODES), OFF, docs, 0.0), want)
     args = dict(cells=np.array([[0, 1], [2, 0]], np.int32), cell_scores=np.ones((2, 2), np.float32),
                 miss=np.zeros(2, np.float32), ivf=np.array([0, 1, 2, 1, 0], np.int32),
                 ivf_offsets=np.array([0, 2, 3, 5]), num_docs=3)

@@ -136,6 +136,27 @@ void register_codec(py::module_& m) {
       py::arg("centroids_dtype") = "", py::arg("isa") = "");
 
   m.def(
+      "centroid_scores_t",
+      [](const py::array& rows, const py::array& centroids, const py::object& num_threads, const std::string& rows_dtype,
+         const std::string& cents_dtype, const std::string& isa) {
+        const char* fn = "centroid_scores_t";
+        Matrix r = check_matrix(rows, rows_dtype, fn, "query_tokens", "[m, dim]");
+        Matrix c = check_matrix(centroids, cents_dtype, fn, "centroids", "[K, dim]");
+        if (r.dim != c.dim) value_error(cat(fn, ": query_tokens have dim ", r.dim, " but centroids have dim ", c.dim));
+        const int threads = resolve_threads(num_threads, fn);
+        const KernelPath& path = resolve_path(isa);
+        const int64_t stride = std::max<int64_t>(1, (r.n + kCentroidBlockRows - 1) / kCentroidBlockRows) * kCentroidBlockRows;
+        py::array_t<float> out({c.n, stride});
+        {
+          py::gil_scoped_release released;
+          centroid_scores_t(path, r, c, stride, out.mutable_data(), threads);
+        }
+        return out;
+      },
+      py::arg("query_tokens"), py::arg("centroids"), py::arg("num_threads") = py::none(), py::arg("rows_dtype") = "",
+      py::arg("centroids_dtype") = "", py::arg("isa") = "");
+
+  m.def(
       "centroid_topk",
       [](const py::array& rows, const py::array& centroids, int64_t k, bool want_scores, const py::object& num_threads,
          const std::string& rows_dtype, const std::string& cents_dtype, const std::string& isa, const std::string& fn_name,

@@ -51,12 +51,29 @@ PlaidCodes check_codes(const py::array& codes, const char* fn, py::array& keep) 
   return c;
 }
 
-py::array_t<float> centroid_interaction(const py::handle& scores, const py::array& codes, const py::handle& offsets,
-                                        const py::handle& docs, double threshold, const py::object& num_threads,
-                                        bool reference) {
+// St [K, stride] centroid-major with m <= stride kept query tokens (plaid.hpp).
+struct ScoresT {
+  py::array_t<float, py::array::c_style> a;
+  int64_t m = 0, K = 0, stride = 0;
+};
+
+ScoresT scores_t(const py::handle& h, int64_t m, const char* fn) {
+  ScoresT s;
+  s.a = float_matrix(h, fn, "scores_t");
+  s.K = s.a.shape(0);
+  s.stride = s.a.shape(1);
+  if (m < 0 || m > s.stride)
+    value_error(cat(fn, ": m (query tokens) must be in [0, ", s.stride, "] (scores_t has ", s.stride, " columns), got ", m));
+  s.m = m;
+  return s;
+}
+
+py::array_t<float> centroid_interaction(const py::handle& scores, int64_t m, const py::array& codes,
+                                        const py::handle& offsets, const py::handle& docs, double threshold,
+                                        const py::object& num_threads, bool reference) {
   const char* fn = "plaid_centroid_interaction";
-  auto S = float_matrix(scores, fn, "scores");
-  const int64_t m = S.shape(0), K = S.shape(1);
+  ScoresT S = scores_t(scores, m, fn);
+  const int64_t K = S.K;
   py::array keep;
   PlaidCodes c = check_codes(codes, fn, keep);
   auto off = int64_array(offsets, fn, "doc_offsets");
@@ -79,10 +96,16 @@ py::array_t<float> centroid_interaction(const py::handle& scores, const py::arra
   {
     py::gil_scoped_release released;
     const float th = static_cast<float>(threshold);
-    ok = reference ? plaid_centroid_interaction_scalar(S.data(), m, K, th, c, o, dp, nd, out.mutable_data())
-                   : plaid_centroid_interaction(S.data(), m, K, th, c, o, dp, nd, out.mutable_data(), threads);
+    if (reference) {  // the specification reads S [m, K] row-major
+      std::vector<float> rows(static_cast<std::size_t>(m * K));
+      for (int64_t i = 0; i < m; ++i)
+        for (int64_t k = 0; k < K; ++k) rows[i * K + k] = S.a.data()[k * S.stride + i];
+      ok = plaid_centroid_interaction_scalar(rows.data(), m, K, th, c, o, dp, nd, out.mutable_data());
+    } else {
+      ok = plaid_centroid_interaction(S.a.data(), m, K, S.stride, th, c, o, dp, nd, out.mutable_data(), threads);
+    }
   }
-  if (!ok) value_error(cat(fn, ": a candidate document has a code outside [0, ", K, ") (scores has ", K, " columns)"));
+  if (!ok) value_error(cat(fn, ": a candidate document has a code outside [0, ", K, ") (scores_t has ", K, " rows)"));
   return out;
 }
 
@@ -127,11 +150,11 @@ py::tuple stage_a(const py::handle& cells, const py::handle& cell_scores, const 
   return py::make_tuple(docs, est);
 }
 
-py::tuple probe(const py::handle& scores, int64_t p) {
+py::tuple probe(const py::handle& scores, int64_t m, int64_t p) {
   const char* fn = "plaid_probe";
-  auto S = float_matrix(scores, fn, "scores");
-  const int64_t m = S.shape(0), K = S.shape(1);
-  if (K < 1) value_error(cat(fn, ": scores must have at least one column (centroid)"));
+  ScoresT S = scores_t(scores, m, fn);
+  const int64_t K = S.K;
+  if (K < 1) value_error(cat(fn, ": scores_t must have at least one row (centroid)"));
   if (p < 1) value_error(cat(fn, ": nprobe must be >= 1, got ", p));
   p = std::min(p, K);
   py::array_t<int32_t> cells({m, p});
@@ -139,7 +162,7 @@ py::tuple probe(const py::handle& scores, int64_t p) {
   py::array_t<float> miss(m);
   {
     py::gil_scoped_release released;
-    plaid_probe(S.data(), m, K, p, cells.mutable_data(), cs.mutable_data(), miss.mutable_data());
+    plaid_probe(S.a.data(), m, K, S.stride, p, cells.mutable_data(), cs.mutable_data(), miss.mutable_data());
   }
   return py::make_tuple(cells, cs, miss);
 }
@@ -147,10 +170,10 @@ py::tuple probe(const py::handle& scores, int64_t p) {
 }  // namespace
 
 void register_plaid(py::module_& m) {
-  m.def("plaid_centroid_interaction", &centroid_interaction, py::arg("scores"), py::arg("codes"), py::arg("doc_offsets"),
+  m.def("plaid_centroid_interaction", &centroid_interaction, py::arg("scores_t"), py::arg("m"), py::arg("codes"), py::arg("doc_offsets"),
         py::arg("docs"), py::arg("threshold") = -std::numeric_limits<double>::infinity(),
         py::arg("num_threads") = py::none(), py::arg("reference") = false);
-  m.def("plaid_probe", &probe, py::arg("scores"), py::arg("nprobe"));
+  m.def("plaid_probe", &probe, py::arg("scores_t"), py::arg("m"), py::arg("nprobe"));
   m.def("plaid_stage_a", &stage_a, py::arg("cells"), py::arg("cell_scores"), py::arg("miss"), py::arg("ivf"),
         py::arg("ivf_offsets"), py::arg("num_docs"), py::arg("allowed") = py::none());
 }

@@ -120,6 +120,35 @@ void centroid_scores(const KernelPath& path, const Matrix& rows, const Matrix& c
   });
 }
 
+void centroid_scores_t(const KernelPath& path, const Matrix& rows, const Matrix& cents, int64_t stride, float* out,
+                       int num_threads) {
+  if (cents.n == 0) return;
+  const int64_t nb = stride / kRows;
+  const std::size_t bf = (path.centroids.packed_bytes(cents.dim) / sizeof(float) + 15) / 16 * 16;
+  AlignedFloats rowsf(static_cast<std::size_t>(std::max<int64_t>(1, rows.n * rows.dim)));
+  widen_rows(rows, 0, rows.n, rowsf.p);
+  AlignedFloats packed(static_cast<std::size_t>(nb) * bf);
+  for (int64_t b = 0; b < nb; ++b)
+    path.centroids.pack(rowsf.p + b * kRows * rows.dim, std::max<int64_t>(0, std::min(kRows, rows.n - b * kRows)),
+                        rows.dim, packed.p + b * bf);
+  const int64_t nchunks = (cents.n + kChunk - 1) / kChunk;
+  parallel_for(nchunks, num_threads, [&](int64_t t, int) {
+    const int64_t c0 = t * kChunk, nc = std::min(kChunk, cents.n - c0);
+    AlignedFloats scratch(path.centroids.scratch_floats(cents.dim) + 16);
+    if (nb == 1) {  // one block of rows: the tiles land in place
+      path.centroids.block_scores(packed.p, cents.dim, centroid_ptr(cents, c0), cents.dtype, nc, nullptr,
+                                  out + c0 * stride, nullptr, scratch.p);
+      return;
+    }
+    AlignedFloats sc(static_cast<std::size_t>(nc * kRows));
+    for (int64_t b = 0; b < nb; ++b) {
+      path.centroids.block_scores(packed.p + b * bf, cents.dim, centroid_ptr(cents, c0), cents.dtype, nc, nullptr,
+                                  sc.p, nullptr, scratch.p);
+      for (int64_t j = 0; j < nc; ++j) std::copy_n(sc.p + j * kRows, kRows, out + (c0 + j) * stride + b * kRows);
+    }
+  });
+}
+
 void centroid_topk(const KernelPath& path, const Matrix& rows, const Matrix& cents, int64_t k, float* scores,
                    int32_t* ids, int num_threads) {
   if (rows.n == 0) return;

@@ -1,12 +1,11 @@
 // PLAID candidate stages, ISA-independent drivers (formulas in plaid.hpp).
 //
-// Stage B transposes the pruned centroid scores once per query into St [K, mp] (centroid-major, mp =
-// m rounded up to 16 floats, 64-byte rows), so a document token costs one contiguous row of maxima
-// instead of m strided gathers; the transposition is O(K·m), about the cost of the centroid scores
-// themselves, and is split over the pool with the documents. The row loop is plain C++ that the
-// compiler vectorises at the baseline ISA (max is exact, the sum runs in row order like the scalar
-// reference, so the two agree bit for bit). Stage A walks the probed IVF lists once with per-document
-// stamps (dense arrays over the segment's documents: O(n) memory, no hashing).
+// Both stages read the centroid scores centroid-major (St [K, stride], as centroid_scores_t writes
+// them): a document token costs one contiguous row of maxima in stage B, and the probe walks St once,
+// comparing a centroid's row with every token's running threshold at a time. The loops are plain C++
+// that the compiler vectorises at the baseline ISA (max is exact, the sum runs in row order like the
+// scalar reference, so the two agree bit for bit). Stage A walks the probed IVF lists once with
+// per-document stamps (dense arrays over the segment's documents: O(n) memory, no hashing).
 #include <algorithm>
 #include <atomic>
 #include <cmath>
@@ -20,14 +19,14 @@
 namespace edgecolbert {
 namespace {
 
-constexpr int64_t kLane = 16;        // row padding of St (one 64-byte line per 16 floats)
+constexpr int64_t kLane = 16;        // rows of St are walked in multiples of 16 floats
 constexpr int64_t kDocsPerTask = 64;  // candidate documents per pool task
-constexpr int64_t kCentsPerTask = 1024;
-constexpr int64_t kTile = 64;  // centroids transposed together (64 floats of a row of S: 4 lines)
 
+// Stage B for docs[j0, j1): rows[c] is St's row of centroid c, or a row of zeros when c is pruned.
 template <typename Code>
-bool interact(const float* St, int64_t mp, int64_t m, int64_t K, const Code* codes, const int64_t* offsets,
-              const int64_t* docs, int64_t j0, int64_t j1, float* out) {
+bool interact(const float* St, int64_t stride, int64_t mp, int64_t m, int64_t K, const uint8_t* keep,
+              const float* zeros, const Code* codes, const int64_t* offsets, const int64_t* docs, int64_t j0, int64_t j1,
+              float* out) {
   alignas(64) float best[256];
   std::unique_ptr<float[]> heap;
   float* b = best;
@@ -39,14 +38,11 @@ bool interact(const float* St, int64_t mp, int64_t m, int64_t K, const Code* cod
     const int64_t lo = offsets[docs[j]], hi = offsets[docs[j] + 1];
     float sum = 0.0f;
     if (hi > lo) {
-      const int64_t c0 = codes[lo];
-      if (c0 < 0 || c0 >= K) return false;
-      const float* r0 = St + c0 * mp;
-      for (int64_t i = 0; i < mp; ++i) b[i] = r0[i];
-      for (int64_t t = lo + 1; t < hi; ++t) {
+      for (int64_t i = 0; i < mp; ++i) b[i] = -std::numeric_limits<float>::infinity();
+      for (int64_t t = lo; t < hi; ++t) {
         const int64_t c = codes[t];
         if (c < 0 || c >= K) return false;
-        const float* r = St + c * mp;
+        const float* r = keep == nullptr || keep[c] ? St + c * stride : zeros;
         for (int64_t i = 0; i < mp; ++i) b[i] = r[i] > b[i] ? r[i] : b[i];
       }
       for (int64_t i = 0; i < m; ++i) sum += b[i];
@@ -58,42 +54,39 @@ bool interact(const float* St, int64_t mp, int64_t m, int64_t K, const Code* cod
 
 }  // namespace
 
-bool plaid_centroid_interaction(const float* S, int64_t m, int64_t K, float threshold, const PlaidCodes& codes,
-                                const int64_t* offsets, const int64_t* docs, int64_t nd, float* out, int num_threads) {
+bool plaid_centroid_interaction(const float* St, int64_t m, int64_t K, int64_t stride, float threshold,
+                                const PlaidCodes& codes, const int64_t* offsets, const int64_t* docs, int64_t nd,
+                                float* out, int num_threads) {
   if (nd == 0) return true;
   if (m == 0) {
     std::fill(out, out + nd, 0.0f);
     return true;
   }
-  const int64_t mp = (m + kLane - 1) / kLane * kLane;
-  std::unique_ptr<float[]> raw(new float[static_cast<std::size_t>(K * mp) + kLane]);
-  float* St = raw.get() + ((64 - reinterpret_cast<uintptr_t>(raw.get()) % 64) % 64) / sizeof(float);
-  const int64_t ctasks = (K + kCentsPerTask - 1) / kCentsPerTask;
-  parallel_for(ctasks, num_threads, [&](int64_t task, int) {
-    // Blocks of kTile centroids: the column maxima and the copy read S row by row (contiguous), the
-    // transposed tile is written to kTile rows of St.
-    alignas(64) float cmax[kTile];
-    for (int64_t c0 = task * kCentsPerTask, cend = std::min(K, c0 + kCentsPerTask); c0 < cend; c0 += kTile) {
-      const int64_t nc = std::min(kTile, cend - c0);
-      for (int64_t k = 0; k < nc; ++k) cmax[k] = -std::numeric_limits<float>::infinity();
-      for (int64_t i = 0; i < m; ++i) {
-        const float* src = S + i * K + c0;
-        for (int64_t k = 0; k < nc; ++k) cmax[k] = src[k] > cmax[k] ? src[k] : cmax[k];
-      }
-      for (int64_t i = 0; i < m; ++i) {
-        const float* src = S + i * K + c0;
-        for (int64_t k = 0; k < nc; ++k) St[(c0 + k) * mp + i] = cmax[k] >= threshold ? src[k] : 0.0f;
-      }
-      for (int64_t k = 0; k < nc; ++k)
-        for (int64_t i = m; i < mp; ++i) St[(c0 + k) * mp + i] = 0.0f;
+  // Rows are walked to m rounded up to 16 floats (never past the row: stride >= m).
+  const int64_t mp = std::min(stride, (m + kLane - 1) / kLane * kLane);
+  // PLAID's pruning: a centroid whose best score over the query tokens is under the threshold
+  // counts as 0 for every token.
+  std::vector<uint8_t> keep;
+  if (threshold > -std::numeric_limits<float>::infinity()) {
+    keep.resize(static_cast<std::size_t>(K));
+    for (int64_t c = 0; c < K; ++c) {
+      const float* r = St + c * stride;
+      float cmax = -std::numeric_limits<float>::infinity();
+      for (int64_t i = 0; i < m; ++i) cmax = r[i] > cmax ? r[i] : cmax;
+      keep[c] = cmax >= threshold;
     }
-  });
+  }
+  std::vector<float> zeros(static_cast<std::size_t>(mp), 0.0f);
   std::atomic<bool> ok{true};
   const int64_t tasks = (nd + kDocsPerTask - 1) / kDocsPerTask;
+  const uint8_t* kp = keep.empty() ? nullptr : keep.data();
   parallel_for(tasks, num_threads, [&](int64_t task, int) {
     const int64_t j0 = task * kDocsPerTask, j1 = std::min(nd, j0 + kDocsPerTask);
-    const bool good = codes.u16 ? interact(St, mp, m, K, static_cast<const uint16_t*>(codes.data), offsets, docs, j0, j1, out)
-                                : interact(St, mp, m, K, static_cast<const int32_t*>(codes.data), offsets, docs, j0, j1, out);
+    const bool good =
+        codes.u16 ? interact(St, stride, mp, m, K, kp, zeros.data(), static_cast<const uint16_t*>(codes.data), offsets,
+                             docs, j0, j1, out)
+                  : interact(St, stride, mp, m, K, kp, zeros.data(), static_cast<const int32_t*>(codes.data), offsets,
+                             docs, j0, j1, out);
     if (!good) ok = false;
   });
   return ok;
@@ -111,55 +104,78 @@ struct Cand {
   bool operator<(const Cand& o) const { return key > o.key || (key == o.key && id < o.id); }
 };
 
-// The q best entries of one row, best first, into top[0..q).
-void row_top(const float* row, int64_t K, int64_t q, Cand* top) {
-  if (q > 64) {  // partial sort of every index: O(K log q), no worst case from the insertion below
-    std::vector<Cand> all(static_cast<std::size_t>(K));
-    for (int64_t c = 0; c < K; ++c) all[c] = {rank_key(row[c]), static_cast<int32_t>(c)};
-    std::partial_sort(all.begin(), all.begin() + q, all.end());
-    std::copy(all.begin(), all.begin() + q, top);
-    return;
+// The q best entries of one row (contiguous, K entries), best first, into top[0..q): a partial sort.
+void row_top_sorted(const float* row, int64_t K, int64_t q, Cand* top) {
+  std::vector<Cand> all(static_cast<std::size_t>(K));
+  for (int64_t c = 0; c < K; ++c) all[c] = {rank_key(row[c]), static_cast<int32_t>(c)};
+  std::partial_sort(all.begin(), all.begin() + q, all.end());
+  std::copy(all.begin(), all.begin() + q, top);
+}
+
+// Every token's q best centroids in one pass over St (q <= 64): per centroid, its row is compared
+// with the tokens' running thresholds (the q-th best so far; padded lanes +inf), and only a centroid
+// that beats some threshold is inserted. Later ids lose ties, so only a strictly greater score
+// enters; NaN compares false and never enters after the first q.
+void top_all_rows(const float* St, int64_t m, int64_t K, int64_t stride, int64_t q, Cand* top) {
+  const int64_t mp = (m + kLane - 1) / kLane * kLane;
+  std::vector<float> thr(static_cast<std::size_t>(mp), std::numeric_limits<float>::infinity());
+  for (int64_t i = 0; i < m; ++i) {
+    Cand* t = top + i * q;
+    for (int64_t c = 0; c < q; ++c) t[c] = {rank_key(St[c * stride + i]), static_cast<int32_t>(c)};
+    std::sort(t, t + q);
+    thr[i] = t[q - 1].key;
   }
-  for (int64_t c = 0; c < q; ++c) top[c] = {rank_key(row[c]), static_cast<int32_t>(c)};
-  std::sort(top, top + q);
-  // Later ids lose ties, so only a strictly greater score enters. Blocks of 16 are skipped with one
-  // vectorisable any-greater test against the running threshold (NaN compares false: never enters).
-  float thr = top[q - 1].key;
-  auto enter = [&](int64_t c) {
-    const float v = row[c];
-    if (!(v > thr)) return;
-    int64_t j = q - 1;
-    while (j > 0 && top[j - 1].key < v) {
-      top[j] = top[j - 1];
-      --j;
+  std::vector<float> row(static_cast<std::size_t>(mp));
+  for (int64_t c = q; c < K; ++c) {
+    const float* r = St + c * stride;
+    // Rows past m may hold anything (stride can be short of mp): copy the m real ones.
+    const float* v = r;
+    if (mp > stride) {
+      std::copy_n(r, m, row.data());
+      v = row.data();
     }
-    top[j] = {v, static_cast<int32_t>(c)};
-    thr = top[q - 1].key;
-  };
-  int64_t c = q;
-  for (; c < K && c % 16 != 0; ++c) enter(c);
-  for (; c + 16 <= K; c += 16) {
-    bool any = false;
-    for (int k = 0; k < 16; ++k) any |= row[c + k] > thr;
-    if (any)
-      for (int k = 0; k < 16; ++k) enter(c + k);
+    int any = 0;
+    for (int64_t i = 0; i < mp; ++i) any |= v[i] > thr[i];
+    if (!any) continue;
+    for (int64_t i = 0; i < m; ++i) {
+      const float x = v[i];
+      if (!(x > thr[i])) continue;
+      Cand* t = top + i * q;
+      int64_t j = q - 1;
+      while (j > 0 && t[j - 1].key < x) {
+        t[j] = t[j - 1];
+        --j;
+      }
+      t[j] = {x, static_cast<int32_t>(c)};
+      thr[i] = t[q - 1].key;
+    }
   }
-  for (; c < K; ++c) enter(c);
 }
 
 }  // namespace
 
-void plaid_probe(const float* S, int64_t m, int64_t K, int64_t p, int32_t* cells, float* cell_scores, float* miss) {
+void plaid_probe(const float* St, int64_t m, int64_t K, int64_t stride, int64_t p, int32_t* cells, float* cell_scores,
+                 float* miss) {
+  if (m == 0) return;
   const int64_t q = std::min(p + 1, K);
-  std::vector<Cand> top(static_cast<std::size_t>(q));
+  std::vector<Cand> top(static_cast<std::size_t>(m * q));
+  if (q <= 64) {
+    top_all_rows(St, m, K, stride, q, top.data());
+  } else {
+    std::vector<float> row(static_cast<std::size_t>(K));
+    for (int64_t i = 0; i < m; ++i) {
+      for (int64_t c = 0; c < K; ++c) row[c] = St[c * stride + i];
+      row_top_sorted(row.data(), K, q, top.data() + i * q);
+    }
+  }
   for (int64_t i = 0; i < m; ++i) {
-    const float* row = S + i * K;
-    row_top(row, K, q, top.data());
+    const Cand* t = top.data() + i * q;
+    auto score = [&](int32_t c) { return St[c * stride + i]; };
     float lowest = 0.0f;
     bool any_finite = false;
     for (int64_t j = 0; j < p; ++j) {
-      cells[i * p + j] = top[j].id;
-      const float v = row[top[j].id];
+      cells[i * p + j] = t[j].id;
+      const float v = score(t[j].id);
       cell_scores[i * p + j] = v;
       if (std::isfinite(v)) {
         lowest = any_finite ? std::min(lowest, v) : v;
@@ -169,7 +185,7 @@ void plaid_probe(const float* S, int64_t m, int64_t K, int64_t p, int32_t* cells
     // What an unprobed centroid could give at most; a non-finite one (NaN or -inf scores) is replaced
     // by the lowest finite probed score so that stage A's gains stay finite and >= 0.
     float ms = 0.0f;
-    if (p < K) ms = std::isfinite(row[top[p].id]) ? row[top[p].id] : (any_finite ? lowest : 0.0f);
+    if (p < K) ms = std::isfinite(score(t[p].id)) ? score(t[p].id) : (any_finite ? lowest : 0.0f);
     miss[i] = ms;
   }
 }

@@ -3,6 +3,7 @@
 // same kernel arithmetic), ties to the lower id, thread-count independence, split merges.
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <string>
 
 #include "edgecolbert/centroids.hpp"
@@ -72,6 +73,19 @@ EC_TEST(centroid_scores_and_topk_every_variant) {
                      dtype_name(ct), g, ref);
             EC_CHECK(std::fabs(g - want[r * K + j]) <= tol * (mag + 1e-30), "%s vs scalar", p->name);
           }
+        {  // centroid-major: the same bits as the dense scores, zeros in the padding rows
+          const int64_t stride = (m + 31) / 32 * 32;
+          std::vector<float> t1(static_cast<std::size_t>(K * stride), NAN), t3(t1.size(), NAN);
+          centroid_scores_t(*p, rows.view(), cents.view(), stride, t1.data(), 1);
+          centroid_scores_t(*p, rows.view(), cents.view(), stride, t3.data(), 3);
+          for (int64_t j = 0; j < K; ++j)
+            for (int64_t r = 0; r < stride; ++r) {
+              const float g = t1[j * stride + r];
+              EC_CHECK(r < m ? g == dense[r * K + j] : g == 0.0f, "%s centroid_scores_t m=%lld K=%lld (%lld, %lld): %g",
+                       p->name, (long long)m, (long long)K, (long long)j, (long long)r, g);
+              EC_CHECK(std::memcmp(&g, &t3[j * stride + r], sizeof(float)) == 0, "%s: threads changed scores_t", p->name);
+            }
+        }
         for (int64_t k : {int64_t(1), std::min<int64_t>(K, 3), std::min<int64_t>(K, 8)}) {
           std::vector<float> s1(static_cast<std::size_t>(m * k), NAN), s3(s1.size(), NAN);
           std::vector<int32_t> i1(s1.size(), -1), i3(s1.size(), -1);

@@ -35,6 +35,17 @@ Seg make_seg(std::mt19937_64& rng, int64_t n, int64_t K) {
   return s;
 }
 
+// S [m, K] row-major -> St [K, stride] centroid-major; the padding columns hold garbage (the
+// stages must ignore them).
+std::vector<float> transpose(const std::vector<float>& S, int64_t m, int64_t K, int64_t stride) {
+  std::vector<float> St(static_cast<std::size_t>(K * stride), std::numeric_limits<float>::quiet_NaN());
+  for (int64_t c = 0; c < K; ++c)
+    for (int64_t i = m; i < stride; ++i) St[c * stride + i] = (i % 2) ? 1e30f : std::numeric_limits<float>::quiet_NaN();
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t c = 0; c < K; ++c) St[c * stride + i] = S[i * K + c];
+  return St;
+}
+
 }  // namespace
 
 EC_TEST(plaid_centroid_interaction_matches_reference) {
@@ -53,9 +64,11 @@ EC_TEST(plaid_centroid_interaction_matches_reference) {
           std::vector<float> ref(docs.size(), NAN), fast(docs.size(), NAN);
           EC_CHECK(plaid_centroid_interaction_scalar(S.data(), m, K, th, c, s.offsets.data(), docs.data(),
                                                      static_cast<int64_t>(docs.size()), ref.data()), "ref failed");
+          for (int64_t stride : {m, m + 3, (m + 31) / 32 * 32})
           for (int threads : {1, 3}) {
+            const auto St = transpose(S, m, K, stride);
             std::fill(fast.begin(), fast.end(), NAN);
-            EC_CHECK(plaid_centroid_interaction(S.data(), m, K, th, c, s.offsets.data(), docs.data(),
+            EC_CHECK(plaid_centroid_interaction(St.data(), m, K, stride, th, c, s.offsets.data(), docs.data(),
                                                 static_cast<int64_t>(docs.size()), fast.data(), threads), "fast failed");
             for (std::size_t j = 0; j < docs.size(); ++j)
               EC_CHECK(fast[j] == ref[j], "m %lld K %lld th %g doc %lld: %g vs %g", (long long)m, (long long)K, th,
@@ -91,10 +104,10 @@ EC_TEST(plaid_centroid_interaction_rejects_bad_codes) {
   std::vector<int64_t> off = {0, 2, 3}, docs = {0, 1};
   std::vector<float> out(2);
   PlaidCodes c{codes.data(), false, 3};
-  EC_CHECK(!plaid_centroid_interaction(S.data(), 4, 3, -INFINITY, c, off.data(), docs.data(), 2, out.data(), 2), "not caught");
+  EC_CHECK(!plaid_centroid_interaction(S.data(), 4, 3, 4, -INFINITY, c, off.data(), docs.data(), 2, out.data(), 2), "not caught");
   EC_CHECK(!plaid_centroid_interaction_scalar(S.data(), 4, 3, -INFINITY, c, off.data(), docs.data(), 2, out.data()), "ref");
   docs = {0};
-  EC_CHECK(plaid_centroid_interaction(S.data(), 4, 3, -INFINITY, c, off.data(), docs.data(), 1, out.data(), 2), "good doc");
+  EC_CHECK(plaid_centroid_interaction(S.data(), 4, 3, 4, -INFINITY, c, off.data(), docs.data(), 1, out.data(), 2), "good doc");
   EC_CHECK(out[0] == 4.0f, "got %g", out[0]);
 }
 
@@ -174,13 +187,17 @@ EC_TEST(plaid_probe_matches_brute_force) {
   std::normal_distribution<float> nd;
   for (int64_t K : {1, 6, 16, 17, 100, 700})
     for (int64_t p : {1, 2, 9, 40, 65, 900}) {
-      const int64_t m = 5, pp = std::min(p, K);
+     for (int64_t m : {1, 5, 17, 33}) {
+      const int64_t pp = std::min(p, K);
       std::vector<float> S(static_cast<std::size_t>(m * K));
       for (auto& v : S) v = std::round(nd(rng) * 4.0f) / 4.0f;  // coarse values: many ties
       if (K > 3) S[1] = std::numeric_limits<float>::quiet_NaN();
       std::vector<int32_t> cells(static_cast<std::size_t>(m * pp));
       std::vector<float> cs(cells.size()), miss(static_cast<std::size_t>(m));
-      plaid_probe(S.data(), m, K, pp, cells.data(), cs.data(), miss.data());
+      if (K > 3 && m > 2) S[2 * K + 3] = -std::numeric_limits<float>::infinity();
+      const int64_t stride = m == 17 ? 17 : (m + 31) / 32 * 32;  // unpadded and padded rows
+      const auto St = transpose(S, m, K, stride);
+      plaid_probe(St.data(), m, K, stride, pp, cells.data(), cs.data(), miss.data());
       for (int64_t i = 0; i < m; ++i) {
         std::vector<int32_t> order(static_cast<std::size_t>(K));
         for (int64_t c = 0; c < K; ++c) order[c] = static_cast<int32_t>(c);
@@ -196,5 +213,6 @@ EC_TEST(plaid_probe_matches_brute_force) {
         if (pp < K && std::isfinite(S[i * K + order[pp]])) EC_CHECK(miss[i] == S[i * K + order[pp]], "miss");
         if (pp == K) EC_CHECK(miss[i] == 0.0f, "miss when everything is probed");
       }
+     }
     }
 }

@@ -33,6 +33,10 @@ def centroid_scores(
     query_tokens: _Array, centroids: _Array, num_threads: int | None = ..., rows_dtype: str = ...,
     centroids_dtype: str = ..., isa: str = ...,
 ) -> _F32: ...
+def centroid_scores_t(
+    query_tokens: _Array, centroids: _Array, num_threads: int | None = ..., rows_dtype: str = ...,
+    centroids_dtype: str = ..., isa: str = ...,
+) -> _F32: ...
 def centroid_topk(
     rows: _Array, centroids: _Array, k: int, want_scores: bool = ..., num_threads: int | None = ...,
     rows_dtype: str = ..., centroids_dtype: str = ..., isa: str = ..., fn_name: str = ..., rows_name: str = ...,

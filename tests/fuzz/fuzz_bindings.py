@@ -64,7 +64,7 @@ def _ints(fdp: atheris.FuzzedDataProvider, n: int) -> np.ndarray:
 @atheris.instrument_func  # the harness's own branches (which entry point, which arguments) guide too
 def TestOneInput(data: bytes) -> None:
     fdp = atheris.FuzzedDataProvider(data)
-    which = fdp.ConsumeIntInRange(0, 14)
+    which = fdp.ConsumeIntInRange(0, 16)
     try:
         q = _array(fdp, 3)
         t = _array(fdp, 2)
@@ -98,8 +98,12 @@ def TestOneInput(data: bytes) -> None:
         elif which == 12:
             N.centroid_topk(t, _array(fdp, 2), k, fdp.ConsumeBool())
         elif which == 13:
-            N.plaid_centroid_interaction(_array(fdp, 2), _ints(fdp, 6), off, _ints(fdp, 3),
-                                         fdp.ConsumeFloatInRange(-2.0, 2.0))
+            N.plaid_centroid_interaction(_array(fdp, 2), fdp.ConsumeIntInRange(-1, 40), _ints(fdp, 6), off,
+                                         _ints(fdp, 3), fdp.ConsumeFloatInRange(-2.0, 2.0))
+        elif which == 14:
+            N.plaid_probe(_array(fdp, 2), fdp.ConsumeIntInRange(-1, 40), fdp.ConsumeIntInRange(-1, 70))
+        elif which == 15:
+            N.centroid_scores_t(t, _array(fdp, 2))
         else:
             N.plaid_stage_a(_ints(fdp, 4).reshape(2, 2), _array(fdp, 2), _array(fdp, 1), _ints(fdp, 5), off,
                             fdp.ConsumeIntInRange(-2, 64))

@@ -1,5 +1,5 @@
 // Centroid search drivers: token rows x centroids, inner product, split over the pool.
-//  centroid_scores: dense [m, K] (PLAID's centroid interaction).
+//  centroid_scores: dense [m, K]; centroid_scores_t: the same centroid-major (PLAID's search stages).
 //  centroid_topk:   best k centroids per row, best first, ties to the lower id, NaN ranks last;
 //                   k = 1 is assignment. Streaming: rows are processed 32 at a time against chunks of
 //                   centroids, so no [m, K] buffer exists (assign over 10^8 tokens needs O(threads) memory).
@@ -20,6 +20,12 @@ struct Matrix {
 
 // out [rows.n, cents.n] row-major.
 void centroid_scores(const KernelPath& path, const Matrix& rows, const Matrix& cents, float* out, int num_threads);
+
+// The same scores centroid-major, as PLAID's probe and centroid interaction read them:
+// out[c * stride + r] = <row r, centroid c> for r < rows.n, and 0 for rows.n <= r < stride
+// (stride >= rows.n, stride % 32 == 0). No transposition: the kernel's tiles are already this layout.
+void centroid_scores_t(const KernelPath& path, const Matrix& rows, const Matrix& cents, int64_t stride, float* out,
+                       int num_threads);
 
 // scores (may be null) and ids [rows.n, k]; requires 1 <= k <= cents.n.
 void centroid_topk(const KernelPath& path, const Matrix& rows, const Matrix& cents, int64_t k, float* scores,

@@ -34,25 +34,31 @@ struct PlaidStageA {
   bool bad_ivf = false;  // an IVF entry named a document outside [0, num_docs): nothing returned
 };
 
-// Probing: for each row i of S [m, K], its p best centroids, best first (ties to the lower id), into
+// The search stages read the centroid scores centroid-major, as centroid_scores_t writes them:
+// St[c * stride + i] = S[i, c] for the m kept query tokens i < m <= stride (rows past m are ignored),
+// so that a document token's scores for every query token are one contiguous row.
+//
+// Probing: for each query token i, its p best centroids, best first (ties to the lower id), into
 // cells [m, p] / cell_scores [m, p], and miss[i] = the (p+1)-th best score (0 when p >= K: nothing is
-// unprobed). NaN scores rank below every number. Requires 1 <= p <= K. O(m·K) with a running
-// threshold (a row is rarely touched past its first few hundred entries) for small p, a partial sort
-// for large p.
-void plaid_probe(const float* S, int64_t m, int64_t K, int64_t p, int32_t* cells, float* cell_scores, float* miss);
+// unprobed). NaN scores rank below every number. Requires 1 <= p <= K. One pass over St with a running
+// threshold per token (a centroid is looked at only when it beats some token's current p+1-th best)
+// for small p, a partial sort per token for large p.
+void plaid_probe(const float* St, int64_t m, int64_t K, int64_t stride, int64_t p, int32_t* cells, float* cell_scores,
+                 float* miss);
 
 // ivf_offsets [K+1] and every probed cell are checked by the caller (cells in [0, K), the probed
 // ranges inside ivf); document numbers read from ivf are checked here.
 PlaidStageA plaid_stage_a(const int32_t* cells, const float* cell_scores, const float* miss, int64_t m, int64_t p,
                           const int32_t* ivf, const int64_t* ivf_offsets, int64_t num_docs, const uint8_t* allowed);
 
-// S [m, K] row-major (as centroid_scores writes it); docs [nd] segment-local, each with
-// offsets[d] <= offsets[d+1] <= codes.n (checked by the caller); out [nd]. Codes are range-checked
-// here: returns false (out unspecified) when a candidate's code is outside [0, K).
-bool plaid_centroid_interaction(const float* S, int64_t m, int64_t K, float threshold, const PlaidCodes& codes,
-                                const int64_t* offsets, const int64_t* docs, int64_t nd, float* out, int num_threads);
+// St centroid-major (above); docs [nd] segment-local, each with offsets[d] <= offsets[d+1] <= codes.n
+// (checked by the caller); out [nd]. Codes are range-checked here: returns false (out unspecified)
+// when a candidate's code is outside [0, K).
+bool plaid_centroid_interaction(const float* St, int64_t m, int64_t K, int64_t stride, float threshold,
+                                const PlaidCodes& codes, const int64_t* offsets, const int64_t* docs, int64_t nd,
+                                float* out, int num_threads);
 
-// The plain reference of stage B (no transposition, no threads): what the tests compare against.
+// The plain reference of stage B on S [m, K] row-major (no threads): what the tests compare against.
 bool plaid_centroid_interaction_scalar(const float* S, int64_t m, int64_t K, float threshold, const PlaidCodes& codes,
                                        const int64_t* offsets, const int64_t* docs, int64_t nd, float* out);
 

@@ -198,8 +198,9 @@ class _ShardSearcher:
         idx = self.index
         allowed = _search.allowed_mask(idx, subset, "ShardedIndex.search")
         out: list = [None] * len(queries)
-        for i, qi, S in _search.per_query(idx, queries, query_mask, num_threads):
-            if probes[i] > 0 and len(qi):
+        wanted = [p > 0 for p in probes]
+        for i, qi, S in _search.per_query(idx, queries, query_mask, num_threads, wanted):
+            if len(qi):
                 out[i] = _search.candidates(idx, S, int(probes[i]), allowed, ndocs, pool=pool)
         return out
 
@@ -208,8 +209,9 @@ class _ShardSearcher:
         """Per query: stage-B scores of the given local positions (None: skipped)."""
         idx = self.index
         out: list = [None] * len(queries)
-        for i, qi, S in _search.per_query(idx, queries, query_mask, num_threads):
-            if positions[i] is not None and len(positions[i]) and len(qi):
+        wanted = [p is not None and len(p) > 0 for p in positions]
+        for i, qi, S in _search.per_query(idx, queries, query_mask, num_threads, wanted):
+            if len(qi):
                 out[i] = _search.approximate(idx, S, np.asarray(positions[i], np.int64), threshold, num_threads)
         return out
 

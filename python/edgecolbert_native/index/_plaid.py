@@ -6,7 +6,7 @@ one segment; the search loop in ``_search`` calls them per segment."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -17,10 +17,40 @@ def _native() -> Any:
     return _native
 
 
-def probe(S: np.ndarray, nprobe: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """-> (cells int32 [m, p], their scores [m, p], miss [m]): each row's p = min(nprobe, K) best
+class CentroidScores(NamedTuple):
+    """One query's centroid scores, centroid-major: ``t[c, i]`` = <query token i, centroid c> for the
+    ``m`` kept tokens (``t`` is [K, stride], stride a multiple of 32; columns past m are 0). The probe and
+    stage B read a centroid's scores for every query token as one contiguous row."""
+
+    t: np.ndarray
+    m: int
+
+    @property
+    def rows(self) -> np.ndarray:
+        """The scores as [m, K] (a transposed view)."""
+        return self.t[:, :self.m].T
+
+
+def centroid_scores(q: np.ndarray, centroids: np.ndarray, num_threads: int | None = None) -> CentroidScores:
+    """Scores of the query tokens ``q`` [m, dim] against every centroid, centroid-major, in one pass
+    (the kernel's tiles are this layout: no transposition)."""
+    return CentroidScores(_native().centroid_scores_t(np.ascontiguousarray(q, np.float32), centroids,
+                                                      num_threads=num_threads), int(q.shape[0]))
+
+
+def from_rows(S: np.ndarray) -> CentroidScores:
+    """A row-major [m, K] score matrix as ``CentroidScores`` (tests, and callers holding S)."""
+    S = np.asarray(S, np.float32)
+    m, K = S.shape
+    t = np.zeros((K, max(1, -(-m // 32)) * 32), np.float32)
+    t[:, :m] = S.T
+    return CentroidScores(t, m)
+
+
+def probe(S: CentroidScores, nprobe: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """-> (cells int32 [m, p], their scores [m, p], miss [m]): each token's p = min(nprobe, K) best
     centroids, best first (ties to the lower id), and its (p+1)-th best score (0 when p = K)."""
-    return _native().plaid_probe(np.ascontiguousarray(S, np.float32), int(nprobe))
+    return _native().plaid_probe(S.t, S.m, int(nprobe))
 
 
 def stage_a(cells: np.ndarray, cell_scores: np.ndarray, miss: np.ndarray, ivf: np.ndarray, ivf_offsets: np.ndarray,
@@ -31,10 +61,10 @@ def stage_a(cells: np.ndarray, cell_scores: np.ndarray, miss: np.ndarray, ivf: n
                                    None if allowed is None else np.ascontiguousarray(allowed, np.uint8))
 
 
-def centroid_interaction(S: np.ndarray, codes: np.ndarray, offsets: np.ndarray, docs: np.ndarray,
+def centroid_interaction(S: CentroidScores, codes: np.ndarray, offsets: np.ndarray, docs: np.ndarray,
                          threshold: float | None, num_threads: int | None = None) -> np.ndarray:
     """Stage B approximate scores (float32 [len(docs)]) of segment-local ``docs``; ``threshold`` None
     prunes no centroid."""
     th = -np.inf if threshold is None else float(threshold)
-    return _native().plaid_centroid_interaction(S, codes, offsets, np.ascontiguousarray(docs, np.int64), th,
+    return _native().plaid_centroid_interaction(S.t, S.m, codes, offsets, np.ascontiguousarray(docs, np.int64), th,
                                                 num_threads=num_threads)

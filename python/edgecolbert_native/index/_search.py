@@ -1,7 +1,8 @@
 """PLAID-style search (Santhanam et al., 2022) with WARP's missing-similarity estimate
 (Scheerer et al., 2025) for the first, cheapest stage.
 
-Per query (``m`` kept tokens), after one batched ``centroid_scores`` call for a block of queries:
+Per query (``m`` kept tokens), after scoring its tokens against every centroid (centroid-major,
+``_plaid.CentroidScores``):
 
 1. probe: the top ``nprobe`` centroids per query token;
 2. stage A, from the IVF alone: for every document in a probed list, per query token the best score
@@ -33,9 +34,6 @@ from . import _plaid
 # Measured crossover (docs/index.md, "Exhaustive or PLAID"): below this many tokens exhaustive
 # MaxSim over the decoded tokens is faster than the PLAID stages at default parameters.
 EXHAUSTIVE_TOKENS = 1 << 17
-# Centroid-score block: queries are scored against the centroids in blocks of at most this many
-# floats (64 MB), so a large batch never materialises [nq * Lq, K] at once.
-_SCORE_BLOCK = 1 << 24
 # Stage B keeps ndocs // RERANK_DIVISOR documents for the re-rank (PLAID: 4).
 RERANK_DIVISOR = 4
 
@@ -134,7 +132,7 @@ def _decoded(index: Any, s: Any) -> np.ndarray:
     return s._decoded
 
 
-def _stage_a(index: Any, S: np.ndarray, nprobe: int, allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _stage_a(index: Any, S: _plaid.CentroidScores, nprobe: int, allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     cells, cs, miss = _plaid.probe(S, nprobe)
     pos_all, est_all = [], []
     for s in index.segments:
@@ -147,7 +145,7 @@ def _stage_a(index: Any, S: np.ndarray, nprobe: int, allowed: np.ndarray) -> tup
     return np.concatenate(pos_all), np.concatenate(est_all)
 
 
-def _stage_b(index: Any, S: np.ndarray, pos: np.ndarray, threshold: float | None,
+def _stage_b(index: Any, S: _plaid.CentroidScores, pos: np.ndarray, threshold: float | None,
              num_threads: int | None) -> np.ndarray:
     out = np.zeros(len(pos), np.float32)
     for s, local, sel in _split(index, pos):
@@ -186,24 +184,24 @@ def allowed_mask(index: Any, subset: Any, fn: str) -> np.ndarray:
     return allowed
 
 
-def per_query(index: Any, q: np.ndarray, mask: np.ndarray | None, num_threads: int | None):
-    """Yields (i, kept query rows, their centroid scores [m, K]) for each query, scoring the centroids
-    for blocks of queries at a time (a row's scores do not depend on the block it is in)."""
-    nq, lq, _ = q.shape
+def per_query(index: Any, q: np.ndarray, mask: np.ndarray | None, num_threads: int | None,
+              wanted: Any = None):
+    """Yields (i, kept query rows, their centroid scores) for each query: ``_plaid.CentroidScores``,
+    centroid-major [K, 32·ceil(m/32)], the layout the probe and stage B read (a query's scores are
+    computed for its kept rows alone, 32 rows per kernel block, so batching queries would not save
+    arithmetic). With ``wanted`` (a flag per query) the others are skipped."""
     C = np.asarray(index.codec.centroids, np.float32)
-    block = max(1, _SCORE_BLOCK // max(1, lq * index.num_centroids))
-    for b0 in range(0, nq, block):
-        b1 = min(nq, b0 + block)
-        S_all = _ec().centroid_scores(q[b0:b1].reshape(-1, index.dim), C, num_threads=num_threads)
-        S_all = np.asarray(S_all, np.float32).reshape(b1 - b0, lq, -1)
-        for i in range(b0, b1):
-            if mask is None:
-                yield i, q[i], S_all[i - b0]
-            else:
-                yield i, q[i][mask[i]], S_all[i - b0][mask[i]]
+    for i in range(q.shape[0]):
+        if wanted is not None and not wanted[i]:
+            continue
+        qi = q[i] if mask is None else q[i][mask[i]]
+        if len(qi) == 0:
+            yield i, qi, _plaid.CentroidScores(np.zeros((index.num_centroids, 32), np.float32), 0)
+        else:
+            yield i, qi, _plaid.centroid_scores(qi, C, num_threads)
 
 
-def candidates(index: Any, S: np.ndarray, probe: int, allowed: np.ndarray, ndocs: int,
+def candidates(index: Any, S: _plaid.CentroidScores, probe: int, allowed: np.ndarray, ndocs: int,
                pool: bool = False) -> tuple[np.ndarray, np.ndarray, int, int]:
     """Stages A at one probe width: (the best ndocs positions, their estimates, how many allowed
     documents the probed lists held in all, and with ``pool`` how many documents they held with no
@@ -225,7 +223,7 @@ def pool_target(ndocs: int, n_allowed: int, unfiltered: int, subset_given: bool)
     return min(ndocs, n_allowed) if subset_given else min(ndocs, unfiltered)
 
 
-def approximate(index: Any, S: np.ndarray, pos: np.ndarray, threshold: float | None, num_threads: int | None) -> np.ndarray:
+def approximate(index: Any, S: _plaid.CentroidScores, pos: np.ndarray, threshold: float | None, num_threads: int | None) -> np.ndarray:
     """Stage B scores of the positions ``pos`` (PLAID's centroid interaction)."""
     return _stage_b(index, S, pos, threshold, num_threads)
 

@@ -128,6 +128,8 @@ def main():
                   f"MRR@10 {mrr10(ids[np.array(found)], queries):.4f}, p50 {np.percentile(ts, 50):.1f} ms, "
                   f"p99 {np.percentile(ts, 99):.1f} ms", flush=True)
         nc = args.curve_queries
+        if nc <= 0:  # no curve asked for
+            continue
         print(f"| nprobe \\ ndocs | 256 | 512 | 1024 | 2048 |   (recall@10 (p50 ms), {nc} queries, 1 thread)")
         print("|---:|---:|---:|---:|---:|")
         for nprobe in (2, 4, 8, 16):

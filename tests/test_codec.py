@@ -135,6 +135,50 @@ def test_train_follows_colbert_recipe(rng):
     assert tiny.bucket_cutoffs.shape == (15,)
 
 
+def test_lloyd_max_reaches_the_known_optima(rng):
+    """Lloyd-Max from quantile buckets converges to the textbook optima: the uniform quantiser for a
+    uniform density, Max's (1960) levels for a Gaussian."""
+    from edgecolbert_native.codec import lloyd_max
+
+    u = rng.uniform(-1, 1, 2_000_000).astype(np.float32)
+    c, w = lloyd_max(u, np.quantile(u, [0.25, 0.5, 0.75]), np.quantile(u, [0.125, 0.375, 0.625, 0.875]) * 0.5)
+    np.testing.assert_allclose(w, [-0.75, -0.25, 0.25, 0.75], atol=3e-3)
+    np.testing.assert_allclose(c, [-0.5, 0.0, 0.5], atol=3e-3)
+    g = rng.standard_normal(4_000_000).astype(np.float32)
+    c, w = lloyd_max(g, np.quantile(g, [0.25, 0.5, 0.75]), np.quantile(g, [0.125, 0.375, 0.625, 0.875]))
+    np.testing.assert_allclose(w, [-1.510, -0.4528, 0.4528, 1.510], atol=6e-3)
+    np.testing.assert_allclose(c, [-0.9816, 0.0, 0.9816], atol=6e-3)
+    assert np.all(np.diff(w) > 0) and np.all(np.diff(c) > 0)
+    c1, w1 = lloyd_max(g[:1000], [0.0], [-1.0, 1.0])  # nbits 1: cutoff halfway between the two means
+    assert c1[0] == pytest.approx((w1[0] + w1[1]) / 2, abs=1e-6)
+    assert w1[0] == pytest.approx(g[:1000][g[:1000] <= c1[0]].mean(), abs=1e-5)
+
+
+def test_train_lloyd_buckets_lower_the_error(rng):
+    x = clustered(rng, 6000, 48)
+    for nbits in (1, 2, 4):
+        q = ec.ResidualCodec.train(x, 64, nbits, seed=1, progress=False)
+        ll = ec.ResidualCodec.train(x, 64, nbits, seed=1, progress=False, buckets="lloyd")
+        np.testing.assert_array_equal(q.centroids, ll.centroids)  # only the bucket numbers differ
+        # squared quantisation error of the held-out residuals (those the buckets were fitted on)
+        held = x[np.random.default_rng(1).permutation(len(x))[:300]]
+        r = (held - q.centroids[ec.assign(held, q.centroids)]).reshape(-1)
+
+        def sq_err(c):
+            return float(np.mean((r - c.bucket_weights[np.searchsorted(c.bucket_cutoffs, r, side="left")]) ** 2))
+
+        assert sq_err(ll) < sq_err(q)
+        # midpoint cutoffs: bucketize is nearest-weight assignment
+        np.testing.assert_allclose(ll.bucket_cutoffs, (ll.bucket_weights[1:] + ll.bucket_weights[:-1]) / 2, rtol=1e-5,
+                                   atol=1e-7)
+        # and whole vectors come back closer
+        cos_q = (q.decompress(*q.compress(x)) * x).sum(1).mean()
+        cos_l = (ll.decompress(*ll.compress(x)) * x).sum(1).mean()
+        assert cos_l > cos_q
+    with pytest.raises(ValueError, match="buckets"):
+        ec.ResidualCodec.train(x, 8, 2, buckets="kmeans")
+
+
 def test_save_load_roundtrip_and_golden(tmp_path, rng):
     codec = make_codec(rng, 16, 2, k=5)
     p = tmp_path / "codec.bin"

@@ -146,7 +146,7 @@ def index_corpus(paths: Sequence[str], out: str, *, model: str, num_shards: int,
         tokens, _ = enc.encode_documents([str(r[field]) for r in sample], batch_size=batch_size)
         t = tokens.numpy()
         k = max(1, min(default_num_centroids(len(t) * n // max(1, len(sample))), len(t) - int(0.05 * len(t))))
-        ResidualCodec.train(t, k, nbits, seed=seed).save(codec_path)
+        ResidualCodec.train(t, k, nbits, seed=seed, buckets="lloyd").save(codec_path)
     ds = ds.map_batches(_add_shard(num_shards), batch_format="numpy")
     done = {i for i in range(num_shards) if os.path.exists(os.path.join(out, _shard_dir(i), "manifest.json"))}
     parts = os.path.join(out, "parts")

@@ -88,10 +88,12 @@ def _build_one(path: str, shard: int, tokens: Any, offsets: np.ndarray, ids: np.
 
 def build_sharded(path: str | os.PathLike, doc_tokens: Any, doc_offsets: Any = None, doc_ids: Any = None, *,
                   num_shards: int, nbits: int = 4, num_centroids: int | None = None, sample_tokens: int | None = None,
-                  seed: int = 0, ray_address: str | None = None, num_threads: int | None = None) -> "ShardedIndex":
+                  seed: int = 0, ray_address: str | None = None, num_threads: int | None = None,
+                  buckets: str = "lloyd") -> "ShardedIndex":
     """Trains one codec on a sample drawn across the whole collection, then builds ``num_shards``
     ordinary index directories with it (one after another, or as Ray tasks when ``ray_address`` is
-    given: "local" starts a local cluster, "auto" or an address joins one). Inputs as ``Index.build``.
+    given: "local" starts a local cluster, "auto" or an address joins one). Inputs (``buckets`` too) as
+    ``Index.build``.
     Re-running after an interruption skips the shards whose manifest landed."""
     from ..codec import ResidualCodec
     from ..index.index import default_num_centroids, default_sample_tokens
@@ -115,7 +117,7 @@ def build_sharded(path: str | os.PathLike, doc_tokens: Any, doc_offsets: Any = N
             ns = min(T, sample_tokens or default_sample_tokens(T, k))
             rng = np.random.default_rng(seed)
             pos = np.sort(rng.choice(T, size=ns, replace=False)) if ns < T else np.arange(T)
-            codec = ResidualCodec.train(src.gather(pos), k, nbits, seed=seed, num_threads=num_threads)
+            codec = ResidualCodec.train(src.gather(pos), k, nbits, seed=seed, num_threads=num_threads, buckets=buckets)
             codec.save(codec_path)
         offsets = np.asarray(src.offsets, np.int64)
         _check_plan(path, {"num_shards": num_shards, "num_docs": int(n), "num_tokens": int(T), "dim": int(src.dim),

@@ -210,6 +210,7 @@ class Index:
         progress: bool | None = None,
         overwrite: bool = False,
         codec: Any = None,
+        buckets: str = "lloyd",
     ) -> "Index":
         """Builds an index in directory ``path`` (created if needed; an existing index there is
         replaced only with ``overwrite=True``, atomically).
@@ -220,6 +221,9 @@ class Index:
         k-means on ``sample_tokens`` random tokens (default 32 per centroid, at least 16,384).
         Memory stays bounded: tokens are compressed in chunks of 2^17. ``codec``: a trained
         ``ResidualCodec`` to use instead of training one (the shards of one collection share a codec).
+        ``buckets``: how the codec's residual buckets are placed (``ResidualCodec.train``): ``"lloyd"``
+        (default; Lloyd-Max refinement of ColBERTv2's quantiles, lower quantisation error, same format)
+        or ``"quantile"`` (ColBERTv2's indexer exactly).
         """
         fn = "Index.build"
         if nbits not in (1, 2, 4, 8):
@@ -264,7 +268,7 @@ class Index:
                         import sys
                         sys.stderr.write(f"{fn}: k-means, {k} centroids on {ns:,} sampled tokens\n")
                     codec = ec.ResidualCodec.train(sample, k, nbits, niters=niters, seed=seed,
-                                                   num_threads=num_threads, progress=progress)
+                                                   num_threads=num_threads, progress=progress, buckets=buckets)
                     del sample
                 gen = (int(old["generation"]) + 1) if old else 1
                 cfiles = {

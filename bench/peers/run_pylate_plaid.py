@@ -14,7 +14,8 @@ ColBERT code imports. The C++ extensions are JIT-compiled (ninja) on first use; 
 200-document warm-up index so that compilation is not counted in the build time.
 
 Latency is timed around `Searcher.search` (one query [32, 48] at a time), i.e. the PLAID search itself;
-PyLate's `__call__` additionally unpickles its id map on every call, which is left out (favours PyLate).
+PyLate's public `index(queries_embeddings, k)` additionally opens its SQLite id map and looks up every result
+on each call: `--api` times that path instead (what a PyLate user's call costs).
 Each mode prints one JSON line.
 """
 
@@ -73,19 +74,26 @@ def search_all(searcher, queries, k=10):
     return out
 
 
-def latency(searcher, queries, threads):
-    """One query per call; returns (found ids, per-query ms)."""
+def latency(searcher, queries, threads, api=None):
+    """One query per call; returns (found ids, per-query ms). With ``api`` (the PLAID index object) each
+    call goes through PyLate's public ``index(queries_embeddings, k)``, which adds its SQLite id map."""
     torch.set_num_threads(threads)
+
+    def one(q):
+        if api is None:
+            return list(searcher.search(q, k=10)[0])
+        return [int(r["id"]) for r in api(q, k=10)[0]]
+
     for q in queries[:5]:
-        searcher.search(q, k=10)
+        one(q)
     ts, cs, found = [], [], []
     for q in queries:
         c = time.process_time()
         t = time.perf_counter()
-        pids, _, _ = searcher.search(q, k=10)
+        pids = one(q)
         ts.append(time.perf_counter() - t)
         cs.append(time.process_time() - c)
-        found.append(list(pids))
+        found.append(pids)
     return found, np.array(ts) * 1e3, np.array(cs) * 1e3
 
 
@@ -112,6 +120,8 @@ def main() -> None:
                     help="sweep: space-separated ncells,ndocs,threshold (last = PyLate's defaults: "
                          "ncells=n_ivf_probe 8, ndocs=n_full_scores 8192, threshold 0.35)")
     ap.add_argument("--sweep-queries", type=int, default=100)
+    ap.add_argument("--api", action="store_true", help="latency through PyLate's public index(...) call "
+                                                        "(Searcher.search plus its SQLite id lookups)")
     a = ap.parse_args()
     tokens, offsets, queries, truth = load(a.data)
     T = int(offsets[-1])
@@ -152,8 +162,8 @@ def main() -> None:
                               f"recall@10_{len(sub)}q": round(r, 4), "mean_ms_2t": round(ms, 1)}), flush=True)
         return
     searcher.configure(ncells=a.ncells, ndocs=a.ndocs, centroid_score_threshold=a.threshold)
-    found, ts, cs = latency(searcher, queries, a.threads)
-    print(json.dumps({"system": "pylate-plaid(use_fast=False)", "nbits": a.nbits, "ncells": a.ncells,
+    found, ts, cs = latency(searcher, queries, a.threads, idx if a.api else None)
+    print(json.dumps({"system": "pylate-plaid(use_fast=False)" + (" via index(...)" if a.api else ""), "nbits": a.nbits, "ncells": a.ncells,
                       "ndocs": a.ndocs, "threshold": a.threshold, "queries": len(queries),
                       "recall@10": round(recall(found, truth), 4), "threads": a.threads,
                       "p50_ms": round(float(np.percentile(ts, 50)), 2),

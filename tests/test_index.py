@@ -128,6 +128,14 @@ def test_add_delete_compact(data, tmp_path):
     n = len(off) - 1
     assert len(idx) == n and len(idx.segments) == 3
     assert idx.ids.tolist() == list(range(n))
+    # The re-rank's gather over three segments, positions in any order: each document's own codes.
+    from edgecolbert_native.index import _search
+    pos = np.random.default_rng(0).permutation(n)[:300]
+    c, r, o = _search._gather_compact(idx, pos)
+    want_c, want_r = idx.codec.compress(np.concatenate([x[off[p]:off[p + 1]] for p in pos]))
+    np.testing.assert_array_equal(o, np.concatenate([[0], np.cumsum(off[pos + 1] - off[pos])]))
+    np.testing.assert_array_equal(c, want_c)
+    np.testing.assert_array_equal(r, want_r)
     true, full = H.exhaustive_topk(q, x, off, 10)
     s, ids = idx.search(q, 10, exhaustive=False)
     assert H.recall(ids, true) >= 0.95

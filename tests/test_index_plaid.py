@@ -51,6 +51,33 @@ def test_centroid_interaction_matches_numpy(m, u16):
         np.testing.assert_array_equal(ref, _plaid.centroid_interaction(T, codes, off, docs, th, 2))
 
 
+@pytest.mark.parametrize("u16", [False, True])
+def test_gather_matches_numpy(u16):
+    rng = np.random.default_rng(5)
+    n, K, w = 120, 97, 12
+    codes, off = _segment(rng, n, K, u16)
+    res = rng.integers(0, 256, size=(len(codes), w), dtype=np.uint8)
+    docs = np.concatenate([rng.integers(0, n, size=60), [0, 0, 7]])  # repeats and empty documents
+    c, r, o = _plaid.gather(codes, res, off, docs)
+    tok = np.concatenate([np.arange(off[d], off[d + 1]) for d in docs]).astype(np.int64)
+    assert c.dtype == np.int32 and r.dtype == np.uint8 and o.dtype == np.int64
+    np.testing.assert_array_equal(c, codes[tok].astype(np.int32))
+    np.testing.assert_array_equal(r, res[tok])
+    np.testing.assert_array_equal(o, np.concatenate([[0], np.cumsum(off[docs + 1] - off[docs])]))
+    c, r, o = _plaid.gather(codes, res, off, np.empty(0, np.int64))
+    assert len(c) == 0 and r.shape == (0, w) and o.tolist() == [0]
+    with pytest.raises(ValueError, match="not a document"):
+        _native.plaid_gather(codes, res, off, np.array([n]))
+    with pytest.raises(ValueError, match="residuals must be"):
+        _native.plaid_gather(codes, res[:-1], off, np.array([0]))
+    with pytest.raises(TypeError, match="uint8"):
+        _native.plaid_gather(codes, res.astype(np.int16), off, np.array([0]))
+    bad = off.copy()
+    bad[3] = len(codes) + 5
+    with pytest.raises(ValueError, match="outside"):
+        _native.plaid_gather(codes, res, bad, np.array([2]))
+
+
 def test_stage_a_matches_numpy():
     rng = np.random.default_rng(3)
     K, n, m, p = 50, 200, 6, 4

@@ -168,6 +168,8 @@ NATIVE: dict[str, tuple[Callable[..., Any], Callable[[], dict[str, Any]], tuple[
     "plaid_centroid_interaction": (N.plaid_centroid_interaction, lambda: dict(
         scores_t=rng.standard_normal((8, 4)).astype(np.float32), m=3, codes=CODES, doc_offsets=OFF,
         docs=np.array([0, 2, 1]), threshold=0.0), ("m", "threshold")),
+    "plaid_gather": (N.plaid_gather, lambda: dict(codes=CODES, residuals=RES, doc_offsets=OFF,
+                                                  docs=np.array([0, 2, 1, 2])), ()),
     "plaid_probe": (N.plaid_probe, lambda: dict(scores_t=rng.standard_normal((8, 4)).astype(np.float32), m=3,
                                                 nprobe=2), ("m", "nprobe")),
     "plaid_stage_a": (N.plaid_stage_a, lambda: dict(

@@ -109,6 +109,42 @@ py::array_t<float> centroid_interaction(const py::handle& scores, int64_t m, con
   return out;
 }
 
+py::tuple gather(const py::array& codes, const py::array& residuals, const py::handle& offsets, const py::handle& docs) {
+  const char* fn = "plaid_gather";
+  py::array keep;
+  PlaidCodes c = check_codes(codes, fn, keep);
+  if (residuals.ndim() != 2 || residuals.shape(0) != c.n)
+    value_error(cat(fn, ": residuals must be [T, width] with T = len(codes) = ", c.n, ", got shape ", shape_str(residuals)));
+  if (residuals.dtype().kind() != 'u' || residuals.itemsize() != 1)
+    type_error(cat(fn, ": residuals must be uint8, got ", dtype_str(residuals)));
+  auto res = py::array_t<uint8_t, py::array::c_style>::ensure(residuals);
+  if (!res) type_error(cat(fn, ": residuals must be a readable uint8 array"));
+  const int64_t width = res.shape(1);
+  auto off = int64_array(offsets, fn, "doc_offsets");
+  auto d = int64_array(docs, fn, "docs");
+  if (off.ndim() != 1 || off.shape(0) < 1) value_error(cat(fn, ": doc_offsets must be 1-d [n+1]"));
+  if (d.ndim() != 1) value_error(cat(fn, ": docs must be 1-d"));
+  const int64_t n = off.shape(0) - 1, nd = d.shape(0);
+  const int64_t* o = off.data();
+  const int64_t* dp = d.data();
+  int64_t total = 0;
+  for (int64_t j = 0; j < nd; ++j) {
+    const int64_t x = dp[j];
+    if (x < 0 || x >= n) value_error(cat(fn, ": docs[", j, "] = ", x, " is not a document in [0, ", n, ")"));
+    if (o[x] < 0 || o[x] > o[x + 1] || o[x + 1] > c.n)
+      value_error(cat(fn, ": doc_offsets give document ", x, " the codes [", o[x], ", ", o[x + 1], ") outside [0, ", c.n, "]"));
+    total += o[x + 1] - o[x];
+  }
+  py::array_t<int32_t> out_codes(total);
+  py::array_t<uint8_t> out_res({total, width});
+  py::array_t<int64_t> out_off(nd + 1);
+  {
+    py::gil_scoped_release released;
+    plaid_gather(c, res.data(), width, o, dp, nd, out_codes.mutable_data(), out_res.mutable_data(), out_off.mutable_data());
+  }
+  return py::make_tuple(out_codes, out_res, out_off);
+}
+
 py::tuple stage_a(const py::handle& cells, const py::handle& cell_scores, const py::handle& miss, const py::handle& ivf,
                   const py::handle& ivf_offsets, int64_t num_docs, const py::object& allowed) {
   const char* fn = "plaid_stage_a";
@@ -173,6 +209,7 @@ void register_plaid(py::module_& m) {
   m.def("plaid_centroid_interaction", &centroid_interaction, py::arg("scores_t"), py::arg("m"), py::arg("codes"), py::arg("doc_offsets"),
         py::arg("docs"), py::arg("threshold") = -std::numeric_limits<double>::infinity(),
         py::arg("num_threads") = py::none(), py::arg("reference") = false);
+  m.def("plaid_gather", &gather, py::arg("codes"), py::arg("residuals"), py::arg("doc_offsets"), py::arg("docs"));
   m.def("plaid_probe", &probe, py::arg("scores_t"), py::arg("m"), py::arg("nprobe"));
   m.def("plaid_stage_a", &stage_a, py::arg("cells"), py::arg("cell_scores"), py::arg("miss"), py::arg("ivf"),
         py::arg("ivf_offsets"), py::arg("num_docs"), py::arg("allowed") = py::none());

@@ -190,6 +190,24 @@ void plaid_probe(const float* St, int64_t m, int64_t K, int64_t stride, int64_t 
   }
 }
 
+void plaid_gather(const PlaidCodes& codes, const uint8_t* residuals, int64_t width, const int64_t* offsets,
+                  const int64_t* docs, int64_t nd, int32_t* out_codes, uint8_t* out_residuals, int64_t* out_offsets) {
+  int64_t at = 0;
+  out_offsets[0] = 0;
+  for (int64_t j = 0; j < nd; ++j) {
+    const int64_t lo = offsets[docs[j]], n = offsets[docs[j] + 1] - lo;
+    if (codes.u16) {
+      const uint16_t* c = static_cast<const uint16_t*>(codes.data) + lo;
+      for (int64_t t = 0; t < n; ++t) out_codes[at + t] = c[t];
+    } else {
+      std::copy_n(static_cast<const int32_t*>(codes.data) + lo, n, out_codes + at);
+    }
+    std::copy_n(residuals + lo * width, n * width, out_residuals + at * width);
+    at += n;
+    out_offsets[j + 1] = at;
+  }
+}
+
 PlaidStageA plaid_stage_a(const int32_t* cells, const float* cell_scores, const float* miss, int64_t m, int64_t p,
                           const int32_t* ivf, const int64_t* ivf_offsets, int64_t num_docs, const uint8_t* allowed) {
   PlaidStageA r;

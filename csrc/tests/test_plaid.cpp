@@ -216,3 +216,30 @@ EC_TEST(plaid_probe_matches_brute_force) {
      }
     }
 }
+
+EC_TEST(plaid_gather_concatenates_in_order) {
+  std::mt19937_64 rng(5);
+  const Seg s = make_seg(rng, 50, 300);
+  const int64_t w = 3;
+  std::vector<uint8_t> res(s.codes.size() * w);
+  for (std::size_t i = 0; i < res.size(); ++i) res[i] = static_cast<uint8_t>(i * 7 + 1);
+  const std::vector<int64_t> docs = {4, 0, 4, 49, 7, 1};  // repeats, empty document 0 and 7
+  for (bool u16 : {false, true}) {
+    PlaidCodes c{u16 ? static_cast<const void*>(s.codes16.data()) : s.codes.data(), u16,
+                 static_cast<int64_t>(s.codes.size())};
+    std::vector<int32_t> oc(s.codes.size() * 2);
+    std::vector<uint8_t> orr(oc.size() * w);
+    std::vector<int64_t> oo(docs.size() + 1, -1);
+    plaid_gather(c, res.data(), w, s.offsets.data(), docs.data(), static_cast<int64_t>(docs.size()), oc.data(),
+                 orr.data(), oo.data());
+    int64_t at = 0;
+    EC_CHECK(oo[0] == 0, "offsets start at 0");
+    for (std::size_t j = 0; j < docs.size(); ++j) {
+      for (int64_t t = s.offsets[docs[j]]; t < s.offsets[docs[j] + 1]; ++t, ++at) {
+        EC_CHECK(oc[at] == s.codes[t], "code");
+        for (int64_t b = 0; b < w; ++b) EC_CHECK(orr[at * w + b] == res[t * w + b], "residual byte");
+      }
+      EC_CHECK(oo[j + 1] == at, "offset %zu", j + 1);
+    }
+  }
+}

@@ -58,6 +58,12 @@ bool plaid_centroid_interaction(const float* St, int64_t m, int64_t K, int64_t s
                                 const PlaidCodes& codes, const int64_t* offsets, const int64_t* docs, int64_t nd,
                                 float* out, int num_threads);
 
+// The re-rank's input: the codes (widened to int32) and residual rows (width bytes each) of docs [nd]
+// (segment-local, CSR ranges checked by the caller), concatenated in the order given; out_offsets
+// [nd+1] from 0. out_codes / out_residuals hold out_offsets[nd] entries / rows.
+void plaid_gather(const PlaidCodes& codes, const uint8_t* residuals, int64_t width, const int64_t* offsets,
+                  const int64_t* docs, int64_t nd, int32_t* out_codes, uint8_t* out_residuals, int64_t* out_offsets);
+
 // The plain reference of stage B on S [m, K] row-major (no threads): what the tests compare against.
 bool plaid_centroid_interaction_scalar(const float* S, int64_t m, int64_t K, float threshold, const PlaidCodes& codes,
                                        const int64_t* offsets, const int64_t* docs, int64_t nd, float* out);

@@ -61,6 +61,13 @@ def stage_a(cells: np.ndarray, cell_scores: np.ndarray, miss: np.ndarray, ivf: n
                                    None if allowed is None else np.ascontiguousarray(allowed, np.uint8))
 
 
+def gather(codes: np.ndarray, residuals: np.ndarray, offsets: np.ndarray,
+           docs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """-> (codes int32, residual rows, offsets [len(docs)+1]) of segment-local ``docs``, concatenated in
+    the order given (the re-rank's input)."""
+    return _native().plaid_gather(codes, residuals, offsets, np.ascontiguousarray(docs, np.int64))
+
+
 def centroid_interaction(S: CentroidScores, codes: np.ndarray, offsets: np.ndarray, docs: np.ndarray,
                          threshold: float | None, num_threads: int | None = None) -> np.ndarray:
     """Stage B approximate scores (float32 [len(docs)]) of segment-local ``docs``; ``threshold`` None

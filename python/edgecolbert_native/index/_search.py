@@ -80,39 +80,27 @@ def _split(index: Any, pos: np.ndarray) -> list[tuple[Any, np.ndarray, np.ndarra
     return out
 
 
-def _take_rows(a: np.ndarray, tok: np.ndarray) -> np.ndarray:
-    """a[tok] for a 2-d uint8 array, copying each row as one fixed-size element (4x faster than
-    numpy's row-wise fancy indexing for 12-byte rows)."""
-    if a.shape[1] == 0 or not a.flags.c_contiguous:
-        return a[tok]
-    rows = a.view(np.dtype((np.void, a.shape[1]))).reshape(-1)
-    return np.take(rows, tok).view(np.uint8).reshape(len(tok), a.shape[1])
-
-
 def _gather_compact(index: Any, pos: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Codes (int32), residuals and offsets of the documents at global positions ``pos``, in order."""
-    codes, res, lens = [], [], np.empty(len(pos), np.int64)
-    order = []
+    """Codes (int32), residuals and offsets of the documents at global positions ``pos``, in that order
+    (one native gather per segment)."""
+    parts = []
     for s, local, sel in _split(index, pos):
-        tok = _ragged(s.offsets[local], s.offsets[local + 1])
-        codes.append(np.take(s.codes, tok).astype(np.int32, copy=False))
-        res.append(_take_rows(s.residuals, tok))
-        lens[sel] = s.offsets[local + 1] - s.offsets[local]
-        order.append(sel)
-    # Segments were visited in order, so the concatenation follows pos only if pos is grouped by
-    # segment; reorder documents to pos order otherwise.
-    cat_sel = np.concatenate(order) if order else np.empty(0, np.int64)
+        parts.append((sel, *_plaid.gather(s.codes, s.residuals, s.offsets, local)))
     rb = index.dim * index.nbits // 8
-    c = np.concatenate(codes) if codes else np.empty(0, np.int32)
-    r = np.concatenate(res) if res else np.empty((0, rb), np.uint8)
-    if len(cat_sel) and np.any(np.diff(cat_sel) < 0):
-        cat_lens = lens[cat_sel]
-        cat_off = np.concatenate([[0], np.cumsum(cat_lens)])
-        inv = np.empty_like(cat_sel)
-        inv[cat_sel] = np.arange(len(cat_sel))
-        tok = _ragged(cat_off[inv], cat_off[inv + 1])
-        c, r = c[tok], r[tok]
+    if not parts:
+        return np.empty(0, np.int32), np.empty((0, rb), np.uint8), np.zeros(len(pos) + 1, np.int64)
+    if len(parts) == 1:  # one segment: pos was gathered in order
+        return parts[0][1], parts[0][2], parts[0][3]
+    # Several segments: place every document's rows at its position in pos.
+    lens = np.empty(len(pos), np.int64)
+    for sel, _, _, off in parts:
+        lens[sel] = np.diff(off)
     offsets = np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)
+    c = np.empty(int(offsets[-1]), np.int32)
+    r = np.empty((int(offsets[-1]), rb), np.uint8)
+    for sel, pc, pr, off in parts:
+        dst = _ragged(offsets[sel], offsets[sel + 1])
+        c[dst], r[dst] = pc, pr
     return c, r, offsets
 
 

@@ -115,46 +115,37 @@ py::array_t<uint8_t, py::array::c_style> check_residuals(const py::array& residu
 }  // namespace
 
 void register_codec(py::module_& m) {
-  m.def(
-      "centroid_scores",
-      [](const py::array& rows, const py::array& centroids, const py::object& num_threads, const std::string& rows_dtype,
-         const std::string& cents_dtype, const std::string& isa) {
-        const char* fn = "centroid_scores";
-        Matrix r = check_matrix(rows, rows_dtype, fn, "query_tokens", "[m, dim]");
-        Matrix c = check_matrix(centroids, cents_dtype, fn, "centroids", "[K, dim]");
-        if (r.dim != c.dim) value_error(cat(fn, ": query_tokens have dim ", r.dim, " but centroids have dim ", c.dim));
-        const int threads = resolve_threads(num_threads, fn);
-        const KernelPath& path = resolve_path(isa);
-        py::array_t<float> out({r.n, c.n});
-        {
-          py::gil_scoped_release released;
-          centroid_scores(path, r, c, out.mutable_data(), threads);
-        }
-        return out;
-      },
-      py::arg("query_tokens"), py::arg("centroids"), py::arg("num_threads") = py::none(), py::arg("rows_dtype") = "",
-      py::arg("centroids_dtype") = "", py::arg("isa") = "");
-
-  m.def(
-      "centroid_scores_t",
-      [](const py::array& rows, const py::array& centroids, const py::object& num_threads, const std::string& rows_dtype,
-         const std::string& cents_dtype, const std::string& isa) {
-        const char* fn = "centroid_scores_t";
-        Matrix r = check_matrix(rows, rows_dtype, fn, "query_tokens", "[m, dim]");
-        Matrix c = check_matrix(centroids, cents_dtype, fn, "centroids", "[K, dim]");
-        if (r.dim != c.dim) value_error(cat(fn, ": query_tokens have dim ", r.dim, " but centroids have dim ", c.dim));
-        const int threads = resolve_threads(num_threads, fn);
-        const KernelPath& path = resolve_path(isa);
-        const int64_t stride = std::max<int64_t>(1, (r.n + kCentroidBlockRows - 1) / kCentroidBlockRows) * kCentroidBlockRows;
-        py::array_t<float> out({c.n, stride});
-        {
-          py::gil_scoped_release released;
-          centroid_scores_t(path, r, c, stride, out.mutable_data(), threads);
-        }
-        return out;
-      },
-      py::arg("query_tokens"), py::arg("centroids"), py::arg("num_threads") = py::none(), py::arg("rows_dtype") = "",
-      py::arg("centroids_dtype") = "", py::arg("isa") = "");
+  // Dense scores, [m, K] row-major or (centroid_scores_t) [K, stride] centroid-major.
+  auto dense_scores = [](const py::array& rows, const py::array& centroids, const py::object& num_threads,
+                         const std::string& rows_dtype, const std::string& cents_dtype, const std::string& isa,
+                         bool centroid_major) {
+    const char* fn = centroid_major ? "centroid_scores_t" : "centroid_scores";
+    Matrix r = check_matrix(rows, rows_dtype, fn, "query_tokens", "[m, dim]");
+    Matrix c = check_matrix(centroids, cents_dtype, fn, "centroids", "[K, dim]");
+    if (r.dim != c.dim) value_error(cat(fn, ": query_tokens have dim ", r.dim, " but centroids have dim ", c.dim));
+    const int threads = resolve_threads(num_threads, fn);
+    const KernelPath& path = resolve_path(isa);
+    const int64_t stride = std::max<int64_t>(1, (r.n + kCentroidBlockRows - 1) / kCentroidBlockRows) * kCentroidBlockRows;
+    py::array_t<float> out = centroid_major ? py::array_t<float>({c.n, stride}) : py::array_t<float>({r.n, c.n});
+    {
+      py::gil_scoped_release released;
+      if (centroid_major)
+        centroid_scores_t(path, r, c, stride, out.mutable_data(), threads);
+      else
+        centroid_scores(path, r, c, out.mutable_data(), threads);
+    }
+    return out;
+  };
+  for (bool centroid_major : {false, true})
+    m.def(
+        centroid_major ? "centroid_scores_t" : "centroid_scores",
+        [dense_scores, centroid_major](const py::array& rows, const py::array& centroids, const py::object& num_threads,
+                                       const std::string& rows_dtype, const std::string& cents_dtype,
+                                       const std::string& isa) {
+          return dense_scores(rows, centroids, num_threads, rows_dtype, cents_dtype, isa, centroid_major);
+        },
+        py::arg("query_tokens"), py::arg("centroids"), py::arg("num_threads") = py::none(), py::arg("rows_dtype") = "",
+        py::arg("centroids_dtype") = "", py::arg("isa") = "");
 
   m.def(
       "centroid_topk",

@@ -51,6 +51,32 @@ PlaidCodes check_codes(const py::array& codes, const char* fn, py::array& keep) 
   return c;
 }
 
+// Candidate documents docs [nd] of a segment given by doc_offsets [n+1] over ncodes codes: every
+// document number and CSR range checked; tokens = the candidates' codes in all.
+struct DocRanges {
+  py::array_t<int64_t, py::array::c_style> off, docs;
+  int64_t nd = 0, tokens = 0;
+};
+
+DocRanges check_docs(const py::handle& offsets, const py::handle& docs, int64_t ncodes, const char* fn) {
+  DocRanges r{int64_array(offsets, fn, "doc_offsets"), int64_array(docs, fn, "docs")};
+  if (r.off.ndim() != 1 || r.off.shape(0) < 1) value_error(cat(fn, ": doc_offsets must be 1-d [n+1]"));
+  if (r.docs.ndim() != 1) value_error(cat(fn, ": docs must be 1-d"));
+  const int64_t n = r.off.shape(0) - 1;
+  const int64_t* o = r.off.data();
+  const int64_t* dp = r.docs.data();
+  r.nd = r.docs.shape(0);
+  for (int64_t j = 0; j < r.nd; ++j) {
+    const int64_t x = dp[j];
+    if (x < 0 || x >= n) value_error(cat(fn, ": docs[", j, "] = ", x, " is not a document in [0, ", n, ")"));
+    if (o[x] < 0 || o[x] > o[x + 1] || o[x + 1] > ncodes)
+      value_error(cat(fn, ": doc_offsets give document ", x, " the codes [", o[x], ", ", o[x + 1], ") outside [0, ",
+                      ncodes, "]"));
+    r.tokens += o[x + 1] - o[x];
+  }
+  return r;
+}
+
 // St [K, stride] centroid-major with m <= stride kept query tokens (plaid.hpp).
 struct ScoresT {
   py::array_t<float, py::array::c_style> a;
@@ -76,19 +102,10 @@ py::array_t<float> centroid_interaction(const py::handle& scores, int64_t m, con
   const int64_t K = S.K;
   py::array keep;
   PlaidCodes c = check_codes(codes, fn, keep);
-  auto off = int64_array(offsets, fn, "doc_offsets");
-  auto d = int64_array(docs, fn, "docs");
-  if (off.ndim() != 1 || off.shape(0) < 1) value_error(cat(fn, ": doc_offsets must be 1-d [n+1]"));
-  if (d.ndim() != 1) value_error(cat(fn, ": docs must be 1-d"));
-  const int64_t n = off.shape(0) - 1, nd = d.shape(0);
-  const int64_t* o = off.data();
-  const int64_t* dp = d.data();
-  for (int64_t j = 0; j < nd; ++j) {
-    const int64_t x = dp[j];
-    if (x < 0 || x >= n) value_error(cat(fn, ": docs[", j, "] = ", x, " is not a document in [0, ", n, ")"));
-    if (o[x] < 0 || o[x] > o[x + 1] || o[x + 1] > c.n)
-      value_error(cat(fn, ": doc_offsets give document ", x, " the codes [", o[x], ", ", o[x + 1], ") outside [0, ", c.n, "]"));
-  }
+  DocRanges dr = check_docs(offsets, docs, c.n, fn);
+  const int64_t nd = dr.nd;
+  const int64_t* o = dr.off.data();
+  const int64_t* dp = dr.docs.data();
   if (std::isnan(threshold)) value_error(cat(fn, ": threshold must not be NaN (-inf keeps every centroid)"));
   const int threads = resolve_threads(num_threads, fn);
   py::array_t<float> out(nd);
@@ -120,21 +137,10 @@ py::tuple gather(const py::array& codes, const py::array& residuals, const py::h
   auto res = py::array_t<uint8_t, py::array::c_style>::ensure(residuals);
   if (!res) type_error(cat(fn, ": residuals must be a readable uint8 array"));
   const int64_t width = res.shape(1);
-  auto off = int64_array(offsets, fn, "doc_offsets");
-  auto d = int64_array(docs, fn, "docs");
-  if (off.ndim() != 1 || off.shape(0) < 1) value_error(cat(fn, ": doc_offsets must be 1-d [n+1]"));
-  if (d.ndim() != 1) value_error(cat(fn, ": docs must be 1-d"));
-  const int64_t n = off.shape(0) - 1, nd = d.shape(0);
-  const int64_t* o = off.data();
-  const int64_t* dp = d.data();
-  int64_t total = 0;
-  for (int64_t j = 0; j < nd; ++j) {
-    const int64_t x = dp[j];
-    if (x < 0 || x >= n) value_error(cat(fn, ": docs[", j, "] = ", x, " is not a document in [0, ", n, ")"));
-    if (o[x] < 0 || o[x] > o[x + 1] || o[x + 1] > c.n)
-      value_error(cat(fn, ": doc_offsets give document ", x, " the codes [", o[x], ", ", o[x + 1], ") outside [0, ", c.n, "]"));
-    total += o[x + 1] - o[x];
-  }
+  DocRanges dr = check_docs(offsets, docs, c.n, fn);
+  const int64_t nd = dr.nd, total = dr.tokens;
+  const int64_t* o = dr.off.data();
+  const int64_t* dp = dr.docs.data();
   py::array_t<int32_t> out_codes(total);
   py::array_t<uint8_t> out_res({total, width});
   py::array_t<int64_t> out_off(nd + 1);

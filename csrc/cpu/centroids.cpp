@@ -84,6 +84,18 @@ int64_t pack_group(const KernelPath& path, const Matrix& rows, int64_t g, TaskBu
   return nr;
 }
 
+// nb blocks of 32 rows of rows_f32 [nrows, dim] (rows past nrows zero) packed for block_scores, each
+// block_floats (returned) apart.
+AlignedFloats pack_blocks(const KernelPath& path, const float* rows_f32, int64_t nrows, int64_t nb, int64_t dim,
+                          std::size_t& block_floats) {
+  block_floats = (path.centroids.packed_bytes(dim) / sizeof(float) + 15) / 16 * 16;
+  AlignedFloats packed(static_cast<std::size_t>(nb) * block_floats);
+  for (int64_t b = 0; b < nb; ++b)
+    path.centroids.pack(rows_f32 + b * kRows * dim, std::max<int64_t>(0, std::min(kRows, nrows - b * kRows)), dim,
+                        packed.p + b * block_floats);
+  return packed;
+}
+
 }  // namespace
 
 void centroid_scores(const KernelPath& path, const Matrix& rows, const Matrix& cents, float* out, int num_threads) {
@@ -124,13 +136,10 @@ void centroid_scores_t(const KernelPath& path, const Matrix& rows, const Matrix&
                        int num_threads) {
   if (cents.n == 0) return;
   const int64_t nb = stride / kRows;
-  const std::size_t bf = (path.centroids.packed_bytes(cents.dim) / sizeof(float) + 15) / 16 * 16;
   AlignedFloats rowsf(static_cast<std::size_t>(std::max<int64_t>(1, rows.n * rows.dim)));
   widen_rows(rows, 0, rows.n, rowsf.p);
-  AlignedFloats packed(static_cast<std::size_t>(nb) * bf);
-  for (int64_t b = 0; b < nb; ++b)
-    path.centroids.pack(rowsf.p + b * kRows * rows.dim, std::max<int64_t>(0, std::min(kRows, rows.n - b * kRows)),
-                        rows.dim, packed.p + b * bf);
+  std::size_t bf;
+  const AlignedFloats packed = pack_blocks(path, rowsf.p, rows.n, nb, cents.dim, bf);
   const int64_t nchunks = (cents.n + kChunk - 1) / kChunk;
   parallel_for(nchunks, num_threads, [&](int64_t t, int) {
     const int64_t c0 = t * kChunk, nc = std::min(kChunk, cents.n - c0);
@@ -257,11 +266,8 @@ void centroid_scores_gathered(const KernelPath& path, const float* rows_f32, int
                               const Matrix& cents, const int32_t* ids, int64_t nids, float* out, int num_threads) {
   if (rows == 0 || nids == 0) return;
   const int64_t nb = stride / kRows;
-  const std::size_t bf = (path.centroids.packed_bytes(cents.dim) / sizeof(float) + 15) / 16 * 16;
-  AlignedFloats packed(static_cast<std::size_t>(nb) * bf);
-  for (int64_t b = 0; b < nb; ++b)
-    path.centroids.pack(rows_f32 + b * kRows * cents.dim, std::max<int64_t>(0, std::min(kRows, rows - b * kRows)),
-                        cents.dim, packed.p + b * bf);
+  std::size_t bf;
+  const AlignedFloats packed = pack_blocks(path, rows_f32, rows, nb, cents.dim, bf);
   const int64_t nchunks = (nids + kChunk - 1) / kChunk;
   const std::size_t esz = dtype_size(cents.dtype);
   parallel_for(nchunks, num_threads, [&](int64_t t, int) {

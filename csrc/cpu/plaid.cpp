@@ -22,7 +22,8 @@ namespace {
 constexpr int64_t kLane = 16;        // rows of St are walked in multiples of 16 floats
 constexpr int64_t kDocsPerTask = 64;  // candidate documents per pool task
 
-// Stage B for docs[j0, j1): rows[c] is St's row of centroid c, or a row of zeros when c is pruned.
+// Stage B for docs[j0, j1): a token reads St's row of its centroid, or a row of zeros when that
+// centroid is pruned (keep[c] == 0).
 template <typename Code>
 bool interact(const float* St, int64_t stride, int64_t mp, int64_t m, int64_t K, const uint8_t* keep,
               const float* zeros, const Code* codes, const int64_t* offsets, const int64_t* docs, int64_t j0, int64_t j1,

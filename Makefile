@@ -93,7 +93,7 @@ test-asan: deps-test
 	LD_PRELOAD="$(ASAN_PRELOAD)" ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:log_path=$(SAN_LOGS)/asan \
 	  UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1:log_path=$(SAN_LOGS)/ubsan \
 	  PYTHONPATH=build/asan-pkg EDGECOLBERT_KILLS=10 EDGECOLBERT_FUZZ_EXAMPLES=60 $(PY) -m pytest -q -p no:cacheprovider tests/test_maxsim.py tests/test_maxsim_errors.py \
-	  tests/test_codec.py tests/test_centroids.py tests/test_index.py tests/test_index_colbert.py tests/test_untrusted_input.py \
+	  tests/test_codec.py tests/test_centroids.py tests/test_index.py tests/test_index_plaid.py tests/test_index_colbert.py tests/test_untrusted_input.py \
 	  tests/test_reliability_fuzz.py \
 	  || { status=$$?; for f in $(SAN_LOGS)/*; do if [ -e "$$f" ]; then echo "== $$f"; cat "$$f"; fi; done; exit $$status; }
 

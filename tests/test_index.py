@@ -209,6 +209,9 @@ def test_probe_widens_only_to_undo_a_filter(data, tmp_path, monkeypatch):
         return real(index, S, probe, allowed, ndocs, pool)
 
     monkeypatch.setattr(_search, "candidates", spy)
+    # The staged loop's widening (the native path runs only when nothing is filtered or deleted, where
+    # nothing widens).
+    monkeypatch.setattr(_search, "NATIVE_SEARCH", False)
     qi = q[:1]
     idx.search(qi, 10, nprobe=1, ndocs=n, exhaustive=False)
     assert widths == [1]

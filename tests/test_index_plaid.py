@@ -198,3 +198,100 @@ def test_centroid_scores_are_centroid_major(m):
     np.testing.assert_array_equal(S.rows, ec.centroid_scores(q, C))
     assert not S.t[:, m:].any()
     np.testing.assert_allclose(S.rows, q.astype(np.float64) @ C.T.astype(np.float64), rtol=1e-5, atol=1e-4)
+
+
+@pytest.fixture(scope="module")
+def small_index(tmp_path_factory):
+    import test_index_support as H
+    from edgecolbert_native.index import Index
+
+    x, off, _ = H.clustered(900, dim=24, mean_len=30, n_topics=64, seed=3)
+    q = H.queries_from(x, off, 12, lq=20, seed=4)
+    return Index.build(tmp_path_factory.mktemp("plaid") / "idx", x, off, nbits=2, num_centroids=128), q
+
+
+@pytest.mark.parametrize("nprobe,ndocs,threshold", [(1, 16, None), (3, 64, None), (2, 40, 0.3), (128, 2000, None),
+                                                    (4, 7, -1.0)])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_native_search_equals_the_staged_loop(small_index, monkeypatch, nprobe, ndocs, threshold, threads):
+    """One native call per batch (_plaid.search_segment) gives exactly the stage-by-stage loop's results:
+    same stages, same selections, same kernels."""
+    from edgecolbert_native.index import _search
+
+    idx, q = small_index
+    mask = np.ones(q.shape[:2], bool)
+    mask[1, 3:] = False
+    mask[2, :] = False  # a query with no kept token: no hits
+    for k in (1, 10):
+        got = idx.search(q, k, nprobe=nprobe, ndocs=ndocs, centroid_score_threshold=threshold, exhaustive=False,
+                         num_threads=threads, query_mask=mask)
+        monkeypatch.setattr(_search, "NATIVE_SEARCH", False)
+        want = idx.search(q, k, nprobe=nprobe, ndocs=ndocs, centroid_score_threshold=threshold, exhaustive=False,
+                          num_threads=threads, query_mask=mask)
+        monkeypatch.setattr(_search, "NATIVE_SEARCH", True)
+        np.testing.assert_array_equal(got[0], want[0])
+        np.testing.assert_array_equal(got[1], want[1])
+        assert np.all(got[1][2] == -1) and np.all(got[0][2] == -np.inf)
+
+
+def test_native_search_codes_and_isas(small_index):
+    """int32 and uint16 codes give the same results; every ISA path agrees to float rounding."""
+    idx, q = small_index
+    seg = idx.segments[0]
+    c = idx.codec
+
+    def run(codes, isa=""):
+        return _native.plaid_search(q, None, c.centroids, c.bucket_weights, c.nbits, codes, seg.residuals, seg.offsets,
+                                    seg.ivf, seg.ivf_offsets, 2, 64, 16, 10, num_threads=1, isa=isa)
+
+    base = run(seg.codes)
+    wide = run(np.asarray(seg.codes, np.int32))
+    np.testing.assert_array_equal(base[0], wide[0])
+    np.testing.assert_array_equal(base[1], wide[1])
+    for isa in ec.info()["variants"]:
+        s, d = run(seg.codes, isa)
+        np.testing.assert_allclose(s, base[0], rtol=1e-4, atol=1e-4)
+        assert np.mean(d == base[1]) >= 0.95, isa
+
+
+def test_native_search_refuses_corrupt_segments(small_index):
+    idx, q = small_index
+    seg = idx.segments[0]
+    c = idx.codec
+    args = dict(queries=q, query_mask=None, centroids=c.centroids, bucket_weights=c.bucket_weights, nbits=c.nbits,
+                codes=seg.codes, residuals=seg.residuals, doc_offsets=seg.offsets, ivf=seg.ivf,
+                ivf_offsets=seg.ivf_offsets, nprobe=128, ndocs=64, rerank=16, k=10)
+
+    def call(**kw):
+        return _native.plaid_search(**{**args, **kw})
+
+    bad = np.array(seg.ivf, np.int32)
+    bad[len(bad) // 2] = len(idx)
+    with pytest.raises(ValueError, match="ivf names a document"):
+        call(ivf=bad)
+    io = np.array(seg.ivf_offsets, np.int64)
+    io[5] = io[-1] + 10
+    with pytest.raises(ValueError, match="ivf_offsets give a probed centroid"):
+        call(ivf_offsets=io)
+    with pytest.raises(ValueError, match="ivf_offsets must have shape"):
+        call(ivf_offsets=io[:-1])
+    codes = np.array(seg.codes, np.int32)
+    codes[:] = 1000
+    with pytest.raises(ValueError, match="code outside"):
+        call(codes=codes)
+    with pytest.raises(ValueError, match="code outside"):  # no stage B (rerank >= ndocs): the re-rank checks
+        call(codes=codes, rerank=64)
+    off = np.array(seg.offsets, np.int64)
+    off[-1] = len(seg.codes) + 5
+    with pytest.raises(ValueError, match="doc_offsets give a candidate"):
+        call(doc_offsets=off)
+    with pytest.raises(ValueError, match="residuals must have shape"):
+        call(residuals=np.asarray(seg.residuals)[:-1])
+    with pytest.raises(ValueError, match="queries have dim"):
+        call(queries=q[..., :8].copy())
+    with pytest.raises(TypeError, match="float32"):
+        call(queries=q.astype(np.float64))
+    with pytest.raises(ValueError, match="must be >= 1"):
+        call(k=0)
+    with pytest.raises(ValueError, match="query_mask"):
+        call(query_mask=np.ones((2, 2), bool))

@@ -132,6 +132,11 @@ OFF = np.array([0, 4, 4, 10], np.int64)  # an empty document in the middle
 MASK = np.array([[1, 1, 0], [1, 0, 1]], bool)
 CODEC = ec.ResidualCodec.train(rng.standard_normal((256, DIM)).astype(np.float32), 8, 2)
 CODES, RES = CODEC.compress(T)
+# The IVF of the three documents of OFF over CODEC's 8 centroids (centroid -> documents holding it).
+_DOC_OF = np.repeat(np.arange(3), np.diff(OFF))
+IVF_LISTS = [np.unique(_DOC_OF[CODES == c]) for c in range(8)]
+IVF = np.concatenate(IVF_LISTS).astype(np.int32)
+IVF_OFF = np.concatenate([[0], np.cumsum([len(x) for x in IVF_LISTS])]).astype(np.int64)
 
 
 def _shape(expect: Callable[[dict[str, Any]], tuple[int, ...]]) -> Callable[[Any, dict[str, Any]], None]:
@@ -172,6 +177,10 @@ NATIVE: dict[str, tuple[Callable[..., Any], Callable[[], dict[str, Any]], tuple[
                                                   docs=np.array([0, 2, 1, 2])), ()),
     "plaid_probe": (N.plaid_probe, lambda: dict(scores_t=rng.standard_normal((8, 4)).astype(np.float32), m=3,
                                                 nprobe=2), ("m", "nprobe")),
+    "plaid_search": (N.plaid_search, lambda: dict(
+        queries=Q, query_mask=MASK, centroids=CODEC.centroids, bucket_weights=CODEC.bucket_weights, nbits=2,
+        codes=CODES, residuals=RES, doc_offsets=OFF, ivf=IVF, ivf_offsets=IVF_OFF, nprobe=2, ndocs=2, rerank=1, k=2,
+        threshold=0.0, num_threads=2), ("nbits", "nprobe", "ndocs", "rerank", "k", "threshold", "num_threads")),
     "plaid_stage_a": (N.plaid_stage_a, lambda: dict(
         cells=np.array([[0, 1], [2, 0]], np.int32), cell_scores=np.ones((2, 2), np.float32),
         miss=np.zeros(2, np.float32), ivf=np.array([0, 1, 2, 1, 0], np.int32),

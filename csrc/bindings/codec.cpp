@@ -32,44 +32,6 @@ bool all_finite(const Matrix& m) {
   return true;
 }
 
-// The codec state: float32 centroids [K, dim], weights [2^nbits], optional cutoffs [2^nbits - 1].
-struct CodecState {
-  py::array_t<float, py::array::c_style> centroids, weights, cutoffs;
-  std::vector<float> table;
-  CodecView view;
-};
-
-CodecState check_codec(const py::array& centroids, const py::array& weights, const py::object& cutoffs, int nbits,
-                       const char* fn) {
-  CodecState s;
-  if (nbits != 1 && nbits != 2 && nbits != 4 && nbits != 8)
-    value_error(cat(fn, ": nbits must be 1, 2, 4 or 8, got ", nbits));
-  require_ndim(centroids, 2, fn, "centroids", "[K, dim]");
-  if (!(centroids.dtype().kind() == 'f' && centroids.itemsize() == 4))
-    type_error(cat(fn, ": centroids must be float32, got ", dtype_str(centroids)));
-  require_readable(centroids, fn, "centroids");
-  s.centroids = centroids;
-  const int64_t K = centroids.shape(0), dim = centroids.shape(1);
-  if (K < 1 || dim < 1) value_error(cat(fn, ": centroids must be non-empty [K, dim], got shape ", shape_str(centroids)));
-  if ((dim * nbits) % 8 != 0)
-    value_error(cat(fn, ": dim * nbits must be a multiple of 8 (residuals are packed into whole bytes), got dim ", dim,
-                    " with nbits ", nbits));
-  s.weights = ensure_aligned<float>(weights);
-  if (!s.weights || s.weights.ndim() != 1 || s.weights.shape(0) != (1 << nbits))
-    value_error(cat(fn, ": bucket_weights must have shape (", 1 << nbits, ",) for nbits ", nbits));
-  if (!cutoffs.is_none()) {
-    s.cutoffs = ensure_aligned<float>(cutoffs);
-    if (!s.cutoffs || s.cutoffs.ndim() != 1 || s.cutoffs.shape(0) != (1 << nbits) - 1)
-      value_error(cat(fn, ": bucket_cutoffs must have shape (", (1 << nbits) - 1, ",) for nbits ", nbits));
-    for (int64_t i = 0; i + 1 < s.cutoffs.shape(0); ++i)
-      if (!(s.cutoffs.data()[i] <= s.cutoffs.data()[i + 1]))
-        value_error(cat(fn, ": bucket_cutoffs must be sorted ascending (and not NaN)"));
-  }
-  s.table = make_byte_table(s.weights.data(), nbits);
-  s.view = CodecView{s.centroids.data(), K, dim, nbits, s.weights.data(), s.table.data()};
-  return s;
-}
-
 py::array_t<int32_t, py::array::c_style> check_codes(const py::handle& codes, const CodecView& cv, const char* fn) {
   py::array a = py::array::ensure(codes);
   if (!a || a.ndim() != 1) value_error(cat(fn, ": codes must be a 1-d integer array [T]"));
@@ -113,6 +75,37 @@ py::array_t<uint8_t, py::array::c_style> check_residuals(const py::array& residu
 }
 
 }  // namespace
+
+CodecState check_codec(const py::array& centroids, const py::array& weights, const py::object& cutoffs, int nbits,
+                       const char* fn) {
+  CodecState s;
+  if (nbits != 1 && nbits != 2 && nbits != 4 && nbits != 8)
+    value_error(cat(fn, ": nbits must be 1, 2, 4 or 8, got ", nbits));
+  require_ndim(centroids, 2, fn, "centroids", "[K, dim]");
+  if (!(centroids.dtype().kind() == 'f' && centroids.itemsize() == 4))
+    type_error(cat(fn, ": centroids must be float32, got ", dtype_str(centroids)));
+  require_readable(centroids, fn, "centroids");
+  s.centroids = centroids;
+  const int64_t K = centroids.shape(0), dim = centroids.shape(1);
+  if (K < 1 || dim < 1) value_error(cat(fn, ": centroids must be non-empty [K, dim], got shape ", shape_str(centroids)));
+  if ((dim * nbits) % 8 != 0)
+    value_error(cat(fn, ": dim * nbits must be a multiple of 8 (residuals are packed into whole bytes), got dim ", dim,
+                    " with nbits ", nbits));
+  s.weights = ensure_aligned<float>(weights);
+  if (!s.weights || s.weights.ndim() != 1 || s.weights.shape(0) != (1 << nbits))
+    value_error(cat(fn, ": bucket_weights must have shape (", 1 << nbits, ",) for nbits ", nbits));
+  if (!cutoffs.is_none()) {
+    s.cutoffs = ensure_aligned<float>(cutoffs);
+    if (!s.cutoffs || s.cutoffs.ndim() != 1 || s.cutoffs.shape(0) != (1 << nbits) - 1)
+      value_error(cat(fn, ": bucket_cutoffs must have shape (", (1 << nbits) - 1, ",) for nbits ", nbits));
+    for (int64_t i = 0; i + 1 < s.cutoffs.shape(0); ++i)
+      if (!(s.cutoffs.data()[i] <= s.cutoffs.data()[i + 1]))
+        value_error(cat(fn, ": bucket_cutoffs must be sorted ascending (and not NaN)"));
+  }
+  s.table = make_byte_table(s.weights.data(), nbits);
+  s.view = CodecView{s.centroids.data(), K, dim, nbits, s.weights.data(), s.table.data()};
+  return s;
+}
 
 void register_codec(py::module_& m) {
   // Dense scores, [m, K] row-major or (centroid_scores_t) [K, stride] centroid-major.

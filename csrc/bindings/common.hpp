@@ -104,6 +104,16 @@ inline int resolve_threads(const py::object& n, const char* fn) {
   return n.cast<int>();
 }
 
+// The codec state: float32 centroids [K, dim], weights [2^nbits], optional cutoffs [2^nbits - 1],
+// checked, with the byte table the kernels read (codec.cpp).
+struct CodecState {
+  py::array_t<float, py::array::c_style> centroids, weights, cutoffs;
+  std::vector<float> table;
+  CodecView view;
+};
+CodecState check_codec(const py::array& centroids, const py::array& weights, const py::object& cutoffs, int nbits,
+                       const char* fn);
+
 inline const KernelPath& resolve_path(const std::string& isa) {
   try {
     return path_by_name(isa);

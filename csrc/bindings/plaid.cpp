@@ -209,6 +209,78 @@ py::tuple probe(const py::handle& scores, int64_t m, int64_t p) {
   return py::make_tuple(cells, cs, miss);
 }
 
+py::tuple search(const py::array& queries, const py::object& query_mask, const py::array& centroids,
+                 const py::array& weights, int nbits, const py::array& codes, const py::array& residuals,
+                 const py::handle& offsets, const py::handle& ivf, const py::handle& ivf_offsets, int64_t nprobe,
+                 int64_t ndocs, int64_t rerank, int64_t k, double threshold, const py::object& num_threads, const std::string& isa) {
+  const char* fn = "plaid_search";
+  CodecState cs = check_codec(centroids, weights, py::none(), nbits, fn);
+  const CodecView& cv = cs.view;
+  require_ndim(queries, 3, fn, "queries", "[nq, Lq, dim]");
+  if (!(queries.dtype().kind() == 'f' && queries.itemsize() == 4)) type_error(cat(fn, ": queries must be float32, got ", dtype_str(queries)));
+  auto qa = ensure_aligned<float, 0>(queries);
+  QueryBatch q;
+  q.data = qa.data();
+  q.nq = qa.shape(0), q.lq = qa.shape(1), q.dim = qa.shape(2);
+  if (q.dim != cv.dim) value_error(cat(fn, ": queries have dim ", q.dim, " but the codec has dim ", cv.dim));
+  py::array_t<uint8_t, py::array::c_style | py::array::forcecast> mask;
+  if (!query_mask.is_none()) {
+    mask = py::array_t<uint8_t, py::array::c_style | py::array::forcecast>::ensure(query_mask);
+    if (!mask || mask.ndim() != 2 || mask.shape(0) != q.nq || mask.shape(1) != q.lq)
+      value_error(cat(fn, ": query_mask must have shape (", q.nq, ", ", q.lq, ") like queries"));
+    q.mask = mask.data();
+  }
+  py::array keep_codes;
+  PlaidSegment seg;
+  seg.codes = check_codes(codes, fn, keep_codes);
+  const int64_t w = cv.dim * nbits / 8;
+  if (residuals.ndim() != 2 || residuals.shape(0) != seg.codes.n || residuals.shape(1) != w)
+    value_error(cat(fn, ": residuals must have shape (", seg.codes.n, ", ", w, ") = (len(codes), dim * nbits / 8), got ",
+                    shape_str(residuals)));
+  if (residuals.dtype().kind() != 'u' || residuals.itemsize() != 1)
+    type_error(cat(fn, ": residuals must be uint8, got ", dtype_str(residuals)));
+  auto res = ensure_aligned<uint8_t, 0>(residuals);
+  seg.residuals = res.data();
+  auto off = int64_array(offsets, fn, "doc_offsets");
+  if (off.ndim() != 1 || off.shape(0) < 1) value_error(cat(fn, ": doc_offsets must be 1-d [n+1]"));
+  seg.offsets = off.data();
+  seg.n = off.shape(0) - 1;
+  auto iv = int32_indices(ivf, fn, "ivf");
+  auto io = int64_array(ivf_offsets, fn, "ivf_offsets");
+  if (iv.ndim() != 1) value_error(cat(fn, ": ivf must be a 1-d integer array"));
+  if (io.ndim() != 1 || io.shape(0) != cv.num_centroids + 1)
+    value_error(cat(fn, ": ivf_offsets must have shape (", cv.num_centroids + 1, ",) = (K+1,) for the codec's ",
+                    cv.num_centroids, " centroids, got ", shape_str(io)));
+  seg.ivf = iv.data();
+  seg.ivf_len = iv.shape(0);
+  seg.ivf_offsets = io.data();
+  if (nprobe < 1 || ndocs < 1 || rerank < 1 || k < 1)
+    value_error(cat(fn, ": nprobe, ndocs, rerank and k must be >= 1, got ", nprobe, ", ", ndocs, ", ", rerank, ", ", k));
+  if (std::isnan(threshold)) value_error(cat(fn, ": threshold must not be NaN (-inf keeps every centroid)"));
+  // At most n hits exist: the outputs have min(k, n) columns (>= 1), whatever k asks for.
+  k = std::min<int64_t>(k, std::max<int64_t>(seg.n, 1));
+  PlaidSearchParams prm;
+  prm.nprobe = nprobe, prm.ndocs = ndocs, prm.rerank = rerank, prm.k = k;
+  prm.threshold = static_cast<float>(threshold);
+  const int threads = resolve_threads(num_threads, fn);
+  const KernelPath& path = resolve_path(isa);
+  py::array_t<float> out_s({q.nq, k});
+  py::array_t<int64_t> out_d({q.nq, k});
+  PlaidStatus st;
+  {
+    py::gil_scoped_release released;
+    st = plaid_search(path, q, cv, seg, prm, out_s.mutable_data(), out_d.mutable_data(), threads);
+  }
+  switch (st) {
+    case PlaidStatus::ok: break;
+    case PlaidStatus::bad_ivf_range: value_error(cat(fn, ": ivf_offsets give a probed centroid a range outside [0, ", seg.ivf_len, "]"));
+    case PlaidStatus::bad_ivf_doc: value_error(cat(fn, ": ivf names a document outside [0, ", seg.n, ")"));
+    case PlaidStatus::bad_doc_range: value_error(cat(fn, ": doc_offsets give a candidate document codes outside [0, ", seg.codes.n, "]"));
+    case PlaidStatus::bad_code: value_error(cat(fn, ": a candidate document has a code outside [0, ", cv.num_centroids, ")"));
+  }
+  return py::make_tuple(out_s, out_d);
+}
+
 }  // namespace
 
 void register_plaid(py::module_& m) {
@@ -216,6 +288,11 @@ void register_plaid(py::module_& m) {
         py::arg("docs"), py::arg("threshold") = -std::numeric_limits<double>::infinity(),
         py::arg("num_threads") = py::none(), py::arg("reference") = false);
   m.def("plaid_gather", &gather, py::arg("codes"), py::arg("residuals"), py::arg("doc_offsets"), py::arg("docs"));
+  m.def("plaid_search", &search, py::arg("queries"), py::arg("query_mask"), py::arg("centroids"), py::arg("bucket_weights"),
+        py::arg("nbits"), py::arg("codes"), py::arg("residuals"), py::arg("doc_offsets"), py::arg("ivf"),
+        py::arg("ivf_offsets"), py::arg("nprobe"), py::arg("ndocs"), py::arg("rerank"), py::arg("k"),
+        py::arg("threshold") = -std::numeric_limits<double>::infinity(), py::arg("num_threads") = py::none(),
+        py::arg("isa") = "");
   m.def("plaid_probe", &probe, py::arg("scores_t"), py::arg("m"), py::arg("nprobe"));
   m.def("plaid_stage_a", &stage_a, py::arg("cells"), py::arg("cell_scores"), py::arg("miss"), py::arg("ivf"),
         py::arg("ivf_offsets"), py::arg("num_docs"), py::arg("allowed") = py::none());

@@ -17,7 +17,11 @@
 //    the thread count or on the ISA.
 #pragma once
 #include <cstdint>
+#include <limits>
 #include <vector>
+
+#include "edgecolbert/common.hpp"
+#include "edgecolbert/dispatch.hpp"
 
 namespace edgecolbert {
 
@@ -63,6 +67,36 @@ bool plaid_centroid_interaction(const float* St, int64_t m, int64_t K, int64_t s
 // [nd+1] from 0. out_codes / out_residuals hold out_offsets[nd] entries / rows.
 void plaid_gather(const PlaidCodes& codes, const uint8_t* residuals, int64_t width, const int64_t* offsets,
                   const int64_t* docs, int64_t nd, int32_t* out_codes, uint8_t* out_residuals, int64_t* out_offsets);
+
+// One whole PLAID search of one segment in which every document may be returned (no filter, no
+// tombstones): what the Python search loop does stage by stage, per query, without leaving C++.
+//   St (centroid_scores_t) -> probe (nprobe) -> stage A -> the ndocs best estimates -> stage B and the
+//   rerank best approximations when more remain -> exact MaxSim from the codes (fused decode, as
+//   maxsim_compressed) -> the k best (score descending, ties to the lower document; NaN last).
+// Selections keep the n best under the same total order (value descending with NaN as -inf, ties to
+// the lower document), so results equal the stage-by-stage path's.
+struct PlaidSegment {
+  PlaidCodes codes;
+  const uint8_t* residuals = nullptr;  // [codes.n, dim * nbits / 8]
+  const int64_t* offsets = nullptr;    // [n+1], CSR over codes (ranges read are checked here)
+  int64_t n = 0;
+  const int32_t* ivf = nullptr;          // [ivf_len]
+  const int64_t* ivf_offsets = nullptr;  // [K+1] (ranges read are checked here)
+  int64_t ivf_len = 0;
+};
+
+struct PlaidSearchParams {
+  int64_t nprobe = 1, ndocs = 256, rerank = 64, k = 10;
+  float threshold = -std::numeric_limits<float>::infinity();  // stage B pruning; -inf keeps every centroid
+};
+
+enum class PlaidStatus { ok, bad_ivf_range, bad_ivf_doc, bad_doc_range, bad_code };
+
+// q: nq queries [lq, dim] float32 with an optional mask [nq, lq] (0 drops a row); cents: the codec's
+// centroids (float32 [K, dim], cv's). Out: scores [nq, k] (-inf past the hits) and segment-local
+// documents [nq, k] (-1 past the hits); a query with no kept row returns no hits.
+PlaidStatus plaid_search(const KernelPath& path, const QueryBatch& q, const CodecView& cv, const PlaidSegment& seg,
+                         const PlaidSearchParams& prm, float* out_scores, int64_t* out_docs, int num_threads);
 
 // The plain reference of stage B on S [m, K] row-major (no threads): what the tests compare against.
 bool plaid_centroid_interaction_scalar(const float* S, int64_t m, int64_t K, float threshold, const PlaidCodes& codes,

@@ -75,3 +75,15 @@ def centroid_interaction(S: CentroidScores, codes: np.ndarray, offsets: np.ndarr
     th = -np.inf if threshold is None else float(threshold)
     return _native().plaid_centroid_interaction(S.t, S.m, codes, offsets, np.ascontiguousarray(docs, np.int64), th,
                                                 num_threads=num_threads)
+
+
+def search_segment(q: np.ndarray, mask: np.ndarray | None, codec: Any, seg: Any, nprobe: int, ndocs: int, rerank: int,
+                   k: int, threshold: float | None, num_threads: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """Every stage of a search of one segment in which every document may be returned, in one native
+    call per batch (``plaid_search``): the results of the stage-by-stage loop in ``_search``, without
+    its Python between stages. -> (scores float32 [nq, k'], segment-local docs int64 [nq, k']; -inf / -1
+    past the hits), k' = min(k, documents in the segment)."""
+    th = -np.inf if threshold is None else float(threshold)
+    return _native().plaid_search(np.ascontiguousarray(q, np.float32), mask, codec.centroids, codec.bucket_weights,
+                                  codec.nbits, seg.codes, seg.residuals, seg.offsets, seg.ivf, seg.ivf_offsets,
+                                  int(nprobe), int(ndocs), int(rerank), int(k), th, num_threads=num_threads)

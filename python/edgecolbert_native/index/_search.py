@@ -36,6 +36,9 @@ from . import _plaid
 EXHAUSTIVE_TOKENS = 1 << 17
 # Stage B keeps ndocs // RERANK_DIVISOR documents for the re-rank (PLAID: 4).
 RERANK_DIVISOR = 4
+# One segment with nothing filtered or deleted is searched in one native call (_plaid.search_segment);
+# False forces the stage-by-stage loop, which the tests compare it with.
+NATIVE_SEARCH = True
 
 
 def _ec() -> Any:
@@ -279,6 +282,11 @@ def search(index: Any, queries: Any, k: int, nprobe: int | None, ndocs: int | No
         for i in range(nq):
             sc, p = _topk(scores[i], apos, k)
             out_s[i, :len(sc)], out_p[i, :len(p)] = sc, p
+    elif len(index.segments) == 1 and subset is None and n_allowed == index.segments[0].n and NATIVE_SEARCH:
+        # Nothing filtered or deleted in one segment: the whole loop below in one native call.
+        s_, p_ = _plaid.search_segment(q, mask, index.codec, index.segments[0], nprobe, ndocs, rerank, k,
+                                       threshold, num_threads)
+        out_s[:, :s_.shape[1]], out_p[:, :p_.shape[1]] = s_, p_
     else:
         for i, qi, S in per_query(index, q, mask, num_threads):
             if len(qi) == 0:

@@ -1,0 +1,153 @@
+// One PLAID search of one segment, every stage in C++ (plaid.hpp): the same stages, selections and
+// kernels as the Python search loop, without a round trip through Python between them. At 20,000
+// documents a query costs about 1.5 ms, of which the round trips were a fifth.
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <limits>
+#include <numeric>
+#include <vector>
+
+#include "edgecolbert/centroids.hpp"
+#include "edgecolbert/codec.hpp"
+#include "edgecolbert/plaid.hpp"
+#include "edgecolbert/threadpool.hpp"
+
+namespace edgecolbert {
+namespace {
+
+constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+
+inline float rank_key(float v) { return std::isnan(v) ? kNegInf : v; }
+
+// Keeps the n best (value descending, NaN as -inf, ties to the lower document) of (val, doc), in no
+// particular order: the selection the Python path makes (_search._select).
+void keep_best(std::vector<float>& val, std::vector<int64_t>& doc, int64_t n) {
+  if (static_cast<int64_t>(val.size()) <= n) return;
+  std::vector<int64_t> idx(val.size());
+  std::iota(idx.begin(), idx.end(), 0);
+  std::nth_element(idx.begin(), idx.begin() + n, idx.end(), [&](int64_t a, int64_t b) {
+    const float ka = rank_key(val[a]), kb = rank_key(val[b]);
+    return ka > kb || (ka == kb && doc[a] < doc[b]);
+  });
+  std::vector<float> v(static_cast<std::size_t>(n));
+  std::vector<int64_t> d(static_cast<std::size_t>(n));
+  for (int64_t j = 0; j < n; ++j) {
+    v[j] = val[idx[j]];
+    d[j] = doc[idx[j]];
+  }
+  val.swap(v);
+  doc.swap(d);
+}
+
+bool code_in_range(const PlaidCodes& c, int64_t t, int64_t K) {
+  const int64_t x = c.u16 ? static_cast<const uint16_t*>(c.data)[t] : static_cast<const int32_t*>(c.data)[t];
+  return x >= 0 && x < K;
+}
+
+}  // namespace
+
+PlaidStatus plaid_search(const KernelPath& path, const QueryBatch& q, const CodecView& cv, const PlaidSegment& seg,
+                         const PlaidSearchParams& prm, float* out_scores, int64_t* out_docs, int num_threads) {
+  const int64_t K = cv.num_centroids, dim = cv.dim, k = prm.k;
+  std::fill_n(out_scores, q.nq * k, kNegInf);
+  std::fill_n(out_docs, q.nq * k, int64_t{-1});
+  if (q.nq == 0 || seg.n == 0) return PlaidStatus::ok;
+  const int64_t stride = std::max<int64_t>(1, (q.lq + kCentroidBlockRows - 1) / kCentroidBlockRows) * kCentroidBlockRows;
+  const int64_t p = std::min(prm.nprobe, K);
+  const int64_t w = codec_detail::packed_width(dim, cv.nbits);
+  const Matrix cents{cv.centroids, DType::f32, K, dim};
+  std::vector<float> rows(static_cast<std::size_t>(std::max<int64_t>(q.lq, 1) * dim));
+  std::vector<float> St(static_cast<std::size_t>(K * stride));
+  std::vector<int32_t> cells;
+  std::vector<float> cell_scores, miss;
+  std::vector<float> prep_buf(path.codec.query_floats(std::max<int64_t>(q.lq, 1), dim) + 16);
+  float* prep = prep_buf.data() + ((64 - reinterpret_cast<uintptr_t>(prep_buf.data()) % 64) % 64) / sizeof(float);
+  const std::size_t scratch_n = path.codec.scratch_floats(std::max<int64_t>(q.lq, 1), dim) + 16;
+  std::vector<std::vector<float>> scratch(static_cast<std::size_t>(num_threads), std::vector<float>(scratch_n));
+  std::vector<std::vector<int32_t>> wide(static_cast<std::size_t>(num_threads));
+
+  for (int64_t qi = 0; qi < q.nq; ++qi) {
+    int64_t m = 0;
+    for (int64_t r = 0; r < q.lq; ++r) {
+      if (q.mask != nullptr && q.mask[qi * q.lq + r] == 0) continue;
+      const std::size_t src = static_cast<std::size_t>((qi * q.lq + r) * dim);
+      for (int64_t j = 0; j < dim; ++j) rows[m * dim + j] = load_as_f32(q.data, q.dtype, src + j);
+      ++m;
+    }
+    if (m == 0) continue;
+    const int64_t sm = (m + kCentroidBlockRows - 1) / kCentroidBlockRows * kCentroidBlockRows;
+    centroid_scores_t(path, Matrix{rows.data(), DType::f32, m, dim}, cents, sm, St.data(), num_threads);
+
+    // Stage A over the probed lists (their IVF ranges checked before they are read).
+    cells.resize(static_cast<std::size_t>(m * p));
+    cell_scores.resize(static_cast<std::size_t>(m * p));
+    miss.resize(static_cast<std::size_t>(m));
+    plaid_probe(St.data(), m, K, sm, p, cells.data(), cell_scores.data(), miss.data());
+    for (int32_t c : cells) {
+      const int64_t lo = seg.ivf_offsets[c], hi = seg.ivf_offsets[c + 1];
+      if (lo < 0 || lo > hi || hi > seg.ivf_len) return PlaidStatus::bad_ivf_range;
+    }
+    PlaidStageA a = plaid_stage_a(cells.data(), cell_scores.data(), miss.data(), m, p, seg.ivf, seg.ivf_offsets, seg.n,
+                                  nullptr);
+    if (a.bad_ivf) return PlaidStatus::bad_ivf_doc;
+    std::vector<int64_t> docs = std::move(a.docs);
+    std::vector<float> val = std::move(a.est);
+    for (int64_t d : docs) {
+      const int64_t lo = seg.offsets[d], hi = seg.offsets[d + 1];
+      if (lo < 0 || lo > hi || hi > seg.codes.n) return PlaidStatus::bad_doc_range;
+    }
+    keep_best(val, docs, prm.ndocs);
+
+    // Stage B when more candidates remain than the re-rank takes.
+    if (static_cast<int64_t>(docs.size()) > prm.rerank) {
+      val.resize(docs.size());
+      if (!plaid_centroid_interaction(St.data(), m, K, sm, prm.threshold, seg.codes, seg.offsets, docs.data(),
+                                      static_cast<int64_t>(docs.size()), val.data(), num_threads))
+        return PlaidStatus::bad_code;
+      keep_best(val, docs, prm.rerank);
+    }
+    std::sort(docs.begin(), docs.end());
+
+    // Exact MaxSim of the survivors straight from their codes (no gathered copy).
+    const int64_t nd = static_cast<int64_t>(docs.size());
+    for (int64_t d : docs)
+      for (int64_t t = seg.offsets[d]; t < seg.offsets[d + 1]; ++t)
+        if (!code_in_range(seg.codes, t, K)) return PlaidStatus::bad_code;
+    val.assign(static_cast<std::size_t>(nd), 0.0f);
+    path.codec.prepare_query(rows.data(), m, dim, prep);
+    const int64_t chunk = std::max<int64_t>(1, nd / (static_cast<int64_t>(num_threads) * 16));
+    parallel_for((nd + chunk - 1) / chunk, num_threads, [&](int64_t t, int worker) {
+      float* s = scratch[static_cast<std::size_t>(worker)].data();
+      std::vector<int32_t>& wc = wide[static_cast<std::size_t>(worker)];
+      const int64_t hi = std::min(nd, (t + 1) * chunk);
+      for (int64_t j = t * chunk; j < hi; ++j) {
+        const int64_t b = seg.offsets[docs[j]], ntok = seg.offsets[docs[j] + 1] - b;
+        if (ntok <= 0) continue;
+        const int32_t* codes = static_cast<const int32_t*>(seg.codes.data) + b;
+        if (seg.codes.u16) {
+          const uint16_t* c16 = static_cast<const uint16_t*>(seg.codes.data) + b;
+          wc.assign(c16, c16 + ntok);
+          codes = wc.data();
+        }
+        val[j] = path.codec.score_doc(prep, m, cv, codes, seg.residuals + b * w, nullptr, ntok, s);
+      }
+    });
+
+    // The k best, best first.
+    std::vector<int64_t> order(static_cast<std::size_t>(nd));
+    std::iota(order.begin(), order.end(), 0);
+    const int64_t kk = std::min(k, nd);
+    std::partial_sort(order.begin(), order.begin() + kk, order.end(), [&](int64_t x, int64_t y) {
+      const float a1 = rank_key(val[x]), b1 = rank_key(val[y]);
+      return a1 > b1 || (a1 == b1 && docs[x] < docs[y]);
+    });
+    for (int64_t j = 0; j < kk; ++j) {
+      out_scores[qi * k + j] = val[order[j]];
+      out_docs[qi * k + j] = docs[order[j]];
+    }
+  }
+  return PlaidStatus::ok;
+}
+
+}  // namespace edgecolbert

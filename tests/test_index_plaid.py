@@ -222,12 +222,12 @@ def test_native_search_equals_the_staged_loop(small_index, monkeypatch, nprobe, 
     mask = np.ones(q.shape[:2], bool)
     mask[1, 3:] = False
     mask[2, :] = False  # a query with no kept token: no hits
-    for k in (1, 10):
+    for k, rerank in ((1, None), (10, None), (3, 5)):
         got = idx.search(q, k, nprobe=nprobe, ndocs=ndocs, centroid_score_threshold=threshold, exhaustive=False,
-                         num_threads=threads, query_mask=mask)
+                         num_threads=threads, query_mask=mask, rerank=rerank)
         monkeypatch.setattr(_search, "NATIVE_SEARCH", False)
         want = idx.search(q, k, nprobe=nprobe, ndocs=ndocs, centroid_score_threshold=threshold, exhaustive=False,
-                          num_threads=threads, query_mask=mask)
+                          num_threads=threads, query_mask=mask, rerank=rerank)
         monkeypatch.setattr(_search, "NATIVE_SEARCH", True)
         np.testing.assert_array_equal(got[0], want[0])
         np.testing.assert_array_equal(got[1], want[1])
@@ -295,3 +295,18 @@ def test_native_search_refuses_corrupt_segments(small_index):
         call(k=0)
     with pytest.raises(ValueError, match="query_mask"):
         call(query_mask=np.ones((2, 2), bool))
+
+
+def test_rerank_parameter(small_index):
+    """rerank: how many of stage B's best are scored exactly; never fewer than k, and refused when not a
+    positive int. Re-ranking every candidate is the same as having no stage B."""
+    idx, q = small_index
+    all_ = idx.search(q, 10, nprobe=4, ndocs=50, rerank=50, exhaustive=False)
+    big = idx.search(q, 10, nprobe=4, ndocs=50, rerank=10**6, exhaustive=False)
+    np.testing.assert_array_equal(all_[1], big[1])
+    few = idx.search(q, 10, nprobe=4, ndocs=50, rerank=1, exhaustive=False)  # raised to k
+    ten = idx.search(q, 10, nprobe=4, ndocs=50, rerank=10, exhaustive=False)
+    np.testing.assert_array_equal(few[1], ten[1])
+    for bad in (0, -3, 2.5, True, "8"):
+        with pytest.raises(ValueError, match="rerank must be"):
+            idx.search(q, 10, rerank=bad, exhaustive=False)

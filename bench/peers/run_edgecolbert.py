@@ -67,6 +67,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--nprobe", type=int, default=None)
     ap.add_argument("--ndocs", type=int, default=None)
+    ap.add_argument("--rerank", type=int, default=None, help="documents re-ranked exactly (default ndocs // 4)")
     ap.add_argument("--threshold", default="none")
     a = ap.parse_args()
     th = None if a.threshold == "none" else float(a.threshold)
@@ -99,7 +100,7 @@ def main() -> None:
                                   "threshold": th, "recall@10": round(recall(ids, truth), 4),
                                   "batched_ms_per_q": round(ms, 2)}), flush=True)
         return
-    kw = dict(nprobe=a.nprobe, ndocs=a.ndocs, centroid_score_threshold=th, num_threads=a.threads)
+    kw = dict(nprobe=a.nprobe, ndocs=a.ndocs, centroid_score_threshold=th, num_threads=a.threads, rerank=a.rerank)
     idx.search(queries[:5], 10, **kw)
     ts, cs, found = [], [], []
     for i in range(len(queries)):
@@ -111,7 +112,7 @@ def main() -> None:
         found.append(ids[0])
     ts, cs = np.array(ts) * 1e3, np.array(cs) * 1e3
     print(json.dumps({"system": "edgecolbert", "commit": commit(), "nbits": a.nbits, "nprobe": a.nprobe,
-                      "ndocs": a.ndocs, "threshold": th, "queries": len(queries),
+                      "ndocs": a.ndocs, "rerank": a.rerank, "threshold": th, "queries": len(queries),
                       "recall@10": round(recall(found, truth), 4), "threads": a.threads,
                       "p50_ms": round(float(np.percentile(ts, 50)), 2),
                       "p99_ms": round(float(np.percentile(ts, 99)), 2),

@@ -96,7 +96,7 @@ ScoresT scores_t(const py::handle& h, int64_t m, const char* fn) {
 
 py::array_t<float> centroid_interaction(const py::handle& scores, int64_t m, const py::array& codes,
                                         const py::handle& offsets, const py::handle& docs, double threshold,
-                                        const py::object& num_threads, bool reference) {
+                                        const py::object& num_threads, bool reference, const std::string& isa) {
   const char* fn = "plaid_centroid_interaction";
   ScoresT S = scores_t(scores, m, fn);
   const int64_t K = S.K;
@@ -108,6 +108,7 @@ py::array_t<float> centroid_interaction(const py::handle& scores, int64_t m, con
   const int64_t* dp = dr.docs.data();
   if (std::isnan(threshold)) value_error(cat(fn, ": threshold must not be NaN (-inf keeps every centroid)"));
   const int threads = resolve_threads(num_threads, fn);
+  const KernelPath& path = resolve_path(isa);
   py::array_t<float> out(nd);
   bool ok;
   {
@@ -119,7 +120,7 @@ py::array_t<float> centroid_interaction(const py::handle& scores, int64_t m, con
         for (int64_t k = 0; k < K; ++k) rows[i * K + k] = S.a.data()[k * S.stride + i];
       ok = plaid_centroid_interaction_scalar(rows.data(), m, K, th, c, o, dp, nd, out.mutable_data());
     } else {
-      ok = plaid_centroid_interaction(S.a.data(), m, K, S.stride, th, c, o, dp, nd, out.mutable_data(), threads);
+      ok = plaid_centroid_interaction(path, S.a.data(), m, K, S.stride, th, c, o, dp, nd, out.mutable_data(), threads);
     }
   }
   if (!ok) value_error(cat(fn, ": a candidate document has a code outside [0, ", K, ") (scores_t has ", K, " rows)"));
@@ -192,8 +193,9 @@ py::tuple stage_a(const py::handle& cells, const py::handle& cell_scores, const 
   return py::make_tuple(docs, est);
 }
 
-py::tuple probe(const py::handle& scores, int64_t m, int64_t p) {
+py::tuple probe(const py::handle& scores, int64_t m, int64_t p, const std::string& isa) {
   const char* fn = "plaid_probe";
+  const KernelPath& path = resolve_path(isa);
   ScoresT S = scores_t(scores, m, fn);
   const int64_t K = S.K;
   if (K < 1) value_error(cat(fn, ": scores_t must have at least one row (centroid)"));
@@ -204,7 +206,7 @@ py::tuple probe(const py::handle& scores, int64_t m, int64_t p) {
   py::array_t<float> miss(m);
   {
     py::gil_scoped_release released;
-    plaid_probe(S.a.data(), m, K, S.stride, p, cells.mutable_data(), cs.mutable_data(), miss.mutable_data());
+    plaid_probe(path, S.a.data(), m, K, S.stride, p, cells.mutable_data(), cs.mutable_data(), miss.mutable_data());
   }
   return py::make_tuple(cells, cs, miss);
 }
@@ -286,14 +288,14 @@ py::tuple search(const py::array& queries, const py::object& query_mask, const p
 void register_plaid(py::module_& m) {
   m.def("plaid_centroid_interaction", &centroid_interaction, py::arg("scores_t"), py::arg("m"), py::arg("codes"), py::arg("doc_offsets"),
         py::arg("docs"), py::arg("threshold") = -std::numeric_limits<double>::infinity(),
-        py::arg("num_threads") = py::none(), py::arg("reference") = false);
+        py::arg("num_threads") = py::none(), py::arg("reference") = false, py::arg("isa") = "");
   m.def("plaid_gather", &gather, py::arg("codes"), py::arg("residuals"), py::arg("doc_offsets"), py::arg("docs"));
   m.def("plaid_search", &search, py::arg("queries"), py::arg("query_mask"), py::arg("centroids"), py::arg("bucket_weights"),
         py::arg("nbits"), py::arg("codes"), py::arg("residuals"), py::arg("doc_offsets"), py::arg("ivf"),
         py::arg("ivf_offsets"), py::arg("nprobe"), py::arg("ndocs"), py::arg("rerank"), py::arg("k"),
         py::arg("threshold") = -std::numeric_limits<double>::infinity(), py::arg("num_threads") = py::none(),
         py::arg("isa") = "");
-  m.def("plaid_probe", &probe, py::arg("scores_t"), py::arg("m"), py::arg("nprobe"));
+  m.def("plaid_probe", &probe, py::arg("scores_t"), py::arg("m"), py::arg("nprobe"), py::arg("isa") = "");
   m.def("plaid_stage_a", &stage_a, py::arg("cells"), py::arg("cell_scores"), py::arg("miss"), py::arg("ivf"),
         py::arg("ivf_offsets"), py::arg("num_docs"), py::arg("allowed") = py::none());
 }

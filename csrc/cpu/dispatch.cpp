@@ -84,22 +84,25 @@ CpuFeatures detect() {
 [[maybe_unused]] bool sup_neon(const CpuFeatures& f) { return f.neon; }
 [[maybe_unused]] bool sup_neon_bf16(const CpuFeatures& f) { return f.neon && f.neon_bf16; }
 
-const KernelPath kScalar{"scalar", "scalar", sup_scalar, maxsim_ops_scalar, centroid_ops_scalar, codec_ops_scalar};
+const KernelPath kScalar{"scalar", "scalar", sup_scalar, maxsim_ops_scalar, centroid_ops_scalar, codec_ops_scalar,
+                        plaid_ops_scalar};
 #ifdef EDGECOLBERT_HAVE_AVX2
-const KernelPath kAvx2{"avx2", "avx2", sup_avx2, maxsim_ops_avx2, centroid_ops_avx2, codec_ops_avx2};
+const KernelPath kAvx2{"avx2", "avx2", sup_avx2, maxsim_ops_avx2, centroid_ops_avx2, codec_ops_avx2, plaid_ops_avx2};
 #endif
 #ifdef EDGECOLBERT_HAVE_AVX512
-const KernelPath kAvx512{"avx512", "avx512", sup_avx512, maxsim_ops_avx512, centroid_ops_avx512, codec_ops_avx512};
+const KernelPath kAvx512{"avx512", "avx512", sup_avx512, maxsim_ops_avx512, centroid_ops_avx512, codec_ops_avx512,
+                         plaid_ops_avx512};
 #endif
 #ifdef EDGECOLBERT_HAVE_AVX512BF16
 const KernelPath kAvx512Bf16{"avx512_bf16", "avx512", sup_avx512_bf16, maxsim_ops_avx512_bf16, centroid_ops_avx512,
-                              codec_ops_avx512};
+                              codec_ops_avx512, plaid_ops_avx512};
 #endif
 #ifdef EDGECOLBERT_HAVE_NEON
-const KernelPath kNeon{"neon", "neon", sup_neon, maxsim_ops_neon, centroid_ops_neon, codec_ops_neon};
+const KernelPath kNeon{"neon", "neon", sup_neon, maxsim_ops_neon, centroid_ops_neon, codec_ops_neon, plaid_ops_neon};
 #endif
 #ifdef EDGECOLBERT_HAVE_NEONBF16
-const KernelPath kNeonBf16{"neon_bf16", "neon", sup_neon_bf16, maxsim_ops_neon_bf16, centroid_ops_neon, codec_ops_neon};
+const KernelPath kNeonBf16{"neon_bf16", "neon", sup_neon_bf16, maxsim_ops_neon_bf16, centroid_ops_neon, codec_ops_neon,
+                            plaid_ops_neon};
 #endif
 
 std::string join_names(const std::vector<const KernelPath*>& v) {

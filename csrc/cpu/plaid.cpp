@@ -22,42 +22,11 @@ namespace {
 constexpr int64_t kLane = 16;        // rows of St are walked in multiples of 16 floats
 constexpr int64_t kDocsPerTask = 64;  // candidate documents per pool task
 
-// Stage B for docs[j0, j1): a token reads St's row of its centroid, or a row of zeros when that
-// centroid is pruned (keep[c] == 0).
-template <typename Code>
-bool interact(const float* St, int64_t stride, int64_t mp, int64_t m, int64_t K, const uint8_t* keep,
-              const float* zeros, const Code* codes, const int64_t* offsets, const int64_t* docs, int64_t j0, int64_t j1,
-              float* out) {
-  alignas(64) float best[256];
-  std::unique_ptr<float[]> heap;
-  float* b = best;
-  if (mp > 256) {
-    heap.reset(new float[mp]);
-    b = heap.get();
-  }
-  for (int64_t j = j0; j < j1; ++j) {
-    const int64_t lo = offsets[docs[j]], hi = offsets[docs[j] + 1];
-    float sum = 0.0f;
-    if (hi > lo) {
-      for (int64_t i = 0; i < mp; ++i) b[i] = -std::numeric_limits<float>::infinity();
-      for (int64_t t = lo; t < hi; ++t) {
-        const int64_t c = codes[t];
-        if (c < 0 || c >= K) return false;
-        const float* r = keep == nullptr || keep[c] ? St + c * stride : zeros;
-        for (int64_t i = 0; i < mp; ++i) b[i] = r[i] > b[i] ? r[i] : b[i];
-      }
-      for (int64_t i = 0; i < m; ++i) sum += b[i];
-    }
-    out[j] = sum;
-  }
-  return true;
-}
-
 }  // namespace
 
-bool plaid_centroid_interaction(const float* St, int64_t m, int64_t K, int64_t stride, float threshold,
-                                const PlaidCodes& codes, const int64_t* offsets, const int64_t* docs, int64_t nd,
-                                float* out, int num_threads) {
+bool plaid_centroid_interaction(const KernelPath& path, const float* St, int64_t m, int64_t K, int64_t stride,
+                                float threshold, const PlaidCodes& codes, const int64_t* offsets, const int64_t* docs,
+                                int64_t nd, float* out, int num_threads) {
   if (nd == 0) return true;
   if (m == 0) {
     std::fill(out, out + nd, 0.0f);
@@ -83,12 +52,7 @@ bool plaid_centroid_interaction(const float* St, int64_t m, int64_t K, int64_t s
   const uint8_t* kp = keep.empty() ? nullptr : keep.data();
   parallel_for(tasks, num_threads, [&](int64_t task, int) {
     const int64_t j0 = task * kDocsPerTask, j1 = std::min(nd, j0 + kDocsPerTask);
-    const bool good =
-        codes.u16 ? interact(St, stride, mp, m, K, kp, zeros.data(), static_cast<const uint16_t*>(codes.data), offsets,
-                             docs, j0, j1, out)
-                  : interact(St, stride, mp, m, K, kp, zeros.data(), static_cast<const int32_t*>(codes.data), offsets,
-                             docs, j0, j1, out);
-    if (!good) ok = false;
+    if (!path.plaid.interact(St, stride, mp, m, K, kp, zeros.data(), codes, offsets, docs, j0, j1, out)) ok = false;
   });
   return ok;
 }
@@ -99,78 +63,21 @@ namespace {
 inline float rank_key(float v) { return std::isnan(v) ? -std::numeric_limits<float>::infinity() : v; }
 
 // Best first, ties to the lower id.
-struct Cand {
-  float key;
-  int32_t id;
-  bool operator<(const Cand& o) const { return key > o.key || (key == o.key && id < o.id); }
-};
+bool better(const PlaidCand& a, const PlaidCand& b) { return a.key > b.key || (a.key == b.key && a.id < b.id); }
 
 // The q best entries of one row (contiguous, K entries), best first, into top[0..q): a partial sort.
-void row_top_sorted(const float* row, int64_t K, int64_t q, Cand* top) {
-  std::vector<Cand> all(static_cast<std::size_t>(K));
+void row_top_sorted(const float* row, int64_t K, int64_t q, PlaidCand* top) {
+  std::vector<PlaidCand> all(static_cast<std::size_t>(K));
   for (int64_t c = 0; c < K; ++c) all[c] = {rank_key(row[c]), static_cast<int32_t>(c)};
-  std::partial_sort(all.begin(), all.begin() + q, all.end());
+  std::partial_sort(all.begin(), all.begin() + q, all.end(), better);
   std::copy(all.begin(), all.begin() + q, top);
 }
 
-// Every token's q best centroids in one pass over St (q <= 64): per centroid, its row is compared
-// with the tokens' running thresholds (the q-th best so far; padded lanes +inf), and only a centroid
-// that beats some threshold is inserted. Later ids lose ties, so only a strictly greater score
-// enters; NaN compares false and never enters after the first q.
-void top_all_rows(const float* St, int64_t m, int64_t K, int64_t stride, int64_t q, Cand* top) {
-  const int64_t mp = (m + kLane - 1) / kLane * kLane;
-  std::vector<float> thr(static_cast<std::size_t>(mp), std::numeric_limits<float>::infinity());
+// cells / cell_scores [m, p] and miss [m] from every token's q = min(p + 1, K) best.
+void finish_probe(const float* St, int64_t m, int64_t K, int64_t stride, int64_t p, int64_t q, const PlaidCand* top,
+                  int32_t* cells, float* cell_scores, float* miss) {
   for (int64_t i = 0; i < m; ++i) {
-    Cand* t = top + i * q;
-    for (int64_t c = 0; c < q; ++c) t[c] = {rank_key(St[c * stride + i]), static_cast<int32_t>(c)};
-    std::sort(t, t + q);
-    thr[i] = t[q - 1].key;
-  }
-  std::vector<float> row(static_cast<std::size_t>(mp));
-  for (int64_t c = q; c < K; ++c) {
-    const float* r = St + c * stride;
-    // Rows past m may hold anything (stride can be short of mp): copy the m real ones.
-    const float* v = r;
-    if (mp > stride) {
-      std::copy_n(r, m, row.data());
-      v = row.data();
-    }
-    int any = 0;
-    for (int64_t i = 0; i < mp; ++i) any |= v[i] > thr[i];
-    if (!any) continue;
-    for (int64_t i = 0; i < m; ++i) {
-      const float x = v[i];
-      if (!(x > thr[i])) continue;
-      Cand* t = top + i * q;
-      int64_t j = q - 1;
-      while (j > 0 && t[j - 1].key < x) {
-        t[j] = t[j - 1];
-        --j;
-      }
-      t[j] = {x, static_cast<int32_t>(c)};
-      thr[i] = t[q - 1].key;
-    }
-  }
-}
-
-}  // namespace
-
-void plaid_probe(const float* St, int64_t m, int64_t K, int64_t stride, int64_t p, int32_t* cells, float* cell_scores,
-                 float* miss) {
-  if (m == 0) return;
-  const int64_t q = std::min(p + 1, K);
-  std::vector<Cand> top(static_cast<std::size_t>(m * q));
-  if (q <= 64) {
-    top_all_rows(St, m, K, stride, q, top.data());
-  } else {
-    std::vector<float> row(static_cast<std::size_t>(K));
-    for (int64_t i = 0; i < m; ++i) {
-      for (int64_t c = 0; c < K; ++c) row[c] = St[c * stride + i];
-      row_top_sorted(row.data(), K, q, top.data() + i * q);
-    }
-  }
-  for (int64_t i = 0; i < m; ++i) {
-    const Cand* t = top.data() + i * q;
+    const PlaidCand* t = top + i * q;
     auto score = [&](int32_t c) { return St[c * stride + i]; };
     float lowest = 0.0f;
     bool any_finite = false;
@@ -189,6 +96,41 @@ void plaid_probe(const float* St, int64_t m, int64_t K, int64_t stride, int64_t 
     if (p < K) ms = std::isfinite(score(t[p].id)) ? score(t[p].id) : (any_finite ? lowest : 0.0f);
     miss[i] = ms;
   }
+}
+
+}  // namespace
+
+PlaidProbe::PlaidProbe(const KernelPath& path, int64_t m, int64_t K, int64_t p)
+    : path_(path), m_(m), K_(K), p_(p), q_(std::min(p + 1, K)), mp_((m + kLane - 1) / kLane * kLane),
+      top_(static_cast<std::size_t>(m * q_)), thr_(static_cast<std::size_t>(mp_), std::numeric_limits<float>::infinity()),
+      row_(static_cast<std::size_t>(mp_)) {}
+
+void PlaidProbe::feed(const float* St, int64_t stride, int64_t c0, int64_t c1) {
+  path_.plaid.probe_rows(St, m_, stride, mp_, q_, c0, c1, top_.data(), thr_.data(), row_.data());
+}
+
+void PlaidProbe::finish(const float* St, int64_t stride, int32_t* cells, float* cell_scores, float* miss) const {
+  finish_probe(St, m_, K_, stride, p_, q_, top_.data(), cells, cell_scores, miss);
+}
+
+void plaid_probe(const KernelPath& path, const float* St, int64_t m, int64_t K, int64_t stride, int64_t p,
+                 int32_t* cells, float* cell_scores, float* miss) {
+  if (m == 0) return;
+  const int64_t q = std::min(p + 1, K);
+  if (q <= kPlaidFeedMax) {  // one pass over St with running thresholds
+    PlaidProbe probe(path, m, K, p);
+    probe.feed(St, stride, 0, K);
+    probe.finish(St, stride, cells, cell_scores, miss);
+    return;
+  }
+  // Many cells per token: a partial sort of each token's scores.
+  std::vector<PlaidCand> top(static_cast<std::size_t>(m * q));
+  std::vector<float> row(static_cast<std::size_t>(K));
+  for (int64_t i = 0; i < m; ++i) {
+    for (int64_t c = 0; c < K; ++c) row[c] = St[c * stride + i];
+    row_top_sorted(row.data(), K, q, top.data() + i * q);
+  }
+  finish_probe(St, m, K, stride, p, q, top.data(), cells, cell_scores, miss);
 }
 
 void plaid_gather(const PlaidCodes& codes, const uint8_t* residuals, int64_t width, const int64_t* offsets,

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "edgecolbert/plaid.hpp"
+#include "edgecolbert/plaid_kernels.hpp"
 
 namespace edgecolbert {
 namespace {
@@ -41,5 +42,8 @@ bool plaid_centroid_interaction_scalar(const float* S, int64_t m, int64_t K, flo
   }
   return true;
 }
+
+// The stage loops at baseline flags (plaid_kernels.hpp): the table of the scalar path.
+const PlaidOps plaid_ops_scalar{plaid_detail::interact, plaid_detail::probe_rows};
 
 }  // namespace edgecolbert

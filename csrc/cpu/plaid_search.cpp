@@ -5,6 +5,7 @@
 #include <atomic>
 #include <cmath>
 #include <limits>
+#include <memory>
 #include <numeric>
 #include <vector>
 
@@ -17,6 +18,8 @@ namespace edgecolbert {
 namespace {
 
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+// Centroids per slice of St probed while in cache (128 KiB of scores at 32 query tokens).
+constexpr int64_t kProbeSlice = 1024;
 
 inline float rank_key(float v) { return std::isnan(v) ? kNegInf : v; }
 
@@ -58,7 +61,8 @@ PlaidStatus plaid_search(const KernelPath& path, const QueryBatch& q, const Code
   const int64_t w = codec_detail::packed_width(dim, cv.nbits);
   const Matrix cents{cv.centroids, DType::f32, K, dim};
   std::vector<float> rows(static_cast<std::size_t>(std::max<int64_t>(q.lq, 1) * dim));
-  std::vector<float> St(static_cast<std::size_t>(K * stride));
+  // Every element is written by centroid_scores_t before it is read: no zeroing (2 MB at K = 16,384).
+  std::unique_ptr<float[]> St(new float[static_cast<std::size_t>(K * stride)]);
   std::vector<int32_t> cells;
   std::vector<float> cell_scores, miss;
   std::vector<float> prep_buf(path.codec.query_floats(std::max<int64_t>(q.lq, 1), dim) + 16);
@@ -77,13 +81,26 @@ PlaidStatus plaid_search(const KernelPath& path, const QueryBatch& q, const Code
     }
     if (m == 0) continue;
     const int64_t sm = (m + kCentroidBlockRows - 1) / kCentroidBlockRows * kCentroidBlockRows;
-    centroid_scores_t(path, Matrix{rows.data(), DType::f32, m, dim}, cents, sm, St.data(), num_threads);
-
-    // Stage A over the probed lists (their IVF ranges checked before they are read).
+    const Matrix qrows{rows.data(), DType::f32, m, dim};
     cells.resize(static_cast<std::size_t>(m * p));
     cell_scores.resize(static_cast<std::size_t>(m * p));
     miss.resize(static_cast<std::size_t>(m));
-    plaid_probe(St.data(), m, K, sm, p, cells.data(), cell_scores.data(), miss.data());
+    if (std::min(p + 1, K) <= kPlaidFeedMax) {
+      // Each slice of St is probed right after it is computed, while it is still in cache.
+      PlaidProbe probe(path, m, K, p);
+      for (int64_t c0 = 0; c0 < K; c0 += kProbeSlice) {
+        const int64_t nc = std::min(kProbeSlice, K - c0);
+        centroid_scores_t(path, qrows, Matrix{cv.centroids + c0 * dim, DType::f32, nc, dim}, sm, St.get() + c0 * sm,
+                          num_threads);
+        probe.feed(St.get(), sm, c0, c0 + nc);
+      }
+      probe.finish(St.get(), sm, cells.data(), cell_scores.data(), miss.data());
+    } else {
+      centroid_scores_t(path, qrows, cents, sm, St.get(), num_threads);
+      plaid_probe(path, St.get(), m, K, sm, p, cells.data(), cell_scores.data(), miss.data());
+    }
+
+    // Stage A over the probed lists (their IVF ranges checked before they are read).
     for (int32_t c : cells) {
       const int64_t lo = seg.ivf_offsets[c], hi = seg.ivf_offsets[c + 1];
       if (lo < 0 || lo > hi || hi > seg.ivf_len) return PlaidStatus::bad_ivf_range;
@@ -102,7 +119,7 @@ PlaidStatus plaid_search(const KernelPath& path, const QueryBatch& q, const Code
     // Stage B when more candidates remain than the re-rank takes.
     if (static_cast<int64_t>(docs.size()) > prm.rerank) {
       val.resize(docs.size());
-      if (!plaid_centroid_interaction(St.data(), m, K, sm, prm.threshold, seg.codes, seg.offsets, docs.data(),
+      if (!plaid_centroid_interaction(path, St.get(), m, K, sm, prm.threshold, seg.codes, seg.offsets, docs.data(),
                                       static_cast<int64_t>(docs.size()), val.data(), num_threads))
         return PlaidStatus::bad_code;
       keep_best(val, docs, prm.rerank);

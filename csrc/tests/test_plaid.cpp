@@ -9,6 +9,7 @@
 #include <random>
 #include <vector>
 
+#include "edgecolbert/dispatch.hpp"
 #include "edgecolbert/plaid.hpp"
 #include "test_util.hpp"
 
@@ -64,15 +65,16 @@ EC_TEST(plaid_centroid_interaction_matches_reference) {
           std::vector<float> ref(docs.size(), NAN), fast(docs.size(), NAN);
           EC_CHECK(plaid_centroid_interaction_scalar(S.data(), m, K, th, c, s.offsets.data(), docs.data(),
                                                      static_cast<int64_t>(docs.size()), ref.data()), "ref failed");
+          for (const KernelPath* path : available_paths())
           for (int64_t stride : {m, m + 3, (m + 31) / 32 * 32})
           for (int threads : {1, 3}) {
             const auto St = transpose(S, m, K, stride);
             std::fill(fast.begin(), fast.end(), NAN);
-            EC_CHECK(plaid_centroid_interaction(St.data(), m, K, stride, th, c, s.offsets.data(), docs.data(),
+            EC_CHECK(plaid_centroid_interaction(*path, St.data(), m, K, stride, th, c, s.offsets.data(), docs.data(),
                                                 static_cast<int64_t>(docs.size()), fast.data(), threads), "fast failed");
             for (std::size_t j = 0; j < docs.size(); ++j)
-              EC_CHECK(fast[j] == ref[j], "m %lld K %lld th %g doc %lld: %g vs %g", (long long)m, (long long)K, th,
-                       (long long)docs[j], fast[j], ref[j]);
+              EC_CHECK(fast[j] == ref[j], "%s m %lld K %lld th %g doc %lld: %g vs %g", path->name, (long long)m,
+                       (long long)K, th, (long long)docs[j], fast[j], ref[j]);
           }
           // float64 re-derivation of the formula
           for (std::size_t j = 0; j < docs.size(); ++j) {
@@ -104,10 +106,13 @@ EC_TEST(plaid_centroid_interaction_rejects_bad_codes) {
   std::vector<int64_t> off = {0, 2, 3}, docs = {0, 1};
   std::vector<float> out(2);
   PlaidCodes c{codes.data(), false, 3};
-  EC_CHECK(!plaid_centroid_interaction(S.data(), 4, 3, 4, -INFINITY, c, off.data(), docs.data(), 2, out.data(), 2), "not caught");
+  for (const KernelPath* path : available_paths())
+    EC_CHECK(!plaid_centroid_interaction(*path, S.data(), 4, 3, 4, -INFINITY, c, off.data(), docs.data(), 2, out.data(), 2),
+             "not caught on %s", path->name);
   EC_CHECK(!plaid_centroid_interaction_scalar(S.data(), 4, 3, -INFINITY, c, off.data(), docs.data(), 2, out.data()), "ref");
   docs = {0};
-  EC_CHECK(plaid_centroid_interaction(S.data(), 4, 3, 4, -INFINITY, c, off.data(), docs.data(), 1, out.data(), 2), "good doc");
+  EC_CHECK(plaid_centroid_interaction(default_path(), S.data(), 4, 3, 4, -INFINITY, c, off.data(), docs.data(), 1,
+                                      out.data(), 2), "good doc");
   EC_CHECK(out[0] == 4.0f, "got %g", out[0]);
 }
 
@@ -197,7 +202,21 @@ EC_TEST(plaid_probe_matches_brute_force) {
       if (K > 3 && m > 2) S[2 * K + 3] = -std::numeric_limits<float>::infinity();
       const int64_t stride = m == 17 ? 17 : (m + 31) / 32 * 32;  // unpadded and padded rows
       const auto St = transpose(S, m, K, stride);
-      plaid_probe(St.data(), m, K, stride, pp, cells.data(), cs.data(), miss.data());
+      for (const KernelPath* path : available_paths()) {
+      plaid_probe(*path, St.data(), m, K, stride, pp, cells.data(), cs.data(), miss.data());
+      if (std::min(pp + 1, K) <= kPlaidFeedMax) {
+        // Fed in slices of any size (the search probes each slice of St as it is computed): the same result.
+        for (int64_t slice : {int64_t{1}, int64_t{7}, int64_t{64}}) {
+          PlaidProbe probe(*path, m, K, pp);
+          for (int64_t c0 = 0; c0 < K; c0 += slice) probe.feed(St.data(), stride, c0, std::min(K, c0 + slice));
+          std::vector<int32_t> cells2(cells.size());
+          std::vector<float> cs2(cs.size()), miss2(miss.size());
+          probe.finish(St.data(), stride, cells2.data(), cs2.data(), miss2.data());
+          EC_CHECK(cells2 == cells && std::memcmp(cs2.data(), cs.data(), cs.size() * sizeof(float)) == 0 &&
+                       std::memcmp(miss2.data(), miss.data(), miss.size() * sizeof(float)) == 0,
+                   "%s: sliced probe (slice %lld) differs", path->name, (long long)slice);
+        }
+      }
       for (int64_t i = 0; i < m; ++i) {
         std::vector<int32_t> order(static_cast<std::size_t>(K));
         for (int64_t c = 0; c < K; ++c) order[c] = static_cast<int32_t>(c);
@@ -212,6 +231,7 @@ EC_TEST(plaid_probe_matches_brute_force) {
         }
         if (pp < K && std::isfinite(S[i * K + order[pp]])) EC_CHECK(miss[i] == S[i * K + order[pp]], "miss");
         if (pp == K) EC_CHECK(miss[i] == 0.0f, "miss when everything is probed");
+      }
       }
      }
     }

@@ -77,6 +77,35 @@ struct CodecOps {
   std::size_t (*scratch_floats)(int64_t rows, int64_t dim);
 };
 
+// The codes of one index segment: int32, or uint16 when the codec has at most 65,536 centroids.
+struct PlaidCodes {
+  const void* data = nullptr;
+  bool u16 = false;
+  int64_t n = 0;
+};
+
+// A probed centroid of one query token: ranking key (NaN as -inf) and id.
+struct PlaidCand {
+  float key;
+  int32_t id;
+};
+
+// PLAID's stage loops for one ISA (the same C++, plaid_kernels.hpp, compiled with each ISA's flags;
+// formulas and layouts in plaid.hpp). St is centroid-major [*, stride]; rows are read to mp floats
+// (a multiple of 16, mp <= stride), so the loops vectorise with no tail.
+//  interact: stage B for docs[j0, j1) into out[j0, j1); a token of a pruned centroid (keep[c] == 0)
+//   reads zeros [mp]; false when a code is outside [0, K).
+//  probe_rows: feeds centroids [c0, c1) (in order, c0 = 0 first) to every token's running q best
+//   (top [m, q], best first; thr [mp] the q-th best key per token, +inf past m and until q centroids
+//   are in); row [mp] is scratch.
+struct PlaidOps {
+  bool (*interact)(const float* St, int64_t stride, int64_t mp, int64_t m, int64_t K, const uint8_t* keep,
+                   const float* zeros, const PlaidCodes& codes, const int64_t* offsets, const int64_t* docs, int64_t j0,
+                   int64_t j1, float* out);
+  void (*probe_rows)(const float* St, int64_t m, int64_t stride, int64_t mp, int64_t q, int64_t c0, int64_t c1,
+                     PlaidCand* top, float* thr, float* row);
+};
+
 struct KernelPath {
   const char* name;    // variant: scalar, avx2, avx512, avx512_bf16, neon, neon_bf16
   const char* family;  // what EDGECOLBERT_ISA names: scalar, avx2, avx512, neon
@@ -84,6 +113,7 @@ struct KernelPath {
   MaxSimOps maxsim;
   CentroidOps centroids;  // the bf16 variants reuse their base ISA's tables
   CodecOps codec;
+  PlaidOps plaid;
 };
 
 // Every variant compiled into this build, in increasing preference.
@@ -107,5 +137,7 @@ extern const MaxSimOps maxsim_ops_neon_bf16;
 // Per-ISA tables, defined in csrc/cpu/centroids_<isa>.cpp and codec_<isa>.cpp.
 extern const CentroidOps centroid_ops_scalar, centroid_ops_avx2, centroid_ops_avx512, centroid_ops_neon;
 extern const CodecOps codec_ops_scalar, codec_ops_avx2, codec_ops_avx512, codec_ops_neon;
+// Per-ISA tables, defined in csrc/cpu/plaid_<isa>.cpp.
+extern const PlaidOps plaid_ops_scalar, plaid_ops_avx2, plaid_ops_avx512, plaid_ops_neon;
 
 }  // namespace edgecolbert

@@ -25,13 +25,6 @@
 
 namespace edgecolbert {
 
-// The codes of one segment: int32, or uint16 when the codec has at most 65,536 centroids.
-struct PlaidCodes {
-  const void* data = nullptr;
-  bool u16 = false;
-  int64_t n = 0;
-};
-
 struct PlaidStageA {
   std::vector<int64_t> docs;  // segment-local document numbers
   std::vector<float> est;
@@ -44,11 +37,29 @@ struct PlaidStageA {
 //
 // Probing: for each query token i, its p best centroids, best first (ties to the lower id), into
 // cells [m, p] / cell_scores [m, p], and miss[i] = the (p+1)-th best score (0 when p >= K: nothing is
-// unprobed). NaN scores rank below every number. Requires 1 <= p <= K. One pass over St with a running
-// threshold per token (a centroid is looked at only when it beats some token's current p+1-th best)
-// for small p, a partial sort per token for large p.
-void plaid_probe(const float* St, int64_t m, int64_t K, int64_t stride, int64_t p, int32_t* cells, float* cell_scores,
-                 float* miss);
+// unprobed). NaN scores rank below every number. Requires 1 <= p <= K. With min(p + 1, K) <= kPlaidFeedMax:
+// one pass over St with a running threshold per token (a centroid is looked at only when it beats some
+// token's current p+1-th best; PlaidProbe), for larger p a partial sort per token.
+void plaid_probe(const KernelPath& path, const float* St, int64_t m, int64_t K, int64_t stride, int64_t p,
+                 int32_t* cells, float* cell_scores, float* miss);
+
+constexpr int64_t kPlaidFeedMax = 64;
+
+// The one-pass probe fed in pieces, so that a caller can probe each slice of St right after computing
+// it (while it is in cache): feed centroid ranges [c0, c1) in order from 0 to K, then finish. St is the
+// same array throughout (finish reads the winners' scores from it). Requires min(p + 1, K) <= kPlaidFeedMax.
+class PlaidProbe {
+ public:
+  PlaidProbe(const KernelPath& path, int64_t m, int64_t K, int64_t p);
+  void feed(const float* St, int64_t stride, int64_t c0, int64_t c1);
+  void finish(const float* St, int64_t stride, int32_t* cells, float* cell_scores, float* miss) const;
+
+ private:
+  const KernelPath& path_;
+  int64_t m_, K_, p_, q_, mp_;
+  std::vector<PlaidCand> top_;
+  std::vector<float> thr_, row_;
+};
 
 // ivf_offsets [K+1] and every probed cell are checked by the caller (cells in [0, K), the probed
 // ranges inside ivf); document numbers read from ivf are checked here.
@@ -58,9 +69,9 @@ PlaidStageA plaid_stage_a(const int32_t* cells, const float* cell_scores, const 
 // St centroid-major (above); docs [nd] segment-local, each with offsets[d] <= offsets[d+1] <= codes.n
 // (checked by the caller); out [nd]. Codes are range-checked here: returns false (out unspecified)
 // when a candidate's code is outside [0, K).
-bool plaid_centroid_interaction(const float* St, int64_t m, int64_t K, int64_t stride, float threshold,
-                                const PlaidCodes& codes, const int64_t* offsets, const int64_t* docs, int64_t nd,
-                                float* out, int num_threads);
+bool plaid_centroid_interaction(const KernelPath& path, const float* St, int64_t m, int64_t K, int64_t stride,
+                                float threshold, const PlaidCodes& codes, const int64_t* offsets, const int64_t* docs,
+                                int64_t nd, float* out, int num_threads);
 
 // The re-rank's input: the codes (widened to int32) and residual rows (width bytes each) of docs [nd]
 // (segment-local, CSR ranges checked by the caller), concatenated in the order given; out_offsets

@@ -310,7 +310,7 @@ class ShardedIndex:
     def search(self, queries: Any, k: int = 10, *, query_mask: Any = None, allow_partial: bool = False,
                timeout: float | None = None, **params: Any) -> tuple[np.ndarray, np.ndarray] | tuple[np.ndarray, np.ndarray, list[int]]:
         """Global top-k: ``(scores [nq, k], ids [nq, k])`` like ``Index.search`` (``params`` go to every
-        shard: nprobe, ndocs, centroid_score_threshold, subset, exhaustive, num_threads). The result is the one
+        shard: nprobe, ndocs, centroid_score_threshold, rerank, subset, exhaustive, num_threads). The result is the one
         an ``Index`` over the whole collection gives with the same parameters (PLAID's stages pick their
         survivors over all shards: up to four fan-out rounds). A shard that fails, or does not answer a
         round within ``timeout`` seconds, raises ShardError naming it; with ``allow_partial=True`` the
@@ -359,7 +359,7 @@ class ShardedIndex:
         for i in range(self.num_shards):  # global position = shard's first position + local position
             base[i] = b
             b += infos[i]["positions"] if i in infos else int(self.top["shards"][i].get("num_docs", 0))
-        rerank = max(k, ndocs // _search.RERANK_DIVISOR)
+        rerank = _search.rerank_count(k, ndocs, params.get("rerank"), "ShardedIndex.search")
         # Stage A, widening the probe for the queries whose pool is short (as Index.search does).
         probes = np.full(nq, nprobe, np.int64)
         pools: list = [None] * nq

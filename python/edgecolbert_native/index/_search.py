@@ -236,8 +236,18 @@ def resolve_params(index: Any, k: int, nprobe: int | None, ndocs: int | None, th
     return nprobe, ndocs, threshold
 
 
+def rerank_count(k: int, ndocs: int, rerank: Any, fn: str) -> int:
+    """Documents stage B hands to the exact re-rank: ``max(k, ndocs // RERANK_DIVISOR)`` (PLAID's rule)
+    unless ``rerank`` says otherwise (never fewer than k)."""
+    if rerank is None:
+        return max(int(k), ndocs // RERANK_DIVISOR)
+    if not isinstance(rerank, (int, np.integer)) or isinstance(rerank, bool) or rerank < 1:
+        raise ValueError(f"{fn}: rerank must be a positive int or None, got {rerank!r}")
+    return max(int(k), int(rerank))
+
+
 def search(index: Any, queries: Any, k: int, nprobe: int | None, ndocs: int | None, threshold: float | None,
-           subset: Any, query_mask: Any, exhaustive: bool | None, num_threads: int | None):
+           subset: Any, query_mask: Any, exhaustive: bool | None, num_threads: int | None, rerank: Any = None):
     fn = "Index.search"
     if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 1:
         raise ValueError(f"{fn}: k must be a positive int, got {k!r}")
@@ -259,7 +269,7 @@ def search(index: Any, queries: Any, k: int, nprobe: int | None, ndocs: int | No
     live_tokens = int(sum(int(s.offsets[-1]) for s in index.segments))
     if exhaustive is None:
         exhaustive = live_tokens <= EXHAUSTIVE_TOKENS
-    rerank = max(int(k), ndocs // RERANK_DIVISOR)
+    rerank = rerank_count(k, ndocs, rerank, fn)
 
     out_s = np.full((nq, k), -np.inf, np.float32)
     out_p = np.full((nq, k), -1, np.int64)

@@ -461,7 +461,8 @@ class Index:
 
     def search(self, queries: Any, k: int = 10, *, nprobe: int | None = None, ndocs: int | None = None,
                centroid_score_threshold: float | None = None, subset: Any = None, query_mask: Any = None,
-               exhaustive: bool | None = None, num_threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+               exhaustive: bool | None = None, num_threads: int | None = None,
+               rerank: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Top-k documents per query: ``(scores float32 [nq, k], ids [nq, k])``, best first.
 
         queries ``[nq, Lq, dim]`` (or ``[Lq, dim]`` for one). ``ids`` are the caller's ids (int64, or
@@ -472,9 +473,11 @@ class Index:
         per query token; the probe widens (4x at a time) only while a subset leaves fewer than ndocs
         allowed candidates, or deletions fewer live ones than the lists held before them. Defaults
         for nprobe, ndocs and the threshold follow ``default_params`` (documented in docs/index.md).
+        ``rerank``: how many of stage B's best documents are scored exactly (default
+        ``max(k, ndocs // 4)``, PLAID's rule; fewer is faster, at some recall: docs/index.md).
         """
         return _search.search(self, queries, k, nprobe, ndocs, centroid_score_threshold, subset, query_mask,
-                              exhaustive, num_threads)
+                              exhaustive, num_threads, rerank)
 
 
 def _ragged(starts: np.ndarray, ends: np.ndarray) -> np.ndarray:

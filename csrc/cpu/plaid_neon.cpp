@@ -1,0 +1,8 @@
+// PLAID's stage loops (plaid_kernels.hpp) built with this file's ISA flags.
+#include "edgecolbert/plaid_kernels.hpp"
+
+namespace edgecolbert {
+
+const PlaidOps plaid_ops_neon{plaid_detail::interact, plaid_detail::probe_rows};
+
+}  // namespace edgecolbert

@@ -1,0 +1,104 @@
+// PLAID's stage loops, written once in plain C++ and compiled by every plaid_<isa>.cpp with that ISA's
+// flags (the loops over a row of St vectorise to 16-float steps). Everything here has internal linkage
+// (static, or an anonymous namespace): a copy built with AVX-512 flags must never be linked into a
+// path that runs on a CPU without AVX-512.
+#pragma once
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <memory>
+
+#include "edgecolbert/dispatch.hpp"
+
+namespace edgecolbert {
+namespace {
+namespace plaid_detail {
+
+constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+
+inline float rank_key(float v) { return std::isnan(v) ? kNegInf : v; }
+
+template <typename Code>
+bool interact_docs(const float* St, int64_t stride, int64_t mp, int64_t m, int64_t K, const uint8_t* keep,
+                   const float* zeros, const Code* codes, const int64_t* offsets, const int64_t* docs, int64_t j0,
+                   int64_t j1, float* out) {
+  alignas(64) float best[256];
+  std::unique_ptr<float[]> heap;
+  float* b = best;
+  if (mp > 256) {
+    heap.reset(new float[mp]);
+    b = heap.get();
+  }
+  for (int64_t j = j0; j < j1; ++j) {
+    const int64_t lo = offsets[docs[j]], hi = offsets[docs[j] + 1];
+    float sum = 0.0f;
+    if (hi > lo) {
+      for (int64_t i = 0; i < mp; ++i) b[i] = kNegInf;
+      for (int64_t t = lo; t < hi; ++t) {
+        const int64_t c = codes[t];
+        if (c < 0 || c >= K) return false;
+        const float* r = keep == nullptr || keep[c] ? St + c * stride : zeros;
+        for (int64_t i = 0; i < mp; ++i) b[i] = r[i] > b[i] ? r[i] : b[i];
+      }
+      for (int64_t i = 0; i < m; ++i) sum += b[i];  // row order: the scalar reference's sum
+    }
+    out[j] = sum;
+  }
+  return true;
+}
+
+bool interact(const float* St, int64_t stride, int64_t mp, int64_t m, int64_t K, const uint8_t* keep,
+              const float* zeros, const PlaidCodes& codes, const int64_t* offsets, const int64_t* docs, int64_t j0,
+              int64_t j1, float* out) {
+  return codes.u16 ? interact_docs(St, stride, mp, m, K, keep, zeros, static_cast<const uint16_t*>(codes.data),
+                                   offsets, docs, j0, j1, out)
+                   : interact_docs(St, stride, mp, m, K, keep, zeros, static_cast<const int32_t*>(codes.data),
+                                   offsets, docs, j0, j1, out);
+}
+
+// Inserts (x, c) into a token's list t of n entries (capacity > n when growing), best first; c is
+// larger than every id already in, so it goes after every entry with key >= x (ties to the lower id).
+inline void insert_sorted(PlaidCand* t, int64_t n, float x, int32_t c) {
+  int64_t j = n;
+  while (j > 0 && t[j - 1].key < x) {
+    t[j] = t[j - 1];
+    --j;
+  }
+  t[j] = {x, c};
+}
+
+// One pass over St's rows c0..c1 for every token's q best: the first q centroids fill the lists;
+// after that a row is compared with the tokens' thresholds (the q-th best key; +inf in padded lanes)
+// and only a row that beats one is looked at token by token. Later ids lose ties, so only a strictly
+// greater score enters; NaN compares false and never enters after the first q.
+void probe_rows(const float* St, int64_t m, int64_t stride, int64_t mp, int64_t q, int64_t c0, int64_t c1,
+                PlaidCand* top, float* thr, float* row) {
+  for (int64_t c = c0; c < c1; ++c) {
+    const float* r = St + c * stride;
+    if (c < q) {  // filling: every token takes it
+      for (int64_t i = 0; i < m; ++i) insert_sorted(top + i * q, c, rank_key(r[i]), static_cast<int32_t>(c));
+      if (c == q - 1)
+        for (int64_t i = 0; i < m; ++i) thr[i] = top[i * q + q - 1].key;
+      continue;
+    }
+    // Lanes past m may hold anything when stride is short of mp: compare a copy of the m real ones.
+    const float* v = r;
+    if (mp > stride) {
+      for (int64_t i = 0; i < m; ++i) row[i] = r[i];
+      v = row;
+    }
+    int any = 0;
+    for (int64_t i = 0; i < mp; ++i) any |= v[i] > thr[i];
+    if (!any) continue;
+    for (int64_t i = 0; i < m; ++i) {
+      const float x = v[i];
+      if (!(x > thr[i])) continue;
+      insert_sorted(top + i * q, q - 1, x, static_cast<int32_t>(c));
+      thr[i] = top[i * q + q - 1].key;
+    }
+  }
+}
+
+}  // namespace plaid_detail
+}  // namespace
+}  // namespace edgecolbert

@@ -107,3 +107,44 @@ def test_bad_input_is_named(rng):
         ec.kmeans(q, 4)
     with pytest.raises(ValueError, match="kmeans: sample contains NaN"):
         ec.kmeans(np.full((5, 8), np.nan, np.float32), 2)
+
+
+@pytest.mark.parametrize("dim", [1, 5, 48, 130])
+def test_int8_centroid_scores_match_their_definition(dim):
+    """quantize_rows_i8 and centroid_scores_t_i8 (PLAID's int8 candidate scores) against numpy: rows
+    round(x * 127 / max|x|), and float32(exact int dot) * (qscale * cscale), bit for bit on every path."""
+    from edgecolbert_native import _native
+
+    rng = np.random.default_rng(dim)
+    q = rng.standard_normal((37, dim)).astype(np.float32)
+    C = rng.standard_normal((301, dim)).astype(np.float32)
+    q[3] = 0
+    c8, cs, csum = _native.quantize_rows_i8(C)
+    dim4 = -(-dim // 4) * 4
+    mx = np.abs(C).max(axis=1)
+    np.testing.assert_array_equal(cs, mx / np.float32(127))
+    want8 = np.zeros((301, dim4), np.int8)
+    want8[:, :dim] = np.rint(C * (np.float32(127) / mx)[:, None]).astype(np.int8)
+    np.testing.assert_array_equal(c8, want8)
+    np.testing.assert_array_equal(csum, 128 * c8.astype(np.int32).sum(axis=1))
+    q8, qs, _ = _native.quantize_rows_i8(q)
+    assert qs[3] == 0 and not q8[3].any()
+    dots = (q8.astype(np.int64) @ c8.astype(np.int64).T).astype(np.float32)
+    want = (dots * (qs[:, None] * cs[None, :])).T
+    for isa in ec.info()["variants"]:
+        St = _native.centroid_scores_t_i8(q, (c8, cs, csum), num_threads=2, isa=isa)
+        assert St.shape == (301, 64)
+        np.testing.assert_array_equal(St[:, :37], want, err_msg=isa)
+        assert not St[:, 37:].any()
+    # close to the float32 scores: the error of rounding both sides to 8 bits
+    np.testing.assert_allclose(want, (q @ C.T).T, atol=float(dim) * 0.02 * float(mx.max()) * float(np.abs(q).max()))
+    with pytest.raises(ValueError, match="not finite"):
+        _native.quantize_rows_i8(np.array([[1.0, np.nan]], np.float32))
+    with pytest.raises(ValueError, match="not finite"):
+        _native.centroid_scores_t_i8(np.full((2, dim), np.inf, np.float32), (c8, cs, csum))
+    with pytest.raises(ValueError, match="bytes"):
+        _native.centroid_scores_t_i8(np.zeros((2, dim + 4), np.float32), (c8, cs, csum))
+    with pytest.raises(TypeError, match="tuple"):
+        _native.centroid_scores_t_i8(q, c8)
+    with pytest.raises(ValueError, match="csum"):
+        _native.centroid_scores_t_i8(q, (c8, cs, csum[:-1]))

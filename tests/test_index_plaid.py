@@ -213,11 +213,13 @@ def small_index(tmp_path_factory):
 @pytest.mark.parametrize("nprobe,ndocs,threshold", [(1, 16, None), (3, 64, None), (2, 40, 0.3), (128, 2000, None),
                                                     (4, 7, -1.0)])
 @pytest.mark.parametrize("threads", [1, 2])
-def test_native_search_equals_the_staged_loop(small_index, monkeypatch, nprobe, ndocs, threshold, threads):
+@pytest.mark.parametrize("scores", ["float32", "int8"])
+def test_native_search_equals_the_staged_loop(small_index, monkeypatch, nprobe, ndocs, threshold, threads, scores):
     """One native call per batch (_plaid.search_segment) gives exactly the stage-by-stage loop's results:
-    same stages, same selections, same kernels."""
+    same stages, same selections, same kernels (float32 or int8 centroid scores)."""
     from edgecolbert_native.index import _search
 
+    monkeypatch.setattr(_search, "CENTROID_SCORES", scores)
     idx, q = small_index
     mask = np.ones(q.shape[:2], bool)
     mask[1, 3:] = False
@@ -310,3 +312,28 @@ def test_rerank_parameter(small_index):
     for bad in (0, -3, 2.5, True, "8"):
         with pytest.raises(ValueError, match="rerank must be"):
             idx.search(q, 10, rerank=bad, exhaustive=False)
+
+
+def test_int8_centroid_scores_keep_recall_and_fall_back_on_non_finite_queries(small_index, monkeypatch):
+    """int8 candidate scores find what float32 ones find (the re-rank is exact either way); a query with a
+    non-finite value is scored in float32 by both the native and the staged path."""
+    from edgecolbert_native.index import _search
+
+    idx, q = small_index
+    got = {}
+    for mode in ("float32", "int8"):
+        monkeypatch.setattr(_search, "CENTROID_SCORES", mode)
+        got[mode] = idx.search(q, 10, nprobe=2, ndocs=64, exhaustive=False)
+    assert np.mean(got["int8"][1] == got["float32"][1]) >= 0.9
+    kept = got["int8"][0] == got["float32"][0]
+    np.testing.assert_array_equal(got["int8"][0][kept], got["float32"][0][kept])  # exact scores where both agree
+    bad = q.copy()
+    bad[0, 0, 0] = np.inf
+    monkeypatch.setattr(_search, "CENTROID_SCORES", "int8")
+    native = idx.search(bad, 10, nprobe=2, ndocs=64, exhaustive=False)
+    monkeypatch.setattr(_search, "NATIVE_SEARCH", False)
+    staged = idx.search(bad, 10, nprobe=2, ndocs=64, exhaustive=False)
+    np.testing.assert_array_equal(native[1], staged[1])
+    monkeypatch.setattr(_search, "CENTROID_SCORES", "float32")
+    f32 = idx.search(bad[:1], 10, nprobe=2, ndocs=64, exhaustive=False)
+    np.testing.assert_array_equal(native[1][:1], f32[1])

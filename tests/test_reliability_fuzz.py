@@ -181,6 +181,13 @@ NATIVE: dict[str, tuple[Callable[..., Any], Callable[[], dict[str, Any]], tuple[
         queries=Q, query_mask=MASK, centroids=CODEC.centroids, bucket_weights=CODEC.bucket_weights, nbits=2,
         codes=CODES, residuals=RES, doc_offsets=OFF, ivf=IVF, ivf_offsets=IVF_OFF, nprobe=2, ndocs=2, rerank=1, k=2,
         threshold=0.0, num_threads=2), ("nbits", "nprobe", "ndocs", "rerank", "k", "threshold", "num_threads")),
+    "plaid_search_int8": (N.plaid_search, lambda: dict(
+        queries=Q, query_mask=None, centroids=CODEC.centroids, bucket_weights=CODEC.bucket_weights, nbits=2,
+        codes=CODES, residuals=RES, doc_offsets=OFF, ivf=IVF, ivf_offsets=IVF_OFF, nprobe=1, ndocs=3, rerank=2, k=3,
+        num_threads=1, centroids_i8=CODEC.centroids_int8()), ("nprobe", "ndocs", "rerank", "k", "num_threads")),
+    "quantize_rows_i8": (N.quantize_rows_i8, lambda: dict(x=T), ()),
+    "centroid_scores_t_i8": (N.centroid_scores_t_i8, lambda: dict(query_tokens=T, centroids_i8=CODEC.centroids_int8(),
+                                                                  num_threads=2), ("num_threads",)),
     "plaid_stage_a": (N.plaid_stage_a, lambda: dict(
         cells=np.array([[0, 1], [2, 0]], np.int32), cell_scores=np.ones((2, 2), np.float32),
         miss=np.zeros(2, np.float32), ivf=np.array([0, 1, 2, 1, 0], np.int32),

@@ -107,7 +107,85 @@ CodecState check_codec(const py::array& centroids, const py::array& weights, con
   return s;
 }
 
+CentroidsI8 check_centroids_i8(const py::handle& t, int64_t dim, const char* fn) {
+  if (!py::isinstance<py::tuple>(t) || py::len(t) != 3)
+    type_error(cat(fn, ": centroids_i8 must be the tuple (c8, scale, csum) from quantize_rows_i8"));
+  py::tuple tup = py::reinterpret_borrow<py::tuple>(t);
+  CentroidsI8 c;
+  py::array a = py::array::ensure(tup[0]);
+  if (!a || a.ndim() != 2 || a.dtype().kind() != 'i' || a.itemsize() != 1)
+    type_error(cat(fn, ": centroids_i8[0] must be an int8 array [K, dim4]"));
+  c.c8 = ensure_aligned<int8_t, 0>(a);
+  c.K = c.c8.shape(0);
+  c.dim4 = c.c8.shape(1);
+  if (c.dim4 != i8_width(dim)) value_error(cat(fn, ": centroids_i8 rows have ", c.dim4, " bytes; dim ", dim, " needs ", i8_width(dim)));
+  py::array sc = py::array::ensure(tup[1]);
+  if (!sc || sc.ndim() != 1 || sc.shape(0) != c.K || sc.dtype().kind() != 'f' || sc.itemsize() != 4)
+    value_error(cat(fn, ": centroids_i8[1] (scale) must be float32 [", c.K, "]"));
+  c.scale = ensure_aligned<float, 0>(sc);
+  py::array s = py::array::ensure(tup[2]);
+  if (!s || s.ndim() != 1 || s.shape(0) != c.K || s.dtype().kind() != 'i' || s.itemsize() != 4)
+    value_error(cat(fn, ": centroids_i8[2] (csum) must be int32 [", c.K, "]"));
+  c.csum = ensure_aligned<int32_t, 0>(s);
+  return c;
+}
+
 void register_codec(py::module_& m) {
+  m.def(
+      "quantize_rows_i8",
+      [](const py::array& x) {
+        const char* fn = "quantize_rows_i8";
+        require_ndim(x, 2, fn, "x", "[n, dim]");
+        if (!(x.dtype().kind() == 'f' && x.itemsize() == 4)) type_error(cat(fn, ": x must be float32, got ", dtype_str(x)));
+        auto a = ensure_aligned<float, 0>(x);
+        const int64_t n = a.shape(0), dim = a.shape(1), dim4 = i8_width(dim);
+        py::array_t<int8_t> q({n, dim4});
+        py::array_t<float> scale(n);
+        py::array_t<int32_t> csum(n);
+        bool ok;
+        {
+          py::gil_scoped_release released;
+          ok = quantize_rows_i8(a.data(), n, dim, q.mutable_data(), scale.mutable_data());
+          for (int64_t i = 0; i < n && ok; ++i) {
+            int32_t sum = 0;
+            for (int64_t k = 0; k < dim4; ++k) sum += q.data()[i * dim4 + k];
+            csum.mutable_data()[i] = 128 * sum;
+          }
+        }
+        if (!ok) value_error(cat(fn, ": x holds a value that is not finite"));
+        return py::make_tuple(q, scale, csum);
+      },
+      py::arg("x"));
+
+  m.def(
+      "centroid_scores_t_i8",
+      [](const py::array& rows, const py::handle& centroids_i8, const py::object& num_threads, const std::string& isa) {
+        const char* fn = "centroid_scores_t_i8";
+        require_ndim(rows, 2, fn, "query_tokens", "[m, dim]");
+        if (!(rows.dtype().kind() == 'f' && rows.itemsize() == 4))
+          type_error(cat(fn, ": query_tokens must be float32, got ", dtype_str(rows)));
+        auto q = ensure_aligned<float, 0>(rows);
+        const int64_t m = q.shape(0), dim = q.shape(1);
+        CentroidsI8 c = check_centroids_i8(centroids_i8, dim, fn);
+        const int threads = resolve_threads(num_threads, fn);
+        const KernelPath& path = resolve_path(isa);
+        const int64_t stride = std::max<int64_t>(1, (m + kCentroidBlockRows - 1) / kCentroidBlockRows) * kCentroidBlockRows;
+        py::array_t<float> out({c.K, stride});
+        bool ok;
+        {
+          py::gil_scoped_release released;
+          std::vector<int8_t> q8(static_cast<std::size_t>(m * c.dim4));
+          std::vector<float> qs(static_cast<std::size_t>(m));
+          ok = quantize_rows_i8(q.data(), m, dim, q8.data(), qs.data());
+          if (ok)
+            centroid_scores_t_i8(path, q8.data(), qs.data(), m, c.dim4, c.c8.data(), c.scale.data(), c.csum.data(), c.K,
+                                 stride, out.mutable_data(), threads);
+        }
+        if (!ok) value_error(cat(fn, ": query_tokens hold a value that is not finite"));
+        return out;
+      },
+      py::arg("query_tokens"), py::arg("centroids_i8"), py::arg("num_threads") = py::none(), py::arg("isa") = "");
+
   // Dense scores, [m, K] row-major or (centroid_scores_t) [K, stride] centroid-major.
   auto dense_scores = [](const py::array& rows, const py::array& centroids, const py::object& num_threads,
                          const std::string& rows_dtype, const std::string& cents_dtype, const std::string& isa,

@@ -114,6 +114,16 @@ struct CodecState {
 CodecState check_codec(const py::array& centroids, const py::array& weights, const py::object& cutoffs, int nbits,
                        const char* fn);
 
+// int8 centroids for PLAID's candidate generation: (c8 int8 [K, dim4], scale float32 [K], csum int32 [K])
+// as quantize_rows_i8 returns them, shapes checked against dim (codec.cpp).
+struct CentroidsI8 {
+  py::array_t<int8_t, py::array::c_style> c8;
+  py::array_t<float, py::array::c_style> scale;
+  py::array_t<int32_t, py::array::c_style> csum;
+  int64_t K = 0, dim4 = 0;
+};
+CentroidsI8 check_centroids_i8(const py::handle& t, int64_t dim, const char* fn);
+
 inline const KernelPath& resolve_path(const std::string& isa) {
   try {
     return path_by_name(isa);

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "common.hpp"
+#include "edgecolbert/centroids.hpp"
 #include "edgecolbert/plaid.hpp"
 
 namespace edgecolbert::bind {
@@ -214,7 +215,8 @@ py::tuple probe(const py::handle& scores, int64_t m, int64_t p, const std::strin
 py::tuple search(const py::array& queries, const py::object& query_mask, const py::array& centroids,
                  const py::array& weights, int nbits, const py::array& codes, const py::array& residuals,
                  const py::handle& offsets, const py::handle& ivf, const py::handle& ivf_offsets, int64_t nprobe,
-                 int64_t ndocs, int64_t rerank, int64_t k, double threshold, const py::object& num_threads, const std::string& isa) {
+                 int64_t ndocs, int64_t rerank, int64_t k, double threshold, const py::object& num_threads, const std::string& isa,
+                 const py::object& centroids_i8) {
   const char* fn = "plaid_search";
   CodecState cs = check_codec(centroids, weights, py::none(), nbits, fn);
   const CodecView& cv = cs.view;
@@ -264,6 +266,14 @@ py::tuple search(const py::array& queries, const py::object& query_mask, const p
   PlaidSearchParams prm;
   prm.nprobe = nprobe, prm.ndocs = ndocs, prm.rerank = rerank, prm.k = k;
   prm.threshold = static_cast<float>(threshold);
+  CentroidsI8 c8;
+  PlaidCentroidsI8 ci8;
+  if (!centroids_i8.is_none()) {
+    c8 = check_centroids_i8(centroids_i8, cv.dim, fn);
+    if (c8.K != cv.num_centroids)
+      value_error(cat(fn, ": centroids_i8 has ", c8.K, " rows but the codec has ", cv.num_centroids, " centroids"));
+    ci8 = PlaidCentroidsI8{c8.c8.data(), c8.scale.data(), c8.csum.data(), c8.dim4};
+  }
   const int threads = resolve_threads(num_threads, fn);
   const KernelPath& path = resolve_path(isa);
   py::array_t<float> out_s({q.nq, k});
@@ -271,7 +281,7 @@ py::tuple search(const py::array& queries, const py::object& query_mask, const p
   PlaidStatus st;
   {
     py::gil_scoped_release released;
-    st = plaid_search(path, q, cv, seg, prm, out_s.mutable_data(), out_d.mutable_data(), threads);
+    st = plaid_search(path, q, cv, seg, prm, centroids_i8.is_none() ? nullptr : &ci8, out_s.mutable_data(), out_d.mutable_data(), threads);
   }
   switch (st) {
     case PlaidStatus::ok: break;
@@ -294,7 +304,7 @@ void register_plaid(py::module_& m) {
         py::arg("nbits"), py::arg("codes"), py::arg("residuals"), py::arg("doc_offsets"), py::arg("ivf"),
         py::arg("ivf_offsets"), py::arg("nprobe"), py::arg("ndocs"), py::arg("rerank"), py::arg("k"),
         py::arg("threshold") = -std::numeric_limits<double>::infinity(), py::arg("num_threads") = py::none(),
-        py::arg("isa") = "");
+        py::arg("isa") = "", py::arg("centroids_i8") = py::none());
   m.def("plaid_probe", &probe, py::arg("scores_t"), py::arg("m"), py::arg("nprobe"), py::arg("isa") = "");
   m.def("plaid_stage_a", &stage_a, py::arg("cells"), py::arg("cell_scores"), py::arg("miss"), py::arg("ivf"),
         py::arg("ivf_offsets"), py::arg("num_docs"), py::arg("allowed") = py::none());

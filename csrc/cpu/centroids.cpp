@@ -158,6 +158,58 @@ void centroid_scores_t(const KernelPath& path, const Matrix& rows, const Matrix&
   });
 }
 
+bool quantize_rows_i8(const float* x, int64_t n, int64_t dim, int8_t* out, float* scale) {
+  const int64_t dim4 = i8_width(dim);
+  for (int64_t i = 0; i < n; ++i) {
+    const float* r = x + i * dim;
+    float mx = 0.0f;
+    for (int64_t k = 0; k < dim; ++k) {
+      if (!std::isfinite(r[k])) return false;
+      mx = std::max(mx, std::fabs(r[k]));
+    }
+    int8_t* o = out + i * dim4;
+    std::fill(o, o + dim4, int8_t{0});
+    scale[i] = mx / 127.0f;
+    if (mx == 0.0f) continue;
+    const float inv = 127.0f / mx;
+    for (int64_t k = 0; k < dim; ++k)
+      o[k] = static_cast<int8_t>(std::clamp(std::nearbyint(r[k] * inv), -127.0f, 127.0f));
+  }
+  return true;
+}
+
+void centroid_scores_t_i8(const KernelPath& path, const int8_t* q8, const float* qscale, int64_t m, int64_t dim4,
+                          const int8_t* c8, const float* cscale, const int32_t* csum, int64_t K, int64_t stride,
+                          float* out, int num_threads) {
+  if (K == 0) return;
+  const int64_t nb = stride / kRows;
+  // Blocks of 32 rows as [dim4 / 4][32][4] bytes with their scales (padded rows: zeros, scale 0).
+  const int64_t block_bytes = kRows * dim4;
+  std::vector<int8_t> packed(static_cast<std::size_t>(nb * block_bytes), 0);
+  std::vector<float> qs(static_cast<std::size_t>(nb * kRows), 0.0f);
+  for (int64_t r = 0; r < m; ++r) {
+    const int64_t b = r / kRows, rr = r % kRows;
+    int8_t* blk = packed.data() + b * block_bytes;
+    for (int64_t k = 0; k < dim4; ++k) blk[(k / 4) * kRows * 4 + rr * 4 + k % 4] = q8[r * dim4 + k];
+    qs[b * kRows + rr] = qscale[r];
+  }
+  const int64_t nchunks = (K + kChunk - 1) / kChunk;
+  parallel_for(nchunks, num_threads, [&](int64_t t, int) {
+    const int64_t c0 = t * kChunk, nc = std::min(kChunk, K - c0);
+    if (nb == 1) {
+      path.centroids_i8.block_scores(packed.data(), qs.data(), dim4, c8 + c0 * dim4, cscale + c0, csum + c0, nc,
+                                     out + c0 * stride);
+      return;
+    }
+    std::vector<float> sc(static_cast<std::size_t>(nc * kRows));
+    for (int64_t b = 0; b < nb; ++b) {
+      path.centroids_i8.block_scores(packed.data() + b * block_bytes, qs.data() + b * kRows, dim4, c8 + c0 * dim4,
+                                     cscale + c0, csum + c0, nc, sc.data());
+      for (int64_t j = 0; j < nc; ++j) std::copy_n(sc.data() + j * kRows, kRows, out + (c0 + j) * stride + b * kRows);
+    }
+  });
+}
+
 void centroid_topk(const KernelPath& path, const Matrix& rows, const Matrix& cents, int64_t k, float* scores,
                    int32_t* ids, int num_threads) {
   if (rows.n == 0) return;

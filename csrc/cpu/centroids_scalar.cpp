@@ -36,8 +36,23 @@ void block_scores(const void* packed, int64_t dim, const void* cents, DType ct, 
 
 std::size_t scratch_floats(int64_t) { return 0; }
 
+// int8 scores, the specification (dispatch.hpp, CentroidI8Ops): an exact int32 dot product, then
+// float(dot) * (qscale[r] * cscale[j]).
+void block_scores_i8(const int8_t* q, const float* qscale, int64_t dim4, const int8_t* c8, const float* cscale,
+                     const int32_t*, int64_t nc, float* out) {
+  for (int64_t j = 0; j < nc; ++j) {
+    const int8_t* c = c8 + j * dim4;
+    for (int64_t r = 0; r < kRows; ++r) {
+      int32_t dot = 0;
+      for (int64_t k = 0; k < dim4; ++k) dot += int32_t{q[(k / 4) * kRows * 4 + r * 4 + k % 4]} * int32_t{c[k]};
+      out[j * kRows + r] = static_cast<float>(dot) * (qscale[r] * cscale[j]);
+    }
+  }
+}
+
 }  // namespace
 
 const CentroidOps centroid_ops_scalar{packed_bytes, pack, block_scores, scratch_floats};
+const CentroidI8Ops centroid_i8_ops_scalar{false, block_scores_i8};
 
 }  // namespace edgecolbert

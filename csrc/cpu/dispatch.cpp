@@ -29,6 +29,7 @@ std::vector<std::string> CpuFeatures::names() const {
   add(avx512vl, "avx512vl");
   add(avx512dq, "avx512dq");
   add(avx512bf16, "avx512_bf16");
+  add(avx512vnni, "avx512_vnni");
   add(os_avx, "os_ymm");
   add(os_avx512, "os_zmm");
   add(neon, "neon");
@@ -61,6 +62,7 @@ CpuFeatures detect() {
   f.avx512dq = (b >> 17) & 1;
   f.avx512bw = (b >> 30) & 1;
   f.avx512vl = (b >> 31) & 1;
+  f.avx512vnni = (c >> 11) & 1;
   __cpuid_count(7, 1, a, b, c, d);
   f.avx512bf16 = (a >> 5) & 1;
 #endif
@@ -80,29 +82,31 @@ CpuFeatures detect() {
 [[maybe_unused]] bool sup_avx512(const CpuFeatures& f) {
   return sup_avx2(f) && f.os_avx512 && f.avx512f && f.avx512bw && f.avx512vl && f.avx512dq;
 }
-[[maybe_unused]] bool sup_avx512_bf16(const CpuFeatures& f) { return sup_avx512(f) && f.avx512bf16; }
+// Every CPU with AVX512_BF16 (Cooper Lake, Sapphire Rapids, Zen 4) also has AVX512_VNNI, which this
+// variant's int8 centroid scores use.
+[[maybe_unused]] bool sup_avx512_bf16(const CpuFeatures& f) { return sup_avx512(f) && f.avx512bf16 && f.avx512vnni; }
 [[maybe_unused]] bool sup_neon(const CpuFeatures& f) { return f.neon; }
 [[maybe_unused]] bool sup_neon_bf16(const CpuFeatures& f) { return f.neon && f.neon_bf16; }
 
 const KernelPath kScalar{"scalar", "scalar", sup_scalar, maxsim_ops_scalar, centroid_ops_scalar, codec_ops_scalar,
-                        plaid_ops_scalar};
+                        plaid_ops_scalar, centroid_i8_ops_scalar};
 #ifdef EDGECOLBERT_HAVE_AVX2
-const KernelPath kAvx2{"avx2", "avx2", sup_avx2, maxsim_ops_avx2, centroid_ops_avx2, codec_ops_avx2, plaid_ops_avx2};
+const KernelPath kAvx2{"avx2", "avx2", sup_avx2, maxsim_ops_avx2, centroid_ops_avx2, codec_ops_avx2, plaid_ops_avx2, centroid_i8_ops_scalar};
 #endif
 #ifdef EDGECOLBERT_HAVE_AVX512
 const KernelPath kAvx512{"avx512", "avx512", sup_avx512, maxsim_ops_avx512, centroid_ops_avx512, codec_ops_avx512,
-                         plaid_ops_avx512};
+                         plaid_ops_avx512, centroid_i8_ops_scalar};
 #endif
 #ifdef EDGECOLBERT_HAVE_AVX512BF16
 const KernelPath kAvx512Bf16{"avx512_bf16", "avx512", sup_avx512_bf16, maxsim_ops_avx512_bf16, centroid_ops_avx512,
-                              codec_ops_avx512, plaid_ops_avx512};
+                              codec_ops_avx512, plaid_ops_avx512, centroid_i8_ops_avx512_vnni};
 #endif
 #ifdef EDGECOLBERT_HAVE_NEON
-const KernelPath kNeon{"neon", "neon", sup_neon, maxsim_ops_neon, centroid_ops_neon, codec_ops_neon, plaid_ops_neon};
+const KernelPath kNeon{"neon", "neon", sup_neon, maxsim_ops_neon, centroid_ops_neon, codec_ops_neon, plaid_ops_neon, centroid_i8_ops_scalar};
 #endif
 #ifdef EDGECOLBERT_HAVE_NEONBF16
 const KernelPath kNeonBf16{"neon_bf16", "neon", sup_neon_bf16, maxsim_ops_neon_bf16, centroid_ops_neon, codec_ops_neon,
-                            plaid_ops_neon};
+                            plaid_ops_neon, centroid_i8_ops_scalar};
 #endif
 
 std::string join_names(const std::vector<const KernelPath*>& v) {

@@ -51,7 +51,8 @@ bool code_in_range(const PlaidCodes& c, int64_t t, int64_t K) {
 }  // namespace
 
 PlaidStatus plaid_search(const KernelPath& path, const QueryBatch& q, const CodecView& cv, const PlaidSegment& seg,
-                         const PlaidSearchParams& prm, float* out_scores, int64_t* out_docs, int num_threads) {
+                         const PlaidSearchParams& prm, const PlaidCentroidsI8* ci8, float* out_scores, int64_t* out_docs,
+                         int num_threads) {
   const int64_t K = cv.num_centroids, dim = cv.dim, k = prm.k;
   std::fill_n(out_scores, q.nq * k, kNegInf);
   std::fill_n(out_docs, q.nq * k, int64_t{-1});
@@ -61,6 +62,8 @@ PlaidStatus plaid_search(const KernelPath& path, const QueryBatch& q, const Code
   const int64_t w = codec_detail::packed_width(dim, cv.nbits);
   const Matrix cents{cv.centroids, DType::f32, K, dim};
   std::vector<float> rows(static_cast<std::size_t>(std::max<int64_t>(q.lq, 1) * dim));
+  std::vector<int8_t> q8(ci8 != nullptr ? static_cast<std::size_t>(std::max<int64_t>(q.lq, 1) * ci8->dim4) : 0);
+  std::vector<float> qscale(static_cast<std::size_t>(std::max<int64_t>(q.lq, 1)));
   // Every element is written by centroid_scores_t before it is read: no zeroing (2 MB at K = 16,384).
   std::unique_ptr<float[]> St(new float[static_cast<std::size_t>(K * stride)]);
   std::vector<int32_t> cells;
@@ -82,6 +85,7 @@ PlaidStatus plaid_search(const KernelPath& path, const QueryBatch& q, const Code
     if (m == 0) continue;
     const int64_t sm = (m + kCentroidBlockRows - 1) / kCentroidBlockRows * kCentroidBlockRows;
     const Matrix qrows{rows.data(), DType::f32, m, dim};
+    const bool int8 = ci8 != nullptr && quantize_rows_i8(rows.data(), m, dim, q8.data(), qscale.data());
     cells.resize(static_cast<std::size_t>(m * p));
     cell_scores.resize(static_cast<std::size_t>(m * p));
     miss.resize(static_cast<std::size_t>(m));
@@ -90,11 +94,19 @@ PlaidStatus plaid_search(const KernelPath& path, const QueryBatch& q, const Code
       PlaidProbe probe(path, m, K, p);
       for (int64_t c0 = 0; c0 < K; c0 += kProbeSlice) {
         const int64_t nc = std::min(kProbeSlice, K - c0);
-        centroid_scores_t(path, qrows, Matrix{cv.centroids + c0 * dim, DType::f32, nc, dim}, sm, St.get() + c0 * sm,
-                          num_threads);
+        if (int8)
+          centroid_scores_t_i8(path, q8.data(), qscale.data(), m, ci8->dim4, ci8->c8 + c0 * ci8->dim4, ci8->scale + c0,
+                               ci8->csum + c0, nc, sm, St.get() + c0 * sm, num_threads);
+        else
+          centroid_scores_t(path, qrows, Matrix{cv.centroids + c0 * dim, DType::f32, nc, dim}, sm,
+                            St.get() + c0 * sm, num_threads);
         probe.feed(St.get(), sm, c0, c0 + nc);
       }
       probe.finish(St.get(), sm, cells.data(), cell_scores.data(), miss.data());
+    } else if (int8) {
+      centroid_scores_t_i8(path, q8.data(), qscale.data(), m, ci8->dim4, ci8->c8, ci8->scale, ci8->csum, K, sm,
+                           St.get(), num_threads);
+      plaid_probe(path, St.get(), m, K, sm, p, cells.data(), cell_scores.data(), miss.data());
     } else {
       centroid_scores_t(path, qrows, cents, sm, St.get(), num_threads);
       plaid_probe(path, St.get(), m, K, sm, p, cells.data(), cell_scores.data(), miss.data());

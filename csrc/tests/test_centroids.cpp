@@ -143,3 +143,70 @@ EC_TEST(centroid_topk_split_merge_and_streaming_assign) {
     }
   }
 }
+
+// int8 centroid scores: the quantisation against its definition, and every path's kernel (through the
+// centroid-major driver, awkward m / K / dim, 1 and 3 threads) bit-identical to a direct evaluation of
+// float(exact int dot) * (qscale * cscale), which is also checked against float64 of the float scores.
+EC_TEST(centroid_scores_int8_every_variant) {
+  std::mt19937_64 rng(77);
+  std::normal_distribution<float> nd;
+  for (int64_t dim : {1, 3, 4, 7, 48, 64, 129}) {
+    const int64_t dim4 = i8_width(dim);
+    for (int64_t m : {1, 5, 32, 33, 70}) {
+      const int64_t K = 1 + (dim * 37 + m * 11) % 1300;
+      std::vector<float> q(static_cast<std::size_t>(m * dim)), c(static_cast<std::size_t>(K * dim));
+      for (auto& v : q) v = nd(rng);
+      for (auto& v : c) v = nd(rng);
+      std::fill_n(q.begin(), dim, 0.0f);  // a zero row: scale 0, scores 0
+      std::vector<int8_t> q8(static_cast<std::size_t>(m * dim4)), c8(static_cast<std::size_t>(K * dim4));
+      std::vector<float> qs(static_cast<std::size_t>(m)), cs(static_cast<std::size_t>(K));
+      EC_CHECK(quantize_rows_i8(q.data(), m, dim, q8.data(), qs.data()), "finite rows refused");
+      EC_CHECK(quantize_rows_i8(c.data(), K, dim, c8.data(), cs.data()), "finite rows refused");
+      std::vector<int32_t> csum(static_cast<std::size_t>(K));
+      for (int64_t j = 0; j < K; ++j) {
+        int32_t s = 0;
+        float mx = 0.0f;
+        for (int64_t k = 0; k < dim; ++k) mx = std::max(mx, std::fabs(c[j * dim + k]));
+        for (int64_t k = 0; k < dim4; ++k) {
+          const int8_t v = c8[j * dim4 + k];
+          EC_CHECK(v >= -127 && v <= 127, "out of range");
+          if (k >= dim) EC_CHECK(v == 0, "padding not zero");
+          else EC_CHECK(std::fabs(v * cs[j] - c[j * dim + k]) <= 0.5001 * cs[j] + 1e-7, "quantisation error");
+          s += v;
+        }
+        EC_CHECK(cs[j] == mx / 127.0f, "scale");
+        csum[j] = 128 * s;
+      }
+      EC_CHECK(qs[0] == 0.0f, "zero row scale");
+      std::vector<float> want(static_cast<std::size_t>(K * m));
+      for (int64_t j = 0; j < K; ++j)
+        for (int64_t r = 0; r < m; ++r) {
+          int32_t dot = 0;
+          double exact = 0.0;
+          for (int64_t k = 0; k < dim4; ++k) dot += int32_t{q8[r * dim4 + k]} * int32_t{c8[j * dim4 + k]};
+          for (int64_t k = 0; k < dim; ++k) exact += double(q[r * dim + k]) * double(c[j * dim + k]);
+          want[j * m + r] = static_cast<float>(dot) * (qs[r] * cs[j]);
+          // quantisation error bound: |dq|·|c| + |q|·|dc| + |dq|·|dc| per dimension
+          EC_CHECK(std::fabs(want[j * m + r] - exact) <= 1.01 * dim * (0.5 * qs[r] * 127 * cs[j] * 1.5 + 1e-6) + 1e-5,
+                   "int8 score %g far from %g", want[j * m + r], exact);
+        }
+      const int64_t stride = (m + 31) / 32 * 32;
+      for (const KernelPath* p : available_paths())
+        for (int threads : {1, 3}) {
+          std::vector<float> out(static_cast<std::size_t>(K * stride), NAN);
+          centroid_scores_t_i8(*p, q8.data(), qs.data(), m, dim4, c8.data(), cs.data(), csum.data(), K, stride,
+                               out.data(), threads);
+          for (int64_t j = 0; j < K; ++j)
+            for (int64_t r = 0; r < stride; ++r) {
+              const float w = r < m ? want[j * m + r] : 0.0f;
+              EC_CHECK(std::memcmp(&out[j * stride + r], &w, sizeof w) == 0, "%s dim %lld m %lld: [%lld, %lld] %g vs %g",
+                       p->name, (long long)dim, (long long)m, (long long)j, (long long)r, out[j * stride + r], w);
+            }
+        }
+    }
+  }
+  std::vector<float> bad = {1.0f, NAN};
+  std::vector<int8_t> b8(4);
+  float bs;
+  EC_CHECK(!quantize_rows_i8(bad.data(), 1, 2, b8.data(), &bs), "NaN accepted");
+}

@@ -116,6 +116,15 @@ class ResidualCodec:
         for arr in (c, cut, wts):
             arr.flags.writeable = False
         self._centroids, self._cutoffs, self._weights, self._nbits = c, cut, wts, nbits
+        self._i8: tuple | None = None
+
+    def centroids_int8(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The centroids quantised for int8 scoring (computed once): ``(c8 int8 [K, dim4], scale float32 [K],
+        csum int32 [K])``, each row ``round(c * 127 / max|c|)`` with ``scale = max|c| / 127`` (dim4 = dim
+        rounded up to 4; csum = 128 * the row's sum, for the unsigned-by-signed dot product)."""
+        if self._i8 is None:
+            self._i8 = tuple(_native.quantize_rows_i8(self._centroids))
+        return self._i8  # type: ignore[return-value]
 
     # -- state -------------------------------------------------------------------------------------
     @property

@@ -64,7 +64,7 @@ def _ints(fdp: atheris.FuzzedDataProvider, n: int) -> np.ndarray:
 @atheris.instrument_func  # the harness's own branches (which entry point, which arguments) guide too
 def TestOneInput(data: bytes) -> None:
     fdp = atheris.FuzzedDataProvider(data)
-    which = fdp.ConsumeIntInRange(0, 18)
+    which = fdp.ConsumeIntInRange(0, 20)
     try:
         q = _array(fdp, 3)
         t = _array(fdp, 2)
@@ -106,11 +106,17 @@ def TestOneInput(data: bytes) -> None:
             N.centroid_scores_t(t, _array(fdp, 2))
         elif which == 16:
             N.plaid_gather(_ints(fdp, 6), _array(fdp, 2).astype(np.uint8), off, _ints(fdp, 3))
+        elif which == 18:
+            N.quantize_rows_i8(t)
+        elif which == 19:
+            N.centroid_scores_t_i8(t, (_array(fdp, 2), _array(fdp, 1), _ints(fdp, 4)) if fdp.ConsumeBool()
+                                   else _codec.centroids_int8())
         elif which == 17:
             N.plaid_search(q, _array(fdp, 2) if fdp.ConsumeBool() else None, _codec.centroids, _codec.bucket_weights,
                            2, _ints(fdp, 6), _array(fdp, 2).astype(np.uint8), off, _ints(fdp, 5), _ints(fdp, 5),
                            fdp.ConsumeIntInRange(-1, 6), fdp.ConsumeIntInRange(-1, 6), fdp.ConsumeIntInRange(-1, 6),
-                           fdp.ConsumeIntInRange(-1, 12), fdp.ConsumeFloatInRange(-2.0, 2.0))
+                           fdp.ConsumeIntInRange(-1, 12), fdp.ConsumeFloatInRange(-2.0, 2.0),
+                           centroids_i8=_codec.centroids_int8() if fdp.ConsumeBool() else None)
         else:
             N.plaid_stage_a(_ints(fdp, 4).reshape(2, 2), _array(fdp, 2), _array(fdp, 1), _ints(fdp, 5), off,
                             fdp.ConsumeIntInRange(-2, 64))

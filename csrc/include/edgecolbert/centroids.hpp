@@ -27,6 +27,20 @@ void centroid_scores(const KernelPath& path, const Matrix& rows, const Matrix& c
 void centroid_scores_t(const KernelPath& path, const Matrix& rows, const Matrix& cents, int64_t stride, float* out,
                        int num_threads);
 
+// int8 scores for PLAID's candidate generation (CentroidI8Ops in dispatch.hpp). Rows are quantised
+// symmetrically per row: scale = max_k |x[k]| / 127 and q[k] = nearbyint(x[k] * (127 / max)), so
+// |q| <= 127; rows are padded with zeros to dim4 = i8_width(dim). A zero row gets scale 0.
+// Returns false (out unspecified) when some value is not finite.
+inline int64_t i8_width(int64_t dim) { return (dim + 3) / 4 * 4; }
+bool quantize_rows_i8(const float* x, int64_t n, int64_t dim, int8_t* out, float* scale);
+
+// Centroid-major int8 scores: out[c * stride + r] = float(<q8_r, c8_c>) * (qscale[r] * cscale[c]) for r < m,
+// 0 for m <= r < stride (stride % 32 == 0). q8 [m, dim4], c8 [K, dim4] (quantize_rows_i8), csum [K] =
+// 128 * sum_k c8[c, k].
+void centroid_scores_t_i8(const KernelPath& path, const int8_t* q8, const float* qscale, int64_t m, int64_t dim4,
+                          const int8_t* c8, const float* cscale, const int32_t* csum, int64_t K, int64_t stride,
+                          float* out, int num_threads);
+
 // scores (may be null) and ids [rows.n, k]; requires 1 <= k <= cents.n.
 void centroid_topk(const KernelPath& path, const Matrix& rows, const Matrix& cents, int64_t k, float* scores,
                    int32_t* ids, int num_threads);

@@ -10,7 +10,7 @@ namespace edgecolbert {
 
 struct CpuFeatures {
   bool avx2 = false, fma = false, f16c = false;
-  bool avx512f = false, avx512bw = false, avx512vl = false, avx512dq = false, avx512bf16 = false;
+  bool avx512f = false, avx512bw = false, avx512vl = false, avx512dq = false, avx512bf16 = false, avx512vnni = false;
   bool os_avx = false, os_avx512 = false;  // XGETBV: the OS saves ymm / zmm state
   bool neon = false, neon_fp16 = false, neon_bf16 = false;
   std::vector<std::string> names() const;  // the flags that are set, for info()
@@ -45,6 +45,19 @@ struct CentroidOps {
   void (*block_scores)(const void* packed, int64_t dim, const void* centroids, DType ct, int64_t nc, const float* thr,
                        float* out, uint8_t* flags, float* scratch);
   std::size_t (*scratch_floats)(int64_t dim);
+};
+
+// Centroid scores in int8 (PLAID's candidate generation; centroids_i8.hpp has the quantisation).
+// A packed block is 32 rows of int8 as [dim4 / 4][32][4] (row r's dimensions 4g..4g+3 at [g][r]) with
+// per-row scales qscale [32] (padded rows: zero bytes, scale 0); centroids c8 [nc, dim4] int8 with
+// scales cscale [nc] and csum [nc] = 128 * sum_k c8[j, k]. Every path writes exactly
+//   out[j * 32 + r] = float(sum_k q8[r, k] * c8[j, k]) * (qscale[r] * cscale[j])
+// (the integer sum is exact, then two float32 roundings in this order), so all paths agree bit for
+// bit. fast: the path has a dot-product instruction (faster than its float32 scores).
+struct CentroidI8Ops {
+  bool fast;
+  void (*block_scores)(const int8_t* packed, const float* qscale, int64_t dim4, const int8_t* c8, const float* cscale,
+                       const int32_t* csum, int64_t nc, float* out);
 };
 
 // A residual codec as the kernels see it (see codec.hpp for the formulas and the byte layout).
@@ -114,6 +127,7 @@ struct KernelPath {
   CentroidOps centroids;  // the bf16 variants reuse their base ISA's tables
   CodecOps codec;
   PlaidOps plaid;
+  CentroidI8Ops centroids_i8;
 };
 
 // Every variant compiled into this build, in increasing preference.
@@ -139,5 +153,7 @@ extern const CentroidOps centroid_ops_scalar, centroid_ops_avx2, centroid_ops_av
 extern const CodecOps codec_ops_scalar, codec_ops_avx2, codec_ops_avx512, codec_ops_neon;
 // Per-ISA tables, defined in csrc/cpu/plaid_<isa>.cpp.
 extern const PlaidOps plaid_ops_scalar, plaid_ops_avx2, plaid_ops_avx512, plaid_ops_neon;
+// Defined in csrc/cpu/centroids_scalar.cpp and centroids_avx512bf16.cpp (AVX512_VNNI).
+extern const CentroidI8Ops centroid_i8_ops_scalar, centroid_i8_ops_avx512_vnni;
 
 }  // namespace edgecolbert

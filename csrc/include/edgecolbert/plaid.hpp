@@ -101,13 +101,24 @@ struct PlaidSearchParams {
   float threshold = -std::numeric_limits<float>::infinity();  // stage B pruning; -inf keeps every centroid
 };
 
+// Optional int8 centroids (centroids.hpp, quantize_rows_i8): when given, the centroid scores that drive
+// the probe and stage B are the int8 scores of the quantised query rows (centroid_scores_t_i8); a
+// query with a non-finite value falls back to float32 scores. The re-rank is exact either way.
+struct PlaidCentroidsI8 {
+  const int8_t* c8 = nullptr;  // [K, dim4]
+  const float* scale = nullptr;
+  const int32_t* csum = nullptr;
+  int64_t dim4 = 0;
+};
+
 enum class PlaidStatus { ok, bad_ivf_range, bad_ivf_doc, bad_doc_range, bad_code };
 
 // q: nq queries [lq, dim] float32 with an optional mask [nq, lq] (0 drops a row); cents: the codec's
 // centroids (float32 [K, dim], cv's). Out: scores [nq, k] (-inf past the hits) and segment-local
 // documents [nq, k] (-1 past the hits); a query with no kept row returns no hits.
 PlaidStatus plaid_search(const KernelPath& path, const QueryBatch& q, const CodecView& cv, const PlaidSegment& seg,
-                         const PlaidSearchParams& prm, float* out_scores, int64_t* out_docs, int num_threads);
+                         const PlaidSearchParams& prm, const PlaidCentroidsI8* ci8, float* out_scores, int64_t* out_docs,
+                         int num_threads);
 
 // The plain reference of stage B on S [m, K] row-major (no threads): what the tests compare against.
 bool plaid_centroid_interaction_scalar(const float* S, int64_t m, int64_t K, float threshold, const PlaidCodes& codes,

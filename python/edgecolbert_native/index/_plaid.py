@@ -31,11 +31,16 @@ class CentroidScores(NamedTuple):
         return self.t[:, :self.m].T
 
 
-def centroid_scores(q: np.ndarray, centroids: np.ndarray, num_threads: int | None = None) -> CentroidScores:
+def centroid_scores(q: np.ndarray, centroids: np.ndarray, num_threads: int | None = None,
+                    centroids_i8: tuple | None = None) -> CentroidScores:
     """Scores of the query tokens ``q`` [m, dim] against every centroid, centroid-major, in one pass
-    (the kernel's tiles are this layout: no transposition)."""
-    return CentroidScores(_native().centroid_scores_t(np.ascontiguousarray(q, np.float32), centroids,
-                                                      num_threads=num_threads), int(q.shape[0]))
+    (the kernel's tiles are this layout: no transposition). With ``centroids_i8`` (from
+    ``ResidualCodec.centroids_int8``) the int8 scores of the quantised rows, unless q holds a non-finite
+    value (then float32, as the native search does)."""
+    q = np.ascontiguousarray(q, np.float32)
+    if centroids_i8 is not None and np.isfinite(q).all():
+        return CentroidScores(_native().centroid_scores_t_i8(q, centroids_i8, num_threads=num_threads), int(q.shape[0]))
+    return CentroidScores(_native().centroid_scores_t(q, centroids, num_threads=num_threads), int(q.shape[0]))
 
 
 def from_rows(S: np.ndarray) -> CentroidScores:
@@ -78,7 +83,8 @@ def centroid_interaction(S: CentroidScores, codes: np.ndarray, offsets: np.ndarr
 
 
 def search_segment(q: np.ndarray, mask: np.ndarray | None, codec: Any, seg: Any, nprobe: int, ndocs: int, rerank: int,
-                   k: int, threshold: float | None, num_threads: int | None) -> tuple[np.ndarray, np.ndarray]:
+                   k: int, threshold: float | None, num_threads: int | None,
+                   centroids_i8: tuple | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Every stage of a search of one segment in which every document may be returned, in one native
     call per batch (``plaid_search``): the results of the stage-by-stage loop in ``_search``, without
     its Python between stages. -> (scores float32 [nq, k'], segment-local docs int64 [nq, k']; -inf / -1
@@ -86,4 +92,5 @@ def search_segment(q: np.ndarray, mask: np.ndarray | None, codec: Any, seg: Any,
     th = -np.inf if threshold is None else float(threshold)
     return _native().plaid_search(np.ascontiguousarray(q, np.float32), mask, codec.centroids, codec.bucket_weights,
                                   codec.nbits, seg.codes, seg.residuals, seg.offsets, seg.ivf, seg.ivf_offsets,
-                                  int(nprobe), int(ndocs), int(rerank), int(k), th, num_threads=num_threads)
+                                  int(nprobe), int(ndocs), int(rerank), int(k), th, num_threads=num_threads,
+                                  centroids_i8=centroids_i8)

@@ -12,17 +12,23 @@ Per query (``m`` kept tokens), after scoring its tokens against every centroid (
 3. stage B, PLAID's centroid interaction: ``Σ_i max_j S[i, code_j]`` over the tokens of each of those
    documents (centroids whose best score over the query tokens is under ``centroid_score_threshold``
    count as 0; no pruning by default); keep
-   the best ``max(k, ndocs // RERANK_DIVISOR)``;
+   the best ``rerank`` (default ``max(k, ndocs // RERANK_DIVISOR)``);
 4. re-rank them from codes and residuals (``maxsim_compressed``: fused decode + MaxSim)
    and return top-k.
 
-Stages A and B are native kernels (``_plaid``: csrc/cpu/plaid.cpp); the rest is bulk numpy.
+An index of one segment with nothing filtered or deleted runs all of it in one native call per batch
+(``_plaid.search_segment``: csrc/cpu/plaid_search.cpp), with the same results as the stage-by-stage loop
+below, which handles filters, tombstones and several segments (its stages are native kernels too,
+``_plaid``). The centroid scores that choose candidates are int8 where that is faster
+(CENTROID_SCORES).
 
 Collections of at most EXHAUSTIVE_TOKENS live tokens are searched exhaustively with ``maxsim`` over
 the decompressed tokens (decoded once per open index and cached), which is faster there.
 """
 
 from __future__ import annotations
+
+import functools
 
 from typing import Any
 
@@ -39,6 +45,24 @@ RERANK_DIVISOR = 4
 # One segment with nothing filtered or deleted is searched in one native call (_plaid.search_segment);
 # False forces the stage-by-stage loop, which the tests compare it with.
 NATIVE_SEARCH = True
+# Centroid scores for the candidate stages (probe, stage A, stage B): "int8" (quantised query rows and
+# centroids, docs/index.md "int8 centroid scores"), "float32", or "auto": int8 where the CPU has a
+# dot-product instruction that makes it faster (edgecolbert_native.info()["fast_int8_centroid_scores"]).
+# The re-rank is exact MaxSim from the codes either way.
+CENTROID_SCORES = "auto"
+
+
+def centroids_i8(index: Any) -> tuple | None:
+    """The codec's int8 centroids when the candidate stages score in int8 (CENTROID_SCORES), else None."""
+    mode = CENTROID_SCORES
+    if mode == "auto":
+        mode = "int8" if _fast_int8() else "float32"
+    return index.codec.centroids_int8() if mode == "int8" else None
+
+
+@functools.lru_cache(maxsize=1)
+def _fast_int8() -> bool:
+    return bool(_ec().info().get("fast_int8_centroid_scores", False))
 
 
 def _ec() -> Any:
@@ -182,6 +206,7 @@ def per_query(index: Any, q: np.ndarray, mask: np.ndarray | None, num_threads: i
     computed for its kept rows alone, 32 rows per kernel block, so batching queries would not save
     arithmetic). With ``wanted`` (a flag per query) the others are skipped."""
     C = np.asarray(index.codec.centroids, np.float32)
+    ci8 = centroids_i8(index)
     for i in range(q.shape[0]):
         if wanted is not None and not wanted[i]:
             continue
@@ -189,7 +214,7 @@ def per_query(index: Any, q: np.ndarray, mask: np.ndarray | None, num_threads: i
         if len(qi) == 0:
             yield i, qi, _plaid.CentroidScores(np.zeros((index.num_centroids, 32), np.float32), 0)
         else:
-            yield i, qi, _plaid.centroid_scores(qi, C, num_threads)
+            yield i, qi, _plaid.centroid_scores(qi, C, num_threads, ci8)
 
 
 def candidates(index: Any, S: _plaid.CentroidScores, probe: int, allowed: np.ndarray, ndocs: int,
@@ -295,7 +320,7 @@ def search(index: Any, queries: Any, k: int, nprobe: int | None, ndocs: int | No
     elif len(index.segments) == 1 and subset is None and n_allowed == index.segments[0].n and NATIVE_SEARCH:
         # Nothing filtered or deleted in one segment: the whole loop below in one native call.
         s_, p_ = _plaid.search_segment(q, mask, index.codec, index.segments[0], nprobe, ndocs, rerank, k,
-                                       threshold, num_threads)
+                                       threshold, num_threads, centroids_i8(index))
         out_s[:, :s_.shape[1]], out_p[:, :p_.shape[1]] = s_, p_
     else:
         for i, qi, S in per_query(index, q, mask, num_threads):

@@ -106,7 +106,22 @@ PlaidProbe::PlaidProbe(const KernelPath& path, int64_t m, int64_t K, int64_t p)
       row_(static_cast<std::size_t>(mp_)) {}
 
 void PlaidProbe::feed(const float* St, int64_t stride, int64_t c0, int64_t c1) {
-  path_.plaid.probe_rows(St, m_, stride, mp_, q_, c0, c1, top_.data(), thr_.data(), row_.data());
+  filled_ = path_.plaid.probe_rows(St, m_, stride, mp_, q_, c0, c1, top_.data(), thr_.data(), row_.data(), filled_);
+}
+
+void PlaidProbe::merge(const PlaidProbe& o) {
+  const int64_t n = std::min(q_, filled_ + o.filled_);
+  std::vector<PlaidCand> t(static_cast<std::size_t>(q_));
+  for (int64_t i = 0; i < m_; ++i) {
+    const PlaidCand* a = top_.data() + i * q_;
+    const PlaidCand* b = o.top_.data() + i * q_;
+    int64_t ia = 0, ib = 0;
+    for (int64_t j = 0; j < n; ++j)
+      t[j] = ib >= o.filled_ || (ia < filled_ && better(a[ia], b[ib])) ? a[ia++] : b[ib++];
+    std::copy_n(t.data(), n, top_.data() + i * q_);
+    if (n == q_) thr_[i] = top_[i * q_ + q_ - 1].key;
+  }
+  filled_ = n;
 }
 
 void PlaidProbe::finish(const float* St, int64_t stride, int32_t* cells, float* cell_scores, float* miss) const {

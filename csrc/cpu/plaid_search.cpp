@@ -90,19 +90,31 @@ PlaidStatus plaid_search(const KernelPath& path, const QueryBatch& q, const Code
     cell_scores.resize(static_cast<std::size_t>(m * p));
     miss.resize(static_cast<std::size_t>(m));
     if (std::min(p + 1, K) <= kPlaidFeedMax) {
-      // Each slice of St is probed right after it is computed, while it is still in cache.
-      PlaidProbe probe(path, m, K, p);
-      for (int64_t c0 = 0; c0 < K; c0 += kProbeSlice) {
-        const int64_t nc = std::min(kProbeSlice, K - c0);
+      // Each slice of St is probed right after it is computed, while it is still in cache. With
+      // threads, each scores and probes its own contiguous share of the slices (so its part of St
+      // stays in its core's cache) and the probes merge exactly.
+      auto score_slice = [&](int64_t c0, int64_t nc, int threads) {
         if (int8)
           centroid_scores_t_i8(path, q8.data(), qscale.data(), m, ci8->dim4, ci8->c8 + c0 * ci8->dim4, ci8->scale + c0,
-                               ci8->csum + c0, nc, sm, St.get() + c0 * sm, num_threads);
+                               ci8->csum + c0, nc, sm, St.get() + c0 * sm, threads);
         else
           centroid_scores_t(path, qrows, Matrix{cv.centroids + c0 * dim, DType::f32, nc, dim}, sm,
-                            St.get() + c0 * sm, num_threads);
-        probe.feed(St.get(), sm, c0, c0 + nc);
-      }
-      probe.finish(St.get(), sm, cells.data(), cell_scores.data(), miss.data());
+                            St.get() + c0 * sm, threads);
+      };
+      const int64_t nslices = (K + kProbeSlice - 1) / kProbeSlice;
+      const int64_t workers = std::min<int64_t>(num_threads, nslices);
+      std::vector<std::unique_ptr<PlaidProbe>> probes(static_cast<std::size_t>(workers));
+      parallel_for(workers, static_cast<int>(workers), [&](int64_t w, int) {
+        auto probe = std::make_unique<PlaidProbe>(path, m, K, p);
+        for (int64_t sl = w * nslices / workers; sl < (w + 1) * nslices / workers; ++sl) {
+          const int64_t c0 = sl * kProbeSlice, nc = std::min(kProbeSlice, K - c0);
+          score_slice(c0, nc, 1);
+          probe->feed(St.get(), sm, c0, c0 + nc);
+        }
+        probes[static_cast<std::size_t>(w)] = std::move(probe);
+      });
+      for (int64_t w = 1; w < workers; ++w) probes[0]->merge(*probes[static_cast<std::size_t>(w)]);
+      probes[0]->finish(St.get(), sm, cells.data(), cell_scores.data(), miss.data());
     } else if (int8) {
       centroid_scores_t_i8(path, q8.data(), qscale.data(), m, ci8->dim4, ci8->c8, ci8->scale, ci8->csum, K, sm,
                            St.get(), num_threads);

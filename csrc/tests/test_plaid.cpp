@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <memory>
 #include <random>
 #include <vector>
 
@@ -215,6 +216,21 @@ EC_TEST(plaid_probe_matches_brute_force) {
           EC_CHECK(cells2 == cells && std::memcmp(cs2.data(), cs.data(), cs.size() * sizeof(float)) == 0 &&
                        std::memcmp(miss2.data(), miss.data(), miss.size() * sizeof(float)) == 0,
                    "%s: sliced probe (slice %lld) differs", path->name, (long long)slice);
+        }
+        // Probes of disjoint ranges (one per thread in the search), merged in any order: the same result.
+        for (int64_t parts : {int64_t{2}, int64_t{3}, int64_t{5}}) {
+          std::vector<std::unique_ptr<PlaidProbe>> pr;
+          for (int64_t w = 0; w < parts; ++w) {
+            pr.push_back(std::make_unique<PlaidProbe>(*path, m, K, pp));
+            pr.back()->feed(St.data(), stride, w * K / parts, (w + 1) * K / parts);
+          }
+          for (int64_t w = parts - 1; w >= 1; --w) pr[w - 1]->merge(*pr[w]);  // right to left
+          std::vector<int32_t> cells2(cells.size());
+          std::vector<float> cs2(cs.size()), miss2(miss.size());
+          pr[0]->finish(St.data(), stride, cells2.data(), cs2.data(), miss2.data());
+          EC_CHECK(cells2 == cells && std::memcmp(cs2.data(), cs.data(), cs.size() * sizeof(float)) == 0 &&
+                       std::memcmp(miss2.data(), miss.data(), miss.size() * sizeof(float)) == 0,
+                   "%s: probe merged from %lld parts differs", path->name, (long long)parts);
         }
       }
       for (int64_t i = 0; i < m; ++i) {

@@ -108,15 +108,15 @@ struct PlaidCand {
 // (a multiple of 16, mp <= stride), so the loops vectorise with no tail.
 //  interact: stage B for docs[j0, j1) into out[j0, j1); a token of a pruned centroid (keep[c] == 0)
 //   reads zeros [mp]; false when a code is outside [0, K).
-//  probe_rows: feeds centroids [c0, c1) (in order, c0 = 0 first) to every token's running q best
-//   (top [m, q], best first; thr [mp] the q-th best key per token, +inf past m and until q centroids
-//   are in); row [mp] is scratch.
+//  probe_rows: feeds centroids [c0, c1) (ids increasing from call to call) to every token's running
+//   q best (top [m, q], best first, `filled` entries in so far; thr [mp] the q-th best key per token,
+//   +inf past m and until q centroids are in); row [mp] is scratch. Returns the new filled.
 struct PlaidOps {
   bool (*interact)(const float* St, int64_t stride, int64_t mp, int64_t m, int64_t K, const uint8_t* keep,
                    const float* zeros, const PlaidCodes& codes, const int64_t* offsets, const int64_t* docs, int64_t j0,
                    int64_t j1, float* out);
-  void (*probe_rows)(const float* St, int64_t m, int64_t stride, int64_t mp, int64_t q, int64_t c0, int64_t c1,
-                     PlaidCand* top, float* thr, float* row);
+  int64_t (*probe_rows)(const float* St, int64_t m, int64_t stride, int64_t mp, int64_t q, int64_t c0, int64_t c1,
+                        PlaidCand* top, float* thr, float* row, int64_t filled);
 };
 
 struct KernelPath {

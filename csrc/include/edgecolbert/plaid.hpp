@@ -46,17 +46,20 @@ void plaid_probe(const KernelPath& path, const float* St, int64_t m, int64_t K, 
 constexpr int64_t kPlaidFeedMax = 64;
 
 // The one-pass probe fed in pieces, so that a caller can probe each slice of St right after computing
-// it (while it is in cache): feed centroid ranges [c0, c1) in order from 0 to K, then finish. St is the
-// same array throughout (finish reads the winners' scores from it). Requires min(p + 1, K) <= kPlaidFeedMax.
+// it (while it is in cache): feed centroid ranges [c0, c1) in increasing order, then finish once every
+// centroid 0..K-1 was fed to this probe or to one merged into it. Probes fed disjoint ranges (one per
+// thread) merge exactly: a token's best is a total order (key, then id). St is the same array throughout
+// (finish reads the winners' scores from it). Requires min(p + 1, K) <= kPlaidFeedMax.
 class PlaidProbe {
  public:
   PlaidProbe(const KernelPath& path, int64_t m, int64_t K, int64_t p);
   void feed(const float* St, int64_t stride, int64_t c0, int64_t c1);
+  void merge(const PlaidProbe& other);  // same m, K, p
   void finish(const float* St, int64_t stride, int32_t* cells, float* cell_scores, float* miss) const;
 
  private:
   const KernelPath& path_;
-  int64_t m_, K_, p_, q_, mp_;
+  int64_t m_, K_, p_, q_, mp_, filled_ = 0;
   std::vector<PlaidCand> top_;
   std::vector<float> thr_, row_;
 };

@@ -67,20 +67,22 @@ inline void insert_sorted(PlaidCand* t, int64_t n, float x, int32_t c) {
   t[j] = {x, c};
 }
 
-// One pass over St's rows c0..c1 for every token's q best: the first q centroids fill the lists;
-// after that a row is compared with the tokens' thresholds (the q-th best key; +inf in padded lanes)
-// and only a row that beats one is looked at token by token. Later ids lose ties, so only a strictly
-// greater score enters; NaN compares false and never enters after the first q.
-void probe_rows(const float* St, int64_t m, int64_t stride, int64_t mp, int64_t q, int64_t c0, int64_t c1,
-                PlaidCand* top, float* thr, float* row) {
-  for (int64_t c = c0; c < c1; ++c) {
+// One pass over St's rows c0..c1 for every token's q best: the first q centroids fed fill the lists
+// (filled: how many are in so far); after that a row is compared with the tokens' thresholds (the
+// q-th best key; +inf in padded lanes) and only a row that beats one is looked at token by token.
+// Ids arrive in increasing order and later ids lose ties, so only a strictly greater score enters; NaN
+// compares false and never enters after the first q. Returns the new filled.
+int64_t probe_rows(const float* St, int64_t m, int64_t stride, int64_t mp, int64_t q, int64_t c0, int64_t c1,
+                   PlaidCand* top, float* thr, float* row, int64_t filled) {
+  int64_t c = c0;
+  for (; c < c1 && filled < q; ++c, ++filled) {
     const float* r = St + c * stride;
-    if (c < q) {  // filling: every token takes it
-      for (int64_t i = 0; i < m; ++i) insert_sorted(top + i * q, c, rank_key(r[i]), static_cast<int32_t>(c));
-      if (c == q - 1)
-        for (int64_t i = 0; i < m; ++i) thr[i] = top[i * q + q - 1].key;
-      continue;
-    }
+    for (int64_t i = 0; i < m; ++i) insert_sorted(top + i * q, filled, rank_key(r[i]), static_cast<int32_t>(c));
+    if (filled + 1 == q)
+      for (int64_t i = 0; i < m; ++i) thr[i] = top[i * q + q - 1].key;
+  }
+  for (; c < c1; ++c) {
+    const float* r = St + c * stride;
     // Lanes past m may hold anything when stride is short of mp: compare a copy of the m real ones.
     const float* v = r;
     if (mp > stride) {
@@ -97,6 +99,7 @@ void probe_rows(const float* St, int64_t m, int64_t stride, int64_t mp, int64_t 
       thr[i] = top[i * q + q - 1].key;
     }
   }
+  return filled;
 }
 
 }  // namespace plaid_detail

@@ -47,13 +47,61 @@ bool interact_docs(const float* St, int64_t stride, int64_t mp, int64_t m, int64
   return true;
 }
 
+// The same for rows of a compile-time MP floats (m <= 16 or <= 32, the usual query): the running maxima
+// stay in registers, two sets for even and odd tokens (two independent max chains), merged per document.
+// Max is exact and order-free, so the result equals interact_docs's (as floats: when +0 and -0 tie for a
+// token's maximum, which of them is kept may differ).
+template <int MP, typename Code>
+bool interact_docs_fixed(const float* St, int64_t stride, int64_t m, int64_t K, const uint8_t* keep,
+                         const float* zeros, const Code* codes, const int64_t* offsets, const int64_t* docs, int64_t j0,
+                         int64_t j1, float* out) {
+  for (int64_t j = j0; j < j1; ++j) {
+    const int64_t lo = offsets[docs[j]], hi = offsets[docs[j] + 1];
+    float sum = 0.0f;
+    if (hi > lo) {
+      float b0[MP], b1[MP];
+      for (int i = 0; i < MP; ++i) b0[i] = b1[i] = kNegInf;
+      int64_t t = lo;
+      for (; t + 1 < hi; t += 2) {
+        const int64_t c0 = codes[t], c1 = codes[t + 1];
+        if (c0 < 0 || c0 >= K || c1 < 0 || c1 >= K) return false;
+        const float* r0 = keep == nullptr || keep[c0] ? St + c0 * stride : zeros;
+        const float* r1 = keep == nullptr || keep[c1] ? St + c1 * stride : zeros;
+        for (int i = 0; i < MP; ++i) {
+          b0[i] = r0[i] > b0[i] ? r0[i] : b0[i];
+          b1[i] = r1[i] > b1[i] ? r1[i] : b1[i];
+        }
+      }
+      if (t < hi) {
+        const int64_t c0 = codes[t];
+        if (c0 < 0 || c0 >= K) return false;
+        const float* r0 = keep == nullptr || keep[c0] ? St + c0 * stride : zeros;
+        for (int i = 0; i < MP; ++i) b0[i] = r0[i] > b0[i] ? r0[i] : b0[i];
+      }
+      for (int i = 0; i < MP; ++i) b0[i] = b1[i] > b0[i] ? b1[i] : b0[i];
+      for (int64_t i = 0; i < m; ++i) sum += b0[i];  // row order: the scalar reference's sum
+    }
+    out[j] = sum;
+  }
+  return true;
+}
+
+template <typename Code>
+bool interact_any(const float* St, int64_t stride, int64_t mp, int64_t m, int64_t K, const uint8_t* keep,
+                  const float* zeros, const Code* codes, const int64_t* offsets, const int64_t* docs, int64_t j0,
+                  int64_t j1, float* out) {
+  if (mp == 16) return interact_docs_fixed<16>(St, stride, m, K, keep, zeros, codes, offsets, docs, j0, j1, out);
+  if (mp == 32) return interact_docs_fixed<32>(St, stride, m, K, keep, zeros, codes, offsets, docs, j0, j1, out);
+  return interact_docs(St, stride, mp, m, K, keep, zeros, codes, offsets, docs, j0, j1, out);
+}
+
 bool interact(const float* St, int64_t stride, int64_t mp, int64_t m, int64_t K, const uint8_t* keep,
               const float* zeros, const PlaidCodes& codes, const int64_t* offsets, const int64_t* docs, int64_t j0,
               int64_t j1, float* out) {
-  return codes.u16 ? interact_docs(St, stride, mp, m, K, keep, zeros, static_cast<const uint16_t*>(codes.data),
-                                   offsets, docs, j0, j1, out)
-                   : interact_docs(St, stride, mp, m, K, keep, zeros, static_cast<const int32_t*>(codes.data),
-                                   offsets, docs, j0, j1, out);
+  return codes.u16 ? interact_any(St, stride, mp, m, K, keep, zeros, static_cast<const uint16_t*>(codes.data),
+                                  offsets, docs, j0, j1, out)
+                   : interact_any(St, stride, mp, m, K, keep, zeros, static_cast<const int32_t*>(codes.data),
+                                  offsets, docs, j0, j1, out);
 }
 
 // Inserts (x, c) into a token's list t of n entries (capacity > n when growing), best first; c is

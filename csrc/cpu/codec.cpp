@@ -88,13 +88,7 @@ void maxsim_compressed(const KernelPath& path, const QueryBatch& q, const CodecV
   std::vector<std::vector<float>> scratch(static_cast<std::size_t>(num_threads), std::vector<float>(scratch_n));
   for (int64_t i = 0; i < q.nq; ++i) {
     float* orow = out + i * ncols;
-    int64_t kept = 0;
-    for (int64_t r = 0; r < q.lq; ++r) {
-      if (q.mask != nullptr && q.mask[i * q.lq + r] == 0) continue;
-      const std::size_t src = static_cast<std::size_t>((i * q.lq + r) * dim);
-      for (int64_t k = 0; k < dim; ++k) rows[kept * dim + k] = load_as_f32(q.data, q.dtype, src + k);
-      ++kept;
-    }
+    const int64_t kept = kept_rows(q, i, rows.data());
     if (kept == 0) {
       std::fill_n(orow, ncols, 0.0f);
       continue;

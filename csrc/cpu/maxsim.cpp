@@ -43,13 +43,7 @@ PreparedQueries prepare(const KernelPath& path, const QueryBatch& q, DType doc_d
   p.base = p.storage.get() + (kAlign - reinterpret_cast<uintptr_t>(p.storage.get()) % kAlign) % kAlign;
   std::vector<float> rowsf(static_cast<std::size_t>(q.lq * q.dim));
   for (int64_t i = 0; i < q.nq; ++i) {
-    int64_t w = 0;
-    for (int64_t r = 0; r < q.lq; ++r) {
-      if (q.mask != nullptr && q.mask[i * q.lq + r] == 0) continue;
-      const std::size_t src = static_cast<std::size_t>((i * q.lq + r) * q.dim);
-      for (int64_t k = 0; k < q.dim; ++k) rowsf[w * q.dim + k] = load_as_f32(q.data, q.dtype, src + k);
-      ++w;
-    }
+    const int64_t w = kept_rows(q, i, rowsf.data());
     path.maxsim.pack_query(rowsf.data(), w, q.dim, doc_dtype, p.base + p.offset[i]);
   }
   return p;

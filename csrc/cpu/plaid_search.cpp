@@ -75,13 +75,7 @@ PlaidStatus plaid_search(const KernelPath& path, const QueryBatch& q, const Code
   std::vector<std::vector<int32_t>> wide(static_cast<std::size_t>(num_threads));
 
   for (int64_t qi = 0; qi < q.nq; ++qi) {
-    int64_t m = 0;
-    for (int64_t r = 0; r < q.lq; ++r) {
-      if (q.mask != nullptr && q.mask[qi * q.lq + r] == 0) continue;
-      const std::size_t src = static_cast<std::size_t>((qi * q.lq + r) * dim);
-      for (int64_t j = 0; j < dim; ++j) rows[m * dim + j] = load_as_f32(q.data, q.dtype, src + j);
-      ++m;
-    }
+    const int64_t m = kept_rows(q, qi, rows.data());
     if (m == 0) continue;
     const int64_t sm = (m + kCentroidBlockRows - 1) / kCentroidBlockRows * kCentroidBlockRows;
     const Matrix qrows{rows.data(), DType::f32, m, dim};

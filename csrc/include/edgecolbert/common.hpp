@@ -116,4 +116,16 @@ struct QueryBatch {
   const uint8_t* mask = nullptr;
 };
 
+// Query i's kept rows widened to float32 into rows [lq, dim]; returns how many were kept.
+inline int64_t kept_rows(const QueryBatch& q, int64_t i, float* rows) {
+  int64_t kept = 0;
+  for (int64_t r = 0; r < q.lq; ++r) {
+    if (q.mask != nullptr && q.mask[i * q.lq + r] == 0) continue;
+    const std::size_t src = static_cast<std::size_t>((i * q.lq + r) * q.dim);
+    for (int64_t k = 0; k < q.dim; ++k) rows[kept * q.dim + k] = load_as_f32(q.data, q.dtype, src + k);
+    ++kept;
+  }
+  return kept;
+}
+
 }  // namespace edgecolbert

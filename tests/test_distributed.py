@@ -43,7 +43,7 @@ def test_sharded_equals_single_index(tmp_path, data):
     # collection, so the result is exactly the single index's (ids and scores), not just close to it.
     assert sx.default_params(10) == one.default_params(10)
     for kw in ({}, {"nprobe": 1, "ndocs": 16}, {"nprobe": 2, "ndocs": 64, "centroid_score_threshold": 0.3},
-               {"ndocs": 8}, {"subset": ids[::3]}):
+               {"ndocs": 8}, {"subset": ids[::3]}, {"nprobe": 2, "ndocs": 64, "rerank": 12}):
         a_s, a_i = sx.search(q, 10, exhaustive=False, **kw)
         b_s, b_i = one.search(q, 10, exhaustive=False, **kw)
         assert np.array_equal(a_i, b_i), kw

@@ -474,7 +474,9 @@ class Index:
         allowed candidates, or deletions fewer live ones than the lists held before them. Defaults
         for nprobe, ndocs and the threshold follow ``default_params`` (documented in docs/index.md).
         ``rerank``: how many of stage B's best documents are scored exactly (default
-        ``max(k, ndocs // 4)``, PLAID's rule; fewer is faster, at some recall: docs/index.md).
+        ``max(k, ndocs // 4)``, PLAID's rule; fewer is faster, at some recall: docs/index.md). The
+        centroid scores that choose candidates are int8 where the CPU makes that faster (docs/index.md,
+        "int8 centroid scores"); the returned scores are the exact MaxSim of the decoded tokens either way.
         """
         return _search.search(self, queries, k, nprobe, ndocs, centroid_score_threshold, subset, query_mask,
                               exhaustive, num_threads, rerank)

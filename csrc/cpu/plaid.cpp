@@ -59,16 +59,13 @@ bool plaid_centroid_interaction(const KernelPath& path, const float* St, int64_t
 
 namespace {
 
-// Ranking key of a score: NaN ranks below every number (and ties with -inf, broken by id).
-inline float rank_key(float v) { return std::isnan(v) ? -std::numeric_limits<float>::infinity() : v; }
-
 // Best first, ties to the lower id.
 bool better(const PlaidCand& a, const PlaidCand& b) { return a.key > b.key || (a.key == b.key && a.id < b.id); }
 
 // The q best entries of one row (contiguous, K entries), best first, into top[0..q): a partial sort.
 void row_top_sorted(const float* row, int64_t K, int64_t q, PlaidCand* top) {
   std::vector<PlaidCand> all(static_cast<std::size_t>(K));
-  for (int64_t c = 0; c < K; ++c) all[c] = {rank_key(row[c]), static_cast<int32_t>(c)};
+  for (int64_t c = 0; c < K; ++c) all[c] = {plaid_rank_key(row[c]), static_cast<int32_t>(c)};
   std::partial_sort(all.begin(), all.begin() + q, all.end(), better);
   std::copy(all.begin(), all.begin() + q, top);
 }

@@ -1,6 +1,5 @@
 // One PLAID search of one segment, every stage in C++ (plaid.hpp): the same stages, selections and
-// kernels as the Python search loop, without a round trip through Python between them. At 20,000
-// documents a query costs about 1.5 ms, of which the round trips were a fifth.
+// kernels as the Python search loop, without a round trip through Python between them.
 #include <algorithm>
 #include <atomic>
 #include <cmath>
@@ -21,18 +20,20 @@ constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 // Centroids per slice of St probed while in cache (128 KiB of scores at 32 query tokens).
 constexpr int64_t kProbeSlice = 1024;
 
-inline float rank_key(float v) { return std::isnan(v) ? kNegInf : v; }
+// The order every selection uses (the Python path's too): value descending with NaN as -inf, ties to
+// the lower document.
+bool ranks_before(const std::vector<float>& val, const std::vector<int64_t>& doc, int64_t a, int64_t b) {
+  const float ka = plaid_rank_key(val[a]), kb = plaid_rank_key(val[b]);
+  return ka > kb || (ka == kb && doc[a] < doc[b]);
+}
 
-// Keeps the n best (value descending, NaN as -inf, ties to the lower document) of (val, doc), in no
-// particular order: the selection the Python path makes (_search._select).
+// Keeps the n best of (val, doc) under ranks_before, in no particular order (_search._select).
 void keep_best(std::vector<float>& val, std::vector<int64_t>& doc, int64_t n) {
   if (static_cast<int64_t>(val.size()) <= n) return;
   std::vector<int64_t> idx(val.size());
   std::iota(idx.begin(), idx.end(), 0);
-  std::nth_element(idx.begin(), idx.begin() + n, idx.end(), [&](int64_t a, int64_t b) {
-    const float ka = rank_key(val[a]), kb = rank_key(val[b]);
-    return ka > kb || (ka == kb && doc[a] < doc[b]);
-  });
+  std::nth_element(idx.begin(), idx.begin() + n, idx.end(),
+                   [&](int64_t a, int64_t b) { return ranks_before(val, doc, a, b); });
   std::vector<float> v(static_cast<std::size_t>(n));
   std::vector<int64_t> d(static_cast<std::size_t>(n));
   for (int64_t j = 0; j < n; ++j) {
@@ -60,7 +61,6 @@ PlaidStatus plaid_search(const KernelPath& path, const QueryBatch& q, const Code
   const int64_t stride = std::max<int64_t>(1, (q.lq + kCentroidBlockRows - 1) / kCentroidBlockRows) * kCentroidBlockRows;
   const int64_t p = std::min(prm.nprobe, K);
   const int64_t w = codec_detail::packed_width(dim, cv.nbits);
-  const Matrix cents{cv.centroids, DType::f32, K, dim};
   std::vector<float> rows(static_cast<std::size_t>(std::max<int64_t>(q.lq, 1) * dim));
   std::vector<int8_t> q8(ci8 != nullptr ? static_cast<std::size_t>(std::max<int64_t>(q.lq, 1) * ci8->dim4) : 0);
   std::vector<float> qscale(static_cast<std::size_t>(std::max<int64_t>(q.lq, 1)));
@@ -83,18 +83,18 @@ PlaidStatus plaid_search(const KernelPath& path, const QueryBatch& q, const Code
     cells.resize(static_cast<std::size_t>(m * p));
     cell_scores.resize(static_cast<std::size_t>(m * p));
     miss.resize(static_cast<std::size_t>(m));
+    auto score = [&](int64_t c0, int64_t nc, int threads) {  // rows [c0, c0 + nc) of St
+      if (int8)
+        centroid_scores_t_i8(path, q8.data(), qscale.data(), m, ci8->dim4, ci8->c8 + c0 * ci8->dim4, ci8->scale + c0,
+                             ci8->csum + c0, nc, sm, St.get() + c0 * sm, threads);
+      else
+        centroid_scores_t(path, qrows, Matrix{cv.centroids + c0 * dim, DType::f32, nc, dim}, sm, St.get() + c0 * sm,
+                          threads);
+    };
     if (std::min(p + 1, K) <= kPlaidFeedMax) {
       // Each slice of St is probed right after it is computed, while it is still in cache. With
       // threads, each scores and probes its own contiguous share of the slices (so its part of St
       // stays in its core's cache) and the probes merge exactly.
-      auto score_slice = [&](int64_t c0, int64_t nc, int threads) {
-        if (int8)
-          centroid_scores_t_i8(path, q8.data(), qscale.data(), m, ci8->dim4, ci8->c8 + c0 * ci8->dim4, ci8->scale + c0,
-                               ci8->csum + c0, nc, sm, St.get() + c0 * sm, threads);
-        else
-          centroid_scores_t(path, qrows, Matrix{cv.centroids + c0 * dim, DType::f32, nc, dim}, sm,
-                            St.get() + c0 * sm, threads);
-      };
       const int64_t nslices = (K + kProbeSlice - 1) / kProbeSlice;
       const int64_t workers = std::min<int64_t>(num_threads, nslices);
       std::vector<std::unique_ptr<PlaidProbe>> probes(static_cast<std::size_t>(workers));
@@ -102,19 +102,15 @@ PlaidStatus plaid_search(const KernelPath& path, const QueryBatch& q, const Code
         auto probe = std::make_unique<PlaidProbe>(path, m, K, p);
         for (int64_t sl = w * nslices / workers; sl < (w + 1) * nslices / workers; ++sl) {
           const int64_t c0 = sl * kProbeSlice, nc = std::min(kProbeSlice, K - c0);
-          score_slice(c0, nc, 1);
+          score(c0, nc, 1);
           probe->feed(St.get(), sm, c0, c0 + nc);
         }
         probes[static_cast<std::size_t>(w)] = std::move(probe);
       });
       for (int64_t w = 1; w < workers; ++w) probes[0]->merge(*probes[static_cast<std::size_t>(w)]);
       probes[0]->finish(St.get(), sm, cells.data(), cell_scores.data(), miss.data());
-    } else if (int8) {
-      centroid_scores_t_i8(path, q8.data(), qscale.data(), m, ci8->dim4, ci8->c8, ci8->scale, ci8->csum, K, sm,
-                           St.get(), num_threads);
-      plaid_probe(path, St.get(), m, K, sm, p, cells.data(), cell_scores.data(), miss.data());
     } else {
-      centroid_scores_t(path, qrows, cents, sm, St.get(), num_threads);
+      score(0, K, num_threads);
       plaid_probe(path, St.get(), m, K, sm, p, cells.data(), cell_scores.data(), miss.data());
     }
 
@@ -173,10 +169,8 @@ PlaidStatus plaid_search(const KernelPath& path, const QueryBatch& q, const Code
     std::vector<int64_t> order(static_cast<std::size_t>(nd));
     std::iota(order.begin(), order.end(), 0);
     const int64_t kk = std::min(k, nd);
-    std::partial_sort(order.begin(), order.begin() + kk, order.end(), [&](int64_t x, int64_t y) {
-      const float a1 = rank_key(val[x]), b1 = rank_key(val[y]);
-      return a1 > b1 || (a1 == b1 && docs[x] < docs[y]);
-    });
+    std::partial_sort(order.begin(), order.begin() + kk, order.end(),
+                      [&](int64_t x, int64_t y) { return ranks_before(val, docs, x, y); });
     for (int64_t j = 0; j < kk; ++j) {
       out_scores[qi * k + j] = val[order[j]];
       out_docs[qi * k + j] = docs[order[j]];

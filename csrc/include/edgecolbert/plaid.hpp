@@ -16,6 +16,7 @@
 //    The per-token maxima are summed in float32 in row order i = 0..m-1, so results do not depend on
 //    the thread count or on the ISA.
 #pragma once
+#include <cmath>
 #include <cstdint>
 #include <limits>
 #include <vector>
@@ -24,6 +25,10 @@
 #include "edgecolbert/dispatch.hpp"
 
 namespace edgecolbert {
+
+// Ranking key of a score in every PLAID selection: NaN ranks below every number (and ties with -inf,
+// broken by id or document). For the ISA-independent drivers; plaid_kernels.hpp has its own copy.
+inline float plaid_rank_key(float v) { return std::isnan(v) ? -std::numeric_limits<float>::infinity() : v; }
 
 struct PlaidStageA {
   std::vector<int64_t> docs;  // segment-local document numbers

@@ -29,7 +29,6 @@ the decompressed tokens (decoded once per open index and cached), which is faste
 from __future__ import annotations
 
 import functools
-
 from typing import Any
 
 import numpy as np

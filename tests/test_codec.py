@@ -60,7 +60,7 @@ def test_bucketize_tie_goes_low_and_bit_layout():
 
 
 @pytest.mark.parametrize("isa", PATHS)
-@pytest.mark.parametrize("nbits,dim", [(1, 48), (2, 48), (2, 12), (4, 130), (8, 33)])
+@pytest.mark.parametrize("nbits,dim", [(1, 48), (2, 48), (2, 12), (2, 96), (4, 130), (4, 32), (8, 33)])
 def test_maxsim_compressed_equals_decompress_then_maxsim(rng, isa, nbits, dim):
     codec = make_codec(rng, dim, nbits, k=50)
     lens = rng.integers(0, 40, 25)

@@ -272,7 +272,24 @@ void tile_n(int nj, const float* qb, int64_t dim, const float* d, const float* i
   }
 }
 
-template <int NB>
+// decode_ss for dim = 16 * NC (NC > 0), unrolled: the same operations in the same order, so the same
+// bits, without the per-token loop bounds and tail test; NC = 0 is the general decode_ss.
+template <int NB, int NC>
+inline __m512 decode_ss_fixed(const Decoder& dc, const float* c, const uint8_t* bytes, int64_t dim, float* x) {
+  if constexpr (NC == 0) {
+    return decode_ss<NB>(dc, c, bytes, dim, x);
+  } else {
+    __m512 ss = _mm512_setzero_ps();
+    for (int i = 0; i < NC; ++i) {
+      const __m512 v = _mm512_add_ps(_mm512_loadu_ps(c + i * kLanes), weights16<NB>(dc, bytes + i * 2 * NB, 2 * NB));
+      _mm512_storeu_ps(x + i * kLanes, v);
+      ss = _mm512_fmadd_ps(v, v, ss);
+    }
+    return ss;
+  }
+}
+
+template <int NB, int NC>
 float score_doc_nb(const float* q, int64_t rows, const CodecView& cv, const int32_t* codes, const uint8_t* packed,
                    const float* norms, int64_t ntok, float* scratch) {
   const int64_t dim = cv.dim, w = codec_detail::packed_width(dim, NB);
@@ -295,8 +312,8 @@ float score_doc_nb(const float* q, int64_t rows, const CodecView& cv, const int3
     // exact, the sums are decompress's: the same bits as its scalar sequence).
     // (groups of 4 tokens reduced as they are decoded: few live vectors, no spill of 16 partial sums)
     auto ss_of = [&](int j) {
-      return j < nj ? decode_ss<NB>(dc, cv.centroids + static_cast<int64_t>(codes[j0 + j]) * dim,
-                                    packed + (j0 + j) * w, dim, x + j * dim)
+      return j < nj ? decode_ss_fixed<NB, NC>(dc, cv.centroids + static_cast<int64_t>(codes[j0 + j]) * dim,
+                                             packed + (j0 + j) * w, dim, x + j * dim)
                     : _mm512_setzero_ps();
     };
     __m512 grp[4];
@@ -333,13 +350,27 @@ float score_doc_nb(const float* q, int64_t rows, const CodecView& cv, const int3
   return static_cast<float>(total);
 }
 
+// The common ColBERT widths (32, 48, 64, 96, 128) get an unrolled decode; the rest the general one.
+template <int NB>
+float score_doc_dim(const float* q, int64_t rows, const CodecView& cv, const int32_t* codes, const uint8_t* packed,
+                    const float* norms, int64_t ntok, float* scratch) {
+  switch (cv.dim % kLanes == 0 ? cv.dim / kLanes : 0) {
+    case 2: return score_doc_nb<NB, 2>(q, rows, cv, codes, packed, norms, ntok, scratch);
+    case 3: return score_doc_nb<NB, 3>(q, rows, cv, codes, packed, norms, ntok, scratch);
+    case 4: return score_doc_nb<NB, 4>(q, rows, cv, codes, packed, norms, ntok, scratch);
+    case 6: return score_doc_nb<NB, 6>(q, rows, cv, codes, packed, norms, ntok, scratch);
+    case 8: return score_doc_nb<NB, 8>(q, rows, cv, codes, packed, norms, ntok, scratch);
+    default: return score_doc_nb<NB, 0>(q, rows, cv, codes, packed, norms, ntok, scratch);
+  }
+}
+
 float score_doc(const float* q, int64_t rows, const CodecView& cv, const int32_t* codes, const uint8_t* packed,
                 const float* norms, int64_t ntok, float* scratch) {
   switch (cv.nbits) {
-    case 1: return score_doc_nb<1>(q, rows, cv, codes, packed, norms, ntok, scratch);
-    case 2: return score_doc_nb<2>(q, rows, cv, codes, packed, norms, ntok, scratch);
-    case 4: return score_doc_nb<4>(q, rows, cv, codes, packed, norms, ntok, scratch);
-    default: return score_doc_nb<8>(q, rows, cv, codes, packed, norms, ntok, scratch);
+    case 1: return score_doc_dim<1>(q, rows, cv, codes, packed, norms, ntok, scratch);
+    case 2: return score_doc_dim<2>(q, rows, cv, codes, packed, norms, ntok, scratch);
+    case 4: return score_doc_dim<4>(q, rows, cv, codes, packed, norms, ntok, scratch);
+    default: return score_doc_dim<8>(q, rows, cv, codes, packed, norms, ntok, scratch);
   }
 }
 

@@ -3,6 +3,7 @@
 // compressed MaxSim against float64 decompress-then-MaxSim; nbits 1, 2, 4, 8 and awkward dims.
 #include <algorithm>
 #include <cmath>
+#include <iterator>
 
 #include "edgecolbert/codec.hpp"
 #include "test_util.hpp"
@@ -70,14 +71,17 @@ EC_TEST(codec_layout_decompress_and_compressed_maxsim_every_variant) {
   const KernelPath& scalar = path_by_name("scalar");
   const int nbits_list[] = {1, 2, 4, 8};
   const int64_t dims1[] = {8, 16, 48, 64, 128, 136};
-  const int64_t dims2[] = {4, 12, 48, 52, 128};
-  const int64_t dims4[] = {2, 6, 48, 130};
-  const int64_t dims8[] = {1, 7, 33, 48, 129};
+  const int64_t dims2[] = {4, 12, 32, 48, 52, 96, 128};
+  const int64_t dims4[] = {2, 6, 32, 48, 130};
+  const int64_t dims8[] = {1, 7, 33, 48, 64, 129};
   for (const KernelPath* p : available_paths()) {
     int cases = 0;
     for (int nbits : nbits_list) {
       const int64_t* dims = nbits == 1 ? dims1 : nbits == 2 ? dims2 : nbits == 4 ? dims4 : dims8;
-      const int nd = nbits == 1 ? 6 : nbits == 2 ? 5 : nbits == 4 ? 4 : 5;
+      const int nd = static_cast<int>(nbits == 1   ? std::size(dims1)
+                                      : nbits == 2 ? std::size(dims2)
+                                      : nbits == 4 ? std::size(dims4)
+                                                   : std::size(dims8));
       for (int di = 0; di < nd; ++di) {
         const int64_t dim = dims[di], K = 1 + (dim * 7 + nbits) % 40, T = 150;
         Codec c = make_codec(rng, K, dim, nbits);

@@ -21,6 +21,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <type_traits>
 
 #include "edgecolbert/codec.hpp"
 
@@ -140,6 +141,37 @@ inline __m512 hsum16(const __m512* v) {
                        hsum4_partial(v[8], v[9], v[10], v[11]), hsum4_partial(v[12], v[13], v[14], v[15]));
 }
 
+// decode_ss for dim = 16 * NC (NC > 0), unrolled: the same operations in the same order, so the same
+// bits, without the per-token loop bounds and tail test; NC = 0 is the general decode_ss.
+template <int NB, int NC>
+inline __m512 decode_ss_fixed(const Decoder& dc, const float* c, const uint8_t* bytes, int64_t dim, float* x) {
+  if constexpr (NC == 0) {
+    return decode_ss<NB>(dc, c, bytes, dim, x);
+  } else {
+    __m512 ss = _mm512_setzero_ps();
+    for (int i = 0; i < NC; ++i) {
+      const __m512 v = _mm512_add_ps(_mm512_loadu_ps(c + i * kLanes), weights16<NB>(dc, bytes + i * 2 * NB, 2 * NB));
+      _mm512_storeu_ps(x + i * kLanes, v);
+      ss = _mm512_fmadd_ps(v, v, ss);
+    }
+    return ss;
+  }
+}
+
+// Calls f(std::integral_constant<int, NC>) with NC = dim / 16 for the common ColBERT widths (32, 48, 64,
+// 96, 128: an unrolled decode) and NC = 0 (the general loop) for the rest.
+template <class F>
+inline auto by_width(int64_t dim, F&& f) {
+  switch (dim % kLanes == 0 ? dim / kLanes : 0) {
+    case 2: return f(std::integral_constant<int, 2>{});
+    case 3: return f(std::integral_constant<int, 3>{});
+    case 4: return f(std::integral_constant<int, 4>{});
+    case 6: return f(std::integral_constant<int, 6>{});
+    case 8: return f(std::integral_constant<int, 8>{});
+    default: return f(std::integral_constant<int, 0>{});
+  }
+}
+
 // Sum of squares of one decoded token (the decompress path).
 template <int NB>
 inline float decode(const Decoder& dc, const float* c, const uint8_t* bytes, int64_t dim, float* x) {
@@ -199,7 +231,7 @@ void decompress(const CodecView& cv, const int32_t* codes, const uint8_t* packed
   }
 }
 
-template <int NB>
+template <int NB, int NC>
 void token_norms_nb(const CodecView& cv, const int32_t* codes, const uint8_t* packed, int64_t n, float* out) {
   const int64_t w = codec_detail::packed_width(cv.dim, NB);
   const Decoder dc = make_decoder(cv);
@@ -208,19 +240,24 @@ void token_norms_nb(const CodecView& cv, const int32_t* codes, const uint8_t* pa
   for (int64_t t0 = 0; t0 < n; t0 += 16) {  // the reduction score_doc uses, 16 tokens at a time
     const int nt = static_cast<int>(std::min<int64_t>(16, n - t0));
     for (int j = 0; j < 16; ++j)
-      ssv[j] = j < nt ? decode_ss<NB>(dc, cv.centroids + static_cast<int64_t>(codes[t0 + j]) * cv.dim,
+      ssv[j] = j < nt ? decode_ss_fixed<NB, NC>(dc, cv.centroids + static_cast<int64_t>(codes[t0 + j]) * cv.dim,
                                       packed + (t0 + j) * w, cv.dim, buf.data())
                       : _mm512_setzero_ps();
     _mm512_mask_storeu_ps(out + t0, static_cast<__mmask16>((1u << nt) - 1), _mm512_sqrt_ps(hsum16(ssv)));
   }
 }
 
+template <int NB>
+void token_norms_w(const CodecView& cv, const int32_t* codes, const uint8_t* packed, int64_t n, float* out) {
+  by_width(cv.dim, [&](auto nc) { token_norms_nb<NB, decltype(nc)::value>(cv, codes, packed, n, out); });
+}
+
 void token_norms(const CodecView& cv, const int32_t* codes, const uint8_t* packed, int64_t n, float* out) {
   switch (cv.nbits) {
-    case 1: token_norms_nb<1>(cv, codes, packed, n, out); break;
-    case 2: token_norms_nb<2>(cv, codes, packed, n, out); break;
-    case 4: token_norms_nb<4>(cv, codes, packed, n, out); break;
-    default: token_norms_nb<8>(cv, codes, packed, n, out); break;
+    case 1: token_norms_w<1>(cv, codes, packed, n, out); break;
+    case 2: token_norms_w<2>(cv, codes, packed, n, out); break;
+    case 4: token_norms_w<4>(cv, codes, packed, n, out); break;
+    default: token_norms_w<8>(cv, codes, packed, n, out); break;
   }
 }
 
@@ -269,23 +306,6 @@ void tile_n(int nj, const float* qb, int64_t dim, const float* d, const float* i
     case 10: tile<MR, 10>(qb, dim, d, inv, runmax); break;
     case 11: tile<MR, 11>(qb, dim, d, inv, runmax); break;
     default: tile<MR, 12>(qb, dim, d, inv, runmax); break;
-  }
-}
-
-// decode_ss for dim = 16 * NC (NC > 0), unrolled: the same operations in the same order, so the same
-// bits, without the per-token loop bounds and tail test; NC = 0 is the general decode_ss.
-template <int NB, int NC>
-inline __m512 decode_ss_fixed(const Decoder& dc, const float* c, const uint8_t* bytes, int64_t dim, float* x) {
-  if constexpr (NC == 0) {
-    return decode_ss<NB>(dc, c, bytes, dim, x);
-  } else {
-    __m512 ss = _mm512_setzero_ps();
-    for (int i = 0; i < NC; ++i) {
-      const __m512 v = _mm512_add_ps(_mm512_loadu_ps(c + i * kLanes), weights16<NB>(dc, bytes + i * 2 * NB, 2 * NB));
-      _mm512_storeu_ps(x + i * kLanes, v);
-      ss = _mm512_fmadd_ps(v, v, ss);
-    }
-    return ss;
   }
 }
 
@@ -350,18 +370,12 @@ float score_doc_nb(const float* q, int64_t rows, const CodecView& cv, const int3
   return static_cast<float>(total);
 }
 
-// The common ColBERT widths (32, 48, 64, 96, 128) get an unrolled decode; the rest the general one.
 template <int NB>
 float score_doc_dim(const float* q, int64_t rows, const CodecView& cv, const int32_t* codes, const uint8_t* packed,
                     const float* norms, int64_t ntok, float* scratch) {
-  switch (cv.dim % kLanes == 0 ? cv.dim / kLanes : 0) {
-    case 2: return score_doc_nb<NB, 2>(q, rows, cv, codes, packed, norms, ntok, scratch);
-    case 3: return score_doc_nb<NB, 3>(q, rows, cv, codes, packed, norms, ntok, scratch);
-    case 4: return score_doc_nb<NB, 4>(q, rows, cv, codes, packed, norms, ntok, scratch);
-    case 6: return score_doc_nb<NB, 6>(q, rows, cv, codes, packed, norms, ntok, scratch);
-    case 8: return score_doc_nb<NB, 8>(q, rows, cv, codes, packed, norms, ntok, scratch);
-    default: return score_doc_nb<NB, 0>(q, rows, cv, codes, packed, norms, ntok, scratch);
-  }
+  return by_width(cv.dim, [&](auto nc) {
+    return score_doc_nb<NB, decltype(nc)::value>(q, rows, cv, codes, packed, norms, ntok, scratch);
+  });
 }
 
 float score_doc(const float* q, int64_t rows, const CodecView& cv, const int32_t* codes, const uint8_t* packed,

@@ -1,9 +1,5 @@
 // A small persistent pool. One job at a time: workers sleep on a condition variable, wake on a new
 // generation, pull task indices from an atomic counter, and the last one out signals the caller.
-// A worker that finishes a job first spins for kSpinMicros watching for the next generation, and the
-// caller spins as long for the helpers to finish, before either blocks: a single-query search is a few
-// parallel regions of ~0.1 ms each, and waking a sleeping thread (futex, scheduler) costs as much as the
-// region it would help with.
 // Callers that find the pool busy (another Python thread is using it) run inline rather than queue:
 // same results, no deadlock, no unbounded waiting.
 #include "edgecolbert/threadpool.hpp"
@@ -13,7 +9,6 @@
 
 #include <algorithm>
 #include <atomic>
-#include <chrono>
 #include <condition_variable>
 #include <exception>
 #include <memory>
@@ -35,25 +30,6 @@ int default_num_threads() {
 }
 
 namespace {
-
-constexpr int64_t kSpinMicros = 200;
-
-// Calls done() until it returns true or kSpinMicros pass; returns whether it did.
-template <class F>
-bool spin_until(F&& done) {
-  const auto t0 = std::chrono::steady_clock::now();
-  for (int i = 0;; ++i) {
-    if (done()) return true;
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#elif defined(__aarch64__)
-    asm volatile("yield");
-#endif
-    if ((i & 63) == 63 &&
-        std::chrono::steady_clock::now() - t0 > std::chrono::microseconds(kSpinMicros))
-      return false;
-  }
-}
 
 class Pool {
  public:
@@ -83,16 +59,14 @@ class Pool {
       ntasks_ = ntasks;
       next_.store(0);
       participants_ = helpers;
-      pending_.store(helpers);
+      pending_ = helpers;
       error_ = nullptr;
       ++generation_;
-      published_.store(generation_, std::memory_order_release);
     }
     cv_.notify_all();
     work(0);
-    spin_until([this] { return pending_.load(std::memory_order_acquire) == 0; });
     std::unique_lock<std::mutex> lk(m_);
-    done_cv_.wait(lk, [this] { return pending_.load() == 0; });
+    done_cv_.wait(lk, [this] { return pending_ == 0; });
     fn_ = nullptr;
     if (error_) std::rethrow_exception(error_);
   }
@@ -115,7 +89,6 @@ class Pool {
   void worker_loop(int idx) {
     uint64_t seen = 0;
     for (;;) {
-      spin_until([&] { return published_.load(std::memory_order_acquire) != seen; });
       {
         std::unique_lock<std::mutex> lk(m_);
         cv_.wait(lk, [&] { return stop_ || generation_ != seen; });
@@ -124,10 +97,8 @@ class Pool {
         if (idx > participants_) continue;
       }
       work(idx);
-      if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
-        std::lock_guard<std::mutex> lk(m_);  // the caller checks pending_ under m_: no lost wake-up
-        done_cv_.notify_one();
-      }
+      std::lock_guard<std::mutex> lk(m_);
+      if (--pending_ == 0) done_cv_.notify_one();
     }
   }
 
@@ -140,9 +111,8 @@ class Pool {
   int64_t ntasks_ = 0;
   std::atomic<int64_t> next_{0};
   int participants_ = 0;
-  std::atomic<int> pending_{0};
+  int pending_ = 0;
   uint64_t generation_ = 0;
-  std::atomic<uint64_t> published_{0};  // generation_, readable without m_ (spinning workers)
   bool stop_ = false;
   std::exception_ptr error_;
 };

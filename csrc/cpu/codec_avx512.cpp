@@ -141,25 +141,9 @@ inline __m512 hsum16(const __m512* v) {
                        hsum4_partial(v[8], v[9], v[10], v[11]), hsum4_partial(v[12], v[13], v[14], v[15]));
 }
 
-// decode_ss for dim = 16 * NC (NC > 0), unrolled: the same operations in the same order, so the same
-// bits, without the per-token loop bounds and tail test; NC = 0 is the general decode_ss.
-template <int NB, int NC>
-inline __m512 decode_ss_fixed(const Decoder& dc, const float* c, const uint8_t* bytes, int64_t dim, float* x) {
-  if constexpr (NC == 0) {
-    return decode_ss<NB>(dc, c, bytes, dim, x);
-  } else {
-    __m512 ss = _mm512_setzero_ps();
-    for (int i = 0; i < NC; ++i) {
-      const __m512 v = _mm512_add_ps(_mm512_loadu_ps(c + i * kLanes), weights16<NB>(dc, bytes + i * 2 * NB, 2 * NB));
-      _mm512_storeu_ps(x + i * kLanes, v);
-      ss = _mm512_fmadd_ps(v, v, ss);
-    }
-    return ss;
-  }
-}
-
 // Calls f(std::integral_constant<int, NC>) with NC = dim / 16 for the common ColBERT widths (32, 48, 64,
-// 96, 128: an unrolled decode) and NC = 0 (the general loop) for the rest.
+// 96, 128) and NC = 0 for the rest. A kernel taking NC uses dim = 16 * NC as a compile-time constant, so
+// decode_ss is unrolled with no loop bounds or tail test per token (the same operations, the same bits).
 template <class F>
 inline auto by_width(int64_t dim, F&& f) {
   switch (dim % kLanes == 0 ? dim / kLanes : 0) {
@@ -233,15 +217,15 @@ void decompress(const CodecView& cv, const int32_t* codes, const uint8_t* packed
 
 template <int NB, int NC>
 void token_norms_nb(const CodecView& cv, const int32_t* codes, const uint8_t* packed, int64_t n, float* out) {
-  const int64_t w = codec_detail::packed_width(cv.dim, NB);
+  const int64_t dim = NC > 0 ? NC * kLanes : cv.dim, w = codec_detail::packed_width(dim, NB);
   const Decoder dc = make_decoder(cv);
   std::vector<float> buf(static_cast<std::size_t>(cv.dim + kLanes));
   __m512 ssv[16];
   for (int64_t t0 = 0; t0 < n; t0 += 16) {  // the reduction score_doc uses, 16 tokens at a time
     const int nt = static_cast<int>(std::min<int64_t>(16, n - t0));
     for (int j = 0; j < 16; ++j)
-      ssv[j] = j < nt ? decode_ss_fixed<NB, NC>(dc, cv.centroids + static_cast<int64_t>(codes[t0 + j]) * cv.dim,
-                                      packed + (t0 + j) * w, cv.dim, buf.data())
+      ssv[j] = j < nt ? decode_ss<NB>(dc, cv.centroids + static_cast<int64_t>(codes[t0 + j]) * dim,
+                                      packed + (t0 + j) * w, dim, buf.data())
                       : _mm512_setzero_ps();
     _mm512_mask_storeu_ps(out + t0, static_cast<__mmask16>((1u << nt) - 1), _mm512_sqrt_ps(hsum16(ssv)));
   }
@@ -312,7 +296,7 @@ void tile_n(int nj, const float* qb, int64_t dim, const float* d, const float* i
 template <int NB, int NC>
 float score_doc_nb(const float* q, int64_t rows, const CodecView& cv, const int32_t* codes, const uint8_t* packed,
                    const float* norms, int64_t ntok, float* scratch) {
-  const int64_t dim = cv.dim, w = codec_detail::packed_width(dim, NB);
+  const int64_t dim = NC > 0 ? NC * kLanes : cv.dim, w = codec_detail::packed_width(dim, NB);
   const int64_t blocks = (rows + kLanes - 1) / kLanes;
   const Decoder dc = make_decoder(cv);
   float* x = scratch;                           // [kNJ * dim + 16] decoded tile
@@ -332,8 +316,8 @@ float score_doc_nb(const float* q, int64_t rows, const CodecView& cv, const int3
     // exact, the sums are decompress's: the same bits as its scalar sequence).
     // (groups of 4 tokens reduced as they are decoded: few live vectors, no spill of 16 partial sums)
     auto ss_of = [&](int j) {
-      return j < nj ? decode_ss_fixed<NB, NC>(dc, cv.centroids + static_cast<int64_t>(codes[j0 + j]) * dim,
-                                             packed + (j0 + j) * w, dim, x + j * dim)
+      return j < nj ? decode_ss<NB>(dc, cv.centroids + static_cast<int64_t>(codes[j0 + j]) * dim,
+                                    packed + (j0 + j) * w, dim, x + j * dim)
                     : _mm512_setzero_ps();
     };
     __m512 grp[4];

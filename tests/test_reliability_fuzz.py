@@ -298,9 +298,11 @@ def test_misaligned_index_and_codec_arrays_are_copied_not_read_in_place():
         assert np.array_equal(g, w)
 
 
+@pytest.mark.parametrize("kernel", ["decode", "lut"])
 @pytest.mark.parametrize("poison", ["bucket_weight", "centroid"])
 @pytest.mark.parametrize("isa", ec.info()["paths"])
-def test_compressed_score_of_a_token_whose_norm_overflows_follows_the_definition(isa, poison):
+def test_compressed_score_of_a_token_whose_norm_overflows_follows_the_definition(isa, poison, kernel, monkeypatch):
+    monkeypatch.setenv("EDGECOLBERT_COMPRESSED_KERNEL", kernel)
     # A finite 3e38 makes a decoded token's squared norm overflow, so 1 / ||v|| = 0. The SIMD paths'
     # factored score (<q, c> + sum lut) / ||v|| was (inf - inf) * 0 = NaN (and a NaN row maximum then
     # changed other rows' maxima), where the definition, decompress then dot, gives <q, v / inf> = 0.

@@ -20,17 +20,6 @@ namespace {
 constexpr int64_t kRows = kCentroidBlockRows;
 constexpr int64_t kGroupBlocks = 8;
 constexpr int64_t kChunk = 512;
-constexpr std::size_t kAlign = 64;
-
-// 64-byte aligned float buffer (packed blocks are read with aligned vector loads).
-struct AlignedFloats {
-  std::unique_ptr<float[]> raw;
-  float* p = nullptr;
-  explicit AlignedFloats(std::size_t n) : raw(new float[n + kAlign / sizeof(float)]) {
-    const auto a = reinterpret_cast<uintptr_t>(raw.get());
-    p = raw.get() + ((kAlign - a % kAlign) % kAlign) / sizeof(float);
-  }
-};
 
 struct Entry {
   float score;

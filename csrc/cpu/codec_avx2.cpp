@@ -160,6 +160,6 @@ std::size_t scratch_floats(int64_t rows, int64_t dim) {
 
 }  // namespace
 
-const CodecOps codec_ops_avx2{decompress, token_norms, query_floats, prepare_query, score_doc, scratch_floats};
+const CodecOps codec_ops_avx2{decompress, token_norms, query_floats, prepare_query, score_doc, scratch_floats, nullptr};
 
 }  // namespace edgecolbert

@@ -83,23 +83,23 @@ inline __m512 weights16(const Decoder& dc, const uint8_t* bytes, int64_t nbytes)
   }
 }
 
-// x = c + r for one token (x has room for dim rounded up to 16); returns the squared norm's 16 partial
-// sums (lane l: dims l, l + 16, ...).
-template <int NB>
+// x = c + r for one token (x has room for dim rounded up to 16; not written when kStore is false);
+// returns the squared norm's 16 partial sums (lane l: dims l, l + 16, ...).
+template <int NB, bool kStore = true>
 inline __m512 decode_ss(const Decoder& dc, const float* c, const uint8_t* bytes, int64_t dim, float* x) {
   constexpr int64_t kBytes16 = 2 * NB;  // residual bytes per 16 dims
   __m512 ss = _mm512_setzero_ps();
   int64_t d = 0;
   for (; d + kLanes <= dim; d += kLanes) {
     const __m512 v = _mm512_add_ps(_mm512_loadu_ps(c + d), weights16<NB>(dc, bytes + d / 16 * kBytes16, kBytes16));
-    _mm512_storeu_ps(x + d, v);
+    if constexpr (kStore) _mm512_storeu_ps(x + d, v);
     ss = _mm512_fmadd_ps(v, v, ss);
   }
   if (d < dim) {
     const __mmask16 m = static_cast<__mmask16>((1u << (dim - d)) - 1);
     const __m512 v = _mm512_maskz_add_ps(m, _mm512_maskz_loadu_ps(m, c + d),
                                          weights16<NB>(dc, bytes + d / 16 * kBytes16, (dim - d) * NB / 8));
-    _mm512_mask_storeu_ps(x + d, m, v);
+    if constexpr (kStore) _mm512_mask_storeu_ps(x + d, m, v);
     ss = _mm512_fmadd_ps(v, v, ss);
   }
   return ss;
@@ -130,15 +130,6 @@ inline __m512 hsum16_finish(__m512 b0, __m512 b1, __m512 b2, __m512 b3) {
                                  _mm512_shuffle_ps(c0, c1, _MM_SHUFFLE(3, 1, 3, 1)));
   const __m512i to_token = _mm512_set_epi32(15, 11, 7, 3, 14, 10, 6, 2, 13, 9, 5, 1, 12, 8, 4, 0);
   return _mm512_permutexvar_ps(to_token, r);
-}
-
-// The horizontal sums of 16 vectors, lane t = sum of v[t], each added in exactly the pairing order of
-// _mm512_reduce_add_ps (lanes i + i+8, then + i+4, + i+2, + i+1; float addition is commutative), so a
-// norm computed here equals the one decompress computes bit for bit. Callers that decode tokens one
-// by one run hsum4_partial per group of 4 so that no more than a few vectors are live.
-inline __m512 hsum16(const __m512* v) {
-  return hsum16_finish(hsum4_partial(v[0], v[1], v[2], v[3]), hsum4_partial(v[4], v[5], v[6], v[7]),
-                       hsum4_partial(v[8], v[9], v[10], v[11]), hsum4_partial(v[12], v[13], v[14], v[15]));
 }
 
 // Calls f(std::integral_constant<int, NC>) with NC = dim / 16 for the common ColBERT widths (32, 48, 64,
@@ -215,19 +206,31 @@ void decompress(const CodecView& cv, const int32_t* codes, const uint8_t* packed
   }
 }
 
+// Norms ||c + r|| of nt <= 16 tokens in one vector (lane t: token t; lanes past nt 0), by the reduction
+// score_doc uses (groups of 4 reduced as they are decoded: no spill of 16 partial sums).
+template <int NB, int NC>
+inline __m512 norms16(const Decoder& dc, const CodecView& cv, const int32_t* codes, const uint8_t* packed, int nt) {
+  const int64_t dim = NC > 0 ? NC * kLanes : cv.dim, w = codec_detail::packed_width(dim, NB);
+  auto ss_of = [&](int j) {
+    return j < nt ? decode_ss<NB, false>(dc, cv.centroids + static_cast<int64_t>(codes[j]) * dim, packed + j * w, dim,
+                                         nullptr)
+                  : _mm512_setzero_ps();
+  };
+  __m512 grp[4];
+  for (int g = 0; g < 4; ++g)
+    grp[g] = 4 * g < nt ? hsum4_partial(ss_of(4 * g), ss_of(4 * g + 1), ss_of(4 * g + 2), ss_of(4 * g + 3))
+                        : _mm512_setzero_ps();
+  return _mm512_sqrt_ps(hsum16_finish(grp[0], grp[1], grp[2], grp[3]));
+}
+
 template <int NB, int NC>
 void token_norms_nb(const CodecView& cv, const int32_t* codes, const uint8_t* packed, int64_t n, float* out) {
-  const int64_t dim = NC > 0 ? NC * kLanes : cv.dim, w = codec_detail::packed_width(dim, NB);
+  const int64_t w = codec_detail::packed_width(cv.dim, NB);
   const Decoder dc = make_decoder(cv);
-  std::vector<float> buf(static_cast<std::size_t>(cv.dim + kLanes));
-  __m512 ssv[16];
-  for (int64_t t0 = 0; t0 < n; t0 += 16) {  // the reduction score_doc uses, 16 tokens at a time
+  for (int64_t t0 = 0; t0 < n; t0 += 16) {
     const int nt = static_cast<int>(std::min<int64_t>(16, n - t0));
-    for (int j = 0; j < 16; ++j)
-      ssv[j] = j < nt ? decode_ss<NB>(dc, cv.centroids + static_cast<int64_t>(codes[t0 + j]) * dim,
-                                      packed + (t0 + j) * w, dim, buf.data())
-                      : _mm512_setzero_ps();
-    _mm512_mask_storeu_ps(out + t0, static_cast<__mmask16>((1u << nt) - 1), _mm512_sqrt_ps(hsum16(ssv)));
+    _mm512_mask_storeu_ps(out + t0, static_cast<__mmask16>((1u << nt) - 1),
+                          norms16<NB, NC>(dc, cv, codes + t0, packed + t0 * w, nt));
   }
 }
 
@@ -376,8 +379,147 @@ std::size_t scratch_floats(int64_t rows, int64_t dim) {
   return static_cast<std::size_t>(kNJ * dim + kLanes + kNJ + (rows + kLanes - 1) / kLanes * kLanes);
 }
 
+// Compressed MaxSim through nibble tables (CodecLutOps). Per 16 query rows the tables take dim * nbits / 4
+// KB; up to 32 KB they stay in L1 beside the rest, so a token costs dim * nbits / 4 table reads and adds
+// per 16 rows, where score_doc spends dim FMAs (and the broadcasts that feed them). A document is taken
+// kLutChunk tokens at a time, one pass over the chunk per 16-row block, so that each block's tables are
+// the only ones in use; the first pass also computes the chunk's inverse norms.
+constexpr int64_t kLutMaxNibbles = 32;
+constexpr int64_t kLutChunk = 256;
+constexpr int64_t kLutEntry = 16 * kLanes;  // floats per nibble position: 16 values x 16 rows
+
+std::size_t lut_floats(int64_t rows, int64_t dim, int nbits) {
+  const int64_t nibbles = dim * nbits / 4;
+  if ((nbits != 1 && nbits != 2) || nibbles > kLutMaxNibbles) return 0;
+  return static_cast<std::size_t>((rows + kLanes - 1) / kLanes * nibbles * kLutEntry);
+}
+
+// lut[(b * P + p) * 256 + v * 16 + l] = sum_j q[16 b + l][p g + j] * w[bucket j of nibble value v], g = 4 / nbits
+// dims per nibble, the sum in order of j (one multiply, then FMAs); q from prepare_query (padded rows 0).
+void prepare_lut(const float* prepared, int64_t rows, const CodecView& cv, float* lut) {
+  const int64_t dim = cv.dim, nibbles = dim * cv.nbits / 4, blocks = (rows + kLanes - 1) / kLanes;
+  const int g = 4 / cv.nbits;
+  for (int64_t b = 0; b < blocks; ++b)
+    for (int64_t p = 0; p < nibbles; ++p) {
+      const float* q = prepared + (b * dim + p * g) * kLanes;
+      float* out = lut + (b * nibbles + p) * kLutEntry;
+      for (unsigned v = 0; v < 16; ++v) {
+        __m512 acc = _mm512_mul_ps(_mm512_load_ps(q), _mm512_set1_ps(cv.weights[byte_bucket(v << 4, 0, cv.nbits)]));
+        for (int j = 1; j < g; ++j)
+          acc = _mm512_fmadd_ps(_mm512_load_ps(q + j * kLanes),
+                                _mm512_set1_ps(cv.weights[byte_bucket(v << 4, j, cv.nbits)]), acc);
+        _mm512_store_ps(out + v * kLanes, acc);
+      }
+    }
+}
+
+// <q, c + r> for 16 rows: the centroid row plus one table row per nibble, over four accumulators (short
+// dependency chains; the order is fixed, so the same token gives the same bits wherever it falls).
+inline __m512 lut_dot(const char* tab, const float* qc_row, const uint8_t* bytes, int64_t w) {
+  constexpr std::size_t kPos = kLutEntry * sizeof(float);  // bytes per nibble position
+  __m512 a[4] = {_mm512_loadu_ps(qc_row), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+  for (int64_t i = 0; i < w; ++i) {
+    // 64-bit offsets: the position's constant folds into the load's displacement
+    const std::size_t v = bytes[i], p = static_cast<std::size_t>(i);
+    const float* hi = reinterpret_cast<const float*>(tab + 2 * p * kPos + ((v << 2) & 0x3C0u));
+    const float* lo = reinterpret_cast<const float*>(tab + (2 * p + 1) * kPos + ((v << 6) & 0x3C0u));
+    a[(2 * i) & 3] = _mm512_add_ps(a[(2 * i) & 3], _mm512_load_ps(hi));
+    a[(2 * i + 1) & 3] = _mm512_add_ps(a[(2 * i + 1) & 3], _mm512_load_ps(lo));
+  }
+  return _mm512_add_ps(_mm512_add_ps(a[0], a[1]), _mm512_add_ps(a[2], a[3]));
+}
+
+template <int NB, int NC>
+bool score_doc_lut_nb(const float* lut, const float* qc, int64_t qc_stride, const int32_t* slot, int64_t rows,
+                      const CodecView& cv, const int32_t* codes, const uint8_t* packed, const float* norms,
+                      int64_t ntok, float* scratch, float* out) {
+  const int64_t dim = NC > 0 ? NC * kLanes : cv.dim;
+  // a compile-time byte count where the width is, so lut_dot unrolls
+  const int64_t w = NC > 0 ? NC * 2 * NB : codec_detail::packed_width(dim, NB);
+  const int64_t nibbles = 2 * w, blocks = (rows + kLanes - 1) / kLanes;
+  const Decoder dc = make_decoder(cv);
+  float* inv = scratch;               // [kLutChunk]
+  float* rmax = inv + kLutChunk;      // [blocks * 16]
+  std::fill_n(rmax, blocks * kLanes, -std::numeric_limits<float>::infinity());
+  for (int64_t t0 = 0; t0 < ntok; t0 += kLutChunk) {
+    const int64_t n = std::min(kLutChunk, ntok - t0);
+    for (int64_t b = 0; b < blocks; ++b) {
+      const char* tab = reinterpret_cast<const char*>(lut + b * nibbles * kLutEntry);
+      const float* qcb = qc + b * kLanes;
+      auto dot = [&](int64_t t) {  // <q, c + r> of token t0 + t for this block's 16 rows
+        const int64_t code = codes[t0 + t];
+        return lut_dot(tab, qcb + (slot != nullptr ? slot[code] : code) * qc_stride, packed + (t0 + t) * w, w);
+      };
+      __m512 rm = _mm512_loadu_ps(rmax + b * kLanes);
+      for (int64_t j0 = 0; j0 < n; j0 += kLanes) {
+        const int nt = static_cast<int>(std::min<int64_t>(kLanes, n - j0));
+        if (b == 0) {
+          // The first block also finds the group's inverse norms. Decoded in the same loop as the table sums,
+          // the decode's shuffles run beside the table loads and adds; the norms are score_doc's (same
+          // sequence, same bits).
+          __m512 sums[kLanes];
+          __m512 nrm;
+          if (norms != nullptr) {
+            for (int j = 0; j < nt; ++j) sums[j] = dot(j0 + j);
+            nrm = _mm512_maskz_loadu_ps(static_cast<__mmask16>((1u << nt) - 1), norms + t0 + j0);
+          } else {
+            __m512 grp[4];
+            for (int g = 0; g < 4; ++g) {
+              __m512 ss[4];
+              for (int k = 0; k < 4; ++k) {
+                const int j = 4 * g + k;
+                ss[k] = _mm512_setzero_ps();
+                if (j >= nt) continue;
+                const int64_t t = t0 + j0 + j;
+                sums[j] = dot(j0 + j);
+                ss[k] = decode_ss<NB, false>(dc, cv.centroids + static_cast<int64_t>(codes[t]) * dim, packed + t * w,
+                                             dim, nullptr);
+              }
+              grp[g] = hsum4_partial(ss[0], ss[1], ss[2], ss[3]);
+            }
+            nrm = _mm512_sqrt_ps(hsum16_finish(grp[0], grp[1], grp[2], grp[3]));
+          }
+          const __m512 iv = _mm512_div_ps(_mm512_set1_ps(1.0f), _mm512_max_ps(_mm512_set1_ps(1e-12f), nrm));
+          const __mmask16 live = static_cast<__mmask16>((1u << nt) - 1);
+          if (_mm512_mask_cmp_ps_mask(live, iv, _mm512_setzero_ps(), _CMP_EQ_OQ) != 0) return false;  // overflow
+          _mm512_storeu_ps(inv + j0, iv);
+          // NaN similarities are ignored, as in score_doc.
+          for (int j = 0; j < nt; ++j) rm = _mm512_max_ps(_mm512_mul_ps(sums[j], _mm512_set1_ps(inv[j0 + j])), rm);
+        } else {
+          for (int j = 0; j < nt; ++j) rm = _mm512_max_ps(_mm512_mul_ps(dot(j0 + j), _mm512_set1_ps(inv[j0 + j])), rm);
+        }
+      }
+      _mm512_storeu_ps(rmax + b * kLanes, rm);
+    }
+  }
+  double total = 0.0;
+  for (int64_t r = 0; r < rows; ++r) total += rmax[r];
+  *out = static_cast<float>(total);
+  return true;
+}
+
+bool score_doc_lut(const float* lut, const float* qc, int64_t qc_stride, const int32_t* slot, int64_t rows,
+                   const CodecView& cv, const int32_t* codes, const uint8_t* packed, const float* norms, int64_t ntok,
+                   float* scratch, float* out) {
+  return by_width(cv.dim, [&](auto nc) {
+    constexpr int NC = decltype(nc)::value;
+    return cv.nbits == 1 ? score_doc_lut_nb<1, NC>(lut, qc, qc_stride, slot, rows, cv, codes, packed, norms, ntok,
+                                                   scratch, out)
+                         : score_doc_lut_nb<2, NC>(lut, qc, qc_stride, slot, rows, cv, codes, packed, norms, ntok,
+                                                   scratch, out);
+  });
+}
+
+std::size_t lut_scratch_floats(int64_t rows, int64_t dim) {
+  (void)dim;
+  return static_cast<std::size_t>(kLutChunk + (rows + kLanes - 1) / kLanes * kLanes);
+}
+
+const CodecLutOps codec_lut_ops{lut_floats, prepare_lut, score_doc_lut, lut_scratch_floats};
+
 }  // namespace
 
-const CodecOps codec_ops_avx512{decompress, token_norms, query_floats, prepare_query, score_doc, scratch_floats};
+const CodecOps codec_ops_avx512{decompress, token_norms, query_floats, prepare_query, score_doc, scratch_floats,
+                                &codec_lut_ops};
 
 }  // namespace edgecolbert

@@ -152,10 +152,13 @@ EC_TEST(codec_layout_decompress_and_compressed_maxsim_every_variant) {
           EC_CHECK(std::fabs(nrm[i] - std::sqrt(ss)) <= 2e-6 * std::sqrt(ss) + 1e-7, "%s nbits=%d dim=%lld: norm %.9g vs %.9g",
                    p->name, nbits, (long long)dim, nrm[i], std::sqrt(ss));
         }
-        // Compressed MaxSim: documents over the compressed tokens, some empty; a masked query.
+        // Compressed MaxSim: documents over the compressed tokens, some empty; a masked query. Both
+        // kernels where the path has tables (the environment variable overrides the measured choice).
         std::vector<int64_t> offsets = {0, 0, 1, 40, 40, 97, 150};
         const int64_t n = 6;
+        for (const char* kernel : {"decode", "lut"})
         for (int64_t lq : {int64_t(1), int64_t(33), int64_t(7)}) {
+          setenv("EDGECOLBERT_COMPRESSED_KERNEL", kernel, 1);
           const int64_t nq = 2;
           std::vector<float> qv = ectest::awkward_values(rng, static_cast<std::size_t>(nq * lq * dim));
           std::vector<uint8_t> mask(static_cast<std::size_t>(nq * lq), 1);
@@ -199,6 +202,7 @@ EC_TEST(codec_layout_decompress_and_compressed_maxsim_every_variant) {
           for (std::size_t i = 0; i < sn.size(); ++i)
             EC_CHECK(sn[i] == s[i], "%s nbits=%d dim=%lld: score with norms %.9g vs %.9g", p->name, nbits, (long long)dim,
                      sn[i], s[i]);
+          unsetenv("EDGECOLBERT_COMPRESSED_KERNEL");
         }
         ++cases;
       }
@@ -218,4 +222,93 @@ EC_TEST(codec_bucketize_equal_to_cutoff_goes_low) {
   compress(path_by_name("scalar"), c.view(), c.cutoffs.data(), Matrix{tok, DType::f32, 1, 4}, &code, &byte, 1);
   // buckets 0, 1, 2, 3 -> bits (LSB first) 00 10 01 11 -> 0b00100111
   EC_CHECK(code == 0 && byte == 0x27, "byte 0x%02x", byte);
+}
+
+// The table kernel (CodecLutOps) against the decoding kernel and float64 on the shapes it takes: long
+// documents (several 256-token chunks), 1 to 3 blocks of 16 query rows, candidates that use fewer than K
+// tokens (qc rows by slot) against the full call (all K rows), and a codec whose norms overflow, which
+// falls back to the decoding kernel.
+EC_TEST(codec_table_kernel_matches_decoding_kernel) {
+  std::mt19937_64 rng(4242);
+  int cases = 0;
+  for (const KernelPath* p : available_paths()) {
+    if (p->codec.lut == nullptr) continue;
+    for (int nbits : {1, 2}) {
+      const int64_t dims1[] = {8, 24, 48, 64, 128}, dims2[] = {4, 12, 48, 52, 64};
+      for (int64_t dim : nbits == 1 ? dims1 : dims2) {
+        if (p->codec.lut->lut_floats(1, dim, nbits) == 0) continue;
+        const int64_t K = 29, T = 900, w = dim * nbits / 8;
+        Codec c = make_codec(rng, K, dim, nbits);
+        std::vector<float> tok = make_tokens(rng, c, T);
+        std::vector<int32_t> codes(T);
+        std::vector<uint8_t> res(static_cast<std::size_t>(T * w));
+        compress(*p, c.view(), c.cutoffs.data(), Matrix{tok.data(), DType::f32, T, dim}, codes.data(), res.data(), 2);
+        std::vector<int64_t> offsets = {0, 1, 17, 300, 300, 813, 900};
+        const int64_t n = 6;
+        CompressedDocs cd{codes.data(), res.data(), offsets.data(), n};
+        for (int64_t lq : {int64_t(1), int64_t(16), int64_t(40)}) {
+          const int64_t nq = 2;
+          std::vector<float> qv = ectest::awkward_values(rng, static_cast<std::size_t>(nq * lq * dim));
+          QueryBatch qb{qv.data(), DType::f32, nq, lq, dim, nullptr};
+          std::vector<float> s_dec(static_cast<std::size_t>(nq * n)), s_lut(s_dec.size()), s_cand(4);
+          setenv("EDGECOLBERT_COMPRESSED_KERNEL", "decode", 1);
+          maxsim_compressed(*p, qb, c.view(), cd, nullptr, 0, s_dec.data(), 2);
+          setenv("EDGECOLBERT_COMPRESSED_KERNEL", "lut", 1);
+          maxsim_compressed(*p, qb, c.view(), cd, nullptr, 0, s_lut.data(), 2);
+          std::vector<int64_t> cand = {1, 0, 2, 1};  // 17 and 1 tokens: fewer than K, so qc rows by slot
+          maxsim_compressed(*p, qb, c.view(), cd, cand.data(), 2, s_cand.data(), 1);
+          std::vector<double> x;
+          for (int64_t qi = 0; qi < nq; ++qi)
+            for (int64_t dd = 0; dd < n; ++dd) {
+              double total = 0, mag = 0;
+              if (offsets[dd + 1] > offsets[dd])
+                for (int64_t r = 0; r < lq; ++r) {
+                  double best = -INFINITY, babs = 0;
+                  for (int64_t t = offsets[dd]; t < offsets[dd + 1]; ++t) {
+                    ref_decode(c, codes[t], res.data() + t * w, x);
+                    double dot = 0, ad = 0;
+                    for (int64_t k = 0; k < dim; ++k) {
+                      dot += double(qv[(qi * lq + r) * dim + k]) * x[k];
+                      ad += std::fabs(double(qv[(qi * lq + r) * dim + k]) * x[k]);
+                    }
+                    best = std::max(best, dot);
+                    babs = std::max(babs, ad);
+                  }
+                  total += best;
+                  mag += babs;
+                }
+              const float g = s_lut[qi * n + dd], h = s_dec[qi * n + dd];
+              EC_CHECK(std::fabs(g - total) <= 2e-5 * (mag + 1e-30) + 1e-6,
+                       "%s nbits=%d dim=%lld lq=%lld doc %lld: tables %.9g vs float64 %.9g", p->name, nbits,
+                       (long long)dim, (long long)lq, (long long)dd, g, total);
+              EC_CHECK(std::fabs(g - h) <= 2e-5 * (mag + 1e-30) + 1e-6, "%s: tables %.9g vs decoding %.9g", p->name, g, h);
+            }
+          for (int64_t qi = 0; qi < nq; ++qi)
+            for (int64_t j = 0; j < 2; ++j)
+              EC_CHECK(s_cand[qi * 2 + j] == s_lut[qi * n + cand[qi * 2 + j]],
+                       "%s nbits=%d dim=%lld: candidate score by slot %.9g vs all rows %.9g", p->name, nbits,
+                       (long long)dim, s_cand[qi * 2 + j], s_lut[qi * n + cand[qi * 2 + j]]);
+          ++cases;
+        }
+        // A bucket weight of 1e30 overflows every norm that uses it: the decoding kernel's definition.
+        Codec big = c;
+        big.weights.back() = 1e30f;
+        big.table = make_byte_table(big.weights.data(), nbits);
+        std::vector<float> q1 = ectest::awkward_values(rng, static_cast<std::size_t>(3 * dim));
+        QueryBatch qb1{q1.data(), DType::f32, 1, 3, dim, nullptr};
+        std::vector<float> b_dec(static_cast<std::size_t>(n)), b_lut(b_dec.size());
+        setenv("EDGECOLBERT_COMPRESSED_KERNEL", "decode", 1);
+        maxsim_compressed(*p, qb1, big.view(), cd, nullptr, 0, b_dec.data(), 1);
+        setenv("EDGECOLBERT_COMPRESSED_KERNEL", "lut", 1);
+        maxsim_compressed(*p, qb1, big.view(), cd, nullptr, 0, b_lut.data(), 1);
+        for (int64_t dd = 0; dd < n; ++dd)
+          EC_CHECK(std::fabs(b_lut[dd] - b_dec[dd]) <= 1e-5 * (std::fabs(b_dec[dd]) + 1.0f) ||
+                       (std::isnan(b_lut[dd]) && std::isnan(b_dec[dd])),
+                   "%s nbits=%d dim=%lld: overflow doc %lld %.9g vs %.9g", p->name, nbits, (long long)dim,
+                   (long long)dd, b_lut[dd], b_dec[dd]);
+        unsetenv("EDGECOLBERT_COMPRESSED_KERNEL");
+      }
+    }
+  }
+  std::printf("  table kernel: %d cases\n", cases);
 }

@@ -6,8 +6,20 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <memory>
 
 namespace edgecolbert {
+
+// 64-byte aligned float buffer (packed blocks and tables are read with aligned vector loads).
+struct AlignedFloats {
+  static constexpr std::size_t kAlign = 64;
+  std::unique_ptr<float[]> raw;
+  float* p = nullptr;
+  explicit AlignedFloats(std::size_t n) : raw(new float[n + kAlign / sizeof(float)]) {
+    const auto a = reinterpret_cast<uintptr_t>(raw.get());
+    p = raw.get() + ((kAlign - a % kAlign) % kAlign) / sizeof(float);
+  }
+};
 
 enum class DType : int { f32 = 0, f16 = 1, bf16 = 2 };
 

@@ -79,6 +79,24 @@ struct CodecView {
 //     sum_r max_t <q_r, c_t + r_t> / max(n_t, 1e-12),  n_t = norms[t] when norms is given, else ||c_t + r_t||
 //   for a document of ntok >= 1 tokens: tiles of tokens are decoded into L1 scratch (never to memory)
 //   and run through the MaxSim micro-kernel. scratch holds scratch_floats(rows, dim) floats.
+// Compressed MaxSim through lookup tables (nbits 1 and 2), WARP's implicit decompression: with qc[c] =
+// <q_r, centroid c> (centroid-major, from centroid_scores_t) and, per 16 query rows and residual nibble
+// p (4 / nbits dims, the byte's high nibble first), a 16-entry table of <q_r, weights of that nibble
+// value>, a token scores qc[code] + sum_p lut[p][nibble_p] with one table read and add per nibble
+// instead of dim FMAs, divided by its norm as score_doc does. lut_floats returns 0 where the path has no
+// table kernel for (nbits, dim). prepare_lut builds the tables from prepare_query's layout. score_doc
+// writes the same quantity as CodecOps::score_doc up to float rounding (another summation order) and
+// returns false, leaving *out unset, where a token's norm overflows (the caller scores that document
+// with CodecOps::score_doc). slot (may be null) maps a code to its qc row.
+struct CodecLutOps {
+  std::size_t (*lut_floats)(int64_t rows, int64_t dim, int nbits);
+  void (*prepare_lut)(const float* prepared, int64_t rows, const CodecView& cv, float* lut);
+  bool (*score_doc)(const float* lut, const float* qc, int64_t qc_stride, const int32_t* slot, int64_t rows,
+                    const CodecView& cv, const int32_t* codes, const uint8_t* packed, const float* norms,
+                    int64_t ntok, float* scratch, float* out);
+  std::size_t (*scratch_floats)(int64_t rows, int64_t dim);
+};
+
 struct CodecOps {
   void (*decompress)(const CodecView& cv, const int32_t* codes, const uint8_t* packed, int64_t n, void* out,
                      DType out_dtype);
@@ -88,6 +106,7 @@ struct CodecOps {
   float (*score_doc)(const float* prepared, int64_t rows, const CodecView& cv, const int32_t* codes,
                      const uint8_t* packed, const float* norms, int64_t ntok, float* scratch);
   std::size_t (*scratch_floats)(int64_t rows, int64_t dim);
+  const CodecLutOps* lut;  // null: no table kernel on this path
 };
 
 // The codes of one index segment: int32, or uint16 when the codec has at most 65,536 centroids.

@@ -1,5 +1,11 @@
 // A small persistent pool. One job at a time: workers sleep on a condition variable, wake on a new
 // generation, pull task indices from an atomic counter, and the last one out signals the caller.
+// Helpers block as soon as a job ends, except while a SpinScope is open and EDGECOLBERT_SPIN=1: then
+// they spin for the next job (up to kScopeSpinMicros) and the caller spins for the helpers to finish
+// (up to kCallerSpinMicros), so that one search's few short regions pay one wake-up instead of one
+// each (~85 us each on a 2-vCPU VM). Off by default: spinning helpers hold cores that other busy
+// threads in the process may need (torch's OpenMP threads spin after an encoder's call); docs/index.md
+// has the measurements.
 // Callers that find the pool busy (another Python thread is using it) run inline rather than queue:
 // same results, no deadlock, no unbounded waiting.
 #include "edgecolbert/threadpool.hpp"
@@ -9,7 +15,10 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
+#include <cstdlib>
+#include <cstring>
 #include <exception>
 #include <memory>
 #include <mutex>
@@ -31,6 +40,24 @@ int default_num_threads() {
 
 namespace {
 
+constexpr int64_t kCallerSpinMicros = 200;
+constexpr int64_t kScopeSpinMicros = 2000;
+
+// Calls done() until it returns true or `micros` pass; returns whether it did.
+template <class F>
+bool spin_until(F&& done, int64_t micros) {
+  const auto t0 = std::chrono::steady_clock::now();
+  for (int i = 0;; ++i) {
+    if (done()) return true;
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    asm volatile("yield");
+#endif
+    if ((i & 63) == 63 && std::chrono::steady_clock::now() - t0 > std::chrono::microseconds(micros)) return false;
+  }
+}
+
 class Pool {
  public:
   Pool() : pid_(getpid()) {}
@@ -45,6 +72,7 @@ class Pool {
 
   pid_t pid() const { return pid_; }
   std::mutex& busy() { return busy_; }
+  std::atomic<int> spin_scopes_{0};  // open SpinScopes that spin
 
   // Caller holds busy().
   void run(int64_t ntasks, int num_threads, const std::function<void(int64_t, int)>& fn) {
@@ -65,8 +93,9 @@ class Pool {
     }
     cv_.notify_all();
     work(0);
+    if (spin_scopes_.load() > 0) spin_until([this] { return pending_.load() == 0; }, kCallerSpinMicros);
     std::unique_lock<std::mutex> lk(m_);
-    done_cv_.wait(lk, [this] { return pending_ == 0; });
+    done_cv_.wait(lk, [this] { return pending_.load() == 0; });
     fn_ = nullptr;
     if (error_) std::rethrow_exception(error_);
   }
@@ -97,8 +126,12 @@ class Pool {
         if (idx > participants_) continue;
       }
       work(idx);
-      std::lock_guard<std::mutex> lk(m_);
-      if (--pending_ == 0) done_cv_.notify_one();
+      {
+        std::lock_guard<std::mutex> lk(m_);
+        if (--pending_ == 0) done_cv_.notify_one();
+      }
+      if (spin_scopes_.load() > 0)
+        spin_until([&] { return generation_.load() != seen || spin_scopes_.load() == 0; }, kScopeSpinMicros);
     }
   }
 
@@ -111,8 +144,8 @@ class Pool {
   int64_t ntasks_ = 0;
   std::atomic<int64_t> next_{0};
   int participants_ = 0;
-  int pending_ = 0;
-  uint64_t generation_ = 0;
+  std::atomic<int> pending_{0};
+  std::atomic<uint64_t> generation_{0};
   bool stop_ = false;
   std::exception_ptr error_;
 };
@@ -128,6 +161,19 @@ Pool& pool() {
 }
 
 }  // namespace
+
+SpinScope::SpinScope(int num_threads) : active_(num_threads > 1 && spin_enabled()) {
+  if (active_) ++pool().spin_scopes_;
+}
+
+SpinScope::~SpinScope() {
+  if (active_) --pool().spin_scopes_;
+}
+
+bool spin_enabled() {
+  const char* env = std::getenv("EDGECOLBERT_SPIN");
+  return env != nullptr && std::strcmp(env, "1") == 0;
+}
 
 void parallel_for(int64_t ntasks, int num_threads, const std::function<void(int64_t, int)>& fn) {
   if (ntasks <= 0) return;

@@ -86,8 +86,9 @@ namespace {
 // Times both compressed-MaxSim kernels of `path` on a synthetic problem of this shape (32 query rows,
 // 8 documents of 256 tokens, 64 centroids; the minimum of 5 alternated runs each) and says whether the
 // table kernel took less than 0.85 of the decoding one. Which wins depends on how many 512-bit FMAs the
-// core retires per cycle (one on Zen 4, where the tables run ~1.6x faster; two on Zen 5, where the FMAs
-// win), which CPUID does not report. The margin keeps a near tie on the decoding kernel.
+// core retires per cycle (one on Zen 4, where the tables run 1.2-1.3x faster with norms recomputed; two
+// on Zen 5, where the FMAs won), which CPUID does not report. The margin keeps a near tie on the
+// decoding kernel.
 bool measure_lut_faster(const KernelPath& path, int nbits, int64_t dim) {
   constexpr int64_t K = 64, ndoc = 8, doclen = 256, T = ndoc * doclen, rows = 32;
   const int64_t w = codec_detail::packed_width(dim, nbits);
@@ -97,7 +98,8 @@ bool measure_lut_faster(const KernelPath& path, int nbits, int64_t dim) {
   for (float& v : cents) v = normal(rng) / std::sqrt(static_cast<float>(dim));
   for (float& v : q) v = normal(rng) / std::sqrt(static_cast<float>(dim));
   std::vector<float> weights(static_cast<std::size_t>(1) << nbits);
-  for (std::size_t b = 0; b < weights.size(); ++b) weights[b] = -0.1f + 0.2f * static_cast<float>(b) / static_cast<float>(weights.size() - 1);
+  const auto nw = static_cast<float>(weights.size() - 1);
+  for (std::size_t b = 0; b < weights.size(); ++b) weights[b] = -0.1f + 0.2f * static_cast<float>(b) / nw;
   const std::vector<float> table = make_byte_table(weights.data(), nbits);
   const CodecView cv{cents.data(), K, dim, nbits, weights.data(), table.data()};
   std::vector<int32_t> codes(T);
@@ -110,7 +112,8 @@ bool measure_lut_faster(const KernelPath& path, int nbits, int64_t dim) {
   AlignedFloats scratch(std::max(path.codec.scratch_floats(rows, dim), lut_ops.scratch_floats(rows, dim)));
   path.codec.prepare_query(q.data(), rows, dim, prep.p);
   lut_ops.prepare_lut(prep.p, rows, cv, lut.p);
-  centroid_scores_t(path, Matrix{q.data(), DType::f32, rows, dim}, Matrix{cents.data(), DType::f32, K, dim}, rows, qc.p, 1);
+  centroid_scores_t(path, Matrix{q.data(), DType::f32, rows, dim}, Matrix{cents.data(), DType::f32, K, dim}, rows,
+                    qc.p, 1);
   volatile float sink = 0.0f;
   auto seconds = [&](bool use_lut) {
     const auto t0 = std::chrono::steady_clock::now();
@@ -194,8 +197,10 @@ struct QueryCentroidRows {
     }
     const auto nu = static_cast<int64_t>(used.size());
     gathered.resize(static_cast<std::size_t>(std::max<int64_t>(nu, 1) * dim));
-    for (int64_t u = 0; u < nu; ++u)
-      std::copy_n(cv.centroids + static_cast<int64_t>(used[static_cast<std::size_t>(u)]) * dim, dim, gathered.data() + u * dim);
+    for (int64_t u = 0; u < nu; ++u) {
+      const int64_t code = used[static_cast<std::size_t>(u)];
+      std::copy_n(cv.centroids + code * dim, dim, gathered.data() + u * dim);
+    }
     for (int32_t code : used) seen[static_cast<std::size_t>(code)] = 0;
     scores.resize(static_cast<std::size_t>(std::max<int64_t>(nu, 1) * stride));
     centroid_scores_t(path, qrows, Matrix{gathered.data(), DType::f32, nu, dim}, stride, scores.data(), num_threads);
@@ -244,10 +249,13 @@ void maxsim_compressed(const KernelPath& path, const QueryBatch& q, const CodecV
         const uint8_t* dr = docs.residuals + b * w;
         const float* dn = norms != nullptr ? norms + b : nullptr;
         float v = 0.0f;
-        // (a norm that overflows to inf: the decoding kernel scores the document by the definition)
-        if (ntok > 0 && (lut_ops == nullptr ||
-                         !lut_ops->score_doc(lut.p, qc.scores.data(), qc.stride, slot, kept, cv, dc, dr, dn, ntok, s, &v)))
-          v = path.codec.score_doc(prep.p, kept, cv, dc, dr, dn, ntok, s);
+        if (ntok > 0) {
+          // (a norm that overflows to inf: the decoding kernel scores the document by the definition)
+          const bool by_tables =
+              lut_ops != nullptr &&
+              lut_ops->score_doc(lut.p, qc.scores.data(), qc.stride, slot, kept, cv, dc, dr, dn, ntok, s, &v);
+          if (!by_tables) v = path.codec.score_doc(prep.p, kept, cv, dc, dr, dn, ntok, s);
+        }
         orow[c] = v;
       }
     });

@@ -78,6 +78,7 @@ std::size_t scratch_floats(int64_t rows, int64_t dim) { return static_cast<std::
 
 }  // namespace
 
-const CodecOps codec_ops_scalar{decompress, token_norms, query_floats, prepare_query, score_doc, scratch_floats, nullptr};
+const CodecOps codec_ops_scalar{decompress,    token_norms,    query_floats, prepare_query,
+                                score_doc,     scratch_floats, nullptr};
 
 }  // namespace edgecolbert

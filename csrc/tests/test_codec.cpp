@@ -281,7 +281,8 @@ EC_TEST(codec_table_kernel_matches_decoding_kernel) {
               EC_CHECK(std::fabs(g - total) <= 2e-5 * (mag + 1e-30) + 1e-6,
                        "%s nbits=%d dim=%lld lq=%lld doc %lld: tables %.9g vs float64 %.9g", p->name, nbits,
                        (long long)dim, (long long)lq, (long long)dd, g, total);
-              EC_CHECK(std::fabs(g - h) <= 2e-5 * (mag + 1e-30) + 1e-6, "%s: tables %.9g vs decoding %.9g", p->name, g, h);
+              EC_CHECK(std::fabs(g - h) <= 2e-5 * (mag + 1e-30) + 1e-6, "%s: tables %.9g vs decoding %.9g", p->name, g,
+                       h);
             }
           for (int64_t qi = 0; qi < nq; ++qi)
             for (int64_t j = 0; j < 2; ++j)

@@ -92,6 +92,9 @@ def test_maxsim_compressed_equals_decompress_then_maxsim(rng, monkeypatch, kerne
         np.testing.assert_allclose(gm, wm, rtol=2e-5, atol=2e-5 * lq)
         # and against the library's own decompress + maxsim
         np.testing.assert_allclose(got, ec.maxsim(q, codec.decompress(codes, res), offsets), rtol=2e-5, atol=2e-5 * lq)
+        # the per-call kernel choice is the same kernel as the environment's
+        np.testing.assert_array_equal(
+            got, ec.maxsim_compressed(q, codes, res, offsets, codec, num_threads=2, _isa=isa, _kernel=kernel))
         # stored per-token norms give the same scores (the norm is the one decompress divides by)
         norms = codec.token_norms(codes, res, _isa=isa)
         gn = ec.maxsim_compressed(q, codes, res, offsets, codec, num_threads=2, token_norms=norms, _isa=isa)
@@ -273,3 +276,10 @@ def test_matches_colbert_ai_codec(rng, nbits, dim):
     # a colbert-ai index decodes to the same vectors
     want = theirs.decompress(ResidualEmbeddings(emb.codes, emb.residuals)).numpy()
     np.testing.assert_allclose(codec.decompress(emb.codes.numpy(), emb.residuals.numpy()), want, atol=1e-6, rtol=0)
+
+
+def test_maxsim_compressed_rejects_an_unknown_kernel(rng):
+    codec = make_codec(rng, 12, 2)
+    codes, res = codec.compress(clustered(rng, 5, 12))
+    with pytest.raises(ValueError, match="kernel must be"):
+        ec.maxsim_compressed(np.ones((1, 2, 12), np.float32), codes, res, [0, 5], codec, _kernel="fast")

@@ -220,6 +220,9 @@ def test_native_search_equals_the_staged_loop(small_index, monkeypatch, nprobe, 
     from edgecolbert_native.index import _search
 
     monkeypatch.setattr(_search, "CENTROID_SCORES", scores)
+    # The index pins its re-rank kernel (the native search's): a process-wide choice of the table kernel
+    # for maxsim_compressed must not make the two paths differ.
+    monkeypatch.setenv("EDGECOLBERT_COMPRESSED_KERNEL", "lut")
     idx, q = small_index
     mask = np.ones(q.shape[:2], bool)
     mask[1, 3:] = False

@@ -327,8 +327,13 @@ void register_codec(py::module_& m) {
       [](const py::array& queries, const py::array& centroids, const py::array& weights, int nbits,
          const py::handle& codes, const py::array& residuals, const py::handle& doc_offsets, const py::object& candidates,
          const py::object& query_mask, const py::object& num_threads, const std::string& queries_dtype,
-         const std::string& isa, const py::object& token_norms_arg) {
+         const std::string& isa, const py::object& token_norms_arg, const std::string& kernel_name) {
         const char* fn = "maxsim_compressed";
+        CompressedKernel kernel = CompressedKernel::automatic;
+        if (kernel_name == "decode") kernel = CompressedKernel::decode;
+        else if (kernel_name == "lut") kernel = CompressedKernel::tables;
+        else if (kernel_name != "auto")
+          value_error(cat(fn, ": kernel must be 'auto', 'decode' or 'lut', got '", kernel_name, "'"));
         CodecState s = check_codec(centroids, weights, py::none(), nbits, fn);
         require_ndim(queries, 3, fn, "queries", "[nq, Lq, dim]");
         QueryBatch q;
@@ -389,14 +394,14 @@ void register_codec(py::module_& m) {
           py::gil_scoped_release released;
           CompressedDocs cd{c.data(), r.data(), o, n};
           maxsim_compressed(path, q, s.view, cd, candidates.is_none() ? nullptr : cand.data(), ncand, out.mutable_data(),
-                            threads, token_norms_arg.is_none() ? nullptr : norms.data());
+                            threads, token_norms_arg.is_none() ? nullptr : norms.data(), kernel);
         }
         return out;
       },
       py::arg("queries"), py::arg("centroids"), py::arg("bucket_weights"), py::arg("nbits"), py::arg("codes"),
       py::arg("residuals"), py::arg("doc_offsets"), py::arg("candidates") = py::none(), py::arg("query_mask") = py::none(),
       py::arg("num_threads") = py::none(), py::arg("queries_dtype") = "", py::arg("isa") = "",
-      py::arg("token_norms") = py::none());
+      py::arg("token_norms") = py::none(), py::arg("kernel") = "auto");
 }
 
 }  // namespace edgecolbert::bind

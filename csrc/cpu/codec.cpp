@@ -138,11 +138,12 @@ bool measure_lut_faster(const KernelPath& path, int nbits, int64_t dim) {
 }
 
 // Whether maxsim_compressed scores through the path's tables for this codec shape: where the path has
-// them, as EDGECOLBERT_COMPRESSED_KERNEL says ("decode" or "lut"), else as measured once per process and
-// shape. The choice never depends on the documents or candidates of a call, so a document's score does
-// not either.
-bool use_lut_kernel(const KernelPath& path, const CodecView& cv) {
+// them, as `kernel` says, or for automatic as EDGECOLBERT_COMPRESSED_KERNEL says ("decode" or "lut"),
+// else as measured once per process and shape. The choice never depends on the documents or candidates
+// of a call, so a document's score does not either.
+bool use_lut_kernel(const KernelPath& path, const CodecView& cv, CompressedKernel kernel) {
   if (path.codec.lut == nullptr || path.codec.lut->lut_floats(1, cv.dim, cv.nbits) == 0) return false;
+  if (kernel != CompressedKernel::automatic) return kernel == CompressedKernel::tables;
   if (const char* env = std::getenv("EDGECOLBERT_COMPRESSED_KERNEL")) {
     if (std::strcmp(env, "decode") == 0) return false;
     if (std::strcmp(env, "lut") == 0) return true;
@@ -211,12 +212,13 @@ struct QueryCentroidRows {
 }  // namespace
 
 void maxsim_compressed(const KernelPath& path, const QueryBatch& q, const CodecView& cv, const CompressedDocs& docs,
-                       const int64_t* candidates, int64_t ncand, float* out, int num_threads, const float* norms) {
+                       const int64_t* candidates, int64_t ncand, float* out, int num_threads, const float* norms,
+                       CompressedKernel kernel) {
   const int64_t ncols = candidates != nullptr ? ncand : docs.n;
   if (q.nq == 0 || ncols == 0) return;
   const int64_t w = codec_detail::packed_width(cv.dim, cv.nbits);
   const int64_t dim = q.dim, lq = std::max<int64_t>(q.lq, 1);
-  const CodecLutOps* lut_ops = use_lut_kernel(path, cv) ? path.codec.lut : nullptr;
+  const CodecLutOps* lut_ops = use_lut_kernel(path, cv, kernel) ? path.codec.lut : nullptr;
   std::vector<float> rows(static_cast<std::size_t>(lq * dim));
   AlignedFloats prep(path.codec.query_floats(lq, dim));
   AlignedFloats lut(lut_ops != nullptr ? lut_ops->lut_floats(lq, dim, cv.nbits) : 0);

@@ -380,6 +380,7 @@ def maxsim_compressed(
     dtype: str | None = None,
     token_norms: Any = None,
     _isa: str = "",
+    _kernel: str = "auto",
 ) -> np.ndarray:
     """MaxSim straight from codes: ``float32 [nq, n]``, or ``[nq, c]`` with ``candidates int [nq, c]``.
 
@@ -390,7 +391,10 @@ def maxsim_compressed(
     L1 cache and run through the MaxSim micro-kernel; each token's dot products are multiplied by
     ``1 / max(||c + r||, 1e-12)`` before the max, so the unit-length renormalisation is exact (the norm is
     recomputed per token, O(dim), or read from ``token_norms float32 [T]`` as returned by
-    ``codec.token_norms(codes, residuals)``, which an index can store).
+    ``codec.token_norms(codes, residuals)``, which an index can store). On AVX-512 at nbits 1 and 2 a
+    second kernel reads per-nibble tables of partial dot products instead; each process measures once
+    which of the two its core runs faster (``EDGECOLBERT_COMPRESSED_KERNEL=decode|lut`` pins one; the
+    private ``_kernel`` does so per call). They agree up to float rounding.
     """
     fn = "maxsim_compressed"
     if not isinstance(codec, ResidualCodec):
@@ -400,5 +404,5 @@ def maxsim_compressed(
     return _native.maxsim_compressed(
         q, codec.centroids, codec.bucket_weights, codec.nbits, _codes(codes, fn), _residuals(residuals, fn),
         as_index_array(doc_offsets, fn, "doc_offsets"), cand, as_mask(query_mask, fn, "query_mask"), num_threads,
-        qd, _isa, token_norms,
+        qd, _isa, token_norms, _kernel,
     )

@@ -51,12 +51,17 @@ struct CompressedDocs {
 void token_norms(const KernelPath& path, const CodecView& cv, const int32_t* codes, const uint8_t* residuals, int64_t n,
                  float* out, int num_threads);
 
+// Which compressed-MaxSim kernel scores: the path's faster one for this codec shape (measured once per
+// process; EDGECOLBERT_COMPRESSED_KERNEL=decode|lut overrides), the decoding kernel, or the nibble tables
+// where the path has them for the shape (else the decoding kernel).
+enum class CompressedKernel { automatic, decode, tables };
+
 // MaxSim of queries against compressed documents, equal to decompress-then-maxsim up to float
 // rounding. candidates (optional, [nq, ncand]) picks documents per query; out [nq, n] or [nq, ncand].
 // norms (optional, [T], from token_norms) replaces the per-token norm computation.
 void maxsim_compressed(const KernelPath& path, const QueryBatch& q, const CodecView& cv, const CompressedDocs& docs,
                        const int64_t* candidates, int64_t ncand, float* out, int num_threads,
-                       const float* norms = nullptr);
+                       const float* norms = nullptr, CompressedKernel kernel = CompressedKernel::automatic);
 
 }  // namespace edgecolbert
 

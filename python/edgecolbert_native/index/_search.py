@@ -49,6 +49,11 @@ NATIVE_SEARCH = True
 # dot-product instruction that makes it faster (edgecolbert_native.info()["fast_int8_centroid_scores"]).
 # The re-rank is exact MaxSim from the codes either way.
 CENTROID_SCORES = "auto"
+# The compressed-MaxSim kernel of the re-rank and of selective-subset scoring: the decoding one, which the
+# native search's re-rank runs too, so a document's score is the same bits whichever path scored it (the
+# table kernel needs exact query-centroid scores for the re-ranked tokens' centroids, which cost about as
+# much as the FMAs it saves on a re-rank; docs/codec.md).
+RERANK_KERNEL = "decode"
 
 
 def centroids_i8(index: Any) -> tuple | None:
@@ -136,7 +141,7 @@ def _rerank(index: Any, q: np.ndarray, pos: np.ndarray, num_threads: int | None)
     if len(pos) == 0:
         return np.empty(0, np.float32)
     c, r, off = _gather_compact(index, pos)
-    return _ec().maxsim_compressed(q[None], c, r, off, index.codec, num_threads=num_threads)[0]
+    return _ec().maxsim_compressed(q[None], c, r, off, index.codec, num_threads=num_threads, _kernel=RERANK_KERNEL)[0]
 
 
 def _decoded(index: Any, s: Any) -> np.ndarray:
@@ -312,7 +317,8 @@ def search(index: Any, queries: Any, k: int, nprobe: int | None, ndocs: int | No
         # about the work of one unfiltered re-rank), so nothing in it can be missed.
         apos = np.flatnonzero(allowed)
         c, r, off = _gather_compact(index, apos)
-        scores = ec.maxsim_compressed(q, c, r, off, index.codec, query_mask=mask, num_threads=num_threads)
+        scores = ec.maxsim_compressed(q, c, r, off, index.codec, query_mask=mask, num_threads=num_threads,
+                                      _kernel=RERANK_KERNEL)
         for i in range(nq):
             sc, p = _topk(scores[i], apos, k)
             out_s[i, :len(sc)], out_p[i, :len(p)] = sc, p

@@ -162,25 +162,17 @@ def compressed_maxsim(rng, quick):
 
     # The baseline is the same library's own best path: its decompress (same decoder as the fused kernel)
     # into a fresh [T, 48] float32 array, then its MaxSim kernel; both 1 thread, same candidates.
-    # EDGECOLBERT_COMPRESSED_KERNEL pins one of the two fused kernels (the library reads it per call);
-    # unset, the library uses the one it measured faster on this core.
-    def pinned(kernel, fn):
-        def run():
-            os.environ["EDGECOLBERT_COMPRESSED_KERNEL"] = kernel
-            try:
-                return fn()
-            finally:
-                os.environ.pop("EDGECOLBERT_COMPRESSED_KERNEL", None)
-        return run
+    def fused_with(kernel):  # "auto": the kernel the library measured faster on this core
+        return lambda: ec.maxsim_compressed(q, codes, res, offsets, codec, candidates=cand, num_threads=1,
+                                            _kernel=kernel)
 
-    fused = lambda: ec.maxsim_compressed(q, codes, res, offsets, codec, candidates=cand, num_threads=1)  # noqa: E731
     fns = {
         "base": lambda: ec.maxsim(q, codec.decompress(codes, res, num_threads=1), offsets, num_threads=1),
-        "fused": fused,
+        "fused": fused_with("auto"),
         "fused_norms": lambda: ec.maxsim_compressed(q, codes, res, offsets, codec, candidates=cand, num_threads=1,
                                                     token_norms=norms),
-        "fused_decode": pinned("decode", fused),
-        "fused_lut": pinned("lut", fused),
+        "fused_decode": fused_with("decode"),
+        "fused_lut": fused_with("lut"),
         "dec": lambda: codec.decompress(codes, res, num_threads=1),
         "mm": lambda: ec.maxsim(q, dec, offsets, num_threads=1),
     }
@@ -204,7 +196,7 @@ def compressed_maxsim(rng, quick):
     row("maxsim_compressed (token_norms given)", "fused_norms")
     row("  decoding kernel pinned (norms recomputed)", "fused_decode")
     row("  table kernel pinned (norms recomputed)", "fused_lut")
-    da, la = pinned("decode", fused)()[0], pinned("lut", fused)()[0]
+    da, la = fns["fused_decode"]()[0], fns["fused_lut"]()[0]
     print(f"\nmax |table kernel - decoding kernel| = {np.abs(da - la).max():.2e}; top-10 agreement "
           f"{len(set(np.argsort(-da, kind='stable')[:10]) & set(np.argsort(-la, kind='stable')[:10]))}/10")
 

@@ -68,8 +68,7 @@ PlaidStatus plaid_search(const KernelPath& path, const QueryBatch& q, const Code
   std::unique_ptr<float[]> St(new float[static_cast<std::size_t>(K * stride)]);
   std::vector<int32_t> cells;
   std::vector<float> cell_scores, miss;
-  std::vector<float> prep_buf(path.codec.query_floats(std::max<int64_t>(q.lq, 1), dim) + 16);
-  float* prep = prep_buf.data() + ((64 - reinterpret_cast<uintptr_t>(prep_buf.data()) % 64) % 64) / sizeof(float);
+  const AlignedFloats prep(path.codec.query_floats(std::max<int64_t>(q.lq, 1), dim));
   const std::size_t scratch_n = path.codec.scratch_floats(std::max<int64_t>(q.lq, 1), dim) + 16;
   std::vector<std::vector<float>> scratch(static_cast<std::size_t>(num_threads), std::vector<float>(scratch_n));
   std::vector<std::vector<int32_t>> wide(static_cast<std::size_t>(num_threads));
@@ -149,7 +148,7 @@ PlaidStatus plaid_search(const KernelPath& path, const QueryBatch& q, const Code
       for (int64_t t = seg.offsets[d]; t < seg.offsets[d + 1]; ++t)
         if (!code_in_range(seg.codes, t, K)) return PlaidStatus::bad_code;
     val.assign(static_cast<std::size_t>(nd), 0.0f);
-    path.codec.prepare_query(rows.data(), m, dim, prep);
+    path.codec.prepare_query(rows.data(), m, dim, prep.p);
     const int64_t chunk = std::max<int64_t>(1, nd / (static_cast<int64_t>(num_threads) * 16));
     parallel_for((nd + chunk - 1) / chunk, num_threads, [&](int64_t t, int worker) {
       float* s = scratch[static_cast<std::size_t>(worker)].data();
@@ -164,7 +163,7 @@ PlaidStatus plaid_search(const KernelPath& path, const QueryBatch& q, const Code
           wc.assign(c16, c16 + ntok);
           codes = wc.data();
         }
-        val[j] = path.codec.score_doc(prep, m, cv, codes, seg.residuals + b * w, nullptr, ntok, s);
+        val[j] = path.codec.score_doc(prep.p, m, cv, codes, seg.residuals + b * w, nullptr, ntok, s);
       }
     });
 

@@ -239,6 +239,41 @@ def test_native_search_equals_the_staged_loop(small_index, monkeypatch, nprobe, 
         assert np.all(got[1][2] == -1) and np.all(got[0][2] == -np.inf)
 
 
+@pytest.fixture(scope="module")
+def many_centroids_index(tmp_path_factory):
+    import test_index_support as H
+    from edgecolbert_native.index import Index
+
+    x, off, _ = H.clustered(1500, dim=32, mean_len=12, n_topics=300, seed=5)
+    # 40 tokens (two blocks of 32 query rows), each from anywhere in the corpus: every token has its own
+    # best centroids, so a probe that skipped one token's candidates would change the results.
+    rng = np.random.default_rng(6)
+    q = x[rng.integers(0, len(x), size=(6, 40))] + 0.05 * rng.standard_normal((6, 40, 32)).astype(np.float32)
+    q /= np.linalg.norm(q, axis=2, keepdims=True)
+    return Index.build(tmp_path_factory.mktemp("plaid-k") / "idx", x, off, nbits=2, num_centroids=2500), q
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("nprobe", [1, 3])
+def test_native_search_equals_the_staged_loop_over_many_probe_slices(many_centroids_index, monkeypatch, threads,
+                                                                     nprobe):
+    """K spans several of the native probe's slices, so it probes only the centroids the int8 kernel
+    flags against each slice's starting thresholds: still exactly the staged loop's full probe."""
+    from edgecolbert_native.index import _search
+
+    monkeypatch.setattr(_search, "CENTROID_SCORES", "int8")
+    idx, q = many_centroids_index
+    assert idx.codec.centroids.shape[0] == 2500
+    for k in (1, 10):
+        got = idx.search(q, k, nprobe=nprobe, ndocs=64, exhaustive=False, num_threads=threads, rerank=16)
+        monkeypatch.setattr(_search, "NATIVE_SEARCH", False)
+        want = idx.search(q, k, nprobe=nprobe, ndocs=64, exhaustive=False, num_threads=threads, rerank=16)
+        monkeypatch.setattr(_search, "NATIVE_SEARCH", True)
+        np.testing.assert_array_equal(got[0], want[0])
+        np.testing.assert_array_equal(got[1], want[1])
+        assert np.all(got[1] >= 0)
+
+
 def test_native_search_codes_and_isas(small_index):
     """int32 and uint16 codes give the same results; every ISA path agrees to float rounding."""
     idx, q = small_index

@@ -169,7 +169,7 @@ bool quantize_rows_i8(const float* x, int64_t n, int64_t dim, int8_t* out, float
 
 void centroid_scores_t_i8(const KernelPath& path, const int8_t* q8, const float* qscale, int64_t m, int64_t dim4,
                           const int8_t* c8, const float* cscale, const int32_t* csum, int64_t K, int64_t stride,
-                          float* out, int num_threads) {
+                          float* out, int num_threads, const float* thr, uint8_t* flags) {
   if (K == 0) return;
   const int64_t nb = stride / kRows;
   // Blocks of 32 rows as [dim4 / 4][32][4] bytes with their scales (padded rows: zeros, scale 0).
@@ -185,16 +185,22 @@ void centroid_scores_t_i8(const KernelPath& path, const int8_t* q8, const float*
   const int64_t nchunks = (K + kChunk - 1) / kChunk;
   parallel_for(nchunks, num_threads, [&](int64_t t, int) {
     const int64_t c0 = t * kChunk, nc = std::min(kChunk, K - c0);
+    uint8_t* f = thr != nullptr ? flags + c0 : nullptr;
     if (nb == 1) {
       path.centroids_i8.block_scores(packed.data(), qs.data(), dim4, c8 + c0 * dim4, cscale + c0, csum + c0, nc,
-                                     out + c0 * stride);
+                                     out + c0 * stride, thr, f);
       return;
     }
     std::vector<float> sc(static_cast<std::size_t>(nc * kRows));
+    std::vector<uint8_t> bf(thr != nullptr ? static_cast<std::size_t>(nc) : 0);
+    if (f != nullptr) std::fill_n(f, nc, uint8_t{0});
     for (int64_t b = 0; b < nb; ++b) {
       path.centroids_i8.block_scores(packed.data() + b * block_bytes, qs.data() + b * kRows, dim4, c8 + c0 * dim4,
-                                     cscale + c0, csum + c0, nc, sc.data());
+                                     cscale + c0, csum + c0, nc, sc.data(), thr != nullptr ? thr + b * kRows : nullptr,
+                                     bf.data());
       for (int64_t j = 0; j < nc; ++j) std::copy_n(sc.data() + j * kRows, kRows, out + (c0 + j) * stride + b * kRows);
+      if (f != nullptr)
+        for (int64_t j = 0; j < nc; ++j) f[j] |= bf[j];
     }
   });
 }

@@ -2,9 +2,10 @@
 // vpdpbusd multiplies unsigned by signed bytes, four per 32-bit lane: the query bytes are offset by
 // 128 (q + 128 as u8, an xor of the sign bit, once per call) and the accumulators start from
 // -csum[j] = -128 * sum_k c8[j, k], which gives the exact signed dot product (16% faster on Zen 4 than
-// flipping per tile and subtracting after). A tile is 2 row vectors (16 rows x 4 bytes each) x 12
-// centroids = 24 accumulators; per 4 dimensions: 2 loads, 12 broadcasts, 24 vpdpbusd (64 MACs
-// each, 4x the float32 kernel's work per instruction).
+// flipping per tile and subtracting after). A tile is 2 row vectors (16 rows x 4 bytes each) x 8
+// centroids = 16 accumulators (12 made GCC 12 spill them); per 4 dimensions: 2 loads, 8 broadcasts,
+// 16 vpdpbusd (64 MACs each, 4x the float32 kernel's work per instruction). The probe's threshold
+// test is two compares per centroid on scores still in registers.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -21,7 +22,7 @@ constexpr int64_t kRows = kCentroidBlockRows;
 
 template <int NJ>
 inline void tile(const int8_t* q, const __m512 (&qs)[2], int64_t groups, int64_t dim4, const int8_t* c8,
-                 const float* cscale, const int32_t* csum, float* out) {
+                 const float* cscale, const int32_t* csum, float* out, const float* thr, uint8_t* flags) {
   __m512i acc[2][NJ];
   for (int j = 0; j < NJ; ++j) acc[0][j] = acc[1][j] = _mm512_set1_epi32(-csum[j]);
   for (int64_t g = 0; g < groups; ++g) {
@@ -37,15 +38,18 @@ inline void tile(const int8_t* q, const __m512 (&qs)[2], int64_t groups, int64_t
   }
   for (int j = 0; j < NJ; ++j) {
     const __m512 cs = _mm512_set1_ps(cscale[j]);
-    const __m512 d0 = _mm512_cvtepi32_ps(acc[0][j]);
-    const __m512 d1 = _mm512_cvtepi32_ps(acc[1][j]);
-    _mm512_storeu_ps(out + j * kRows, _mm512_mul_ps(d0, _mm512_mul_ps(qs[0], cs)));
-    _mm512_storeu_ps(out + j * kRows + 16, _mm512_mul_ps(d1, _mm512_mul_ps(qs[1], cs)));
+    const __m512 s0 = _mm512_mul_ps(_mm512_cvtepi32_ps(acc[0][j]), _mm512_mul_ps(qs[0], cs));
+    const __m512 s1 = _mm512_mul_ps(_mm512_cvtepi32_ps(acc[1][j]), _mm512_mul_ps(qs[1], cs));
+    _mm512_storeu_ps(out + j * kRows, s0);
+    _mm512_storeu_ps(out + j * kRows + 16, s1);
+    if (thr != nullptr)  // ordered compare: NaN never flags
+      flags[j] = (_mm512_cmp_ps_mask(s0, _mm512_loadu_ps(thr), _CMP_GT_OQ) |
+                  _mm512_cmp_ps_mask(s1, _mm512_loadu_ps(thr + 16), _CMP_GT_OQ)) != 0;
   }
 }
 
 void block_scores_i8(const int8_t* packed, const float* qscale, int64_t dim4, const int8_t* c8, const float* cscale,
-                     const int32_t* csum, int64_t nc, float* out) {
+                     const int32_t* csum, int64_t nc, float* out, const float* thr, uint8_t* flags) {
   std::vector<int8_t> flipped(static_cast<std::size_t>(dim4 * kRows));  // q + 128 as u8
   for (std::size_t i = 0; i < flipped.size(); ++i) flipped[i] = static_cast<int8_t>(packed[i] ^ 0x80);
   const int8_t* q = flipped.data();
@@ -57,15 +61,16 @@ void block_scores_i8(const int8_t* packed, const float* qscale, int64_t dim4, co
     const float* s = cscale + j0;
     const int32_t* o = csum + j0;
     float* d = out + j0 * kRows;
+    uint8_t* f = thr != nullptr ? flags + j0 : nullptr;
     switch (nj) {
-      case 1: tile<1>(q, qs, groups, dim4, c, s, o, d); break;
-      case 2: tile<2>(q, qs, groups, dim4, c, s, o, d); break;
-      case 3: tile<3>(q, qs, groups, dim4, c, s, o, d); break;
-      case 4: tile<4>(q, qs, groups, dim4, c, s, o, d); break;
-      case 5: tile<5>(q, qs, groups, dim4, c, s, o, d); break;
-      case 6: tile<6>(q, qs, groups, dim4, c, s, o, d); break;
-      case 7: tile<7>(q, qs, groups, dim4, c, s, o, d); break;
-      default: tile<8>(q, qs, groups, dim4, c, s, o, d); break;
+      case 1: tile<1>(q, qs, groups, dim4, c, s, o, d, thr, f); break;
+      case 2: tile<2>(q, qs, groups, dim4, c, s, o, d, thr, f); break;
+      case 3: tile<3>(q, qs, groups, dim4, c, s, o, d, thr, f); break;
+      case 4: tile<4>(q, qs, groups, dim4, c, s, o, d, thr, f); break;
+      case 5: tile<5>(q, qs, groups, dim4, c, s, o, d, thr, f); break;
+      case 6: tile<6>(q, qs, groups, dim4, c, s, o, d, thr, f); break;
+      case 7: tile<7>(q, qs, groups, dim4, c, s, o, d, thr, f); break;
+      default: tile<8>(q, qs, groups, dim4, c, s, o, d, thr, f); break;
     }
   }
 }

@@ -39,14 +39,18 @@ std::size_t scratch_floats(int64_t) { return 0; }
 // int8 scores, the specification (dispatch.hpp, CentroidI8Ops): an exact int32 dot product, then
 // float(dot) * (qscale[r] * cscale[j]).
 void block_scores_i8(const int8_t* q, const float* qscale, int64_t dim4, const int8_t* c8, const float* cscale,
-                     const int32_t*, int64_t nc, float* out) {
+                     const int32_t*, int64_t nc, float* out, const float* thr, uint8_t* flags) {
   for (int64_t j = 0; j < nc; ++j) {
     const int8_t* c = c8 + j * dim4;
+    uint8_t hit = 0;
     for (int64_t r = 0; r < kRows; ++r) {
       int32_t dot = 0;
       for (int64_t k = 0; k < dim4; ++k) dot += int32_t{q[(k / 4) * kRows * 4 + r * 4 + k % 4]} * int32_t{c[k]};
-      out[j * kRows + r] = static_cast<float>(dot) * (qscale[r] * cscale[j]);
+      const float v = static_cast<float>(dot) * (qscale[r] * cscale[j]);
+      out[j * kRows + r] = v;
+      hit |= thr != nullptr && v > thr[r];
     }
+    if (thr != nullptr) flags[j] = hit;
   }
 }
 

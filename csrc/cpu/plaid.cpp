@@ -106,6 +106,16 @@ void PlaidProbe::feed(const float* St, int64_t stride, int64_t c0, int64_t c1) {
   filled_ = path_.plaid.probe_rows(St, m_, stride, mp_, q_, c0, c1, top_.data(), thr_.data(), row_.data(), filled_);
 }
 
+void PlaidProbe::thresholds(float* thr, int64_t n) const {
+  for (int64_t i = 0; i < n; ++i) thr[i] = i < m_ ? thr_[i] : std::numeric_limits<float>::infinity();
+}
+
+void PlaidProbe::feed_flagged(const float* St, int64_t stride, int64_t c0, int64_t c1, const uint8_t* flags) {
+  for (int64_t c = c0; c < c1; ++c)
+    if (flags[c - c0]) filled_ = path_.plaid.probe_rows(St, m_, stride, mp_, q_, c, c + 1, top_.data(), thr_.data(),
+                                                        row_.data(), filled_);
+}
+
 void PlaidProbe::merge(const PlaidProbe& o) {
   const int64_t n = std::min(q_, filled_ + o.filled_);
   std::vector<PlaidCand> t(static_cast<std::size_t>(q_));

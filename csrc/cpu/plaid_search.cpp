@@ -85,10 +85,11 @@ PlaidStatus plaid_search(const KernelPath& path, const QueryBatch& q, const Code
     cells.resize(static_cast<std::size_t>(m * p));
     cell_scores.resize(static_cast<std::size_t>(m * p));
     miss.resize(static_cast<std::size_t>(m));
-    auto score = [&](int64_t c0, int64_t nc, int threads) {  // rows [c0, c0 + nc) of St
+    // Rows [c0, c0 + nc) of St; with thr (int8 only), flags[j] = centroid c0 + j beats some threshold.
+    auto score = [&](int64_t c0, int64_t nc, int threads, const float* thr = nullptr, uint8_t* flags = nullptr) {
       if (int8)
         centroid_scores_t_i8(path, q8.data(), qscale.data(), m, ci8->dim4, ci8->c8 + c0 * ci8->dim4, ci8->scale + c0,
-                             ci8->csum + c0, nc, sm, St.get() + c0 * sm, threads);
+                             ci8->csum + c0, nc, sm, St.get() + c0 * sm, threads, thr, flags);
       else
         centroid_scores_t(path, qrows, Matrix{cv.centroids + c0 * dim, DType::f32, nc, dim}, sm, St.get() + c0 * sm,
                           threads);
@@ -96,14 +97,25 @@ PlaidStatus plaid_search(const KernelPath& path, const QueryBatch& q, const Code
     if (std::min(p + 1, K) <= kPlaidFeedMax) {
       // Each slice of St is probed right after it is computed, while it is still in cache. With
       // threads, each scores and probes its own contiguous share of the slices (so its part of St
-      // stays in its core's cache) and the probes merge exactly.
+      // stays in its core's cache) and the probes merge exactly. Once a probe's lists are full, the
+      // int8 kernel flags the centroids that beat a threshold as of the slice's start (with the
+      // scores still in registers) and only those are probed: the same result, since thresholds
+      // only rise.
       const int64_t nslices = (K + kProbeSlice - 1) / kProbeSlice;
       const int64_t workers = std::min<int64_t>(num_threads, nslices);
       std::vector<std::unique_ptr<PlaidProbe>> probes(static_cast<std::size_t>(workers));
       parallel_for(workers, static_cast<int>(workers), [&](int64_t w, int) {
         auto probe = std::make_unique<PlaidProbe>(path, m, K, p);
+        std::vector<float> thr(int8 ? static_cast<std::size_t>(sm) : 0);
+        std::vector<uint8_t> flags(int8 ? static_cast<std::size_t>(kProbeSlice) : 0);
         for (int64_t sl = w * nslices / workers; sl < (w + 1) * nslices / workers; ++sl) {
           const int64_t c0 = sl * kProbeSlice, nc = std::min(kProbeSlice, K - c0);
+          if (int8 && probe->full()) {
+            probe->thresholds(thr.data(), sm);
+            score(c0, nc, 1, thr.data(), flags.data());
+            probe->feed_flagged(St.get(), sm, c0, c0 + nc, flags.data());
+            continue;
+          }
           score(c0, nc, 1);
           probe->feed(St.get(), sm, c0, c0 + nc);
         }

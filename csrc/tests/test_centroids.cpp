@@ -191,18 +191,33 @@ EC_TEST(centroid_scores_int8_every_variant) {
                    "int8 score %g far from %g", want[j * m + r], exact);
         }
       const int64_t stride = (m + 31) / 32 * 32;
+      // Thresholds for the probe's flags: a want value itself (equal must not flag), values around the
+      // scores, and +inf past m, as PlaidProbe::thresholds gives them.
+      std::vector<float> thr(static_cast<std::size_t>(stride), INFINITY);
+      std::uniform_int_distribution<int64_t> pick(0, K - 1);
+      for (int64_t r = 0; r < m; ++r) thr[r] = r % 3 == 0 ? want[pick(rng) * m + r] : 0.3f * nd(rng) * std::sqrt(float(dim)) * 2;
+      std::vector<uint8_t> want_flags(static_cast<std::size_t>(K), 0);
+      for (int64_t j = 0; j < K; ++j)
+        for (int64_t r = 0; r < m; ++r) want_flags[j] |= want[j * m + r] > thr[r];
       for (const KernelPath* p : available_paths())
-        for (int threads : {1, 3}) {
-          std::vector<float> out(static_cast<std::size_t>(K * stride), NAN);
-          centroid_scores_t_i8(*p, q8.data(), qs.data(), m, dim4, c8.data(), cs.data(), csum.data(), K, stride,
-                               out.data(), threads);
-          for (int64_t j = 0; j < K; ++j)
-            for (int64_t r = 0; r < stride; ++r) {
-              const float w = r < m ? want[j * m + r] : 0.0f;
-              EC_CHECK(std::memcmp(&out[j * stride + r], &w, sizeof w) == 0, "%s dim %lld m %lld: [%lld, %lld] %g vs %g",
-                       p->name, (long long)dim, (long long)m, (long long)j, (long long)r, out[j * stride + r], w);
+        for (int threads : {1, 3})
+          for (bool with_flags : {false, true}) {
+            std::vector<float> out(static_cast<std::size_t>(K * stride), NAN);
+            std::vector<uint8_t> flags(static_cast<std::size_t>(K), 7);
+            centroid_scores_t_i8(*p, q8.data(), qs.data(), m, dim4, c8.data(), cs.data(), csum.data(), K, stride,
+                                 out.data(), threads, with_flags ? thr.data() : nullptr, flags.data());
+            for (int64_t j = 0; j < K; ++j) {
+              for (int64_t r = 0; r < stride; ++r) {
+                const float w = r < m ? want[j * m + r] : 0.0f;
+                EC_CHECK(std::memcmp(&out[j * stride + r], &w, sizeof w) == 0,
+                         "%s dim %lld m %lld: [%lld, %lld] %g vs %g", p->name, (long long)dim, (long long)m,
+                         (long long)j, (long long)r, out[j * stride + r], w);
+              }
+              const uint8_t wf = with_flags ? want_flags[j] : 7;
+              EC_CHECK(flags[j] == wf, "%s dim %lld m %lld: flag %lld is %d, want %d", p->name, (long long)dim,
+                       (long long)m, (long long)j, flags[j], wf);
             }
-        }
+          }
     }
   }
   std::vector<float> bad = {1.0f, NAN};

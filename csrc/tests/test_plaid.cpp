@@ -217,6 +217,36 @@ EC_TEST(plaid_probe_matches_brute_force) {
                        std::memcmp(miss2.data(), miss.data(), miss.size() * sizeof(float)) == 0,
                    "%s: sliced probe (slice %lld) differs", path->name, (long long)slice);
         }
+        // Once full, fed only the centroids that beat the thresholds as of each slice's start (the
+        // search's int8 kernel flags them): the same result.
+        for (int64_t slice : {int64_t{1}, int64_t{5}, int64_t{64}}) {
+          PlaidProbe probe(*path, m, K, pp);
+          std::vector<float> thr(static_cast<std::size_t>(stride + 3));
+          std::vector<uint8_t> flags(static_cast<std::size_t>(slice));
+          int64_t flagged = 0;
+          for (int64_t c0 = 0; c0 < K; c0 += slice) {
+            const int64_t c1 = std::min(K, c0 + slice);
+            if (!probe.full()) {
+              probe.feed(St.data(), stride, c0, c1);
+              continue;
+            }
+            probe.thresholds(thr.data(), static_cast<int64_t>(thr.size()));
+            for (int64_t i = m; i < static_cast<int64_t>(thr.size()); ++i) EC_CHECK(std::isinf(thr[i]) && thr[i] > 0, "pad");
+            for (int64_t c = c0; c < c1; ++c) {
+              flags[c - c0] = 0;
+              for (int64_t i = 0; i < m; ++i) flags[c - c0] |= St[c * stride + i] > thr[i];
+              flagged += flags[c - c0];
+            }
+            probe.feed_flagged(St.data(), stride, c0, c1, flags.data());
+          }
+          std::vector<int32_t> cells2(cells.size());
+          std::vector<float> cs2(cs.size()), miss2(miss.size());
+          probe.finish(St.data(), stride, cells2.data(), cs2.data(), miss2.data());
+          EC_CHECK(cells2 == cells && std::memcmp(cs2.data(), cs.data(), cs.size() * sizeof(float)) == 0 &&
+                       std::memcmp(miss2.data(), miss.data(), miss.size() * sizeof(float)) == 0,
+                   "%s: flagged probe (slice %lld) differs", path->name, (long long)slice);
+          if (K == 700 && pp == 1 && m == 1 && slice == 64) EC_CHECK(flagged < 100, "flags skip little: %lld", (long long)flagged);
+        }
         // Probes of disjoint ranges (one per thread in the search), merged in any order: the same result.
         for (int64_t parts : {int64_t{2}, int64_t{3}, int64_t{5}}) {
           std::vector<std::unique_ptr<PlaidProbe>> pr;

@@ -36,10 +36,11 @@ bool quantize_rows_i8(const float* x, int64_t n, int64_t dim, int8_t* out, float
 
 // Centroid-major int8 scores: out[c * stride + r] = float(<q8_r, c8_c>) * (qscale[r] * cscale[c]) for r < m,
 // 0 for m <= r < stride (stride % 32 == 0). q8 [m, dim4], c8 [K, dim4] (quantize_rows_i8), csum [K] =
-// 128 * sum_k c8[c, k].
+// 128 * sum_k c8[c, k]. With thr [stride] (+inf from m on), also flags[c] = 1 when some r has
+// out[c * stride + r] > thr[r], else 0 (thr == nullptr: flags untouched).
 void centroid_scores_t_i8(const KernelPath& path, const int8_t* q8, const float* qscale, int64_t m, int64_t dim4,
                           const int8_t* c8, const float* cscale, const int32_t* csum, int64_t K, int64_t stride,
-                          float* out, int num_threads);
+                          float* out, int num_threads, const float* thr = nullptr, uint8_t* flags = nullptr);
 
 // scores (may be null) and ids [rows.n, k]; requires 1 <= k <= cents.n.
 void centroid_topk(const KernelPath& path, const Matrix& rows, const Matrix& cents, int64_t k, float* scores,

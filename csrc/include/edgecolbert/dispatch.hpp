@@ -53,11 +53,14 @@ struct CentroidOps {
 // scales cscale [nc] and csum [nc] = 128 * sum_k c8[j, k]. Every path writes exactly
 //   out[j * 32 + r] = float(sum_k q8[r, k] * c8[j, k]) * (qscale[r] * cscale[j])
 // (the integer sum is exact, then two float32 roundings in this order), so all paths agree bit for
-// bit. fast: the path has a dot-product instruction (faster than its float32 scores).
+// bit. With thr [32] (+inf for padded rows), also flags[j] = 1 when some r has out[j * 32 + r] > thr[r],
+// else 0 (PLAID's probe then looks only at flagged centroids); thr == nullptr: flags untouched. Every
+// column is stored either way. fast: the path has a dot-product instruction (faster than its float32
+// scores).
 struct CentroidI8Ops {
   bool fast;
   void (*block_scores)(const int8_t* packed, const float* qscale, int64_t dim4, const int8_t* c8, const float* cscale,
-                       const int32_t* csum, int64_t nc, float* out);
+                       const int32_t* csum, int64_t nc, float* out, const float* thr, uint8_t* flags);
 };
 
 // A residual codec as the kernels see it (see codec.hpp for the formulas and the byte layout).

@@ -59,6 +59,13 @@ class PlaidProbe {
  public:
   PlaidProbe(const KernelPath& path, int64_t m, int64_t K, int64_t p);
   void feed(const float* St, int64_t stride, int64_t c0, int64_t c1);
+  // Once every token's list is full (full()), a centroid whose scores beat no token's threshold can
+  // never enter, and thresholds only rise: feed_flagged is feed over the centroids c0 + j with flags[j]
+  // set, where flags compare [c0, c1) against thresholds() taken after the last feed (or lower ones;
+  // centroid_scores_t_i8 computes them with the scores). n >= m entries, +inf from m on.
+  bool full() const { return filled_ == q_; }
+  void thresholds(float* thr, int64_t n) const;
+  void feed_flagged(const float* St, int64_t stride, int64_t c0, int64_t c1, const uint8_t* flags);
   void merge(const PlaidProbe& other);  // same m, K, p
   void finish(const float* St, int64_t stride, int32_t* cells, float* cell_scores, float* miss) const;
 

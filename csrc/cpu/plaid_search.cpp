@@ -72,9 +72,6 @@ PlaidStatus plaid_search(const KernelPath& path, const QueryBatch& q, const Code
   const std::size_t scratch_n = path.codec.scratch_floats(std::max<int64_t>(q.lq, 1), dim) + 16;
   std::vector<std::vector<float>> scratch(static_cast<std::size_t>(num_threads), std::vector<float>(scratch_n));
   std::vector<std::vector<int32_t>> wide(static_cast<std::size_t>(num_threads));
-  // A query is three short parallel regions (centroid scores and probe, stage B, re-rank) with serial
-  // steps between: helpers spin between them rather than wait to be woken for each.
-  const SpinScope spin(num_threads);
 
   for (int64_t qi = 0; qi < q.nq; ++qi) {
     const int64_t m = kept_rows(q, qi, rows.data());

@@ -1,11 +1,12 @@
-// A small persistent pool. One job at a time: workers sleep on a condition variable, wake on a new
-// generation, pull task indices from an atomic counter, and the last one out signals the caller.
-// Helpers block as soon as a job ends, except while a SpinScope is open and EDGECOLBERT_SPIN=1: then
-// they spin for the next job (up to kScopeSpinMicros) and the caller spins for the helpers to finish
-// (up to kCallerSpinMicros), so that one search's few short regions pay one wake-up instead of one
-// each (~85 us each on a 2-vCPU VM). Off by default: spinning helpers hold cores that other busy
-// threads in the process may need (torch's OpenMP threads spin after an encoder's call); docs/index.md
-// has the measurements.
+// A small persistent pool. One job at a time: workers wake on a new generation, pull task indices
+// from an atomic counter, and the last one out signals the caller.
+// Waiting: a search is a few parallel regions of ~0.1 ms with short serial steps between, and waking a
+// blocked thread costs ~85 us on a 2-vCPU VM, as long as a region. So after a job a helper waits for the
+// next one by polling with sched_yield() for up to kHelperWaitMicros before it blocks, and the caller
+// polls for the helpers for up to kCallerWaitMicros. Yielding, not pausing: any other runnable thread
+// (torch's OpenMP workers spinning after an encoder call, say) gets the core first, so the wait costs
+// only otherwise idle time (measured in docs/index.md, "Threads and waiting"). EDGECOLBERT_WAIT_POLICY=
+// passive (read per job) blocks at once, for hosts where even idle polling is unwelcome.
 // Callers that find the pool busy (another Python thread is using it) run inline rather than queue:
 // same results, no deadlock, no unbounded waiting.
 #include "edgecolbert/threadpool.hpp"
@@ -40,21 +41,18 @@ int default_num_threads() {
 
 namespace {
 
-constexpr int64_t kCallerSpinMicros = 200;
-constexpr int64_t kScopeSpinMicros = 2000;
+constexpr int64_t kCallerWaitMicros = 200;
+constexpr int64_t kHelperWaitMicros = 1000;
 
-// Calls done() until it returns true or `micros` pass; returns whether it did.
+// Polls done(), yielding the CPU between polls, until it returns true or `micros` pass; returns
+// whether it did.
 template <class F>
-bool spin_until(F&& done, int64_t micros) {
+bool poll_until(F&& done, int64_t micros) {
   const auto t0 = std::chrono::steady_clock::now();
-  for (int i = 0;; ++i) {
+  for (;;) {
     if (done()) return true;
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#elif defined(__aarch64__)
-    asm volatile("yield");
-#endif
-    if ((i & 63) == 63 && std::chrono::steady_clock::now() - t0 > std::chrono::microseconds(micros)) return false;
+    sched_yield();
+    if (std::chrono::steady_clock::now() - t0 > std::chrono::microseconds(micros)) return done();
   }
 }
 
@@ -72,7 +70,6 @@ class Pool {
 
   pid_t pid() const { return pid_; }
   std::mutex& busy() { return busy_; }
-  std::atomic<int> spin_scopes_{0};  // open SpinScopes that spin
 
   // Caller holds busy().
   void run(int64_t ntasks, int num_threads, const std::function<void(int64_t, int)>& fn) {
@@ -89,11 +86,12 @@ class Pool {
       participants_ = helpers;
       pending_ = helpers;
       error_ = nullptr;
+      poll_ = polling_enabled();
       ++generation_;
     }
     cv_.notify_all();
     work(0);
-    if (spin_scopes_.load() > 0) spin_until([this] { return pending_.load() == 0; }, kCallerSpinMicros);
+    if (poll_) poll_until([this] { return pending_.load() == 0; }, kCallerWaitMicros);
     std::unique_lock<std::mutex> lk(m_);
     done_cv_.wait(lk, [this] { return pending_.load() == 0; });
     fn_ = nullptr;
@@ -117,12 +115,16 @@ class Pool {
 
   void worker_loop(int idx) {
     uint64_t seen = 0;
+    bool poll = false;
     for (;;) {
+      // The next job usually follows within a search's serial step: poll briefly before blocking.
+      if (poll) poll_until([&] { return generation_.load() != seen; }, kHelperWaitMicros);
       {
         std::unique_lock<std::mutex> lk(m_);
         cv_.wait(lk, [&] { return stop_ || generation_ != seen; });
         if (stop_) return;
         seen = generation_;
+        poll = poll_;
         if (idx > participants_) continue;
       }
       work(idx);
@@ -130,8 +132,6 @@ class Pool {
         std::lock_guard<std::mutex> lk(m_);
         if (--pending_ == 0) done_cv_.notify_one();
       }
-      if (spin_scopes_.load() > 0)
-        spin_until([&] { return generation_.load() != seen || spin_scopes_.load() == 0; }, kScopeSpinMicros);
     }
   }
 
@@ -146,6 +146,7 @@ class Pool {
   int participants_ = 0;
   std::atomic<int> pending_{0};
   std::atomic<uint64_t> generation_{0};
+  bool poll_ = true;  // this job's waits poll before blocking (EDGECOLBERT_WAIT_POLICY)
   bool stop_ = false;
   std::exception_ptr error_;
 };
@@ -162,17 +163,9 @@ Pool& pool() {
 
 }  // namespace
 
-SpinScope::SpinScope(int num_threads) : active_(num_threads > 1 && spin_enabled()) {
-  if (active_) ++pool().spin_scopes_;
-}
-
-SpinScope::~SpinScope() {
-  if (active_) --pool().spin_scopes_;
-}
-
-bool spin_enabled() {
-  const char* env = std::getenv("EDGECOLBERT_SPIN");
-  return env != nullptr && std::strcmp(env, "1") == 0;
+bool polling_enabled() {
+  const char* env = std::getenv("EDGECOLBERT_WAIT_POLICY");
+  return env == nullptr || std::strcmp(env, "passive") != 0;
 }
 
 void parallel_for(int64_t ntasks, int num_threads, const std::function<void(int64_t, int)>& fn) {

@@ -1,7 +1,9 @@
-// The thread pool: every task runs exactly once, with any thread count, inside and outside a SpinScope
-// (helpers spinning between regions), across many back-to-back regions, nested scopes, and a region
-// that throws; and a pool busy with another caller's job runs the second caller's tasks inline.
+// The thread pool: every task runs exactly once, with any thread count, under both wait policies
+// (helpers polling for the next job, or blocking at once), across many back-to-back regions and
+// regions separated by pauses longer than the polling window, and a region that throws; and a pool
+// busy with another caller's job runs the second caller's tasks inline.
 #include <atomic>
+#include <chrono>
 #include <cstdlib>
 #include <numeric>
 #include <stdexcept>
@@ -34,48 +36,42 @@ void check_regions(int threads, int regions, int64_t ntasks) {
 
 }  // namespace
 
-EC_TEST(threadpool_tasks_run_once_with_and_without_spin_scope) {
-  setenv("EDGECOLBERT_SPIN", "1", 1);  // scopes spin (off by default)
-  EC_CHECK(spin_enabled(), "EDGECOLBERT_SPIN=1 does not enable spinning");
-  for (int threads : {1, 2, 3, 4}) {
-    check_regions(threads, 20, 37);
-    {
-      const SpinScope spin(threads);
-      check_regions(threads, 500, 5);  // many short regions while helpers spin between them
-      {
-        const SpinScope nested(threads);
-        check_regions(threads, 10, 64);
+EC_TEST(threadpool_tasks_run_once_under_both_wait_policies) {
+  for (const char* policy : {"", "passive"}) {
+    if (*policy) setenv("EDGECOLBERT_WAIT_POLICY", policy, 1);
+    else unsetenv("EDGECOLBERT_WAIT_POLICY");
+    EC_CHECK(polling_enabled() == !*policy, "policy '%s' read wrongly", policy);
+    for (int threads : {1, 2, 3, 4}) {
+      check_regions(threads, 20, 37);
+      check_regions(threads, 500, 5);  // many short regions: helpers find the next job while polling
+      for (int r = 0; r < 3; ++r) {     // regions after the polling window: helpers blocked, woken again
+        std::this_thread::sleep_for(std::chrono::milliseconds(3));
+        check_regions(threads, 1, 9);
       }
-      check_regions(threads, 10, 3);
+      check_regions(threads, 20, 1);
     }
-    check_regions(threads, 20, 1);  // after the scope: helpers block again, jobs still run
-  }
-  // An exception in a task reaches the caller, inside a scope too, and the pool keeps working.
-  for (int threads : {2, 4}) {
-    const SpinScope spin(threads);
-    bool thrown = false;
-    try {
-      parallel_for(16, threads, [](int64_t t, int) {
-        if (t == 7) throw std::runtime_error("task 7");
-      });
-    } catch (const std::runtime_error&) {
-      thrown = true;
+    // An exception in a task reaches the caller, and the pool keeps working.
+    for (int threads : {2, 4}) {
+      bool thrown = false;
+      try {
+        parallel_for(16, threads, [](int64_t t, int) {
+          if (t == 7) throw std::runtime_error("task 7");
+        });
+      } catch (const std::runtime_error&) {
+        thrown = true;
+      }
+      EC_CHECK(thrown, "threads=%d: the task's exception was not rethrown", threads);
+      check_regions(threads, 5, 16);
     }
-    EC_CHECK(thrown, "threads=%d: the task's exception was not rethrown", threads);
-    check_regions(threads, 5, 16);
+    // Two callers at once: one holds the pool, the other runs inline; both complete every task.
+    std::atomic<int64_t> sum_a{0}, sum_b{0};
+    std::thread other([&] {
+      for (int r = 0; r < 200; ++r) parallel_for(10, 2, [&](int64_t t, int) { sum_a.fetch_add(t); });
+    });
+    for (int r = 0; r < 200; ++r) parallel_for(10, 2, [&](int64_t t, int) { sum_b.fetch_add(t); });
+    other.join();
+    EC_CHECK(sum_a.load() == 200 * 45 && sum_b.load() == 200 * 45, "concurrent callers: %lld and %lld, want %d",
+             (long long)sum_a.load(), (long long)sum_b.load(), 200 * 45);
   }
-  // Two callers at once: one holds the pool, the other runs inline; both complete every task.
-  std::atomic<int64_t> sum_a{0}, sum_b{0};
-  std::thread other([&] {
-    const SpinScope spin(2);
-    for (int r = 0; r < 200; ++r) parallel_for(10, 2, [&](int64_t t, int) { sum_a.fetch_add(t); });
-  });
-  for (int r = 0; r < 200; ++r) parallel_for(10, 2, [&](int64_t t, int) { sum_b.fetch_add(t); });
-  other.join();
-  EC_CHECK(sum_a.load() == 200 * 45 && sum_b.load() == 200 * 45, "concurrent callers: %lld and %lld, want %d",
-           (long long)sum_a.load(), (long long)sum_b.load(), 200 * 45);
-  unsetenv("EDGECOLBERT_SPIN");
-  EC_CHECK(!spin_enabled(), "spinning without EDGECOLBERT_SPIN");
-  const SpinScope off(2);
-  check_regions(2, 10, 8);
+  unsetenv("EDGECOLBERT_WAIT_POLICY");
 }

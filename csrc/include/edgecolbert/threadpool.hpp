@@ -15,20 +15,8 @@ int default_num_threads();
 // finds the pool busy runs its tasks on the calling thread) and after fork().
 void parallel_for(int64_t ntasks, int num_threads, const std::function<void(int64_t, int)>& fn);
 
-// While one lives (with num_threads > 1 and spin_enabled()), the pool's helpers spin for the next
-// parallel_for instead of blocking (up to 2 ms each time): for a sequence of short regions such as one
-// search, whose regions (~0.1 ms) would otherwise each pay a thread wake-up of about as long. Keep it
-// around the sequence only, not across waits for other work: spinning helpers hold their cores.
-bool spin_enabled();  // EDGECOLBERT_SPIN=1 (read when a scope is made)
-class SpinScope {
- public:
-  explicit SpinScope(int num_threads);
-  ~SpinScope();
-  SpinScope(const SpinScope&) = delete;
-  SpinScope& operator=(const SpinScope&) = delete;
-
- private:
-  bool active_;
-};
+// Whether waits poll (yielding the CPU) before blocking: true unless EDGECOLBERT_WAIT_POLICY=passive.
+// Read at each parallel_for (threadpool.cpp explains the policy).
+bool polling_enabled();
 
 }  // namespace edgecolbert

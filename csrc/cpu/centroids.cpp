@@ -167,42 +167,52 @@ bool quantize_rows_i8(const float* x, int64_t n, int64_t dim, int8_t* out, float
   return true;
 }
 
-void centroid_scores_t_i8(const KernelPath& path, const int8_t* q8, const float* qscale, int64_t m, int64_t dim4,
-                          const int8_t* c8, const float* cscale, const int32_t* csum, int64_t K, int64_t stride,
-                          float* out, int num_threads, const float* thr, uint8_t* flags) {
-  if (K == 0) return;
-  const int64_t nb = stride / kRows;
-  // Blocks of 32 rows as [dim4 / 4][32][4] bytes with their scales (padded rows: zeros, scale 0).
+PackedRowsI8::PackedRowsI8(const int8_t* q8, const float* qscale, int64_t m, int64_t dim4_, int64_t stride)
+    : dim4(dim4_), nb(stride / kRows), blocks(static_cast<std::size_t>(nb * kRows * dim4_), 0),
+      scales(static_cast<std::size_t>(nb * kRows), 0.0f) {
   const int64_t block_bytes = kRows * dim4;
-  std::vector<int8_t> packed(static_cast<std::size_t>(nb * block_bytes), 0);
-  std::vector<float> qs(static_cast<std::size_t>(nb * kRows), 0.0f);
   for (int64_t r = 0; r < m; ++r) {
     const int64_t b = r / kRows, rr = r % kRows;
-    int8_t* blk = packed.data() + b * block_bytes;
+    int8_t* blk = blocks.data() + b * block_bytes;
     for (int64_t k = 0; k < dim4; ++k) blk[(k / 4) * kRows * 4 + rr * 4 + k % 4] = q8[r * dim4 + k];
-    qs[b * kRows + rr] = qscale[r];
+    scales[b * kRows + rr] = qscale[r];
   }
+}
+
+void centroid_scores_t_i8(const KernelPath& path, const PackedRowsI8& rows, const int8_t* c8, const float* cscale,
+                          const int32_t* csum, int64_t K, float* out, int num_threads, const float* thr,
+                          uint8_t* flags) {
+  if (K == 0) return;
+  const int64_t nb = rows.nb, dim4 = rows.dim4, stride = nb * kRows, block_bytes = kRows * dim4;
   const int64_t nchunks = (K + kChunk - 1) / kChunk;
   parallel_for(nchunks, num_threads, [&](int64_t t, int) {
     const int64_t c0 = t * kChunk, nc = std::min(kChunk, K - c0);
     uint8_t* f = thr != nullptr ? flags + c0 : nullptr;
     if (nb == 1) {
-      path.centroids_i8.block_scores(packed.data(), qs.data(), dim4, c8 + c0 * dim4, cscale + c0, csum + c0, nc,
-                                     out + c0 * stride, thr, f);
+      path.centroids_i8.block_scores(rows.blocks.data(), rows.scales.data(), dim4, c8 + c0 * dim4, cscale + c0,
+                                     csum + c0, nc, out + c0 * stride, thr, f);
       return;
     }
     std::vector<float> sc(static_cast<std::size_t>(nc * kRows));
     std::vector<uint8_t> bf(thr != nullptr ? static_cast<std::size_t>(nc) : 0);
     if (f != nullptr) std::fill_n(f, nc, uint8_t{0});
     for (int64_t b = 0; b < nb; ++b) {
-      path.centroids_i8.block_scores(packed.data() + b * block_bytes, qs.data() + b * kRows, dim4, c8 + c0 * dim4,
-                                     cscale + c0, csum + c0, nc, sc.data(), thr != nullptr ? thr + b * kRows : nullptr,
-                                     bf.data());
+      path.centroids_i8.block_scores(rows.blocks.data() + b * block_bytes, rows.scales.data() + b * kRows, dim4,
+                                     c8 + c0 * dim4, cscale + c0, csum + c0, nc, sc.data(),
+                                     thr != nullptr ? thr + b * kRows : nullptr, bf.data());
       for (int64_t j = 0; j < nc; ++j) std::copy_n(sc.data() + j * kRows, kRows, out + (c0 + j) * stride + b * kRows);
       if (f != nullptr)
         for (int64_t j = 0; j < nc; ++j) f[j] |= bf[j];
     }
   });
+}
+
+void centroid_scores_t_i8(const KernelPath& path, const int8_t* q8, const float* qscale, int64_t m, int64_t dim4,
+                          const int8_t* c8, const float* cscale, const int32_t* csum, int64_t K, int64_t stride,
+                          float* out, int num_threads, const float* thr, uint8_t* flags) {
+  if (K == 0) return;
+  centroid_scores_t_i8(path, PackedRowsI8(q8, qscale, m, dim4, stride), c8, cscale, csum, K, out, num_threads, thr,
+                       flags);
 }
 
 void centroid_topk(const KernelPath& path, const Matrix& rows, const Matrix& cents, int64_t k, float* scores,

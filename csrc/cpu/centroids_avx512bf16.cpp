@@ -50,9 +50,13 @@ inline void tile(const int8_t* q, const __m512 (&qs)[2], int64_t groups, int64_t
 
 void block_scores_i8(const int8_t* packed, const float* qscale, int64_t dim4, const int8_t* c8, const float* cscale,
                      const int32_t* csum, int64_t nc, float* out, const float* thr, uint8_t* flags) {
-  std::vector<int8_t> flipped(static_cast<std::size_t>(dim4 * kRows));  // q + 128 as u8
-  for (std::size_t i = 0; i < flipped.size(); ++i) flipped[i] = static_cast<int8_t>(packed[i] ^ 0x80);
-  const int8_t* q = flipped.data();
+  // q + 128 as u8, on the stack up to dim 128 (PLAID's probe calls this once per 512 centroids).
+  const std::size_t nq = static_cast<std::size_t>(dim4 * kRows);
+  alignas(64) int8_t local[128 * kRows];
+  std::vector<int8_t> heap(nq > sizeof local ? nq : 0);
+  int8_t* flipped = nq > sizeof local ? heap.data() : local;
+  for (std::size_t i = 0; i < nq; ++i) flipped[i] = static_cast<int8_t>(packed[i] ^ 0x80);
+  const int8_t* q = flipped;
   const __m512 qs[2] = {_mm512_loadu_ps(qscale), _mm512_loadu_ps(qscale + 16)};
   const int64_t groups = dim4 / 4;
   for (int64_t j0 = 0; j0 < nc; j0 += kNJ) {

@@ -188,10 +188,11 @@ PlaidStageA plaid_stage_a(const int32_t* cells, const float* cell_scores, const 
       }
       span = std::max(span, d + 1);
     }
-  // stamp[d] = 1 + the last query token that touched d (0: never); cur[d] = that token's gain so far.
+  // stamp[d] = 1 + the last query token that touched d (0: never); cur[d] = that token's gain so far;
+  // acc[d] the sum. Only stamp is zeroed: cur and acc are written at a document's first touch.
   std::vector<int32_t> stamp(static_cast<std::size_t>(span), 0);
-  std::vector<float> cur(static_cast<std::size_t>(span));
-  std::vector<double> acc(static_cast<std::size_t>(span));
+  std::unique_ptr<float[]> cur(new float[static_cast<std::size_t>(span)]);
+  std::unique_ptr<double[]> acc(new double[static_cast<std::size_t>(span)]);
   std::vector<int64_t> touched;
   double base = 0.0;
   for (int64_t i = 0; i < m; ++i) base += miss[i];
@@ -203,7 +204,10 @@ PlaidStageA plaid_stage_a(const int32_t* cells, const float* cell_scores, const 
       for (int64_t e = ivf_offsets[cell]; e < ivf_offsets[cell + 1]; ++e) {
         const int64_t d = ivf[e];  // in [0, span): checked above
         if (stamp[d] != st) {
-          if (stamp[d] == 0) touched.push_back(d);
+          if (stamp[d] == 0) {
+            touched.push_back(d);
+            acc[d] = 0.0;
+          }
           stamp[d] = st;
           cur[d] = gain;
           acc[d] += gain;

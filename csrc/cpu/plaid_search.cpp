@@ -79,14 +79,16 @@ PlaidStatus plaid_search(const KernelPath& path, const QueryBatch& q, const Code
     const int64_t sm = (m + kCentroidBlockRows - 1) / kCentroidBlockRows * kCentroidBlockRows;
     const Matrix qrows{rows.data(), DType::f32, m, dim};
     const bool int8 = ci8 != nullptr && quantize_rows_i8(rows.data(), m, dim, q8.data(), qscale.data());
+    std::unique_ptr<PackedRowsI8> packed8;
+    if (int8) packed8 = std::make_unique<PackedRowsI8>(q8.data(), qscale.data(), m, ci8->dim4, sm);
     cells.resize(static_cast<std::size_t>(m * p));
     cell_scores.resize(static_cast<std::size_t>(m * p));
     miss.resize(static_cast<std::size_t>(m));
     // Rows [c0, c0 + nc) of St; with thr (int8 only), flags[j] = centroid c0 + j beats some threshold.
     auto score = [&](int64_t c0, int64_t nc, int threads, const float* thr = nullptr, uint8_t* flags = nullptr) {
       if (int8)
-        centroid_scores_t_i8(path, q8.data(), qscale.data(), m, ci8->dim4, ci8->c8 + c0 * ci8->dim4, ci8->scale + c0,
-                             ci8->csum + c0, nc, sm, St.get() + c0 * sm, threads, thr, flags);
+        centroid_scores_t_i8(path, *packed8, ci8->c8 + c0 * ci8->dim4, ci8->scale + c0, ci8->csum + c0, nc,
+                             St.get() + c0 * sm, threads, thr, flags);
       else
         centroid_scores_t(path, qrows, Matrix{cv.centroids + c0 * dim, DType::f32, nc, dim}, sm, St.get() + c0 * sm,
                           threads);

@@ -6,6 +6,9 @@
 // Results do not depend on the thread count: each score is computed by the same code wherever it
 // falls, and a top-k under a total order is unique.
 #pragma once
+#include <cstdint>
+#include <vector>
+
 #include "edgecolbert/common.hpp"
 #include "edgecolbert/dispatch.hpp"
 
@@ -41,6 +44,18 @@ bool quantize_rows_i8(const float* x, int64_t n, int64_t dim, int8_t* out, float
 void centroid_scores_t_i8(const KernelPath& path, const int8_t* q8, const float* qscale, int64_t m, int64_t dim4,
                           const int8_t* c8, const float* cscale, const int32_t* csum, int64_t K, int64_t stride,
                           float* out, int num_threads, const float* thr = nullptr, uint8_t* flags = nullptr);
+
+// The same with the rows packed once (stride / 32 blocks of 32 rows as the kernels read them), for a
+// caller that scores slices of the centroids one call at a time (PLAID's probe).
+struct PackedRowsI8 {
+  PackedRowsI8(const int8_t* q8, const float* qscale, int64_t m, int64_t dim4, int64_t stride);
+  int64_t dim4, nb;
+  std::vector<int8_t> blocks;  // [nb][dim4 / 4][32][4]
+  std::vector<float> scales;   // [nb * 32], 0 for padded rows
+};
+void centroid_scores_t_i8(const KernelPath& path, const PackedRowsI8& rows, const int8_t* c8, const float* cscale,
+                          const int32_t* csum, int64_t K, float* out, int num_threads, const float* thr = nullptr,
+                          uint8_t* flags = nullptr);
 
 // scores (may be null) and ids [rows.n, k]; requires 1 <= k <= cents.n.
 void centroid_topk(const KernelPath& path, const Matrix& rows, const Matrix& cents, int64_t k, float* scores,

@@ -59,7 +59,7 @@ def test_bucketize_tie_goes_low_and_bit_layout():
     assert codes.tolist() == [0] and res.tolist() == [[0x27]]
 
 
-# The two compressed-MaxSim kernels (decoding tiles, and nibble tables where a path has them for the
+# The two compressed-MaxSim kernels (decoding tiles, and byte tables where a path has them for the
 # shape); by default each process measures which one this core runs faster.
 KERNELS = ["decode", "lut"]
 

@@ -379,54 +379,68 @@ std::size_t scratch_floats(int64_t rows, int64_t dim) {
   return static_cast<std::size_t>(kNJ * dim + kLanes + kNJ + (rows + kLanes - 1) / kLanes * kLanes);
 }
 
-// Compressed MaxSim through nibble tables (CodecLutOps). Per 16 query rows the tables take dim * nbits / 4
-// KB; up to 32 KB they stay in L1 beside the rest, so a token costs dim * nbits / 4 table reads and adds
-// per 16 rows, where score_doc spends dim FMAs (and the broadcasts that feed them). A document is taken
-// kLutChunk tokens at a time, one pass over the chunk per 16-row block, so that each block's tables are
-// the only ones in use; the first pass also computes the chunk's inverse norms.
-constexpr int64_t kLutMaxNibbles = 32;
+// Compressed MaxSim through byte tables (CodecLutOps). Per 16 query rows and residual byte position, a
+// 256-entry table of 16-row partial sums (dim * nbits / 8 positions x 16 KB: 192 KB at dim 48, nbits 2,
+// in L2), so a token costs dim * nbits / 8 table reads and adds per 16 rows where score_doc spends dim
+// FMAs (and the broadcasts that feed them). On a Zen 4 this took 0.70 of the time of nibble tables in L1
+// (twice the reads, each one L1 load: the load port was the limit). A document is taken kLutChunk tokens
+// at a time, one pass over the chunk per 16-row block, so that each block's tables are the only ones in
+// use; the first pass also computes the chunk's inverse norms.
+constexpr int64_t kLutMaxBytes = 16;
 constexpr int64_t kLutChunk = 256;
-constexpr int64_t kLutEntry = 16 * kLanes;  // floats per nibble position: 16 values x 16 rows
+constexpr int64_t kLutEntry = 256 * kLanes;  // floats per byte position: 256 values x 16 rows
 
 std::size_t lut_floats(int64_t rows, int64_t dim, int nbits) {
-  const int64_t nibbles = dim * nbits / 4;
-  if ((nbits != 1 && nbits != 2) || nibbles > kLutMaxNibbles) return 0;
-  return static_cast<std::size_t>((rows + kLanes - 1) / kLanes * nibbles * kLutEntry);
+  const int64_t w = dim * nbits / 8;
+  if ((nbits != 1 && nbits != 2) || w > kLutMaxBytes || dim * nbits % 8 != 0) return 0;
+  return static_cast<std::size_t>((rows + kLanes - 1) / kLanes * w * kLutEntry);
 }
 
-// lut[(b * P + p) * 256 + v * 16 + l] = sum_j q[16 b + l][p g + j] * w[bucket j of nibble value v], g = 4 / nbits
-// dims per nibble, the sum in order of j (one multiply, then FMAs); q from prepare_query (padded rows 0).
+// lut[(b * W + p) * 4096 + v * 16 + l] = hi[v >> 4] + lo[v & 15]: the byte's two nibble sums, each
+// sum_j q[16 b + l][d_j] * w[bucket of dim d_j] over its 4 / nbits dims in order (one multiply, then FMAs);
+// q from prepare_query (padded rows 0). Built from the 2 x 16 nibble sums: one add per entry.
 void prepare_lut(const float* prepared, int64_t rows, const CodecView& cv, float* lut) {
-  const int64_t dim = cv.dim, nibbles = dim * cv.nbits / 4, blocks = (rows + kLanes - 1) / kLanes;
-  const int g = 4 / cv.nbits;
+  const int64_t dim = cv.dim, w = dim * cv.nbits / 8, blocks = (rows + kLanes - 1) / kLanes;
+  const int g = 4 / cv.nbits;  // dims per nibble
   for (int64_t b = 0; b < blocks; ++b)
-    for (int64_t p = 0; p < nibbles; ++p) {
-      const float* q = prepared + (b * dim + p * g) * kLanes;
-      float* out = lut + (b * nibbles + p) * kLutEntry;
-      for (unsigned v = 0; v < 16; ++v) {
-        __m512 acc = _mm512_mul_ps(_mm512_load_ps(q), _mm512_set1_ps(cv.weights[byte_bucket(v << 4, 0, cv.nbits)]));
-        for (int j = 1; j < g; ++j)
-          acc = _mm512_fmadd_ps(_mm512_load_ps(q + j * kLanes),
-                                _mm512_set1_ps(cv.weights[byte_bucket(v << 4, j, cv.nbits)]), acc);
-        _mm512_store_ps(out + v * kLanes, acc);
+    for (int64_t p = 0; p < w; ++p) {
+      __m512 half[2][16];  // [high, low nibble][value]
+      for (int h = 0; h < 2; ++h) {
+        const float* q = prepared + (b * dim + (2 * p + h) * g) * kLanes;
+        for (unsigned v = 0; v < 16; ++v) {
+          const unsigned byte = h == 0 ? v << 4 : v;  // the nibble's dims j are the byte's dims h * g + j
+          __m512 acc = _mm512_mul_ps(_mm512_load_ps(q), _mm512_set1_ps(cv.weights[byte_bucket(byte, h * g, cv.nbits)]));
+          for (int j = 1; j < g; ++j)
+            acc = _mm512_fmadd_ps(_mm512_load_ps(q + j * kLanes),
+                                  _mm512_set1_ps(cv.weights[byte_bucket(byte, h * g + j, cv.nbits)]), acc);
+          half[h][v] = acc;
+        }
       }
+      float* out = lut + (b * w + p) * kLutEntry;
+      for (unsigned v = 0; v < 256; ++v) _mm512_store_ps(out + v * kLanes, _mm512_add_ps(half[0][v >> 4], half[1][v & 15]));
     }
 }
 
-// <q, c + r> for 16 rows: the centroid row plus one table row per nibble, over four accumulators (short
-// dependency chains; the order is fixed, so the same token gives the same bits wherever it falls).
+// <q, c + r> for 16 rows: the centroid row plus one table row per residual byte, over four accumulators
+// (short dependency chains; the order is fixed, so the same token gives the same bits wherever it falls).
 inline __m512 lut_dot(const char* tab, const float* qc_row, const uint8_t* bytes, int64_t w) {
-  constexpr std::size_t kPos = kLutEntry * sizeof(float);  // bytes per nibble position
-  __m512 a[4] = {_mm512_loadu_ps(qc_row), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
-  for (int64_t i = 0; i < w; ++i) {
-    // 64-bit offsets: the position's constant folds into the load's displacement
-    const std::size_t v = bytes[i], p = static_cast<std::size_t>(i);
-    const float* hi = reinterpret_cast<const float*>(tab + 2 * p * kPos + ((v << 2) & 0x3C0u));
-    const float* lo = reinterpret_cast<const float*>(tab + (2 * p + 1) * kPos + ((v << 6) & 0x3C0u));
-    a[(2 * i) & 3] = _mm512_add_ps(a[(2 * i) & 3], _mm512_load_ps(hi));
-    a[(2 * i + 1) & 3] = _mm512_add_ps(a[(2 * i + 1) & 3], _mm512_load_ps(lo));
+  constexpr std::size_t kPos = kLutEntry * sizeof(float);  // bytes per byte position
+  auto row = [&](int64_t i) {
+    return _mm512_load_ps(reinterpret_cast<const float*>(tab + static_cast<std::size_t>(i) * kPos +
+                                                         (static_cast<std::size_t>(bytes[i]) << 6)));
+  };
+  __m512 a0 = _mm512_loadu_ps(qc_row), a1 = _mm512_setzero_ps(), a2 = _mm512_setzero_ps(), a3 = _mm512_setzero_ps();
+  int64_t i = 0;
+  for (; i + 4 <= w; i += 4) {
+    a0 = _mm512_add_ps(a0, row(i));
+    a1 = _mm512_add_ps(a1, row(i + 1));
+    a2 = _mm512_add_ps(a2, row(i + 2));
+    a3 = _mm512_add_ps(a3, row(i + 3));
   }
-  return _mm512_add_ps(_mm512_add_ps(a[0], a[1]), _mm512_add_ps(a[2], a[3]));
+  if (i < w) a0 = _mm512_add_ps(a0, row(i++));
+  if (i < w) a1 = _mm512_add_ps(a1, row(i++));
+  if (i < w) a2 = _mm512_add_ps(a2, row(i++));
+  return _mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3));
 }
 
 template <int NB, int NC>
@@ -436,7 +450,7 @@ bool score_doc_lut_nb(const float* lut, const float* qc, int64_t qc_stride, cons
   const int64_t dim = NC > 0 ? NC * kLanes : cv.dim;
   // a compile-time byte count where the width is, so lut_dot unrolls
   const int64_t w = NC > 0 ? NC * 2 * NB : codec_detail::packed_width(dim, NB);
-  const int64_t nibbles = 2 * w, blocks = (rows + kLanes - 1) / kLanes;
+  const int64_t blocks = (rows + kLanes - 1) / kLanes;
   const Decoder dc = make_decoder(cv);
   float* inv = scratch;               // [kLutChunk]
   float* rmax = inv + kLutChunk;      // [blocks * 16]
@@ -444,7 +458,7 @@ bool score_doc_lut_nb(const float* lut, const float* qc, int64_t qc_stride, cons
   for (int64_t t0 = 0; t0 < ntok; t0 += kLutChunk) {
     const int64_t n = std::min(kLutChunk, ntok - t0);
     for (int64_t b = 0; b < blocks; ++b) {
-      const char* tab = reinterpret_cast<const char*>(lut + b * nibbles * kLutEntry);
+      const char* tab = reinterpret_cast<const char*>(lut + b * w * kLutEntry);
       const float* qcb = qc + b * kLanes;
       auto dot = [&](int64_t t) {  // <q, c + r> of token t0 + t for this block's 16 rows
         const int64_t code = codes[t0 + t];

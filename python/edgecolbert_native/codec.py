@@ -392,7 +392,7 @@ def maxsim_compressed(
     ``1 / max(||c + r||, 1e-12)`` before the max, so the unit-length renormalisation is exact (the norm is
     recomputed per token, O(dim), or read from ``token_norms float32 [T]`` as returned by
     ``codec.token_norms(codes, residuals)``, which an index can store). On AVX-512 at nbits 1 and 2 a
-    second kernel reads per-nibble tables of partial dot products instead; each process measures once
+    second kernel reads per-byte tables of partial dot products instead; each process measures once
     which of the two its core runs faster (``EDGECOLBERT_COMPRESSED_KERNEL=decode|lut`` pins one; the
     private ``_kernel`` does so per call). They agree up to float rounding.
     """

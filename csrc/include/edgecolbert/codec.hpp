@@ -52,7 +52,7 @@ void token_norms(const KernelPath& path, const CodecView& cv, const int32_t* cod
                  float* out, int num_threads);
 
 // Which compressed-MaxSim kernel scores: the path's faster one for this codec shape (measured once per
-// process; EDGECOLBERT_COMPRESSED_KERNEL=decode|lut overrides), the decoding kernel, or the nibble tables
+// process; EDGECOLBERT_COMPRESSED_KERNEL=decode|lut overrides), the decoding kernel, or the byte tables
 // where the path has them for the shape (else the decoding kernel).
 enum class CompressedKernel { automatic, decode, tables };
 

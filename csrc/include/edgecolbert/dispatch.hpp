@@ -83,10 +83,10 @@ struct CodecView {
 //   for a document of ntok >= 1 tokens: tiles of tokens are decoded into L1 scratch (never to memory)
 //   and run through the MaxSim micro-kernel. scratch holds scratch_floats(rows, dim) floats.
 // Compressed MaxSim through lookup tables (nbits 1 and 2), WARP's implicit decompression: with qc[c] =
-// <q_r, centroid c> (centroid-major, from centroid_scores_t) and, per 16 query rows and residual nibble
-// p (4 / nbits dims, the byte's high nibble first), a 16-entry table of <q_r, weights of that nibble
-// value>, a token scores qc[code] + sum_p lut[p][nibble_p] with one table read and add per nibble
-// instead of dim FMAs, divided by its norm as score_doc does. lut_floats returns 0 where the path has no
+// <q_r, centroid c> (centroid-major, from centroid_scores_t) and, per 16 query rows and residual byte
+// p (8 / nbits dims), a 256-entry table of <q_r, weights of that byte value>, a token scores qc[code] +
+// sum_p lut[p][byte_p] with one table read and add per byte instead of dim FMAs, divided by its norm as
+// score_doc does. lut_floats returns 0 where the path has no
 // table kernel for (nbits, dim). prepare_lut builds the tables from prepare_query's layout. score_doc
 // writes the same quantity as CodecOps::score_doc up to float rounding (another summation order) and
 // returns false, leaving *out unset, where a token's norm overflows (the caller scores that document

@@ -210,12 +210,17 @@ def search(rng, quick):
     c /= np.linalg.norm(c, axis=1, keepdims=True)
     q = rng.standard_normal((m, dim)).astype(np.float32)
     flops = 2.0 * m * K * dim
-    ms, ls, hs = timeit(lambda: ec.centroid_search(q, c, 8, num_threads=1), reps=21, warmup=3)
-    mc, _, _ = timeit(lambda: ec.centroid_scores(q, c, num_threads=1), reps=11)
     n = 1024 if quick else 2048
     a = torch.randn(n, n)
     b = torch.randn(n, n)
-    mg, _, _ = timeit(lambda: torch.mm(a, b), reps=5)
+    # The SGEMM ceiling is timed before and after ours and the faster of the two kept (the conservative
+    # ceiling on a shared host whose speed drifts). Not interleaved call by call: each 2048^3 product
+    # would evict the 12.6 MB of centroids that ours streams, which a real search does not suffer.
+    mg0, _, _ = timeit(lambda: torch.mm(a, b), reps=5)
+    ms, ls, hs = timeit(lambda: ec.centroid_search(q, c, 8, num_threads=1), reps=21, warmup=3)
+    mc, _, _ = timeit(lambda: ec.centroid_scores(q, c, num_threads=1), reps=11)
+    mg1, _, _ = timeit(lambda: torch.mm(a, b), reps=5)
+    mg = min(mg0, mg1)
     an, bn = a.numpy(), b.numpy()
     mgn, _, _ = timeit(lambda: an @ bn, reps=5)
     sgemm_np = 2.0 * n**3 / mgn / 1e9
@@ -224,7 +229,8 @@ def search(rng, quick):
     mt, _, _ = timeit(lambda: torch.topk(tq @ tc.T, 8, dim=1), reps=21)
     mn, _, _ = timeit(lambda: q @ c.T, reps=21)
     ours = flops / ms / 1e9
-    print(f"single-thread SGEMM ceiling (torch.mm {n}^3, same run): {sgemm:.1f} GFLOP/s\n")
+    print(f"single-thread SGEMM ceiling (torch.mm {n}^3, the faster of before and after ours: "
+          f"{2.0 * n**3 / mg0 / 1e9:.1f} and {2.0 * n**3 / mg1 / 1e9:.1f}): {sgemm:.1f} GFLOP/s\n")
     print("| method | median ms | GFLOP/s on Q.C^T | fraction of SGEMM |")
     print("| --- | ---: | ---: | ---: |")
     print(f"| edgecolbert centroid_search (fused top-8) | {ms * 1e3:.3f} | {ours:.1f} | {ours / sgemm:.2f} |")

@@ -1,7 +1,8 @@
 // Centroid scores, AVX-512 (F/BW/VL/DQ), float32 arithmetic for every centroid dtype.
 // Tiling as in MaxSim: the 32 rows of a block are packed transposed ([dim][32] floats), so two zmm
 // hold one dimension of all rows; a tile is 2 row vectors x NJ = 12 centroids = 24 accumulators, per
-// dimension 2 loads + 12 broadcasts + 24 FMAs (Q.C^T as a GEMM micro-kernel). The tile's columns are
+// dimension 2 loads + 24 FMAs whose broadcast is folded into their load (avx512_fma.hpp; Q.C^T as a
+// GEMM micro-kernel). The tile's columns are
 // compared with the per-row thresholds in registers and only flagged columns are stored, so the
 // driver's top-k only visits (and the cache only sees) centroids that can enter some row's heap. Half-precision centroids are widened one tile
 // (12 x dim values) at a time into L1-resident scratch.
@@ -10,6 +11,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "edgecolbert/avx512_fma.hpp"
 #include "edgecolbert/dispatch.hpp"
 
 namespace edgecolbert {
@@ -35,11 +37,7 @@ inline void tile(const float* q, int64_t dim, const float* c, const __m512 (&thr
   for (int j = 0; j < NJ; ++j) acc[0][j] = acc[1][j] = _mm512_setzero_ps();
   for (int64_t k = 0; k < dim; ++k) {
     const __m512 q0 = _mm512_load_ps(q + k * kRows), q1 = _mm512_load_ps(q + k * kRows + kLanes);
-    for (int j = 0; j < NJ; ++j) {
-      const __m512 b = _mm512_set1_ps(c[j * dim + k]);
-      acc[0][j] = _mm512_fmadd_ps(q0, b, acc[0][j]);
-      acc[1][j] = _mm512_fmadd_ps(q1, b, acc[1][j]);
-    }
+    for (int j = 0; j < NJ; ++j) fma2_bcast(acc[0][j], acc[1][j], c + j * dim + k, q0, q1);
   }
   // With thresholds only the flagged columns are stored (a top-k visits nothing else): the 64 KiB of
   // stores per 512-centroid chunk that a dense result needs would otherwise leave L1 every chunk.

@@ -274,7 +274,12 @@ void centroid_topk(const KernelPath& path, const Matrix& rows, const Matrix& cen
         for (int64_t j = 0; j < nc; ++j) {
           if (!open && tb->flags[j] == 0) continue;
           for (int64_t r = 0; r < vr; ++r) {
-            const Entry e{tb->scores.p[j * kRows + r], static_cast<int32_t>(c0 + j)};
+            // thr[r] (set at the chunk's start from a full heap's worst, which only rises) bounds what
+            // can enter: later ids lose ties and NaN ranks last. Not for -inf (a row still open, or a
+            // NaN worst, which even -inf beats).
+            const float sc = tb->scores.p[j * kRows + r];
+            if (sz[r] == k && thr[r] > -std::numeric_limits<float>::infinity() && !(sc > thr[r])) continue;
+            const Entry e{sc, static_cast<int32_t>(c0 + j)};
             Entry* h = hp + r * k;
             if (sz[r] < k) {
               h[sz[r]++] = e;

@@ -225,3 +225,47 @@ EC_TEST(centroid_scores_int8_every_variant) {
   float bs;
   EC_CHECK(!quantize_rows_i8(bad.data(), 1, 2, b8.data(), &bs), "NaN accepted");
 }
+
+// The top-k driver's shortcut (a score that does not beat a row's threshold is not looked at) around
+// NaN and -inf: NaN ranks last, so a heap of NaNs is beaten even by -inf; checked against a stable sort
+// of the scalar path's dense scores, over chunks that open with NaN-only and -inf-only columns.
+EC_TEST(centroid_topk_nan_and_inf_scores) {
+  std::mt19937_64 rng(99);
+  std::uniform_real_distribution<float> u(0.5f, 1.5f);
+  const int64_t m = 5, dim = 12, K = 2300;
+  std::vector<float> rows(static_cast<std::size_t>(m * dim)), cents(static_cast<std::size_t>(K * dim));
+  for (auto& v : rows) v = u(rng);  // positive: -inf centroids score -inf, never NaN
+  for (int64_t c = 0; c < K; ++c)
+    for (int64_t d = 0; d < dim; ++d) {
+      // chunks of 512: NaN only; -inf only (beats the heaps of NaN); NaN with 3 finite; -inf and finite
+      // mixed; finite with NaN among them
+      float v = u(rng) - 1.0f;
+      if (c < 512) v = NAN;
+      else if (c < 1024) v = -INFINITY;
+      else if (c < 1536) v = c % 200 == 0 ? v : NAN;
+      else if (c < 2048) v = c % 2 == 0 ? -INFINITY : v;
+      else if (c % 3 == 0) v = NAN;
+      cents[static_cast<std::size_t>(c * dim + d)] = v;
+    }
+  const Matrix R{rows.data(), DType::f32, m, dim}, C{cents.data(), DType::f32, K, dim};
+  std::vector<float> dense(static_cast<std::size_t>(m * K));
+  centroid_scores(path_by_name("scalar"), R, C, dense.data(), 1);
+  for (int64_t k : {1, 5, 64})
+    for (int64_t kk : {int64_t{1536}, K})  // (the first 1,536 centroids: fewer finite scores than k)
+    for (const KernelPath* p : available_paths())
+      for (int threads : {1, 2}) {
+        std::vector<float> s(static_cast<std::size_t>(m * k));
+        std::vector<int32_t> ids(static_cast<std::size_t>(m * k));
+        centroid_topk(*p, R, Matrix{cents.data(), DType::f32, kk, dim}, k, s.data(), ids.data(), threads);
+        for (int64_t r = 0; r < m; ++r) {
+          std::vector<int32_t> order(static_cast<std::size_t>(kk));
+          for (int64_t c = 0; c < kk; ++c) order[c] = static_cast<int32_t>(c);
+          std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) {
+            return better(dense[r * K + a], a, dense[r * K + b], b);
+          });
+          for (int64_t j = 0; j < k; ++j)
+            EC_CHECK(ids[r * k + j] == order[j], "%s K=%lld k=%lld threads=%d row %lld rank %lld: id %d, want %d",
+                     p->name, (long long)kk, (long long)k, threads, (long long)r, (long long)j, ids[r * k + j], order[j]);
+        }
+      }
+}

@@ -206,15 +206,19 @@ EC_TEST(plaid_probe_matches_brute_force) {
       for (const KernelPath* path : available_paths()) {
       plaid_probe(*path, St.data(), m, K, stride, pp, cells.data(), cs.data(), miss.data());
       if (std::min(pp + 1, K) <= kPlaidFeedMax) {
+        // Whether a probe, finished, gives plaid_probe's cells, scores and misses bit for bit.
+        auto finishes_as_plaid_probe = [&](const PlaidProbe& probe) {
+          std::vector<int32_t> cells2(cells.size());
+          std::vector<float> cs2(cs.size()), miss2(miss.size());
+          probe.finish(St.data(), stride, cells2.data(), cs2.data(), miss2.data());
+          return cells2 == cells && std::memcmp(cs2.data(), cs.data(), cs.size() * sizeof(float)) == 0 &&
+                 std::memcmp(miss2.data(), miss.data(), miss.size() * sizeof(float)) == 0;
+        };
         // Fed in slices of any size (the search probes each slice of St as it is computed): the same result.
         for (int64_t slice : {int64_t{1}, int64_t{7}, int64_t{64}}) {
           PlaidProbe probe(*path, m, K, pp);
           for (int64_t c0 = 0; c0 < K; c0 += slice) probe.feed(St.data(), stride, c0, std::min(K, c0 + slice));
-          std::vector<int32_t> cells2(cells.size());
-          std::vector<float> cs2(cs.size()), miss2(miss.size());
-          probe.finish(St.data(), stride, cells2.data(), cs2.data(), miss2.data());
-          EC_CHECK(cells2 == cells && std::memcmp(cs2.data(), cs.data(), cs.size() * sizeof(float)) == 0 &&
-                       std::memcmp(miss2.data(), miss.data(), miss.size() * sizeof(float)) == 0,
+          EC_CHECK(finishes_as_plaid_probe(probe),
                    "%s: sliced probe (slice %lld) differs", path->name, (long long)slice);
         }
         // Once full, fed only the centroids that beat the thresholds as of each slice's start (the
@@ -239,11 +243,7 @@ EC_TEST(plaid_probe_matches_brute_force) {
             }
             probe.feed_flagged(St.data(), stride, c0, c1, flags.data());
           }
-          std::vector<int32_t> cells2(cells.size());
-          std::vector<float> cs2(cs.size()), miss2(miss.size());
-          probe.finish(St.data(), stride, cells2.data(), cs2.data(), miss2.data());
-          EC_CHECK(cells2 == cells && std::memcmp(cs2.data(), cs.data(), cs.size() * sizeof(float)) == 0 &&
-                       std::memcmp(miss2.data(), miss.data(), miss.size() * sizeof(float)) == 0,
+          EC_CHECK(finishes_as_plaid_probe(probe),
                    "%s: flagged probe (slice %lld) differs", path->name, (long long)slice);
           if (K == 700 && pp == 1 && m == 1 && slice == 64) EC_CHECK(flagged < 100, "flags skip little: %lld", (long long)flagged);
         }
@@ -255,11 +255,7 @@ EC_TEST(plaid_probe_matches_brute_force) {
             pr.back()->feed(St.data(), stride, w * K / parts, (w + 1) * K / parts);
           }
           for (int64_t w = parts - 1; w >= 1; --w) pr[w - 1]->merge(*pr[w]);  // right to left
-          std::vector<int32_t> cells2(cells.size());
-          std::vector<float> cs2(cs.size()), miss2(miss.size());
-          pr[0]->finish(St.data(), stride, cells2.data(), cs2.data(), miss2.data());
-          EC_CHECK(cells2 == cells && std::memcmp(cs2.data(), cs.data(), cs.size() * sizeof(float)) == 0 &&
-                       std::memcmp(miss2.data(), miss.data(), miss.size() * sizeof(float)) == 0,
+          EC_CHECK(finishes_as_plaid_probe(*pr[0]),
                    "%s: probe merged from %lld parts differs", path->name, (long long)parts);
         }
       }

@@ -11,27 +11,33 @@ JOBS ?= $(shell nproc)
 # it so that no other package can pull an unpinned (CUDA, several GB) build.
 TORCH := torch==2.13.0
 BUILD_TOOLS := scikit-build-core pybind11 cmake ninja numpy
+# One exact version of every package, for every environment made here (requirements/constraints.txt;
+# `make lock` refreshes it). Every pip install below goes through PIP_INSTALL.
+CONSTRAINTS := requirements/constraints.txt
+PIP_INSTALL := $(PIP) install -q -c $(CONSTRAINTS)
+# PyLate 1.6.0 goes in with --no-deps (it would pull fast-plaid and with it another torch); these are the
+# pip check lines that this leaves, and the only ones `make pip-check` accepts.
+PIP_CHECK_ALLOWED := requirements/pip-check-allowed.txt
 
-.PHONY: run test test-asan fuzz fuzz-native apt-clang typecheck test-crash-long soak test-cpp test-arm test-py bench install deps-test apt-arm clean
+.PHONY: pip-check lock run test test-asan fuzz fuzz-native apt-clang typecheck test-crash-long soak test-cpp test-arm test-py bench install deps-test apt-arm clean
 
-$(VENV)/.base:
+$(VENV)/.base: $(CONSTRAINTS)
 	test -x $(PY) || $(PYTHON_BOOT) -m venv $(VENV)
-	$(PIP) install -q $(TORCH)
-	$(PIP) install -q $(BUILD_TOOLS)
+	$(PIP_INSTALL) $(TORCH)
+	$(PIP_INSTALL) $(BUILD_TOOLS)
 	touch $@
 
 # The package itself, rebuilt incrementally in build/ (scikit-build-core's build-dir).
 install: $(VENV)/.base
-	$(PIP) install -q --no-build-isolation --no-deps .
+	$(PIP_INSTALL) --no-build-isolation --no-deps .
 
-$(VENV)/.test-deps: $(VENV)/.base pyproject.toml
-	$(PIP) install -q --no-build-isolation '.[test]'
+$(VENV)/.test-deps: $(VENV)/.base pyproject.toml $(CONSTRAINTS)
+	# Ray for the sharded index's cluster tests: the `distributed` extra (14 s here, no torch change).
+	$(PIP_INSTALL) --no-build-isolation '.[test,distributed]'
 	# PyLate 1.6.0 would pull fast-plaid and with it another torch: no deps, its real needs are above.
-	$(PIP) install -q --no-deps pylate==1.6.0
+	$(PIP_INSTALL) --no-deps pylate==1.6.0
 	# colbert-ai's own codec is the reference the codec tests compare bytes with; it keeps torch as is.
-	$(PIP) install -q colbert-ai==0.2.22
-	# Ray for the sharded index's cluster tests (the `distributed` extra; 14 s here, no torch change).
-	$(PIP) install -q 'ray[default]'
+	$(PIP_INSTALL) colbert-ai==0.2.22
 	$(PY) -c "import torch, sys; sys.exit(torch.__version__ != '2.13.0+cpu' and 'a dependency replaced the pinned torch')"
 	touch $@
 
@@ -39,10 +45,31 @@ deps-test: $(VENV)/.test-deps
 
 # The main job: index the shipped pydocs subset with the offline model, search, compare with BM25.
 run: $(VENV)/.base
-	$(PIP) install -q --no-build-isolation '.[demo]'
+	$(PIP_INSTALL) --no-build-isolation '.[demo]'
+	$(MAKE) pip-check
 	$(VENV)/bin/edgecolbert demo
 
-test: deps-test install test-cpp test-arm typecheck test-py test-asan fuzz-native
+test: deps-test install pip-check test-cpp test-arm typecheck test-py test-asan fuzz-native
+
+# pip check in .venv: nothing but the requirements PyLate's --no-deps install leaves out.
+pip-check:
+	@out=$$($(PY) -m pip check 2>&1 || true); \
+	bad=$$(printf '%s\n' "$$out" | grep -vxF -f $(PIP_CHECK_ALLOWED) | grep -vx 'No broken requirements found.' || true); \
+	if [ -n "$$bad" ]; then echo "pip check: broken requirements beyond $(PIP_CHECK_ALLOWED):"; echo "$$bad"; exit 1; fi; \
+	echo "pip check: ok (only the lines in $(PIP_CHECK_ALLOWED), if any)"
+
+# Refresh the pins: the newest versions that the top-level requirements allow, resolved in a scratch
+# venv and frozen into $(CONSTRAINTS). Then run `make test` (and `make run`) on a fresh clone.
+LOCK_VENV := build/lock-venv
+lock:
+	rm -rf $(LOCK_VENV) && $(PYTHON_BOOT) -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/pip install -q $(TORCH)
+	$(LOCK_VENV)/bin/pip install -q $(BUILD_TOOLS) ninja==1.11.1.4 ujson==5.12.0   # the two pins PyLate 1.6.0 asks for
+	$(LOCK_VENV)/bin/pip install -q --no-build-isolation '.[test,demo,bench,distributed]' colbert-ai==0.2.22
+	$(LOCK_VENV)/bin/pip install -q --no-deps pylate==1.6.0
+	{ sed -n '/^#/p' $(CONSTRAINTS); $(LOCK_VENV)/bin/pip freeze --all | grep -v '^edgecolbert'; } > $(CONSTRAINTS).new
+	mv $(CONSTRAINTS).new $(CONSTRAINTS)
+	@echo "$(CONSTRAINTS) refreshed: review the diff, then run make run and make test on a fresh clone"
 
 # The C++ kernel tests, natively: once optimised, once under AddressSanitizer + UBSan.
 test-cpp:
@@ -73,7 +100,8 @@ test-py: install
 	$(PY) -m pytest -q tests
 
 bench: install
-	$(PIP) install -q threadpoolctl numkong maxsim-cpu || true
+	$(PIP_INSTALL) --no-build-isolation '.[bench]'
+	$(MAKE) pip-check
 	$(PY) -m pytest -q bench -o python_files="bench_*.py" --benchmark-only --benchmark-columns=min,median,max,iqr
 	$(VENV)/bin/edgecolbert bench
 

@@ -19,7 +19,7 @@ PIP_INSTALL := $(PIP) install -q -c $(CONSTRAINTS)
 # pip check lines that this leaves, and the only ones `make pip-check` accepts.
 PIP_CHECK_ALLOWED := requirements/pip-check-allowed.txt
 
-.PHONY: pip-check lock run test test-asan fuzz fuzz-native apt-clang typecheck test-crash-long soak test-cpp test-arm test-py bench install deps-test apt-arm clean
+.PHONY: bench-peers pip-check lock run test test-asan fuzz fuzz-native apt-clang typecheck test-crash-long soak test-cpp test-arm test-py bench install deps-test apt-arm clean
 
 $(VENV)/.base: $(CONSTRAINTS)
 	test -x $(PY) || $(PYTHON_BOOT) -m venv $(VENV)
@@ -50,6 +50,28 @@ run: $(VENV)/.base
 	$(VENV)/bin/edgecolbert demo
 
 test: deps-test install pip-check test-cpp test-arm typecheck test-py test-asan fuzz-native
+
+# The peer comparison from the repository alone (BENCHMARKS.md "Index", docs/peers.md): pinned peer venvs
+# under build/peers, the shared data, every index, every row (bench/peers/run_all.py). PyLate's PLAID runs in
+# a venv layered over .venv (its pylate 1.6.0 and torch 2.13.0) plus what its bundled ColBERT code imports;
+# fast-plaid wheels are tied to one torch release each, so it gets its own venv (torch 2.11.0, ~5 GB).
+# PyLate's 20,000-document build takes ~30 min at 1 thread. PEERS_ARGS="--docs 2000 --small 500" for a check.
+PEERS := build/peers
+PEERS_ARGS ?= --rounds 2
+$(PEERS)/venv-pylate/.ok: $(VENV)/.test-deps requirements/peers-pylate.txt
+	rm -rf $(PEERS)/venv-pylate && $(PYTHON_BOOT) -m venv $(PEERS)/venv-pylate
+	$(PY) -c "import sysconfig; print(sysconfig.get_paths()['purelib'])" > $$($(PEERS)/venv-pylate/bin/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")/zz_project.pth
+	$(PEERS)/venv-pylate/bin/pip install -q --no-deps -r requirements/peers-pylate.txt
+	$(PEERS)/venv-pylate/bin/python -c "import torch, pylate, fastkmeans, psutil, edgecolbert_native; assert torch.__version__ == '2.13.0+cpu'"
+	touch $@
+$(PEERS)/venv-fastplaid/.ok: requirements/peers-fastplaid.txt
+	rm -rf $(PEERS)/venv-fastplaid && $(PYTHON_BOOT) -m venv $(PEERS)/venv-fastplaid
+	$(PEERS)/venv-fastplaid/bin/pip install -q --no-deps -r requirements/peers-fastplaid.txt
+	$(PEERS)/venv-fastplaid/bin/python -c "import torch, fast_plaid; assert torch.__version__.startswith('2.11.0')"
+	touch $@
+bench-peers: install $(PEERS)/venv-pylate/.ok $(PEERS)/venv-fastplaid/.ok
+	$(PY) bench/peers/run_all.py --out $(PEERS) --pylate-python $(PEERS)/venv-pylate/bin/python \
+	  --fastplaid-python $(PEERS)/venv-fastplaid/bin/python $(PEERS_ARGS)
 
 # pip check in .venv: nothing but the requirements PyLate's --no-deps install leaves out.
 pip-check:

@@ -3,7 +3,7 @@ placement"). Same sample, seed and centroids as `Index.build` would use; for eac
 error of the held-out residuals and the recall@10 ceiling (exhaustive MaxSim over every decoded token,
 against the exhaustive float top-10 stored in the data file).
 
-    .venv/bin/python bench/bench_buckets.py --data /tmp/peers-data-20k/data.npz --nbits 2 --queries 200
+    .venv/bin/python bench/bench_buckets.py --data build/peers/data-20000/data.npz --nbits 2 --queries 200
 
 The data file is `bench/peers/make_data.py`'s (tokens, offsets, queries, truth).
 """
@@ -22,7 +22,7 @@ from edgecolbert_native.index.index import default_num_centroids, default_sample
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--data", default="/tmp/peers-data-20k/data.npz")
+    ap.add_argument("--data", default="build/peers/data-20000/data.npz")
     ap.add_argument("--nbits", type=int, default=2)
     ap.add_argument("--queries", type=int, default=200)
     ap.add_argument("--threads", type=int, default=2)

@@ -38,7 +38,8 @@ import torch  # noqa: E402
 import encoder_helpers as H  # noqa: E402
 from edgecolbert_native.encoder import Encoder  # noqa: E402
 
-CORPUS = "/work/shared/data/pydocs/corpus.jsonl.gz"
+CORPUS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python", "edgecolbert_native", "data",
+                      "pydocs", "corpus.jsonl.gz")
 
 
 def load_passages(path: str) -> list[str]:

@@ -1,6 +1,6 @@
 """Shared data for the peer comparison (issue 5): ONE embeddings file read by all three systems.
 
-    /work/main/.venv/bin/python bench/peers/make_data.py --docs 5000 --out /tmp/peers-data
+    .venv/bin/python bench/peers/make_data.py --docs 5000 --out build/peers/data-5000
 
 Writes <out>/data.npz with
   tokens   float32 [T, 48]   unit vectors (tests/test_index_support.clustered: 1,024 topics, 3 per document,
@@ -31,7 +31,7 @@ def main() -> None:
     ap.add_argument("--docs", type=int, default=5000)
     ap.add_argument("--mean-len", type=int, default=180)
     ap.add_argument("--queries", type=int, default=500)
-    ap.add_argument("--out", default="/tmp/peers-data")
+    ap.add_argument("--out", default="build/peers/data-5000")
     a = ap.parse_args()
     os.makedirs(a.out, exist_ok=True)
     tokens, offsets, _ = H.clustered(a.docs, 48, mean_len=a.mean_len, seed=0)

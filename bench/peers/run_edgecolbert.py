@@ -1,9 +1,9 @@
 """edgecolbert_native.Index on the shared embeddings (bench/peers/make_data.py): build time, bytes per
 token, recall@10 over an nprobe/ndocs sweep, single-query p50/p99 at 1 and 2 threads.
 
-    /work/main/.venv/bin/python bench/peers/run_edgecolbert.py build   --nbits 2
-    /work/main/.venv/bin/python bench/peers/run_edgecolbert.py sweep   --nbits 2
-    /work/main/.venv/bin/python bench/peers/run_edgecolbert.py latency --nbits 2 --threads 1 --nprobe 8 --ndocs 1024
+    .venv/bin/python bench/peers/run_edgecolbert.py build   --nbits 2
+    .venv/bin/python bench/peers/run_edgecolbert.py sweep   --nbits 2
+    .venv/bin/python bench/peers/run_edgecolbert.py latency --nbits 2 --threads 1 --nprobe 8 --ndocs 1024
 
 Build uses the defaults (num_centroids = PLAID's 2^floor(log2(16 sqrt(T))), the same rule as colbert-ai /
 PyLate). One query [1, 32, 48] per `search` call with num_threads=<threads> (latency also sets
@@ -61,8 +61,8 @@ def _cpu():
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("mode", choices=["build", "sweep", "latency"])
-    ap.add_argument("--data", default="/tmp/peers-data/data.npz")
-    ap.add_argument("--index", default=None, help="default /tmp/peers-idx/edgecolbert-nb<nbits>")
+    ap.add_argument("--data", default="build/peers/data-5000/data.npz")
+    ap.add_argument("--index", default=None, help="default build/peers/idx-5000/edgecolbert-nb<nbits>")
     ap.add_argument("--nbits", type=int, default=2)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--nprobe", type=int, default=None)
@@ -71,7 +71,7 @@ def main() -> None:
     ap.add_argument("--threshold", default="none")
     a = ap.parse_args()
     th = None if a.threshold == "none" else float(a.threshold)
-    path = a.index or f"/tmp/peers-idx/edgecolbert-nb{a.nbits}"
+    path = a.index or f"build/peers/idx-5000/edgecolbert-nb{a.nbits}"
     tokens, offsets, queries, truth = load(a.data)
     T = int(offsets[-1])
     if a.mode == "build":

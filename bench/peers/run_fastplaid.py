@@ -2,13 +2,12 @@
 build time, bytes per token, recall@10 over a parameter sweep, single-query p50/p99 at 1 or 2 threads.
 
 fast-plaid wheels are built for one torch release each (1.7.0.2110 = torch 2.11.0) and crash against
-another, so it runs in its own venv, never the project's:
+another, so it runs in its own venv, never the project's (`make bench-peers` makes it from
+requirements/peers-fastplaid.txt):
 
-    python3 -m venv /tmp/venv-fastplaid
-    /tmp/venv-fastplaid/bin/pip install torch==2.11.0 fast-plaid==1.7.0.2110 numpy
-    /tmp/venv-fastplaid/bin/python bench/peers/run_fastplaid.py build   --nbits 2
-    /tmp/venv-fastplaid/bin/python bench/peers/run_fastplaid.py sweep   --nbits 2
-    /tmp/venv-fastplaid/bin/python bench/peers/run_fastplaid.py latency --nbits 2 --threads 1 --nprobe 8 --nfull 1024
+    build/peers/venv-fastplaid/bin/python bench/peers/run_fastplaid.py build   --nbits 2
+    build/peers/venv-fastplaid/bin/python bench/peers/run_fastplaid.py sweep   --nbits 2
+    build/peers/venv-fastplaid/bin/python bench/peers/run_fastplaid.py latency --nbits 2 --threads 1 --nprobe 8 --nfull 1024
 
 --threads sets OMP_NUM_THREADS, MKL_NUM_THREADS and RAYON_NUM_THREADS before torch / fast_plaid are imported
 (fast-plaid's Rust side uses rayon) and torch.set_num_threads. One query [32, 48] per `search` call
@@ -63,8 +62,8 @@ def _cpu():
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("mode", choices=["build", "sweep", "latency"])
-    ap.add_argument("--data", default="/tmp/peers-data/data.npz")
-    ap.add_argument("--index", default=None, help="default /tmp/peers-idx/fastplaid-nb<nbits>")
+    ap.add_argument("--data", default="build/peers/data-5000/data.npz")
+    ap.add_argument("--index", default=None, help="default build/peers/idx-5000/fastplaid-nb<nbits>")
     ap.add_argument("--nbits", type=int, default=2)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--nprobe", type=int, default=8)
@@ -74,7 +73,7 @@ def main() -> None:
     ap.add_argument("--sweep-queries", type=int, default=100)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
-    path = a.index or f"/tmp/peers-idx/fastplaid-nb{a.nbits}"
+    path = a.index or f"build/peers/idx-5000/fastplaid-nb{a.nbits}"
     tokens, offsets, queries, truth = load(a.data)
     T = int(offsets[-1])
     qs = [torch.from_numpy(queries[i:i + 1]) for i in range(len(queries))]

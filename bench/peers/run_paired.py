@@ -6,8 +6,8 @@ separate scripts compared different minutes). Prints one JSON line: p50 / p99 an
 the ratio of the p50s, and the median of the per-query ratios.
 
 Runs in the PyLate venv, which also sees the project's venv (it imports both):
-    /tmp/venv-pylate/bin/python bench/peers/run_paired.py --data /tmp/peers-data-20k/data.npz \
-        --ours /tmp/peers-idx-20k/edgecolbert-nb2-lloyd --pylate /tmp/peers-idx-20k/pylate \
+    build/peers/venv-pylate/bin/python bench/peers/run_paired.py --data build/peers/data-20000/data.npz \
+        --ours build/peers/idx-20000/edgecolbert-nb2 --pylate build/peers/idx-20000/pylate \
         --threads 1 --nprobe 1 --ndocs 256 --rerank 32 --ncells 1 --pylate-ndocs 256 --threshold 0.5
 """
 
@@ -35,9 +35,9 @@ from run_pylate_plaid import load, make, quiet, recall
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--data", default="/tmp/peers-data-20k/data.npz")
-    ap.add_argument("--ours", default="/tmp/peers-idx-20k/edgecolbert-nb2-lloyd")
-    ap.add_argument("--pylate", default="/tmp/peers-idx-20k/pylate")
+    ap.add_argument("--data", default="build/peers/data-20000/data.npz")
+    ap.add_argument("--ours", default="build/peers/idx-20000/edgecolbert-nb2")
+    ap.add_argument("--pylate", default="build/peers/idx-20000/pylate")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--nprobe", type=int, default=None)
     ap.add_argument("--ndocs", type=int, default=None)

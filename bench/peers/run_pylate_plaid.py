@@ -3,12 +3,12 @@ embeddings (bench/peers/make_data.py): build time, bytes per token, recall@10 ov
 single-query p50/p99 at 1 or 2 threads (--threads: OMP/MKL env vars set before torch is imported,
 and torch.set_num_threads); recall@10 of the latency run is computed from the timed searches themselves.
 
-    /tmp/venv-pylate/bin/python bench/peers/run_pylate_plaid.py build  --data /tmp/peers-data/data.npz --index /tmp/peers-idx/pylate
-    /tmp/venv-pylate/bin/python bench/peers/run_pylate_plaid.py sweep  --data ... --index ...
-    /tmp/venv-pylate/bin/python bench/peers/run_pylate_plaid.py latency --data ... --index ... \
+    build/peers/venv-pylate/bin/python bench/peers/run_pylate_plaid.py build  --data build/peers/data-5000/data.npz --index build/peers/idx-5000/pylate
+    build/peers/venv-pylate/bin/python bench/peers/run_pylate_plaid.py sweep  --data ... --index ...
+    build/peers/venv-pylate/bin/python bench/peers/run_pylate_plaid.py latency --data ... --index ... \
         --threads 1 --ncells 8 --ndocs 8192 --threshold 0.35
 
-/tmp/venv-pylate: a venv over the project's venv (a .pth file adds /work/main/.venv's site-packages: torch
+build/peers/venv-pylate (`make bench-peers` makes it): a venv over the project's venv (a .pth file adds the project .venv's site-packages: torch
 2.13.0+cpu, pylate 1.6.0, ninja, ujson, bitarray, GitPython) plus psutil and fastkmeans, which the bundled
 ColBERT code imports. The C++ extensions are JIT-compiled (ninja) on first use; `build` first builds a
 200-document warm-up index so that compilation is not counted in the build time.
@@ -109,8 +109,8 @@ def _cpu():
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("mode", choices=["build", "sweep", "latency"])
-    ap.add_argument("--data", default="/tmp/peers-data/data.npz")
-    ap.add_argument("--index", default="/tmp/peers-idx/pylate")
+    ap.add_argument("--data", default="build/peers/data-5000/data.npz")
+    ap.add_argument("--index", default="build/peers/idx-5000/pylate")
     ap.add_argument("--nbits", type=int, default=2)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--ncells", type=int, default=None)

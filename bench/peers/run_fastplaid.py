@@ -25,28 +25,12 @@ if "--threads" in sys.argv:
     for _v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "RAYON_NUM_THREADS"):
         _os.environ[_v] = _THREADS
 
-import argparse  # noqa: E402
 import json  # noqa: E402
-import os  # noqa: E402
-import resource  # noqa: E402
 import time  # noqa: E402
 
-import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from fast_plaid import search as fp_search  # noqa: E402
-
-
-def load(path):
-    z = np.load(path)
-    return z["tokens"], z["offsets"], z["queries"], z["truth"]
-
-
-def dir_bytes(d):
-    return sum(os.path.getsize(os.path.join(r, f)) for r, _, fs in os.walk(d) for f in fs)
-
-
-def recall(found, truth):
-    return float(np.mean([len(set(f) & set(t.tolist())) / len(t) for f, t in zip(found, truth)]))
+from peer_common import build_row, cpu_seconds, load, parser, recall, timed  # noqa: E402
 
 
 def search_one(idx, q, nprobe, nfull):
@@ -54,18 +38,8 @@ def search_one(idx, q, nprobe, nfull):
     return [d for d, _ in res[0]]
 
 
-def _cpu():
-    r, c = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return r.ru_utime + r.ru_stime + c.ru_utime + c.ru_stime
-
-
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("mode", choices=["build", "sweep", "latency"])
-    ap.add_argument("--data", default="build/peers/data-5000/data.npz")
-    ap.add_argument("--index", default=None, help="default build/peers/idx-5000/fastplaid-nb<nbits>")
-    ap.add_argument("--nbits", type=int, default=2)
-    ap.add_argument("--threads", type=int, default=2)
+    ap = parser("fast-plaid", None)  # --index default: build/peers/idx-5000/fastplaid-nb<nbits>
     ap.add_argument("--nprobe", type=int, default=8)
     ap.add_argument("--nfull", type=int, default=4096)
     ap.add_argument("--grid", default="1,256 2,256 2,1024 4,1024 8,4096",
@@ -79,16 +53,12 @@ def main() -> None:
     qs = [torch.from_numpy(queries[i:i + 1]) for i in range(len(queries))]
     if a.mode == "build":
         docs = [torch.from_numpy(tokens[offsets[i]:offsets[i + 1]]) for i in range(len(offsets) - 1)]
-        c = _cpu()
+        c = cpu_seconds()
         t = time.perf_counter()
         fp_search.FastPlaid(index=path, device="cpu").create(documents_embeddings=docs, nbits=a.nbits)
-        build_s = time.perf_counter() - t
-        build_cpu_s = _cpu() - c
-        nbytes = dir_bytes(path)
+        row = build_row(path, T, time.perf_counter() - t, cpu_seconds() - c)
         print(json.dumps({"system": "fast-plaid", "version": _version(), "nbits": a.nbits, "docs": len(docs),
-                          "tokens": T, "build_s": round(build_s, 1), "build_cpu_s": round(build_cpu_s, 1), "build_threads": a.threads,
-                          "index_bytes": nbytes, "bytes_per_token": round(nbytes / T, 2),
-                          "torch": torch.__version__}), flush=True)
+                          "build_threads": a.threads, "torch": torch.__version__, **row}), flush=True)
         return
     idx = fp_search.FastPlaid(index=path, device="cpu")
     if a.mode == "sweep":
@@ -102,23 +72,10 @@ def main() -> None:
                               f"recall@10_{len(sub)}q": round(recall(found, truth[:len(sub)]), 4),
                               "mean_ms": round(ms, 1), "threads": a.threads}), flush=True)
         return
-    found = []
-    for q in qs[:5]:
-        search_one(idx, q, a.nprobe, a.nfull)
-    ts, cs = [], []
-    for q in qs:
-        c = time.process_time()
-        t = time.perf_counter()
-        found.append(search_one(idx, q, a.nprobe, a.nfull))
-        ts.append(time.perf_counter() - t)
-        cs.append(time.process_time() - c)
-    ts, cs = np.array(ts) * 1e3, np.array(cs) * 1e3
+    found, lat = timed(lambda q: search_one(idx, q, a.nprobe, a.nfull), qs)
     print(json.dumps({"system": "fast-plaid", "version": _version(), "nbits": a.nbits, "nprobe": a.nprobe,
                       "n_full_scores": a.nfull, "queries": len(qs), "recall@10": round(recall(found, truth), 4),
-                      "threads": a.threads, "p50_ms": round(float(np.percentile(ts, 50)), 2),
-                      "p99_ms": round(float(np.percentile(ts, 99)), 2),
-                      "cpu_p50_ms": round(float(np.percentile(cs, 50)), 2),
-                      "cpu_p99_ms": round(float(np.percentile(cs, 99)), 2)}), flush=True)
+                      "threads": a.threads, **lat}), flush=True)
 
 
 def _version():

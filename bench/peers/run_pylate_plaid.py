@@ -28,24 +28,17 @@ if "--threads" in sys.argv:
     for _v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         _os.environ[_v] = sys.argv[sys.argv.index("--threads") + 1]
 
-import argparse
 import contextlib
 import io
 import json
 import os
 import shutil
-import resource
 import time
 
-import numpy as np
 import torch
 
+from peer_common import build_row, cpu_seconds, load, parser, recall, timed
 from pylate import indexes
-
-
-def load(path):
-    z = np.load(path)
-    return z["tokens"], z["offsets"], z["queries"], z["truth"]
 
 
 def docs_list(tokens, offsets):
@@ -58,14 +51,6 @@ def make(index_dir, nbits, override):
                          nbits=nbits, embedding_size=48)
 
 
-def dir_bytes(d):
-    return sum(os.path.getsize(os.path.join(r, f)) for r, _, fs in os.walk(d) for f in fs)
-
-
-def recall(found, truth):
-    return float(np.mean([len(set(f) & set(t.tolist())) / len(t) for f, t in zip(found, truth)]))
-
-
 def search_all(searcher, queries, k=10):
     out = []
     for q in queries:
@@ -75,7 +60,7 @@ def search_all(searcher, queries, k=10):
 
 
 def latency(searcher, queries, threads, api=None):
-    """One query per call; returns (found ids, per-query ms). With ``api`` (the PLAID index object) each
+    """One query per call; returns (found ids, p50/p99 wall and CPU ms). With ``api`` (the PLAID index object) each
     call goes through PyLate's public ``index(queries_embeddings, k)``, which adds its SQLite id map."""
     torch.set_num_threads(threads)
 
@@ -84,35 +69,15 @@ def latency(searcher, queries, threads, api=None):
             return list(searcher.search(q, k=10)[0])
         return [int(r["id"]) for r in api(q, k=10)[0]]
 
-    for q in queries[:5]:
-        one(q)
-    ts, cs, found = [], [], []
-    for q in queries:
-        c = time.process_time()
-        t = time.perf_counter()
-        pids = one(q)
-        ts.append(time.perf_counter() - t)
-        cs.append(time.process_time() - c)
-        found.append(pids)
-    return found, np.array(ts) * 1e3, np.array(cs) * 1e3
+    return timed(one, queries)
 
 
 def quiet():
     return contextlib.redirect_stdout(io.StringIO())
 
 
-def _cpu():
-    r, c = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return r.ru_utime + r.ru_stime + c.ru_utime + c.ru_stime
-
-
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("mode", choices=["build", "sweep", "latency"])
-    ap.add_argument("--data", default="build/peers/data-5000/data.npz")
-    ap.add_argument("--index", default="build/peers/idx-5000/pylate")
-    ap.add_argument("--nbits", type=int, default=2)
-    ap.add_argument("--threads", type=int, default=2)
+    ap = parser("PyLate's PLAID (use_fast=False)", "build/peers/idx-5000/pylate")
     ap.add_argument("--ncells", type=int, default=None)
     ap.add_argument("--ndocs", type=int, default=None)
     ap.add_argument("--threshold", type=float, default=None)
@@ -132,18 +97,14 @@ def main() -> None:
             make(warm, a.nbits, True).add_documents(ids[:200], documents_embeddings=docs_list(tokens, offsets)[:200])
         shutil.rmtree(warm, ignore_errors=True)
         docs = docs_list(tokens, offsets)
-        c = _cpu()
+        c = cpu_seconds()
         t = time.perf_counter()
         with quiet():
             idx = make(a.index, a.nbits, True)
             idx.add_documents(ids, documents_embeddings=docs)
-        build_s = time.perf_counter() - t
-        build_cpu_s = _cpu() - c
-        nbytes = dir_bytes(a.index)
+        row = build_row(a.index, T, time.perf_counter() - t, cpu_seconds() - c)
         print(json.dumps({"system": "pylate-plaid(use_fast=False)", "nbits": a.nbits, "docs": len(ids),
-                          "tokens": T, "build_s": round(build_s, 1), "build_cpu_s": round(build_cpu_s, 1), "index_bytes": nbytes,
-                          "bytes_per_token": round(nbytes / T, 2), "torch": torch.__version__,
-                          "build_threads": torch.get_num_threads()}), flush=True)
+                          "torch": torch.__version__, "build_threads": torch.get_num_threads(), **row}), flush=True)
         return
     with quiet():
         idx = make(a.index, a.nbits, False)
@@ -162,14 +123,11 @@ def main() -> None:
                               f"recall@10_{len(sub)}q": round(r, 4), "mean_ms_2t": round(ms, 1)}), flush=True)
         return
     searcher.configure(ncells=a.ncells, ndocs=a.ndocs, centroid_score_threshold=a.threshold)
-    found, ts, cs = latency(searcher, queries, a.threads, idx if a.api else None)
+    found, lat = latency(searcher, queries, a.threads, idx if a.api else None)
     print(json.dumps({"system": "pylate-plaid(use_fast=False)" + (" via index(...)" if a.api else ""), "nbits": a.nbits, "ncells": a.ncells,
                       "ndocs": a.ndocs, "threshold": a.threshold, "queries": len(queries),
                       "recall@10": round(recall(found, truth), 4), "threads": a.threads,
-                      "p50_ms": round(float(np.percentile(ts, 50)), 2),
-                      "p99_ms": round(float(np.percentile(ts, 99)), 2),
-                      "cpu_p50_ms": round(float(np.percentile(cs, 50)), 2),
-                      "cpu_p99_ms": round(float(np.percentile(cs, 99)), 2)}), flush=True)
+                      **lat}), flush=True)
 
 if __name__ == "__main__":
     main()

@@ -42,8 +42,8 @@ inline void tile(const int8_t* q, int h, int64_t groups, int64_t dim4, const int
   for (int j = 0; j < NJ; ++j) acc[0][j] = acc[1][j] = vdupq_n_s32(0);
   const int8_t* qh = q + h * 4;
   int64_t g = 0;
+  if constexpr (NJ == kNJ) EC_MCA_BEGIN("centroids_i8_sdot");
   for (; g + 4 <= groups; g += 4) {
-    if constexpr (NJ == kNJ) EC_MCA_BEGIN("centroids_i8_sdot");
     int8x16_t cv[NJ];
     for (int j = 0; j < NJ; ++j) cv[j] = vld1q_s8(c + j * dim4 + 4 * g);
     const int8_t* qg = qh + g * kGroupBytes;
@@ -51,8 +51,8 @@ inline void tile(const int8_t* q, int h, int64_t groups, int64_t dim4, const int
     dot_group<NJ, 1>(qg + kGroupBytes, cv, acc);
     dot_group<NJ, 2>(qg + 2 * kGroupBytes, cv, acc);
     dot_group<NJ, 3>(qg + 3 * kGroupBytes, cv, acc);
-    if constexpr (NJ == kNJ) EC_MCA_END("centroids_i8_sdot");
   }
+  if constexpr (NJ == kNJ) EC_MCA_END("centroids_i8_sdot");
   for (; g < groups; ++g) {  // the last 1..3 groups: each centroid's 4 bytes in lane 0
     int8x16_t cv[NJ];
     for (int j = 0; j < NJ; ++j) {

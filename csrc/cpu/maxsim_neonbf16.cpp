@@ -11,6 +11,7 @@
 #include <cstring>
 
 #include "edgecolbert/dispatch.hpp"
+#include "edgecolbert/mca_markers.hpp"
 
 namespace edgecolbert {
 namespace {
@@ -57,6 +58,8 @@ inline void tile(const uint16_t* hi, const uint16_t* lo, int64_t npairs, const u
   float32x4_t acc[MR][NJ];
   for (int m = 0; m < MR; ++m)
     for (int j = 0; j < NJ; ++j) acc[m][j] = vdupq_n_f32(0.0f);
+  if constexpr (MR == 2 && NJ == kNJ && !LO) EC_MCA_BEGIN("maxsim_bf16_neon");
+  if constexpr (MR == 2 && NJ == kNJ && LO) EC_MCA_BEGIN("maxsim_bf16_hilo_neon");
   for (int64_t p = 0; p < npairs; ++p) {
     bfloat16x8_t qh[MR], ql[MR];
     for (int m = 0; m < MR; ++m) {
@@ -73,6 +76,8 @@ inline void tile(const uint16_t* hi, const uint16_t* lo, int64_t npairs, const u
       }
     }
   }
+  if constexpr (MR == 2 && NJ == kNJ && !LO) EC_MCA_END("maxsim_bf16_neon");
+  if constexpr (MR == 2 && NJ == kNJ && LO) EC_MCA_END("maxsim_bf16_hilo_neon");
   // FMAXNM returns the number when one operand is NaN: NaN similarities are ignored, as in the
   // scalar reference.
   for (int m = 0; m < MR; ++m)

@@ -3,8 +3,12 @@
 // same kernel arithmetic), ties to the lower id, thread-count independence, split merges.
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <string>
+
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "edgecolbert/centroids.hpp"
 #include "test_util.hpp"
@@ -270,6 +274,25 @@ EC_TEST(centroid_topk_nan_and_inf_scores) {
       }
 }
 
+// A copy of bytes that ends where an inaccessible page begins (mmap + mprotect; qemu-user honours it).
+struct GuardedBytes {
+  explicit GuardedBytes(const std::vector<int8_t>& v) {
+    const std::size_t page = static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
+    span = (v.size() + page - 1) / page * page + page;
+    base = static_cast<char*>(mmap(nullptr, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+    if (base == MAP_FAILED) std::abort();
+    if (mprotect(base + span - page, page, PROT_NONE) != 0) std::abort();
+    data = reinterpret_cast<int8_t*>(base + span - page - v.size());
+    std::memcpy(data, v.data(), v.size());
+  }
+  ~GuardedBytes() { munmap(base, span); }
+  GuardedBytes(const GuardedBytes&) = delete;
+  GuardedBytes& operator=(const GuardedBytes&) = delete;
+  char* base;
+  std::size_t span;
+  int8_t* data;
+};
+
 // The int8 block kernel of every path against the scalar reference, called directly: every centroid
 // count of a tile remainder (1..17) and longer runs, dim4 at every residue of the SDOT (16 bytes) and
 // SMMLA (16, 8 bytes) steps and past the SMMLA kernel's on-stack row buffer (dim4 > 256), extreme bytes
@@ -327,10 +350,12 @@ EC_TEST(centroid_int8_block_kernel_every_variant) {
           std::vector<uint8_t> want_flags(static_cast<std::size_t>(nc));
           scalar.centroids_i8.block_scores(q.data(), qs.data(), dim4, c.data(), cs.data(), csum.data(), nc, want.data(),
                                            thr.data(), want_flags.data());
+          // The centroids end at an unreadable page: a kernel that reads past the last row faults.
+          GuardedBytes guarded(c);
           for (bool with_thr : {false, true}) {
             std::vector<float> out(want.size(), -12345.0f);
             std::vector<uint8_t> flags(static_cast<std::size_t>(nc), 7);
-            p->centroids_i8.block_scores(q.data(), qs.data(), dim4, c.data(), cs.data(), csum.data(), nc, out.data(),
+            p->centroids_i8.block_scores(q.data(), qs.data(), dim4, guarded.data, cs.data(), csum.data(), nc, out.data(),
                                          with_thr ? thr.data() : nullptr, flags.data());
             int bad = 0;
             for (std::size_t i = 0; i < out.size() && bad < 5; ++i) {

@@ -19,7 +19,7 @@ PIP_INSTALL := $(PIP) install -q -c $(CONSTRAINTS)
 # pip check lines that this leaves, and the only ones `make pip-check` accepts.
 PIP_CHECK_ALLOWED := requirements/pip-check-allowed.txt
 
-.PHONY: bench-peers pip-check lock run test test-asan fuzz fuzz-native apt-clang typecheck test-crash-long soak test-cpp test-arm test-py bench install deps-test apt-arm clean
+.PHONY: bench-peers pip-check lock run test test-asan fuzz fuzz-native apt-clang typecheck test-crash-long soak test-cpp test-arm test-py bench install deps-test apt-arm apt-llvm arm-model clean
 
 $(VENV)/.base: $(CONSTRAINTS)
 	test -x $(PY) || $(PYTHON_BOOT) -m venv $(VENV)
@@ -49,7 +49,7 @@ run: $(VENV)/.base
 	$(MAKE) pip-check
 	$(VENV)/bin/edgecolbert demo
 
-test: deps-test install pip-check test-cpp test-arm typecheck test-py test-asan fuzz-native
+test: deps-test install pip-check test-cpp test-arm arm-model typecheck test-py test-asan fuzz-native
 
 # The peer comparison from the repository alone (BENCHMARKS.md "Index", docs/peers.md): pinned peer venvs
 # under build/peers, the shared data, every index, every row (bench/peers/run_all.py). PyLate's PLAID runs in
@@ -132,6 +132,19 @@ test-arm: apt-arm
 	@echo "== QEMU_CPU=neoverse-n1"
 	QEMU_CPU=neoverse-n1 $(ARM_RUN) dispatch int8 | tee build/arm/qemu-n1.log | $(ARM_SHOW)
 	grep -q "variant chosen: neon_dotprod (fast int8 centroid scores: yes)" build/arm/qemu-n1.log
+
+# llvm-mca from Debian's llvm-19 for the ARM speed model.
+apt-llvm:
+	@if ! command -v llvm-mca-19 >/dev/null; then \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq llvm-19 >/dev/null; \
+	fi
+
+# A MODEL of the NEON kernels' speed on ARM cores (never measured on ARM hardware): llvm-mca on each
+# kernel's inner loop, cross-compiled to assembly, beside the x86 tiles on Zen 4 (docs/arm.md). Fails
+# when a kernel x CPU row is missing; about a minute.
+arm-model: apt-arm apt-llvm
+	$(PYTHON_BOOT) bench/arm_model.py
 
 typecheck: install
 	$(PY) -m mypy python/edgecolbert_native

@@ -89,7 +89,6 @@ CpuFeatures detect() {
   f.neon_dotprod = (hw & HWCAP_ASIMDDP) != 0;  // SDOT/UDOT
   f.neon_bf16 = (hw2 & HWCAP2_BF16) != 0;      // BFDOT, BFMMLA
   f.neon_i8mm = (hw2 & HWCAP2_I8MM) != 0;      // SMMLA
-
 #endif
 #endif
   return f;

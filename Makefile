@@ -19,7 +19,7 @@ PIP_INSTALL := $(PIP) install -q -c $(CONSTRAINTS)
 # pip check lines that this leaves, and the only ones `make pip-check` accepts.
 PIP_CHECK_ALLOWED := requirements/pip-check-allowed.txt
 
-.PHONY: bench-peers pip-check lock run test test-asan fuzz fuzz-native apt-clang typecheck test-crash-long soak test-cpp test-arm test-py bench install deps-test apt-arm clean
+.PHONY: bench-peers pip-check lock run test test-asan fuzz fuzz-native apt-clang typecheck test-crash-long soak test-cpp test-arm test-py bench install deps-test apt-arm apt-llvm arm-model clean
 
 $(VENV)/.base: $(CONSTRAINTS)
 	test -x $(PY) || $(PYTHON_BOOT) -m venv $(VENV)
@@ -49,7 +49,7 @@ run: $(VENV)/.base
 	$(MAKE) pip-check
 	$(VENV)/bin/edgecolbert demo
 
-test: deps-test install pip-check test-cpp test-arm typecheck test-py test-asan fuzz-native
+test: deps-test install pip-check test-cpp test-arm arm-model typecheck test-py test-asan fuzz-native
 
 # The peer comparison from the repository alone (BENCHMARKS.md "Index", docs/peers.md): pinned peer venvs
 # under build/peers, the shared data, every index, every row (bench/peers/run_all.py). PyLate's PLAID runs in
@@ -108,12 +108,43 @@ apt-arm:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq g++-aarch64-linux-gnu qemu-user >/dev/null; \
 	fi
 
-# NEON paths: cross-compiled for aarch64 and run under qemu-user with the cross toolchain's sysroot.
-# QEMU_CPU=max gives the emulated CPU fp16 and bf16 so that every NEON variant runs.
+# NEON paths: cross-compiled for aarch64 and run under qemu-user with the cross toolchain's sysroot, on
+# emulated CPU models whose features differ (what qemu 7.2 gives each, as HWCAP reports it):
+#   max          fp16, dotprod, bf16, i8mm: every NEON variant runs; neon_i8mm is chosen;
+#   cortex-a72   none of them (Raspberry Pi 4 class): the plain neon variant and its scalar int8 fallback;
+#   neoverse-n1  fp16 and dotprod only (Graviton2 class): neon_dotprod is chosen (dispatch and int8 cases).
+# test_dispatch.cpp prints the features, the runnable variants and the chosen one; each run is checked
+# for the variant it must choose and for the int8 kernels that must have run.
+ARM_RUN = qemu-aarch64 -L /usr/aarch64-linux-gnu build/arm/ec_tests
+ARM_SHOW = grep -E "tested|features:|available:|chosen|PASS|FAIL|passed|failed|Test \#"
 test-arm: apt-arm
 	cmake -S . -B build/arm -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_TOOLCHAIN_FILE=third_party/toolchains/aarch64-linux-gnu.cmake -DEDGECOLBERT_BUILD_TESTS=ON -DEDGECOLBERT_BUILD_PYTHON=OFF >/dev/null
 	cmake --build build/arm -j $(JOBS)
-	QEMU_CPU=max ctest --test-dir build/arm --output-on-failure -V | grep -E "tested|PASS|FAIL|passed|failed|Test #" 
+	@echo "== QEMU_CPU=max"
+	QEMU_CPU=max ctest --test-dir build/arm --output-on-failure -V | tee build/arm/qemu-max.log | $(ARM_SHOW)
+	grep -q "variant chosen: neon_i8mm (fast int8 centroid scores: yes)" build/arm/qemu-max.log
+	for v in neon_dotprod neon_bf16 neon_i8mm; do grep -q "tested int8 block kernel $$v (dot-product instructions)" build/arm/qemu-max.log || { echo "int8 kernel of $$v did not run under max"; exit 1; }; done
+	@echo "== QEMU_CPU=cortex-a72"
+	QEMU_CPU=cortex-a72 ctest --test-dir build/arm --output-on-failure -V | tee build/arm/qemu-a72.log | $(ARM_SHOW)
+	grep -q "variant chosen: neon (fast int8 centroid scores: no)" build/arm/qemu-a72.log
+	grep -q "tested int8 block kernel neon (scalar)" build/arm/qemu-a72.log
+	! grep -E "features:.*(asimddp|bf16|i8mm)|tested .*neon_(dotprod|bf16|i8mm)" build/arm/qemu-a72.log
+	@echo "== QEMU_CPU=neoverse-n1"
+	QEMU_CPU=neoverse-n1 $(ARM_RUN) dispatch int8 | tee build/arm/qemu-n1.log | $(ARM_SHOW)
+	grep -q "variant chosen: neon_dotprod (fast int8 centroid scores: yes)" build/arm/qemu-n1.log
+
+# llvm-mca from Debian's llvm-19 for the ARM speed model.
+apt-llvm:
+	@if ! command -v llvm-mca-19 >/dev/null; then \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq llvm-19 >/dev/null; \
+	fi
+
+# A MODEL of the NEON kernels' speed on ARM cores (never measured on ARM hardware): llvm-mca on each
+# kernel's inner loop, cross-compiled to assembly, beside the x86 tiles on Zen 4 (docs/arm.md). Fails
+# when a kernel x CPU row is missing; about a minute.
+arm-model: apt-arm apt-llvm
+	$(PYTHON_BOOT) bench/arm_model.py
 
 typecheck: install
 	$(PY) -m mypy python/edgecolbert_native

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "edgecolbert/dispatch.hpp"
+#include "edgecolbert/mca_markers.hpp"
 
 namespace edgecolbert {
 namespace {
@@ -25,6 +26,7 @@ inline void tile(const int8_t* q, const __m512 (&qs)[2], int64_t groups, int64_t
                  const float* cscale, const int32_t* csum, float* out, const float* thr, uint8_t* flags) {
   __m512i acc[2][NJ];
   for (int j = 0; j < NJ; ++j) acc[0][j] = acc[1][j] = _mm512_set1_epi32(-csum[j]);
+  if constexpr (NJ == kNJ) EC_MCA_BEGIN("centroids_i8_vnni");
   for (int64_t g = 0; g < groups; ++g) {
     const __m512i q0 = _mm512_loadu_si512(q + g * kRows * 4);
     const __m512i q1 = _mm512_loadu_si512(q + g * kRows * 4 + 64);
@@ -36,6 +38,7 @@ inline void tile(const int8_t* q, const __m512 (&qs)[2], int64_t groups, int64_t
       acc[1][j] = _mm512_dpbusd_epi32(acc[1][j], q1, b);
     }
   }
+  if constexpr (NJ == kNJ) EC_MCA_END("centroids_i8_vnni");
   for (int j = 0; j < NJ; ++j) {
     const __m512 cs = _mm512_set1_ps(cscale[j]);
     const __m512 s0 = _mm512_mul_ps(_mm512_cvtepi32_ps(acc[0][j]), _mm512_mul_ps(qs[0], cs));

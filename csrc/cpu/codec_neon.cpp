@@ -10,6 +10,7 @@
 #include <limits>
 
 #include "edgecolbert/codec.hpp"
+#include "edgecolbert/mca_markers.hpp"
 
 namespace edgecolbert {
 namespace {
@@ -22,11 +23,13 @@ inline float hsum(float32x4_t v) { return vaddvq_f32(v); }
 inline float add_centroid(const float* c, int64_t dim, float* x) {
   float32x4_t ss = vdupq_n_f32(0.0f);
   int64_t d = 0;
+  EC_MCA_BEGIN("codec_add_centroid_neon");
   for (; d + kLanes <= dim; d += kLanes) {
     const float32x4_t v = vaddq_f32(vld1q_f32(c + d), vld1q_f32(x + d));
     vst1q_f32(x + d, v);
     ss = vfmaq_f32(ss, v, v);
   }
+  EC_MCA_END("codec_add_centroid_neon");
   float tail = 0.0f;
   for (; d < dim; ++d) {
     x[d] += c[d];

@@ -12,6 +12,19 @@
 #endif
 #if defined(__aarch64__) && defined(__linux__)
 #include <sys/auxv.h>
+// The kernel's bit numbers (arch/arm64/include/uapi/asm/hwcap.h), for C libraries whose headers predate them.
+#ifndef HWCAP_ASIMDHP
+#define HWCAP_ASIMDHP (1UL << 10)
+#endif
+#ifndef HWCAP_ASIMDDP
+#define HWCAP_ASIMDDP (1UL << 20)
+#endif
+#ifndef HWCAP2_I8MM
+#define HWCAP2_I8MM (1UL << 13)
+#endif
+#ifndef HWCAP2_BF16
+#define HWCAP2_BF16 (1UL << 14)
+#endif
 #endif
 
 namespace edgecolbert {
@@ -34,7 +47,9 @@ std::vector<std::string> CpuFeatures::names() const {
   add(os_avx512, "os_zmm");
   add(neon, "neon");
   add(neon_fp16, "asimdhp");
+  add(neon_dotprod, "asimddp");
   add(neon_bf16, "bf16");
+  add(neon_i8mm, "i8mm");
   return out;
 }
 
@@ -70,8 +85,10 @@ CpuFeatures detect() {
   f.neon = true;  // Advanced SIMD is mandatory on AArch64
 #if defined(__linux__)
   const unsigned long hw = getauxval(AT_HWCAP), hw2 = getauxval(AT_HWCAP2);
-  f.neon_fp16 = (hw & (1UL << 10)) != 0;   // HWCAP_ASIMDHP
-  f.neon_bf16 = (hw2 & (1UL << 14)) != 0;  // HWCAP2_BF16
+  f.neon_fp16 = (hw & HWCAP_ASIMDHP) != 0;
+  f.neon_dotprod = (hw & HWCAP_ASIMDDP) != 0;  // SDOT/UDOT
+  f.neon_bf16 = (hw2 & HWCAP2_BF16) != 0;      // BFDOT, BFMMLA
+  f.neon_i8mm = (hw2 & HWCAP2_I8MM) != 0;      // SMMLA
 #endif
 #endif
   return f;
@@ -86,7 +103,13 @@ CpuFeatures detect() {
 // variant's int8 centroid scores use.
 [[maybe_unused]] bool sup_avx512_bf16(const CpuFeatures& f) { return sup_avx512(f) && f.avx512bf16 && f.avx512vnni; }
 [[maybe_unused]] bool sup_neon(const CpuFeatures& f) { return f.neon; }
-[[maybe_unused]] bool sup_neon_bf16(const CpuFeatures& f) { return f.neon && f.neon_bf16; }
+// The NEON variants add one feature each, in the order the architecture made them mandatory
+// (DotProd in Armv8.4, BF16 and I8MM in Armv8.6); a CPU that has a later one without an earlier one
+// (none ships: every BF16 or I8MM core has DotProd, and the ones with I8MM have BF16) runs the last
+// variant whose features it has in full.
+[[maybe_unused]] bool sup_neon_dotprod(const CpuFeatures& f) { return f.neon && f.neon_dotprod; }
+[[maybe_unused]] bool sup_neon_bf16(const CpuFeatures& f) { return sup_neon_dotprod(f) && f.neon_bf16; }
+[[maybe_unused]] bool sup_neon_i8mm(const CpuFeatures& f) { return sup_neon_bf16(f) && f.neon_i8mm; }
 
 const KernelPath kScalar{"scalar", "scalar", sup_scalar, maxsim_ops_scalar, centroid_ops_scalar, codec_ops_scalar,
                         plaid_ops_scalar, centroid_i8_ops_scalar};
@@ -104,9 +127,21 @@ const KernelPath kAvx512Bf16{"avx512_bf16", "avx512", sup_avx512_bf16, maxsim_op
 #ifdef EDGECOLBERT_HAVE_NEON
 const KernelPath kNeon{"neon", "neon", sup_neon, maxsim_ops_neon, centroid_ops_neon, codec_ops_neon, plaid_ops_neon, centroid_i8_ops_scalar};
 #endif
-#ifdef EDGECOLBERT_HAVE_NEONBF16
+#ifdef EDGECOLBERT_HAVE_NEONDOTPROD
+const KernelPath kNeonDotprod{"neon_dotprod", "neon", sup_neon_dotprod, maxsim_ops_neon, centroid_ops_neon,
+                              codec_ops_neon, plaid_ops_neon, centroid_i8_ops_neon_dotprod};
+#endif
+// bf16 MaxSim (BFDOT) with the SDOT int8 centroid scores.
+#if defined(EDGECOLBERT_HAVE_NEONBF16) && defined(EDGECOLBERT_HAVE_NEONDOTPROD)
+#define EC_PATH_NEON_BF16
 const KernelPath kNeonBf16{"neon_bf16", "neon", sup_neon_bf16, maxsim_ops_neon_bf16, centroid_ops_neon, codec_ops_neon,
-                            plaid_ops_neon, centroid_i8_ops_scalar};
+                            plaid_ops_neon, centroid_i8_ops_neon_dotprod};
+#endif
+// neon_bf16 with the int8 centroid scores in SMMLA.
+#if defined(EC_PATH_NEON_BF16) && defined(EDGECOLBERT_HAVE_NEONI8MM)
+#define EC_PATH_NEON_I8MM
+const KernelPath kNeonI8mm{"neon_i8mm", "neon", sup_neon_i8mm, maxsim_ops_neon_bf16, centroid_ops_neon, codec_ops_neon,
+                            plaid_ops_neon, centroid_i8_ops_neon_i8mm};
 #endif
 
 std::string join_names(const std::vector<const KernelPath*>& v) {
@@ -147,8 +182,14 @@ const std::vector<const KernelPath*>& compiled_paths() {
 #ifdef EDGECOLBERT_HAVE_NEON
       &kNeon,
 #endif
-#ifdef EDGECOLBERT_HAVE_NEONBF16
+#ifdef EDGECOLBERT_HAVE_NEONDOTPROD
+      &kNeonDotprod,
+#endif
+#ifdef EC_PATH_NEON_BF16
       &kNeonBf16,
+#endif
+#ifdef EC_PATH_NEON_I8MM
+      &kNeonI8mm,
 #endif
   };
   return v;

@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "edgecolbert/dispatch.hpp"
+#include "edgecolbert/mca_markers.hpp"
 
 namespace edgecolbert {
 namespace {
@@ -34,6 +35,7 @@ inline void tile(const float* qb, int64_t dim, const float* d, __m256 (&runmax)[
   __m256 acc[MR][NJ];
   for (int m = 0; m < MR; ++m)
     for (int j = 0; j < NJ; ++j) acc[m][j] = _mm256_setzero_ps();
+  if constexpr (MR == 2 && NJ == kNJ) EC_MCA_BEGIN("maxsim_f32_avx2");
   for (int64_t k = 0; k < dim; ++k) {
     __m256 qv[MR];
     for (int m = 0; m < MR; ++m) qv[m] = _mm256_load_ps(qb + (m * dim + k) * kLanes);
@@ -42,6 +44,7 @@ inline void tile(const float* qb, int64_t dim, const float* d, __m256 (&runmax)[
       for (int m = 0; m < MR; ++m) acc[m][j] = _mm256_fmadd_ps(qv[m], b, acc[m][j]);
     }
   }
+  if constexpr (MR == 2 && NJ == kNJ) EC_MCA_END("maxsim_f32_avx2");
   // max_ps returns its second operand when either is NaN: with the running max second, NaN
   // similarities are ignored, as in the scalar reference (the running max itself is never NaN).
   for (int m = 0; m < MR; ++m)

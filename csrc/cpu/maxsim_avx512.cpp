@@ -11,6 +11,7 @@
 #include <cstring>
 
 #include "edgecolbert/dispatch.hpp"
+#include "edgecolbert/mca_markers.hpp"
 
 namespace edgecolbert {
 namespace {
@@ -36,6 +37,7 @@ inline void tile(const float* qb, int64_t dim, const float* d, __m512 (&runmax)[
   __m512 acc[MR][NJ];
   for (int m = 0; m < MR; ++m)
     for (int j = 0; j < NJ; ++j) acc[m][j] = _mm512_setzero_ps();
+  if constexpr (MR == 2 && NJ == kNJ) EC_MCA_BEGIN("maxsim_f32_avx512");
   for (int64_t k = 0; k < dim; ++k) {
     __m512 qv[MR];
     for (int m = 0; m < MR; ++m) qv[m] = _mm512_load_ps(qb + (m * dim + k) * kLanes);
@@ -44,6 +46,7 @@ inline void tile(const float* qb, int64_t dim, const float* d, __m512 (&runmax)[
       for (int m = 0; m < MR; ++m) acc[m][j] = _mm512_fmadd_ps(qv[m], b, acc[m][j]);
     }
   }
+  if constexpr (MR == 2 && NJ == kNJ) EC_MCA_END("maxsim_f32_avx512");
   // max_ps returns its second operand when either is NaN: with the running max second, NaN
   // similarities are ignored, as in the scalar reference (the running max itself is never NaN).
   for (int m = 0; m < MR; ++m)

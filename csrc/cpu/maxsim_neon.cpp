@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "edgecolbert/dispatch.hpp"
+#include "edgecolbert/mca_markers.hpp"
 
 namespace edgecolbert {
 namespace {
@@ -34,6 +35,7 @@ inline void tile(const float* qb, int64_t dim, const float* d, float32x4_t (&run
   float32x4_t acc[MR][NJ];
   for (int m = 0; m < MR; ++m)
     for (int j = 0; j < NJ; ++j) acc[m][j] = vdupq_n_f32(0.0f);
+  if constexpr (MR == 2 && NJ == kNJ) EC_MCA_BEGIN("maxsim_f32_neon");
   for (int64_t k = 0; k < dim; ++k) {
     float32x4_t qv[MR];
     for (int m = 0; m < MR; ++m) qv[m] = vld1q_f32(qb + (m * dim + k) * kLanes);
@@ -42,6 +44,7 @@ inline void tile(const float* qb, int64_t dim, const float* d, float32x4_t (&run
       for (int m = 0; m < MR; ++m) acc[m][j] = vfmaq_n_f32(acc[m][j], qv[m], b);
     }
   }
+  if constexpr (MR == 2 && NJ == kNJ) EC_MCA_END("maxsim_f32_neon");
   // FMAXNM returns the number when one operand is NaN: NaN similarities are ignored, as in the
   // scalar reference.
   for (int m = 0; m < MR; ++m)

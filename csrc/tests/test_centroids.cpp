@@ -3,8 +3,12 @@
 // same kernel arithmetic), ties to the lower id, thread-count independence, split merges.
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <string>
+
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "edgecolbert/centroids.hpp"
 #include "test_util.hpp"
@@ -268,4 +272,149 @@ EC_TEST(centroid_topk_nan_and_inf_scores) {
                      p->name, (long long)kk, (long long)k, threads, (long long)r, (long long)j, ids[r * k + j], order[j]);
         }
       }
+}
+
+// A copy of bytes that ends where an inaccessible page begins (mmap + mprotect; qemu-user honours it).
+struct GuardedBytes {
+  explicit GuardedBytes(const std::vector<int8_t>& v) {
+    const std::size_t page = static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
+    span = (v.size() + page - 1) / page * page + page;
+    base = static_cast<char*>(mmap(nullptr, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+    if (base == MAP_FAILED) std::abort();
+    if (mprotect(base + span - page, page, PROT_NONE) != 0) std::abort();
+    data = reinterpret_cast<int8_t*>(base + span - page - v.size());
+    std::memcpy(data, v.data(), v.size());
+  }
+  ~GuardedBytes() { munmap(base, span); }
+  GuardedBytes(const GuardedBytes&) = delete;
+  GuardedBytes& operator=(const GuardedBytes&) = delete;
+  char* base;
+  std::size_t span;
+  int8_t* data;
+};
+
+// The int8 block kernel of every path against the scalar reference, called directly: every centroid
+// count of a tile remainder (1..17) and longer runs, dim4 at every residue of the SDOT (16 bytes) and
+// SMMLA (16, 8 bytes) steps and past the SMMLA kernel's on-stack row buffer (dim4 > 256), extreme bytes
+// (+-127 everywhere: the largest sums; -128 too, which the kernels need not see but handle), scales
+// that make scores 0, subnormal, inf and NaN, and thresholds equal to a score, NaN, -inf and +inf.
+// Scores are compared bit for bit (NaN as NaN: a payload may depend on operand order), flags exactly,
+// and with thr == nullptr the flags must stay untouched.
+EC_TEST(centroid_int8_block_kernel_every_variant) {
+  std::mt19937_64 rng(4242);
+  std::uniform_int_distribution<int> byte(-127, 127), pick(0, 99);
+  std::normal_distribution<float> nd;
+  const KernelPath& scalar = path_by_name("scalar");
+  const int64_t dim4s[] = {4, 8, 12, 16, 20, 24, 28, 32, 44, 48, 64, 100, 128, 132, 260, 516};
+  const int64_t ncs[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 37, 300};
+  for (const KernelPath* p : available_paths()) {
+    int cases = 0;
+    for (int64_t dim4 : dim4s)
+      for (int64_t nc : ncs)
+        for (int mode = 0; mode < 3; ++mode) {  // 0: random, 1: extreme bytes, 2: odd scales
+          if (mode != 0 && nc != 13 && nc != 300) continue;
+          std::vector<int8_t> q(static_cast<std::size_t>(kCentroidBlockRows * dim4)), c(static_cast<std::size_t>(nc * dim4));
+          const int64_t live = 1 + (dim4 + nc) % kCentroidBlockRows;  // rows past `live` are padding
+          for (int64_t g = 0; g < dim4 / 4; ++g)
+            for (int64_t r = 0; r < kCentroidBlockRows; ++r)
+              for (int b = 0; b < 4; ++b) {
+                int v = byte(rng);
+                if (mode == 1) v = (r + g + b) % 3 == 0 ? -127 : (r % 5 == 0 ? -128 : 127);
+                q[static_cast<std::size_t>((g * kCentroidBlockRows + r) * 4 + b)] = static_cast<int8_t>(r < live ? v : 0);
+              }
+          for (auto& v : c) v = static_cast<int8_t>(mode == 1 ? (pick(rng) < 50 ? 127 : -127) : byte(rng));
+          std::vector<float> qs(kCentroidBlockRows, 0.0f), cs(static_cast<std::size_t>(nc));
+          for (int64_t r = 0; r < live; ++r) qs[r] = std::fabs(nd(rng)) / 127.0f;
+          for (auto& v : cs) v = std::fabs(nd(rng)) / 127.0f;
+          if (mode == 2) {
+            const float odd[] = {0.0f, 1e-40f, INFINITY, NAN, 3e38f, -0.0f, 1e-30f};
+            for (int64_t r = 0; r < live; r += 3) qs[r] = odd[(r / 3) % 7];
+            for (int64_t j = 0; j < nc; j += 4) cs[j] = odd[(j / 4 + 3) % 7];
+          }
+          std::vector<int32_t> csum(static_cast<std::size_t>(nc));
+          for (int64_t j = 0; j < nc; ++j) {
+            int32_t s = 0;
+            for (int64_t k = 0; k < dim4; ++k) s += c[j * dim4 + k];
+            csum[j] = 128 * s;
+          }
+          std::vector<float> want(static_cast<std::size_t>(nc * kCentroidBlockRows));
+          scalar.centroids_i8.block_scores(q.data(), qs.data(), dim4, c.data(), cs.data(), csum.data(), nc, want.data(),
+                                           nullptr, nullptr);
+          std::vector<float> thr(kCentroidBlockRows, INFINITY);
+          std::uniform_int_distribution<int64_t> col(0, nc - 1);
+          for (int64_t r = 0; r < live; ++r) {
+            const int k = pick(rng);
+            thr[r] = k < 30 ? want[col(rng) * kCentroidBlockRows + r] : k < 35 ? NAN : k < 40 ? -INFINITY
+                     : k < 45 ? INFINITY : 0.5f * nd(rng) * qs[r];
+          }
+          std::vector<uint8_t> want_flags(static_cast<std::size_t>(nc));
+          scalar.centroids_i8.block_scores(q.data(), qs.data(), dim4, c.data(), cs.data(), csum.data(), nc, want.data(),
+                                           thr.data(), want_flags.data());
+          // The centroids end at an unreadable page: a kernel that reads past the last row faults.
+          GuardedBytes guarded(c);
+          for (bool with_thr : {false, true}) {
+            std::vector<float> out(want.size(), -12345.0f);
+            std::vector<uint8_t> flags(static_cast<std::size_t>(nc), 7);
+            p->centroids_i8.block_scores(q.data(), qs.data(), dim4, guarded.data, cs.data(), csum.data(), nc, out.data(),
+                                         with_thr ? thr.data() : nullptr, flags.data());
+            int bad = 0;
+            for (std::size_t i = 0; i < out.size() && bad < 5; ++i) {
+              const bool same = std::isnan(want[i]) ? std::isnan(out[i]) : std::memcmp(&out[i], &want[i], sizeof(float)) == 0;
+              if (!same) ++bad;
+              EC_CHECK(same, "%s dim4 %lld nc %lld mode %d: [%lld, %lld] %g vs %g", p->name, (long long)dim4,
+                       (long long)nc, mode, (long long)(i / kCentroidBlockRows), (long long)(i % kCentroidBlockRows),
+                       out[i], want[i]);
+            }
+            for (int64_t j = 0; j < nc; ++j)
+              EC_CHECK(flags[j] == (with_thr ? want_flags[j] : 7), "%s dim4 %lld nc %lld mode %d: flag %lld is %d, want %d",
+                       p->name, (long long)dim4, (long long)nc, mode, (long long)j, flags[j], with_thr ? want_flags[j] : 7);
+          }
+          ++cases;
+        }
+    std::printf("  tested int8 block kernel %s (%s): %d cases\n", p->name,
+                p->centroids_i8.fast ? "dot-product instructions" : "scalar", cases);
+  }
+}
+
+// PLAID's query sizes through the centroid-major driver: every m in 1..33 (one and two row blocks),
+// with and without thresholds, bit-identical to the scalar path.
+EC_TEST(centroid_int8_every_query_length) {
+  std::mt19937_64 rng(31);
+  std::normal_distribution<float> nd;
+  const KernelPath& scalar = path_by_name("scalar");
+  const int64_t dim = 48, dim4 = i8_width(dim), K = 75;
+  std::vector<float> c(static_cast<std::size_t>(K * dim));
+  for (auto& v : c) v = nd(rng);
+  std::vector<int8_t> c8(static_cast<std::size_t>(K * dim4));
+  std::vector<float> cs(static_cast<std::size_t>(K));
+  EC_CHECK(quantize_rows_i8(c.data(), K, dim, c8.data(), cs.data()), "finite rows refused");
+  std::vector<int32_t> csum(static_cast<std::size_t>(K));
+  for (int64_t j = 0; j < K; ++j) {
+    int32_t s = 0;
+    for (int64_t k = 0; k < dim4; ++k) s += c8[j * dim4 + k];
+    csum[j] = 128 * s;
+  }
+  for (int64_t m = 1; m <= 33; ++m) {
+    std::vector<float> q(static_cast<std::size_t>(m * dim));
+    for (auto& v : q) v = nd(rng);
+    std::vector<int8_t> q8(static_cast<std::size_t>(m * dim4));
+    std::vector<float> qs(static_cast<std::size_t>(m));
+    EC_CHECK(quantize_rows_i8(q.data(), m, dim, q8.data(), qs.data()), "finite rows refused");
+    const int64_t stride = (m + 31) / 32 * 32;
+    std::vector<float> thr(static_cast<std::size_t>(stride), INFINITY);
+    for (int64_t r = 0; r < m; ++r) thr[r] = 4.0f * nd(rng);
+    std::vector<float> want(static_cast<std::size_t>(K * stride));
+    std::vector<uint8_t> want_flags(static_cast<std::size_t>(K));
+    centroid_scores_t_i8(scalar, q8.data(), qs.data(), m, dim4, c8.data(), cs.data(), csum.data(), K, stride,
+                         want.data(), 1, thr.data(), want_flags.data());
+    for (const KernelPath* p : available_paths()) {
+      std::vector<float> out(want.size(), NAN);
+      std::vector<uint8_t> flags(static_cast<std::size_t>(K), 9);
+      centroid_scores_t_i8(*p, q8.data(), qs.data(), m, dim4, c8.data(), cs.data(), csum.data(), K, stride, out.data(),
+                           2, thr.data(), flags.data());
+      EC_CHECK(std::memcmp(out.data(), want.data(), out.size() * sizeof(float)) == 0, "%s m %lld: scores differ",
+               p->name, (long long)m);
+      EC_CHECK(flags == want_flags, "%s m %lld: flags differ", p->name, (long long)m);
+    }
+  }
 }

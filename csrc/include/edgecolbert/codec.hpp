@@ -11,6 +11,7 @@
 #include "edgecolbert/centroids.hpp"
 #include "edgecolbert/common.hpp"
 #include "edgecolbert/dispatch.hpp"
+#include "edgecolbert/mca_markers.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -86,7 +87,9 @@ static inline void pack_rows_transposed(const float* q, int64_t rows, int64_t di
 // floats per byte, a compile-time copy).
 template <int G>
 static inline void expand_residual(const float* table, const uint8_t* bytes, int64_t nbytes, float* x) {
+  if constexpr (G == 4) EC_MCA_BEGIN("codec_expand_nbits2");
   for (int64_t p = 0; p < nbytes; ++p) std::memcpy(x + p * G, table + bytes[p] * G, G * sizeof(float));
+  if constexpr (G == 4) EC_MCA_END("codec_expand_nbits2");
 }
 
 static inline void expand_any(int nbits, const float* table, const uint8_t* bytes, int64_t nbytes, float* x) {

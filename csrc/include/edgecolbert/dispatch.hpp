@@ -12,7 +12,7 @@ struct CpuFeatures {
   bool avx2 = false, fma = false, f16c = false;
   bool avx512f = false, avx512bw = false, avx512vl = false, avx512dq = false, avx512bf16 = false, avx512vnni = false;
   bool os_avx = false, os_avx512 = false;  // XGETBV: the OS saves ymm / zmm state
-  bool neon = false, neon_fp16 = false, neon_bf16 = false;
+  bool neon = false, neon_fp16 = false, neon_bf16 = false, neon_dotprod = false, neon_i8mm = false;
   std::vector<std::string> names() const;  // the flags that are set, for info()
 };
 
@@ -142,7 +142,7 @@ struct PlaidOps {
 };
 
 struct KernelPath {
-  const char* name;    // variant: scalar, avx2, avx512, avx512_bf16, neon, neon_bf16
+  const char* name;    // variant: scalar, avx2, avx512, avx512_bf16, neon, neon_dotprod, neon_bf16, neon_i8mm
   const char* family;  // what EDGECOLBERT_ISA names: scalar, avx2, avx512, neon
   bool (*supported)(const CpuFeatures&);
   MaxSimOps maxsim;
@@ -175,7 +175,9 @@ extern const CentroidOps centroid_ops_scalar, centroid_ops_avx2, centroid_ops_av
 extern const CodecOps codec_ops_scalar, codec_ops_avx2, codec_ops_avx512, codec_ops_neon;
 // Per-ISA tables, defined in csrc/cpu/plaid_<isa>.cpp.
 extern const PlaidOps plaid_ops_scalar, plaid_ops_avx2, plaid_ops_avx512, plaid_ops_neon;
-// Defined in csrc/cpu/centroids_scalar.cpp and centroids_avx512bf16.cpp (AVX512_VNNI).
+// Defined in csrc/cpu/centroids_scalar.cpp, centroids_avx512bf16.cpp (AVX512_VNNI),
+// centroids_neondotprod.cpp (SDOT) and centroids_neoni8mm.cpp (SMMLA).
 extern const CentroidI8Ops centroid_i8_ops_scalar, centroid_i8_ops_avx512_vnni;
+extern const CentroidI8Ops centroid_i8_ops_neon_dotprod, centroid_i8_ops_neon_i8mm;
 
 }  // namespace edgecolbert

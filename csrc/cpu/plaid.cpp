@@ -218,6 +218,7 @@ PlaidStageA plaid_stage_a(const int32_t* cells, const float* cell_scores, const 
       }
     }
   }
+  r.touched = static_cast<int64_t>(touched.size());
   r.docs.reserve(touched.size());
   r.est.reserve(touched.size());
   for (int64_t d : touched) {

@@ -361,6 +361,19 @@ struct PlaidIndexSource::State {
     return {};
   }
 
+  // one(query, its documents, how many, their scores) for each query of a CSR request.
+  PlaidStatus each_query(const std::vector<int64_t>& queries, const std::vector<int64_t>& offsets,
+                         const std::vector<int64_t>& docs, std::vector<float>& out,
+                         PlaidStatus (State::*one)(int64_t, const int64_t*, int64_t, float*)) {
+    out.resize(docs.size());
+    for (std::size_t j = 0; j < queries.size(); ++j) {
+      const PlaidStatus st = (this->*one)(queries[j], docs.data() + offsets[j], offsets[j + 1] - offsets[j],
+                                          out.data() + offsets[j]);
+      if (!st.ok()) return st;
+    }
+    return {};
+  }
+
   PlaidStatus approximate_one(int64_t qi, const int64_t* docs, int64_t nd, float* out) {
     const PlaidStatus st = locate(docs, nd, false);
     if (!st.ok()) return st;
@@ -477,24 +490,12 @@ PlaidStatus PlaidIndexSource::candidates(const std::vector<int64_t>& queries, co
 
 PlaidStatus PlaidIndexSource::approximate(const std::vector<int64_t>& queries, const std::vector<int64_t>& offsets,
                                           const std::vector<int64_t>& docs, std::vector<float>& out) {
-  out.resize(docs.size());
-  for (std::size_t j = 0; j < queries.size(); ++j) {
-    const PlaidStatus st = s_->approximate_one(queries[j], docs.data() + offsets[j], offsets[j + 1] - offsets[j],
-                                               out.data() + offsets[j]);
-    if (!st.ok()) return st;
-  }
-  return {};
+  return s_->each_query(queries, offsets, docs, out, &State::approximate_one);
 }
 
 PlaidStatus PlaidIndexSource::exact(const std::vector<int64_t>& queries, const std::vector<int64_t>& offsets,
                                     const std::vector<int64_t>& docs, std::vector<float>& out) {
-  out.resize(docs.size());
-  for (std::size_t j = 0; j < queries.size(); ++j) {
-    const PlaidStatus st = s_->exact_one(queries[j], docs.data() + offsets[j], offsets[j + 1] - offsets[j],
-                                         out.data() + offsets[j]);
-    if (!st.ok()) return st;
-  }
-  return {};
+  return s_->each_query(queries, offsets, docs, out, &State::exact_one);
 }
 
 PlaidStatus PlaidIndexSource::score_allowed(int64_t k, float* out_scores, int64_t* out_pos) {

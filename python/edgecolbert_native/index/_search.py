@@ -140,7 +140,8 @@ def search(index: Any, queries: Any, k: int, nprobe: int | None, ndocs: int | No
     out_p = np.full((nq, k), -1, np.int64)
     mode = choose_mode(bool(exhaustive), subset is not None, n_allowed, ndocs)
     if mode is not None:
-        s_, p_ = _plaid.search(q, mask, index.codec, index.segments, None if n_allowed == len(allowed) else allowed,
+        s_, p_ = _plaid.search(q, mask, index.codec, index.segments,
+                               None if n_allowed == len(allowed) else allowed.view(np.uint8),
                                subset is not None, nprobe, ndocs, rerank, k, threshold, mode,
                                [_decoded(index, s) for s in index.segments] if mode == "exhaustive" else None,
                                num_threads, centroids_i8(index) if mode == "plaid" else None)
@@ -163,7 +164,7 @@ def stage_source(index: Any, queries: np.ndarray, query_mask: np.ndarray | None,
                  num_threads: int | None, fn: str) -> Any:
     """The PLAID stages of ``index`` for a query batch (candidates, approximate, exact; positions are the
     index's): what a shard answers the sharded coordinator's stage calls with."""
-    allowed = allowed_mask(index, subset, fn)
+    allowed = allowed_mask(index, subset, fn).view(np.uint8)
     return _plaid.source(queries, query_mask, index.codec, index.segments, allowed, threshold, num_threads,
                          centroids_i8(index))
 

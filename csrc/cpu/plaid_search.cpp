@@ -65,8 +65,17 @@ void write_top(const float* val, const int64_t* pos, int64_t n, int64_t k, float
   }
 }
 
-inline int64_t code_at(const PlaidCodes& c, int64_t t) {
-  return c.u16 ? static_cast<const uint16_t*>(c.data)[t] : static_cast<const int32_t*>(c.data)[t];
+// Whether codes [t0, t1) are centroids in [0, K).
+bool codes_in_range(const PlaidCodes& c, int64_t t0, int64_t t1, int64_t K) {
+  bool ok = true;
+  if (c.u16) {
+    const uint16_t* p = static_cast<const uint16_t*>(c.data);
+    for (int64_t t = t0; t < t1; ++t) ok &= p[t] < K;
+  } else {
+    const int32_t* p = static_cast<const int32_t*>(c.data);
+    for (int64_t t = t0; t < t1; ++t) ok &= p[t] >= 0 && p[t] < K;
+  }
+  return ok;
 }
 
 inline bool doc_range_ok(const PlaidSegment& s, int64_t d) {
@@ -212,7 +221,8 @@ struct PlaidIndexSource::State {
   std::vector<float> rows;
   std::vector<int8_t> q8;
   std::vector<float> qscale;
-  std::unique_ptr<float[]> St;
+  std::unique_ptr<AlignedFloats> St_;  // the query's centroid scores, allocated at its first use
+  float* St = nullptr;
   AlignedFloats prep;
   std::vector<std::vector<float>> scratch;
   std::vector<std::vector<int32_t>> wide;
@@ -254,17 +264,19 @@ struct PlaidIndexSource::State {
   void score(int64_t c0, int64_t nc, int nt, const float* thr = nullptr, uint8_t* flags = nullptr) {
     if (int8)
       centroid_scores_t_i8(path, *packed8, ci8->c8 + c0 * ci8->dim4, ci8->scale + c0, ci8->csum + c0, nc,
-                           St.get() + c0 * sm, nt, thr, flags);
+                           St + c0 * sm, nt, thr, flags);
     else
       centroid_scores_t(path, Matrix{rows.data(), DType::f32, m, dim}, Matrix{cv.centroids + c0 * dim, DType::f32, nc, dim},
-                        sm, St.get() + c0 * sm, nt);
+                        sm, St + c0 * sm, nt);
   }
 
   void begin_scores() {
     if (!St) {
-      // Every element read is written by the score kernels first: no zeroing (2 MB at K = 16,384).
+      // Every element read is written by the score kernels first: no zeroing (2 MB at K = 16,384). Rows
+      // start on a cache line (stage B reads random rows of 32 floats: two lines each, not three).
       const int64_t stride = (lq + kCentroidBlockRows - 1) / kCentroidBlockRows * kCentroidBlockRows;
-      St.reset(new float[static_cast<std::size_t>(K * stride)]);
+      St_ = std::make_unique<AlignedFloats>(static_cast<std::size_t>(K * stride));
+      St = St_->p;
     }
     int8 = ci8 != nullptr && quantize_rows_i8(rows.data(), m, dim, q8.data(), qscale.data());
     if (int8) packed8 = std::make_unique<PackedRowsI8>(q8.data(), qscale.data(), m, ci8->dim4, sm);
@@ -291,7 +303,7 @@ struct PlaidIndexSource::State {
     probed = p;
     if (scored || std::min(p + 1, K) > kPlaidFeedMax) {
       ensure_scored();
-      plaid_probe(path, St.get(), m, K, sm, p, cells.data(), cell_scores.data(), miss.data());
+      plaid_probe(path, St, m, K, sm, p, cells.data(), cell_scores.data(), miss.data());
       return;
     }
     begin_scores();
@@ -307,16 +319,16 @@ struct PlaidIndexSource::State {
         if (int8 && pr->full()) {
           pr->thresholds(thr.data(), sm);
           score(c0, nc, 1, thr.data(), flags.data());
-          pr->feed_flagged(St.get(), sm, c0, c0 + nc, flags.data());
+          pr->feed_flagged(St, sm, c0, c0 + nc, flags.data());
           continue;
         }
         score(c0, nc, 1);
-        pr->feed(St.get(), sm, c0, c0 + nc);
+        pr->feed(St, sm, c0, c0 + nc);
       }
       probes[static_cast<std::size_t>(w)] = std::move(pr);
     });
     for (int64_t w = 1; w < workers; ++w) probes[0]->merge(*probes[static_cast<std::size_t>(w)]);
-    probes[0]->finish(St.get(), sm, cells.data(), cell_scores.data(), miss.data());
+    probes[0]->finish(St, sm, cells.data(), cell_scores.data(), miss.data());
   }
 
   // Stage A over every segment at the current probe: allowed candidates (global positions) appended to
@@ -332,12 +344,16 @@ struct PlaidIndexSource::State {
       PlaidStageA a = plaid_stage_a(cells.data(), cell_scores.data(), miss.data(), m, p, seg.ivf, seg.ivf_offsets,
                                     seg.n, index.allowed != nullptr ? index.allowed + base[s] : nullptr);
       if (a.bad_ivf) return fault(PlaidFault::bad_ivf_doc, s);
-      for (int64_t d : a.docs) {
+      for (int64_t d : a.docs)
         if (!doc_range_ok(seg, d)) return fault(PlaidFault::bad_doc_range, s);
-        pos.push_back(base[s] + d);
-      }
-      est.insert(est.end(), a.est.begin(), a.est.end());
       touched += a.touched;
+      if (pos.empty() && base[s] == 0) {  // the first segment's candidates as they are (no copy)
+        pos = std::move(a.docs);
+        est = std::move(a.est);
+        continue;
+      }
+      for (int64_t d : a.docs) pos.push_back(base[s] + d);
+      est.insert(est.end(), a.est.begin(), a.est.end());
     }
     return {};
   }
@@ -354,9 +370,8 @@ struct PlaidIndexSource::State {
       seg_of[j] = s;
       local[j] = x - base[s];
       if (!doc_range_ok(seg, local[j])) return fault(PlaidFault::bad_doc_range, s);
-      if (check_codes)
-        for (int64_t t = seg.offsets[local[j]]; t < seg.offsets[local[j] + 1]; ++t)
-          if (code_at(seg.codes, t) < 0 || code_at(seg.codes, t) >= K) return fault(PlaidFault::bad_code, s);
+      if (check_codes && !codes_in_range(seg.codes, seg.offsets[local[j]], seg.offsets[local[j] + 1], K))
+        return fault(PlaidFault::bad_code, s);
     }
     return {};
   }
@@ -393,7 +408,7 @@ struct PlaidIndexSource::State {
       if (ld.empty()) continue;
       lv.resize(ld.size());
       const PlaidSegment& seg = index.segments[s];
-      if (!plaid_centroid_interaction(path, St.get(), m, K, sm, threshold, seg.codes, seg.offsets, ld.data(),
+      if (!plaid_centroid_interaction(path, St, m, K, sm, threshold, seg.codes, seg.offsets, ld.data(),
                                       static_cast<int64_t>(ld.size()), lv.data(), threads))
         return fault(PlaidFault::bad_code, s);
       for (int64_t j = 0, at = 0; j < nd; ++j)

@@ -118,3 +118,22 @@ def test_default_parameters_and_batches(states, data):
     for idx in states.values():
         _same(idx, q, 10)
         _same(idx, q[0], 5, exhaustive=False)
+
+
+@pytest.mark.parametrize("scores", ["float32", "int8"])
+def test_non_finite_queries_under_a_mask(states, data, monkeypatch, scores):
+    """A query holding inf or NaN gives non-finite centroid scores (int8 falls back to float32 for it): the
+    probe's miss rule for them, and the widened probe taken as a prefix of a deeper one, stay the reference's."""
+    monkeypatch.setattr(_search, "CENTROID_SCORES", scores)
+    _, _, q = data
+    bad = q.copy()
+    bad[0, 0, 0] = np.inf
+    bad[1, :, 3] = -np.inf
+    bad[2, 2, 1] = np.nan
+    rng = np.random.default_rng(11)
+    for name in ("one-deleted", "multi"):
+        idx = states[name]
+        for subset in (None, rng.choice(N_DOCS, size=300, replace=False)):
+            for prm in (dict(nprobe=1, ndocs=300, rerank=40), dict(nprobe=2, ndocs=40)):
+                with np.errstate(invalid="ignore"):
+                    _same(idx, bad, 10, subset=subset, exhaustive=False, **prm)

@@ -226,14 +226,15 @@ struct PlaidIndexSource::State {
   AlignedFloats prep;
   std::vector<std::vector<float>> scratch;
   std::vector<std::vector<int32_t>> wide;
-  std::vector<int32_t> cells;
-  std::vector<float> cell_scores, miss;
+  std::vector<int32_t> cells, deep_cells;  // the probe at width probed, and the deepest one taken (deep)
+  std::vector<float> cell_scores, miss, deep_scores, deep_miss;
   std::vector<int64_t> seg_of, local;  // per document of an exact or approximate request
 
   // The query in hand: its kept rows, and how far its stages got.
   int64_t cur = -1, m = 0, sm = 0;
   bool int8 = false, scored = false, prepared = false;
-  int64_t probed = 0;  // the probe width of cells (0: not probed)
+  int64_t probed = 0, deep = 0;  // the probe widths of cells and deep_cells (0: not probed)
+  bool may_widen = false;        // the mask or a subset may make the pool rule widen the probe
   std::unique_ptr<PackedRowsI8> packed8;
 
   State(const KernelPath& p, const QueryBatch& qb, const CodecView& c, const PlaidIndex& ix, const PlaidCentroidsI8* c8,
@@ -243,6 +244,7 @@ struct PlaidIndexSource::State {
         prep(p.codec.query_floats(std::max<int64_t>(qb.lq, 1), c.dim)) {
     base.assign(1, 0);
     for (int64_t s = 0; s < index.num_segments; ++s) base.push_back(base.back() + index.segments[s].n);
+    may_widen = index.allowed != nullptr || index.subset;
     rows.resize(static_cast<std::size_t>(lq * dim));
     qscale.resize(static_cast<std::size_t>(lq));
     if (ci8 != nullptr) q8.resize(static_cast<std::size_t>(lq * ci8->dim4));
@@ -257,7 +259,7 @@ struct PlaidIndexSource::State {
     m = kept_rows(q, qi, rows.data());
     sm = (m + kCentroidBlockRows - 1) / kCentroidBlockRows * kCentroidBlockRows;
     int8 = scored = prepared = false;
-    probed = 0;
+    probed = deep = 0;
   }
 
   // Rows [c0, c0 + nc) of St; with thr (int8 only), flags[j] = centroid c0 + j beats some threshold.
@@ -289,32 +291,72 @@ struct PlaidIndexSource::State {
     score(0, K, threads);
   }
 
-  // St and the probe at width p (1 <= p <= K). With min(p + 1, K) <= kPlaidFeedMax each slice of St is
-  // probed right after it is computed, while it is still in cache; with threads, each scores and probes its
-  // own contiguous share of the slices (so its part of St stays in its core's cache) and the probes merge
-  // exactly. Once a probe's lists are full, the int8 kernel flags the centroids that beat a threshold as of
-  // the slice's start (with the scores still in registers) and only those are probed: the same result,
-  // since thresholds only rise.
+  // The probe at width p (1 <= p <= K) into cells / cell_scores / miss. A token's p best centroids under the
+  // probe's total order are the first p of its q best, so a deeper probe taken earlier serves it: where the
+  // mask may make the pool rule widen (x4 at a time), a query's first probe, fused with the scores, goes one
+  // widening deeper (q = 4p + 1 instead of p + 1: a few more insertions into short lists), and the first
+  // widening then costs no pass over St. A re-probe takes the width asked: a wide probe is a pass over all
+  // of St with many insertions (on the 20k peer set, 32 tokens: 0.3 ms at width 16, ~4 ms at 64), too dear
+  // to take on speculation.
   void probe(int64_t p) {
     if (probed == p) return;
+    if (p > deep) {
+      int64_t w = p;
+      if (may_widen && !scored && std::min(4 * p + 1, K) <= kPlaidFeedMax) w = std::min(K, 4 * p);
+      deep_probe(w);
+    }
+    probed = p;
     cells.resize(static_cast<std::size_t>(m * p));
     cell_scores.resize(static_cast<std::size_t>(m * p));
     miss.resize(static_cast<std::size_t>(m));
-    probed = p;
-    if (scored || std::min(p + 1, K) > kPlaidFeedMax) {
+    for (int64_t i = 0; i < m; ++i) {
+      std::copy_n(deep_cells.data() + i * deep, p, cells.data() + i * p);
+      std::copy_n(deep_scores.data() + i * deep, p, cell_scores.data() + i * p);
+      if (p == deep) {
+        miss[i] = deep_miss[i];
+        continue;
+      }
+      // finish_probe's rule (plaid.cpp) for width p: the (p+1)-th score, or when it is not finite the lowest
+      // finite probed score (0 when none is).
+      const float next = deep_scores[i * deep + p];
+      float lowest = 0.0f;
+      bool any_finite = false;
+      for (int64_t j = 0; j < p; ++j) {
+        const float v = cell_scores[i * p + j];
+        if (std::isfinite(v)) {
+          lowest = any_finite ? std::min(lowest, v) : v;
+          any_finite = true;
+        }
+      }
+      miss[i] = std::isfinite(next) ? next : (any_finite ? lowest : 0.0f);
+    }
+  }
+
+  // St (when not computed yet) and the probe at width w into deep_*. With min(w + 1, K) <= kPlaidFeedMax and
+  // St not computed yet, each slice of St is probed right after it is computed, while it is still in cache;
+  // with threads, each scores and probes its own contiguous share of the slices (so its part of St stays in
+  // its core's cache) and the probes merge exactly. Once a probe's lists are full, the int8 kernel flags the
+  // centroids that beat a threshold as of the slice's start (with the scores still in registers) and only
+  // those are probed: the same result, since thresholds only rise.
+  void deep_probe(int64_t w) {
+    deep = w;
+    deep_cells.resize(static_cast<std::size_t>(m * w));
+    deep_scores.resize(static_cast<std::size_t>(m * w));
+    deep_miss.resize(static_cast<std::size_t>(m));
+    if (scored || std::min(w + 1, K) > kPlaidFeedMax) {
       ensure_scored();
-      plaid_probe(path, St, m, K, sm, p, cells.data(), cell_scores.data(), miss.data());
+      plaid_probe(path, St, m, K, sm, w, deep_cells.data(), deep_scores.data(), deep_miss.data());
       return;
     }
     begin_scores();
     const int64_t nslices = (K + kProbeSlice - 1) / kProbeSlice;
     const int64_t workers = std::min<int64_t>(threads, nslices);
     std::vector<std::unique_ptr<PlaidProbe>> probes(static_cast<std::size_t>(workers));
-    parallel_for(workers, static_cast<int>(workers), [&](int64_t w, int) {
-      auto pr = std::make_unique<PlaidProbe>(path, m, K, p);
+    parallel_for(workers, static_cast<int>(workers), [&](int64_t wk, int) {
+      auto pr = std::make_unique<PlaidProbe>(path, m, K, w);
       std::vector<float> thr(int8 ? static_cast<std::size_t>(sm) : 0);
       std::vector<uint8_t> flags(int8 ? static_cast<std::size_t>(kProbeSlice) : 0);
-      for (int64_t sl = w * nslices / workers; sl < (w + 1) * nslices / workers; ++sl) {
+      for (int64_t sl = wk * nslices / workers; sl < (wk + 1) * nslices / workers; ++sl) {
         const int64_t c0 = sl * kProbeSlice, nc = std::min(kProbeSlice, K - c0);
         if (int8 && pr->full()) {
           pr->thresholds(thr.data(), sm);
@@ -325,15 +367,15 @@ struct PlaidIndexSource::State {
         score(c0, nc, 1);
         pr->feed(St, sm, c0, c0 + nc);
       }
-      probes[static_cast<std::size_t>(w)] = std::move(pr);
+      probes[static_cast<std::size_t>(wk)] = std::move(pr);
     });
-    for (int64_t w = 1; w < workers; ++w) probes[0]->merge(*probes[static_cast<std::size_t>(w)]);
-    probes[0]->finish(St, sm, cells.data(), cell_scores.data(), miss.data());
+    for (int64_t wk = 1; wk < workers; ++wk) probes[0]->merge(*probes[static_cast<std::size_t>(wk)]);
+    probes[0]->finish(St, sm, deep_cells.data(), deep_scores.data(), deep_miss.data());
   }
 
   // Stage A over every segment at the current probe: allowed candidates (global positions) appended to
-  // pos / est; touched counts every document in the probed lists.
-  PlaidStatus stage_a(std::vector<int64_t>& pos, std::vector<float>& est, int64_t& touched) {
+  // pos / est; with pool, touched counts every document in the probed lists.
+  PlaidStatus stage_a(bool pool, std::vector<int64_t>& pos, std::vector<float>& est, int64_t& touched) {
     const int64_t p = probed;
     for (int64_t s = 0; s < index.num_segments; ++s) {
       const PlaidSegment& seg = index.segments[s];
@@ -342,7 +384,7 @@ struct PlaidIndexSource::State {
         if (lo < 0 || lo > hi || hi > seg.ivf_len) return fault(PlaidFault::bad_ivf_range, s);
       }
       PlaidStageA a = plaid_stage_a(cells.data(), cell_scores.data(), miss.data(), m, p, seg.ivf, seg.ivf_offsets,
-                                    seg.n, index.allowed != nullptr ? index.allowed + base[s] : nullptr);
+                                    seg.n, index.allowed != nullptr ? index.allowed + base[s] : nullptr, pool);
       if (a.bad_ivf) return fault(PlaidFault::bad_ivf_doc, s);
       for (int64_t d : a.docs)
         if (!doc_range_ok(seg, d)) return fault(PlaidFault::bad_doc_range, s);
@@ -490,7 +532,7 @@ PlaidStatus PlaidIndexSource::candidates(const std::vector<int64_t>& queries, co
       pos.clear();
       est.clear();
       int64_t touched = 0;
-      const PlaidStatus st = s.stage_a(pos, est, touched);
+      const PlaidStatus st = s.stage_a(pool, pos, est, touched);
       if (!st.ok()) return st;
       out.count[j] = static_cast<int64_t>(pos.size());
       if (pool) out.unfiltered[j] = touched;

@@ -33,7 +33,7 @@ inline float plaid_rank_key(float v) { return std::isnan(v) ? -std::numeric_limi
 struct PlaidStageA {
   std::vector<int64_t> docs;  // segment-local document numbers
   std::vector<float> est;
-  int64_t touched = 0;  // documents in the probed lists, allowed or not (the search's widening rule)
+  int64_t touched = 0;  // documents in the probed lists, allowed or not (the search's pool rule)
   bool bad_ivf = false;  // an IVF entry named a document outside [0, num_docs): nothing returned
 };
 
@@ -78,9 +78,11 @@ class PlaidProbe {
 };
 
 // ivf_offsets [K+1] and every probed cell are checked by the caller (cells in [0, K), the probed
-// ranges inside ivf); document numbers read from ivf are checked here.
+// ranges inside ivf); document numbers read from ivf are checked here. count_disallowed false (with
+// allowed): the documents allowed drops are skipped as they are read, and touched counts allowed ones only.
 PlaidStageA plaid_stage_a(const int32_t* cells, const float* cell_scores, const float* miss, int64_t m, int64_t p,
-                          const int32_t* ivf, const int64_t* ivf_offsets, int64_t num_docs, const uint8_t* allowed);
+                          const int32_t* ivf, const int64_t* ivf_offsets, int64_t num_docs, const uint8_t* allowed,
+                          bool count_disallowed = true);
 
 // St centroid-major (above); docs [nd] segment-local, each with offsets[d] <= offsets[d+1] <= codes.n
 // (checked by the caller); out [nd]. Codes are range-checked here: returns false (out unspecified)

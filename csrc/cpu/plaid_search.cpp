@@ -302,7 +302,8 @@ struct PlaidIndexSource::State {
     if (probed == p) return;
     if (p > deep) {
       int64_t w = p;
-      if (may_widen && !scored && std::min(4 * p + 1, K) <= kPlaidFeedMax) w = std::min(K, 4 * p);
+      if (may_widen && !scored)
+        while (w < K && std::min(4 * w + 1, K) <= kPlaidFeedMax) w = std::min(K, 4 * w);
       deep_probe(w);
     }
     probed = p;

@@ -14,8 +14,10 @@ unfiltered one (the same recall).
 
 The indexes are built once under --work (nbits 2) and reused. Timing: one query per ``search`` call at
 1 thread, the rows interleaved in blocks of BLOCK queries (queries 0-19 in every row, then 20-39, ...);
---runs repeats the whole pass, each run reported. Prints one JSON line per row and run, then a markdown
-table.
+--runs repeats the whole pass, each run reported. Both the wall time and the calling thread's CPU time
+(``time.thread_time``: the search runs on it at 1 thread) of each query are taken; on a host shared with other
+jobs a query longer than a few ms is often descheduled for a whole time slice (~8 ms seen), which the CPU time
+leaves out, so the bars are read on CPU p50. Prints one JSON line per row and run, then a markdown table.
 """
 
 from __future__ import annotations
@@ -146,31 +148,38 @@ def main() -> None:
         idx.search(queries[:5], 10, subset=subset, **{**kw, "ndocs": nd})
     results = []
     for run in range(a.runs):
-        times: dict = {r: [] for r in rows}
+        wall: dict = {r: [] for r in rows}
+        cpu: dict = {r: [] for r in rows}
         for b0 in range(0, len(queries), BLOCK):
             for r in rows:
                 idx, subset, _ = states[r[0]]
                 for i in range(b0, min(b0 + BLOCK, len(queries))):
-                    t = time.perf_counter()
+                    c, t = time.thread_time(), time.perf_counter()
                     idx.search(queries[i:i + 1], 10, subset=subset, **{**kw, "ndocs": r[1]})
-                    times[r].append(time.perf_counter() - t)
-        base = float(np.percentile(times[rows[0]], 50)) * 1e3
+                    wall[r].append(time.perf_counter() - t)
+                    cpu[r].append(time.thread_time() - c)
+        base = float(np.percentile(cpu[rows[0]], 50)) * 1e3
+        base_wall = float(np.percentile(wall[rows[0]], 50)) * 1e3
         for r in rows:
-            p50 = float(np.percentile(times[r], 50)) * 1e3
-            row = {"run": run + 1, "state": r[0], "ndocs": r[1], "compared at": r[2], "p50_ms": round(p50, 3),
-                   "p99_ms": round(float(np.percentile(times[r], 99)) * 1e3, 3), "vs_one_segment": round(p50 / base, 3),
-                   "recall@10": round(found[r], 4)}
+            p50 = float(np.percentile(cpu[r], 50)) * 1e3
+            w50 = float(np.percentile(wall[r], 50)) * 1e3
+            row = {"run": run + 1, "state": r[0], "ndocs": r[1], "compared at": r[2], "cpu_p50_ms": round(p50, 3),
+                   "cpu_vs_one_segment": round(p50 / base, 3), "wall_p50_ms": round(w50, 3),
+                   "wall_vs_one_segment": round(w50 / base_wall, 3),
+                   "wall_p99_ms": round(float(np.percentile(wall[r], 99)) * 1e3, 3), "recall@10": round(found[r], 4)}
             results.append(row)
             print(json.dumps(row), flush=True)
     print(f"\nCPU: {info['cpu']}; commit {info['commit']}; {info['docs']:,} documents, {info['tokens']:,} tokens, "
           f"nbits {a.nbits}; nprobe {a.nprobe}, rerank {a.rerank}, 1 thread; {len(queries)} queries; unfiltered "
           f"recall@10 {unfiltered:.4f}\n")
-    print("| run | state | ndocs | compared at | p50 ms | p99 ms | p50 / one segment | recall@10 | bars |")
-    print("|---:|---|---:|---|---:|---:|---:|---:|---|")
+    print("| run | state | ndocs | compared at | CPU p50 ms | / one segment | wall p50 ms | / one segment | wall p99 ms "
+          "| recall@10 | bars (CPU) |")
+    print("|---:|---|---:|---|---:|---:|---:|---:|---:|---:|---|")
     for r in results:
-        ok = r["vs_one_segment"] <= 1.3 and (r["state"] not in FILTERED or r["recall@10"] >= unfiltered)
-        print(f"| {r['run']} | {r['state']} | {r['ndocs']} | {r['compared at']} | {r['p50_ms']:.3f} | {r['p99_ms']:.3f} | "
-              f"{r['vs_one_segment']:.2f} | {r['recall@10']:.4f} | {'met' if ok else 'missed'} |")
+        ok = r["cpu_vs_one_segment"] <= 1.3 and (r["state"] not in FILTERED or r["recall@10"] >= unfiltered)
+        print(f"| {r['run']} | {r['state']} | {r['ndocs']} | {r['compared at']} | {r['cpu_p50_ms']:.3f} | "
+              f"{r['cpu_vs_one_segment']:.2f} | {r['wall_p50_ms']:.3f} | {r['wall_vs_one_segment']:.2f} | "
+              f"{r['wall_p99_ms']:.3f} | {r['recall@10']:.4f} | {'met' if ok else 'missed'} |")
     sys.stdout.flush()
 
 

@@ -21,10 +21,12 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
+import plaid_reference as R  # noqa: E402  (the stage-by-stage search, to time each stage)
 import test_index_support as H  # noqa: E402
 import edgecolbert_native as ec  # noqa: E402
 from edgecolbert_native.index import Index  # noqa: E402
 from edgecolbert_native.index import _plaid, _search  # noqa: E402
+from edgecolbert_native.index.index import _ragged  # noqa: E402
 from edgecolbert_native.index._storage import file_crc32  # noqa: E402
 
 
@@ -44,11 +46,11 @@ def stage_b_numpy(idx, S, pos, threshold):
     th = -np.inf if threshold is None else threshold
     S = np.where(S.max(axis=0, keepdims=True) >= th, S, 0.0).astype(np.float32)
     out = np.zeros(len(pos), np.float64)
-    for s, local, sel in _search._split(idx, pos):
+    for s, local, sel in R.split(idx, pos):
         lo, hi = s.offsets[local], s.offsets[local + 1]
         ne = hi > lo
         lo, hi, sel = lo[ne], hi[ne], sel[ne]
-        tok = _search._ragged(lo, hi)
+        tok = _ragged(lo, hi)
         vals = S[:, np.asarray(s.codes[tok], np.int64)]
         starts = np.concatenate([[0], np.cumsum(hi - lo)[:-1]])
         out[sel] = np.maximum.reduceat(vals, starts, axis=1).sum(axis=0)
@@ -64,18 +66,18 @@ def stages(idx, q, n=200):
         t0 = time.perf_counter()
         S = _plaid.centroid_scores(q[i], C, num_threads=1)
         t1 = time.perf_counter()
-        pos, est = _search._stage_a(idx, S, d["nprobe"], idx.live)
+        pos, est = R.stage_a(idx, S, d["nprobe"], idx.live)
         if len(pos) > d["ndocs"]:
             pos = pos[np.argpartition(-est, d["ndocs"] - 1)[:d["ndocs"]]]
         t2 = time.perf_counter()
-        ap = _search._stage_b(idx, S, pos, d["centroid_score_threshold"], 1)
+        ap = R.stage_b(idx, S, pos, d["centroid_score_threshold"], 1)
         t3 = time.perf_counter()
         stage_b_numpy(idx, S.rows, pos, d["centroid_score_threshold"])
         t4 = time.perf_counter()
         keep = max(10, d["ndocs"] // _search.RERANK_DIVISOR)
         if len(pos) > keep:
             pos = pos[np.argpartition(-ap, keep - 1)[:keep]]
-        _search._rerank(idx, q[i], np.sort(pos), 1)
+        R.exact(idx, q[i], np.sort(pos), 1)
         t5 = time.perf_counter()
         for k, v in (("scores", t1 - t0), ("a", t2 - t1), ("b", t3 - t2), ("b_numpy", t4 - t3), ("rerank", t5 - t4)):
             t[k] += v

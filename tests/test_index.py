@@ -16,7 +16,7 @@ import pytest
 import test_index_support as H
 import edgecolbert_native as ec
 from edgecolbert_native.index import CorruptIndexError, Index, IndexLockedError
-from edgecolbert_native.index import _plaid
+from edgecolbert_native import _native
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -128,10 +128,10 @@ def test_add_delete_compact(data, tmp_path):
     n = len(off) - 1
     assert len(idx) == n and len(idx.segments) == 3
     assert idx.ids.tolist() == list(range(n))
-    # The re-rank's gather over three segments, positions in any order: each document's own codes.
-    from edgecolbert_native.index import _search
+    # The reference search's gather over three segments, positions in any order: each document's own codes.
+    import plaid_reference as R
     pos = np.random.default_rng(0).permutation(n)[:300]
-    c, r, o = _search._gather_compact(idx, pos)
+    c, r, o = R.gather(idx, pos)
     want_c, want_r = idx.codec.compress(np.concatenate([x[off[p]:off[p + 1]] for p in pos]))
     np.testing.assert_array_equal(o, np.concatenate([[0], np.cumsum(off[pos + 1] - off[pos])]))
     np.testing.assert_array_equal(c, want_c)
@@ -193,41 +193,70 @@ def test_subset_filtering(data, built4):
             assert H.recall(ids, true_raw) >= 0.90
 
 
-def test_probe_widens_only_to_undo_a_filter(data, tmp_path, monkeypatch):
+class _RecordingSource(_native.PlaidSource):
+    """An index's native stages, recording the probe widths the stage driver asks for."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner, self.widths = inner, []
+
+    def candidates(self, queries, probes, ndocs, pool):
+        self.widths.extend(probes.tolist())
+        return self.inner.candidates(queries, probes, ndocs, pool)
+
+    def approximate(self, queries, offsets, docs):
+        return self.inner.approximate(queries, offsets, docs)
+
+    def exact(self, queries, offsets, docs):
+        return self.inner.exact(queries, offsets, docs)
+
+
+def test_probe_widens_only_to_undo_a_filter(data, tmp_path):
     """nprobe means what it says on an index with nothing deleted (no widening even when the probed
     lists hold fewer than ndocs documents); tombstones make the probe widen until the pool is as large
-    as it was before the deletions; a subset keeps widening to ndocs (test_subset_filtering)."""
+    as it was before the deletions; a subset keeps widening to ndocs (test_subset_filtering). The stage
+    driver, run over the index's native stages through a recording Python source, gives Index.search's
+    results."""
     from edgecolbert_native.index import _search
     x, off, q = data
     n = 600
     idx = Index.build(tmp_path / "w", x[: off[n]], off[: n + 1], nbits=2, num_centroids=256)
-    widths: list[int] = []
-    real = _search.candidates
-
-    def spy(index, S, probe, allowed, ndocs, pool=False):
-        widths.append(probe)
-        return real(index, S, probe, allowed, ndocs, pool)
-
-    monkeypatch.setattr(_search, "candidates", spy)
-    # The staged loop's widening (the native path runs only when nothing is filtered or deleted, where
-    # nothing widens).
-    monkeypatch.setattr(_search, "NATIVE_SEARCH", False)
     qi = q[:1]
-    idx.search(qi, 10, nprobe=1, ndocs=n, exhaustive=False)
-    assert widths == [1]
+
+    def drive(subset=None, ndocs=n):
+        src = _RecordingSource(_search.stage_source(idx, qi, None, subset, None, 1, "test"))
+        allowed = _search.allowed_mask(idx, subset, "test")
+        s, p = _search.drive(src, np.ones(1, bool), 1, ndocs, ndocs // 4, 10, idx.num_centroids, int(allowed.sum()),
+                             subset is not None)
+        want = idx.search(qi, 10, nprobe=1, ndocs=ndocs, exhaustive=False, num_threads=1, subset=subset)
+        np.testing.assert_array_equal(s, want[0])
+        np.testing.assert_array_equal(_search.to_ids(idx, p), want[1])
+        return src, p
+
+    src, _ = drive()
+    assert src.widths == [1]
     # the documents in the unfiltered pool at nprobe 1
-    S = _plaid.centroid_scores(qi[0], np.asarray(idx.codec.centroids, np.float32))
-    pos, _, count, unfiltered = real(idx, S, 1, idx.live, n, pool=True)
-    assert count == unfiltered and 10 < count < n
-    gone = np.sort(pos)[: count // 2]
+    stages = _search.stage_source(idx, qi, None, None, None, 1, "test")
+    offsets, pool, _, count, unfiltered = stages.candidates(np.array([0]), np.array([1]), n, True)
+    assert count[0] == unfiltered[0] == len(pool) and 10 < count[0] < n
+    gone = np.sort(pool)[: count[0] // 2]
     idx.delete(gone.tolist())
-    widths.clear()
-    s, ids = idx.search(qi, 10, nprobe=1, ndocs=n, exhaustive=False)
-    assert widths[0] == 1 and len(widths) >= 2 and widths[1] == 4
-    assert not np.isin(ids, gone).any()
+    src, p = drive()
+    assert src.widths[0] == 1 and len(src.widths) >= 2 and src.widths[1] == 4
+    assert not np.isin(p, gone).any()
     # the final pool holds at least as many live documents as the unfiltered pool at nprobe 1 held
-    after = real(idx, S, widths[-1], idx.live, n)[2]
-    assert after >= count or widths[-1] == idx.num_centroids
+    stages = _search.stage_source(idx, qi, None, None, None, 1, "test")
+    after = stages.candidates(np.array([0]), np.array([src.widths[-1]]), n, True)[3][0]
+    assert after >= count[0] or src.widths[-1] == idx.num_centroids
+    # A subset (more than 4·ndocs documents: not scored exhaustively) widens until ndocs of its documents
+    # are candidates.
+    sub = idx.ids[::2]
+    src, p = drive(subset=sub, ndocs=40)
+    stages = _search.stage_source(idx, qi, None, sub, None, 1, "test")
+    assert stages.candidates(np.array([0]), np.array([1]), 40, False)[3][0] < 40  # short at nprobe 1
+    final = stages.candidates(np.array([0]), np.array([src.widths[-1]]), 40, False)[3][0]
+    assert len(src.widths) >= 2 and (final >= 40 or src.widths[-1] == idx.num_centroids)
+    assert np.isin(_search.to_ids(idx, p)[p >= 0], sub).all()
 
 
 def _files(path):

@@ -1,5 +1,6 @@
 """The native PLAID stages (csrc/cpu/plaid.cpp) against numpy re-derivations of their formulas, their
-argument checks, and the index's use of them (issue 5)."""
+argument checks, and the index's use of them (issue 5); the one-call search (csrc/cpu/plaid_search.cpp)
+against the stage-by-stage reference (tests/plaid_reference.py; every index state: test_search_path.py)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import numpy as np
 import pytest
 
 import edgecolbert_native as ec
+import plaid_reference as R
 from edgecolbert_native import _native
 from edgecolbert_native.index import _plaid
 
@@ -215,8 +217,8 @@ def small_index(tmp_path_factory):
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("scores", ["float32", "int8"])
 def test_native_search_equals_the_staged_loop(small_index, monkeypatch, nprobe, ndocs, threshold, threads, scores):
-    """One native call per batch (_plaid.search_segment) gives exactly the stage-by-stage loop's results:
-    same stages, same selections, same kernels (float32 or int8 centroid scores)."""
+    """One native call per batch gives exactly the stage-by-stage reference's results: same stages, same
+    selections, same kernels (float32 or int8 centroid scores)."""
     from edgecolbert_native.index import _search
 
     monkeypatch.setattr(_search, "CENTROID_SCORES", scores)
@@ -228,14 +230,12 @@ def test_native_search_equals_the_staged_loop(small_index, monkeypatch, nprobe, 
     mask[1, 3:] = False
     mask[2, :] = False  # a query with no kept token: no hits
     for k, rerank in ((1, None), (10, None), (3, 5)):
-        got = idx.search(q, k, nprobe=nprobe, ndocs=ndocs, centroid_score_threshold=threshold, exhaustive=False,
-                         num_threads=threads, query_mask=mask, rerank=rerank)
-        monkeypatch.setattr(_search, "NATIVE_SEARCH", False)
-        want = idx.search(q, k, nprobe=nprobe, ndocs=ndocs, centroid_score_threshold=threshold, exhaustive=False,
-                          num_threads=threads, query_mask=mask, rerank=rerank)
-        monkeypatch.setattr(_search, "NATIVE_SEARCH", True)
-        np.testing.assert_array_equal(got[0], want[0])
-        np.testing.assert_array_equal(got[1], want[1])
+        kw = dict(nprobe=nprobe, ndocs=ndocs, centroid_score_threshold=threshold, exhaustive=False,
+                  num_threads=threads, query_mask=mask, rerank=rerank)
+        got = idx.search(q, k, **kw)
+        want_s, want_p = R.search(idx, q, k, **kw)
+        np.testing.assert_array_equal(got[0], want_s)
+        np.testing.assert_array_equal(got[1], R.ids_of(idx, want_p))
         assert np.all(got[1][2] == -1) and np.all(got[0][2] == -np.inf)
 
 
@@ -258,7 +258,7 @@ def many_centroids_index(tmp_path_factory):
 def test_native_search_equals_the_staged_loop_over_many_probe_slices(many_centroids_index, monkeypatch, threads,
                                                                      nprobe):
     """K spans several of the native probe's slices, so it probes only the centroids the int8 kernel
-    flags against each slice's starting thresholds: still exactly the staged loop's full probe."""
+    flags against each slice's starting thresholds: still exactly the reference's full probe."""
     from edgecolbert_native.index import _search
 
     monkeypatch.setattr(_search, "CENTROID_SCORES", "int8")
@@ -266,11 +266,9 @@ def test_native_search_equals_the_staged_loop_over_many_probe_slices(many_centro
     assert idx.codec.centroids.shape[0] == 2500
     for k in (1, 10):
         got = idx.search(q, k, nprobe=nprobe, ndocs=64, exhaustive=False, num_threads=threads, rerank=16)
-        monkeypatch.setattr(_search, "NATIVE_SEARCH", False)
-        want = idx.search(q, k, nprobe=nprobe, ndocs=64, exhaustive=False, num_threads=threads, rerank=16)
-        monkeypatch.setattr(_search, "NATIVE_SEARCH", True)
-        np.testing.assert_array_equal(got[0], want[0])
-        np.testing.assert_array_equal(got[1], want[1])
+        want_s, want_p = R.search(idx, q, k, nprobe=nprobe, ndocs=64, exhaustive=False, num_threads=threads, rerank=16)
+        np.testing.assert_array_equal(got[0], want_s)
+        np.testing.assert_array_equal(got[1], R.ids_of(idx, want_p))
         assert np.all(got[1] >= 0)
 
 
@@ -281,8 +279,9 @@ def test_native_search_codes_and_isas(small_index):
     c = idx.codec
 
     def run(codes, isa=""):
-        return _native.plaid_search(q, None, c.centroids, c.bucket_weights, c.nbits, codes, seg.residuals, seg.offsets,
-                                    seg.ivf, seg.ivf_offsets, 2, 64, 16, 10, num_threads=1, isa=isa)
+        return _native.plaid_search(q, None, c.centroids, c.bucket_weights, c.nbits,
+                                    [(codes, seg.residuals, seg.offsets, seg.ivf, seg.ivf_offsets)], nprobe=2, ndocs=64,
+                                    rerank=16, k=10, num_threads=1, isa=isa)
 
     base = run(seg.codes)
     wide = run(np.asarray(seg.codes, np.int32))
@@ -295,38 +294,53 @@ def test_native_search_codes_and_isas(small_index):
 
 
 def test_native_search_refuses_corrupt_segments(small_index):
+    """Every array of every segment, the allowed mask and the mode's inputs are checked: a ValueError or
+    TypeError naming the segment and the argument, never a crash or a read out of bounds."""
     idx, q = small_index
     seg = idx.segments[0]
     c = idx.codec
+    good = (seg.codes, seg.residuals, seg.offsets, seg.ivf, seg.ivf_offsets)
     args = dict(queries=q, query_mask=None, centroids=c.centroids, bucket_weights=c.bucket_weights, nbits=c.nbits,
-                codes=seg.codes, residuals=seg.residuals, doc_offsets=seg.offsets, ivf=seg.ivf,
-                ivf_offsets=seg.ivf_offsets, nprobe=128, ndocs=64, rerank=16, k=10)
+                segments=[good], nprobe=128, ndocs=64, rerank=16, k=10)
 
-    def call(**kw):
-        return _native.plaid_search(**{**args, **kw})
+    def call(at=0, **kw):
+        """plaid_search with the segment at ``at`` of two (the first good) given the arrays in kw."""
+        names = ("codes", "residuals", "doc_offsets", "ivf", "ivf_offsets")
+        bad = tuple(kw.pop(n, a) for n, a in zip(names, good))
+        segs = [good, good]
+        segs[at] = bad
+        return _native.plaid_search(**{**args, "segments": segs, **kw})
 
-    bad = np.array(seg.ivf, np.int32)
-    bad[len(bad) // 2] = len(idx)
-    with pytest.raises(ValueError, match="ivf names a document"):
-        call(ivf=bad)
-    io = np.array(seg.ivf_offsets, np.int64)
-    io[5] = io[-1] + 10
-    with pytest.raises(ValueError, match="ivf_offsets give a probed centroid"):
-        call(ivf_offsets=io)
-    with pytest.raises(ValueError, match="ivf_offsets must have shape"):
-        call(ivf_offsets=io[:-1])
-    codes = np.array(seg.codes, np.int32)
-    codes[:] = 1000
-    with pytest.raises(ValueError, match="code outside"):
-        call(codes=codes)
-    with pytest.raises(ValueError, match="code outside"):  # no stage B (rerank >= ndocs): the re-rank checks
-        call(codes=codes, rerank=64)
-    off = np.array(seg.offsets, np.int64)
-    off[-1] = len(seg.codes) + 5
-    with pytest.raises(ValueError, match="doc_offsets give a candidate"):
-        call(doc_offsets=off)
-    with pytest.raises(ValueError, match="residuals must have shape"):
-        call(residuals=np.asarray(seg.residuals)[:-1])
+    for at in (0, 1):
+        where = f"segments\\[{at}\\]"
+        bad = np.array(seg.ivf, np.int32)
+        bad[len(bad) // 2] = len(idx)
+        with pytest.raises(ValueError, match=f"{where}: ivf names a document"):
+            call(at, ivf=bad)
+        io = np.array(seg.ivf_offsets, np.int64)
+        io[5] = io[-1] + 10
+        with pytest.raises(ValueError, match=f"{where}: ivf_offsets give a probed centroid"):
+            call(at, ivf_offsets=io)
+        with pytest.raises(ValueError, match=f"{where}: ivf_offsets must have shape"):
+            call(at, ivf_offsets=io[:-1])
+        codes = np.array(seg.codes, np.int32)
+        codes[:] = 1000
+        with pytest.raises(ValueError, match=f"{where}: a candidate document has a code outside"):
+            call(at, codes=codes)
+        with pytest.raises(ValueError, match="code outside"):  # no stage B (rerank >= ndocs): the re-rank checks
+            call(at, codes=codes, rerank=64)
+        with pytest.raises(ValueError, match="code outside"):  # the selective mode scores every allowed document
+            call(at, codes=codes, mode="selective")
+        off = np.array(seg.offsets, np.int64)
+        off[-1] = len(seg.codes) + 5
+        with pytest.raises(ValueError, match=f"{where}: doc_offsets give a candidate"):
+            call(at, doc_offsets=off)
+        with pytest.raises(ValueError, match=f"{where}: doc_offsets give a candidate"):
+            call(at, doc_offsets=off, mode="exhaustive", decoded=[np.zeros((len(seg.codes), idx.dim), np.float32)] * 2)
+        with pytest.raises(ValueError, match=f"{where}: residuals must have shape"):
+            call(at, residuals=np.asarray(seg.residuals)[:-1])
+        with pytest.raises(TypeError, match=f"{where}: codes must be int32 or uint16"):
+            call(at, codes=np.asarray(seg.codes, np.int64))
     with pytest.raises(ValueError, match="queries have dim"):
         call(queries=q[..., :8].copy())
     with pytest.raises(TypeError, match="float32"):
@@ -335,6 +349,29 @@ def test_native_search_refuses_corrupt_segments(small_index):
         call(k=0)
     with pytest.raises(ValueError, match="query_mask"):
         call(query_mask=np.ones((2, 2), bool))
+    n = 2 * len(idx)
+    for bad_allowed in (np.ones(n - 1, bool), np.ones(n + 1, bool), np.ones((2, len(idx)), bool)):
+        with pytest.raises(ValueError, match=f"allowed must be 1-d with one entry per document position .*\\({n}\\)"):
+            call(allowed=bad_allowed)
+    with pytest.raises(TypeError, match="segments must be a sequence"):
+        _native.plaid_search(**{**args, "segments": 3})
+    with pytest.raises(TypeError, match="segments\\[1\\] must be a tuple"):
+        _native.plaid_search(**{**args, "segments": [good, good[:4]]})
+    with pytest.raises(ValueError, match="mode must be"):
+        call(mode="fast")
+    with pytest.raises(ValueError, match="exhaustive mode needs decoded"):
+        call(mode="exhaustive")
+    with pytest.raises(ValueError, match="decoded\\[1\\] must have shape"):
+        call(mode="exhaustive", decoded=[np.zeros((len(seg.codes), idx.dim), np.float32), np.zeros((3, idx.dim))])
+    with pytest.raises(ValueError, match="decoded must hold one"):
+        call(mode="exhaustive", decoded=[np.zeros((len(seg.codes), idx.dim), np.float32)])
+    with pytest.raises(TypeError, match="decoded\\[0\\] must be float32"):
+        call(mode="exhaustive", decoded=[np.zeros((len(seg.codes), idx.dim), np.float64)] * 2)
+    # No segment, or nothing allowed: no hits, no error.
+    s, p = _native.plaid_search(**{**args, "segments": []})
+    assert np.all(p == -1) and np.all(np.isneginf(s))
+    s, p = call(allowed=np.zeros(n, bool))
+    assert np.all(p == -1)
 
 
 def test_rerank_parameter(small_index):
@@ -369,9 +406,8 @@ def test_int8_centroid_scores_keep_recall_and_fall_back_on_non_finite_queries(sm
     bad[0, 0, 0] = np.inf
     monkeypatch.setattr(_search, "CENTROID_SCORES", "int8")
     native = idx.search(bad, 10, nprobe=2, ndocs=64, exhaustive=False)
-    monkeypatch.setattr(_search, "NATIVE_SEARCH", False)
-    staged = idx.search(bad, 10, nprobe=2, ndocs=64, exhaustive=False)
-    np.testing.assert_array_equal(native[1], staged[1])
+    staged = R.search(idx, bad, 10, nprobe=2, ndocs=64, exhaustive=False)
+    np.testing.assert_array_equal(native[1], R.ids_of(idx, staged[1]))
     monkeypatch.setattr(_search, "CENTROID_SCORES", "float32")
     f32 = idx.search(bad[:1], 10, nprobe=2, ndocs=64, exhaustive=False)
     np.testing.assert_array_equal(native[1][:1], f32[1])

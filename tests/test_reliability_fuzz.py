@@ -146,6 +146,42 @@ def _shape(expect: Callable[[dict[str, Any]], tuple[int, ...]]) -> Callable[[Any
     return check
 
 
+ALLOWED6 = np.array([1, 0, 1, 1, 1, 1], np.uint8)  # the positions of two segments of OFF's three documents
+
+
+def _segments(codes: Any, residuals: Any, doc_offsets: Any, ivf: Any, ivf_offsets: Any) -> list:
+    """Two segments made of the same (possibly hostile) arrays: every segment's arrays are checked."""
+    return [(codes, residuals, doc_offsets, ivf, ivf_offsets)] * 2
+
+
+def _plaid_search(queries: Any, query_mask: Any, centroids: Any, bucket_weights: Any, nbits: Any, codes: Any,
+                  residuals: Any, doc_offsets: Any, ivf: Any, ivf_offsets: Any, allowed: Any, decoded: Any = None,
+                  **kw: Any) -> Any:
+    """plaid_search over two segments (decoded: one array for both)."""
+    return N.plaid_search(queries, query_mask, centroids, bucket_weights, nbits,
+                          _segments(codes, residuals, doc_offsets, ivf, ivf_offsets), allowed,
+                          decoded=None if decoded is None else [decoded, decoded], **kw)
+
+
+def _plaid_stages(queries: Any, query_mask: Any, codes: Any, residuals: Any, doc_offsets: Any, ivf: Any,
+                  ivf_offsets: Any, allowed: Any, which: Any, probes: Any, ndocs: Any, offsets: Any, docs: Any,
+                  threshold: Any) -> Any:
+    """The native stage source over two segments, each of its three stages called."""
+    src = N.PlaidIndexSource(queries, query_mask, CODEC.centroids, CODEC.bucket_weights, 2,
+                             _segments(codes, residuals, doc_offsets, ivf, ivf_offsets), allowed, threshold=threshold,
+                             num_threads=2)
+    got = src.candidates(which, probes, ndocs, True)
+    return (*got, src.approximate(which, offsets, docs), src.exact(which, offsets, docs))
+
+
+def _plaid_drive(queries: Any, query_mask: Any, codes: Any, residuals: Any, doc_offsets: Any, ivf: Any,
+                 ivf_offsets: Any, active: Any, **kw: Any) -> Any:
+    """The stage driver over the native source of two segments."""
+    src = N.PlaidIndexSource(queries, query_mask, CODEC.centroids, CODEC.bucket_weights, 2,
+                             _segments(codes, residuals, doc_offsets, ivf, ivf_offsets), num_threads=1)
+    return N.plaid_drive(src, active, subset=False, **kw)
+
+
 NATIVE: dict[str, tuple[Callable[..., Any], Callable[[], dict[str, Any]], tuple[str, ...]]] = {
     "maxsim": (N.maxsim, lambda: dict(queries=Q, doc_tokens=T, doc_offsets=OFF, query_mask=MASK, num_threads=2),
                ("num_threads",)),
@@ -177,14 +213,31 @@ NATIVE: dict[str, tuple[Callable[..., Any], Callable[[], dict[str, Any]], tuple[
                                                   docs=np.array([0, 2, 1, 2])), ()),
     "plaid_probe": (N.plaid_probe, lambda: dict(scores_t=rng.standard_normal((8, 4)).astype(np.float32), m=3,
                                                 nprobe=2), ("m", "nprobe")),
-    "plaid_search": (N.plaid_search, lambda: dict(
+    "plaid_search": (_plaid_search, lambda: dict(
         queries=Q, query_mask=MASK, centroids=CODEC.centroids, bucket_weights=CODEC.bucket_weights, nbits=2,
-        codes=CODES, residuals=RES, doc_offsets=OFF, ivf=IVF, ivf_offsets=IVF_OFF, nprobe=2, ndocs=2, rerank=1, k=2,
-        threshold=0.0, num_threads=2), ("nbits", "nprobe", "ndocs", "rerank", "k", "threshold", "num_threads")),
-    "plaid_search_int8": (N.plaid_search, lambda: dict(
+        codes=CODES, residuals=RES, doc_offsets=OFF, ivf=IVF, ivf_offsets=IVF_OFF, allowed=ALLOWED6, subset=True,
+        nprobe=2, ndocs=2, rerank=1, k=2, threshold=0.0, num_threads=2),
+        ("nbits", "nprobe", "ndocs", "rerank", "k", "threshold", "num_threads", "subset")),
+    "plaid_search_int8": (_plaid_search, lambda: dict(
         queries=Q, query_mask=None, centroids=CODEC.centroids, bucket_weights=CODEC.bucket_weights, nbits=2,
-        codes=CODES, residuals=RES, doc_offsets=OFF, ivf=IVF, ivf_offsets=IVF_OFF, nprobe=1, ndocs=3, rerank=2, k=3,
-        num_threads=1, centroids_i8=CODEC.centroids_int8()), ("nprobe", "ndocs", "rerank", "k", "num_threads")),
+        codes=CODES, residuals=RES, doc_offsets=OFF, ivf=IVF, ivf_offsets=IVF_OFF, allowed=None, nprobe=1, ndocs=3,
+        rerank=2, k=3, num_threads=1, centroids_i8=CODEC.centroids_int8()), ("nprobe", "ndocs", "rerank", "k", "num_threads")),
+    "plaid_search_selective": (_plaid_search, lambda: dict(
+        queries=Q, query_mask=MASK, centroids=CODEC.centroids, bucket_weights=CODEC.bucket_weights, nbits=2,
+        codes=CODES, residuals=RES, doc_offsets=OFF, ivf=IVF, ivf_offsets=IVF_OFF, allowed=ALLOWED6, subset=True,
+        k=4, mode="selective", num_threads=2), ("k", "num_threads", "mode")),
+    "plaid_search_exhaustive": (_plaid_search, lambda: dict(
+        queries=Q, query_mask=MASK, centroids=CODEC.centroids, bucket_weights=CODEC.bucket_weights, nbits=2,
+        codes=CODES, residuals=RES, doc_offsets=OFF, ivf=IVF, ivf_offsets=IVF_OFF, allowed=ALLOWED6, k=4,
+        mode="exhaustive", decoded=T, num_threads=2), ("k", "num_threads", "mode")),
+    "plaid_index_source": (_plaid_stages, lambda: dict(
+        queries=Q, query_mask=MASK, codes=CODES, residuals=RES, doc_offsets=OFF, ivf=IVF, ivf_offsets=IVF_OFF,
+        allowed=ALLOWED6, which=np.array([1, 0]), probes=np.array([2, 1]), ndocs=3, offsets=np.array([0, 2, 3]),
+        docs=np.array([0, 5, 3]), threshold=0.0), ("ndocs", "threshold")),
+    "plaid_drive": (_plaid_drive, lambda: dict(
+        queries=Q, query_mask=MASK, codes=CODES, residuals=RES, doc_offsets=OFF, ivf=IVF, ivf_offsets=IVF_OFF,
+        active=np.array([1, 1], np.uint8), nprobe=1, ndocs=3, rerank=2, k=3, num_centroids=8, num_allowed=6),
+        ("nprobe", "ndocs", "rerank", "k", "num_centroids", "num_allowed")),
     "quantize_rows_i8": (N.quantize_rows_i8, lambda: dict(x=T), ()),
     "centroid_scores_t_i8": (N.centroid_scores_t_i8, lambda: dict(query_tokens=T, centroids_i8=CODEC.centroids_int8(),
                                                                   num_threads=2), ("num_threads",)),

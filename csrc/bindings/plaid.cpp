@@ -8,6 +8,7 @@
 #include "common.hpp"
 #include "edgecolbert/centroids.hpp"
 #include "edgecolbert/plaid.hpp"
+#include "edgecolbert/plaid_search.hpp"
 
 namespace edgecolbert::bind {
 namespace {
@@ -212,57 +213,159 @@ py::tuple probe(const py::handle& scores, int64_t m, int64_t p, const std::strin
   return py::make_tuple(cells, cs, miss);
 }
 
+// ------------------------------------------------------------------ the search of a whole index
+
+// Queries float32 [nq, Lq, dim] (dim = the codec's) with an optional mask [nq, Lq].
+struct BoundQueries {
+  py::array_t<float, py::array::c_style> data;
+  py::array_t<uint8_t, py::array::c_style | py::array::forcecast> mask;
+  QueryBatch batch;
+};
+
+BoundQueries check_queries(const py::array& queries, const py::object& query_mask, int64_t dim, const char* fn) {
+  BoundQueries b;
+  require_ndim(queries, 3, fn, "queries", "[nq, Lq, dim]");
+  if (!(queries.dtype().kind() == 'f' && queries.itemsize() == 4))
+    type_error(cat(fn, ": queries must be float32, got ", dtype_str(queries)));
+  b.data = ensure_aligned<float, 0>(queries);
+  QueryBatch& q = b.batch;
+  q.data = b.data.data();
+  q.nq = b.data.shape(0), q.lq = b.data.shape(1), q.dim = b.data.shape(2);
+  if (q.dim != dim) value_error(cat(fn, ": queries have dim ", q.dim, " but the codec has dim ", dim));
+  if (!query_mask.is_none()) {
+    b.mask = py::array_t<uint8_t, py::array::c_style | py::array::forcecast>::ensure(query_mask);
+    if (!b.mask || b.mask.ndim() != 2 || b.mask.shape(0) != q.nq || b.mask.shape(1) != q.lq)
+      value_error(cat(fn, ": query_mask must have shape (", q.nq, ", ", q.lq, ") like queries"));
+    q.mask = b.mask.data();
+  }
+  return b;
+}
+
+// An index's segments (one (codes, residuals, doc_offsets, ivf, ivf_offsets) tuple each, in position order),
+// optional decoded tokens per segment, and the allowed mask over all their positions. The shapes are checked
+// here; the ranges a search reads are checked where it reads them (plaid_search.hpp).
+struct BoundIndex {
+  std::vector<py::object> keep;  // every array the views point into
+  std::vector<PlaidSegment> segments;
+  py::array_t<uint8_t, py::array::c_style | py::array::forcecast> allowed;
+  PlaidIndex view;
+};
+
+BoundIndex check_index(const py::handle& segments, const py::object& allowed, bool subset, const py::object& decoded,
+                       const CodecView& cv, const char* fn) {
+  BoundIndex b;
+  if (!py::isinstance<py::sequence>(segments) || py::isinstance<py::str>(segments))
+    type_error(cat(fn, ": segments must be a sequence of (codes, residuals, doc_offsets, ivf, ivf_offsets) tuples"));
+  const auto segs = py::reinterpret_borrow<py::sequence>(segments);
+  const std::size_t ns = py::len(segs);
+  py::sequence dec;
+  if (!decoded.is_none()) {
+    if (!py::isinstance<py::sequence>(decoded) || py::len(decoded) != ns)
+      value_error(cat(fn, ": decoded must hold one float32 [T, dim] array per segment (", ns, ")"));
+    dec = py::reinterpret_borrow<py::sequence>(decoded);
+  }
+  const int64_t w = cv.dim * cv.nbits / 8;
+  int64_t positions = 0;
+  b.segments.resize(ns);
+  for (std::size_t i = 0; i < ns; ++i) {
+    const std::string at = cat(fn, ": segments[", i, "]");
+    const char* f = at.c_str();
+    py::object t = segs[i];
+    if (!py::isinstance<py::sequence>(t) || py::len(t) != 5)
+      type_error(cat(f, " must be a tuple (codes, residuals, doc_offsets, ivf, ivf_offsets)"));
+    auto tup = py::reinterpret_borrow<py::sequence>(t);
+    PlaidSegment& seg = b.segments[i];
+    py::array codes = py::array::ensure(tup[0]);
+    if (!codes) type_error(cat(f, ": codes must be an int32 or uint16 array"));
+    py::array kc;
+    seg.codes = check_codes(codes, f, kc);
+    py::array residuals = py::array::ensure(tup[1]);
+    if (!residuals || residuals.ndim() != 2 || residuals.shape(0) != seg.codes.n || residuals.shape(1) != w)
+      value_error(cat(f, ": residuals must have shape (", seg.codes.n, ", ", w, ") = (len(codes), dim * nbits / 8), got ",
+                      residuals ? shape_str(residuals) : std::string("no array")));
+    if (residuals.dtype().kind() != 'u' || residuals.itemsize() != 1)
+      type_error(cat(f, ": residuals must be uint8, got ", dtype_str(residuals)));
+    auto res = ensure_aligned<uint8_t, 0>(residuals);
+    seg.residuals = res.data();
+    auto off = int64_array(tup[2], f, "doc_offsets");
+    if (off.ndim() != 1 || off.shape(0) < 1) value_error(cat(f, ": doc_offsets must be 1-d [n+1]"));
+    seg.offsets = off.data();
+    seg.n = off.shape(0) - 1;
+    auto iv = int32_indices(tup[3], f, "ivf");
+    auto io = int64_array(tup[4], f, "ivf_offsets");
+    if (iv.ndim() != 1) value_error(cat(f, ": ivf must be a 1-d integer array"));
+    if (io.ndim() != 1 || io.shape(0) != cv.num_centroids + 1)
+      value_error(cat(f, ": ivf_offsets must have shape (", cv.num_centroids + 1, ",) = (K+1,) for the codec's ",
+                      cv.num_centroids, " centroids, got ", shape_str(io)));
+    seg.ivf = iv.data();
+    seg.ivf_len = iv.shape(0);
+    seg.ivf_offsets = io.data();
+    if (!decoded.is_none()) {
+      py::array d = py::array::ensure(dec[i]);
+      if (!d || d.ndim() != 2 || d.shape(0) != seg.codes.n || d.shape(1) != cv.dim)
+        value_error(cat(fn, ": decoded[", i, "] must have shape (", seg.codes.n, ", ", cv.dim, ") = (len(codes), dim)"));
+      if (!(d.dtype().kind() == 'f' && d.itemsize() == 4)) type_error(cat(fn, ": decoded[", i, "] must be float32"));
+      auto da = ensure_aligned<float, 0>(d);
+      seg.decoded = da.data();
+      b.keep.push_back(da);
+    }
+    b.keep.insert(b.keep.end(), {kc, res, off, iv, io});
+    positions += seg.n;
+  }
+  b.view.segments = b.segments.data();
+  b.view.num_segments = static_cast<int64_t>(ns);
+  b.view.subset = subset;
+  if (!allowed.is_none()) {
+    b.allowed = py::array_t<uint8_t, py::array::c_style | py::array::forcecast>::ensure(allowed);
+    if (!b.allowed || b.allowed.ndim() != 1 || b.allowed.shape(0) != positions)
+      value_error(cat(fn, ": allowed must be 1-d with one entry per document position of the segments (", positions,
+                      "), got ", b.allowed ? shape_str(b.allowed) : std::string("no array")));
+    b.view.allowed = b.allowed.data();
+  }
+  return b;
+}
+
+[[noreturn]] void raise_fault(const PlaidStatus& st, const BoundIndex& ix, int64_t K, const char* fn) {
+  const int64_t s = st.segment;
+  const PlaidSegment& seg = ix.segments[static_cast<std::size_t>(s)];
+  const std::string at = cat(fn, ": segments[", s, "]: ");
+  switch (st.fault) {
+    case PlaidFault::bad_ivf_range: value_error(cat(at, "ivf_offsets give a probed centroid a range outside [0, ", seg.ivf_len, "]"));
+    case PlaidFault::bad_ivf_doc: value_error(cat(at, "ivf names a document outside [0, ", seg.n, ")"));
+    case PlaidFault::bad_doc_range: value_error(cat(at, "doc_offsets give a candidate document codes outside [0, ", seg.codes.n, "]"));
+    case PlaidFault::bad_code: value_error(cat(at, "a candidate document has a code outside [0, ", K, ")"));
+    case PlaidFault::bad_position: value_error(cat(fn, ": a document is not a position in [0, ", ix.view.positions(), ")"));
+    case PlaidFault::none: break;
+  }
+  value_error(cat(fn, ": unknown fault"));
+}
+
+void check_counts(int64_t nprobe, int64_t ndocs, int64_t rerank, int64_t k, const char* fn) {
+  if (nprobe < 1 || ndocs < 1 || rerank < 1 || k < 1)
+    value_error(cat(fn, ": nprobe, ndocs, rerank and k must be >= 1, got ", nprobe, ", ", ndocs, ", ", rerank, ", ", k));
+}
+
 py::tuple search(const py::array& queries, const py::object& query_mask, const py::array& centroids,
-                 const py::array& weights, int nbits, const py::array& codes, const py::array& residuals,
-                 const py::handle& offsets, const py::handle& ivf, const py::handle& ivf_offsets, int64_t nprobe,
-                 int64_t ndocs, int64_t rerank, int64_t k, double threshold, const py::object& num_threads, const std::string& isa,
+                 const py::array& weights, int nbits, const py::handle& segments, const py::object& allowed, bool subset,
+                 int64_t nprobe, int64_t ndocs, int64_t rerank, int64_t k, double threshold, const std::string& mode,
+                 const py::object& decoded, const py::object& num_threads, const std::string& isa,
                  const py::object& centroids_i8) {
   const char* fn = "plaid_search";
   CodecState cs = check_codec(centroids, weights, py::none(), nbits, fn);
   const CodecView& cv = cs.view;
-  require_ndim(queries, 3, fn, "queries", "[nq, Lq, dim]");
-  if (!(queries.dtype().kind() == 'f' && queries.itemsize() == 4)) type_error(cat(fn, ": queries must be float32, got ", dtype_str(queries)));
-  auto qa = ensure_aligned<float, 0>(queries);
-  QueryBatch q;
-  q.data = qa.data();
-  q.nq = qa.shape(0), q.lq = qa.shape(1), q.dim = qa.shape(2);
-  if (q.dim != cv.dim) value_error(cat(fn, ": queries have dim ", q.dim, " but the codec has dim ", cv.dim));
-  py::array_t<uint8_t, py::array::c_style | py::array::forcecast> mask;
-  if (!query_mask.is_none()) {
-    mask = py::array_t<uint8_t, py::array::c_style | py::array::forcecast>::ensure(query_mask);
-    if (!mask || mask.ndim() != 2 || mask.shape(0) != q.nq || mask.shape(1) != q.lq)
-      value_error(cat(fn, ": query_mask must have shape (", q.nq, ", ", q.lq, ") like queries"));
-    q.mask = mask.data();
-  }
-  py::array keep_codes;
-  PlaidSegment seg;
-  seg.codes = check_codes(codes, fn, keep_codes);
-  const int64_t w = cv.dim * nbits / 8;
-  if (residuals.ndim() != 2 || residuals.shape(0) != seg.codes.n || residuals.shape(1) != w)
-    value_error(cat(fn, ": residuals must have shape (", seg.codes.n, ", ", w, ") = (len(codes), dim * nbits / 8), got ",
-                    shape_str(residuals)));
-  if (residuals.dtype().kind() != 'u' || residuals.itemsize() != 1)
-    type_error(cat(fn, ": residuals must be uint8, got ", dtype_str(residuals)));
-  auto res = ensure_aligned<uint8_t, 0>(residuals);
-  seg.residuals = res.data();
-  auto off = int64_array(offsets, fn, "doc_offsets");
-  if (off.ndim() != 1 || off.shape(0) < 1) value_error(cat(fn, ": doc_offsets must be 1-d [n+1]"));
-  seg.offsets = off.data();
-  seg.n = off.shape(0) - 1;
-  auto iv = int32_indices(ivf, fn, "ivf");
-  auto io = int64_array(ivf_offsets, fn, "ivf_offsets");
-  if (iv.ndim() != 1) value_error(cat(fn, ": ivf must be a 1-d integer array"));
-  if (io.ndim() != 1 || io.shape(0) != cv.num_centroids + 1)
-    value_error(cat(fn, ": ivf_offsets must have shape (", cv.num_centroids + 1, ",) = (K+1,) for the codec's ",
-                    cv.num_centroids, " centroids, got ", shape_str(io)));
-  seg.ivf = iv.data();
-  seg.ivf_len = iv.shape(0);
-  seg.ivf_offsets = io.data();
-  if (nprobe < 1 || ndocs < 1 || rerank < 1 || k < 1)
-    value_error(cat(fn, ": nprobe, ndocs, rerank and k must be >= 1, got ", nprobe, ", ", ndocs, ", ", rerank, ", ", k));
+  BoundQueries bq = check_queries(queries, query_mask, cv.dim, fn);
+  PlaidMode md;
+  if (mode == "plaid") md = PlaidMode::plaid;
+  else if (mode == "selective") md = PlaidMode::selective;
+  else if (mode == "exhaustive") md = PlaidMode::exhaustive;
+  else value_error(cat(fn, ": mode must be 'plaid', 'selective' or 'exhaustive', got '", mode, "'"));
+  if (md == PlaidMode::exhaustive && decoded.is_none())
+    value_error(cat(fn, ": the exhaustive mode needs decoded (float32 [T, dim] per segment)"));
+  BoundIndex bi = check_index(segments, allowed, subset, decoded, cv, fn);
+  check_counts(nprobe, ndocs, rerank, k, fn);
   if (std::isnan(threshold)) value_error(cat(fn, ": threshold must not be NaN (-inf keeps every centroid)"));
-  // At most n hits exist: the outputs have min(k, n) columns (>= 1), whatever k asks for.
-  k = std::min<int64_t>(k, std::max<int64_t>(seg.n, 1));
+  // At most one hit per position: the outputs have min(k, positions) columns (>= 1), whatever k asks for.
+  k = std::min<int64_t>(k, std::max<int64_t>(bi.view.positions(), 1));
   PlaidSearchParams prm;
   prm.nprobe = nprobe, prm.ndocs = ndocs, prm.rerank = rerank, prm.k = k;
   prm.threshold = static_cast<float>(threshold);
@@ -276,21 +379,229 @@ py::tuple search(const py::array& queries, const py::object& query_mask, const p
   }
   const int threads = resolve_threads(num_threads, fn);
   const KernelPath& path = resolve_path(isa);
+  const QueryBatch& q = bq.batch;
   py::array_t<float> out_s({q.nq, k});
-  py::array_t<int64_t> out_d({q.nq, k});
+  py::array_t<int64_t> out_p({q.nq, k});
   PlaidStatus st;
   {
     py::gil_scoped_release released;
-    st = plaid_search(path, q, cv, seg, prm, centroids_i8.is_none() ? nullptr : &ci8, out_s.mutable_data(), out_d.mutable_data(), threads);
+    st = plaid_search(path, q, cv, bi.view, prm, md, centroids_i8.is_none() ? nullptr : &ci8, out_s.mutable_data(),
+                      out_p.mutable_data(), threads);
   }
-  switch (st) {
-    case PlaidStatus::ok: break;
-    case PlaidStatus::bad_ivf_range: value_error(cat(fn, ": ivf_offsets give a probed centroid a range outside [0, ", seg.ivf_len, "]"));
-    case PlaidStatus::bad_ivf_doc: value_error(cat(fn, ": ivf names a document outside [0, ", seg.n, ")"));
-    case PlaidStatus::bad_doc_range: value_error(cat(fn, ": doc_offsets give a candidate document codes outside [0, ", seg.codes.n, "]"));
-    case PlaidStatus::bad_code: value_error(cat(fn, ": a candidate document has a code outside [0, ", cv.num_centroids, ")"));
+  if (!st.ok()) raise_fault(st, bi, cv.num_centroids, fn);
+  return py::make_tuple(out_s, out_p);
+}
+
+// ------------------------------------------------------------------ the stage driver and its sources
+
+// A CSR request (queries [n], offsets [n+1] over docs) checked against a batch of nq queries.
+struct Request {
+  std::vector<int64_t> queries, offsets, docs;
+};
+
+std::vector<int64_t> to_vector(const py::handle& h, const char* fn, const char* arg) {
+  auto a = int64_array(h, fn, arg);
+  if (a.ndim() != 1) value_error(cat(fn, ": ", arg, " must be 1-d"));
+  return std::vector<int64_t>(a.data(), a.data() + a.shape(0));
+}
+
+void check_csr(const std::vector<int64_t>& offsets, std::size_t n, std::size_t ndocs, const char* fn) {
+  if (offsets.size() != n + 1 || offsets[0] != 0 || static_cast<std::size_t>(offsets[n]) != ndocs)
+    value_error(cat(fn, ": offsets must be [len(queries) + 1] from 0 to len(docs)"));
+  for (std::size_t j = 0; j < n; ++j)
+    if (offsets[j] > offsets[j + 1]) value_error(cat(fn, ": offsets must not decrease"));
+}
+
+Request check_request(const py::handle& queries, const py::handle& offsets, const py::handle& docs, int64_t nq,
+                      const char* fn) {
+  Request r{to_vector(queries, fn, "queries"), to_vector(offsets, fn, "offsets"), to_vector(docs, fn, "docs")};
+  for (int64_t x : r.queries)
+    if (x < 0 || x >= nq) value_error(cat(fn, ": queries holds ", x, ", not a query of the batch [0, ", nq, ")"));
+  check_csr(r.offsets, r.queries.size(), r.docs.size(), fn);
+  return r;
+}
+
+template <typename T>
+py::array_t<T> to_array(const std::vector<T>& v) {
+  py::array_t<T> a(static_cast<py::ssize_t>(v.size()));
+  std::copy(v.begin(), v.end(), a.mutable_data());
+  return a;
+}
+
+// A source whose stages are Python methods (the sharded coordinator's): the driver's calls go to the
+// subclass's candidates / approximate / exact, and what they return is checked before the driver reads it.
+class PySource : public PlaidSource {
+ public:
+  PlaidStatus candidates(const std::vector<int64_t>& queries, const std::vector<int64_t>& probes, int64_t ndocs,
+                         bool pool, PlaidPools& out) override {
+    const char* fn = "PlaidSource.candidates";
+    py::gil_scoped_acquire gil;
+    py::tuple r = as_tuple(method("candidates")(to_array(queries), to_array(probes), ndocs, pool), 5, fn);
+    const std::size_t n = queries.size();
+    out.offsets = to_vector(r[0], fn, "offsets");
+    out.docs = to_vector(r[1], fn, "docs");
+    out.values = floats(r[2], fn, "values");
+    out.count = to_vector(r[3], fn, "count");
+    out.unfiltered = to_vector(r[4], fn, "unfiltered");
+    check_csr(out.offsets, n, out.docs.size(), fn);
+    if (out.values.size() != out.docs.size() || out.count.size() != n || out.unfiltered.size() != n)
+      value_error(cat(fn, ": must return (offsets [n+1], docs, values [len(docs)], count [n], unfiltered [n]) for n = ", n,
+                      " queries"));
+    return {};
   }
-  return py::make_tuple(out_s, out_d);
+  PlaidStatus approximate(const std::vector<int64_t>& queries, const std::vector<int64_t>& offsets,
+                          const std::vector<int64_t>& docs, std::vector<float>& out) override {
+    return scores("approximate", queries, offsets, docs, out);
+  }
+  PlaidStatus exact(const std::vector<int64_t>& queries, const std::vector<int64_t>& offsets,
+                    const std::vector<int64_t>& docs, std::vector<float>& out) override {
+    return scores("exact", queries, offsets, docs, out);
+  }
+
+ private:
+  py::function method(const char* name) {
+    py::function f = py::get_override(static_cast<const PlaidSource*>(this), name);
+    if (!f) type_error(cat("PlaidSource: the subclass must define ", name));
+    return f;
+  }
+  static py::tuple as_tuple(const py::object& r, std::size_t n, const char* fn) {
+    if (!py::isinstance<py::tuple>(r) || py::len(r) != n) type_error(cat(fn, ": must return a tuple of ", n, " arrays"));
+    return py::reinterpret_borrow<py::tuple>(r);
+  }
+  static std::vector<float> floats(const py::handle& h, const char* fn, const char* arg) {
+    auto a = py::array_t<float, py::array::c_style | py::array::forcecast>::ensure(h);
+    if (!a || a.ndim() != 1) value_error(cat(fn, ": ", arg, " must be a 1-d float array"));
+    return std::vector<float>(a.data(), a.data() + a.shape(0));
+  }
+  PlaidStatus scores(const char* name, const std::vector<int64_t>& queries, const std::vector<int64_t>& offsets,
+                     const std::vector<int64_t>& docs, std::vector<float>& out) {
+    const std::string fn = cat("PlaidSource.", name);
+    py::gil_scoped_acquire gil;
+    out = floats(method(name)(to_array(queries), to_array(offsets), to_array(docs)), fn.c_str(), "the result");
+    if (out.size() != docs.size()) value_error(cat(fn, ": must return one score per document (", docs.size(), ")"));
+    return {};
+  }
+};
+
+// The native source over an index's segments (PlaidIndexSource), holding the arrays it reads: what a shard
+// answers the coordinator's stage calls with (Python calls its methods), and what plaid_drive can drive.
+class IndexSource final : public PlaidSource {
+ public:
+  IndexSource(const py::array& queries, const py::object& query_mask, const py::array& centroids,
+              const py::array& weights, int nbits, const py::handle& segments, const py::object& allowed, bool subset,
+              double threshold, const py::object& num_threads, const std::string& isa, const py::object& centroids_i8)
+      : cs_(check_codec(centroids, weights, py::none(), nbits, kFn)),
+        bq_(check_queries(queries, query_mask, cs_.view.dim, kFn)),
+        bi_(check_index(segments, allowed, subset, py::none(), cs_.view, kFn)) {
+    if (std::isnan(threshold)) value_error(cat(kFn, ": threshold must not be NaN (-inf keeps every centroid)"));
+    if (!centroids_i8.is_none()) {
+      c8_ = check_centroids_i8(centroids_i8, cs_.view.dim, kFn);
+      if (c8_.K != cs_.view.num_centroids)
+        value_error(cat(kFn, ": centroids_i8 has ", c8_.K, " rows but the codec has ", cs_.view.num_centroids, " centroids"));
+      ci8_ = PlaidCentroidsI8{c8_.c8.data(), c8_.scale.data(), c8_.csum.data(), c8_.dim4};
+    }
+    const int threads = resolve_threads(num_threads, kFn);
+    src_ = std::make_unique<PlaidIndexSource>(resolve_path(isa), bq_.batch, cs_.view, bi_.view,
+                                              centroids_i8.is_none() ? nullptr : &ci8_, static_cast<float>(threshold),
+                                              threads);
+  }
+
+  PlaidStatus candidates(const std::vector<int64_t>& queries, const std::vector<int64_t>& probes, int64_t ndocs,
+                         bool pool, PlaidPools& out) override {
+    return src_->candidates(queries, probes, ndocs, pool, out);
+  }
+  PlaidStatus approximate(const std::vector<int64_t>& queries, const std::vector<int64_t>& offsets,
+                          const std::vector<int64_t>& docs, std::vector<float>& out) override {
+    return src_->approximate(queries, offsets, docs, out);
+  }
+  PlaidStatus exact(const std::vector<int64_t>& queries, const std::vector<int64_t>& offsets,
+                    const std::vector<int64_t>& docs, std::vector<float>& out) override {
+    return src_->exact(queries, offsets, docs, out);
+  }
+
+  [[noreturn]] void raise(const PlaidStatus& st, const char* fn) const { raise_fault(st, bi_, cs_.view.num_centroids, fn); }
+
+  // The Python face of the three stages (the shapes PySource expects from a Python source).
+  py::tuple py_candidates(const py::handle& queries, const py::handle& probes, int64_t ndocs, bool pool) {
+    const char* fn = "PlaidIndexSource.candidates";
+    std::vector<int64_t> q = to_vector(queries, fn, "queries"), p = to_vector(probes, fn, "probes");
+    if (p.size() != q.size()) value_error(cat(fn, ": probes must have one entry per query (", q.size(), ")"));
+    for (int64_t x : q)
+      if (x < 0 || x >= bq_.batch.nq) value_error(cat(fn, ": queries holds ", x, ", not a query of the batch"));
+    for (int64_t x : p)
+      if (x < 1) value_error(cat(fn, ": probes must be >= 1, got ", x));
+    if (ndocs < 1) value_error(cat(fn, ": ndocs must be >= 1, got ", ndocs));
+    PlaidPools out;
+    PlaidStatus st;
+    {
+      py::gil_scoped_release released;
+      st = src_->candidates(q, p, ndocs, pool, out);
+    }
+    if (!st.ok()) raise(st, fn);
+    return py::make_tuple(to_array(out.offsets), to_array(out.docs), to_array(out.values), to_array(out.count),
+                          to_array(out.unfiltered));
+  }
+  py::array_t<float> py_scores(bool exact_scores, const py::handle& queries, const py::handle& offsets,
+                               const py::handle& docs) {
+    const char* fn = exact_scores ? "PlaidIndexSource.exact" : "PlaidIndexSource.approximate";
+    Request r = check_request(queries, offsets, docs, bq_.batch.nq, fn);
+    std::vector<float> out;
+    PlaidStatus st;
+    {
+      py::gil_scoped_release released;
+      st = exact_scores ? src_->exact(r.queries, r.offsets, r.docs, out) : src_->approximate(r.queries, r.offsets, r.docs, out);
+    }
+    if (!st.ok()) raise(st, fn);
+    return to_array(out);
+  }
+
+ private:
+  static constexpr const char* kFn = "PlaidIndexSource";
+  CodecState cs_;
+  BoundQueries bq_;
+  BoundIndex bi_;
+  CentroidsI8 c8_;
+  PlaidCentroidsI8 ci8_;
+  std::unique_ptr<PlaidIndexSource> src_;
+};
+
+py::tuple drive(PlaidSource& source, const py::handle& active, int64_t nprobe, int64_t ndocs, int64_t rerank, int64_t k,
+                int64_t num_centroids, int64_t num_allowed, bool subset) {
+  const char* fn = "plaid_drive";
+  auto act = py::array_t<uint8_t, py::array::c_style | py::array::forcecast>::ensure(active);
+  if (!act || act.ndim() != 1) value_error(cat(fn, ": active must be 1-d [nq] (a query with kept rows)"));
+  check_counts(nprobe, ndocs, rerank, k, fn);
+  if (num_centroids < 1 || num_allowed < 0)
+    value_error(cat(fn, ": num_centroids must be >= 1 and num_allowed >= 0, got ", num_centroids, ", ", num_allowed));
+  const int64_t nq = act.shape(0);
+  PlaidDriveParams prm;
+  prm.nprobe = nprobe, prm.ndocs = ndocs, prm.rerank = rerank, prm.k = k;
+  prm.num_centroids = num_centroids, prm.num_allowed = num_allowed, prm.subset = subset;
+  std::vector<int64_t> queries;
+  for (int64_t i = 0; i < nq; ++i)
+    if (act.data()[i]) queries.push_back(i);
+  // The GIL stays held: a Python source's methods run inside (a native one is only the tests').
+  PlaidHits hits;
+  const PlaidStatus st = plaid_drive(source, queries, prm, hits);
+  if (!st.ok()) {
+    if (auto* ix = dynamic_cast<IndexSource*>(&source)) ix->raise(st, fn);
+    value_error(cat(fn, ": the source reported fault ", static_cast<int>(st.fault), " in segment ", st.segment));
+  }
+  // As many columns as the longest list of hits (>= 1; at most k), -inf / -1 past each query's hits.
+  int64_t width = 1;
+  for (std::size_t j = 0; j < queries.size(); ++j) width = std::max(width, hits.offsets[j + 1] - hits.offsets[j]);
+  py::array_t<float> out_s({nq, width});
+  py::array_t<int64_t> out_p({nq, width});
+  float* os = out_s.mutable_data();
+  int64_t* op = out_p.mutable_data();
+  std::fill_n(os, nq * width, -std::numeric_limits<float>::infinity());
+  std::fill_n(op, nq * width, int64_t{-1});
+  for (std::size_t j = 0; j < queries.size(); ++j)
+    for (int64_t h = hits.offsets[j]; h < hits.offsets[j + 1]; ++h) {
+      os[queries[j] * width + h - hits.offsets[j]] = hits.scores[static_cast<std::size_t>(h)];
+      op[queries[j] * width + h - hits.offsets[j]] = hits.pos[static_cast<std::size_t>(h)];
+    }
+  return py::make_tuple(out_s, out_p);
 }
 
 }  // namespace
@@ -300,11 +611,33 @@ void register_plaid(py::module_& m) {
         py::arg("docs"), py::arg("threshold") = -std::numeric_limits<double>::infinity(),
         py::arg("num_threads") = py::none(), py::arg("reference") = false, py::arg("isa") = "");
   m.def("plaid_gather", &gather, py::arg("codes"), py::arg("residuals"), py::arg("doc_offsets"), py::arg("docs"));
-  m.def("plaid_search", &search, py::arg("queries"), py::arg("query_mask"), py::arg("centroids"), py::arg("bucket_weights"),
-        py::arg("nbits"), py::arg("codes"), py::arg("residuals"), py::arg("doc_offsets"), py::arg("ivf"),
-        py::arg("ivf_offsets"), py::arg("nprobe"), py::arg("ndocs"), py::arg("rerank"), py::arg("k"),
-        py::arg("threshold") = -std::numeric_limits<double>::infinity(), py::arg("num_threads") = py::none(),
-        py::arg("isa") = "", py::arg("centroids_i8") = py::none());
+  m.def("plaid_search", &search, py::arg("queries"), py::arg("query_mask"), py::arg("centroids"),
+        py::arg("bucket_weights"), py::arg("nbits"), py::arg("segments"), py::arg("allowed") = py::none(),
+        py::arg("subset") = false, py::arg("nprobe") = 1, py::arg("ndocs") = 256, py::arg("rerank") = 64,
+        py::arg("k") = 10, py::arg("threshold") = -std::numeric_limits<double>::infinity(), py::arg("mode") = "plaid",
+        py::arg("decoded") = py::none(), py::arg("num_threads") = py::none(), py::arg("isa") = "",
+        py::arg("centroids_i8") = py::none());
+  py::class_<PlaidSource, PySource>(m, "PlaidSource",
+                                    "The three stages plaid_drive asks for; subclass it and define candidates, "
+                                    "approximate and exact (csrc/include/edgecolbert/plaid_search.hpp).")
+      .def(py::init<>());
+  py::class_<IndexSource, PlaidSource>(m, "PlaidIndexSource")
+      .def(py::init<const py::array&, const py::object&, const py::array&, const py::array&, int, const py::handle&,
+                    const py::object&, bool, double, const py::object&, const std::string&, const py::object&>(),
+           py::arg("queries"), py::arg("query_mask"), py::arg("centroids"), py::arg("bucket_weights"), py::arg("nbits"),
+           py::arg("segments"), py::arg("allowed") = py::none(), py::arg("subset") = false,
+           py::arg("threshold") = -std::numeric_limits<double>::infinity(), py::arg("num_threads") = py::none(),
+           py::arg("isa") = "", py::arg("centroids_i8") = py::none())
+      .def("candidates", &IndexSource::py_candidates, py::arg("queries"), py::arg("probes"), py::arg("ndocs"),
+           py::arg("pool"))
+      .def("approximate", [](IndexSource& s, const py::handle& q, const py::handle& o, const py::handle& d) {
+             return s.py_scores(false, q, o, d);
+           }, py::arg("queries"), py::arg("offsets"), py::arg("docs"))
+      .def("exact", [](IndexSource& s, const py::handle& q, const py::handle& o, const py::handle& d) {
+             return s.py_scores(true, q, o, d);
+           }, py::arg("queries"), py::arg("offsets"), py::arg("docs"));
+  m.def("plaid_drive", &drive, py::arg("source"), py::arg("active"), py::arg("nprobe"), py::arg("ndocs"),
+        py::arg("rerank"), py::arg("k"), py::arg("num_centroids"), py::arg("num_allowed"), py::arg("subset"));
   m.def("plaid_probe", &probe, py::arg("scores_t"), py::arg("m"), py::arg("nprobe"), py::arg("isa") = "");
   m.def("plaid_stage_a", &stage_a, py::arg("cells"), py::arg("cell_scores"), py::arg("miss"), py::arg("ivf"),
         py::arg("ivf_offsets"), py::arg("num_docs"), py::arg("allowed") = py::none());

@@ -62,12 +62,37 @@ namespace {
 // Best first, ties to the lower id.
 bool better(const PlaidCand& a, const PlaidCand& b) { return a.key > b.key || (a.key == b.key && a.id < b.id); }
 
-// The q best entries of one row (contiguous, K entries), best first, into top[0..q): a partial sort.
-void row_top_sorted(const float* row, int64_t K, int64_t q, PlaidCand* top) {
-  std::vector<PlaidCand> all(static_cast<std::size_t>(K));
-  for (int64_t c = 0; c < K; ++c) all[c] = {plaid_rank_key(row[c]), static_cast<int32_t>(c)};
-  std::partial_sort(all.begin(), all.begin() + q, all.end(), better);
-  std::copy(all.begin(), all.begin() + q, top);
+// Every token's q best centroids, best first, into top [m, q]: one pass over St's rows in order (the layout's
+// natural order, as the one-pass probe reads it), with a binary heap per token holding its q best so far, the
+// worst on top, so that an entry costs O(log q) (a sorted list's insertion costs O(q), fine only for small q).
+// Ids arrive in increasing order and later ids lose ties, so a row enters only with a strictly greater score;
+// NaN compares false and never enters after the first q (rank_key: NaN ranks as -inf).
+void top_by_heaps(const float* St, int64_t m, int64_t K, int64_t stride, int64_t q, PlaidCand* top) {
+  std::vector<float> thr(static_cast<std::size_t>(m));
+  for (int64_t c = 0; c < K; ++c) {
+    const float* r = St + c * stride;
+    if (c < q) {
+      for (int64_t i = 0; i < m; ++i) {
+        PlaidCand* h = top + i * q;
+        h[c] = {plaid_rank_key(r[i]), static_cast<int32_t>(c)};
+        std::push_heap(h, h + c + 1, better);
+        if (c + 1 == q) thr[i] = h[0].key;
+      }
+      continue;
+    }
+    bool any = false;
+    for (int64_t i = 0; i < m; ++i) any |= r[i] > thr[i];
+    if (!any) continue;
+    for (int64_t i = 0; i < m; ++i) {
+      if (!(r[i] > thr[i])) continue;
+      PlaidCand* h = top + i * q;
+      std::pop_heap(h, h + q, better);
+      h[q - 1] = {r[i], static_cast<int32_t>(c)};
+      std::push_heap(h, h + q, better);
+      thr[i] = h[0].key;
+    }
+  }
+  for (int64_t i = 0; i < m; ++i) std::sort_heap(top + i * q, top + (i + 1) * q, better);
 }
 
 // cells / cell_scores [m, p] and miss [m] from every token's q = min(p + 1, K) best.
@@ -145,13 +170,9 @@ void plaid_probe(const KernelPath& path, const float* St, int64_t m, int64_t K, 
     probe.finish(St, stride, cells, cell_scores, miss);
     return;
   }
-  // Many cells per token: a partial sort of each token's scores.
+  // Many cells per token: a heap per token.
   std::vector<PlaidCand> top(static_cast<std::size_t>(m * q));
-  std::vector<float> row(static_cast<std::size_t>(K));
-  for (int64_t i = 0; i < m; ++i) {
-    for (int64_t c = 0; c < K; ++c) row[c] = St[c * stride + i];
-    row_top_sorted(row.data(), K, q, top.data() + i * q);
-  }
+  top_by_heaps(St, m, K, stride, q, top.data());
   finish_probe(St, m, K, stride, p, q, top.data(), cells, cell_scores, miss);
 }
 
@@ -174,7 +195,8 @@ void plaid_gather(const PlaidCodes& codes, const uint8_t* residuals, int64_t wid
 }
 
 PlaidStageA plaid_stage_a(const int32_t* cells, const float* cell_scores, const float* miss, int64_t m, int64_t p,
-                          const int32_t* ivf, const int64_t* ivf_offsets, int64_t num_docs, const uint8_t* allowed) {
+                          const int32_t* ivf, const int64_t* ivf_offsets, int64_t num_docs, const uint8_t* allowed,
+                          bool count_disallowed) {
   PlaidStageA r;
   // The dense per-document arrays cover only the documents the probed lists name (checked against
   // num_docs first), so memory follows the data actually read, never a caller's num_docs alone.
@@ -196,6 +218,9 @@ PlaidStageA plaid_stage_a(const int32_t* cells, const float* cell_scores, const 
   std::vector<int64_t> touched;
   double base = 0.0;
   for (int64_t i = 0; i < m; ++i) base += miss[i];
+  // Without the count, a document the mask drops is skipped as it is read (no stamp, no sums: under a
+  // selective mask most of the lists' entries are).
+  const uint8_t* skip = count_disallowed ? nullptr : allowed;
   for (int64_t i = 0; i < m; ++i) {
     const int32_t st = static_cast<int32_t>(i + 1);
     for (int64_t j = 0; j < p; ++j) {
@@ -203,6 +228,7 @@ PlaidStageA plaid_stage_a(const int32_t* cells, const float* cell_scores, const 
       const float gain = cell_scores[i * p + j] - miss[i];
       for (int64_t e = ivf_offsets[cell]; e < ivf_offsets[cell + 1]; ++e) {
         const int64_t d = ivf[e];  // in [0, span): checked above
+        if (skip != nullptr && !skip[d]) continue;
         if (stamp[d] != st) {
           if (stamp[d] == 0) {
             touched.push_back(d);
@@ -218,6 +244,7 @@ PlaidStageA plaid_stage_a(const int32_t* cells, const float* cell_scores, const 
       }
     }
   }
+  r.touched = static_cast<int64_t>(touched.size());
   r.docs.reserve(touched.size());
   r.est.reserve(touched.size());
   for (int64_t d : touched) {

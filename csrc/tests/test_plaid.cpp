@@ -152,6 +152,13 @@ EC_TEST(plaid_stage_a_matches_formula) {
         auto r = plaid_stage_a(cells.data(), cs.data(), miss.data(), m, p, ivf.data(), io.data(), n,
                                use_allowed ? allowed.data() : nullptr);
         EC_CHECK(!r.bad_ivf, "bad ivf");
+        // Skipping the dropped documents as they are read: the same candidates, estimates and order.
+        auto skipped = plaid_stage_a(cells.data(), cs.data(), miss.data(), m, p, ivf.data(), io.data(), n,
+                                     use_allowed ? allowed.data() : nullptr, false);
+        EC_CHECK(skipped.docs == r.docs && skipped.est == r.est, "m %lld p %lld: skipping changed the candidates",
+                 (long long)m, (long long)p);
+        EC_CHECK(use_allowed ? skipped.touched < r.touched : skipped.touched == r.touched, "touched %lld vs %lld",
+                 (long long)skipped.touched, (long long)r.touched);
         std::vector<int> seen(n, 0);
         for (std::size_t e = 0; e < r.docs.size(); ++e) {
           const int64_t d = r.docs[e];

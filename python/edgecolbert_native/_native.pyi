@@ -62,3 +62,28 @@ def maxsim_compressed(
     candidates: Any = ..., query_mask: Any = ..., num_threads: int | None = ..., queries_dtype: str = ...,
     isa: str = ..., *args: Any, **kwargs: Any,
 ) -> _F32: ...
+def plaid_search(
+    queries: _F32, query_mask: Any, centroids: _F32, bucket_weights: _F32, nbits: int, segments: Any,
+    allowed: Any = ..., subset: bool = ..., nprobe: int = ..., ndocs: int = ..., rerank: int = ..., k: int = ...,
+    threshold: float = ..., mode: str = ..., decoded: Any = ..., num_threads: int | None = ..., isa: str = ...,
+    centroids_i8: Any = ...,
+) -> tuple[_F32, _I64]: ...
+
+class PlaidSource:
+    """The three PLAID stages plaid_drive asks for; a subclass defines candidates, approximate and exact."""
+    def __init__(self) -> None: ...
+
+class PlaidIndexSource(PlaidSource):
+    def __init__(
+        self, queries: _F32, query_mask: Any, centroids: _F32, bucket_weights: _F32, nbits: int, segments: Any,
+        allowed: Any = ..., subset: bool = ..., threshold: float = ..., num_threads: int | None = ..., isa: str = ...,
+        centroids_i8: Any = ...,
+    ) -> None: ...
+    def candidates(self, queries: Any, probes: Any, ndocs: int, pool: bool) -> tuple[_I64, _I64, _F32, _I64, _I64]: ...
+    def approximate(self, queries: Any, offsets: Any, docs: Any) -> _F32: ...
+    def exact(self, queries: Any, offsets: Any, docs: Any) -> _F32: ...
+
+def plaid_drive(
+    source: PlaidSource, active: Any, nprobe: int, ndocs: int, rerank: int, k: int, num_centroids: int,
+    num_allowed: int, subset: bool,
+) -> tuple[_F32, _I64]: ...

@@ -112,10 +112,14 @@ def TestOneInput(data: bytes) -> None:
             N.centroid_scores_t_i8(t, (_array(fdp, 2), _array(fdp, 1), _ints(fdp, 4)) if fdp.ConsumeBool()
                                    else _codec.centroids_int8())
         elif which == 17:
+            segs = [(_ints(fdp, 6), _array(fdp, 2).astype(np.uint8), off, _ints(fdp, 5), _ints(fdp, 5))
+                    for _ in range(fdp.ConsumeIntInRange(0, 3))]
             N.plaid_search(q, _array(fdp, 2) if fdp.ConsumeBool() else None, _codec.centroids, _codec.bucket_weights,
-                           2, _ints(fdp, 6), _array(fdp, 2).astype(np.uint8), off, _ints(fdp, 5), _ints(fdp, 5),
+                           2, segs, _ints(fdp, 3 * len(segs)) if fdp.ConsumeBool() else None, fdp.ConsumeBool(),
                            fdp.ConsumeIntInRange(-1, 6), fdp.ConsumeIntInRange(-1, 6), fdp.ConsumeIntInRange(-1, 6),
                            fdp.ConsumeIntInRange(-1, 12), fdp.ConsumeFloatInRange(-2.0, 2.0),
+                           ["plaid", "selective", "exhaustive", "x"][fdp.ConsumeIntInRange(0, 3)],
+                           [_array(fdp, 2) for _ in segs] if fdp.ConsumeBool() else None,
                            centroids_i8=_codec.centroids_int8() if fdp.ConsumeBool() else None)
         else:
             N.plaid_stage_a(_ints(fdp, 4).reshape(2, 2), _array(fdp, 2), _array(fdp, 1), _ints(fdp, 5), off,

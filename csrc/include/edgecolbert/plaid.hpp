@@ -33,6 +33,7 @@ inline float plaid_rank_key(float v) { return std::isnan(v) ? -std::numeric_limi
 struct PlaidStageA {
   std::vector<int64_t> docs;  // segment-local document numbers
   std::vector<float> est;
+  int64_t touched = 0;  // documents in the probed lists, allowed or not (the search's pool rule)
   bool bad_ivf = false;  // an IVF entry named a document outside [0, num_docs): nothing returned
 };
 
@@ -77,9 +78,11 @@ class PlaidProbe {
 };
 
 // ivf_offsets [K+1] and every probed cell are checked by the caller (cells in [0, K), the probed
-// ranges inside ivf); document numbers read from ivf are checked here.
+// ranges inside ivf); document numbers read from ivf are checked here. count_disallowed false (with
+// allowed): the documents allowed drops are skipped as they are read, and touched counts allowed ones only.
 PlaidStageA plaid_stage_a(const int32_t* cells, const float* cell_scores, const float* miss, int64_t m, int64_t p,
-                          const int32_t* ivf, const int64_t* ivf_offsets, int64_t num_docs, const uint8_t* allowed);
+                          const int32_t* ivf, const int64_t* ivf_offsets, int64_t num_docs, const uint8_t* allowed,
+                          bool count_disallowed = true);
 
 // St centroid-major (above); docs [nd] segment-local, each with offsets[d] <= offsets[d+1] <= codes.n
 // (checked by the caller); out [nd]. Codes are range-checked here: returns false (out unspecified)
@@ -93,47 +96,6 @@ bool plaid_centroid_interaction(const KernelPath& path, const float* St, int64_t
 // [nd+1] from 0. out_codes / out_residuals hold out_offsets[nd] entries / rows.
 void plaid_gather(const PlaidCodes& codes, const uint8_t* residuals, int64_t width, const int64_t* offsets,
                   const int64_t* docs, int64_t nd, int32_t* out_codes, uint8_t* out_residuals, int64_t* out_offsets);
-
-// One whole PLAID search of one segment in which every document may be returned (no filter, no
-// tombstones): what the Python search loop does stage by stage, per query, without leaving C++.
-//   St (centroid_scores_t) -> probe (nprobe) -> stage A -> the ndocs best estimates -> stage B and the
-//   rerank best approximations when more remain -> exact MaxSim from the codes (fused decode, as
-//   maxsim_compressed) -> the k best (score descending, ties to the lower document; NaN last).
-// Selections keep the n best under the same total order (value descending with NaN as -inf, ties to
-// the lower document), so results equal the stage-by-stage path's.
-struct PlaidSegment {
-  PlaidCodes codes;
-  const uint8_t* residuals = nullptr;  // [codes.n, dim * nbits / 8]
-  const int64_t* offsets = nullptr;    // [n+1], CSR over codes (ranges read are checked here)
-  int64_t n = 0;
-  const int32_t* ivf = nullptr;          // [ivf_len]
-  const int64_t* ivf_offsets = nullptr;  // [K+1] (ranges read are checked here)
-  int64_t ivf_len = 0;
-};
-
-struct PlaidSearchParams {
-  int64_t nprobe = 1, ndocs = 256, rerank = 64, k = 10;
-  float threshold = -std::numeric_limits<float>::infinity();  // stage B pruning; -inf keeps every centroid
-};
-
-// Optional int8 centroids (centroids.hpp, quantize_rows_i8): when given, the centroid scores that drive
-// the probe and stage B are the int8 scores of the quantised query rows (centroid_scores_t_i8); a
-// query with a non-finite value falls back to float32 scores. The re-rank is exact either way.
-struct PlaidCentroidsI8 {
-  const int8_t* c8 = nullptr;  // [K, dim4]
-  const float* scale = nullptr;
-  const int32_t* csum = nullptr;
-  int64_t dim4 = 0;
-};
-
-enum class PlaidStatus { ok, bad_ivf_range, bad_ivf_doc, bad_doc_range, bad_code };
-
-// q: nq queries [lq, dim] float32 with an optional mask [nq, lq] (0 drops a row); cents: the codec's
-// centroids (float32 [K, dim], cv's). Out: scores [nq, k] (-inf past the hits) and segment-local
-// documents [nq, k] (-1 past the hits); a query with no kept row returns no hits.
-PlaidStatus plaid_search(const KernelPath& path, const QueryBatch& q, const CodecView& cv, const PlaidSegment& seg,
-                         const PlaidSearchParams& prm, const PlaidCentroidsI8* ci8, float* out_scores, int64_t* out_docs,
-                         int num_threads);
 
 // The plain reference of stage B on S [m, K] row-major (no threads): what the tests compare against.
 bool plaid_centroid_interaction_scalar(const float* S, int64_t m, int64_t K, float threshold, const PlaidCodes& codes,

@@ -25,7 +25,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .sharded import CODEC, FORMAT, TOP, VERSION, ShardedIndex, _atomic_json, _check_plan, _crc_file, _ray, _shard_dir
+from .sharded.actor import connect_ray
+from .sharded.index import ShardedIndex
+from .sharded.layout import CODEC, FORMAT, TOP, VERSION, atomic_json, check_plan, crc_file, shard_dir
 
 
 def _actor_device(num_gpus: float) -> str:
@@ -59,7 +61,7 @@ class _EncodeBatch:
             rows = np.flatnonzero(shard == s)
             lens = o[rows + 1] - o[rows]
             keep = np.concatenate([np.arange(o[r], o[r + 1]) for r in rows])
-            d = os.path.join(self.parts, _shard_dir(int(s)))
+            d = os.path.join(self.parts, shard_dir(int(s)))
             os.makedirs(d, exist_ok=True)
             # The part's name is a hash of its ids: the same batch written twice (a retried task) lands
             # on the same name instead of duplicating documents.
@@ -97,9 +99,9 @@ def _build_shard(path: str, shard: int, nbits: int) -> dict | None:
     from ..codec import ResidualCodec
     from ..index import Index
 
-    d = os.path.join(path, _shard_dir(shard))
+    d = os.path.join(path, shard_dir(shard))
     manifest = os.path.join(d, "manifest.json")
-    parts_dir = os.path.join(path, "parts", _shard_dir(shard))
+    parts_dir = os.path.join(path, "parts", shard_dir(shard))
     if not os.path.exists(manifest):
         parts = sorted(p for p in os.listdir(parts_dir) if p.endswith(".npz")) if os.path.isdir(parts_dir) else []
         if not parts:
@@ -114,8 +116,8 @@ def _build_shard(path: str, shard: int, nbits: int) -> dict | None:
                     progress=False, overwrite=True)
     shutil.rmtree(parts_dir, ignore_errors=True)  # the shard holds them now
     idx = Index.open(d, verify=False)
-    return {"dir": _shard_dir(shard), "num_docs": len(idx), "num_tokens": int(idx.manifest["num_tokens"]),
-            "manifest_crc32": _crc_file(manifest)}
+    return {"dir": shard_dir(shard), "num_docs": len(idx), "num_tokens": int(idx.manifest["num_tokens"]),
+            "manifest_crc32": crc_file(manifest)}
 
 
 def index_corpus(paths: Sequence[str], out: str, *, model: str, num_shards: int, nbits: int = 4,
@@ -128,7 +130,7 @@ def index_corpus(paths: Sequence[str], out: str, *, model: str, num_shards: int,
     from ..encoder import Encoder
     from ..index.index import default_num_centroids
 
-    ray = _ray(ray_address)
+    ray = connect_ray(ray_address)
     if concurrency is None:
         concurrency = max(1, sum(1 for node in ray.nodes() if node.get("Alive")))
     os.makedirs(out, exist_ok=True)
@@ -136,7 +138,7 @@ def index_corpus(paths: Sequence[str], out: str, *, model: str, num_shards: int,
     n = ds.count()
     if n < num_shards:
         raise ValueError(f"index_corpus: {n} documents cannot fill {num_shards} shards")
-    _check_plan(out, {"num_shards": num_shards, "num_docs": int(n), "nbits": nbits, "model": str(model),
+    check_plan(out, {"num_shards": num_shards, "num_docs": int(n), "nbits": nbits, "model": str(model),
                       "field": field})
     codec_path = os.path.join(out, CODEC)
     if not os.path.exists(codec_path):
@@ -148,10 +150,10 @@ def index_corpus(paths: Sequence[str], out: str, *, model: str, num_shards: int,
         k = max(1, min(default_num_centroids(len(t) * n // max(1, len(sample))), len(t) - int(0.05 * len(t))))
         ResidualCodec.train(t, k, nbits, seed=seed, buckets="lloyd").save(codec_path)
     ds = ds.map_batches(_add_shard(num_shards), batch_format="numpy")
-    done = {i for i in range(num_shards) if os.path.exists(os.path.join(out, _shard_dir(i), "manifest.json"))}
+    done = {i for i in range(num_shards) if os.path.exists(os.path.join(out, shard_dir(i), "manifest.json"))}
     parts = os.path.join(out, "parts")
     for i in set(range(num_shards)) - done:  # parts of an interrupted run: encoded again below
-        shutil.rmtree(os.path.join(parts, _shard_dir(i)), ignore_errors=True)
+        shutil.rmtree(os.path.join(parts, shard_dir(i)), ignore_errors=True)
     if done:  # resume: rows of finished shards are not encoded again
         ds = ds.filter(lambda row: int(row["shard"]) not in done)
         print(f"index_corpus: resuming, {len(done)} of {num_shards} shards already built", flush=True)
@@ -180,8 +182,8 @@ def index_corpus(paths: Sequence[str], out: str, *, model: str, num_shards: int,
     entries = [e for e in results if e is not None]  # a shard no id hashed to is left out
     top = {"format": FORMAT, "version": VERSION, "nbits": nbits, "num_shards": len(entries),
            "num_docs": int(sum(e["num_docs"] for e in entries)), "codec": CODEC,
-           "codec_crc32": _crc_file(codec_path), "shards": entries}
-    _atomic_json(os.path.join(out, TOP), top)
+           "codec_crc32": crc_file(codec_path), "shards": entries}
+    atomic_json(os.path.join(out, TOP), top)
     return ShardedIndex.open(out, ray_address=ray_address)
 
 

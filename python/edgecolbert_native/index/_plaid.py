@@ -1,8 +1,10 @@
 """Thin wrappers over the native PLAID stages (csrc/cpu/plaid.cpp, csrc/include/edgecolbert/plaid.hpp).
 
-``stage_a`` (candidate generation from the IVF with WARP's missing-similarity estimate) and
-``centroid_interaction`` (PLAID's stage B, ``Σ_i max_t S'[i, code_t]`` with centroid pruning) run on
-one segment; the search loop in ``_search`` calls them per segment."""
+``search`` runs a whole batch in one native call (csrc/cpu/plaid_search.cpp); ``source`` and ``drive`` are the
+stage interface the sharded coordinator uses. The single stages (``probe``, ``stage_a``: candidate generation
+from the IVF with WARP's missing-similarity estimate; ``centroid_interaction``: PLAID's stage B,
+``Σ_i max_t S'[i, code_t]`` with centroid pruning; ``gather``) run on one segment: the tests build their
+stage-by-stage reference from them (tests/plaid_reference.py)."""
 
 from __future__ import annotations
 
@@ -73,6 +75,32 @@ def gather(codes: np.ndarray, residuals: np.ndarray, offsets: np.ndarray,
     return _native().plaid_gather(codes, residuals, offsets, np.ascontiguousarray(docs, np.int64))
 
 
+def gather_positions(segments: Any, pos: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Codes (int32), residual rows (``width`` bytes) and offsets [len(pos)+1] of the documents at global
+    positions ``pos`` of the segments (in position order), in the order given: one native gather per segment
+    holding some of them."""
+    from .index import _ragged
+
+    pos = np.asarray(pos, np.int64)
+    lens = np.zeros(len(pos), np.int64)
+    parts = []
+    for s in segments:
+        sel = np.flatnonzero((pos >= s.base) & (pos < s.base + s.n))
+        if len(sel):
+            c, r, off = gather(s.codes, s.residuals, s.offsets, pos[sel] - s.base)
+            lens[sel] = np.diff(off)
+            parts.append((sel, c, r))
+    offsets = np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)
+    if len(parts) == 1 and len(parts[0][0]) == len(pos):  # one segment: gathered in order
+        return parts[0][1], parts[0][2], offsets
+    codes = np.empty(int(offsets[-1]), np.int32)
+    res = np.empty((int(offsets[-1]), width), np.uint8)
+    for sel, c, r in parts:
+        dst = _ragged(offsets[sel], offsets[sel + 1])
+        codes[dst], res[dst] = c, r
+    return codes, res, offsets
+
+
 def centroid_interaction(S: CentroidScores, codes: np.ndarray, offsets: np.ndarray, docs: np.ndarray,
                          threshold: float | None, num_threads: int | None = None) -> np.ndarray:
     """Stage B approximate scores (float32 [len(docs)]) of segment-local ``docs``; ``threshold`` None
@@ -82,15 +110,40 @@ def centroid_interaction(S: CentroidScores, codes: np.ndarray, offsets: np.ndarr
                                                 num_threads=num_threads)
 
 
-def search_segment(q: np.ndarray, mask: np.ndarray | None, codec: Any, seg: Any, nprobe: int, ndocs: int, rerank: int,
-                   k: int, threshold: float | None, num_threads: int | None,
-                   centroids_i8: tuple | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Every stage of a search of one segment in which every document may be returned, in one native
-    call per batch (``plaid_search``): the results of the stage-by-stage loop in ``_search``, without
-    its Python between stages. -> (scores float32 [nq, k'], segment-local docs int64 [nq, k']; -inf / -1
-    past the hits), k' = min(k, documents in the segment)."""
+def _segments(segments: Any) -> list[tuple]:
+    return [(s.codes, s.residuals, s.offsets, s.ivf, s.ivf_offsets) for s in segments]
+
+
+def search(q: np.ndarray, mask: np.ndarray | None, codec: Any, segments: Any, allowed: np.ndarray | None,
+           subset: bool, nprobe: int, ndocs: int, rerank: int, k: int, threshold: float | None, mode: str,
+           decoded: list | None, num_threads: int | None, centroids_i8: tuple | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """A batch searched in one native call (``plaid_search``, csrc/cpu/plaid_search.cpp) over every segment,
+    returning only positions where ``allowed`` (None: every one) is set; ``subset``: allowed holds a caller's
+    subset (the probe's widening rule). ``mode``: "plaid", "selective" or "exhaustive" (which reads
+    ``decoded``, each segment's float32 tokens). -> (scores float32 [nq, k'], global positions int64
+    [nq, k']; -inf / -1 past the hits), k' = min(k, positions)."""
     th = -np.inf if threshold is None else float(threshold)
     return _native().plaid_search(np.ascontiguousarray(q, np.float32), mask, codec.centroids, codec.bucket_weights,
-                                  codec.nbits, seg.codes, seg.residuals, seg.offsets, seg.ivf, seg.ivf_offsets,
-                                  int(nprobe), int(ndocs), int(rerank), int(k), th, num_threads=num_threads,
+                                  codec.nbits, _segments(segments), allowed, bool(subset), int(nprobe), int(ndocs),
+                                  int(rerank), int(k), th, mode, decoded, num_threads=num_threads,
                                   centroids_i8=centroids_i8)
+
+
+def source(q: np.ndarray, mask: np.ndarray | None, codec: Any, segments: Any, allowed: np.ndarray | None,
+           threshold: float | None, num_threads: int | None, centroids_i8: tuple | None = None) -> Any:
+    """The native source of the PLAID stages over the segments (``PlaidIndexSource``): ``candidates(queries,
+    probes, ndocs, pool)``, ``approximate(queries, offsets, docs)``, ``exact(queries, offsets, docs)``, for
+    queries of the batch ``q``, documents as global positions in CSR by query (plaid_search.hpp)."""
+    th = -np.inf if threshold is None else float(threshold)
+    return _native().PlaidIndexSource(np.ascontiguousarray(q, np.float32), mask, codec.centroids, codec.bucket_weights,
+                                      codec.nbits, _segments(segments), allowed, False, th, num_threads=num_threads,
+                                      centroids_i8=centroids_i8)
+
+
+def drive(source: Any, active: np.ndarray, nprobe: int, ndocs: int, rerank: int, k: int, num_centroids: int,
+          n_allowed: int, subset: bool) -> tuple[np.ndarray, np.ndarray]:
+    """The stage loop of a PLAID search (``plaid_drive``) over ``source`` (a ``PlaidIndexSource`` or a Python
+    subclass of ``_native.PlaidSource``) for the queries with ``active`` set. -> (scores [nq, k'], positions
+    [nq, k']; -inf / -1 past the hits), k' <= k the most hits a query got (at least 1)."""
+    return _native().plaid_drive(source, np.ascontiguousarray(active, np.uint8), int(nprobe), int(ndocs), int(rerank),
+                                 int(k), int(num_centroids), int(n_allowed), bool(subset))

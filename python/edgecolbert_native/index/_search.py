@@ -1,29 +1,27 @@
 """PLAID-style search (Santhanam et al., 2022) with WARP's missing-similarity estimate
-(Scheerer et al., 2025) for the first, cheapest stage.
+(Scheerer et al., 2025) for the first, cheapest stage: one native call per query batch, whatever the
+index's state (several segments, tombstones, a ``subset``), csrc/cpu/plaid_search.cpp.
 
-Per query (``m`` kept tokens), after scoring its tokens against every centroid (centroid-major,
-``_plaid.CentroidScores``):
+Per query (``m`` kept tokens), after scoring its tokens against every centroid (int8 where that is faster,
+CENTROID_SCORES):
 
 1. probe: the top ``nprobe`` centroids per query token;
 2. stage A, from the IVF alone: for every document in a probed list, per query token the best score
    of a probed centroid holding it, or the token's (nprobe+1)-th centroid score when none does (an
    upper bound on what an unprobed centroid could give); the sum over tokens ranks the candidates;
-   keep the best ``ndocs`` (live and in the subset only);
+   keep the best ``ndocs`` (live and in the subset only), over every segment at once; the probe widens
+   (x4) while a filter leaves the pool short (docs/index.md, "Search");
 3. stage B, PLAID's centroid interaction: ``Σ_i max_j S[i, code_j]`` over the tokens of each of those
    documents (centroids whose best score over the query tokens is under ``centroid_score_threshold``
-   count as 0; no pruning by default); keep
-   the best ``rerank`` (default ``max(k, ndocs // RERANK_DIVISOR)``);
-4. re-rank them from codes and residuals (``maxsim_compressed``: fused decode + MaxSim)
-   and return top-k.
+   count as 0; no pruning by default); keep the best ``rerank`` (default ``max(k, ndocs // RERANK_DIVISOR)``);
+4. re-rank them from codes and residuals (fused decode + MaxSim) and return top-k.
 
-An index of one segment with nothing filtered or deleted runs all of it in one native call per batch
-(``_plaid.search_segment``: csrc/cpu/plaid_search.cpp), with the same results as the stage-by-stage loop
-below, which handles filters, tombstones and several segments (its stages are native kernels too,
-``_plaid``). The centroid scores that choose candidates are int8 where that is faster
-(CENTROID_SCORES).
+A subset of at most 4·ndocs documents is scored exactly instead ("selective"), and collections of at most
+EXHAUSTIVE_TOKENS tokens are searched exhaustively with MaxSim over the decoded tokens (decoded once per open
+index and cached), which is faster there: modes of the same native call.
 
-Collections of at most EXHAUSTIVE_TOKENS live tokens are searched exhaustively with ``maxsim`` over
-the decompressed tokens (decoded once per open index and cached), which is faster there.
+The sharded coordinator (distributed/sharded/) drives the same stages over its shards: ``stage_source``
+(a shard's native stages), ``drive`` (the stage loop, written once in C++), ``choose_mode``.
 """
 
 from __future__ import annotations
@@ -41,20 +39,11 @@ from . import _plaid
 EXHAUSTIVE_TOKENS = 1 << 17
 # Stage B keeps ndocs // RERANK_DIVISOR documents for the re-rank (PLAID: 4).
 RERANK_DIVISOR = 4
-# One segment with nothing filtered or deleted is searched in one native call (_plaid.search_segment);
-# False forces the stage-by-stage loop, which the tests compare it with.
-NATIVE_SEARCH = True
 # Centroid scores for the candidate stages (probe, stage A, stage B): "int8" (quantised query rows and
 # centroids, docs/index.md "int8 centroid scores"), "float32", or "auto": int8 where the CPU has a
 # dot-product instruction that makes it faster (edgecolbert_native.info()["fast_int8_centroid_scores"]).
 # The re-rank is exact MaxSim from the codes either way.
 CENTROID_SCORES = "auto"
-# The compressed-MaxSim kernel of the re-rank and of selective-subset scoring: the decoding one, which the
-# native search's re-rank runs too, so a document's score is the same bits whichever path scored it (the
-# table kernel needs exact query-centroid scores for the re-ranked tokens' centroids, which cost about as
-# much as the FMAs it saves on a re-rank; docs/codec.md).
-RERANK_KERNEL = "decode"
-
 
 def centroids_i8(index: Any) -> tuple | None:
     """The codec's int8 centroids when the candidate stages score in int8 (CENTROID_SCORES), else None."""
@@ -91,107 +80,6 @@ def default_params(index: Any, k: int = 10) -> dict:
     return {"nprobe": nprobe, "ndocs": ndocs, "centroid_score_threshold": None}
 
 
-def _ragged(starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
-    lens = (ends - starts).astype(np.int64)
-    total = int(lens.sum())
-    if total == 0:
-        return np.empty(0, np.int64)
-    shift = np.repeat(starts.astype(np.int64) - (np.cumsum(lens) - lens), lens)
-    return np.arange(total, dtype=np.int64) + shift
-
-
-def _split(index: Any, pos: np.ndarray) -> list[tuple[Any, np.ndarray, np.ndarray]]:
-    """Global positions -> [(segment, local docs, indices into pos)]."""
-    out = []
-    for s in index.segments:
-        sel = np.flatnonzero((pos >= s.base) & (pos < s.base + s.n))
-        if len(sel):
-            out.append((s, pos[sel] - s.base, sel))
-    return out
-
-
-def _gather_compact(index: Any, pos: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Codes (int32), residuals and offsets of the documents at global positions ``pos``, in that order
-    (one native gather per segment)."""
-    parts = []
-    for s, local, sel in _split(index, pos):
-        parts.append((sel, *_plaid.gather(s.codes, s.residuals, s.offsets, local)))
-    rb = index.dim * index.nbits // 8
-    if not parts:
-        return np.empty(0, np.int32), np.empty((0, rb), np.uint8), np.zeros(len(pos) + 1, np.int64)
-    if len(parts) == 1:  # one segment: pos was gathered in order
-        return parts[0][1], parts[0][2], parts[0][3]
-    # Several segments: place every document's rows at its position in pos.
-    lens = np.empty(len(pos), np.int64)
-    for sel, _, _, off in parts:
-        lens[sel] = np.diff(off)
-    offsets = np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)
-    c = np.empty(int(offsets[-1]), np.int32)
-    r = np.empty((int(offsets[-1]), rb), np.uint8)
-    for sel, pc, pr, off in parts:
-        dst = _ragged(offsets[sel], offsets[sel + 1])
-        c[dst], r[dst] = pc, pr
-    return c, r, offsets
-
-
-def _rerank(index: Any, q: np.ndarray, pos: np.ndarray, num_threads: int | None) -> np.ndarray:
-    """Exact MaxSim of the documents at ``pos`` from their codes (fused decode + MaxSim: no decompressed
-    copy, the scores of decompress-then-``maxsim`` up to rounding of the renormalisation)."""
-    if len(pos) == 0:
-        return np.empty(0, np.float32)
-    c, r, off = _gather_compact(index, pos)
-    return _ec().maxsim_compressed(q[None], c, r, off, index.codec, num_threads=num_threads, _kernel=RERANK_KERNEL)[0]
-
-
-def _decoded(index: Any, s: Any) -> np.ndarray:
-    if s._decoded is None:
-        s._decoded = np.ascontiguousarray(index.codec.decompress(np.asarray(s.codes, np.int32), np.asarray(s.residuals)),
-                                          dtype=np.float32)
-    return s._decoded
-
-
-def _stage_a(index: Any, S: _plaid.CentroidScores, nprobe: int, allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    cells, cs, miss = _plaid.probe(S, nprobe)
-    pos_all, est_all = [], []
-    for s in index.segments:
-        docs, est = _plaid.stage_a(cells, cs, miss, s.ivf, s.ivf_offsets, s.n, allowed[s.base:s.base + s.n])
-        if len(docs):
-            pos_all.append(docs + s.base)
-            est_all.append(est)
-    if not pos_all:
-        return np.empty(0, np.int64), np.empty(0, np.float32)
-    return np.concatenate(pos_all), np.concatenate(est_all)
-
-
-def _stage_b(index: Any, S: _plaid.CentroidScores, pos: np.ndarray, threshold: float | None,
-             num_threads: int | None) -> np.ndarray:
-    out = np.zeros(len(pos), np.float32)
-    for s, local, sel in _split(index, pos):
-        out[sel] = _plaid.centroid_interaction(S, s.codes, s.offsets, local, threshold, num_threads)
-    return out
-
-
-def _topk(scores: np.ndarray, pos: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    if len(scores) > k:
-        part = np.argpartition(-scores, k - 1)[:k]
-        scores, pos = scores[part], pos[part]
-    o = np.lexsort((pos, -scores))
-    return scores[o], pos[o]
-
-
-def _select(values: np.ndarray, pos: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """The n best (value descending, ties to the lower position), in no particular order. Deterministic,
-    so that shards of a collection select exactly what one index over it selects (NaN ranks last)."""
-    if len(values) <= n:
-        return values, pos
-    key = np.where(np.isnan(values), -np.inf, values)
-    thr = key[np.argpartition(-key, n - 1)[n - 1]]
-    above = np.flatnonzero(key > thr)
-    eq = np.flatnonzero(key == thr)
-    sel = np.concatenate([above, eq[np.argsort(pos[eq], kind="stable")[:n - len(above)]]])
-    return values[sel], pos[sel]
-
-
 def allowed_mask(index: Any, subset: Any, fn: str) -> np.ndarray:
     """Positions a search may return: live, and in ``subset`` when one is given."""
     if subset is None:
@@ -200,56 +88,6 @@ def allowed_mask(index: Any, subset: Any, fn: str) -> np.ndarray:
     allowed = np.zeros_like(index.live)
     allowed[pos] = True
     return allowed
-
-
-def per_query(index: Any, q: np.ndarray, mask: np.ndarray | None, num_threads: int | None,
-              wanted: Any = None):
-    """Yields (i, kept query rows, their centroid scores) for each query: ``_plaid.CentroidScores``,
-    centroid-major [K, 32·ceil(m/32)], the layout the probe and stage B read (a query's scores are
-    computed for its kept rows alone, 32 rows per kernel block, so batching queries would not save
-    arithmetic). With ``wanted`` (a flag per query) the others are skipped."""
-    C = np.asarray(index.codec.centroids, np.float32)
-    ci8 = centroids_i8(index)
-    for i in range(q.shape[0]):
-        if wanted is not None and not wanted[i]:
-            continue
-        qi = q[i] if mask is None else q[i][mask[i]]
-        if len(qi) == 0:
-            yield i, qi, _plaid.CentroidScores(np.zeros((index.num_centroids, 32), np.float32), 0)
-        else:
-            yield i, qi, _plaid.centroid_scores(qi, C, num_threads, ci8)
-
-
-def candidates(index: Any, S: _plaid.CentroidScores, probe: int, allowed: np.ndarray, ndocs: int,
-               pool: bool = False) -> tuple[np.ndarray, np.ndarray, int, int]:
-    """Stages A at one probe width: (the best ndocs positions, their estimates, how many allowed
-    documents the probed lists held in all, and with ``pool`` how many documents they held with no
-    filter and no tombstones (else 0))."""
-    pos, est = _stage_a(index, S, probe, allowed)
-    count = len(pos)
-    unfiltered = 0
-    if pool:
-        unfiltered = count if bool(allowed.all()) else len(_stage_a(index, S, probe, np.ones_like(allowed))[0])
-    est, pos = _select(est, pos, ndocs)
-    return pos, est, count, unfiltered
-
-
-def pool_target(ndocs: int, n_allowed: int, unfiltered: int, subset_given: bool) -> int:
-    """How many candidates stage A must find before the probe stops widening. With a subset: ndocs (or
-    every allowed document), so that the filter costs no recall inside it. Without one: as many as the
-    probed lists hold with tombstones counted, so that deletions do not shrink the pool; an index with
-    nothing deleted never widens, and nprobe means what it says."""
-    return min(ndocs, n_allowed) if subset_given else min(ndocs, unfiltered)
-
-
-def approximate(index: Any, S: _plaid.CentroidScores, pos: np.ndarray, threshold: float | None, num_threads: int | None) -> np.ndarray:
-    """Stage B scores of the positions ``pos`` (PLAID's centroid interaction)."""
-    return _stage_b(index, S, pos, threshold, num_threads)
-
-
-def exact(index: Any, qi: np.ndarray, pos: np.ndarray, num_threads: int | None) -> np.ndarray:
-    """MaxSim of the query rows ``qi`` with the documents at ``pos``, from their codes."""
-    return _rerank(index, qi, np.asarray(pos, np.int64), num_threads)
 
 
 def resolve_params(index: Any, k: int, nprobe: int | None, ndocs: int | None, threshold: float | None,
@@ -294,59 +132,64 @@ def search(index: Any, queries: Any, k: int, nprobe: int | None, ndocs: int | No
     nprobe, ndocs, threshold = resolve_params(index, k, nprobe, ndocs, threshold, fn)
     allowed = allowed_mask(index, subset, fn)
     n_allowed = int(np.count_nonzero(allowed))  # (6x faster than a bool sum: it is per query)
-    live_tokens = int(sum(int(s.offsets[-1]) for s in index.segments))
-    if exhaustive is None:
-        exhaustive = live_tokens <= EXHAUSTIVE_TOKENS
+    if exhaustive is None:  # the tokens the decoded cache would hold (deleted documents' too)
+        exhaustive = int(sum(int(s.offsets[-1]) for s in index.segments)) <= EXHAUSTIVE_TOKENS
     rerank = rerank_count(k, ndocs, rerank, fn)
 
     out_s = np.full((nq, k), -np.inf, np.float32)
     out_p = np.full((nq, k), -1, np.int64)
-    ec = _ec()
-    if n_allowed == 0:
-        pass
-    elif exhaustive:
-        scores = np.concatenate([ec.maxsim(q, _decoded(index, s), s.offsets, query_mask=mask, num_threads=num_threads)
-                                 for s in index.segments], axis=1)
-        apos = np.flatnonzero(allowed)
-        for i in range(nq):
-            sc, p = _topk(scores[i, apos], apos, k)
-            out_s[i, :len(sc)], out_p[i, :len(p)] = sc, p
-    elif subset is not None and n_allowed <= 4 * ndocs:
-        # A selective subset: every allowed document is scored from its residuals (at most 4·ndocs,
-        # about the work of one unfiltered re-rank), so nothing in it can be missed.
-        apos = np.flatnonzero(allowed)
-        c, r, off = _gather_compact(index, apos)
-        scores = ec.maxsim_compressed(q, c, r, off, index.codec, query_mask=mask, num_threads=num_threads,
-                                      _kernel=RERANK_KERNEL)
-        for i in range(nq):
-            sc, p = _topk(scores[i], apos, k)
-            out_s[i, :len(sc)], out_p[i, :len(p)] = sc, p
-    elif len(index.segments) == 1 and subset is None and n_allowed == index.segments[0].n and NATIVE_SEARCH:
-        # Nothing filtered or deleted in one segment: the whole loop below in one native call.
-        s_, p_ = _plaid.search_segment(q, mask, index.codec, index.segments[0], nprobe, ndocs, rerank, k,
-                                       threshold, num_threads, centroids_i8(index))
+    mode = choose_mode(bool(exhaustive), subset is not None, n_allowed, ndocs)
+    if mode is not None:
+        s_, p_ = _plaid.search(q, mask, index.codec, index.segments,
+                               None if n_allowed == len(allowed) else allowed.view(np.uint8),
+                               subset is not None, nprobe, ndocs, rerank, k, threshold, mode,
+                               [_decoded(index, s) for s in index.segments] if mode == "exhaustive" else None,
+                               num_threads, centroids_i8(index) if mode == "plaid" else None)
         out_s[:, :s_.shape[1]], out_p[:, :p_.shape[1]] = s_, p_
-    else:
-        for i, qi, S in per_query(index, q, mask, num_threads):
-            if len(qi) == 0:
-                continue
-            pos, est, count, unfiltered = candidates(index, S, nprobe, allowed, ndocs, pool=subset is None)
-            # A filter (or tombstones) leaves fewer candidates in the probed lists than the search
-            # would have without it: probe more centroids until the pool is back (pool_target).
-            target = pool_target(ndocs, n_allowed, unfiltered, subset is not None)
-            probe = nprobe
-            while count < target and probe < index.num_centroids:
-                probe = min(probe * 4, index.num_centroids)
-                pos, est, count, _ = candidates(index, S, probe, allowed, ndocs)
-            if len(pos) > rerank:
-                approx, pos = _select(approximate(index, S, pos, threshold, num_threads), pos, rerank)
-            pos = np.sort(pos)
-            sc, p = _topk(exact(index, qi, pos, num_threads), pos, k)
-            out_s[i, :len(sc)], out_p[i, :len(p)] = sc, p
-    return out_s, _to_ids(index, out_p)
+    return out_s, to_ids(index, out_p)
 
 
-def _to_ids(index: Any, pos: np.ndarray) -> np.ndarray:
+def choose_mode(exhaustive: bool, subset_given: bool, n_allowed: int, ndocs: int) -> str | None:
+    """How a search is answered: None (nothing may be returned), "exhaustive", "selective" (a subset of at
+    most 4·ndocs documents: every one is scored from its residuals, about the work of one unfiltered re-rank,
+    so nothing in it can be missed), or "plaid"."""
+    if n_allowed == 0:
+        return None
+    if exhaustive:
+        return "exhaustive"
+    return "selective" if subset_given and n_allowed <= 4 * ndocs else "plaid"
+
+
+def stage_source(index: Any, queries: np.ndarray, query_mask: np.ndarray | None, subset: Any, threshold: float | None,
+                 num_threads: int | None, fn: str) -> Any:
+    """The PLAID stages of ``index`` for a query batch (candidates, approximate, exact; positions are the
+    index's): what a shard answers the sharded coordinator's stage calls with."""
+    allowed = allowed_mask(index, subset, fn).view(np.uint8)
+    return _plaid.source(queries, query_mask, index.codec, index.segments, allowed, threshold, num_threads,
+                         centroids_i8(index))
+
+
+def drive(source: Any, active: np.ndarray, nprobe: int, ndocs: int, rerank: int, k: int, num_centroids: int,
+          n_allowed: int, subset_given: bool) -> tuple[np.ndarray, np.ndarray]:
+    """The PLAID stage loop (native, plaid_drive) over any source of the three stages: probe widening,
+    selections and top-k. -> (scores [nq, k], positions [nq, k]; -inf / -1 past the hits)."""
+    s_, p_ = _plaid.drive(source, active, nprobe, ndocs, rerank, k, num_centroids, n_allowed, subset_given)
+    out_s = np.full((len(active), k), -np.inf, np.float32)
+    out_p = np.full((len(active), k), -1, np.int64)
+    out_s[:, :s_.shape[1]], out_p[:, :p_.shape[1]] = s_, p_
+    return out_s, out_p
+
+
+def _decoded(index: Any, s: Any) -> np.ndarray:
+    """A segment's tokens decoded (float32), cached on the open index: the exhaustive mode's input."""
+    if s._decoded is None:
+        s._decoded = np.ascontiguousarray(index.codec.decompress(np.asarray(s.codes, np.int32), np.asarray(s.residuals)),
+                                          dtype=np.float32)
+    return s._decoded
+
+
+def to_ids(index: Any, pos: np.ndarray) -> np.ndarray:
+    """Global positions -> the caller's ids (-1 / None where pos < 0)."""
     all_ids = index._ids_all()
     valid = pos >= 0
     if index.id_kind == "int":

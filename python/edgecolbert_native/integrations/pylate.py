@@ -160,7 +160,7 @@ class Index(_PyLateBase):  # type: ignore[misc,valid-type]
 
 def _embeddings(index: Any, ids: list[str]) -> list[np.ndarray]:
     """Decompressed token embeddings of the live documents ``ids``, in the order given."""
-    from ..index._search import _gather_compact
+    from ..index._plaid import gather_positions
 
     if not ids:
         return []
@@ -170,7 +170,7 @@ def _embeddings(index: Any, ids: list[str]) -> list[np.ndarray]:
     found = (sorted_ids[at] == q) if len(sorted_ids) else np.zeros(len(q), bool)
     if not found.all():
         raise KeyError(f"get_documents_embeddings: ids not in the index: {q[~found][:5].tolist()}")
-    codes, residuals, offsets = _gather_compact(index, positions[at])
+    codes, residuals, offsets = gather_positions(index.segments, positions[at], index.dim * index.nbits // 8)
     tokens = index.codec.decompress(codes, residuals)
     return [tokens[offsets[i] : offsets[i + 1]] for i in range(len(ids))]
 

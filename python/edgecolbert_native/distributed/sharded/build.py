@@ -1,0 +1,111 @@
+"""Building a sharded index: one codec trained on a sample across the collection, then one ordinary index
+directory per shard (one after another, or as Ray tasks), resumable shard by shard."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+from ...index import Index
+from ...index._sources import make_source
+from .actor import connect_ray
+from .index import ShardedIndex
+from .layout import CODEC, FORMAT, TOP, VERSION, atomic_json, check_plan, crc_file, shard_dir
+
+
+def _shard_bounds(n: int, num_shards: int) -> list[tuple[int, int]]:
+    """Contiguous, balanced document ranges."""
+    edges = np.linspace(0, n, num_shards + 1).round().astype(np.int64)
+    return [(int(edges[i]), int(edges[i + 1])) for i in range(num_shards)]
+
+
+def _build_one(path: str, shard: int, tokens: Any, offsets: np.ndarray, ids: np.ndarray, codec_path: str,
+               nbits: int, num_threads: int | None) -> dict:
+    """Builds one shard directory with the shared codec; returns its entry for sharded.json."""
+    from ...codec import ResidualCodec
+
+    d = os.path.join(path, shard_dir(shard))
+    manifest = os.path.join(d, "manifest.json")
+    if not os.path.exists(manifest):  # done shards are skipped: their manifest is the commit point
+        codec = ResidualCodec.load(codec_path)
+        Index.build(d, tokens, offsets, doc_ids=ids, nbits=nbits, codec=codec, num_threads=num_threads,
+                    progress=False, overwrite=True)
+    idx = Index.open(d, verify=False)
+    return {"dir": shard_dir(shard), "num_docs": len(idx), "num_tokens": int(idx.manifest["num_tokens"]),
+            "manifest_crc32": crc_file(manifest)}
+
+
+def build_sharded(path: str | os.PathLike, doc_tokens: Any, doc_offsets: Any = None, doc_ids: Any = None, *,
+                  num_shards: int, nbits: int = 4, num_centroids: int | None = None, sample_tokens: int | None = None,
+                  seed: int = 0, ray_address: str | None = None, num_threads: int | None = None,
+                  buckets: str = "lloyd") -> "ShardedIndex":
+    """Trains one codec on a sample drawn across the whole collection, then builds ``num_shards``
+    ordinary index directories with it (one after another, or as Ray tasks when ``ray_address`` is
+    given: "local" starts a local cluster, "auto" or an address joins one). Inputs (``buckets`` too) as
+    ``Index.build``.
+    Re-running after an interruption skips the shards whose manifest landed."""
+    from ...codec import ResidualCodec
+    from ...index.index import default_num_centroids, default_sample_tokens
+
+    fn = "build_sharded"
+    if not isinstance(num_shards, int) or num_shards < 1:
+        raise ValueError(f"{fn}: num_shards must be a positive int, got {num_shards!r}")
+    path = os.fspath(path)
+    os.makedirs(path, exist_ok=True)
+    src, ids = make_source(doc_tokens, doc_offsets, doc_ids, fn, path)
+    try:
+        n, T = src.num_docs, src.num_tokens
+        if n < num_shards:
+            raise ValueError(f"{fn}: {n} documents cannot fill {num_shards} shards")
+        if ids is None:
+            ids = np.arange(n, dtype=np.int64)
+        ids = np.asarray(list(ids) if not isinstance(ids, np.ndarray) else ids)
+        codec_path = os.path.join(path, CODEC)
+        if not os.path.exists(codec_path):
+            k = num_centroids or max(1, min(default_num_centroids(T), T - int(0.05 * T)))
+            ns = min(T, sample_tokens or default_sample_tokens(T, k))
+            rng = np.random.default_rng(seed)
+            pos = np.sort(rng.choice(T, size=ns, replace=False)) if ns < T else np.arange(T)
+            codec = ResidualCodec.train(src.gather(pos), k, nbits, seed=seed, num_threads=num_threads, buckets=buckets)
+            codec.save(codec_path)
+        offsets = np.asarray(src.offsets, np.int64)
+        check_plan(path, {"num_shards": num_shards, "num_docs": int(n), "num_tokens": int(T), "dim": int(src.dim),
+                           "nbits": nbits})
+
+        def job(i: int, a: int, b: int) -> tuple[Any, Any, Any]:
+            """One shard's inputs, copied only when its turn comes; nothing for a shard already built."""
+            if os.path.exists(os.path.join(path, shard_dir(i), "manifest.json")):
+                return None, None, None
+            t0, t1 = int(offsets[a]), int(offsets[b])
+            return np.ascontiguousarray(src.tokens(t0, t1)), offsets[a : b + 1] - t0, ids[a:b]
+
+        bounds = _shard_bounds(n, num_shards)
+        entries: list[Any] = []
+        if ray_address is None:
+            for i, (a, b) in enumerate(bounds):
+                tokens, offs, sids = job(i, a, b)
+                entries.append(_build_one(path, i, tokens, offs, sids, codec_path, nbits, num_threads))
+                print(f"{fn}: shard {i + 1}/{num_shards} done", flush=True)
+        else:
+            ray = connect_ray(ray_address)
+            remote = ray.remote(_build_one)
+            futures = {}
+            for i, (a, b) in enumerate(bounds):
+                tokens, offs, sids = job(i, a, b)
+                futures[remote.remote(path, i, tokens, offs, sids, codec_path, nbits, num_threads)] = i
+            entries = [None] * num_shards
+            pending = list(futures)
+            while pending:  # progress as shards land, in whatever order the cluster finishes them
+                ready, pending = ray.wait(pending, num_returns=1)
+                i = futures[ready[0]]
+                entries[i] = ray.get(ready[0])
+                print(f"{fn}: shard {i} done ({num_shards - len(pending)}/{num_shards})", flush=True)
+    finally:
+        src.close()
+    top = {"format": FORMAT, "version": VERSION, "nbits": nbits, "num_shards": num_shards,
+           "num_docs": int(sum(e["num_docs"] for e in entries)), "codec": CODEC,
+           "codec_crc32": crc_file(os.path.join(path, CODEC)), "shards": entries}
+    atomic_json(os.path.join(path, TOP), top)
+    return ShardedIndex.open(path, ray_address=ray_address)

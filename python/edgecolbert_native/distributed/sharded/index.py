@@ -1,0 +1,293 @@
+"""Opening and searching a sharded index: the fan-out to the shards and, for PLAID, the index's own stage
+driver run over the shards (``_ShardStages``), so that every stage picks its survivors over the whole
+collection exactly as one index over it does."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import zlib
+from typing import Any, Sequence
+
+import numpy as np
+
+from ... import _native
+from ...index import _search
+from .actor import FN, ShardSearcher, connect_ray
+from .layout import CODEC, FORMAT, TOP, VERSION, crc_file
+
+
+class ShardError(RuntimeError):
+    """A shard failed or timed out during a search (the message names the shard)."""
+
+
+class ShardedIndex:
+    """The shards named by ``sharded.json``; ``search`` merges their top-k into the global top-k."""
+
+    def __init__(self, path: str, top: dict, searchers: list[Any], ray: Any = None) -> None:
+        self.path, self.top, self.searchers, self._ray = path, top, searchers, ray
+
+    @classmethod
+    def open(cls, path: str | os.PathLike, *, ray_address: str | None = None, verify: bool = True) -> "ShardedIndex":
+        path = os.fspath(path)
+        top_path = os.path.join(path, TOP)
+        if not os.path.exists(top_path):
+            raise FileNotFoundError(f"{path}: no {TOP}: not a complete sharded index (re-run build_sharded to resume)")
+        with open(top_path, "rb") as f:
+            raw_top = f.read()
+        try:
+            top = json.loads(raw_top.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise ValueError(f"{top_path}: not valid JSON ({e})") from None
+        if not isinstance(top, dict) or top.get("format") != FORMAT or top.get("version") != VERSION:
+            raise ValueError(f"{top_path}: not an {FORMAT} v{VERSION} manifest")
+        try:
+            return cls._open_checked(path, top_path, top, ray_address, verify)
+        except (KeyError, TypeError, AttributeError, IndexError, OverflowError) as e:
+            raise ValueError(f"{top_path}: malformed manifest: {e!r}") from None
+
+    @classmethod
+    def _open_checked(cls, path: str, top_path: str, top: dict, ray_address: str | None,
+                      verify: bool) -> "ShardedIndex":
+        if verify and "codec_crc32" in top and crc_file(os.path.join(path, CODEC)) != top["codec_crc32"]:
+            raise ValueError(f"{os.path.join(path, CODEC)} does not match {TOP} (changed or corrupt)")
+        num_tokens, id_kinds = 0, set()
+        for e in top["shards"]:
+            d = os.path.normpath(os.path.join(path, e["dir"]))
+            if os.path.dirname(d) != os.path.normpath(path):
+                raise ValueError(f"{top_path}: shard directory {e['dir']!r} escapes the index directory")
+            with open(os.path.join(d, "manifest.json"), "rb") as f:
+                raw = f.read()
+            if verify and zlib.crc32(raw) != e["manifest_crc32"]:
+                raise ValueError(f"{d}/manifest.json does not match {TOP} (changed or corrupt)")
+            m = json.loads(raw)
+            num_tokens += int(m["num_tokens"])
+            id_kinds.add(m["id_kind"])
+        top["num_tokens"] = num_tokens
+        top["id_kind"] = id_kinds.pop() if len(id_kinds) == 1 else "str"
+        dirs = [os.path.join(path, e["dir"]) for e in top["shards"]]
+        if ray_address is None:
+            return cls(path, top, [ShardSearcher(d, verify) for d in dirs])
+        ray = connect_ray(ray_address)
+        actor = ray.remote(ShardSearcher)
+        searchers = [actor.remote(d, verify) for d in dirs]
+        ray.get([s.ping.remote() for s in searchers])
+        return cls(path, top, searchers, ray)
+
+    def default_params(self, k: int = 10) -> dict:
+        """The parameters one index over the whole collection would use (``Index.default_params`` on
+        the total token count); ``search`` gives them to every shard unless the caller sets them."""
+        from types import SimpleNamespace
+
+        whole = SimpleNamespace(manifest={"num_tokens": int(self.top["num_tokens"])}, nbits=int(self.top["nbits"]))
+        return _search.default_params(whole, k)
+
+    def __len__(self) -> int:
+        return int(self.top["num_docs"])
+
+    @property
+    def num_shards(self) -> int:
+        return len(self.searchers)
+
+    def search(self, queries: Any, k: int = 10, *, query_mask: Any = None, allow_partial: bool = False,
+               timeout: float | None = None, **params: Any) -> tuple[np.ndarray, np.ndarray] | tuple[np.ndarray, np.ndarray, list[int]]:
+        """Global top-k: ``(scores [nq, k], ids [nq, k])`` like ``Index.search`` (``params`` go to every
+        shard: nprobe, ndocs, centroid_score_threshold, rerank, subset, exhaustive, num_threads). The result is the one
+        an ``Index`` over the whole collection gives with the same parameters (PLAID's stages pick their
+        survivors over all shards: a fan-out round per stage, and per widening of the probe). A shard that
+        fails, or does not answer a round within ``timeout`` seconds, raises ShardError naming it; with
+        ``allow_partial=True`` the result is merged from the shards that answered and a third value lists the
+        failed shards."""
+        q = np.asarray(queries.detach().cpu().numpy() if hasattr(queries, "detach") else queries, dtype=np.float32)
+        if q.ndim == 2:
+            q = q[None]
+        mask = None if query_mask is None else np.asarray(query_mask, bool).reshape(q.shape[:2])
+        # Every shard searches with the parameters one index over the whole collection would use (a
+        # shard's own defaults would follow its smaller token count and prune harder).
+        d = self.default_params(k)
+        for key in ("nprobe", "ndocs", "centroid_score_threshold"):
+            if params.get(key) is None:
+                params[key] = d[key]
+        if params["centroid_score_threshold"] is None:
+            params["centroid_score_threshold"] = -np.inf  # Index.search: -inf = no centroid pruning
+        run = _Fanout(self, timeout, allow_partial)
+        subset = params.get("subset")
+        infos = run.call("info", lambda i: (subset,))
+        n_allowed = sum(v["allowed"] for v in infos.values())
+        tokens = sum(v["tokens"] for v in infos.values())
+        # The path one index over the whole collection would take, taken by every shard.
+        if params.get("exhaustive") is None:
+            params["exhaustive"] = tokens <= _search.EXHAUSTIVE_TOKENS
+        mode = _search.choose_mode(bool(params["exhaustive"]), subset is not None, n_allowed, int(params["ndocs"]))
+        if mode == "plaid":
+            scores, ids = self._plaid(run, q, mask, k, params, infos, n_allowed)
+        else:
+            # Exact on every shard (exhaustive, or every allowed document scored): merging top-k is exact.
+            results = run.call("search", lambda i: (q, k, mask, params))
+            scores, ids = _merge([results[i] for i in sorted(results)], q.shape[0], k, self.top["id_kind"])
+        return (scores, ids, sorted(run.failed)) if allow_partial else (scores, ids)
+
+    def _plaid(self, run: "_Fanout", q: np.ndarray, mask: np.ndarray | None, k: int, params: dict,
+               infos: dict, n_allowed: int) -> tuple[np.ndarray, np.ndarray]:
+        """PLAID over the shards: the index's stage driver (``_search.drive``, native) asks ``_ShardStages``
+        for each stage, which fans the request out and merges the answers; every stage is per document and
+        the driver's selections break ties by global position, so the result is one index's over the same
+        data."""
+        nprobe, ndocs = int(params["nprobe"]), int(params["ndocs"])
+        threshold = params["centroid_score_threshold"]
+        threshold = None if threshold is None or threshold <= -np.inf else float(threshold)
+        rerank = _search.rerank_count(k, ndocs, params.get("rerank"), FN)
+        subset = params.get("subset")
+        K = next(iter(infos.values()))["num_centroids"]
+        bounds, b = {}, 0
+        for i in range(self.num_shards):  # global position = shard's first position + local position
+            n = infos[i]["positions"] if i in infos else int(self.top["shards"][i].get("num_docs", 0))
+            bounds[i] = (b, b + n)
+            b += n
+        stages = _ShardStages(run, q, mask, subset, threshold, params.get("num_threads"), bounds)
+        active = np.asarray(mask.any(axis=1) if mask is not None else np.full(q.shape[0], q.shape[1] > 0))
+        scores, pos = _search.drive(stages, active, nprobe, ndocs, rerank, k, K, n_allowed, subset is not None)
+        return stages.results(scores, pos, self.top["id_kind"] == "int")
+
+    def close(self) -> None:
+        if self._ray is not None:
+            for s in self.searchers:
+                self._ray.kill(s)
+            self.searchers = []
+
+
+class _ShardStages(_native.PlaidSource):
+    """The three PLAID stages (``PlaidSource``, csrc/include/edgecolbert/plaid_search.hpp) over the shards,
+    for one query batch: each call is one fan-out round; a shard answers for its own documents (its native
+    stages) and the answers are merged by position. Documents are global positions (a shard's first position
+    plus its local one). The stage loop (widening, selections, top-k) is the driver's, not repeated here."""
+
+    def __init__(self, run: "_Fanout", q: np.ndarray, mask: np.ndarray | None, subset: Any, threshold: float | None,
+                 num_threads: int | None, bounds: dict[int, tuple[int, int]]) -> None:
+        super().__init__()
+        self.run, self.q, self.mask, self.subset = run, q, mask, subset
+        self.threshold, self.num_threads, self.bounds = threshold, num_threads, bounds
+        self._exact: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # (positions, ids, answered) per round
+
+    def candidates(self, queries: np.ndarray, probes: np.ndarray, ndocs: int, pool: bool) -> tuple:
+        got = self.run.call("stage_candidates", lambda i: (self.q, self.mask, self.subset, self.num_threads, queries,
+                                                           probes, ndocs, pool))
+        n = len(queries)
+        qid, docs, vals = [np.empty(0, np.int64)], [np.empty(0, np.int64)], [np.empty(0, np.float32)]
+        count, unfiltered = np.zeros(n, np.int64), np.zeros(n, np.int64)
+        for i, (off, d, v, c, u) in got.items():
+            qid.append(np.repeat(np.arange(n), np.diff(off)))
+            docs.append(np.asarray(d, np.int64) + self.bounds[i][0])
+            vals.append(np.asarray(v, np.float32))
+            count += c
+            unfiltered += u
+        order = np.argsort(np.concatenate(qid), kind="stable")  # by query; shards' order kept inside a query
+        offsets = np.concatenate([[0], np.cumsum(np.bincount(np.concatenate(qid), minlength=n))]).astype(np.int64)
+        return offsets, np.concatenate(docs)[order], np.concatenate(vals)[order], count, unfiltered
+
+    def _split(self, queries: np.ndarray, offsets: np.ndarray, docs: np.ndarray) -> dict[int, tuple]:
+        """Per shard: (which documents are its, its request: queries, offsets, local documents)."""
+        qid = np.repeat(np.arange(len(queries)), np.diff(offsets))
+        out = {}
+        for i, (lo, hi) in self.bounds.items():
+            sel = (docs >= lo) & (docs < hi)
+            off = np.concatenate([[0], np.cumsum(np.bincount(qid[sel], minlength=len(queries)))]).astype(np.int64)
+            out[i] = (sel, queries, off, docs[sel] - lo)
+        return out
+
+    def approximate(self, queries: np.ndarray, offsets: np.ndarray, docs: np.ndarray) -> np.ndarray:
+        parts = self._split(queries, offsets, docs)
+        got = self.run.call("stage_approximate", lambda i: (self.q, self.mask, self.threshold, self.num_threads,
+                                                            *parts[i][1:]))
+        out = np.full(len(docs), -np.inf, np.float32)  # a shard that failed: its documents rank last
+        for i, v in got.items():
+            out[parts[i][0]] = v
+        return out
+
+    def exact(self, queries: np.ndarray, offsets: np.ndarray, docs: np.ndarray) -> np.ndarray:
+        parts = self._split(queries, offsets, docs)
+        got = self.run.call("stage_exact", lambda i: (self.q, self.mask, self.num_threads, *parts[i][1:]))
+        out = np.full(len(docs), -np.inf, np.float32)
+        answered = np.zeros(len(docs), bool)
+        ids = np.empty(len(docs), object)
+        for i, (v, shard_ids) in got.items():
+            sel = parts[i][0]
+            out[sel], answered[sel] = v, True
+            ids[sel] = np.asarray(shard_ids, object)
+        self._exact.append((docs, ids, answered))
+        return out
+
+    def results(self, scores: np.ndarray, pos: np.ndarray, int_ids: bool) -> tuple[np.ndarray, np.ndarray]:
+        """The driver's (scores, global positions) -> (scores, ids), hits of a shard that failed removed."""
+        out_i = np.full(pos.shape, -1, np.int64) if int_ids else np.full(pos.shape, None, object)
+        keep = pos >= 0
+        if self._exact:
+            known = np.concatenate([p for p, _, _ in self._exact])
+            ids = np.concatenate([i for _, i, _ in self._exact])
+            answered = np.concatenate([a for _, _, a in self._exact])
+            order = np.argsort(known, kind="stable")
+            at = order[np.searchsorted(known[order], pos[keep])]
+            keep[keep] = answered[at]
+            out_i[keep] = ids[at[answered[at]]]
+        scores = np.where(keep, scores, -np.inf).astype(np.float32)
+        # Dropped hits move to the end of their row, the others keep their order.
+        order = np.argsort(~keep, axis=1, kind="stable")
+        return np.take_along_axis(scores, order, axis=1), np.take_along_axis(out_i, order, axis=1)
+
+
+class _Fanout:
+    """Calls one method on every live shard (in process, or on Ray actors in parallel), each round waiting
+    at most ``timeout`` seconds for all of them; a failing or late shard raises ShardError, or with
+    ``allow_partial`` is dropped from this and every later round of the search and listed in ``failed``.
+    (A per-round limit, so that the shards that answered still get the time for the later rounds.)"""
+
+    def __init__(self, index: ShardedIndex, timeout: float | None, allow_partial: bool) -> None:
+        self.index, self.allow_partial, self.timeout = index, allow_partial, timeout
+        self.failed: set[int] = set()
+
+    def _fail(self, i: int, e: BaseException) -> None:
+        if not self.allow_partial:
+            raise ShardError(f"shard {i} ({self.index.top['shards'][i]['dir']}): {type(e).__name__}: {e}") from e
+        self.failed.add(i)
+
+    def call(self, method: str, args: Any) -> dict:
+        """{shard: result} for the shards that answered; ``args(shard)`` gives the call's arguments."""
+        live = [i for i in range(self.index.num_shards) if i not in self.failed]
+        out: dict = {}
+        ray = self.index._ray
+        if ray is None:
+            for i in live:
+                try:
+                    out[i] = getattr(self.index.searchers[i], method)(*args(i))
+                except Exception as e:  # noqa: BLE001 - reported per shard
+                    self._fail(i, e)
+            return out
+        futures = {i: getattr(self.index.searchers[i], method).remote(*args(i)) for i in live}
+        deadline = None if self.timeout is None else time.monotonic() + self.timeout
+        for i, f in futures.items():
+            try:
+                left = None if deadline is None else max(0.0, deadline - time.monotonic())
+                out[i] = ray.get(f, timeout=left)
+            except Exception as e:  # noqa: BLE001 - actor died, task error or timeout
+                self._fail(i, e)
+        return out
+
+
+def _merge(results: Sequence[tuple[np.ndarray, np.ndarray]], nq: int, k: int,
+           id_kind: str = "int") -> tuple[np.ndarray, np.ndarray]:
+    """Per-shard top-k lists (in shard order) -> global top-k; ties keep the earlier shard first (shards
+    hold contiguous document ranges, so ties break by document order, as in one index)."""
+    if not results:
+        empty = np.full((nq, k), -1, np.int64) if id_kind == "int" else np.full((nq, k), None, object)
+        return np.full((nq, k), -np.inf, np.float32), empty
+    s = np.concatenate([r[0] for r in results], axis=1)
+    ids = np.concatenate([np.asarray(r[1]) for r in results], axis=1)
+    order = np.argsort(-s, axis=1, kind="stable")[:, :k]
+    out_s = np.take_along_axis(s, order, axis=1)
+    out_i = np.take_along_axis(ids, order, axis=1)
+    if out_s.shape[1] < k:
+        pad = k - out_s.shape[1]
+        out_s = np.concatenate([out_s, np.full((nq, pad), -np.inf, np.float32)], axis=1)
+        out_i = np.concatenate([out_i, np.full((nq, pad), -1 if out_i.dtype.kind in "iu" else None, out_i.dtype)], axis=1)
+    return out_s.astype(np.float32), out_i

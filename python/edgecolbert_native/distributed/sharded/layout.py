@@ -1,0 +1,55 @@
+"""The sharded index's directory: ``sharded.json`` (written last), ``codec.bin``, ``build.json`` (the plan a
+resumed build must match) and one ordinary index directory per shard (``shard-NNNNN``); what the builds
+(``build_sharded``, ``encode.index_corpus``) write and the index opens."""
+
+from __future__ import annotations
+
+import json
+import os
+import zlib
+
+FORMAT = "edgecolbert-sharded"
+VERSION = 1
+TOP = "sharded.json"
+CODEC = "codec.bin"
+
+
+def shard_dir(i: int) -> str:
+    return f"shard-{i:05d}"
+
+
+def crc_file(path: str) -> int:
+    crc = 0
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            crc = zlib.crc32(block, crc)
+    return crc
+
+
+def atomic_json(path: str, obj: dict) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=1)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    dfd = os.open(os.path.dirname(path) or ".", os.O_RDONLY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+
+
+def check_plan(path: str, plan: dict) -> None:
+    """A resumed build must be the same build: ``build.json`` (written before the first shard) pins the
+    shard count and the collection's size; a re-run with other inputs is refused instead of mixing shards."""
+    p = os.path.join(path, "build.json")
+    if os.path.exists(p):
+        with open(p) as f:
+            old = json.load(f)
+        if old != plan:
+            diff = ", ".join(f"{k} {old.get(k)!r} -> {v!r}" for k, v in plan.items() if old.get(k) != v)
+            raise ValueError(f"{path}: holds (part of) a different sharded build ({diff}); "
+                             "use a new directory or delete this one")
+    else:
+        atomic_json(p, plan)

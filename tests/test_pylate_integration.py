@@ -8,7 +8,7 @@ import pytest
 import edgecolbert_native as ec
 from edgecolbert_native.integrations.pylate import Index, colbert_scores
 from maxsim_reference import pylate_colbert_scores_ref, rel_err
-from test_index_support import clustered, queries_from
+from index_helpers import clustered, queries_from
 
 pylate = pytest.importorskip("pylate", reason="PyLate is a test extra (make test installs it)")
 torch = pytest.importorskip("torch")

@@ -11,7 +11,7 @@ import time
 import numpy as np
 
 import edgecolbert_native as ec
-import test_index_support as H
+import index_helpers as H
 
 SECONDS = float(os.environ.get("EDGECOLBERT_SOAK_SECONDS", "20"))
 RSS_BOUND_MB = 48.0  # allowed growth of resident memory between warm-up and the end

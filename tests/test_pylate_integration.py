@@ -34,6 +34,7 @@ def test_colbert_scores_matches_pylate(rng):
     assert rel_err(colbert_scores(q, d, qm, dm).numpy(), pylate_colbert_scores_ref(q, d, qm, dm)) <= 1e-5
 
 
+@pytest.mark.slow
 def test_retrieve_colbert_with_this_index(tmp_path, rng):
     from pylate import indexes, rank, retrieve
 

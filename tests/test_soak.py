@@ -9,6 +9,7 @@ import threading
 import time
 
 import numpy as np
+import pytest
 
 import edgecolbert_native as ec
 import index_helpers as H
@@ -22,6 +23,7 @@ def _rss_mb() -> float:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
+@pytest.mark.slow
 def test_concurrent_search_soak(tmp_path):
     x, off, _ = H.clustered(3000, seed=9)
     q = H.queries_from(x, off, 64, seed=2)

@@ -2,7 +2,7 @@
 
 A CLI index directory holds
     index/            the edgecolbert index (manifest.json + arrays; atomic, checksummed)
-    docs.jsonl.gz     id, title and text of every document (for snippets), written before the index
+    docs.jsonl.gz     id, title and text of every document (for snippets), written while the corpus is encoded
     meta.json         model, field, corpus, counts: what `search` needs to encode queries the same way
     encoded/          only while `index` runs: one .npz per chunk of encoded documents, each written to a
                       temporary name and renamed, so an interrupted run resumes at the first missing
@@ -124,7 +124,11 @@ class _JsonlGzWriter:
         return self
 
     def __exit__(self, exc_type: Any, *exc: Any) -> None:
-        self.gz.close()
+        try:
+            self.gz.close()  # the gzip trailer, before the file is committed
+        except BaseException:
+            self.file.abort()
+            raise
         self.file.__exit__(exc_type, *exc)
 
 
@@ -145,7 +149,7 @@ def build_cli_index(corpus: str | Iterable[Document], out: str, *, model: str | 
     the encoder runs; with ``ray_address``, a CUDA device gives each Ray encoder actor one GPU (the driver
     loads the model on the CPU, only to read its dimension).
 
-    Memory (docs/index.md, "Memory of `edgecolbert index`"): the corpus is streamed (read once for the ids
+    Memory (docs/index.md, "Memory"): the corpus is streamed (read once for the ids
     and the fingerprint, once to encode and store the documents), CHUNK_DOCS documents are encoded at a
     time and written to disk as float16, and the index is built from those chunks as a stream; no step
     holds all texts or all embeddings."""

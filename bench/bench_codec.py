@@ -22,17 +22,12 @@ for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 import numpy as np  # noqa: E402
 
 import edgecolbert_native as ec  # noqa: E402
+from edgecolbert_native.cli.bench import timed  # noqa: E402
 
 
 def timeit(fn, reps=7, warmup=2):
-    for _ in range(warmup):
-        fn()
-    ts = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t0)
-    return statistics.median(ts), min(ts), max(ts)
+    t = timed(fn, reps, warmup)
+    return t["median_s"], t["min_s"], t["max_s"]
 
 
 def clustered(rng, n, dim, k, noise=0.5):

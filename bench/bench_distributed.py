@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/bench_distributed.py [--docs 20000] [--queries 200]
 
-Synthetic clustered unit vectors (tests/test_index_support.clustered), dim 48, nbits 4. Each shard is
+Synthetic clustered unit vectors (tests/index_helpers.clustered), dim 48, nbits 4. Each shard is
 one Ray actor holding its index memory-mapped; a query is fanned out to every actor and the per-shard
 top-10 lists are merged. Latency: one query at a time; throughput: all queries as one batch.
 """
@@ -19,7 +19,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
 
-from test_index_support import clustered, queries_from  # noqa: E402
+from index_helpers import clustered, queries_from  # noqa: E402
 
 from edgecolbert_native.distributed import ShardedIndex, build_sharded  # noqa: E402
 

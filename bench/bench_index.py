@@ -5,7 +5,7 @@ threads, the exhaustive/PLAID crossover and the checksum cost.
 
     .venv/bin/python bench/bench_index.py --docs 25000 --queries 500
 
-Data: tests/test_index_support.clustered — unit vectors around 1,024 random unit "topic" directions
+Data: tests/index_helpers.clustered — unit vectors around 1,024 random unit "topic" directions
 in dim 48; each document (1 to 79 tokens, mean 40) draws its tokens from 3 topics, noise of total norm
 0.6; queries are 32 tokens of one random document each plus noise of norm 0.4 (known-item style).
 """
@@ -21,12 +21,12 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
+import index_helpers as H  # noqa: E402
 import plaid_reference as R  # noqa: E402  (the stage-by-stage search, to time each stage)
-import test_index_support as H  # noqa: E402
 import edgecolbert_native as ec  # noqa: E402
 from edgecolbert_native.index import Index  # noqa: E402
 from edgecolbert_native.index import _plaid, _search  # noqa: E402
-from edgecolbert_native.index.index import _ragged  # noqa: E402
+from edgecolbert_native.index._segments import ragged_ranges as _ragged  # noqa: E402
 from edgecolbert_native.index._storage import file_crc32  # noqa: E402
 
 

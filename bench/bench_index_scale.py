@@ -5,7 +5,7 @@ and recall@10 against exhaustive MaxSim (computed batch by batch over the regene
 
     .venv/bin/python bench/bench_index_scale.py --tokens 10000000 --nbits 2 --dir /tmp/scale
 
-Data: the generator of tests/test_index_support.clustered (unit vectors around 1,024 topic directions,
+Data: the generator of tests/index_helpers.clustered (unit vectors around 1,024 topic directions,
 3 topics per document, lengths 1..79, noise 0.6), produced batch by batch from per-batch seeds.
 """
 

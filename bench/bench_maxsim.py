@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import edgecolbert_native as ec
-from edgecolbert_native.bench import LQ, blas_threads, make_docs, make_queries, numpy_maxsim
+from edgecolbert_native.cli.bench import LQ, blas_threads, make_docs, make_queries, numpy_maxsim
 
 W1 = {dim: make_docs(10000, dim) for dim in (48, 128)}
 W2 = make_docs(100, 48, 8192, 8192, seed=2)

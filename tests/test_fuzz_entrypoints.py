@@ -5,6 +5,7 @@ test_maxsim_errors.py)."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -50,6 +51,7 @@ def test_centroid_entry_points(t, c, k):
     _ok(lambda: ec.assign(t, c))
 
 
+@pytest.mark.slow
 @settings(max_examples=200, deadline=None)
 @given(t=arrays(2, 8), codes=st.lists(st.integers(-5, 10), max_size=6), r=arrays(2, 2),
        q=arrays(3, 8), offs=st.lists(st.integers(-2, 8), max_size=4))

@@ -7,7 +7,7 @@ an explicit opt-in with a RuntimeError instead of crashing.
 With a GPU (marked ``gpu``; skipped with the reason otherwise): every kernel against the CPU kernels on
 awkward sizes, with outputs poisoned before the launch (NaN) so an unwritten element shows; the torch
 path on CUDA tensors against the CPU; and compute-sanitizer (memcheck, racecheck) on a small case.
-After this file passes on a real device, record it in python/edgecolbert_native/cuda_verified.json.
+After this file passes on a real device, record it in python/edgecolbert_native/gpu/cuda_verified.json.
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ torch = pytest.importorskip("torch")
 
 import edgecolbert_native as ec  # noqa: E402
 from edgecolbert_native import gpu  # noqa: E402
+from edgecolbert_native.gpu import _backend, _torch_path  # noqa: E402
+from edgecolbert_native.gpu._backend import desc as _desc  # noqa: E402
 
 from codec_reference import compress as ref_compress  # noqa: E402
 
@@ -116,7 +118,7 @@ def test_opt_in_without_gpu_is_a_runtime_error(monkeypatch):
         index = 0
 
     with pytest.raises(RuntimeError, match="asks for the CUDA kernels"):
-        gpu._use_kernels(FakeCuda())
+        _backend.use_kernels(FakeCuda())
 
 
 # -- with a GPU ------------------------------------------------------------------------------------------------
@@ -152,7 +154,7 @@ def _ragged(rng, n, hi):
 
 def _launch(fn, *args):
     dev = torch.device("cuda", torch.cuda.current_device())
-    fn(*args, dev.index, gpu._stream(dev))
+    fn(*args, dev.index, _backend.stream(dev))
     torch.cuda.synchronize()
 
 
@@ -173,7 +175,7 @@ def test_kernel_maxsim_vs_cpu(rng, dtype, dim, lq):
     want = ec.maxsim(_cpu_arg(q), _cpu_arg(d), off, query_mask=mask.numpy(), **_kw(q))
     qc, dc, oc, mc = q.cuda(), d.cuda(), torch.from_numpy(off).cuda(), mask.cuda()
     out = _poisoned((nq, n))
-    _launch(_cuda.maxsim, gpu._desc(qc), gpu._desc(dc), gpu._desc(oc), gpu._desc(mc), gpu._desc(out))
+    _launch(_cuda.maxsim, _desc(qc), _desc(dc), _desc(oc), _desc(mc), _desc(out))
     got = out.cpu().numpy()
     assert not np.isnan(got).any()
     # WMMA rounds the query to the document dtype; the SIMT path is the scalar order up to FMA.
@@ -182,12 +184,12 @@ def test_kernel_maxsim_vs_cpu(rng, dtype, dim, lq):
     # candidates (with duplicates) and fused top-k
     cand = torch.from_numpy(rng.integers(0, n, size=(nq, 9))).cuda()
     outc = _poisoned((nq, 9))
-    _launch(_cuda.maxsim_candidates, gpu._desc(qc), gpu._desc(dc), gpu._desc(oc), gpu._desc(cand), gpu._desc(mc),
-            gpu._desc(outc))
+    _launch(_cuda.maxsim_candidates, _desc(qc), _desc(dc), _desc(oc), _desc(cand), _desc(mc),
+            _desc(outc))
     np.testing.assert_allclose(outc.cpu().numpy(), np.take_along_axis(got, cand.cpu().numpy(), 1), rtol=1e-6, atol=1e-6)
     for k in (1, 10, n):
         s, i = _poisoned((nq, k)), _poisoned((nq, k), torch.int64)
-        _launch(_cuda.maxsim_topk, gpu._desc(qc), gpu._desc(dc), gpu._desc(oc), k, gpu._desc(mc), gpu._desc(s), gpu._desc(i))
+        _launch(_cuda.maxsim_topk, _desc(qc), _desc(dc), _desc(oc), k, _desc(mc), _desc(s), _desc(i))
         order = np.lexsort((np.arange(n)[None, :].repeat(nq, 0), -got), axis=1)[:, :k]
         np.testing.assert_array_equal(i.cpu().numpy(), order)
 
@@ -200,11 +202,11 @@ def test_kernel_topk_many_documents(rng):
     d = _awkward(rng, (int(off[-1]), 48), "float16")
     qc, dc, oc = q.cuda(), d.cuda(), torch.from_numpy(off).cuda()
     full = _poisoned((2, 20000))
-    _launch(_cuda.maxsim, gpu._desc(qc), gpu._desc(dc), gpu._desc(oc), None, gpu._desc(full))
+    _launch(_cuda.maxsim, _desc(qc), _desc(dc), _desc(oc), None, _desc(full))
     for k in (1, 100, 1024):
         s, i = _poisoned((2, k)), _poisoned((2, k), torch.int64)
-        _launch(_cuda.maxsim_topk, gpu._desc(qc), gpu._desc(dc), gpu._desc(oc), k, None, gpu._desc(s), gpu._desc(i))
-        ws, wi = gpu._topk_total_order(full, k)
+        _launch(_cuda.maxsim_topk, _desc(qc), _desc(dc), _desc(oc), k, None, _desc(s), _desc(i))
+        ws, wi = _torch_path.topk_total_order(full, k)
         torch.testing.assert_close(i, wi)
         torch.testing.assert_close(s, ws)
 
@@ -225,8 +227,8 @@ def test_kernel_codec_vs_cpu(rng, nbits, dim):
     c = {k: torch.from_numpy(v).cuda() for k, v in dict(codes=codes, res=res, cents=cents, w=weights, off=off).items()}
     for dt in DT.values():
         out = _poisoned((len(codes), dim), dt)
-        _launch(_cuda.decompress, gpu._desc(c["codes"]), gpu._desc(c["res"]), gpu._desc(c["cents"]), gpu._desc(c["w"]), nbits,
-                gpu._desc(out))
+        _launch(_cuda.decompress, _desc(c["codes"]), _desc(c["res"]), _desc(c["cents"]), _desc(c["w"]), nbits,
+                _desc(out))
         want = codec.decompress(codes, res)
         np.testing.assert_allclose(out.float().cpu().numpy(), want, atol=1e-5 if dt == torch.float32 else 1e-2)
     q = _awkward(rng, (3, 33, dim), "float32")
@@ -236,8 +238,8 @@ def test_kernel_codec_vs_cpu(rng, nbits, dim):
         cols = 23 if cnd is None else 6
         out = _poisoned((3, cols))
         cc = None if cnd is None else torch.from_numpy(cnd).cuda()
-        _launch(_cuda.maxsim_compressed, gpu._desc(qc), gpu._desc(c["codes"]), gpu._desc(c["res"]), gpu._desc(c["off"]),
-                gpu._desc(c["cents"]), gpu._desc(c["w"]), nbits, gpu._desc(cc), None, gpu._desc(out))
+        _launch(_cuda.maxsim_compressed, _desc(qc), _desc(c["codes"]), _desc(c["res"]), _desc(c["off"]),
+                _desc(c["cents"]), _desc(c["w"]), nbits, _desc(cc), None, _desc(out))
         want = ec.maxsim_compressed(q.numpy(), codes, res, off, codec, candidates=cnd)
         np.testing.assert_allclose(out.cpu().numpy(), want, rtol=1e-4, atol=1e-4)
 
@@ -252,7 +254,7 @@ def test_kernel_centroid_search_vs_cpu(rng, dtype, dim, nprobe):
     rows = _awkward(rng, (m, dim), dtype)
     cents = _awkward(rng, (K, dim), dtype)
     s, i = _poisoned((m, nprobe)), _poisoned((m, nprobe), torch.int32)
-    _launch(_cuda.centroid_topk, gpu._desc(rows.cuda()), gpu._desc(cents.cuda()), nprobe, gpu._desc(s), gpu._desc(i))
+    _launch(_cuda.centroid_topk, _desc(rows.cuda()), _desc(cents.cuda()), nprobe, _desc(s), _desc(i))
     ws, wi = ec.centroid_search(_cpu_arg(rows), _cpu_arg(cents), nprobe, **_kw(rows))
     tol = 2e-2 if dtype != "float32" else 1e-4
     np.testing.assert_allclose(s.cpu().numpy(), ws, rtol=tol, atol=tol)

@@ -14,6 +14,7 @@ torch = pytest.importorskip("torch")
 
 import edgecolbert_native as ec  # noqa: E402
 from edgecolbert_native import gpu  # noqa: E402
+from edgecolbert_native.gpu import _backend, _torch_path  # noqa: E402
 
 from codec_reference import compress as ref_compress  # noqa: E402
 from codec_reference import decompress as ref_decompress  # noqa: E402
@@ -78,8 +79,8 @@ def test_maxsim_matches_cpu_kernels_and_float64(rng, dtype, dim):
 def test_maxsim_long_document_spans_token_blocks(rng, monkeypatch):
     # A document longer than one block of the torch path's chunking, next to short ones; queries in
     # groups of one (row-maxima budget).
-    monkeypatch.setitem(gpu._CHUNK_ELEMS, "cpu", 64)
-    monkeypatch.setitem(gpu._ROWMAX_ELEMS, "cpu", 30)
+    monkeypatch.setitem(_torch_path.CHUNK_ELEMS, "cpu", 64)
+    monkeypatch.setitem(_torch_path.ROWMAX_ELEMS, "cpu", 30)
     dim = 8
     off = np.array([0, 3, 300, 301, 301, 340], np.int64)
     q = awkward(rng, (3, 4, dim))
@@ -121,7 +122,7 @@ def test_maxsim_candidates_matches_cpu(rng, dtype):
 
 
 def test_maxsim_candidates_small_blocks(rng, monkeypatch):
-    monkeypatch.setitem(gpu._CHUNK_ELEMS, "cpu", 40)
+    monkeypatch.setitem(_torch_path.CHUNK_ELEMS, "cpu", 40)
     q = awkward(rng, (3, 4, 5))
     off = np.array([0, 50, 50, 61, 200], np.int64)
     d = awkward(rng, (200, 5))
@@ -146,7 +147,7 @@ def test_maxsim_topk_total_order_like_cpu(rng, k):
 
 def test_topk_order_nan_last_ties_lower_index():
     s = torch.tensor([[1.0, float("nan"), 3.0, 3.0, float("-inf"), float("nan"), 1.0]])
-    vals, ids = gpu._topk_total_order(s, 7)
+    vals, ids = _torch_path.topk_total_order(s, 7)
     assert ids.tolist() == [[2, 3, 0, 6, 4, 1, 5]]
 
 
@@ -204,7 +205,7 @@ def test_maxsim_compressed_matches_cpu(rng, nbits, with_candidates):
 @pytest.mark.parametrize("dtype", list(DTYPES))
 @pytest.mark.parametrize("nprobe", [1, 4, 32])
 def test_centroid_search_matches_cpu(rng, dtype, nprobe, monkeypatch):
-    monkeypatch.setitem(gpu._CHUNK_ELEMS, "cpu", 2000)  # several blocks of centroids
+    monkeypatch.setitem(_torch_path.CHUNK_ELEMS, "cpu", 2000)  # several blocks of centroids
     m, K, dim = 17, 300, 48
     q, _ = rounded(awkward(rng, (m, dim)), dtype)
     c, _ = rounded(awkward(rng, (K, dim)), dtype)
@@ -271,7 +272,7 @@ def test_mixed_devices_are_a_clear_error():
 
 # -- choice of implementation ---------------------------------------------------------------------------
 def test_verification_record_is_in_the_repository_and_false():
-    record = json.loads(gpu._VERIFIED_FILE.read_text())
+    record = json.loads(_backend.VERIFIED_FILE.read_text())
     assert record["verified"] is False  # flip only with a device, commit and passing GPU run recorded
     assert gpu.kernels_verified()["verified"] is False
 

@@ -13,7 +13,7 @@ import time
 import numpy as np
 import pytest
 
-import test_index_support as H
+import index_helpers as H
 import edgecolbert_native as ec
 from edgecolbert_native.index import CorruptIndexError, Index, IndexLockedError
 from edgecolbert_native import _native
@@ -34,6 +34,7 @@ def built4(data, tmp_path_factory):
     return Index.build(tmp_path_factory.mktemp("i4") / "idx", x, off, nbits=4)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("nbits,floor", [(4, 0.95), (2, 0.90)])
 def test_recall_against_exhaustive_maxsim(data, tmp_path, built4, nbits, floor):
     x, off, q = data
@@ -118,6 +119,7 @@ def test_ids_round_trip_and_errors(data, tmp_path):
     assert np.isneginf(s[0, n:]).all() and all(v is None for v in ids[0, n:])
 
 
+@pytest.mark.slow
 def test_add_delete_compact(data, tmp_path):
     x, off, q = data
     n1 = 1500
@@ -326,7 +328,7 @@ def test_corruption_is_refused_naming_the_file(data, tmp_path):
 _WORKER = r"""
 import sys, numpy as np
 sys.path.insert(0, {here!r})
-import test_index_support as H
+import index_helpers as H
 from edgecolbert_native.index import Index
 x, off, _ = H.clustered(400, seed=3)
 op = {op!r}
@@ -358,6 +360,7 @@ def _state(path):
 KILLS = int(os.environ.get("EDGECOLBERT_KILLS", "110"))
 
 
+@pytest.mark.slow
 def test_crash_safety_under_sigkill(tmp_path):
     """Kill a writer at random moments of build/add/delete/compact: the index must always open (checksums
     verified) holding exactly the documents of the state before or after the operation."""
@@ -436,7 +439,7 @@ def test_writer_lock_and_concurrent_reader(data, tmp_path):
 _FULL_DISK = r"""
 import resource, sys, numpy as np
 sys.path.insert(0, {here!r})
-import test_index_support as H
+import index_helpers as H
 from edgecolbert_native.index import Index
 x, off, _ = H.clustered(400, seed=3)
 idx = Index.open({path!r})

@@ -10,7 +10,7 @@ import os
 import numpy as np
 import pytest
 
-import test_index_support as H
+import index_helpers as H
 import edgecolbert_native as ec
 from edgecolbert_native.index import Index, import_colbert
 

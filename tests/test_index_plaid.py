@@ -204,7 +204,7 @@ def test_centroid_scores_are_centroid_major(m):
 
 @pytest.fixture(scope="module")
 def small_index(tmp_path_factory):
-    import test_index_support as H
+    import index_helpers as H
     from edgecolbert_native.index import Index
 
     x, off, _ = H.clustered(900, dim=24, mean_len=30, n_topics=64, seed=3)
@@ -241,7 +241,7 @@ def test_native_search_equals_the_staged_loop(small_index, monkeypatch, nprobe, 
 
 @pytest.fixture(scope="module")
 def many_centroids_index(tmp_path_factory):
-    import test_index_support as H
+    import index_helpers as H
     from edgecolbert_native.index import Index
 
     x, off, _ = H.clustered(1500, dim=32, mean_len=12, n_topics=300, seed=5)

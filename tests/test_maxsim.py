@@ -72,6 +72,7 @@ def test_matches_float64_and_scalar(variant, qd, dd, rng):
         assert rel_err(out, scalar) <= tolerance(qd, dd, variant)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_large_shapes(variant, rng):
     # n up to 5000, documents up to 600 tokens, Lq up to 64 (scalar gets a smaller case: it is slow)

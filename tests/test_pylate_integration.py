@@ -8,7 +8,7 @@ import pytest
 import edgecolbert_native as ec
 from edgecolbert_native.integrations.pylate import Index, colbert_scores
 from maxsim_reference import pylate_colbert_scores_ref, rel_err
-from test_index_support import clustered, queries_from
+from index_helpers import clustered, queries_from
 
 pylate = pytest.importorskip("pylate", reason="PyLate is a test extra (make test installs it)")
 torch = pytest.importorskip("torch")
@@ -34,6 +34,7 @@ def test_colbert_scores_matches_pylate(rng):
     assert rel_err(colbert_scores(q, d, qm, dm).numpy(), pylate_colbert_scores_ref(q, d, qm, dm)) <= 1e-5
 
 
+@pytest.mark.slow
 def test_retrieve_colbert_with_this_index(tmp_path, rng):
     from pylate import indexes, rank, retrieve
 

@@ -15,7 +15,7 @@ import time
 import numpy as np
 import pytest
 
-import test_index_support as H
+import index_helpers as H
 from edgecolbert_native.index import Index
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -32,7 +32,7 @@ def _state(path) -> tuple:
 _WRITE = r"""
 import errno, os, resource, sys, numpy as np
 sys.path.insert(0, {here!r})
-import test_index_support as H
+import index_helpers as H
 from edgecolbert_native.index import Index
 x, off, _ = H.clustered(400, seed=3)
 op, path, limit = {op!r}, {path!r}, {limit!r}
@@ -125,7 +125,7 @@ def test_real_full_disk_keeps_old_state(small_tmpfs):
 _HOLDER = r"""
 import sys, time, numpy as np
 sys.path.insert(0, {here!r})
-import test_index_support as H
+import index_helpers as H
 from edgecolbert_native.index import Index
 from edgecolbert_native.index import _storage
 x, off, _ = H.clustered(400, seed=3)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import plaid_reference as R
-import test_index_support as H
+import index_helpers as H
 from edgecolbert_native.index import Index, _search
 
 N_DOCS = 900

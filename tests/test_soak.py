@@ -9,9 +9,10 @@ import threading
 import time
 
 import numpy as np
+import pytest
 
 import edgecolbert_native as ec
-import test_index_support as H
+import index_helpers as H
 
 SECONDS = float(os.environ.get("EDGECOLBERT_SOAK_SECONDS", "20"))
 RSS_BOUND_MB = 48.0  # allowed growth of resident memory between warm-up and the end
@@ -22,6 +23,7 @@ def _rss_mb() -> float:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
+@pytest.mark.slow
 def test_concurrent_search_soak(tmp_path):
     x, off, _ = H.clustered(3000, seed=9)
     q = H.queries_from(x, off, 64, seed=2)

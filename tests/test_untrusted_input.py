@@ -30,7 +30,7 @@ def _evil(path, marker) -> None:
 
 
 def test_colbert_import_never_unpickles_code(tmp_path):
-    from edgecolbert_native.index._colbert import import_colbert
+    from edgecolbert_native.index import import_colbert
 
     marker = tmp_path / "pwned"
     d = tmp_path / "colbert"

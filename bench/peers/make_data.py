@@ -3,10 +3,10 @@
     .venv/bin/python bench/peers/make_data.py --docs 5000 --out build/peers/data-5000
 
 Writes <out>/data.npz with
-  tokens   float32 [T, 48]   unit vectors (tests/test_index_support.clustered: 1,024 topics, 3 per document,
+  tokens   float32 [T, 48]   unit vectors (tests/index_helpers.clustered: 1,024 topics, 3 per document,
                              noise norm 0.6, lengths uniform 1 .. 2*mean_len-1)
   offsets  int64 [n+1]       CSR document offsets
-  queries  float32 [nq, 32, 48]  known-item queries (tests/test_index_support.queries_from, noise 0.4)
+  queries  float32 [nq, 32, 48]  known-item queries (tests/index_helpers.queries_from, noise 0.4)
   truth    int64 [nq, 10]    exact top-10 by exhaustive MaxSim on the float32 tokens (edgecolbert_native.maxsim_topk)
 and prints one JSON line describing it. Data stays outside the repository.
 """
@@ -22,7 +22,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tests"))
-import test_index_support as H  # noqa: E402
+import index_helpers as H  # noqa: E402
 import edgecolbert_native as ec  # noqa: E402
 
 

@@ -10,26 +10,42 @@ import numpy as np
 BF16 = "bfloat16"
 
 
+def is_torch(x: Any) -> bool:
+    return type(x).__module__.startswith("torch")
+
+
+def to_numpy(x: Any, *, bf16_bits: bool = False) -> Any:
+    """The package's one torch -> numpy conversion. A torch tensor is detached, its lazy conj/neg views
+    resolved, moved to the host if it is elsewhere, and viewed as numpy (no copy for a CPU tensor);
+    bfloat16, which numpy lacks, becomes float32 exactly, or with ``bf16_bits`` stays its uint16 storage
+    (no copy: the kernels read it as bf16). Anything else is returned as it is."""
+    if not is_torch(x) or not hasattr(x, "detach"):
+        return x
+    import torch  # only reached when a torch tensor was passed
+
+    t = x.detach()
+    if t.is_conj() or t.is_neg():
+        t = t.resolve_conj().resolve_neg()
+    if t.device.type != "cpu":
+        t = t.cpu()
+    if t.dtype == torch.bfloat16:
+        return t.view(torch.int16).numpy().view(np.uint16) if bf16_bits else t.float().numpy()
+    return t.numpy()
+
+
 def _torch_to_numpy(x: Any, fn: str, arg: str) -> tuple[np.ndarray, str]:
+    """A CPU tensor read in place (bf16 as its uint16 storage); a tensor elsewhere is refused, not copied."""
     if x.device.type != "cpu":
         raise ValueError(
             f"{fn}: {arg} is on device {x.device}; the CPU kernels take CPU tensors "
             "(move it with .cpu(), or use the CUDA module where one is built)"
         )
-    x = x.detach()
-    if x.is_conj() or x.is_neg():
-        x = x.resolve_conj().resolve_neg()
-    import torch  # only reached when a torch tensor was passed
-
-    if x.dtype == torch.bfloat16:
-        return x.view(torch.int16).numpy().view(np.uint16), BF16
-    return x.numpy(), ""
+    return to_numpy(x, bf16_bits=True), BF16 if str(x.dtype) == "torch.bfloat16" else ""
 
 
 def as_array(x: Any, fn: str, arg: str, dtype: str | None = None) -> tuple[np.ndarray, str]:
     """Returns (array, declared dtype name) for a token array; bf16 is carried as uint16 storage."""
-    mod = type(x).__module__
-    if mod.startswith("torch"):
+    if is_torch(x):
         return _torch_to_numpy(x, fn, arg)
     if isinstance(x, np.ndarray):
         arr = x
@@ -61,9 +77,7 @@ def as_array(x: Any, fn: str, arg: str, dtype: str | None = None) -> tuple[np.nd
 
 def as_index_array(x: Any, fn: str, arg: str) -> np.ndarray:
     """Integer array (offsets, candidates, ids) as int64; rejects floats and bools."""
-    if type(x).__module__.startswith("torch"):
-        x = x.detach().cpu().numpy()
-    arr = np.asarray(x)
+    arr = np.asarray(to_numpy(x))
     if arr.size and arr.dtype.kind not in "iu":
         raise TypeError(f"{fn}: {arg} must hold integers, got {arr.dtype}")
     if arr.dtype.kind == "u" and arr.size and arr.max() > np.iinfo(np.int64).max:
@@ -74,9 +88,7 @@ def as_index_array(x: Any, fn: str, arg: str) -> np.ndarray:
 def as_mask(x: Any, fn: str, arg: str) -> np.ndarray | None:
     if x is None:
         return None
-    if type(x).__module__.startswith("torch"):
-        x = x.detach().cpu().numpy()
-    arr = np.asarray(x)
+    arr = np.asarray(to_numpy(x))
     if arr.dtype.kind not in "biuf":
         raise TypeError(f"{fn}: {arg} must be boolean (or 0/1 numbers), got {arr.dtype}")
     if arr.dtype != np.bool_:

@@ -13,7 +13,7 @@ import numpy as np
 
 from . import _native
 from ._arrays import as_array
-from ._progress import Progress
+from ._progress import progress_bar
 
 
 def centroid_search(
@@ -78,6 +78,44 @@ def as_float32_matrix(x: Any, fn: str, arg: str, dtype: str | None = None) -> np
     return np.ascontiguousarray(a, dtype=np.float32)
 
 
+# Bytes of the temporaries a k-means step or a finiteness check makes at once (not a copy of the sample).
+_BLOCK_BYTES = 1 << 24
+
+
+def _block_rows(x: np.ndarray, bytes_per_value: int) -> int:
+    return max(1, _BLOCK_BYTES // (bytes_per_value * max(x.shape[1], 1)))
+
+
+def all_finite(x: np.ndarray) -> bool:
+    """``np.isfinite(x).all()`` for a 2-d array, a block of rows at a time (no boolean copy of ``x``)."""
+    step = _block_rows(x, 1)
+    return all(bool(np.isfinite(x[i:i + step]).all()) for i in range(0, x.shape[0], step))
+
+
+def _cluster_sums(x: np.ndarray, codes: np.ndarray, k: int) -> np.ndarray:
+    """float64 ``[k, dim]``: the sum of each cluster's rows, added in ascending row order. Clusters are
+    gathered a group at a time (rows whose float32 copy and float64 cast fit _BLOCK_BYTES; a larger cluster
+    alone), instead of one reordered float32 copy plus its float64 cast (3x the sample); each cluster is
+    still one ``add.reduceat`` segment, so the sums are those of one call over ``x[argsort(codes)]``, bit
+    for bit."""
+    counts = np.bincount(codes, minlength=k)
+    order = np.argsort(codes, kind="stable")
+    ends = np.cumsum(counts)
+    sums = np.zeros((k, x.shape[1]), dtype=np.float64)
+    step = _block_rows(x, 12)
+    c0 = 0
+    while c0 < k:
+        lo = int(ends[c0 - 1]) if c0 else 0
+        c1 = min(max(int(np.searchsorted(ends, lo + step, side="right")), c0 + 1), k)
+        group = np.arange(c0, c1)[counts[c0:c1] > 0]
+        if len(group):
+            hi = int(ends[c1 - 1])
+            starts = (ends[group] - counts[group]) - lo
+            sums[group] = np.add.reduceat(x[order[lo:hi]], starts, axis=0, dtype=np.float64)
+        c0 = c1
+    return sums
+
+
 def _normalize_rows(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     norms = np.linalg.norm(x, axis=1)
     ok = norms > 0
@@ -115,7 +153,7 @@ def kmeans(
         raise ValueError(f"{fn}: k must be in [1, n] with n = {n} sample rows, got {k}")
     if niters < 0:
         raise ValueError(f"{fn}: niters must be >= 0, got {niters}")
-    if not np.isfinite(x).all():
+    if not all_finite(x):
         raise ValueError(f"{fn}: sample contains NaN or infinity")
     rng = np.random.default_rng(seed)
     cents, ok = _normalize_rows(x[rng.choice(n, size=k, replace=False)].astype(np.float64))
@@ -123,16 +161,10 @@ def kmeans(
         g = rng.standard_normal((int((~ok).sum()), dim))
         cents[~ok] = (g / np.linalg.norm(g, axis=1, keepdims=True)).astype(np.float32)
     long_run = float(n) * k * dim * max(niters, 1) >= 2e11
-    with Progress(niters, f"kmeans k={k} n={n}", progress, long_run) as bar:
+    with progress_bar(niters, f"kmeans k={k} n={n}", enabled=progress, long_run=long_run) as bar:
         for _ in range(niters):
             codes = assign(x, cents, num_threads=num_threads, _isa=_isa)
-            counts = np.bincount(codes, minlength=k)
-            order = np.argsort(codes, kind="stable")
-            nonempty = np.flatnonzero(counts)
-            starts = np.concatenate(([0], np.cumsum(counts)[:-1]))[nonempty]
-            sums = np.zeros((k, dim), dtype=np.float64)
-            sums[nonempty] = np.add.reduceat(x[order], starts, axis=0, dtype=np.float64)
-            cents, ok = _normalize_rows(sums)
+            cents, ok = _normalize_rows(_cluster_sums(x, codes, k))
             bad = np.flatnonzero(~ok)
             if bad.size:
                 cents[bad], _ = _normalize_rows(x[rng.choice(n, size=bad.size, replace=bad.size > n)].astype(np.float64))

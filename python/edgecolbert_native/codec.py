@@ -35,8 +35,9 @@ from typing import Any, NoReturn
 import numpy as np
 
 from . import _native
-from ._arrays import as_array, as_index_array, as_mask
-from .centroids import as_float32_matrix, assign, kmeans
+from ._arrays import as_array, as_index_array, as_mask, to_numpy
+from ._atomic import atomic_write
+from .centroids import all_finite, as_float32_matrix, assign, kmeans
 
 _MAGIC = b"ECCODEC\x00"
 FORMAT_VERSION = 1
@@ -100,8 +101,8 @@ class ResidualCodec:
                 f"{fn}: dim * nbits must be a multiple of 8 (residuals are packed into whole bytes); "
                 f"dim {dim} with nbits {nbits} gives {dim * nbits} bits per token"
             )
-        cut = np.array(_to_numpy(bucket_cutoffs), dtype=np.float32).reshape(-1) if bucket_cutoffs is not None else None
-        wts = np.array(_to_numpy(bucket_weights), dtype=np.float32).reshape(-1) if bucket_weights is not None else None
+        cut = np.array(to_numpy(bucket_cutoffs), dtype=np.float32).reshape(-1) if bucket_cutoffs is not None else None
+        wts = np.array(to_numpy(bucket_weights), dtype=np.float32).reshape(-1) if bucket_weights is not None else None
         if cut is None or cut.shape != ((1 << nbits) - 1,):
             _fail(f"{fn}: bucket_cutoffs must have {(1 << nbits) - 1} values for nbits {nbits}, got "
                   f"{None if cut is None else cut.shape}")
@@ -198,23 +199,41 @@ class ResidualCodec:
         two weights), which minimises the residuals' squared quantisation error. Same state, same byte
         layout and decoding formula: only the numbers differ (docs/codec.md, "Bucket placement").
         """
+        x = as_float32_matrix(sample, "ResidualCodec.train", "sample")
+        perm, held = cls.heldout_split(x.shape[0], seed, heldout_fraction, max_heldout)
+        return cls.train_split(x[perm[held:]] if held else x, x[perm[:held]] if held else x, num_centroids, nbits,
+                               niters=niters, seed=seed, num_threads=num_threads, progress=progress, buckets=buckets)
+
+    @staticmethod
+    def heldout_split(n: int, seed: int = 0, heldout_fraction: float = 0.05,
+                      max_heldout: int = 50_000) -> tuple[np.ndarray, int]:
+        """The shuffle ``train`` applies to a sample of ``n`` rows: ``(perm, held)``. Rows ``perm[:held]`` are
+        held out and rows ``perm[held:]`` train k-means, in that order; with ``held`` 0 every row does both."""
+        perm = np.random.default_rng(seed).permutation(n)
+        return perm, int(min(heldout_fraction * n, max_heldout))
+
+    @classmethod
+    def train_split(cls, train_rows: Any, heldout: Any, num_centroids: int, nbits: int, *, niters: int = 4,
+                    seed: int = 0, num_threads: int | None = None, progress: bool | None = None,
+                    buckets: str = "quantile") -> "ResidualCodec":
+        """What ``train`` runs after its shuffle: k-means on ``train_rows`` (in their order), buckets from the
+        residuals of ``heldout``. A caller that gathers its sample itself can write it in the shuffled order
+        (``heldout_split``) and train on two views of one array, with no second copy (``Index.build``)."""
         fn = "ResidualCodec.train"
         if buckets not in ("quantile", "lloyd"):
             _fail(f"{fn}: buckets must be 'quantile' or 'lloyd', got {buckets!r}")
         if not isinstance(nbits, (int, np.integer)) or isinstance(nbits, bool) or int(nbits) not in _NBITS:
             _fail(f"{fn}: nbits must be 1, 2, 4 or 8, got {nbits!r}")
-        x = as_float32_matrix(sample, fn, "sample")
-        n, dim = x.shape
+        train_rows = as_float32_matrix(train_rows, fn, "sample")
+        heldout = as_float32_matrix(heldout, fn, "sample")
+        dim = train_rows.shape[1]
         if dim * int(nbits) % 8:
             _fail(f"{fn}: dim * nbits must be a multiple of 8 (residuals are packed into whole bytes); "
                   f"dim {dim} with nbits {nbits} gives {dim * int(nbits)} bits per token")
-        if not np.isfinite(x).all():
+        if heldout.shape[1] != dim:
+            _fail(f"{fn}: held-out rows have dim {heldout.shape[1]}, training rows {dim}")
+        if not (all_finite(train_rows) and all_finite(heldout)):
             _fail(f"{fn}: sample contains NaN or infinity")
-        rng = np.random.default_rng(seed)
-        perm = rng.permutation(n)
-        held = int(min(heldout_fraction * n, max_heldout))
-        train_rows = x[perm[held:]] if held else x
-        heldout = x[perm[:held]] if held else x
         if not 1 <= num_centroids <= train_rows.shape[0]:
             _fail(f"{fn}: num_centroids must be in [1, {train_rows.shape[0]}] (training rows after the held-out "
                   f"split), got {num_centroids}")
@@ -310,30 +329,8 @@ class ResidualCodec:
         return cls(c, cut, w, nbits)
 
     def save(self, path: str | os.PathLike) -> None:
-        """Writes atomically: a temporary file in the same directory, fsync, rename over ``path``."""
-        path = os.fspath(path)
-        directory = os.path.dirname(os.path.abspath(path))
-        tmp = os.path.join(directory, f".{os.path.basename(path)}.tmp-{os.getpid()}")
-        try:
-            with open(tmp, "wb") as f:
-                f.write(self.to_bytes())
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
-        try:
-            dfd = os.open(directory, os.O_RDONLY)
-        except OSError:
-            return
-        try:
-            os.fsync(dfd)
-        except OSError:
-            pass
-        finally:
-            os.close(dfd)
+        """Writes :meth:`to_bytes` atomically (``_atomic``: a crash leaves the old file or the new one)."""
+        atomic_write(path, self.to_bytes())
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "ResidualCodec":
@@ -343,25 +340,15 @@ class ResidualCodec:
         return cls.from_bytes(data, os.fspath(path))
 
 
-def _to_numpy(x: Any) -> Any:
-    if type(x).__module__.startswith("torch"):
-        return x.detach().cpu().float().numpy()
-    return x
-
-
 def _codes(codes: Any, fn: str) -> np.ndarray:
-    if type(codes).__module__.startswith("torch"):
-        codes = codes.detach().cpu().numpy()
-    a = np.asarray(codes)
+    a = np.asarray(to_numpy(codes))
     if a.size and a.dtype.kind not in "iu":
         raise TypeError(f"{fn}: codes must hold integers, got {a.dtype}")
     return a
 
 
 def _residuals(residuals: Any, fn: str) -> np.ndarray:
-    if type(residuals).__module__.startswith("torch"):
-        residuals = residuals.detach().cpu().numpy()
-    a = np.asarray(residuals)
+    a = np.asarray(to_numpy(residuals))
     if a.dtype != np.uint8:
         raise TypeError(f"{fn}: residuals must be uint8, got {a.dtype}")
     return a

@@ -23,8 +23,13 @@ from . import _native
 from ._arrays import as_array, as_index_array, as_mask
 
 
-def _queries(queries: Any, fn: str, dtype: str | None) -> tuple[np.ndarray, str]:
-    return as_array(queries, fn, "queries", dtype)
+def _csr_args(fn: str, queries: Any, doc_tokens: Any, doc_offsets: Any, query_mask: Any,
+              dtype: str | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None, str, str]:
+    """The arguments every CSR kernel takes, as the binding reads them: (queries, doc_tokens, doc_offsets
+    int64, query_mask or None, queries' declared dtype, documents' declared dtype)."""
+    q, qd = as_array(queries, fn, "queries", dtype)
+    d, dd = as_array(doc_tokens, fn, "doc_tokens", dtype)
+    return q, d, as_index_array(doc_offsets, fn, "doc_offsets"), as_mask(query_mask, fn, "query_mask"), qd, dd
 
 
 def maxsim(
@@ -43,13 +48,8 @@ def maxsim(
     query_mask bool ``[nq, Lq]``; num_threads defaults to every core this process may use (results
     do not depend on it); dtype="bfloat16" reads uint16 arrays as bfloat16.
     """
-    fn = "maxsim"
-    q, qd = _queries(queries, fn, dtype)
-    d, dd = as_array(doc_tokens, fn, "doc_tokens", dtype)
-    return _native.maxsim(
-        q, d, as_index_array(doc_offsets, fn, "doc_offsets"), as_mask(query_mask, fn, "query_mask"),
-        num_threads, qd, dd, _isa,
-    )
+    q, d, off, mask, qd, dd = _csr_args("maxsim", queries, doc_tokens, doc_offsets, query_mask, dtype)
+    return _native.maxsim(q, d, off, mask, num_threads, qd, dd, _isa)
 
 
 def maxsim_topk(
@@ -71,12 +71,8 @@ def maxsim_topk(
     fn = "maxsim_topk"
     if not isinstance(k, (int, np.integer)) or isinstance(k, bool):
         raise TypeError(f"{fn}: k must be an int, got {type(k).__name__}")
-    q, qd = _queries(queries, fn, dtype)
-    d, dd = as_array(doc_tokens, fn, "doc_tokens", dtype)
-    return _native.maxsim_topk(
-        q, d, as_index_array(doc_offsets, fn, "doc_offsets"), int(k), as_mask(query_mask, fn, "query_mask"),
-        num_threads, qd, dd, _isa,
-    )
+    q, d, off, mask, qd, dd = _csr_args(fn, queries, doc_tokens, doc_offsets, query_mask, dtype)
+    return _native.maxsim_topk(q, d, off, int(k), mask, num_threads, qd, dd, _isa)
 
 
 def maxsim_candidates(
@@ -92,12 +88,9 @@ def maxsim_candidates(
 ) -> np.ndarray:
     """Scores only the given documents per query: candidates int ``[nq, c]`` -> float32 ``[nq, c]``."""
     fn = "maxsim_candidates"
-    q, qd = _queries(queries, fn, dtype)
-    d, dd = as_array(doc_tokens, fn, "doc_tokens", dtype)
-    return _native.maxsim_candidates(
-        q, d, as_index_array(doc_offsets, fn, "doc_offsets"), as_index_array(candidates, fn, "candidates"),
-        as_mask(query_mask, fn, "query_mask"), num_threads, qd, dd, _isa,
-    )
+    q, d, off, mask, qd, dd = _csr_args(fn, queries, doc_tokens, doc_offsets, query_mask, dtype)
+    return _native.maxsim_candidates(q, d, off, as_index_array(candidates, fn, "candidates"), mask, num_threads,
+                                     qd, dd, _isa)
 
 
 def maxsim_padded(
@@ -118,7 +111,7 @@ def maxsim_padded(
     masks gather the kept tokens into a compact copy.
     """
     fn = "maxsim_padded"
-    q, qd = _queries(queries, fn, dtype)
+    q, qd = as_array(queries, fn, "queries", dtype)
     d, dd = as_array(docs, fn, "docs", dtype)
     if d.ndim != 3:
         raise ValueError(f"{fn}: docs must have 3 dimensions [n, Ld, dim], got shape {d.shape}")
@@ -149,9 +142,11 @@ def maxsim_padded(
 def info() -> dict:
     """CPU features seen, compiled variants, the paths this CPU can run and the chosen one.
 
-    Keys: ``features``, ``compiled``, ``variants`` (runnable variants), ``paths`` (runnable ISA
-    families: scalar, avx2, avx512, neon), ``isa`` (chosen family), ``variant`` (chosen variant: scalar,
-    avx2, avx512, avx512_bf16, neon, neon_dotprod, neon_bf16, neon_i8mm), ``fast_int8_centroid_scores``,
-    ``default_num_threads``.
+    Keys: ``features`` (CPU features read at start-up, with ``os_ymm``/``os_zmm`` when the OS saves the
+    wide registers), ``compiled`` (variants built into this module), ``variants`` (compiled variants
+    this CPU can run), ``paths`` (runnable ISA families: scalar, avx2, avx512, neon), ``isa`` (chosen
+    family), ``variant`` (chosen variant: scalar, avx2, avx512, avx512_bf16, neon, neon_dotprod,
+    neon_bf16, neon_i8mm), ``fast_int8_centroid_scores`` (whether the index scores centroids in int8 by
+    default: a dot-product instruction, docs/index.md), ``default_num_threads``.
     """
     return dict(_native.info())

@@ -21,7 +21,7 @@ with atheris.instrument_imports(include=["edgecolbert_native"]):
 
     import edgecolbert_native as ec
     from edgecolbert_native.codec import ResidualCodec
-    from edgecolbert_native.corpus import read_documents, read_queries
+    from edgecolbert_native.cli.corpus import read_documents, read_queries
     from edgecolbert_native.distributed import ShardedIndex
     from edgecolbert_native.encoder import _config
     from edgecolbert_native.encoder._encoder import _load_weights

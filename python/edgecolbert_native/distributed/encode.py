@@ -25,6 +25,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .._arrays import to_numpy
+from .._atomic import atomic_write
 from .sharded.actor import connect_ray
 from .sharded.index import ShardedIndex
 from .sharded.layout import CODEC, FORMAT, TOP, VERSION, atomic_json, check_plan, crc_file, shard_dir
@@ -55,8 +57,8 @@ class _EncodeBatch:
         ids = np.array([str(i) for i in batch["id"]])
         shard = np.asarray(batch["shard"], np.int64)
         tokens, offsets = self.encoder.encode_documents(texts, batch_size=self.batch_size)
-        t = tokens.cpu().numpy().astype(np.float16)
-        o = offsets.cpu().numpy().astype(np.int64)
+        t = to_numpy(tokens).astype(np.float16)
+        o = to_numpy(offsets).astype(np.int64)
         for s in np.unique(shard):
             rows = np.flatnonzero(shard == s)
             lens = o[rows + 1] - o[rows]
@@ -69,12 +71,7 @@ class _EncodeBatch:
             buf = io.BytesIO()
             np.savez(buf, tokens=t[keep], offsets=np.concatenate([[0], np.cumsum(lens)]).astype(np.int64),
                      ids=ids[rows])
-            tmp = os.path.join(d, f".{name}.tmp")
-            with open(tmp, "wb") as f:
-                f.write(buf.getvalue())
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, os.path.join(d, f"part-{name}.npz"))
+            atomic_write(os.path.join(d, f"part-{name}.npz"), buf.getvalue())
         return {"shard": shard, "ntok": np.diff(o)}
 
 
@@ -146,7 +143,7 @@ def index_corpus(paths: Sequence[str], out: str, *, model: str, num_shards: int,
         sample = ds.random_sample(frac, seed=seed).take(sample_docs)
         enc = Encoder.from_pretrained(model)
         tokens, _ = enc.encode_documents([str(r[field]) for r in sample], batch_size=batch_size)
-        t = tokens.numpy()
+        t = to_numpy(tokens)
         k = max(1, min(default_num_centroids(len(t) * n // max(1, len(sample))), len(t) - int(0.05 * len(t))))
         ResidualCodec.train(t, k, nbits, seed=seed, buckets="lloyd").save(codec_path)
     ds = ds.map_batches(_add_shard(num_shards), batch_format="numpy")

@@ -16,6 +16,7 @@ from ._modeling import Dense, Packed, backbone_state, build_backbone, check_shap
 from ._tokenize import ColBERTTokenizer, TokenBatch
 
 from . import DEFAULT_MODEL
+from .._progress import progress_bar
 
 # Files a checkpoint may need; the rest of a Hub repository (ONNX exports, READMEs' images) is skipped.
 _HUB_PATTERNS = ["*.json", "*.safetensors", "*.bin", "*.txt", "*.model", "artifact.metadata"]
@@ -244,7 +245,7 @@ class Encoder:
         out = torch.empty((total, self.dim), dtype=self.dtype, device=output_device)
         if max_tokens is None:
             max_tokens = batch_size * max(self.spec.document_length, self.spec.query_length)
-        bar = _progress(len(lengths), desc) if progress else None
+        bar = progress_bar(len(lengths), desc, enabled=True, unit="text") if progress else None
         for sel in self._batches(lengths, batch_size, max_tokens):
             lens = lengths[sel]
             # Token indices of the selected sequences in the flat input: each start, then consecutive.
@@ -315,10 +316,3 @@ class Encoder:
             b, _ = self.tokenizer.documents(list(texts))
         return b.ids, b.offsets
 
-
-def _progress(total: int, desc: str) -> Any:
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:
-        return None
-    return tqdm(total=total, desc=desc, unit="text")

@@ -416,7 +416,18 @@ class ModernBertLayer(nn.Module):
         return self.finish(h, attention(qkv, packed, self.window, self.q_scale))
 
 
-class ModernBert(nn.Module):
+class _Backbone(nn.Module):
+    """What both backbones share: a ``layers`` list, each of which can switch to oneDNN linears."""
+
+    layers: nn.ModuleList
+
+    def use_onednn(self) -> None:
+        layers: Any = self.layers
+        for layer in layers:
+            layer.use_onednn()
+
+
+class ModernBert(_Backbone):
     def __init__(self, cfg: BackboneConfig):
         super().__init__()
         self.cfg = cfg
@@ -436,11 +447,6 @@ class ModernBert(nn.Module):
         for layer in self.layers:
             h = layer(h, packed, rope_g if layer.window is None else rope_l)
         return self.final_norm(h)
-
-    def use_onednn(self) -> None:
-        layers: Any = self.layers
-        for layer in layers:
-            layer.use_onednn()
 
     @staticmethod
     def convert(state: dict[str, torch.Tensor], cfg: BackboneConfig) -> dict[str, torch.Tensor]:
@@ -503,7 +509,7 @@ class BertLayer(nn.Module):
         return self.finish(h, attention(self.project(h), packed, None, self.q_scale))
 
 
-class Bert(nn.Module):
+class Bert(_Backbone):
     def __init__(self, cfg: BackboneConfig):
         super().__init__()
         self.cfg = cfg
@@ -520,11 +526,6 @@ class Bert(nn.Module):
         for layer in self.layers:
             h = layer(h, packed)
         return h
-
-    def use_onednn(self) -> None:
-        layers: Any = self.layers
-        for layer in layers:
-            layer.use_onednn()
 
     @staticmethod
     def convert(state: dict[str, torch.Tensor], cfg: BackboneConfig) -> dict[str, torch.Tensor]:

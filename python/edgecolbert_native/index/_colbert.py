@@ -18,8 +18,10 @@ from typing import Any
 
 import numpy as np
 
-from ._storage import FORMAT, FORMAT_VERSION, ArrayWriter, WriterLock, collect_garbage, referenced_files, \
-    write_array, write_manifest, MANIFEST
+from .._arrays import to_numpy
+from ._segments import SegmentWriter, normalize_ids
+from ._storage import FORMAT, FORMAT_VERSION, MANIFEST, WriterLock, collect_garbage, referenced_files, write_array, \
+    write_manifest
 
 
 def _load_pt(path: str) -> Any:
@@ -35,19 +37,13 @@ def _load_pt(path: str) -> Any:
 
 
 def _np(t: Any) -> np.ndarray:
-    if hasattr(t, "detach"):
-        t = t.detach().cpu()
-        if str(t.dtype) == "torch.bfloat16":
-            t = t.float()
-        return t.numpy()
-    return np.asarray(t)
+    return np.asarray(to_numpy(t))
 
 
-def import_colbert(colbert_dir: str | os.PathLike, path: str | os.PathLike, *, doc_ids: Any = None,
-                   overwrite: bool = False) -> Any:
-    """Writes this library's index at ``path`` from colbert-ai's index at ``colbert_dir`` and opens it."""
-    from .index import Index, _code_dtype, _ivf_from_keys, _normalize_ids
-
+def write_colbert_import(colbert_dir: str | os.PathLike, path: str | os.PathLike, *, doc_ids: Any = None,
+                         overwrite: bool = False) -> str:
+    """Writes this library's index at ``path`` from colbert-ai's index at ``colbert_dir``; returns ``path``
+    (``Index.import_colbert`` opens it)."""
     fn = "import_colbert"
     src, path = os.fspath(colbert_dir), os.fspath(path)
     meta_path = os.path.join(src, "metadata.json")
@@ -69,12 +65,8 @@ def import_colbert(colbert_dir: str | os.PathLike, path: str | os.PathLike, *, d
             raise FileExistsError(f"{fn}: {path} already holds an index (pass overwrite=True to replace it)")
         collect_garbage(path, ())
         gen = 1
-        prefix = f"g{gen}-s0"
-        wc = ArrayWriter(path, f"{prefix}-codes.bin", _code_dtype(K))
-        wr = ArrayWriter(path, f"{prefix}-residuals.bin", np.uint8, (rb,))
-        doclens: list[int] = []
-        codes_all: list[np.ndarray] = []
-        try:
+        with SegmentWriter(path, f"g{gen}-s0", K, rb) as seg:
+            doclens: list[int] = []
             for i in range(num_chunks):
                 codes = _np(_load_pt(os.path.join(src, f"{i}.codes.pt"))).astype(np.int64)
                 res = _np(_load_pt(os.path.join(src, f"{i}.residuals.pt"))).astype(np.uint8)
@@ -85,40 +77,12 @@ def import_colbert(colbert_dir: str | os.PathLike, path: str | os.PathLike, *, d
                                      f"doclens summing to {sum(dl)} do not agree (dim {dim}, nbits {nbits})")
                 if len(codes) and (codes.min() < 0 or codes.max() >= K):
                     raise ValueError(f"{fn}: chunk {i}: code out of range [0, {K})")
-                wc.write(codes)
-                wr.write(res)
+                seg.write(codes, res, np.repeat(np.arange(len(doclens), len(doclens) + len(dl), dtype=np.int64), dl))
                 doclens.extend(dl)
-                codes_all.append(codes)
-            files = {"codes": wc.finish(), "residuals": wr.finish()}
-        except BaseException:
-            wc.abort()
-            wr.abort()
-            raise
-        n, T = len(doclens), int(sum(doclens))
-        ivf_path = os.path.join(src, "ivf.pid.pt")
-        if os.path.exists(ivf_path):
-            pids, lengths = (_np(t).astype(np.int64) for t in _load_pt(ivf_path))
-            # colbert-ai's optimize_ivf pads the pid list with up to max(lengths) zeros (StridedTensor
-            # padding, so the last list can be read at full stride): only the first sum(lengths) count.
-            used = int(lengths.sum()) if len(lengths) else 0
-            if (len(lengths) != K or (len(lengths) and lengths.min() < 0) or used > len(pids)
-                    or len(pids) > used + (int(lengths.max()) if len(lengths) else 0)):
-                raise ValueError(f"{fn}: ivf.pid.pt does not match {K} centroids and {n} passages")
-            pids = pids[:used]
-            if len(pids) and (pids.min() < 0 or pids.max() >= n):
-                raise ValueError(f"{fn}: ivf.pid.pt does not match {K} centroids and {n} passages")
-            ivf = pids.astype(np.int32)
-            ivf_offsets = np.zeros(K + 1, np.int64)
-            np.cumsum(lengths, out=ivf_offsets[1:])
-        else:
-            doc = np.repeat(np.arange(n, dtype=np.int64), doclens)
-            keys = np.unique(np.concatenate(codes_all) * max(n, 1) + doc) if T else np.empty(0, np.int64)
-            ivf, ivf_offsets = _ivf_from_keys([keys], n, K)
-        ids, kind = _normalize_ids(doc_ids, n, None, 0, fn)
-        files["ivf"] = write_array(path, f"{prefix}-ivf.bin", ivf)
-        files["ivf_offsets"] = write_array(path, f"{prefix}-ivf_offsets.bin", ivf_offsets)
-        files["doclens"] = write_array(path, f"{prefix}-doclens.bin", np.asarray(doclens, np.int32))
-        files["ids"] = write_array(path, f"{prefix}-ids.bin", ids)
+            n, T = len(doclens), int(sum(doclens))
+            ivf = _read_ivf(os.path.join(src, "ivf.pid.pt"), K, n, fn)
+            ids, kind = normalize_ids(doc_ids, n, None, 0, fn)
+            segment = seg.finish(np.asarray(doclens, np.int32), ids, ivf)
         manifest = {
             "format": FORMAT, "format_version": FORMAT_VERSION, "generation": gen,
             "dim": dim, "nbits": nbits, "num_centroids": K, "id_kind": kind,
@@ -129,10 +93,30 @@ def import_colbert(colbert_dir: str | os.PathLike, path: str | os.PathLike, *, d
                 "bucket_cutoffs": write_array(path, f"g{gen}-bucket_cutoffs.bin", cutoffs),
                 "bucket_weights": write_array(path, f"g{gen}-bucket_weights.bin", weights),
             },
-            "segments": [{"num_docs": n, "num_tokens": T, "files": files}],
+            "segments": [segment],
             "tombstones": write_array(path, f"g{gen}-tombstones.bin", np.empty(0, np.int64)),
             "imported_from": {"colbert_dir": os.path.abspath(src)},
         }
         write_manifest(path, manifest)
         collect_garbage(path, referenced_files(manifest))
-    return Index.open(path)
+    return path
+
+
+def _read_ivf(ivf_path: str, K: int, n: int, fn: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """colbert-ai's ``ivf.pid.pt`` as (ivf, ivf_offsets), checked; None when the file is absent (the IVF
+    is then built from the codes, which gives the same lists)."""
+    if not os.path.exists(ivf_path):
+        return None
+    pids, lengths = (_np(t).astype(np.int64) for t in _load_pt(ivf_path))
+    # colbert-ai's optimize_ivf pads the pid list with up to max(lengths) zeros (StridedTensor
+    # padding, so the last list can be read at full stride): only the first sum(lengths) count.
+    used = int(lengths.sum()) if len(lengths) else 0
+    if (len(lengths) != K or (len(lengths) and lengths.min() < 0) or used > len(pids)
+            or len(pids) > used + (int(lengths.max()) if len(lengths) else 0)):
+        raise ValueError(f"{fn}: ivf.pid.pt does not match {K} centroids and {n} passages")
+    pids = pids[:used]
+    if len(pids) and (pids.min() < 0 or pids.max() >= n):
+        raise ValueError(f"{fn}: ivf.pid.pt does not match {K} centroids and {n} passages")
+    ivf_offsets = np.zeros(K + 1, np.int64)
+    np.cumsum(lengths, out=ivf_offsets[1:])
+    return pids.astype(np.int32), ivf_offsets

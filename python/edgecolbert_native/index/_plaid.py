@@ -79,7 +79,7 @@ def gather_positions(segments: Any, pos: np.ndarray, width: int) -> tuple[np.nda
     """Codes (int32), residual rows (``width`` bytes) and offsets [len(pos)+1] of the documents at global
     positions ``pos`` of the segments (in position order), in the order given: one native gather per segment
     holding some of them."""
-    from .index import _ragged
+    from ._segments import ragged_ranges as _ragged
 
     pos = np.asarray(pos, np.int64)
     lens = np.zeros(len(pos), np.int64)

@@ -5,7 +5,12 @@ Accepted forms: a CSR pair (``doc_tokens [T, dim]`` + ``doc_offsets [n+1]``; num
 iterator of batches (each a CSR pair ``(tokens, offsets)``, a ``(tokens, offsets, ids)`` triple, or a
 list of per-document arrays). An iterator is spilled once to a raw file on disk (in the input's
 float dtype, bf16 as float32) so that sampling and compression can read it like an array while
-memory stays bounded; the spill is removed after the build.
+memory stays bounded; the spill is removed after the build. The spill is read with ``pread``, not
+mapped: a mapping's pages count in the process's resident memory once read, which for a collection
+larger than RAM would be all of it.
+
+Reading is by chunks of about CHUNK_BYTES of float32 (``chunk_tokens``), so what a build holds besides
+the k-means sample does not grow with the collection or with dim.
 """
 
 from __future__ import annotations
@@ -18,7 +23,13 @@ import numpy as np
 
 from .._arrays import as_array, as_index_array
 
-CHUNK_TOKENS = 1 << 17  # tokens per compression chunk: 25 MB of float32 at dim 48, bounded memory
+CHUNK_BYTES = 1 << 25  # float32 bytes of one chunk of tokens (32 MiB)
+MAX_CHUNK_TOKENS = 1 << 17  # 25 MB at dim 48: the chunk before it was sized in bytes
+
+
+def chunk_tokens(dim: int) -> int:
+    """Tokens per read / compression chunk at this dim: CHUNK_BYTES of float32, at most MAX_CHUNK_TOKENS."""
+    return max(1, min(MAX_CHUNK_TOKENS, CHUNK_BYTES // (4 * max(dim, 1))))
 
 
 def _float_rows(x: Any, fn: str, arg: str) -> np.ndarray:
@@ -52,23 +63,29 @@ class Source:
     def tokens(self, lo: int, hi: int) -> np.ndarray:
         raise NotImplementedError
 
-    def gather(self, positions: np.ndarray) -> np.ndarray:
-        """Rows at sorted token positions, read chunk by chunk."""
+    def gather(self, positions: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+        """float32 rows at sorted token positions, read chunk by chunk: row ``rows[j]`` of the result is
+        the token at ``positions[j]`` (``rows`` default 0, 1, ...: a permutation lets the caller have the
+        rows in another order without a second copy)."""
         out = np.empty((len(positions), self.dim), dtype=np.float32)
-        start = 0
-        for lo in range(0, self.num_tokens, CHUNK_TOKENS):
-            hi = min(lo + CHUNK_TOKENS, self.num_tokens)
+        start, step = 0, chunk_tokens(self.dim)
+        for lo in range(0, self.num_tokens, step):
+            hi = min(lo + step, self.num_tokens)
             end = int(np.searchsorted(positions, hi))
             if end > start:
-                out[start:end] = self.tokens(lo, hi)[positions[start:end] - lo]
+                block = self.tokens(lo, hi)[positions[start:end] - lo]
+                if rows is None:
+                    out[start:end] = block
+                else:
+                    out[rows[start:end]] = block
             start = end
         return out
 
     def chunks(self) -> Iterator[tuple[int, int]]:
-        """Document ranges [d0, d1) of about CHUNK_TOKENS tokens (a longer document is its own chunk)."""
-        d0, n = 0, self.num_docs
+        """Document ranges [d0, d1) of about ``chunk_tokens(dim)`` tokens (a longer document is its own chunk)."""
+        d0, n, step = 0, self.num_docs, chunk_tokens(self.dim)
         while d0 < n:
-            target = self.offsets[d0] + CHUNK_TOKENS
+            target = self.offsets[d0] + step
             d1 = int(np.searchsorted(self.offsets, target, side="right")) - 1
             d1 = min(max(d1, d0 + 1), n)
             yield d0, d1
@@ -89,6 +106,33 @@ class ArraySource(Source):
 
     def tokens(self, lo: int, hi: int) -> np.ndarray:
         return np.asarray(self._t[lo:hi], dtype=np.float32)
+
+
+class SpillSource(Source):
+    """Rows of a raw file (C order, ``dtype``), read with ``pread`` per call: nothing stays mapped."""
+
+    def __init__(self, path: str, dtype: np.dtype, offsets: np.ndarray, dim: int) -> None:
+        super().__init__(offsets, dim)
+        self.path, self.dtype = path, np.dtype(dtype)
+        self.row_bytes = self.dtype.itemsize * dim
+        self._fd = os.open(path, os.O_RDONLY)
+
+    def tokens(self, lo: int, hi: int) -> np.ndarray:
+        n = max(hi - lo, 0)
+        buf = bytearray(n * self.row_bytes)
+        view, done = memoryview(buf), 0
+        while done < len(buf):
+            got = os.preadv(self._fd, [view[done:]], lo * self.row_bytes + done)
+            if got == 0:
+                raise OSError(f"{self.path}: spill file shorter than its {self.num_tokens} tokens")
+            done += got
+        return np.frombuffer(buf, dtype=self.dtype).reshape(n, self.dim).astype(np.float32, copy=False)
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+        super().close()
 
 
 class ListSource(Source):
@@ -173,9 +217,7 @@ def _spill(it: Iterator, doc_ids: Any, fn: str, spill_dir: str) -> tuple[Source,
         if dim is None:
             raise ValueError(f"{fn}: the iterator gave no documents")
         offsets = np.concatenate([[0], np.cumsum(np.concatenate(lens))]).astype(np.int64)
-        T = int(offsets[-1])
-        mm: Any = np.memmap(path, dtype=dtype, mode="r", shape=(T, dim)) if T else np.empty((0, dim), dtype)  # type: ignore[call-overload]
-        src = ArraySource(mm, offsets)
+        src: Source = SpillSource(path, np.dtype(dtype), offsets, dim)
         src.cleanup.append(path)
     except BaseException:
         try:

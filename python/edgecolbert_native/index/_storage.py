@@ -2,9 +2,9 @@
 
 Every committed state is one ``manifest.json`` naming the array files it uses, with their dtype,
 shape, byte count and checksum. A writer never modifies a file a manifest names: it writes new files
-(temporary name, fsync, rename), then replaces ``manifest.json`` the same way and fsyncs the
-directory. A process killed at any moment therefore leaves either the old manifest (and its files,
-untouched) or the new one (and its files, all on disk). Files no manifest names are garbage-collected
+(temporary name, fsync, rename, directory fsync: the package's ``_atomic``), then replaces
+``manifest.json`` the same way. A process killed at any moment therefore leaves either the old manifest
+(and its files, untouched) or the new one (and its files, all on disk). Files no manifest names are garbage-collected
 by the next writer. Readers read the manifest once and memory-map the files it names, so a
 concurrent writer never changes what they see (an unlinked file stays readable while mapped).
 
@@ -24,6 +24,8 @@ import zlib
 from typing import Any, Iterable
 
 import numpy as np
+
+from .._atomic import AtomicFile, atomic_write
 
 FORMAT = "edgecolbert-index"
 FORMAT_VERSION = 1
@@ -46,17 +48,10 @@ class IndexLockedError(RuntimeError):
     """Another process holds the index's writer lock."""
 
 
-def fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 class ArrayWriter:
-    """Streams a little-endian raw array into ``dirpath/name`` (via ``name.tmp``), chunk by chunk,
-    computing the checksum as it goes. ``finish()`` fsyncs, renames and returns the manifest entry."""
+    """Streams a little-endian raw array into ``dirpath/name`` (an ``AtomicFile``: a temporary name until
+    ``finish``), chunk by chunk, computing the checksum as it goes. ``finish()`` commits and returns the
+    manifest entry; ``abort()`` removes the temporary file."""
 
     def __init__(self, dirpath: str, name: str, dtype: Any, row_shape: tuple[int, ...] = ()) -> None:
         self.dirpath, self.name = dirpath, name
@@ -65,8 +60,7 @@ class ArrayWriter:
         self.rows = 0
         self.nbytes = 0
         self.crc = 0
-        self.tmp = os.path.join(dirpath, name + ".tmp")
-        self.f = open(self.tmp, "wb")
+        self.f = AtomicFile(os.path.join(dirpath, name))
 
     def write(self, arr: Any) -> None:
         a = np.ascontiguousarray(arr, dtype=self.dtype)
@@ -79,10 +73,7 @@ class ArrayWriter:
         self.nbytes += a.nbytes
 
     def finish(self) -> dict:
-        self.f.flush()
-        os.fsync(self.f.fileno())
-        self.f.close()
-        os.replace(self.tmp, os.path.join(self.dirpath, self.name))
+        self.f.commit()
         return {
             "file": self.name,
             "dtype": self.dtype.str,
@@ -92,12 +83,7 @@ class ArrayWriter:
         }
 
     def abort(self) -> None:
-        if not self.f.closed:
-            self.f.close()
-        try:
-            os.unlink(self.tmp)
-        except FileNotFoundError:
-            pass
+        self.f.abort()
 
 
 def write_array(dirpath: str, name: str, arr: Any, dtype: Any = None) -> dict:
@@ -184,14 +170,7 @@ def read_manifest(dirpath: str) -> dict:
 def write_manifest(dirpath: str, manifest: dict) -> None:
     body = {k: v for k, v in manifest.items() if k != "manifest_crc32"}
     body["manifest_crc32"] = f"{zlib.crc32(json.dumps(body, sort_keys=True).encode()):08x}"
-    data = json.dumps(body, indent=1, sort_keys=True).encode()
-    tmp = os.path.join(dirpath, MANIFEST + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, os.path.join(dirpath, MANIFEST))
-    fsync_dir(dirpath)
+    atomic_write(os.path.join(dirpath, MANIFEST), json.dumps(body, indent=1, sort_keys=True).encode())
 
 
 def referenced_files(manifest: dict) -> set[str]:

@@ -1,14 +1,8 @@
 """The persistent PLAID-style index: build, open, search, add, delete, compact.
 
 A committed state (see _storage) is: the codec (centroids, bucket cutoffs and weights), one or more
-segments, and a tombstone array. A segment is what one ``build``, ``add`` or ``compact`` wrote:
-
-    codes        uint16 [T] (int32 when there are more than 65,536 centroids): nearest centroid
-    residuals    uint8  [T, dim*nbits/8]: packed residual buckets, the codec's layout
-    doclens      int32  [n]
-    ivf          int32  [P]: local document numbers, grouped by centroid, ascending inside a group
-    ivf_offsets  int64  [K+1]: group c is ivf[ivf_offsets[c]:ivf_offsets[c+1]]
-    ids          int64 [n] or unicode [n]: the caller's document ids
+segments (what one ``build``, ``add`` or ``compact`` wrote: codes, residuals, IVF, doclens, ids; see
+_segments, which writes them), and a tombstone array.
 
 Documents are numbered internally by position (segment after segment); the tombstone array holds
 the deleted positions. ``compact`` rewrites the live documents into one segment (codes and residuals
@@ -18,18 +12,20 @@ are copied, never recompressed) and rebuilds the IVF.
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any
 
 import numpy as np
 
-from . import _search
-from ._progress import Progress
+from .._arrays import to_numpy
+from .._progress import progress_shown
+from . import _colbert, _search
+from ._segments import compact_segments, normalize_ids, write_segment
 from ._sources import make_source
 from ._storage import (
     FORMAT,
     FORMAT_VERSION,
     MANIFEST,
-    ArrayWriter,
     CorruptIndexError,
     WriterLock,
     collect_garbage,
@@ -59,6 +55,26 @@ def default_sample_tokens(num_tokens: int, k: int) -> int:
     return int(min(num_tokens, max(1 << 14, 32 * k)))
 
 
+def _train_codec(src: Any, ns: int, k: int, nbits: int, niters: int, seed: int, num_threads: int | None,
+                 progress: bool | None, buckets: str) -> Any:
+    """``ResidualCodec.train`` on ``ns`` tokens drawn at random (seeded) from the source, with the sample
+    read straight into the order that ``train`` would shuffle it to: the held-out and training rows are two
+    views of the one array (the same codec as ``train(src.gather(positions))``, without its two copies)."""
+    ResidualCodec = _ec().ResidualCodec
+    T = src.num_tokens
+    pos = np.sort(np.random.default_rng(seed).choice(T, size=ns, replace=False)) if ns < T else np.arange(T)
+    perm, held = ResidualCodec.heldout_split(ns, seed)
+    if not held:  # a tiny sample: train uses it unshuffled for both
+        sample = src.gather(pos)
+        return ResidualCodec.train_split(sample, sample, k, nbits, niters=niters, seed=seed, num_threads=num_threads,
+                                         progress=progress, buckets=buckets)
+    where = np.empty(ns, np.int64)
+    where[perm] = np.arange(ns)  # sample row j lands where the shuffle puts it
+    shuffled = src.gather(pos, rows=where)
+    return ResidualCodec.train_split(shuffled[held:], shuffled[:held], k, nbits, niters=niters, seed=seed,
+                                     num_threads=num_threads, progress=progress, buckets=buckets)
+
+
 class _Segment:
     __slots__ = ("codes", "residuals", "doclens", "offsets", "ivf", "ivf_offsets", "ids", "base", "n",
                  "_decoded")
@@ -72,32 +88,6 @@ class _Segment:
         np.cumsum(self.doclens, out=self.offsets[1:])
         self.base = base
         self._decoded = None
-
-
-def _normalize_ids(ids: Any, n: int, kind: str | None, next_int: int, fn: str) -> tuple[np.ndarray, str]:
-    if ids is None:
-        if kind == "str":
-            raise ValueError(f"{fn}: this index has string ids; pass doc_ids")
-        return np.arange(next_int, next_int + n, dtype=np.int64), "int"
-    if type(ids).__module__.startswith("torch"):
-        ids = ids.detach().cpu().numpy()
-    arr = np.asarray(list(ids) if not isinstance(ids, np.ndarray) else ids)
-    if arr.ndim != 1 or len(arr) != n:
-        raise ValueError(f"{fn}: doc_ids must have one id per document ({n}), got shape {arr.shape}")
-    if arr.dtype.kind in "iu" or (n == 0 and kind != "str"):
-        got, arr = "int", arr.astype(np.int64)
-    elif arr.dtype.kind == "U" or (arr.dtype.kind == "O" and all(isinstance(x, str) for x in arr)):
-        got = "str"
-        arr = arr.astype(str)
-        if any("\x00" in s for s in arr.tolist()):
-            raise ValueError(f"{fn}: string ids may not contain NUL characters")
-    else:
-        raise TypeError(f"{fn}: doc_ids must be all integers or all strings, got {arr.dtype}")
-    if kind is not None and got != kind:
-        raise TypeError(f"{fn}: this index has {kind} ids, got {got} ids")
-    if len(np.unique(arr)) != n:
-        raise ValueError(f"{fn}: doc_ids are not unique")
-    return arr, got
 
 
 class Index:
@@ -219,7 +209,8 @@ class Index:
         arrays/tensors, or an iterator of batches (see _sources). ``doc_ids``: unique ints or strings,
         default 0..n-1. Centroids: ``num_centroids`` (default 2^floor(log2(16·sqrt(T)))) trained by
         k-means on ``sample_tokens`` random tokens (default 32 per centroid, at least 16,384).
-        Memory stays bounded: tokens are compressed in chunks of 2^17. ``codec``: a trained
+        Memory stays bounded (docs/index.md, "Memory"): the k-means sample, one chunk of tokens (32 MiB of
+        float32, at most 2^17 tokens) and the IVF's (centroid, document) pairs. ``codec``: a trained
         ``ResidualCodec`` to use instead of training one (the shards of one collection share a codec).
         ``buckets``: how the codec's residual buckets are placed (``ResidualCodec.train``): ``"lloyd"``
         (default; Lloyd-Max refinement of ColBERTv2's quantiles, lower quantisation error, same format)
@@ -230,7 +221,6 @@ class Index:
             raise ValueError(f"{fn}: nbits must be 1, 2, 4 or 8, got {nbits!r}")
         path = os.fspath(path)
         os.makedirs(path, exist_ok=True)
-        ec = _ec()
         with WriterLock(path):
             old = None
             if os.path.exists(os.path.join(path, MANIFEST)):
@@ -243,7 +233,7 @@ class Index:
             collect_garbage(path, referenced_files(old) if old else ())
             src, ids = make_source(doc_tokens, doc_offsets, doc_ids, fn, path)
             try:
-                ids, kind = _normalize_ids(ids, src.num_docs, None, 0, fn)
+                ids, kind = normalize_ids(ids, src.num_docs, None, 0, fn)
                 T, dim = src.num_tokens, src.dim
                 if T == 0:
                     raise ValueError(f"{fn}: the documents hold no tokens; centroids cannot be trained")
@@ -261,22 +251,16 @@ class Index:
                 if codec is None:
                     ns = int(sample_tokens) if sample_tokens is not None else default_sample_tokens(T, k)
                     ns = max(k, min(ns, T))
-                    rng = np.random.default_rng(seed)
-                    pos = np.sort(rng.choice(T, size=ns, replace=False)) if ns < T else np.arange(T)
-                    sample = src.gather(pos)
-                    if progress or (progress is None and Progress("", 1, None).enabled):
-                        import sys
+                    if progress_shown(progress):
                         sys.stderr.write(f"{fn}: k-means, {k} centroids on {ns:,} sampled tokens\n")
-                    codec = ec.ResidualCodec.train(sample, k, nbits, niters=niters, seed=seed,
-                                                   num_threads=num_threads, progress=progress, buckets=buckets)
-                    del sample
+                    codec = _train_codec(src, ns, k, nbits, niters, seed, num_threads, progress, buckets)
                 gen = (int(old["generation"]) + 1) if old else 1
                 cfiles = {
                     "centroids": write_array(path, f"g{gen}-centroids.bin", np.asarray(codec.centroids, np.float32)),
                     "bucket_cutoffs": write_array(path, f"g{gen}-bucket_cutoffs.bin", np.asarray(codec.bucket_cutoffs, np.float32)),
                     "bucket_weights": write_array(path, f"g{gen}-bucket_weights.bin", np.asarray(codec.bucket_weights, np.float32)),
                 }
-                seg = _write_segment(path, f"g{gen}-s0", src, ids, codec, k, nbits, num_threads, progress, fn)
+                seg = write_segment(path, f"g{gen}-s0", src, ids, codec, k, nbits, num_threads, progress, fn)
                 tomb = write_array(path, f"g{gen}-tombstones.bin", np.empty(0, np.int64))
                 manifest = {
                     "format": FORMAT, "format_version": FORMAT_VERSION, "generation": gen,
@@ -293,10 +277,8 @@ class Index:
 
     @classmethod
     def import_colbert(cls, colbert_dir: str | os.PathLike, path: str | os.PathLike, **kwargs: Any) -> "Index":
-        """Imports a colbert-ai (PLAID) index directory; see ``_colbert.import_colbert``."""
-        from ._colbert import import_colbert
-
-        return import_colbert(colbert_dir, path, **kwargs)
+        """Imports a colbert-ai (PLAID) index directory; see ``_colbert.write_colbert_import``."""
+        return cls.open(_colbert.write_colbert_import(colbert_dir, path, **kwargs))
 
     # ------------------------------------------------------------------ updates
     def _begin_write(self) -> tuple[WriterLock, dict]:
@@ -336,7 +318,7 @@ class Index:
             try:
                 if src.dim != self.dim:
                     raise ValueError(f"{fn}: documents have dim {src.dim}, the index has dim {self.dim}")
-                ids, _ = _normalize_ids(ids, src.num_docs, self.id_kind, int(m["next_int_id"]), fn)
+                ids, _ = normalize_ids(ids, src.num_docs, self.id_kind, int(m["next_int_id"]), fn)
                 if len(ids) and self.live.any():
                     sorted_ids, _ = self._id_lookup()
                     pos = np.searchsorted(sorted_ids, ids)
@@ -345,7 +327,7 @@ class Index:
                     if clash.any():
                         raise ValueError(f"{fn}: ids already in the index: {ids[clash][:5].tolist()}")
                 gen = int(m["generation"]) + 1
-                seg = _write_segment(self.path, f"g{gen}-s{len(m['segments'])}", src, ids, self.codec,
+                seg = write_segment(self.path, f"g{gen}-s{len(m['segments'])}", src, ids, self.codec,
                                      self.num_centroids, self.nbits, num_threads, progress, fn)
             finally:
                 src.close()
@@ -384,7 +366,7 @@ class Index:
         lock, m = self._begin_write()
         try:
             gen = int(m["generation"]) + 1
-            seg = _compact_segments(self.path, f"g{gen}-s0", self.segments, self.live, self.num_centroids,
+            seg = compact_segments(self.path, f"g{gen}-s0", self.segments, self.live, self.num_centroids,
                                     self.dim * self.nbits // 8, progress)
             m = dict(m)
             m["segments"] = [seg]
@@ -412,8 +394,7 @@ class Index:
         return self._id_index
 
     def _positions(self, ids: Any, fn: str, strict: bool) -> np.ndarray:
-        if type(ids).__module__.startswith("torch"):
-            ids = ids.detach().cpu().numpy()
+        ids = to_numpy(ids)
         if isinstance(ids, (str, int, np.integer)):
             ids = [ids]
         q = np.asarray(list(ids) if not isinstance(ids, np.ndarray) else ids)
@@ -482,111 +463,8 @@ class Index:
                               exhaustive, num_threads, rerank)
 
 
-def _ragged(starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
-    """Concatenation of the ranges [starts[i], ends[i]) as one int64 array (no Python loop)."""
-    lens = (ends - starts).astype(np.int64)
-    total = int(lens.sum())
-    if total == 0:
-        return np.empty(0, np.int64)
-    shift = np.repeat(starts.astype(np.int64) - (np.cumsum(lens) - lens), lens)
-    return np.arange(total, dtype=np.int64) + shift
-
-
-def _ivf_from_keys(keys: list[np.ndarray], n: int, K: int) -> tuple[np.ndarray, np.ndarray]:
-    """keys: unique (centroid * n + doc) per chunk, chunks over disjoint documents."""
-    allk = np.concatenate(keys) if keys else np.empty(0, np.int64)
-    allk.sort(kind="stable")
-    cells = allk // max(n, 1)
-    ivf = (allk - cells * max(n, 1)).astype(np.int32)
-    ivf_offsets = np.zeros(K + 1, np.int64)
-    np.cumsum(np.bincount(cells, minlength=K), out=ivf_offsets[1:])
-    return ivf, ivf_offsets
-
-
-def _code_dtype(K: int) -> np.dtype:
-    return np.dtype("<u2") if K <= 65536 else np.dtype("<i4")
-
-
-def _write_segment(path: str, prefix: str, src: Any, ids: np.ndarray, codec: Any, K: int, nbits: int,
-                   num_threads: int | None, progress: bool | None, fn: str) -> dict:
-    n, T, dim = src.num_docs, src.num_tokens, src.dim
-    rb = dim * nbits // 8
-    wc = ArrayWriter(path, f"{prefix}-codes.bin", _code_dtype(K))
-    wr = ArrayWriter(path, f"{prefix}-residuals.bin", np.uint8, (rb,))
-    keys: list[np.ndarray] = []
-    bar = Progress(f"{fn}: compress", T, progress)
-    try:
-        for d0, d1 in src.chunks():
-            lo, hi = int(src.offsets[d0]), int(src.offsets[d1])
-            if hi == lo:
-                continue
-            codes, resid = codec.compress(src.tokens(lo, hi))
-            codes = np.asarray(codes)
-            wc.write(codes)
-            wr.write(resid)
-            doc = np.repeat(np.arange(d0, d1, dtype=np.int64), np.diff(src.offsets[d0:d1 + 1]))
-            keys.append(np.unique(codes.astype(np.int64) * max(n, 1) + doc))
-            bar.update(hi - lo)
-        bar.close()
-        files = {"codes": wc.finish(), "residuals": wr.finish()}
-    except BaseException:
-        wc.abort()
-        wr.abort()
-        raise
-    ivf, ivf_offsets = _ivf_from_keys(keys, n, K)
-    files["ivf"] = write_array(path, f"{prefix}-ivf.bin", ivf)
-    files["ivf_offsets"] = write_array(path, f"{prefix}-ivf_offsets.bin", ivf_offsets)
-    files["doclens"] = write_array(path, f"{prefix}-doclens.bin", np.diff(src.offsets).astype(np.int32))
-    files["ids"] = write_array(path, f"{prefix}-ids.bin", ids)
-    return {"num_docs": n, "num_tokens": T, "files": files}
-
-
-def _compact_segments(path: str, prefix: str, segments: list[_Segment], live: np.ndarray, K: int, rb: int,
-                      progress: bool | None) -> dict:
-    n_live = int(live.sum())
-    wc = ArrayWriter(path, f"{prefix}-codes.bin", _code_dtype(K))
-    wr = ArrayWriter(path, f"{prefix}-residuals.bin", np.uint8, (rb,))
-    keys, lens, ids = [], [], []
-    out_doc = 0
-    total = sum(int(s.offsets[-1]) for s in segments)
-    bar = Progress("Index.compact", total, progress)
-    try:
-        for s in segments:
-            keep = live[s.base:s.base + s.n]
-            # document-aligned chunks of about 2^20 tokens
-            d0 = 0
-            while d0 < s.n:
-                d1 = int(np.searchsorted(s.offsets, s.offsets[d0] + (1 << 20), side="right")) - 1
-                d1 = min(max(d1, d0 + 1), s.n)
-                sel = np.flatnonzero(keep[d0:d1]) + d0
-                if len(sel):
-                    tok = _ragged(s.offsets[sel], s.offsets[sel + 1])
-                    codes = np.asarray(s.codes[tok])
-                    wc.write(codes)
-                    wr.write(np.asarray(s.residuals[tok]))
-                    dl = (s.offsets[sel + 1] - s.offsets[sel]).astype(np.int64)
-                    doc = np.repeat(np.arange(out_doc, out_doc + len(sel), dtype=np.int64), dl)
-                    keys.append(codes.astype(np.int64) * max(n_live, 1) + doc)
-                    lens.append(dl)
-                    ids.append(np.asarray(s.ids[sel]))
-                    out_doc += len(sel)
-                bar.update(int(s.offsets[d1] - s.offsets[d0]))
-                d0 = d1
-        bar.close()
-        files = {"codes": wc.finish(), "residuals": wr.finish()}
-    except BaseException:
-        wc.abort()
-        wr.abort()
-        raise
-    keys = [np.unique(k) for k in keys]
-    ivf, ivf_offsets = _ivf_from_keys(keys, n_live, K)
-    doclens = np.concatenate(lens) if lens else np.empty(0, np.int64)
-    files["ivf"] = write_array(path, f"{prefix}-ivf.bin", ivf)
-    files["ivf_offsets"] = write_array(path, f"{prefix}-ivf_offsets.bin", ivf_offsets)
-    files["doclens"] = write_array(path, f"{prefix}-doclens.bin", doclens.astype(np.int32))
-    id_dtype: Any = segments[0].ids.dtype if segments else np.dtype(np.int64)
-    if ids and id_dtype.kind == "U":
-        id_dtype = np.result_type(*[i.dtype for i in ids])
-    files["ids"] = write_array(path, f"{prefix}-ids.bin",
-                               np.concatenate(ids).astype(id_dtype) if ids else np.empty(0, id_dtype))
-    return {"num_docs": n_live, "num_tokens": int(doclens.sum()), "files": files}
+def import_colbert(colbert_dir: str | os.PathLike, path: str | os.PathLike, *, doc_ids: Any = None,
+                   overwrite: bool = False) -> Index:
+    """Writes this library's index at ``path`` from colbert-ai's index at ``colbert_dir`` and opens it
+    (``_colbert.write_colbert_import``)."""
+    return Index.import_colbert(colbert_dir, path, doc_ids=doc_ids, overwrite=overwrite)

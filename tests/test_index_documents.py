@@ -425,3 +425,23 @@ def test_reader_keeps_its_snapshot_of_the_documents(data, tmp_path):
     np.testing.assert_array_equal(hits, again)
     reader.reload()
     assert reader.get([1000])[0]["metadata"] == {"lang": "fr"} and 6 not in reader
+
+
+def test_few_id_lookup_equals_the_sorted_one(tmp_path):
+    """A lookup of a few ids before anything sorted the ids scans them; it must find what the sorted lookup
+    finds, including an id deleted and added again (two copies, one live)."""
+    x, off, _ = H.clustered(30, dim=16, seed=4)
+    ids = [f"doc{i}" for i in range(20)]
+    idx = Index.build(tmp_path / "f", x[: off[20]], off[:21], doc_ids=ids, texts=ids)
+    idx.delete(["doc3"])
+    idx.add(x[off[20]: off[21]], off[20:22] - off[20], doc_ids=["doc3"], texts=["doc3 again"])
+    idx.add(x[off[21]: off[30]], off[21:31] - off[21], doc_ids=[f"new{i}" for i in range(9)])
+    fresh = Index.open(idx.path)
+    few = fresh._positions(["doc3", "new4", "doc0"], "t", strict=True, ordered=True)
+    assert fresh._id_index is None  # the scan ran, nothing was sorted
+    assert fresh.get(["doc3"])[0]["text"] == "doc3 again"
+    fresh._id_lookup()
+    np.testing.assert_array_equal(few, fresh._positions(["doc3", "new4", "doc0"], "t", strict=True, ordered=True))
+    with pytest.raises(KeyError, match="nope"):
+        Index.open(idx.path).get(["doc1", "nope"])
+    assert "doc3" in Index.open(idx.path) and "nope" not in Index.open(idx.path)

@@ -450,13 +450,18 @@ class Index:
         if self._id_index is None and len(q) <= _FEW_IDS:
             # A few ids looked up once (the CLI reads the 10 documents it shows, in a fresh process): scan
             # the ids, O(n) each, rather than sort every id first (about a second at 10^6 string ids).
-            all_ids = self._ids_all()
+            all_ids, wanted = self._ids_all(), q.tolist()
             pos = np.full(len(q), -1, np.int64)
-            for j, x in enumerate(q.tolist()):
-                hit = np.flatnonzero(all_ids == x)
-                hit = hit[self.live[hit]]
-                if len(hit):
-                    pos[j] = hit[0]
+            for a in range(0, len(all_ids), 1 << 16):  # one pass, a block at a time (it stays in cache)
+                block = all_ids[a:a + (1 << 16)]
+                for j, x in enumerate(wanted):
+                    if pos[j] < 0:
+                        hit = np.flatnonzero(block == x) + a
+                        hit = hit[self.live[hit]]
+                        if len(hit):
+                            pos[j] = hit[0]
+                if (pos >= 0).all():
+                    break
             found = pos >= 0
         else:
             sorted_ids, positions = self._id_lookup()

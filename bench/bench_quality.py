@@ -14,7 +14,7 @@ import time
 
 from edgecolbert_native import maxsim_topk
 from edgecolbert_native.cli.index_dir import CliIndex, load_encoded, load_encoder, quality_line, ranked_ids
-from edgecolbert_native.cli.corpus import read_queries
+from edgecolbert_native.cli.corpus import read_documents, read_queries
 
 
 def main(index_dir: str, queries_path: str) -> None:
@@ -28,7 +28,8 @@ def main(index_dir: str, queries_path: str) -> None:
     t_index = time.perf_counter() - t0
     tokens, offsets = load_encoded(index_dir)
     doc_ids = list(ci.index.ids) if len(ci.index.ids) == len(offsets) - 1 else None
-    order = [d for d in ci.docs]  # documents in corpus order, as encoded
+    # documents in corpus order, as encoded (the corpus the index was built from, recorded in meta.json)
+    order = [d.id for d in read_documents(ci.meta["corpus"])] if ci.meta.get("corpus") else doc_ids
     t0 = time.perf_counter()
     _, pos = maxsim_topk(qn, tokens, offsets, 100, query_mask=mn)
     t_exh = time.perf_counter() - t0

@@ -206,3 +206,109 @@ def test_index_holds_a_chunk_and_the_sample_not_the_collection(tmp_path, monkeyp
     float16_bytes = tokens * 64 * 2
     assert len(ci.index) == 5000 and tokens > 200_000
     assert peak < float16_bytes / 2, f"peak {peak / 2**20:.1f} MiB traced for {float16_bytes / 2**20:.1f} MiB of float16"
+META_DOCS = [
+    {"id": "a", "title": "Files", "text": "Open a file with open() and read its lines.", "lang": "en", "year": 2014,
+     "tags": ["io"]},
+    {"id": "b", "title": "Fichiers", "text": "Ouvrir un fichier avec open() et lire ses lignes.", "lang": "fr",
+     "year": 2021, "tags": ["io"]},
+    {"id": "c", "title": "Sockets", "text": "A socket connects two programs over a network.", "lang": "en",
+     "year": 2022, "tags": ["net"]},
+    {"id": "d", "title": "Threads", "text": "Threads run functions concurrently in one process.", "lang": "en",
+     "year": 2019},
+]
+
+
+@pytest.fixture(scope="module")
+def meta_index(tmp_path_factory):
+    d = tmp_path_factory.mktemp("meta")
+    p = d / "docs.jsonl"
+    p.write_text("".join(json.dumps(x) + "\n" for x in META_DOCS))
+    out = d / "index"
+    assert main(["index", str(p), "-o", str(out)]) == 0
+    return out
+
+
+def _hits(capsys) -> list[dict]:
+    return [h for line in capsys.readouterr().out.splitlines() for h in json.loads(line)["results"]]
+
+
+def test_metadata_filters_and_hybrid_from_the_cli(meta_index, capsys):
+    # the documents live in the index's store (read by key), not in a file parsed per search
+    assert not (meta_index / "docs.jsonl.gz").exists() and not (meta_index / "docs.db").exists()
+    capsys.readouterr()
+    assert main(["search", str(meta_index), "reading a file", "-k", "4", "--json"]) == 0
+    hits = {h["id"]: h for h in _hits(capsys)}
+    assert hits["a"]["metadata"] == {"lang": "en", "year": 2014, "tags": ["io"]} and hits["a"]["title"] == "Files"
+    assert main(["search", str(meta_index), "reading a file", "-k", "4", "--json", "--where", "lang = ? AND year >= ?",
+                 "--param", "en", "--param", "2015"]) == 0  # 2015 is read as a number
+    assert {h["id"] for h in _hits(capsys)} == {"c", "d"}
+    assert main(["search", str(meta_index), "file", "-k", "4", "--json", "--where",
+                 "EXISTS (SELECT 1 FROM json_each(tags) WHERE value = ?)", "--param", "io"]) == 0
+    assert {h["id"] for h in _hits(capsys)} == {"a", "b"}
+    assert main(["search", str(meta_index), "file", "-k", "4", "--json", "--where", "title = ?",
+                 "--param", '"Sockets"']) == 0
+    assert [h["id"] for h in _hits(capsys)] == ["c"]
+    assert main(["search", str(meta_index), "socket network", "-k", "2", "--json", "--hybrid"]) == 0
+    assert _hits(capsys)[0]["id"] == "c"
+    assert main(["search", str(meta_index), "socket network", "-k", "2", "--hybrid", "0.8", "--fusion", "normalized",
+                 "--where", "lang = 'en'"]) == 0
+    assert "c" in capsys.readouterr().out
+
+
+def test_param_values():
+    from edgecolbert_native.cli.main import _param
+
+    assert _param("2015") == 2015 and _param("0.5") == 0.5 and _param("true") is True and _param("null") is None
+    assert _param("en") == "en" and _param('"2015"') == "2015" and _param("[1, 2]") == "[1, 2]"
+    assert _param("en' OR '1'='1") == "en' OR '1'='1"  # a value, bound as data
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--where", "langg = ?", "--param", "en"], "unknown field 'langg'"),
+    (["--where", "lang = = ?"], "not a valid SQL expression"),
+    (["--where", "(SELECT text FROM docs) IS NULL"], "not allowed"),
+    (["--param", "en"], "there is no --where"),
+])
+def test_filter_errors_are_one_line(meta_index, capsys, args, message):
+    assert main(["search", str(meta_index), "file", *args]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_bad_metadata_is_refused_before_encoding(tmp_path, capsys):
+    p = tmp_path / "docs.jsonl"
+    p.write_text(json.dumps({"id": "x", "text": "t", "nested": {"a": 1}}) + "\n")
+    assert main(["index", str(p), "-o", str(tmp_path / "i")]) == 2
+    err = capsys.readouterr().err
+    assert "document 'x'" in err and "'nested'" in err and not (tmp_path / "i" / "encoded").exists()
+
+
+def test_sharded_and_legacy_directories_show_their_documents(tmp_path, capsys):
+    p = tmp_path / "docs.jsonl"
+    p.write_text("".join(json.dumps(x) + "\n" for x in META_DOCS))
+    out = tmp_path / "sharded"
+    assert main(["index", str(p), "-o", str(out), "--shards", "2"]) == 0
+    assert (out / "docs.db").exists()  # a sharded index has no document store: the CLI keeps one, by id
+    capsys.readouterr()
+    assert main(["search", str(out), "socket network", "-k", "1", "--json"]) == 0
+    hit = _hits(capsys)[0]
+    assert hit["id"] == "c" and hit["title"] == "Sockets" and hit["metadata"]["year"] == 2022
+    assert main(["search", str(out), "socket", "--where", "lang = 'en'"]) == 2
+    assert "sharded" in capsys.readouterr().err
+    # a directory written before documents went into the index: docs.jsonl.gz, an index without a store
+    import gzip
+    import shutil
+    from edgecolbert_native.index import Index
+
+    legacy = tmp_path / "legacy"
+    assert main(["index", str(p), "-o", str(legacy)]) == 0
+    idx = Index.open(legacy / "index")
+    x = np.concatenate(idx.decode(idx.ids))
+    off = np.concatenate([[0], np.cumsum([len(v) for v in idx.decode(idx.ids)])])
+    shutil.rmtree(legacy / "index")
+    Index.build(legacy / "index", x, off, doc_ids=list(idx.ids))
+    (legacy / "docs.jsonl.gz").write_bytes(gzip.compress("".join(
+        json.dumps({"id": d["id"], "title": d["title"], "text": d["text"]}) + "\n" for d in META_DOCS).encode()))
+    capsys.readouterr()
+    assert main(["search", str(legacy), "socket network", "-k", "1", "--json"]) == 0
+    assert _hits(capsys)[0]["title"] == "Sockets"

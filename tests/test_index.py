@@ -271,7 +271,9 @@ def test_corruption_is_refused_naming_the_file(data, tmp_path):
     x, off, _ = data
     n = 120
     path = tmp_path / "c"
-    Index.build(path, x[: off[n]], off[: n + 1], nbits=2, num_centroids=32)
+    t, m = H.crash_documents(range(n))  # with a document store, which must be refused like the arrays
+    Index.build(path, x[: off[n]], off[: n + 1], nbits=2, num_centroids=32, texts=t, metadata=m)
+    assert any(f.endswith("-docs.db") for f in _files(path))
     Index.build(tmp_path / "d", x[: off[n]], off[: n + 1], nbits=2, num_centroids=32).delete([3])
     for p in (path, tmp_path / "d"):
         for name in _files(p):
@@ -335,24 +337,29 @@ op = {op!r}
 idx = Index.open({path!r}) if op != "build" else None
 print("ready", flush=True)
 if op == "add":
-    idx.add(x[: off[200]], off[:201], doc_ids=np.arange(1000, 1200))
+    t, m = H.crash_documents(range(1000, 1200))
+    idx.add(x[: off[200]], off[:201], doc_ids=np.arange(1000, 1200), texts=t, metadata=m)
 elif op == "delete":
     idx.delete(np.arange(0, 200, 3))
 elif op == "build":
+    t, m = H.crash_documents(range(5000, 5300))
     Index.build({path!r}, x[: off[300]], off[:301], doc_ids=np.arange(5000, 5300), nbits=2, num_centroids=64,
-                overwrite=True)
+                overwrite=True, texts=t, metadata=m)
 else:
     idx.compact()
 print("done", flush=True)
 """
 
 
-def _state(path):
+def _state(path, x=None, off=None):
     """Live ids (sorted), segment count, tombstone count: a lost, duplicated or half-written document
-    changes the id list."""
+    changes the id list. With the source vectors: every document's text, metadata and vectors belong to
+    its id (H.documents_agree)."""
     idx = Index.open(path, verify=True)
     ids = np.sort(np.asarray(idx.ids))
     assert len(np.unique(ids)) == len(ids)
+    if x is not None:
+        H.documents_agree(idx, x, off)
     return tuple(ids.tolist()), len(idx.segments), len(idx.tombstones)
 
 
@@ -363,7 +370,8 @@ KILLS = int(os.environ.get("EDGECOLBERT_KILLS", "110"))
 @pytest.mark.slow
 def test_crash_safety_under_sigkill(tmp_path):
     """Kill a writer at random moments of build/add/delete/compact: the index must always open (checksums
-    verified) holding exactly the documents of the state before or after the operation."""
+    verified) holding exactly the documents of the state before or after the operation, and the vectors,
+    ids, texts and metadata of every document must agree (the documents are in the same commit)."""
     x, off, _ = H.clustered(400, seed=3)
     rng = np.random.default_rng(11)
     path = str(tmp_path / "k")
@@ -372,10 +380,11 @@ def test_crash_safety_under_sigkill(tmp_path):
     ops = ("add", "delete", "compact", "build")
     for trial in range(-len(ops), KILLS + 1):
         op = ops[trial % len(ops)]
-        Index.build(path, x, off, nbits=2, num_centroids=64, overwrite=True)
+        t, m = H.crash_documents(range(len(off) - 1))
+        Index.build(path, x, off, nbits=2, num_centroids=64, overwrite=True, texts=t, metadata=m)
         if op == "compact":
             Index.open(path).delete([1, 2, 3])
-        before = _state(path)
+        before = _state(path, x, off)
         proc = subprocess.Popen([sys.executable, "-c", _WORKER.format(here=HERE, path=path, op=op)],
                                 stdout=subprocess.PIPE, text=True)
         assert proc.stdout.readline().strip() == "ready"
@@ -384,12 +393,13 @@ def test_crash_safety_under_sigkill(tmp_path):
             assert proc.stdout.readline().strip() == "done"
             duration[op] = time.perf_counter() - t0
             proc.wait()
+            _state(path, x, off)  # the finished operation's documents agree too
             continue
         time.sleep(rng.uniform(0.0, duration[op]))
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         kills += proc.returncode == -signal.SIGKILL
-        after = _state(path)
+        after = _state(path, x, off)
         ids = set(before[0])
         if op == "add":
             done = (tuple(sorted(ids | set(range(1000, 1200)))), before[1] + 1, before[2])

@@ -22,10 +22,13 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def _state(path) -> tuple:
-    """Live ids (sorted), segments, tombstones, with every checksum verified."""
+    """Live ids (sorted), segments, tombstones, with every checksum verified, and every document's text,
+    metadata and vectors those of its id."""
     idx = Index.open(path, verify=True)
     ids = np.sort(np.asarray(idx.ids))
     assert len(np.unique(ids)) == len(ids)
+    x, off, _ = H.clustered(400, seed=3)
+    H.documents_agree(idx, x, off)
     return tuple(ids.tolist()), len(idx.segments), len(idx.tombstones)
 
 
@@ -41,14 +44,19 @@ if limit:
     resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))  # no file may grow past `limit` bytes
 try:
     if op == "add":
-        idx.add(x[: off[200]], off[:201], doc_ids=np.arange(1000, 1200))
+        t, m = H.crash_documents(range(1000, 1200))
+        idx.add(x[: off[200]], off[:201], doc_ids=np.arange(1000, 1200), texts=t, metadata=m)
+    elif op == "add-text":  # vectors that fit under the limit, a store that does not
+        t, m = H.crash_documents([1000])
+        idx.add(x[: off[1]], off[:2], doc_ids=[1000], texts=[t[0] + " " * 100_000], metadata=m)
     elif op == "delete":
         idx.delete(np.arange(0, 200, 3))
     elif op == "compact":
         idx.compact()
     else:
+        t, m = H.crash_documents(range(5000, 5300))
         Index.build(path, x[: off[300]], off[:301], doc_ids=np.arange(5000, 5300), nbits=2, num_centroids=64,
-                    overwrite=True)
+                    overwrite=True, texts=t, metadata=m)
 except OSError as e:
     print("error:", errno.errorcode.get(e.errno, e.errno), e, flush=True)
     sys.exit(3)
@@ -58,7 +66,8 @@ print("no error", flush=True)
 
 def _prepare(path: str) -> tuple:
     x, off, _ = H.clustered(400, seed=3)
-    Index.build(path, x, off, nbits=2, num_centroids=64, overwrite=True)
+    t, m = H.crash_documents(range(400))
+    Index.build(path, x, off, nbits=2, num_centroids=64, overwrite=True, texts=t, metadata=m)
     Index.open(path).delete([1, 2, 4])  # so that compact has work to do
     return _state(path)
 
@@ -81,11 +90,25 @@ def test_file_size_limit_during_every_write_keeps_old_state(op, limit, tmp_path)
     assert "EFBIG" in r.stdout and "File too large" in r.stdout, r.stdout
     assert _state(path) == before
     x, off, _ = H.clustered(400, seed=3)
-    Index.open(path).add(x[: off[10]], off[:11], doc_ids=np.arange(9000, 9010))
+    t, m = H.crash_documents(range(9000, 9010))
+    Index.open(path).add(x[: off[10]], off[:11], doc_ids=np.arange(9000, 9010), texts=t, metadata=m)
     after = _state(path)
     assert set(after[0]) == set(before[0]) | set(range(9000, 9010))
-    left = {f for f in set(os.listdir(path)) - files_before if f.endswith(".tmp")}
+    left = {f for f in set(os.listdir(path)) - files_before if ".tmp" in f}
     assert not left, f"temporary files left after a failed {op}: {sorted(left)}"
+
+
+def test_file_size_limit_while_writing_the_document_store_keeps_old_state(tmp_path):
+    """An add whose vectors fit under the limit and whose document store does not: SQLite's failed write
+    is an OSError naming the store's file, and the index keeps exactly the old state."""
+    path = str(tmp_path / "lim")
+    before = _prepare(path)
+    r = subprocess.run([sys.executable, "-c", _WRITE.format(here=HERE, op="add-text", path=path, limit=60_000)],
+                       capture_output=True, text=True, timeout=180)
+    assert r.returncode == 3, r.stdout + r.stderr
+    assert "writing the document store failed" in r.stdout and "docs.db" in r.stdout, r.stdout
+    assert _state(path) == before
+    assert not [f for f in os.listdir(path) if ".tmp" in f]  # the writer removed its partial store
 
 
 @pytest.fixture
@@ -118,7 +141,8 @@ def test_real_full_disk_keeps_old_state(small_tmpfs):
     assert _state(path) == before
     os.unlink(ballast)  # space again: the index takes the write
     x, off, _ = H.clustered(400, seed=3)
-    Index.open(path).add(x[: off[200]], off[:201], doc_ids=np.arange(1000, 1200))
+    t, m = H.crash_documents(range(1000, 1200))
+    Index.open(path).add(x[: off[200]], off[:201], doc_ids=np.arange(1000, 1200), texts=t, metadata=m)
     assert set(_state(path)[0]) == set(before[0]) | set(range(1000, 1200))
 
 
@@ -138,7 +162,8 @@ _storage.write_manifest = stall
 import edgecolbert_native.index.index as m
 if hasattr(m, "write_manifest"):
     m.write_manifest = stall
-idx.add(x[: off[50]], off[:51], doc_ids=np.arange(7000, 7050))
+t, m = H.crash_documents(range(7000, 7050))
+idx.add(x[: off[50]], off[:51], doc_ids=np.arange(7000, 7050), texts=t, metadata=m)  # its store orphaned too
 """
 
 

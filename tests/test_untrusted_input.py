@@ -44,6 +44,25 @@ def test_colbert_import_never_unpickles_code(tmp_path):
     assert not marker.exists()
 
 
+def test_fast_plaid_import_never_unpickles_code(tmp_path):
+    """Every array of a fast-plaid directory is read with allow_pickle=False: an object array whose
+    unpickling would run code is refused, and its code never runs."""
+    import pathlib
+    import shutil
+
+    from edgecolbert_native.index import import_fast_plaid
+
+    src = pathlib.Path(__file__).resolve().parent / "data" / "fast_plaid_14" / "index"
+    marker = tmp_path / "pwned"
+    for name in ("centroids.npy", "bucket_weights.npy", "1.codes.npy", "2.residuals.npy"):
+        d = tmp_path / name
+        shutil.copytree(src, d)
+        np.save(d / name, np.array([_Payload(str(marker))], dtype=object), allow_pickle=True)
+        with pytest.raises(ValueError, match="not a plain .npy"):
+            import_fast_plaid(d, tmp_path / f"ours-{name}")
+        assert not marker.exists()
+
+
 def test_encoder_weights_never_unpickle_code(tmp_path):
     """The checkpoint weight loader (pytorch_model.bin path) refuses pickled objects."""
     from edgecolbert_native.encoder._encoder import _load_weights

@@ -19,6 +19,8 @@ class Document:
     id: str
     text: str
     title: str = ""
+    # JSONL fields other than the id and the encoded field (the title included, so filters can use it)
+    metadata: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -92,7 +94,8 @@ def _read_documents(path: str, field: str) -> Iterator[Document]:
                     raise ValueError(f"{where}: not valid JSON ({e.msg})") from None
                 if not isinstance(obj, dict) or "id" not in obj or field not in obj:
                     raise ValueError(f"{where}: each line needs an 'id' and a {field!r} field")
-                yield checked(Document(str(obj["id"]), str(obj[field]), str(obj.get("title", ""))), where)
+                meta = {k: v for k, v in obj.items() if k not in ("id", field)}
+                yield checked(Document(str(obj["id"]), str(obj[field]), str(obj.get("title", "")), meta), where)
     else:
         with _open_text(path) as f:
             n = 0

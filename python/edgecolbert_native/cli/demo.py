@@ -104,7 +104,7 @@ def run(full: bool = False, model: str | None = None, workdir: str = ".edgecolbe
     for qi in range(min(examples, len(queries))):
         print(f"\nquery: {queries[qi].text!r}   (relevant: {', '.join(queries[qi].relevant[:2])})")
         for r in range(min(3, len(ranked[qi]))):
-            d = ci.docs[ranked[qi][r]]
+            d = ci.documents([ranked[qi][r]])[0]
             mark = "*" if d.id in queries[qi].relevant else " "
             print(f"  {mark}{r + 1}. {scores[qi, r]:7.3f}  {d.id}  {snippet(d.text, 80)}")
     print("\nstage timings:")

@@ -1,37 +1,51 @@
 """The work behind `edgecolbert index | search | rerank | demo`: corpus in, encoder, index, results out.
 
 A CLI index directory holds
-    index/            the edgecolbert index (manifest.json + arrays; atomic, checksummed)
-    docs.jsonl.gz     id, title and text of every document (for snippets), written while the corpus is encoded
+    index/            the edgecolbert index (manifest.json + arrays; atomic, checksummed), with every
+                      document's text and metadata in its document store (index/_docstore.py: SQLite,
+                      read by key, so `search` reads the 10 rows it shows, whatever the corpus size)
+    docs.db           only for a sharded index (--shards, --ray), which has no document store: id, title,
+                      text and metadata of every document in one SQLite table keyed by id, written before
+                      the index, atomically
     meta.json         model, field, corpus, counts: what `search` needs to encode queries the same way
+                      (written last: it says that the rest is complete)
     encoded/          only while `index` runs: one .npz per chunk of encoded documents, each written to a
                       temporary name and renamed, so an interrupted run resumes at the first missing
                       chunk; removed once the index is committed.
+A directory written before documents went into the index has docs.jsonl.gz instead (id, title, text),
+which `search` still reads (whole, once per process).
+
+Each document's metadata are its JSONL fields other than the id and the encoded field (``--field``); the
+title is one of them (filters can use it) and is also shown as the hit's title.
 """
 
 from __future__ import annotations
 
-import gzip
+import contextlib
 import hashlib
+import itertools
 import json
 import os
 import shutil
+import sqlite3
 import sys
 import time
+import urllib.parse
 from dataclasses import dataclass
 from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
 from .._arrays import to_numpy
-from .._atomic import AtomicFile, atomic_write
+from .._atomic import AtomicFile, atomic_write, fsync_dir
 from .._progress import progress_bar
 from .corpus import Document, Query, read_documents, read_queries
 from .evaluate import mrr_at, recall_at
 
 CHUNK_DOCS = 512
 META = "meta.json"
-DOCS = "docs.jsonl.gz"
+DOCS = "docs.db"  # sharded indexes only
+LEGACY_DOCS = "docs.jsonl.gz"
 
 
 def say(msg: str) -> None:
@@ -76,10 +90,18 @@ def _documents(corpus: str | Sequence[Document], field: str) -> Iterator[Documen
 
 def _scan(corpus: str | Sequence[Document], field: str) -> tuple[list[str], str]:
     """One pass over the corpus: the document ids (the index keeps them) and a digest of every id and
-    text. The texts are not kept: the passes that need them read the corpus again."""
+    text; every metadata record is checked here, before hours of encoding, as the index will check it.
+    The texts are not kept: the passes that need them read the corpus again."""
+    from ..index._docstore import DocumentChecker
+
     h = hashlib.blake2b(digest_size=16)
     ids = []
-    for d in _documents(corpus, field):
+    check = DocumentChecker("edgecolbert index", ())
+    for i, d in enumerate(_documents(corpus, field)):
+        try:
+            check.record(d.metadata, i)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"document {d.id!r}: {e}") from None
         ids.append(d.id)
         h.update(d.id.encode())
         h.update(b"\0")
@@ -109,27 +131,41 @@ def _chunks(docs: Iterator[Document], size: int, expected: int) -> Iterator[list
         raise ValueError(f"the corpus changed while it was indexed ({expected} documents, then {n})")
 
 
-class _JsonlGzWriter:
-    """JSON lines into a gzip file that appears at ``path`` (atomically) when the ``with`` block ends
-    without an error."""
+class _IdStoreWriter:
+    """The documents of a sharded index (which has no document store) in one SQLite table keyed by id, at
+    ``path`` once the ``with`` block ends without an error (temporary name, fsync, rename)."""
 
     def __init__(self, path: str) -> None:
-        self.file = AtomicFile(path)
-        self.gz = gzip.GzipFile(fileobj=self.file, mode="wb", compresslevel=6)
+        self.path, self.tmp = path, path + ".tmp"
+        for p in (self.tmp, self.tmp + "-journal"):
+            if os.path.exists(p):
+                os.unlink(p)
+        self.conn = sqlite3.connect(self.tmp, isolation_level=None)
+        self.conn.execute("PRAGMA journal_mode=OFF")
+        self.conn.execute("BEGIN")
+        self.conn.execute("CREATE TABLE docs(id TEXT PRIMARY KEY, title TEXT, text TEXT, metadata TEXT)")
 
-    def write_json(self, obj: dict) -> None:
-        self.gz.write((json.dumps(obj) + "\n").encode())
+    def write(self, docs: Iterable[Document]) -> None:
+        self.conn.executemany("INSERT INTO docs VALUES (?, ?, ?, ?)",
+                              ((d.id, d.title, d.text, json.dumps(d.metadata, ensure_ascii=False)) for d in docs))
 
-    def __enter__(self) -> "_JsonlGzWriter":
+    def __enter__(self) -> "_IdStoreWriter":
         return self
 
     def __exit__(self, exc_type: Any, *exc: Any) -> None:
+        if exc_type is None:
+            self.conn.execute("COMMIT")
+        self.conn.close()
+        if exc_type is not None:
+            os.unlink(self.tmp)
+            return
+        fd = os.open(self.tmp, os.O_RDONLY)
         try:
-            self.gz.close()  # the gzip trailer, before the file is committed
-        except BaseException:
-            self.file.abort()
-            raise
-        self.file.__exit__(exc_type, *exc)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(self.tmp, self.path)
+        fsync_dir(os.path.dirname(self.path))
 
 
 def _encode_chunk(encoder: Any, texts: list[str], batch_size: int, path: str) -> None:
@@ -198,13 +234,13 @@ def build_cli_index(corpus: str | Iterable[Document], out: str, *, model: str | 
         say(f"resuming: {nchunks - len(todo)} of {nchunks} chunks already encoded")
     t0 = time.perf_counter()
     remaining = sum(min(CHUNK_DOCS, n - i * CHUNK_DOCS) for i in todo)
-    # The document store is written in the same pass (the index refers to its ids; meta.json, written
-    # last, says that both are complete).
+    # A sharded index has no document store: its documents go to docs.db in the same pass (meta.json,
+    # written last, says that both are complete). An index's store is written by Index.build below.
     with progress_bar(remaining, "encoding documents", long_run=True, unit="docs") as bar, \
-            _JsonlGzWriter(os.path.join(out, DOCS)) as store:
+            (_IdStoreWriter(os.path.join(out, DOCS)) if num_shards else contextlib.nullcontext()) as store:
         for i, part in enumerate(_chunks(_documents(corpus, field), CHUNK_DOCS, n)):
-            for d in part:
-                store.write_json({"id": d.id, "title": d.title, "text": d.text})
+            if store is not None:
+                store.write(part)
             if i in todo:
                 _encode_chunk(encoder, [d.text for d in part], batch_size, chunk_path[i])
                 bar.update(len(part))
@@ -223,8 +259,10 @@ def build_cli_index(corpus: str | Iterable[Document], out: str, *, model: str | 
         build_sharded(os.path.join(out, "index"), batches(), doc_ids=ids, num_shards=num_shards, nbits=nbits,
                       num_threads=num_threads)
     else:
+        # texts and metadata stream from one more read of the corpus, in step (tee keeps one document)
+        a, b = itertools.tee(_documents(corpus, field))
         Index.build(os.path.join(out, "index"), batches(), doc_ids=ids, nbits=nbits, num_threads=num_threads,
-                    overwrite=True)
+                    overwrite=True, texts=(d.text for d in a), metadata=(d.metadata for d in b))
     timings["build index"] = time.perf_counter() - t0
     meta = {"model": str(model_name), "field": field, "nbits": nbits, "num_docs": n, "dim": dim,
             "corpus": source, "fingerprint": fp}
@@ -242,10 +280,10 @@ def _build_cli_index_ray(corpus: str | Sequence[Document], n: int, out: str, mod
     from ..distributed.encode import index_corpus
 
     src = os.path.join(out, "ray-input.jsonl")
-    with _JsonlGzWriter(os.path.join(out, DOCS)) as store, AtomicFile(src) as ray_input:
+    with _IdStoreWriter(os.path.join(out, DOCS)) as store, AtomicFile(src) as ray_input:
         for part in _chunks(_documents(corpus, field), CHUNK_DOCS, n):
+            store.write(part)
             for d in part:
-                store.write_json({"id": d.id, "title": d.title, "text": d.text})
                 ray_input.write((json.dumps({"id": d.id, "text": d.text}) + "\n").encode())
     t0 = time.perf_counter()
     index_corpus([src], os.path.join(out, "index"), model=model, num_shards=num_shards, nbits=nbits,
@@ -275,10 +313,13 @@ class CliIndex:
     path: str
     meta: dict
     index: Any
-    docs: dict[str, Document]
+    _id_store: sqlite3.Connection | None = None
+    _legacy: dict[str, Document] | None = None
 
     @classmethod
-    def open(cls, path: str, ray_address: str | None = None) -> "CliIndex":
+    def open(cls, path: str, ray_address: str | None = None, verify: bool = False) -> "CliIndex":
+        """``verify``: also check every file's CRC-32 (Index.open's ``verify``; 0.2 s per GB, a large share
+        of a one-query process on a large index); sizes and structure are always checked."""
         from ..index import Index
 
         meta_path = os.path.join(path, META)
@@ -286,13 +327,46 @@ class CliIndex:
             raise FileNotFoundError(f"{path} is not a complete index (no {META}); run `edgecolbert index` again")
         with open(meta_path) as f:
             meta = json.load(f)
-        docs = {d.id: d for d in read_documents(os.path.join(path, DOCS))}
         where = os.path.join(path, "index")
         if os.path.exists(os.path.join(where, "sharded.json")):
             from ..distributed import ShardedIndex
 
-            return cls(path, meta, ShardedIndex.open(where, ray_address=ray_address), docs)
-        return cls(path, meta, Index.open(where), docs)
+            ci = cls(path, meta, ShardedIndex.open(where, ray_address=ray_address, verify=verify))
+        else:
+            ci = cls(path, meta, Index.open(where, verify=verify))
+        if os.path.exists(os.path.join(path, DOCS)):
+            uri = "file:" + urllib.parse.quote(os.path.abspath(os.path.join(path, DOCS))) + "?mode=ro"
+            ci._id_store = sqlite3.connect(uri, uri=True)
+        elif not ci.has_store and os.path.exists(os.path.join(path, LEGACY_DOCS)):
+            # written before the documents went into the index: read whole, once
+            ci._legacy = {d.id: d for d in read_documents(os.path.join(path, LEGACY_DOCS))}
+        return ci
+
+    @property
+    def has_store(self) -> bool:
+        """Whether the index itself holds the documents (what --where and --hybrid need)."""
+        from ..index import Index
+
+        return isinstance(self.index, Index) and bool(self.index.manifest["segments"]) and any(
+            s.get("docs") for s in self.index.manifest["segments"])
+
+    def documents(self, ids: Sequence[str]) -> list[Document]:
+        """The documents with these ids, in order, read by key (only these rows)."""
+        if self._legacy is not None:
+            return [self._legacy[i] for i in ids]
+        if self._id_store is not None:
+            rows = {}
+            for a in range(0, len(ids), 900):
+                part = list(ids[a:a + 900])
+                q = f"SELECT id, title, text, metadata FROM docs WHERE id IN ({','.join('?' * len(part))})"
+                for i, title, text, meta in self._id_store.execute(q, part):
+                    rows[i] = Document(i, text, title, json.loads(meta))
+            return [rows[i] for i in ids]
+        out = []
+        for d in self.index.get(list(ids)) if len(ids) else []:
+            meta = d["metadata"] or {}
+            out.append(Document(str(d["id"]), d["text"] or "", str(meta.get("title", "")), meta))
+        return out
 
 
 def snippet(text: str, width: int = 100) -> str:
@@ -301,14 +375,25 @@ def snippet(text: str, width: int = 100) -> str:
 
 
 def search_cli_index(ci: CliIndex, queries: Sequence[Query], k: int, encoder: Any,
-                     num_threads: int | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
+                     num_threads: int | None = None, *, where: str | None = None, params: Sequence[Any] = (),
+                     hybrid: bool | float = False, fusion: str | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Encodes the queries and searches; ``where``/``params`` filter on the documents' metadata, ``hybrid``
+    fuses BM25 over their texts (Index.search); both need the documents in the index (not sharded)."""
     timings = {}
+    extra: dict[str, Any] = {}
+    if where is not None or hybrid is not False:
+        if not ci.has_store:
+            raise ValueError(f"{ci.path}: --where and --hybrid need the documents in the index, and this one "
+                             + ("is sharded" if not hasattr(ci.index, "docstore") else "was built without them "
+                                "(run `edgecolbert index` again)"))
+        extra = {"where": where, "params": tuple(params), "hybrid": hybrid, "fusion": fusion,
+                 "query_texts": [x.text for x in queries] if hybrid is not False else None}
     t0 = time.perf_counter()
     q, mask = encoder.encode_queries([x.text for x in queries])
     timings["encode queries"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     scores, ids = ci.index.search(to_numpy(q), k=min(k, len(ci.index)), query_mask=to_numpy(mask),
-                                  num_threads=num_threads)
+                                  num_threads=num_threads, **extra)
     timings["search"] = time.perf_counter() - t0
     return scores, ids, timings
 

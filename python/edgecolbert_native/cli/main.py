@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import Any
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
@@ -55,14 +56,19 @@ def _cmd_search(args: argparse.Namespace) -> int:
     queries = read_queries(args.queries) if args.queries else [Query("q", args.query)]
     if args.eval and not any(q.relevant for q in queries):
         raise ValueError("--eval needs queries with 'relevant' ids (JSONL)")
-    ci = CliIndex.open(args.index, ray_address=args.ray)
+    if args.param and args.where is None:
+        raise ValueError("--param gives values to the ? of --where; there is no --where")
+    ci = CliIndex.open(args.index, ray_address=args.ray, verify=args.verify)
     encoder, _ = load_encoder(args.model or ci.meta["model"], args.device)
     k = max(args.k, 100) if args.eval else args.k
-    scores, ids, _ = search_cli_index(ci, queries, k, encoder, args.threads)
+    scores, ids, _ = search_cli_index(ci, queries, k, encoder, args.threads, where=args.where,
+                                      params=[_param(p) for p in args.param], hybrid=args.hybrid, fusion=args.fusion)
     ranked = ranked_ids(ids)
     for qi, q in enumerate(queries):
-        hits = [{"id": i, "score": float(s), "title": ci.docs[i].title, "snippet": snippet(ci.docs[i].text)}
-                for i, s in zip(ranked[qi][: args.k], scores[qi])]
+        shown = ranked[qi][: args.k]
+        hits = [{"id": d.id, "score": float(s), "title": d.title, "snippet": snippet(d.text),
+                 "metadata": {f: v for f, v in d.metadata.items() if f != "title"}}
+                for d, s in zip(ci.documents(shown) if args.json or not args.eval else [], scores[qi])]
         if args.json:
             print(json.dumps({"query_id": q.id, "query": q.text, "results": hits}))
         elif not args.eval:
@@ -72,6 +78,23 @@ def _cmd_search(args: argparse.Namespace) -> int:
     if args.eval:
         print(quality_line(ranked, queries))
     return 0
+
+
+def _param(value: str) -> Any:
+    """A --param value: JSON when it reads as a number, true, false or null (so `--param 2015` compares with
+    integers), else the string as given (`--param en`, `--param '"2015"'` for the string)."""
+    try:
+        v = json.loads(value)
+    except ValueError:
+        return value
+    return v if v is None or isinstance(v, (int, float, bool, str)) else value
+
+
+def _hybrid(value: str) -> float:
+    w = float(value)
+    if not 0.0 <= w <= 1.0:
+        raise argparse.ArgumentTypeError(f"the lexical weight must be in [0, 1], got {value}")
+    return w
 
 
 def _cmd_rerank(args: argparse.Namespace) -> int:
@@ -133,7 +156,21 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-k", type=int, default=10)
     s.add_argument("--queries", help="one query a line, or JSONL(.gz) with id/text[/relevant]")
     s.add_argument("--eval", action="store_true", help="last line: MRR@10 <x> Recall@100 <y>")
-    s.add_argument("--json", action="store_true")
+    s.add_argument("--json", action="store_true", help="one JSON object per query: hits with id, score, title, "
+                   "snippet and metadata")
+    s.add_argument("--where", metavar="SQL", default=None,
+                   help="only documents whose metadata match this SQL expression, e.g. \"lang = ? AND year >= ?\" "
+                        "(the JSONL fields other than id and text are the metadata; docs/guide.md)")
+    s.add_argument("--param", action="append", default=[], metavar="VALUE",
+                   help="the value of the next ? in --where (repeat for several): a JSON number, true, false or "
+                        "null, else a string")
+    s.add_argument("--hybrid", nargs="?", type=_hybrid, const=True, default=False, metavar="WEIGHT",
+                   help="fuse BM25 over the documents' texts with the late-interaction ranking (optional lexical "
+                        "weight in [0, 1])")
+    s.add_argument("--fusion", choices=("rrf", "normalized"), default=None,
+                   help="how --hybrid fuses the two rankings (default: reciprocal rank)")
+    s.add_argument("--verify", action="store_true", help="also check the CRC-32 of every index file (sizes and "
+                   "structure are always checked)")
     s.add_argument("--model", default=None, help="override the model recorded in the index")
     s.add_argument("--threads", type=int, default=None)
     s.add_argument("--device", default="cpu", help="where the query encoder runs: cpu, cuda or cuda:N")

@@ -1,7 +1,10 @@
 """The PLAID-style persistent index (issue 5): ``Index.build``, ``Index.open``, ``search``, ``add``,
-``delete``, ``compact``, and ``import_colbert`` for directories colbert-ai wrote."""
+``delete``, ``compact``, documents and metadata (``get``, ``search(where=..., hybrid=...)``), and
+``import_colbert`` / ``import_fast_plaid`` for directories colbert-ai or fast-plaid wrote."""
 
+from ._docstore import FilterError
 from ._storage import CorruptIndexError, IndexLockedError
-from .index import Index, default_num_centroids, import_colbert
+from .index import Index, default_num_centroids, import_colbert, import_fast_plaid
 
-__all__ = ["Index", "CorruptIndexError", "IndexLockedError", "default_num_centroids", "import_colbert"]
+__all__ = ["Index", "CorruptIndexError", "IndexLockedError", "FilterError", "default_num_centroids",
+           "import_colbert", "import_fast_plaid"]

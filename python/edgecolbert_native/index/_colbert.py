@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
 from .._arrays import to_numpy
+from ._docstore import check_documents, write_store
 from ._segments import SegmentWriter, normalize_ids
 from ._storage import FORMAT, FORMAT_VERSION, MANIFEST, WriterLock, collect_garbage, referenced_files, write_array, \
     write_manifest
@@ -45,7 +46,7 @@ def write_colbert_import(colbert_dir: str | os.PathLike, path: str | os.PathLike
     """Writes this library's index at ``path`` from colbert-ai's index at ``colbert_dir``; returns ``path``
     (``Index.import_colbert`` opens it)."""
     fn = "import_colbert"
-    src, path = os.fspath(colbert_dir), os.fspath(path)
+    src = os.fspath(colbert_dir)
     meta_path = os.path.join(src, "metadata.json")
     if not os.path.exists(meta_path):
         meta_path = os.path.join(src, "plan.json")
@@ -55,9 +56,35 @@ def write_colbert_import(colbert_dir: str | os.PathLike, path: str | os.PathLike
     dim, nbits, num_chunks = int(cfg["dim"]), int(cfg["nbits"]), int(meta["num_chunks"])
     centroids = _np(_load_pt(os.path.join(src, "centroids.pt"))).astype(np.float32)
     cutoffs, weights = (_np(b).astype(np.float32) for b in _load_pt(os.path.join(src, "buckets.pt")))
-    K = centroids.shape[0]
     if centroids.shape[1] != dim:
         raise ValueError(f"{fn}: centroids.pt has dim {centroids.shape[1]}, metadata says {dim}")
+
+    def chunks() -> Iterator[tuple[np.ndarray, np.ndarray, list[int]]]:
+        for i in range(num_chunks):
+            codes = _np(_load_pt(os.path.join(src, f"{i}.codes.pt"))).astype(np.int64)
+            res = _np(_load_pt(os.path.join(src, f"{i}.residuals.pt"))).astype(np.uint8)
+            with open(os.path.join(src, f"doclens.{i}.json")) as f:
+                yield codes, res, [int(v) for v in json.load(f)]
+
+    return write_import(path, fn, dim=dim, nbits=nbits, centroids=centroids, cutoffs=cutoffs, weights=weights,
+                        chunks=chunks(), ivf=lambda n: _read_ivf(os.path.join(src, "ivf.pid.pt"), len(centroids), n, fn),
+                        doc_ids=doc_ids, overwrite=overwrite, provenance={"colbert_dir": os.path.abspath(src)})
+
+
+def write_import(path: str | os.PathLike, fn: str, *, dim: int, nbits: int, centroids: np.ndarray, cutoffs: np.ndarray,
+                 weights: np.ndarray, chunks: Iterable[tuple[np.ndarray, np.ndarray, list[int]]],
+                 ivf: Callable[[int], tuple[np.ndarray, np.ndarray] | None], doc_ids: Any, overwrite: bool,
+                 provenance: dict, texts: Any = None, metadata: Any = None) -> str:
+    """Writes an index (one segment, generation 1) at ``path`` from another engine's ColBERTv2 codec and chunks
+    of ``(codes, packed residuals, document lengths)`` (the residual bytes copied as they are), with the
+    documents' texts and metadata when given; returns ``path``. ``ivf(n)``: the engine's IVF for ``n``
+    documents as (lists, offsets), checked, or None to build it from the codes (the same lists)."""
+    path = os.fspath(path)
+    K = len(centroids)
+    if centroids.ndim != 2 or centroids.shape[1] != dim:
+        raise ValueError(f"{fn}: the centroids have shape {centroids.shape}, the index dim {dim}")
+    if cutoffs.shape != ((1 << nbits) - 1,) or weights.shape != (1 << nbits,):
+        raise ValueError(f"{fn}: {len(cutoffs)} bucket cutoffs and {len(weights)} weights do not fit nbits {nbits}")
     rb = dim * nbits // 8
     os.makedirs(path, exist_ok=True)
     with WriterLock(path):
@@ -67,11 +94,7 @@ def write_colbert_import(colbert_dir: str | os.PathLike, path: str | os.PathLike
         gen = 1
         with SegmentWriter(path, f"g{gen}-s0", K, rb) as seg:
             doclens: list[int] = []
-            for i in range(num_chunks):
-                codes = _np(_load_pt(os.path.join(src, f"{i}.codes.pt"))).astype(np.int64)
-                res = _np(_load_pt(os.path.join(src, f"{i}.residuals.pt"))).astype(np.uint8)
-                with open(os.path.join(src, f"doclens.{i}.json")) as f:
-                    dl = [int(v) for v in json.load(f)]
+            for i, (codes, res, dl) in enumerate(chunks):
                 if res.shape != (len(codes), rb) or sum(dl) != len(codes):
                     raise ValueError(f"{fn}: chunk {i}: {len(codes)} codes, residuals {res.shape}, "
                                      f"doclens summing to {sum(dl)} do not agree (dim {dim}, nbits {nbits})")
@@ -80,22 +103,25 @@ def write_colbert_import(colbert_dir: str | os.PathLike, path: str | os.PathLike
                 seg.write(codes, res, np.repeat(np.arange(len(doclens), len(doclens) + len(dl), dtype=np.int64), dl))
                 doclens.extend(dl)
             n, T = len(doclens), int(sum(doclens))
-            ivf = _read_ivf(os.path.join(src, "ivf.pid.pt"), K, n, fn)
             ids, kind = normalize_ids(doc_ids, n, None, 0, fn)
-            segment = seg.finish(np.asarray(doclens, np.int32), ids, ivf)
+            check_documents(texts, metadata, n, fn)
+            segment = seg.finish(np.asarray(doclens, np.int32), ids, ivf(n))
+        store = write_store(path, f"g{gen}-s0-docs.db", texts, metadata, n, fn)
+        if store is not None:
+            segment["docs"] = store
         manifest = {
             "format": FORMAT, "format_version": FORMAT_VERSION, "generation": gen,
             "dim": dim, "nbits": nbits, "num_centroids": K, "id_kind": kind,
             "next_int_id": int(ids.max()) + 1 if kind == "int" and n else 0,
             "num_docs": n, "num_live": n, "num_tokens": T,
             "codec": {
-                "centroids": write_array(path, f"g{gen}-centroids.bin", centroids),
-                "bucket_cutoffs": write_array(path, f"g{gen}-bucket_cutoffs.bin", cutoffs),
-                "bucket_weights": write_array(path, f"g{gen}-bucket_weights.bin", weights),
+                "centroids": write_array(path, f"g{gen}-centroids.bin", np.asarray(centroids, np.float32)),
+                "bucket_cutoffs": write_array(path, f"g{gen}-bucket_cutoffs.bin", np.asarray(cutoffs, np.float32)),
+                "bucket_weights": write_array(path, f"g{gen}-bucket_weights.bin", np.asarray(weights, np.float32)),
             },
             "segments": [segment],
             "tombstones": write_array(path, f"g{gen}-tombstones.bin", np.empty(0, np.int64)),
-            "imported_from": {"colbert_dir": os.path.abspath(src)},
+            "imported_from": provenance,
         }
         write_manifest(path, manifest)
         collect_garbage(path, referenced_files(manifest))

@@ -80,13 +80,20 @@ def default_params(index: Any, k: int = 10) -> dict:
     return {"nprobe": nprobe, "ndocs": ndocs, "centroid_score_threshold": None}
 
 
-def allowed_mask(index: Any, subset: Any, fn: str) -> np.ndarray:
-    """Positions a search may return: live, and in ``subset`` when one is given."""
+def allowed_mask(index: Any, subset: Any, fn: str, where: str | None = None, params: Any = ()) -> np.ndarray:
+    """Positions a search may return: live, in ``subset`` when one is given, and matching the metadata
+    filter ``where`` when one is given (the document store evaluates it: index/_docstore.py). A filter is
+    nothing but this mask, so it takes the path of ``subset`` everywhere below."""
     if subset is None:
-        return index.live
-    pos = index._positions(subset, fn, strict=False)
-    allowed = np.zeros_like(index.live)
-    allowed[pos] = True
+        allowed = index.live
+    else:
+        pos = index._positions(subset, fn, strict=False)
+        allowed = np.zeros_like(index.live)
+        allowed[pos] = True
+    if where is not None:
+        match = np.zeros_like(index.live)
+        match[index.docstore.filter(where, params, fn)] = True
+        allowed = allowed & match
     return allowed
 
 
@@ -113,14 +120,17 @@ def rerank_count(k: int, ndocs: int, rerank: Any, fn: str) -> int:
 
 
 def search(index: Any, queries: Any, k: int, nprobe: int | None, ndocs: int | None, threshold: float | None,
-           subset: Any, query_mask: Any, exhaustive: bool | None, num_threads: int | None, rerank: Any = None):
+           subset: Any, query_mask: Any, exhaustive: bool | None, num_threads: int | None, rerank: Any = None, *,
+           where: str | None = None, params: Any = (), hybrid: Any = False, query_texts: Any = None,
+           fusion: str | None = None):
     fn = "Index.search"
     if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 1:
         raise ValueError(f"{fn}: k must be a positive int, got {k!r}")
+    weight, fusion = hybrid_options(index, hybrid, fusion, fn)
     q, declared = as_array(queries, fn, "queries")
     if declared == "bfloat16":
         q = (np.ascontiguousarray(q).astype(np.uint32) << 16).view(np.float32)
-    q = np.asarray(q, np.float32)
+    q = np.ascontiguousarray(q, np.float32)  # the kernels read rows in place: a sliced query is copied once
     if q.ndim == 2:
         q = q[None]
     if q.ndim != 3 or q.shape[2] != index.dim:
@@ -129,8 +139,13 @@ def search(index: Any, queries: Any, k: int, nprobe: int | None, ndocs: int | No
     mask = as_mask(query_mask, fn, "query_mask")
     if mask is not None and mask.shape != (nq, lq):
         raise ValueError(f"{fn}: query_mask must have shape {(nq, lq)}, got {mask.shape}")
+    texts = _query_texts(query_texts, nq, fn) if weight is not None else None
     nprobe, ndocs, threshold = resolve_params(index, k, nprobe, ndocs, threshold, fn)
-    allowed = allowed_mask(index, subset, fn)
+    k_out = k
+    if weight is not None:  # more late-interaction results to fuse; ndocs stays the default for k
+        k = max(k, HYBRID_DEPTH)
+    allowed = allowed_mask(index, subset, fn, where, params)
+    filtered = subset is not None or where is not None
     n_allowed = int(np.count_nonzero(allowed))  # (6x faster than a bool sum: it is per query)
     if exhaustive is None:  # the tokens the decoded cache would hold (deleted documents' too)
         exhaustive = int(sum(int(s.offsets[-1]) for s in index.segments)) <= EXHAUSTIVE_TOKENS
@@ -138,14 +153,16 @@ def search(index: Any, queries: Any, k: int, nprobe: int | None, ndocs: int | No
 
     out_s = np.full((nq, k), -np.inf, np.float32)
     out_p = np.full((nq, k), -1, np.int64)
-    mode = choose_mode(bool(exhaustive), subset is not None, n_allowed, ndocs)
+    mode = choose_mode(bool(exhaustive), filtered, n_allowed, ndocs)
     if mode is not None:
         s_, p_ = _plaid.search(q, mask, index.codec, index.segments,
                                None if n_allowed == len(allowed) else allowed.view(np.uint8),
-                               subset is not None, nprobe, ndocs, rerank, k, threshold, mode,
+                               filtered, nprobe, ndocs, rerank, k, threshold, mode,
                                [_decoded(index, s) for s in index.segments] if mode == "exhaustive" else None,
                                num_threads, centroids_i8(index) if mode == "plaid" else None)
         out_s[:, :s_.shape[1]], out_p[:, :p_.shape[1]] = s_, p_
+    if weight is not None and texts is not None:
+        out_s, out_p = fuse(index, out_s, out_p, texts, allowed, k_out, weight, fusion)
     return out_s, to_ids(index, out_p)
 
 
@@ -186,6 +203,71 @@ def _decoded(index: Any, s: Any) -> np.ndarray:
         s._decoded = np.ascontiguousarray(index.codec.decompress(np.asarray(s.codes, np.int32), np.asarray(s.residuals)),
                                           dtype=np.float32)
     return s._decoded
+
+
+# Hybrid search: how many results of each ranking are fused (at least k), the fusion and the lexical weight
+# that `hybrid=True` means, and RRF's rank constant (Cormack et al., 2009). The defaults are what measured
+# best on held-in pydocs queries (docs/guide.md, "Hybrid search"; BENCHMARKS.md).
+HYBRID_DEPTH = 100
+HYBRID_FUSION = "rrf"
+HYBRID_WEIGHT = 0.5
+RRF_K = 60
+
+
+def hybrid_options(index: Any, hybrid: Any, fusion: str | None, fn: str) -> tuple[float | None, str]:
+    """(the lexical weight, or None for no hybrid search; the fusion), checked."""
+    fusion = HYBRID_FUSION if fusion is None else fusion
+    if fusion not in ("rrf", "normalized"):
+        raise ValueError(f"{fn}: fusion must be 'rrf' or 'normalized', got {fusion!r}")
+    if hybrid is False or hybrid is None:
+        return None, fusion
+    weight = HYBRID_WEIGHT if hybrid is True else hybrid
+    if isinstance(weight, bool) or not isinstance(weight, (int, float, np.floating, np.integer)) or not 0 <= weight <= 1:
+        raise ValueError(f"{fn}: hybrid must be True, False or a lexical weight in [0, 1], got {hybrid!r}")
+    if not index.docstore.has_text:
+        raise ValueError(f"{fn}: hybrid search ranks the documents' texts, and this index stores none "
+                         "(pass texts= to Index.build / add)")
+    return float(weight), fusion
+
+
+def _query_texts(query_texts: Any, nq: int, fn: str) -> list[str]:
+    if isinstance(query_texts, str):
+        query_texts = [query_texts]
+    if query_texts is None or len(query_texts) != nq or not all(isinstance(t, str) for t in query_texts):
+        raise ValueError(f"{fn}: hybrid search needs query_texts, one string per query ({nq})")
+    return list(query_texts)
+
+
+def fuse(index: Any, li_scores: np.ndarray, li_pos: np.ndarray, texts: list[str], allowed: np.ndarray, k: int,
+         weight: float, fusion: str) -> tuple[np.ndarray, np.ndarray]:
+    """Per query, the late-interaction ranking (rows of positions, -1 padded) fused with BM25's over the
+    allowed documents: ``rrf`` scores a document ``(1-w)/(RRF_K + rank) + w/(RRF_K + rank_bm25)``,
+    ``normalized`` ``(1-w)·minmax(MaxSim) + w·minmax(BM25)`` over each list's results; a document missing
+    from one list gets nothing from it. Ties go to the lower position."""
+    nq = li_pos.shape[0]
+    out_s = np.full((nq, k), -np.inf, np.float32)
+    out_p = np.full((nq, k), -1, np.int64)
+    depth = li_pos.shape[1]
+    for i in range(nq):
+        ok = li_pos[i] >= 0
+        a_pos, a_sc = li_pos[i][ok], li_scores[i][ok].astype(np.float64)
+        b_pos, b_sc = index.docstore.lexical(texts[i], depth, allowed)
+        pos = np.union1d(a_pos, b_pos)
+        if len(pos) == 0:
+            continue
+        fused = np.zeros(len(pos))
+        for side, (p, sc) in ((1.0 - weight, (a_pos, a_sc)), (weight, (b_pos, b_sc.astype(np.float64)))):
+            if len(p) == 0 or side == 0:
+                continue
+            at = np.searchsorted(pos, p)
+            if fusion == "rrf":
+                fused[at] += side / (RRF_K + np.arange(1, len(p) + 1))  # both lists come best first
+            else:
+                lo, hi = sc.min(), sc.max()
+                fused[at] += side * ((sc - lo) / (hi - lo) if hi > lo else np.ones_like(sc))
+        top = np.lexsort((pos, -fused))[:k]
+        out_s[i, :len(top)], out_p[i, :len(top)] = fused[top], pos[top]
+    return out_s, out_p
 
 
 def to_ids(index: Any, pos: np.ndarray) -> np.ndarray:

@@ -28,12 +28,16 @@ import numpy as np
 from .._atomic import AtomicFile, atomic_write
 
 FORMAT = "edgecolbert-index"
-FORMAT_VERSION = 1
+# Version 2: a segment may name a document store (``"docs"``: an SQLite file, index/_docstore.py). Version 1
+# indexes (no stores) are read as they are; a writer writes version 2, which older readers refuse rather
+# than drop the documents on their next compaction.
+FORMAT_VERSION = 2
+READ_VERSIONS = (1, 2)
 MANIFEST = "manifest.json"
 LOCK = "LOCK"
 _CHUNK = 1 << 24
 # Files a writer of this format creates; only these are ever garbage-collected.
-_OWNED = re.compile(r"^(g\d+-[A-Za-z0-9_.-]+\.bin|spill-[0-9a-f]+\.bin|[A-Za-z0-9_.-]+\.tmp)$")
+_OWNED = re.compile(r"^(g\d+-[A-Za-z0-9_.-]+\.(bin|db)|spill-[0-9a-f]+\.bin|[A-Za-z0-9_.-]+\.tmp(-journal)?)$")
 
 
 class CorruptIndexError(RuntimeError):
@@ -113,6 +117,23 @@ def file_crc32(path: str) -> tuple[int, int]:
     return crc, size
 
 
+def check_file(dirpath: str, name: str, nbytes: int, crc32: Any, verify: bool) -> str:
+    """The path of a file the manifest names, after checking that it stays in the directory, its size
+    (always) and its checksum (when ``verify``). A missing file raises FileNotFoundError (``Index.open``
+    retries on a newer manifest); anything else, CorruptIndexError naming the file."""
+    path = os.path.join(dirpath, name)
+    if os.sep in name or name.startswith("."):
+        raise CorruptIndexError(path, "file name outside the index directory")
+    size = os.path.getsize(path)
+    if size != nbytes:
+        raise CorruptIndexError(path, f"file has {size} bytes, manifest says {nbytes} (truncated or replaced)")
+    if verify:
+        crc, _ = file_crc32(path)
+        if f"{crc:08x}" != crc32:
+            raise CorruptIndexError(path, f"checksum mismatch (crc32 {crc:08x}, manifest {crc32})")
+    return path
+
+
 def open_array(dirpath: str, entry: dict, verify: bool) -> np.ndarray:
     """Memory-maps one array named by the manifest, after checking its size (always) and its
     checksum (when ``verify``). Raises CorruptIndexError naming the file."""
@@ -121,20 +142,9 @@ def open_array(dirpath: str, entry: dict, verify: bool) -> np.ndarray:
     except (KeyError, TypeError, ValueError) as e:
         raise CorruptIndexError(os.path.join(dirpath, MANIFEST), f"malformed file entry {entry!r}: {e}") from None
     path = os.path.join(dirpath, name)
-    if os.sep in name or name.startswith("."):
-        raise CorruptIndexError(path, "file name outside the index directory")
     if int(np.prod(shape, dtype=np.int64)) * dtype.itemsize != nbytes:
         raise CorruptIndexError(path, f"manifest says {nbytes} bytes, but shape {shape} of {dtype} needs another size")
-    try:
-        size = os.path.getsize(path)
-    except FileNotFoundError:
-        raise
-    if size != nbytes:
-        raise CorruptIndexError(path, f"file has {size} bytes, manifest says {nbytes} (truncated or replaced)")
-    if verify:
-        crc, _ = file_crc32(path)
-        if f"{crc:08x}" != entry.get("crc32"):
-            raise CorruptIndexError(path, f"checksum mismatch (crc32 {crc:08x}, manifest {entry.get('crc32')})")
+    check_file(dirpath, name, nbytes, entry.get("crc32"), verify)
     if nbytes == 0:
         return np.empty(shape, dtype=dtype)
     # A plain ndarray view (its base keeps the mapping alive): np.memmap's Python-level __getitem__
@@ -155,9 +165,9 @@ def read_manifest(dirpath: str) -> dict:
         raise CorruptIndexError(path, f"manifest is not valid JSON: {e}") from None
     if not isinstance(m, dict) or m.get("format") != FORMAT:
         raise CorruptIndexError(path, f"not an {FORMAT} manifest")
-    if m.get("format_version") != FORMAT_VERSION:
+    if m.get("format_version") not in READ_VERSIONS:
         raise CorruptIndexError(
-            path, f"format version {m.get('format_version')!r}; this library reads version {FORMAT_VERSION}"
+            path, f"format version {m.get('format_version')!r}; this library reads versions {READ_VERSIONS}"
         )
     body = dict(m)
     want = body.pop("manifest_crc32", None)

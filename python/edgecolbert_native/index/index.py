@@ -19,8 +19,9 @@ import numpy as np
 
 from .._arrays import to_numpy
 from .._progress import progress_shown
-from . import _colbert, _search
-from ._segments import compact_segments, normalize_ids, write_segment
+from . import _colbert, _fast_plaid, _search
+from ._docstore import DocumentStore, SegmentStore, check_documents, compact_stores, write_store
+from ._segments import compact_segments, normalize_ids, ragged_ranges, write_segment
 from ._sources import make_source
 from ._storage import (
     FORMAT,
@@ -35,6 +36,10 @@ from ._storage import (
     write_array,
     write_manifest,
 )
+
+
+# Lookups of at most this many ids, before anything sorted the index's ids, scan instead (_positions).
+_FEW_IDS = 16
 
 
 def _ec() -> Any:
@@ -94,8 +99,10 @@ class Index:
     """A PLAID-style late-interaction index on disk. Use ``Index.build`` or ``Index.open``."""
 
     def __init__(self, path: str, manifest: dict, codec: Any, segments: list[_Segment],
-                 tombstones: np.ndarray) -> None:
+                 tombstones: np.ndarray, docstore: DocumentStore | None = None) -> None:
         self.path = path
+        # Texts and metadata (index/_docstore.py): one read-only SQLite store per segment that has any.
+        self.docstore = docstore if docstore is not None else DocumentStore([(s.base, s.n, None) for s in segments])
         self.manifest = manifest
         self.codec = codec
         self.segments = segments
@@ -142,7 +149,7 @@ class Index:
             weights = open_array(path, c["bucket_weights"], verify)
             if centroids.shape != (K, dim) or cutoffs.shape != ((1 << nbits) - 1,) or weights.shape != (1 << nbits,):
                 raise CorruptIndexError(os.path.join(path, c["centroids"]["file"]), "codec arrays do not match the manifest's dim/nbits/num_centroids")
-            segments, base = [], 0
+            segments, stores, base = [], [], 0
             for si, s in enumerate(m["segments"]):
                 arrays = {name: open_array(path, s["files"][name], verify)
                           for name in ("codes", "residuals", "doclens", "ivf", "ivf_offsets", "ids")}
@@ -168,6 +175,7 @@ class Index:
                 if verify and T and int(arrays["codes"].max()) >= K:
                     raise bad("codes", "centroid number out of range")
                 segments.append(_Segment(arrays, base))
+                stores.append((base, n, SegmentStore(path, s["docs"], n, verify) if s.get("docs") else None))
                 base += n
             tomb = open_array(path, m["tombstones"], verify)
             if tomb.ndim != 1 or (len(tomb) and (tomb.min() < 0 or tomb.max() >= base)):
@@ -180,7 +188,7 @@ class Index:
             raise CorruptIndexError(mpath, f"malformed manifest: {e!r}") from None
         codec = _ec().ResidualCodec(np.ascontiguousarray(centroids, np.float32), np.asarray(cutoffs, np.float32),
                                     np.asarray(weights, np.float32), nbits)
-        return cls(path, m, codec, segments, np.asarray(tomb, np.int64))
+        return cls(path, m, codec, segments, np.asarray(tomb, np.int64), DocumentStore(stores))
 
     # ------------------------------------------------------------------ building
     @classmethod
@@ -201,6 +209,8 @@ class Index:
         overwrite: bool = False,
         codec: Any = None,
         buckets: str = "lloyd",
+        texts: Any = None,
+        metadata: Any = None,
     ) -> "Index":
         """Builds an index in directory ``path`` (created if needed; an existing index there is
         replaced only with ``overwrite=True``, atomically).
@@ -214,7 +224,11 @@ class Index:
         ``ResidualCodec`` to use instead of training one (the shards of one collection share a codec).
         ``buckets``: how the codec's residual buckets are placed (``ResidualCodec.train``): ``"lloyd"``
         (default; Lloyd-Max refinement of ColBERTv2's quantiles, lower quantisation error, same format)
-        or ``"quantile"`` (ColBERTv2's indexer exactly).
+        or ``"quantile"`` (ColBERTv2's indexer exactly). ``texts`` (one str or None per document) and
+        ``metadata`` (one dict or None per document; values strings, finite numbers, booleans, null or
+        lists of those; sequences or iterators, read once while the store is written) are kept in the
+        index's document store: ``get`` returns them, ``search(where=...)``
+        filters on the metadata, ``search(hybrid=...)`` ranks the texts with BM25 too.
         """
         fn = "Index.build"
         if nbits not in (1, 2, 4, 8):
@@ -234,6 +248,7 @@ class Index:
             src, ids = make_source(doc_tokens, doc_offsets, doc_ids, fn, path)
             try:
                 ids, kind = normalize_ids(ids, src.num_docs, None, 0, fn)
+                check_documents(texts, metadata, src.num_docs, fn)
                 T, dim = src.num_tokens, src.dim
                 if T == 0:
                     raise ValueError(f"{fn}: the documents hold no tokens; centroids cannot be trained")
@@ -261,6 +276,9 @@ class Index:
                     "bucket_weights": write_array(path, f"g{gen}-bucket_weights.bin", np.asarray(codec.bucket_weights, np.float32)),
                 }
                 seg = write_segment(path, f"g{gen}-s0", src, ids, codec, k, nbits, num_threads, progress, fn)
+                store = write_store(path, f"g{gen}-s0-docs.db", texts, metadata, src.num_docs, fn)
+                if store is not None:
+                    seg["docs"] = store
                 tomb = write_array(path, f"g{gen}-tombstones.bin", np.empty(0, np.int64))
                 manifest = {
                     "format": FORMAT, "format_version": FORMAT_VERSION, "generation": gen,
@@ -279,6 +297,12 @@ class Index:
     def import_colbert(cls, colbert_dir: str | os.PathLike, path: str | os.PathLike, **kwargs: Any) -> "Index":
         """Imports a colbert-ai (PLAID) index directory; see ``_colbert.write_colbert_import``."""
         return cls.open(_colbert.write_colbert_import(colbert_dir, path, **kwargs))
+
+    @classmethod
+    def import_fast_plaid(cls, fast_plaid_dir: str | os.PathLike, path: str | os.PathLike, **kwargs: Any) -> "Index":
+        """Imports an index directory fast-plaid 1.4 wrote (with its metadata); see
+        ``_fast_plaid.write_fast_plaid_import``."""
+        return cls.open(_fast_plaid.write_fast_plaid_import(fast_plaid_dir, path, **kwargs))
 
     # ------------------------------------------------------------------ updates
     def _begin_write(self) -> tuple[WriterLock, dict]:
@@ -299,6 +323,7 @@ class Index:
 
     def _commit(self, m: dict) -> None:
         m["generation"] = int(self.manifest["generation"]) + 1
+        m["format_version"] = FORMAT_VERSION  # a version-1 index is version 2 from its first write on
         write_manifest(self.path, m)
         collect_garbage(self.path, referenced_files(m))
         self._reload(m)
@@ -308,9 +333,11 @@ class Index:
         self._reload()
 
     def add(self, doc_tokens: Any, doc_offsets: Any = None, doc_ids: Any = None, *,
-            num_threads: int | None = None, progress: bool | None = None) -> None:
-        """Appends documents (same input forms as ``build``) as a new segment, compressed with the
-        existing centroids (no re-training). Ids must be new among the live documents. Atomic."""
+            num_threads: int | None = None, progress: bool | None = None, texts: Any = None,
+            metadata: Any = None) -> None:
+        """Appends documents (same input forms as ``build``, with their ``texts`` and ``metadata`` as there)
+        as a new segment, compressed with the existing centroids (no re-training). Ids must be new among
+        the live documents. Atomic: the vectors, ids and documents land together or not at all."""
         fn = "Index.add"
         lock, m = self._begin_write()
         try:
@@ -319,6 +346,7 @@ class Index:
                 if src.dim != self.dim:
                     raise ValueError(f"{fn}: documents have dim {src.dim}, the index has dim {self.dim}")
                 ids, _ = normalize_ids(ids, src.num_docs, self.id_kind, int(m["next_int_id"]), fn)
+                check_documents(texts, metadata, src.num_docs, fn)
                 if len(ids) and self.live.any():
                     sorted_ids, _ = self._id_lookup()
                     pos = np.searchsorted(sorted_ids, ids)
@@ -327,8 +355,13 @@ class Index:
                     if clash.any():
                         raise ValueError(f"{fn}: ids already in the index: {ids[clash][:5].tolist()}")
                 gen = int(m["generation"]) + 1
-                seg = write_segment(self.path, f"g{gen}-s{len(m['segments'])}", src, ids, self.codec,
-                                     self.num_centroids, self.nbits, num_threads, progress, fn)
+                prefix = f"g{gen}-s{len(m['segments'])}"
+                seg = write_segment(self.path, prefix, src, ids, self.codec, self.num_centroids, self.nbits,
+                                    num_threads, progress, fn)
+                store = write_store(self.path, f"{prefix}-docs.db", texts, metadata, src.num_docs, fn,
+                                    self.docstore.fields)
+                if store is not None:
+                    seg["docs"] = store
             finally:
                 src.close()
             m = dict(m)
@@ -368,6 +401,10 @@ class Index:
             gen = int(m["generation"]) + 1
             seg = compact_segments(self.path, f"g{gen}-s0", self.segments, self.live, self.num_centroids,
                                     self.dim * self.nbits // 8, progress)
+            store = compact_stores(self.path, f"g{gen}-s0-docs.db",
+                                   [(st, np.flatnonzero(self.live[b:b + n])) for b, n, st in self.docstore.parts])
+            if store is not None:
+                seg["docs"] = store
             m = dict(m)
             m["segments"] = [seg]
             m["tombstones"] = write_array(self.path, f"g{gen}-tombstones.bin", np.empty(0, np.int64))
@@ -381,7 +418,8 @@ class Index:
     def _ids_all(self) -> np.ndarray:
         if self._all_ids is None:
             parts = [np.asarray(s.ids) for s in self.segments]
-            self._all_ids = np.concatenate(parts) if parts else np.empty(0, np.int64)
+            # one segment: its mapped ids as they are (a copy of 10^6 string ids costs more than the lookup)
+            self._all_ids = parts[0] if len(parts) == 1 else np.concatenate(parts) if parts else np.empty(0, np.int64)
         return self._all_ids
 
     def _id_lookup(self) -> tuple[np.ndarray, np.ndarray]:
@@ -393,7 +431,9 @@ class Index:
             self._id_index = (ids[order], live_pos[order])
         return self._id_index
 
-    def _positions(self, ids: Any, fn: str, strict: bool) -> np.ndarray:
+    def _positions(self, ids: Any, fn: str, strict: bool, ordered: bool = False) -> np.ndarray:
+        """Internal positions of the live documents with these ids: sorted and unique, or with ``ordered``
+        one per id in the order given (then every id must be found)."""
         ids = to_numpy(ids)
         if isinstance(ids, (str, int, np.integer)):
             ids = [ids]
@@ -407,19 +447,74 @@ class Index:
             if q.dtype.kind not in "UO":
                 raise TypeError(f"{fn}: this index has string ids, got {q.dtype}")
             q = q.astype(str)
-        sorted_ids, positions = self._id_lookup()
-        if len(sorted_ids) == 0:
-            found = np.zeros(len(q), bool)
-            at = np.zeros(len(q), np.int64)
+        if self._id_index is None and len(q) <= _FEW_IDS:
+            # A few ids looked up once (the CLI reads the 10 documents it shows, in a fresh process): scan
+            # the ids, O(n) each, rather than sort every id first (about a second at 10^6 string ids).
+            all_ids, wanted = self._ids_all(), q.tolist()
+            pos = np.full(len(q), -1, np.int64)
+            for a in range(0, len(all_ids), 1 << 16):  # one pass, a block at a time (it stays in cache)
+                block = all_ids[a:a + (1 << 16)]
+                for j, x in enumerate(wanted):
+                    if pos[j] < 0:
+                        hit = np.flatnonzero(block == x) + a
+                        hit = hit[self.live[hit]]
+                        if len(hit):
+                            pos[j] = hit[0]
+                if (pos >= 0).all():
+                    break
+            found = pos >= 0
         else:
-            at = np.minimum(np.searchsorted(sorted_ids, q), len(sorted_ids) - 1)
-            found = sorted_ids[at] == q
-        if strict and not found.all():
+            sorted_ids, positions = self._id_lookup()
+            if len(sorted_ids) == 0:
+                found = np.zeros(len(q), bool)
+                at = np.zeros(len(q), np.int64)
+            else:
+                at = np.minimum(np.searchsorted(sorted_ids, q), len(sorted_ids) - 1)
+                found = sorted_ids[at] == q
+            pos = positions[at]
+        if (strict or ordered) and not found.all():
             raise KeyError(f"{fn}: ids not in the index (or deleted): {q[~found][:5].tolist()}")
-        return np.unique(positions[at[found]])
+        return pos if ordered else np.unique(pos[found])
 
     def __len__(self) -> int:
         return int(self.live.sum())
+
+    # ------------------------------------------------------------------ documents
+    def get(self, ids: Any) -> list[dict]:
+        """The stored documents with these ids, in the order given: ``{"id", "text", "metadata"}`` each
+        (``text``/``metadata`` None where none was stored). An id not in the index (or deleted) raises
+        KeyError. Reads only these rows of the document store."""
+        if isinstance(ids, (str, int, np.integer)):
+            ids = [ids]
+        pos = self._positions(ids, "Index.get", strict=True, ordered=True)
+        all_ids = self._ids_all()
+        return [{"id": all_ids[p].item(), "text": t, "metadata": md}
+                for p, (t, md) in zip(pos.tolist(), self.docstore.get(pos))]
+
+    def decode(self, ids: Any) -> list[np.ndarray]:
+        """The token vectors of the documents with these ids, in the order given, decoded from their codes
+        and residuals (float32 ``[len, dim]``, unit norm: what the re-rank scores)."""
+        if isinstance(ids, (str, int, np.integer)):
+            ids = [ids]
+        pos = self._positions(ids, "Index.decode", strict=True, ordered=True)
+        out: list[np.ndarray] = [np.empty((0, self.dim), np.float32)] * len(pos)
+        for s in self.segments:
+            sel = np.flatnonzero((pos >= s.base) & (pos < s.base + s.n))
+            if len(sel) == 0:
+                continue
+            local = pos[sel] - s.base
+            tok = ragged_ranges(s.offsets[local], s.offsets[local + 1])
+            flat = np.asarray(self.codec.decompress(np.asarray(s.codes[tok], np.int32), np.asarray(s.residuals[tok])),
+                              np.float32)
+            ends = np.cumsum(s.offsets[local + 1] - s.offsets[local])
+            for i, lo, hi in zip(sel.tolist(), (ends - (s.offsets[local + 1] - s.offsets[local])).tolist(), ends.tolist()):
+                out[i] = flat[lo:hi]
+        return out
+
+    @property
+    def fields(self) -> dict[str, str]:
+        """The metadata fields a ``where`` filter may name, with their SQL column types."""
+        return dict(self.docstore.fields)
 
     @property
     def ids(self) -> np.ndarray:
@@ -443,7 +538,9 @@ class Index:
     def search(self, queries: Any, k: int = 10, *, nprobe: int | None = None, ndocs: int | None = None,
                centroid_score_threshold: float | None = None, subset: Any = None, query_mask: Any = None,
                exhaustive: bool | None = None, num_threads: int | None = None,
-               rerank: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+               rerank: int | None = None, where: str | None = None, params: Any = (),
+               hybrid: bool | float = False, query_texts: Any = None,
+               fusion: str | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Top-k documents per query: ``(scores float32 [nq, k], ids [nq, k])``, best first.
 
         queries ``[nq, Lq, dim]`` (or ``[Lq, dim]`` for one). ``ids`` are the caller's ids (int64, or
@@ -458,9 +555,20 @@ class Index:
         ``max(k, ndocs // 4)``, PLAID's rule; fewer is faster, at some recall: docs/index.md). The
         centroid scores that choose candidates are int8 where the CPU makes that faster (docs/index.md,
         "int8 centroid scores"); the returned scores are the exact MaxSim of the decoded tokens either way.
+
+        ``where``: an SQL expression over the metadata fields (``"lang = ? AND year >= ?"``) with ``params``
+        bound to its placeholders; only matching documents may be returned. It becomes the same set of
+        allowed documents as ``subset`` (and is intersected with it when both are given), so a filter costs
+        no recall inside it. A filter may read nothing but one document's fields (docs/guide.md).
+
+        ``hybrid``: True, or the weight in [0, 1] of the lexical side, ranks by a fusion of this late
+        interaction ranking and BM25 over the stored texts (``query_texts``: one string per query);
+        ``fusion`` ``"rrf"`` (reciprocal rank) or ``"normalized"`` (min-max scores), default
+        ``_search.HYBRID_FUSION``. Hybrid rows carry fused scores, not MaxSim.
         """
         return _search.search(self, queries, k, nprobe, ndocs, centroid_score_threshold, subset, query_mask,
-                              exhaustive, num_threads, rerank)
+                              exhaustive, num_threads, rerank, where=where, params=params, hybrid=hybrid,
+                              query_texts=query_texts, fusion=fusion)
 
 
 def import_colbert(colbert_dir: str | os.PathLike, path: str | os.PathLike, *, doc_ids: Any = None,
@@ -468,3 +576,10 @@ def import_colbert(colbert_dir: str | os.PathLike, path: str | os.PathLike, *, d
     """Writes this library's index at ``path`` from colbert-ai's index at ``colbert_dir`` and opens it
     (``_colbert.write_colbert_import``)."""
     return Index.import_colbert(colbert_dir, path, doc_ids=doc_ids, overwrite=overwrite)
+
+
+def import_fast_plaid(fast_plaid_dir: str | os.PathLike, path: str | os.PathLike, *, doc_ids: Any = None,
+                      overwrite: bool = False) -> Index:
+    """Writes this library's index at ``path`` from fast-plaid's index at ``fast_plaid_dir`` and opens it
+    (``_fast_plaid.write_fast_plaid_import``)."""
+    return Index.import_fast_plaid(fast_plaid_dir, path, doc_ids=doc_ids, overwrite=overwrite)

@@ -127,6 +127,17 @@ def test_exact_ties_break_like_scipy(pylate_pool, pf, prot):
     assert (np.diff(pooled_offsets) < np.minimum(bound, [len(d) for d in docs])).any()
 
 
+def test_float32_distances_tie_as_in_pylate(pylate_pool):
+    # <p0, p2> = 0.5 + 2^-30 in exact arithmetic but 0.5 in float32 (PyLate's torch.mm, any summation
+    # order), tying with <p0, p1> = 0.5: the first pair then merges, giving {p0, p1}, {p2, p3}. Distances
+    # kept in double would merge p0 with p2 instead and give {p0, p2}, {p1, p3}.
+    tiny = np.float32(2.0 ** -15)
+    doc = np.array([[1, 0, 0, tiny], [0.5, 0.5, 0, 0], [0.5, -0.5, 0.8, tiny], [0, 0.8, 1, 0]], np.float32)
+    check_against_pylate(pylate_pool, [doc], 2, 0, 4)
+    _, _, row_of = ec.pool_tokens(doc, [0, 4], 2, protected_tokens=0, return_rows=True)
+    assert row_of[0] == row_of[1] != row_of[2] == row_of[3]
+
+
 def test_pool_factor_one_and_larger_than_the_document(pylate_pool):
     rng = np.random.default_rng(5)
     docs = [unit_rows(rng, n, 16) for n in (0, 1, 2, 3, 10)]

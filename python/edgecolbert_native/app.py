@@ -84,9 +84,11 @@ def load_encoder(model: str | None, device: str = "cpu") -> tuple[Any, str]:
 
 
 # --------------------------------------------------------------------------- index
-def _fingerprint(docs: Sequence[Document], model: str, field: str) -> str:
+def _fingerprint(docs: Sequence[Document], model: str, field: str, pool_factor: int = 1) -> str:
     h = hashlib.blake2b(digest_size=16)
     h.update(f"{model}\0{field}\0{len(docs)}\0".encode())
+    if pool_factor != 1:  # pooled chunks are not the unpooled ones (and old stamps stay valid)
+        h.update(f"pool_factor={pool_factor}\0".encode())
     for d in docs:
         h.update(d.id.encode())
         h.update(b"\0")
@@ -98,11 +100,17 @@ def _fingerprint(docs: Sequence[Document], model: str, field: str) -> str:
 def build_cli_index(corpus: str | Sequence[Document], out: str, *, model: str | None = None, nbits: int = 4,
                     field: str = "text", batch_size: int = 32, num_threads: int | None = None,
                     restart: bool = False, keep_encoded: bool = False, ray_address: str | None = None,
-                    num_shards: int | None = None, device: str = "cpu") -> dict:
+                    num_shards: int | None = None, device: str = "cpu", pool_factor: int = 1) -> dict:
     """Encodes a corpus chunk by chunk (resumable) and builds the index. Returns timings. ``device``: where
     the encoder runs; with ``ray_address``, a CUDA device gives each Ray encoder actor one GPU (the driver
-    loads the model on the CPU, only to read its dimension)."""
+    loads the model on the CPU, only to read its dimension). ``pool_factor`` > 1 pools each document's
+    token vectors as PyLate does (``Encoder.encode_documents(pool_factor=...)``); meta.json records it."""
     from .index import Index
+
+    if not isinstance(pool_factor, int) or isinstance(pool_factor, bool) or pool_factor < 1:
+        raise ValueError(f"pool factor must be an integer >= 1, got {pool_factor!r}")
+    if pool_factor != 1 and ray_address is not None:
+        raise ValueError("--pool-factor is not supported with --ray (the Ray encoder actors do not pool)")
 
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -114,7 +122,7 @@ def build_cli_index(corpus: str | Sequence[Document], out: str, *, model: str | 
     encoder, model_name = load_encoder(model, device if ray_address is None else "cpu")
     timings["load model"] = time.perf_counter() - t0
     os.makedirs(out, exist_ok=True)
-    fp = _fingerprint(docs, str(model_name), field)
+    fp = _fingerprint(docs, str(model_name), field, pool_factor)
     if ray_address is not None:  # distributed encoding + sharded build (Ray Data), resumable by shard
         stamp = os.path.join(out, "ray-fingerprint")
         if restart or (os.path.exists(stamp) and open(stamp).read() != fp):
@@ -146,7 +154,8 @@ def build_cli_index(corpus: str | Sequence[Document], out: str, *, model: str | 
     with Progress(remaining, "encoding documents", long_run=True) as bar:
         for i in todo:
             part = docs[i * CHUNK_DOCS : (i + 1) * CHUNK_DOCS]
-            tokens, offsets = encoder.encode_documents([d.text for d in part], batch_size=batch_size)
+            tokens, offsets = encoder.encode_documents([d.text for d in part], batch_size=batch_size,
+                                                       pool_factor=pool_factor)
             spool = io.BytesIO()
             np.savez(spool, tokens=tokens.cpu().numpy().astype(np.float16), offsets=offsets.cpu().numpy())
             _atomic_write_bytes(chunk_path[i], spool.getvalue())
@@ -175,7 +184,8 @@ def build_cli_index(corpus: str | Sequence[Document], out: str, *, model: str | 
                     num_threads=num_threads, overwrite=True)
     timings["build index"] = time.perf_counter() - t0
     meta = {"model": str(model_name), "field": field, "nbits": nbits, "num_docs": len(docs),
-            "dim": int(encoder.dim), "corpus": corpus if isinstance(corpus, str) else None, "fingerprint": fp}
+            "dim": int(encoder.dim), "corpus": corpus if isinstance(corpus, str) else None, "fingerprint": fp,
+            "pool_factor": pool_factor}
     _atomic_write_bytes(os.path.join(out, META), json.dumps(meta, indent=1).encode())
     if not keep_encoded:
         shutil.rmtree(work, ignore_errors=True)
@@ -247,6 +257,19 @@ class CliIndex:
 
             return cls(path, meta, ShardedIndex.open(where, ray_address=ray_address), docs)
         return cls(path, meta, Index.open(where), docs)
+
+    def describe(self) -> dict:
+        """What `search` and `info` say about the index: model, nbits, pool factor (1 for indexes made
+        before pooling existed), documents, token vectors and the bytes of the index directory."""
+        where = os.path.join(self.path, "index")
+        size = sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(where) for f in files)
+        if hasattr(self.index, "manifest"):
+            tokens = self.index.manifest["num_tokens"]
+        else:  # sharded: the top file lists every shard's count
+            tokens = sum(int(e["num_tokens"]) for e in self.index.top["shards"])
+        return {"model": self.meta.get("model"), "nbits": self.meta.get("nbits"),
+                "pool_factor": int(self.meta.get("pool_factor", 1)), "num_docs": len(self.index),
+                "num_tokens": tokens, "index_bytes": size}
 
 
 def snippet(text: str, width: int = 100) -> str:

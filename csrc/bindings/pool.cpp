@@ -17,17 +17,9 @@ void register_pool(py::module_& m) {
         auto tokens = ensure_aligned<float, 0>(doc_tokens);
         const int64_t T = tokens.shape(0), dim = tokens.shape(1);
         if (dim < 1) value_error(cat(fn, ": doc_tokens must have dim >= 1, got shape ", shape_str(doc_tokens)));
-        auto off = int64_array(doc_offsets, fn, "doc_offsets");
-        if (off.ndim() != 1 || off.shape(0) < 1)
-          value_error(cat(fn, ": doc_offsets must have 1 dimension [n+1] with n >= 0, got shape ", shape_str(off)));
+        auto off = check_offsets(doc_offsets, T, "tokens", fn);
         const int64_t n = off.shape(0) - 1;
         const int64_t* o = off.data();
-        if (o[0] != 0) value_error(cat(fn, ": doc_offsets[0] must be 0, got ", o[0]));
-        for (int64_t i = 0; i < n; ++i)
-          if (o[i + 1] < o[i])
-            value_error(cat(fn, ": doc_offsets must be non-decreasing, but doc_offsets[", i + 1, "] = ", o[i + 1],
-                            " < doc_offsets[", i, "] = ", o[i]));
-        if (o[n] != T) value_error(cat(fn, ": doc_offsets[-1] must equal the number of tokens ", T, ", got ", o[n]));
         if (pool_factor < 1) value_error(cat(fn, ": pool_factor must be >= 1, got ", pool_factor));
         if (protected_tokens < 0) value_error(cat(fn, ": protected_tokens must be >= 0, got ", protected_tokens));
         const int threads = resolve_threads(num_threads, fn);

@@ -11,8 +11,9 @@ rounds interleaved.
     .venv/bin/python bench/bench_pooling_pydocs.py --dir /tmp/pool-bench
 
 Builds go through the CLI as subprocesses (`python -m edgecolbert_native index ...`); an index already in
---dir with the same pool factor is reused (--rebuild to build again). Each build encodes the whole corpus:
-15-25 min on 2 cores.
+--dir with the same pool factor is reused (--rebuild to build again). The builds run at the same time,
+one process per pool factor, so that a shared machine loads them alike; each reports its wall and CPU
+time. Each encodes the whole corpus.
 """
 
 from __future__ import annotations
@@ -24,33 +25,59 @@ import re
 import subprocess
 import sys
 import time
+from typing import Any
 
 import numpy as np
 
 
+def cli_env() -> dict:
+    return dict(os.environ, HF_HUB_OFFLINE="1")
+
+
 def cli(*args: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, HF_HUB_OFFLINE="1")
-    r = subprocess.run([sys.executable, "-m", "edgecolbert_native", *args], capture_output=True, text=True, env=env)
+    r = subprocess.run([sys.executable, "-m", "edgecolbert_native", *args], capture_output=True, text=True,
+                       env=cli_env())
     if r.returncode != 0:
         raise SystemExit(f"edgecolbert {' '.join(args)} failed ({r.returncode}):\n{r.stderr[-2000:]}")
     return r
 
 
-def build(out: str, corpus: str, model: str, k: int, rebuild: bool) -> dict:
-    meta = os.path.join(out, "meta.json")
-    if not rebuild and os.path.exists(meta) and json.load(open(meta)).get("pool_factor", 1) == k:
-        print(f"pool factor {k}: reusing {out}", flush=True)
-        return json.load(open(os.path.join(out, "build-timings.json")))
+def build_all(dirs: dict[int, str], corpus: str, model: str, rebuild: bool) -> dict[int, dict]:
+    """`edgecolbert index --pool-factor K` for every K at once, one process each: on a shared machine the
+    builds then see the same load. Per build: wall time, the process's CPU time (os.wait4), and the
+    CLI's own stage timings."""
+    timings: dict[int, dict] = {}
+    running: dict[int, tuple[subprocess.Popen, float, Any]] = {}
+    for k, out in dirs.items():
+        saved = os.path.join(out, "build-timings.json")
+        meta = os.path.join(out, "meta.json")
+        if not rebuild and os.path.exists(saved) and os.path.exists(meta) and json.load(open(meta)).get("pool_factor", 1) == k:
+            print(f"pool factor {k}: reusing {out}", flush=True)
+            timings[k] = json.load(open(saved))
+            continue
+        os.makedirs(out, exist_ok=True)
+        log = open(os.path.join(os.path.dirname(os.path.abspath(out)), f"build-pool{k}.log"), "w")
+        argv = [sys.executable, "-m", "edgecolbert_native", "index", corpus, "-o", out, "--model", model,
+                "--pool-factor", str(k), "--restart"]
+        running[k] = (subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=cli_env()),
+                      time.perf_counter(), log)
     load0 = os.getloadavg()[0]
-    t0 = time.perf_counter()
-    r = cli("index", corpus, "-o", out, "--model", model, "--pool-factor", str(k), "--restart")
-    wall = time.perf_counter() - t0
-    line = [x for x in r.stdout.splitlines() if x.startswith("indexed into")][-1]
-    stages = {m[0]: float(m[1]) for m in re.findall(r"([a-z ]+) ([0-9.]+)s", line.split(": ", 1)[1])}
-    timings = {"wall_s": wall, "stages_s": {s.strip(): v for s, v in stages.items()},
-               "load_before": load0, "load_after": os.getloadavg()[0]}
-    json.dump(timings, open(os.path.join(out, "build-timings.json"), "w"))
-    print(f"pool factor {k}: built in {wall:.0f} s {timings['stages_s']}", flush=True)
+    while running:
+        pid, status, usage = os.wait4(-1, 0)
+        k = next(f for f, (proc, _, _) in running.items() if proc.pid == pid)
+        proc, t0, log = running.pop(k)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        wall = time.perf_counter() - t0
+        log.close()
+        text = open(log.name).read()
+        if proc.returncode != 0:
+            raise SystemExit(f"pool factor {k}: edgecolbert index failed ({proc.returncode}):\n{text[-2000:]}")
+        line = [x for x in text.splitlines() if x.startswith("indexed into")][-1]
+        stages = {m[0].strip(): float(m[1]) for m in re.findall(r"([a-z ]+) ([0-9.]+)s", line.split(": ", 1)[1])}
+        timings[k] = {"wall_s": wall, "cpu_s": usage.ru_utime + usage.ru_stime, "stages_s": stages,
+                      "load_at_start": load0, "load_at_end": os.getloadavg()[0], "concurrent": len(dirs)}
+        json.dump(timings[k], open(os.path.join(dirs[k], "build-timings.json"), "w"))
+        print(f"pool factor {k}: built in {wall:.0f} s wall, {timings[k]['cpu_s']:.0f} s CPU, {stages}", flush=True)
     return timings
 
 
@@ -78,7 +105,7 @@ def main() -> None:
     corpus, queries_path = args.corpus or corpus, args.queries or queries_path
     os.makedirs(args.dir, exist_ok=True)
     dirs = {k: os.path.join(args.dir, f"pool{k}") for k in args.factors}
-    results: dict[int, dict] = {k: {"build": build(dirs[k], corpus, model, k, args.rebuild)} for k in args.factors}
+    results: dict[int, dict] = {k: {"build": t} for k, t in sorted(build_all(dirs, corpus, model, args.rebuild).items())}
 
     for k in args.factors:  # quality through the CLI, 1 search thread
         r = cli("search", dirs[k], "--queries", queries_path, "--eval", "--threads", "1")
@@ -139,14 +166,14 @@ def main() -> None:
                       f"({(t2 - t1) / (t1 - t0):.1f}x), same rows {same_rows}, max |diff| {err:.1e}", flush=True)
 
     base = results[args.factors[0]]["describe"]
-    print("\n| pool factor | token vectors | index bytes | build: encode + pool | build index | total (wall) | "
+    print("\n| pool factor | token vectors | index bytes | build: encode + pool | build index | build wall / CPU | "
           "search p50 / p99, 1 thread | MRR@10 | Recall@100 |")
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for k in args.factors:
         d, b, ev = results[k]["describe"], results[k]["build"], results[k]["eval"].split()
         print(f"| {k} | {d['num_tokens']:,} ({d['num_tokens'] / base['num_tokens']:.2f}) | "
               f"{d['index_bytes'] / 1e6:.1f} MB ({d['index_bytes'] / base['index_bytes']:.2f}) | "
-              f"{b['stages_s']['encode']:.0f} s | {b['stages_s']['build index']:.0f} s | {b['wall_s']:.0f} s | "
+              f"{b['stages_s']['encode']:.0f} s | {b['stages_s']['build index']:.0f} s | {b['wall_s']:.0f} / {b['cpu_s']:.0f} s | "
               f"{results[k]['p50_ms']:.2f} / {results[k]['p99_ms']:.2f} ms | {ev[1]} | {ev[3]} |")
     print(json.dumps({"results": results, "latency_load": latency_load, "pooling": pooling}, indent=1))
 

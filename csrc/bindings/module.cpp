@@ -60,17 +60,9 @@ Docs check_tokens(const py::array& tokens, const std::string& dtype, int64_t dim
 // CSR: offsets [n+1], offsets[0] == 0, non-decreasing, offsets[n] == T.
 Docs check_csr(const py::array& tokens, const std::string& dtype, const py::handle& offsets, int64_t dim, const char* fn) {
   Docs d = check_tokens(tokens, dtype, dim, fn);
-  auto off = int64_array(offsets, fn, "doc_offsets");
-  if (off.ndim() != 1 || off.shape(0) < 1)
-    value_error(cat(fn, ": doc_offsets must have 1 dimension [n+1] with n >= 0, got shape ", shape_str(off)));
+  auto off = check_offsets(offsets, tokens.shape(0), "tokens", fn);
   const int64_t n = off.shape(0) - 1;
   const int64_t* o = off.data();
-  const int64_t T = tokens.shape(0);
-  if (o[0] != 0) value_error(cat(fn, ": doc_offsets[0] must be 0, got ", o[0]));
-  for (int64_t i = 0; i < n; ++i)
-    if (o[i + 1] < o[i]) value_error(cat(fn, ": doc_offsets must be non-decreasing, but doc_offsets[", i + 1, "] = ", o[i + 1],
-                                         " < doc_offsets[", i, "] = ", o[i]));
-  if (o[n] != T) value_error(cat(fn, ": doc_offsets[-1] must equal the number of tokens ", T, ", got ", o[n]));
   d.begin = off;
   d.set.n = n;
   d.set.begin = o;
@@ -176,6 +168,7 @@ py::dict info() {
 
 void register_codec(py::module_& m);  // codec.cpp (residual codec, centroid search)
 void register_plaid(py::module_& m);  // plaid.cpp (PLAID candidate stages)
+void register_pool(py::module_& m);   // pool.cpp (hierarchical token pooling)
 
 }  // namespace edgecolbert::bind
 
@@ -242,4 +235,5 @@ PYBIND11_MODULE(_native, m) {
 
   register_codec(m);
   register_plaid(m);
+  register_pool(m);
 }

@@ -10,7 +10,7 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-_KERNELS = ("maxsim", "maxsim_topk", "maxsim_candidates", "maxsim_padded", "info")
+_KERNELS = ("maxsim", "maxsim_topk", "maxsim_candidates", "maxsim_padded", "pool_tokens", "info")
 _LAZY = {name: "kernels" for name in _KERNELS}
 _LAZY["Index"] = "index"
 _LAZY.update({

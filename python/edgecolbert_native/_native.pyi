@@ -37,6 +37,10 @@ def centroid_scores_t(
     query_tokens: _Array, centroids: _Array, num_threads: int | None = ..., rows_dtype: str = ...,
     centroids_dtype: str = ..., isa: str = ...,
 ) -> _F32: ...
+def pool_tokens(
+    doc_tokens: _F32, doc_offsets: Any, pool_factor: int, protected_tokens: int = ..., num_threads: int | None = ...,
+    return_rows: bool = ...,
+) -> tuple[_Array, ...]: ...
 def quantize_rows_i8(x: _F32) -> tuple[Any, _F32, _I32]: ...
 def centroid_scores_t_i8(
     query_tokens: _F32, centroids_i8: tuple[Any, _F32, _I32], num_threads: int | None = ..., isa: str = ...,

@@ -1,4 +1,4 @@
-"""MaxSim kernels on numpy arrays and CPU torch tensors.
+"""MaxSim kernels (and hierarchical token pooling) on numpy arrays and CPU torch tensors.
 
 Layouts (see DESIGN.md): queries ``[nq, Lq, dim]`` with an optional boolean ``query_mask [nq, Lq]``
 (False rows are ignored); documents in CSR form, ``doc_tokens [T, dim]`` row-major and
@@ -137,6 +137,42 @@ def maxsim_padded(
     return _native.maxsim_ranges(
         q, tokens, begin, end, floor, as_mask(query_mask, fn, "query_mask"), num_threads, qd, dd, _isa, fn
     )
+
+
+def pool_tokens(
+    doc_tokens: Any,
+    doc_offsets: Any,
+    pool_factor: int,
+    *,
+    protected_tokens: int = 1,
+    num_threads: int | None = None,
+    return_rows: bool = False,
+) -> tuple[np.ndarray, ...]:
+    """Pools each document's tokens by hierarchical clustering, as PyLate's ``pool_factor`` does:
+    ``(tokens float32 [T', dim], offsets int64 [n+1])``, CSR like the input.
+
+    Per document, the first ``protected_tokens`` rows are kept as they are; the other m rows are
+    clustered into at most ``max(m // pool_factor, 1)`` clusters by Ward linkage on the distances
+    ``1 - <x_i, x_j>`` and ``fcluster(criterion="maxclust")`` (scipy's algorithm, ties included), and
+    replaced by the cluster means in scipy's label order. ``pool_factor=1`` and documents with at most
+    one row to pool are returned as they are. The clustering is O(m^2) memory and time per document.
+    ``return_rows=True`` also returns int64 ``[T]``: the row, inside its document's pooled rows, that
+    each input token went into. Documents are spread over ``num_threads``; results do not depend on it.
+    float16 / bfloat16 inputs are widened to float32 (the output is float32).
+    """
+    fn = "pool_tokens"
+    for name, value in (("pool_factor", pool_factor), ("protected_tokens", protected_tokens)):
+        if not isinstance(value, (int, np.integer)) or isinstance(value, bool):
+            raise TypeError(f"{fn}: {name} must be an int, got {type(value).__name__}")
+    arr, declared = as_array(doc_tokens, fn, "doc_tokens")
+    if declared == "bfloat16":  # bfloat16 is the top half of a float32: widening is exact
+        arr = (np.ascontiguousarray(arr).astype(np.uint32) << 16).view(np.float32)
+    elif arr.dtype != np.float32:
+        if arr.dtype.kind != "f":
+            raise TypeError(f"{fn}: doc_tokens must be float32, float16 or bfloat16, got {arr.dtype}")
+        arr = arr.astype(np.float32)
+    return _native.pool_tokens(np.ascontiguousarray(arr), as_index_array(doc_offsets, fn, "doc_offsets"),
+                               int(pool_factor), int(protected_tokens), num_threads, bool(return_rows))
 
 
 def info() -> dict:

@@ -110,9 +110,12 @@ def _scan(corpus: str | Sequence[Document], field: str) -> tuple[list[str], str]
     return ids, h.hexdigest()
 
 
-def _fingerprint(model: str, field: str, num_docs: int, digest: str) -> str:
-    """What tells an interrupted run's encoded chunks apart from another corpus's or model's."""
-    return hashlib.blake2b(f"{model}\0{field}\0{num_docs}\0{digest}".encode(), digest_size=16).hexdigest()
+def _fingerprint(model: str, field: str, num_docs: int, digest: str, pool_factor: int = 1) -> str:
+    """What tells an interrupted run's encoded chunks apart from another corpus's, model's or pool factor's."""
+    key = f"{model}\0{field}\0{num_docs}\0{digest}"
+    if pool_factor != 1:  # pooled chunks are not the unpooled ones (and old stamps stay valid)
+        key += f"\0pool_factor={pool_factor}"
+    return hashlib.blake2b(key.encode(), digest_size=16).hexdigest()
 
 
 def _chunks(docs: Iterator[Document], size: int, expected: int) -> Iterator[list[Document]]:
@@ -168,9 +171,10 @@ class _IdStoreWriter:
         fsync_dir(os.path.dirname(self.path))
 
 
-def _encode_chunk(encoder: Any, texts: list[str], batch_size: int, path: str) -> None:
-    """One chunk's embeddings, as float16 CSR (``tokens``, ``offsets``), atomically in an .npz file."""
-    tokens, offsets = encoder.encode_documents(texts, batch_size=batch_size)
+def _encode_chunk(encoder: Any, texts: list[str], batch_size: int, path: str, pool_factor: int = 1) -> None:
+    """One chunk's embeddings (pooled when ``pool_factor`` > 1), as float16 CSR (``tokens``, ``offsets``),
+    atomically in an .npz file."""
+    tokens, offsets = encoder.encode_documents(texts, batch_size=batch_size, pool_factor=pool_factor)
     tokens16 = to_numpy(tokens).astype(np.float16)
     del tokens
     with AtomicFile(path) as f:  # straight into the file: no in-memory copy of the .npz
@@ -180,10 +184,11 @@ def _encode_chunk(encoder: Any, texts: list[str], batch_size: int, path: str) ->
 def build_cli_index(corpus: str | Iterable[Document], out: str, *, model: str | None = None, nbits: int = 4,
                     field: str = "text", batch_size: int = 32, num_threads: int | None = None,
                     restart: bool = False, keep_encoded: bool = False, ray_address: str | None = None,
-                    num_shards: int | None = None, device: str = "cpu") -> dict:
+                    num_shards: int | None = None, device: str = "cpu", pool_factor: int = 1) -> dict:
     """Encodes a corpus chunk by chunk (resumable) and builds the index. Returns timings. ``device``: where
     the encoder runs; with ``ray_address``, a CUDA device gives each Ray encoder actor one GPU (the driver
-    loads the model on the CPU, only to read its dimension).
+    loads the model on the CPU, only to read its dimension). ``pool_factor`` > 1 pools each document's
+    token vectors as PyLate does (``Encoder.encode_documents(pool_factor=...)``); meta.json records it.
 
     Memory (docs/index.md, "Memory"): the corpus is streamed (read once for the ids
     and the fingerprint, once to encode and store the documents), CHUNK_DOCS documents are encoded at a
@@ -191,6 +196,10 @@ def build_cli_index(corpus: str | Iterable[Document], out: str, *, model: str | 
     holds all texts or all embeddings."""
     from ..index import Index
 
+    if not isinstance(pool_factor, int) or isinstance(pool_factor, bool) or pool_factor < 1:
+        raise ValueError(f"pool factor must be an integer >= 1, got {pool_factor!r}")
+    if pool_factor != 1 and ray_address is not None:
+        raise ValueError("--pool-factor is not supported with --ray (the Ray encoder actors do not pool)")
     if not isinstance(corpus, (str, Sequence)):
         corpus = list(corpus)  # read twice below
     timings: dict[str, float] = {}
@@ -203,7 +212,7 @@ def build_cli_index(corpus: str | Iterable[Document], out: str, *, model: str | 
     encoder, model_name = load_encoder(model, device if ray_address is None else "cpu")
     dim = int(encoder.dim)
     timings["load model"] = time.perf_counter() - t0
-    fp = _fingerprint(str(model_name), field, len(ids), digest)
+    fp = _fingerprint(str(model_name), field, len(ids), digest, pool_factor)
     os.makedirs(out, exist_ok=True)
     source = corpus if isinstance(corpus, str) else None
     if ray_address is not None:  # distributed encoding + sharded build (Ray Data), resumable by shard
@@ -242,7 +251,7 @@ def build_cli_index(corpus: str | Iterable[Document], out: str, *, model: str | 
             if store is not None:
                 store.write(part)
             if i in todo:
-                _encode_chunk(encoder, [d.text for d in part], batch_size, chunk_path[i])
+                _encode_chunk(encoder, [d.text for d in part], batch_size, chunk_path[i], pool_factor)
                 bar.update(len(part))
     timings["encode"] = time.perf_counter() - t0
     del encoder  # the model is not needed while the index is built
@@ -265,7 +274,7 @@ def build_cli_index(corpus: str | Iterable[Document], out: str, *, model: str | 
                     overwrite=True, texts=(d.text for d in a), metadata=(d.metadata for d in b))
     timings["build index"] = time.perf_counter() - t0
     meta = {"model": str(model_name), "field": field, "nbits": nbits, "num_docs": n, "dim": dim,
-            "corpus": source, "fingerprint": fp}
+            "corpus": source, "fingerprint": fp, "pool_factor": pool_factor}
     atomic_write(os.path.join(out, META), json.dumps(meta, indent=1).encode())
     if not keep_encoded:
         shutil.rmtree(work, ignore_errors=True)
@@ -367,6 +376,19 @@ class CliIndex:
             meta = d["metadata"] or {}
             out.append(Document(str(d["id"]), d["text"] or "", str(meta.get("title", "")), meta))
         return out
+
+    def describe(self) -> dict:
+        """What `search` and `info` say about the index: model, nbits, pool factor (1 for indexes made
+        before pooling existed), documents, token vectors and the bytes of the index directory."""
+        where = os.path.join(self.path, "index")
+        size = sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(where) for f in files)
+        if hasattr(self.index, "manifest"):
+            tokens = self.index.manifest["num_tokens"]
+        else:  # sharded: the top file lists every shard's count
+            tokens = sum(int(e["num_tokens"]) for e in self.index.top["shards"])
+        return {"model": self.meta.get("model"), "nbits": self.meta.get("nbits"),
+                "pool_factor": int(self.meta.get("pool_factor", 1)), "num_docs": len(self.index),
+                "num_tokens": tokens, "index_bytes": size}
 
 
 def snippet(text: str, width: int = 100) -> str:

@@ -13,6 +13,10 @@ def _cmd_info(args: argparse.Namespace) -> int:
     from ..kernels import info
 
     data = {"version": __version__, **info()}
+    if args.index:
+        from .index_dir import CliIndex
+
+        data["index"] = CliIndex.open(args.index).describe()
     try:
         import torch
 
@@ -25,6 +29,8 @@ def _cmd_info(args: argparse.Namespace) -> int:
         print(json.dumps(data, indent=1))
     else:
         for k, v in data.items():
+            if isinstance(v, dict):
+                v = ", ".join(f"{a} {b}" for a, b in v.items())
             print(f"{k}: {', '.join(v) if isinstance(v, list) else v}")
     return 0
 
@@ -42,7 +48,7 @@ def _cmd_index(args: argparse.Namespace) -> int:
     t = build_cli_index(args.corpus, args.output, model=args.model, nbits=args.nbits, field=args.field,
                         batch_size=args.batch_size, num_threads=args.threads, restart=args.restart,
                         keep_encoded=args.keep_encoded, ray_address=args.ray, num_shards=args.shards,
-                        device=args.device)
+                        device=args.device, pool_factor=args.pool_factor)
     print("indexed into " + args.output + ": " + ", ".join(f"{k} {v:.1f}s" for k, v in t.items()))
     return 0
 
@@ -59,6 +65,7 @@ def _cmd_search(args: argparse.Namespace) -> int:
     if args.param and args.where is None:
         raise ValueError("--param gives values to the ? of --where; there is no --where")
     ci = CliIndex.open(args.index, ray_address=args.ray, verify=args.verify)
+    print(f"{args.index}: " + ", ".join(f"{a} {b}" for a, b in ci.describe().items()), file=sys.stderr)
     encoder, _ = load_encoder(args.model or ci.meta["model"], args.device)
     k = max(args.k, 100) if args.eval else args.k
     scores, ids, _ = search_cli_index(ci, queries, k, encoder, args.threads, where=args.where,
@@ -145,6 +152,9 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--batch-size", type=int, default=32)
     x.add_argument("--threads", type=int, default=None)
     x.add_argument("--device", default="cpu", help="where the encoder runs: cpu, cuda or cuda:N (with --ray: one GPU per encoder actor)")
+    x.add_argument("--pool-factor", type=int, default=1, metavar="K",
+                   help="pool each document's token vectors into 1/K as many by hierarchical clustering, as "
+                        "PyLate's pool_factor (default 1: none)")
     x.add_argument("--restart", action="store_true", help="discard encoded chunks of an interrupted run")
     x.add_argument("--keep-encoded", action="store_true", help="keep the float16 embeddings (OUTPUT/encoded) for evaluation")
     x.add_argument("--shards", type=int, default=None, help="build a sharded index with this many shards")
@@ -193,7 +203,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--nbits", type=int, default=4, choices=(1, 2, 4, 8))
     d.add_argument("--workdir", default=".edgecolbert-demo")
     d.set_defaults(func=_cmd_demo)
-    i = sub.add_parser("info", help="versions, ISA paths, threads")
+    i = sub.add_parser("info", help="versions, ISA paths, threads (and an index's model, pool factor, size)")
+    i.add_argument("index", nargs="?", help="an index directory made by `edgecolbert index`")
     i.add_argument("--json", action="store_true")
     i.set_defaults(func=_cmd_info)
     return p

@@ -292,11 +292,21 @@ class Encoder:
 
     def encode_documents(self, texts: str | list[str], *, batch_size: int = 32, max_tokens: int | None = None,
                          normalize: bool = True, show_progress_bar: bool = False,
-                         output_device: str | torch.device = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+                         output_device: str | torch.device = "cpu", pool_factor: int = 1,
+                         protected_tokens: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
         """Documents -> (tokens [T, dim], offsets int64 [n+1]): document i is tokens[offsets[i]:offsets[i+1]],
         its kept tokens (skiplist ids dropped) in order, the CSR layout of the kernels and the index.
 
-        max_tokens bounds a batch's padded grid (count x longest); default batch_size x document_length."""
+        max_tokens bounds a batch's padded grid (count x longest); default batch_size x document_length.
+        pool_factor > 1 pools each document's kept tokens as PyLate's ``pool_factor`` does: the first
+        ``protected_tokens`` stay, the others become the means of max(m // pool_factor, 1) Ward clusters
+        (``edgecolbert_native.pool_tokens``; float32 on the CPU, then back to the model's dtype)."""
+        for name, value in (("pool_factor", pool_factor), ("protected_tokens", protected_tokens)):
+            if not isinstance(value, (int, np.integer)) or isinstance(value, bool):
+                raise TypeError(f"encode_documents: {name} must be an int, got {type(value).__name__}")
+        if pool_factor < 1 or protected_tokens < 0:
+            raise ValueError(f"encode_documents: pool_factor must be >= 1 and protected_tokens >= 0, got "
+                             f"{pool_factor} and {protected_tokens}")
         texts = [texts] if isinstance(texts, str) else list(texts)
         batch, keep = self.tokenizer.documents(texts)
         vecs = self._embed(batch, batch_size=batch_size, max_tokens=max_tokens, normalize=normalize,
@@ -304,9 +314,21 @@ class Encoder:
                            output_device=torch.device(output_device))
         kept = np.concatenate(([0], np.cumsum(keep, dtype=np.int64)))
         offsets = torch.from_numpy(np.ascontiguousarray(kept[batch.offsets]))
-        if keep.all():
-            return vecs, offsets
-        return vecs[torch.from_numpy(keep).to(vecs.device)].contiguous(), offsets
+        if not keep.all():
+            vecs = vecs[torch.from_numpy(keep).to(vecs.device)].contiguous()
+        if pool_factor > 1:
+            return self._pool(vecs, offsets, int(pool_factor), int(protected_tokens))
+        return vecs, offsets
+
+    def _pool(self, vecs: torch.Tensor, offsets: torch.Tensor, pool_factor: int,
+              protected_tokens: int) -> tuple[torch.Tensor, torch.Tensor]:
+        from ..kernels import pool_tokens
+
+        # PyLate clusters on the CPU too (scipy); float32 whatever the model's dtype.
+        rows = vecs.detach().to("cpu", torch.float32).contiguous().numpy()
+        pooled, pooled_offsets = pool_tokens(rows, offsets.numpy(), pool_factor, protected_tokens=protected_tokens)
+        out = torch.from_numpy(np.ascontiguousarray(pooled)).to(device=vecs.device, dtype=self.dtype)
+        return out, torch.from_numpy(pooled_offsets)
 
     def token_ids(self, texts: list[str], *, is_query: bool) -> tuple[np.ndarray, np.ndarray]:
         """The ids the model sees (prefix and expansion included) as CSR (ids, offsets): for inspection."""

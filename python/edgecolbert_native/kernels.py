@@ -151,7 +151,8 @@ def info() -> dict:
 
     Keys: ``features``, ``compiled``, ``variants`` (runnable variants), ``paths`` (runnable ISA
     families: scalar, avx2, avx512, neon), ``isa`` (chosen family), ``variant`` (chosen variant: scalar,
-    avx2, avx512, avx512_bf16, neon, neon_dotprod, neon_bf16, neon_i8mm), ``fast_int8_centroid_scores``,
+    avx2, avx2_vnni, avx512, avx512_vnni, avx512_bf16, neon, neon_dotprod, neon_bf16, neon_i8mm),
+    ``fast_int8_centroid_scores``,
     ``default_num_threads``.
     """
     return dict(_native.info())

@@ -317,10 +317,10 @@ def test_sharded_and_legacy_directories_show_their_documents(tmp_path, capsys):
 def test_pool_factor(built, corpus, tmp_path, capsys):
     out = tmp_path / "pooled"
     assert main(["index", str(corpus[0]), "-o", str(out), "--pool-factor", "2", "--keep-encoded"]) == 0
-    ci, full = app.CliIndex.open(str(out)), app.CliIndex.open(str(built))
+    ci, full = index_dir.CliIndex.open(str(out)), index_dir.CliIndex.open(str(built))
     assert ci.meta["pool_factor"] == 2 and "pool_factor" in full.meta and full.meta["pool_factor"] == 1
     # The index holds what encode_documents(pool_factor=2) gives: [CLS] kept, the rest in half as many.
-    enc, _ = app.load_encoder(None)
+    enc, _ = index_dir.load_encoder(None)
     full_lengths = np.diff(enc.encode_documents([t for _, t in DOCS])[1].numpy())
     lengths = ci.index.segments[0].doclens
     np.testing.assert_array_equal(lengths, 1 + np.maximum((full_lengths - 1) // 2, 1))
@@ -338,7 +338,7 @@ def test_pool_factor(built, corpus, tmp_path, capsys):
     # Chunks encoded (and kept) with another pool factor are not reused.
     assert main(["index", str(corpus[0]), "-o", str(out), "--pool-factor", "3"]) == 0
     assert "different corpus or model; starting over" in capsys.readouterr().err
-    assert app.CliIndex.open(str(out)).meta["pool_factor"] == 3
+    assert index_dir.CliIndex.open(str(out)).meta["pool_factor"] == 3
     for argv, msg in ((["--pool-factor", "0"], "pool factor must be an integer >= 1, got 0"),
                       (["--pool-factor", "2", "--ray", "local"], "not supported with --ray")):
         assert main(["index", str(corpus[0]), "-o", str(tmp_path / "bad")] + argv) == 2

@@ -169,6 +169,7 @@ py::dict info() {
 void register_codec(py::module_& m);  // codec.cpp (residual codec, centroid search)
 void register_plaid(py::module_& m);  // plaid.cpp (PLAID candidate stages)
 void register_pool(py::module_& m);   // pool.cpp (hierarchical token pooling)
+void register_peaks(py::module_& m);  // peaks.cpp (the machine's limits: peak probes)
 
 }  // namespace edgecolbert::bind
 
@@ -236,4 +237,5 @@ PYBIND11_MODULE(_native, m) {
   register_codec(m);
   register_plaid(m);
   register_pool(m);
+  register_peaks(m);
 }

@@ -43,6 +43,7 @@ std::vector<std::string> CpuFeatures::names() const {
   add(avx512dq, "avx512dq");
   add(avx512bf16, "avx512_bf16");
   add(avx512vnni, "avx512_vnni");
+  add(avx_vnni, "avx_vnni");
   add(os_avx, "os_ymm");
   add(os_avx512, "os_zmm");
   add(neon, "neon");
@@ -79,6 +80,7 @@ CpuFeatures detect() {
   f.avx512vl = (b >> 31) & 1;
   f.avx512vnni = (c >> 11) & 1;
   __cpuid_count(7, 1, a, b, c, d);
+  f.avx_vnni = (a >> 4) & 1;
   f.avx512bf16 = (a >> 5) & 1;
 #endif
 #if defined(__aarch64__)
@@ -96,9 +98,13 @@ CpuFeatures detect() {
 
 [[maybe_unused]] bool sup_scalar(const CpuFeatures&) { return true; }
 [[maybe_unused]] bool sup_avx2(const CpuFeatures& f) { return f.os_avx && f.avx2 && f.fma && f.f16c; }
+// The int8 dot product without AVX-512 (Alder Lake and later client cores, Zen 5 with AVX-512 off).
+[[maybe_unused]] bool sup_avx2_vnni(const CpuFeatures& f) { return sup_avx2(f) && f.avx_vnni; }
 [[maybe_unused]] bool sup_avx512(const CpuFeatures& f) {
   return sup_avx2(f) && f.os_avx512 && f.avx512f && f.avx512bw && f.avx512vl && f.avx512dq;
 }
+// AVX-512 with the int8 dot product but without BF16 (Cascade Lake, Ice Lake, Tiger Lake).
+[[maybe_unused]] bool sup_avx512_vnni(const CpuFeatures& f) { return sup_avx512(f) && f.avx512vnni; }
 // Every CPU with AVX512_BF16 (Cooper Lake, Sapphire Rapids, Zen 4) also has AVX512_VNNI, which this
 // variant's int8 centroid scores use.
 [[maybe_unused]] bool sup_avx512_bf16(const CpuFeatures& f) { return sup_avx512(f) && f.avx512bf16 && f.avx512vnni; }
@@ -116,11 +122,23 @@ const KernelPath kScalar{"scalar", "scalar", sup_scalar, maxsim_ops_scalar, cent
 #ifdef EDGECOLBERT_HAVE_AVX2
 const KernelPath kAvx2{"avx2", "avx2", sup_avx2, maxsim_ops_avx2, centroid_ops_avx2, codec_ops_avx2, plaid_ops_avx2, centroid_i8_ops_scalar};
 #endif
+// avx2 with the int8 centroid scores in AVX-VNNI.
+#if defined(EDGECOLBERT_HAVE_AVX2) && defined(EDGECOLBERT_HAVE_AVX2VNNI)
+#define EC_PATH_AVX2_VNNI
+const KernelPath kAvx2Vnni{"avx2_vnni", "avx2", sup_avx2_vnni, maxsim_ops_avx2, centroid_ops_avx2, codec_ops_avx2,
+                           plaid_ops_avx2, centroid_i8_ops_avx2_vnni};
+#endif
 #ifdef EDGECOLBERT_HAVE_AVX512
 const KernelPath kAvx512{"avx512", "avx512", sup_avx512, maxsim_ops_avx512, centroid_ops_avx512, codec_ops_avx512,
                          plaid_ops_avx512, centroid_i8_ops_scalar};
 #endif
-#ifdef EDGECOLBERT_HAVE_AVX512BF16
+// avx512 with the int8 centroid scores in AVX512_VNNI.
+#if defined(EDGECOLBERT_HAVE_AVX512) && defined(EDGECOLBERT_HAVE_AVX512VNNI)
+#define EC_PATH_AVX512_VNNI
+const KernelPath kAvx512Vnni{"avx512_vnni", "avx512", sup_avx512_vnni, maxsim_ops_avx512, centroid_ops_avx512,
+                             codec_ops_avx512, plaid_ops_avx512, centroid_i8_ops_avx512_vnni};
+#endif
+#if defined(EDGECOLBERT_HAVE_AVX512BF16) && defined(EDGECOLBERT_HAVE_AVX512VNNI)
 const KernelPath kAvx512Bf16{"avx512_bf16", "avx512", sup_avx512_bf16, maxsim_ops_avx512_bf16, centroid_ops_avx512,
                               codec_ops_avx512, plaid_ops_avx512, centroid_i8_ops_avx512_vnni};
 #endif
@@ -173,10 +191,16 @@ const std::vector<const KernelPath*>& compiled_paths() {
 #ifdef EDGECOLBERT_HAVE_AVX2
       &kAvx2,
 #endif
+#ifdef EC_PATH_AVX2_VNNI
+      &kAvx2Vnni,
+#endif
 #ifdef EDGECOLBERT_HAVE_AVX512
       &kAvx512,
 #endif
-#ifdef EDGECOLBERT_HAVE_AVX512BF16
+#ifdef EC_PATH_AVX512_VNNI
+      &kAvx512Vnni,
+#endif
+#if defined(EDGECOLBERT_HAVE_AVX512BF16) && defined(EDGECOLBERT_HAVE_AVX512VNNI)
       &kAvx512Bf16,
 #endif
 #ifdef EDGECOLBERT_HAVE_NEON
@@ -200,6 +224,12 @@ std::vector<const KernelPath*> available_paths() {
   for (auto* p : compiled_paths())
     if (p->supported(cpu_features())) out.push_back(p);
   return out;
+}
+
+bool variant_supported(const std::string& variant) {
+  for (auto* p : compiled_paths())
+    if (variant == p->name) return p->supported(cpu_features());
+  return false;
 }
 
 const KernelPath& path_by_name(const std::string& name) {

@@ -307,7 +307,20 @@ EC_TEST(centroid_int8_block_kernel_every_variant) {
   const KernelPath& scalar = path_by_name("scalar");
   const int64_t dim4s[] = {4, 8, 12, 16, 20, 24, 28, 32, 44, 48, 64, 100, 128, 132, 260, 516};
   const int64_t ncs[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 37, 300};
-  for (const KernelPath* p : available_paths()) {
+  // Every available path's kernel, and the avx2_vnni source in its EVEX twin where this CPU has
+  // AVX512_VNNI but no AVX-VNNI to run the real build (centroids_i8_ymm.hpp).
+  struct Kernel {
+    std::string name;
+    const CentroidI8Ops* ops;
+  };
+  std::vector<Kernel> kernels;
+  for (const KernelPath* p : available_paths()) kernels.push_back({p->name, &p->centroids_i8});
+#ifdef EDGECOLBERT_HAVE_AVX512VNNI
+  if (variant_supported("avx512_vnni")) kernels.push_back({"avx2_vnni source as EVEX", &centroid_i8_ops_ymm_evex_for_tests});
+#endif
+  for (const Kernel& kern : kernels) {
+    const CentroidI8Ops& ops = *kern.ops;
+    const char* name = kern.name.c_str();
     int cases = 0;
     for (int64_t dim4 : dim4s)
       for (int64_t nc : ncs)
@@ -355,24 +368,24 @@ EC_TEST(centroid_int8_block_kernel_every_variant) {
           for (bool with_thr : {false, true}) {
             std::vector<float> out(want.size(), -12345.0f);
             std::vector<uint8_t> flags(static_cast<std::size_t>(nc), 7);
-            p->centroids_i8.block_scores(q.data(), qs.data(), dim4, guarded.data, cs.data(), csum.data(), nc, out.data(),
+            ops.block_scores(q.data(), qs.data(), dim4, guarded.data, cs.data(), csum.data(), nc, out.data(),
                                          with_thr ? thr.data() : nullptr, flags.data());
             int bad = 0;
             for (std::size_t i = 0; i < out.size() && bad < 5; ++i) {
               const bool same = std::isnan(want[i]) ? std::isnan(out[i]) : std::memcmp(&out[i], &want[i], sizeof(float)) == 0;
               if (!same) ++bad;
-              EC_CHECK(same, "%s dim4 %lld nc %lld mode %d: [%lld, %lld] %g vs %g", p->name, (long long)dim4,
+              EC_CHECK(same, "%s dim4 %lld nc %lld mode %d: [%lld, %lld] %g vs %g", name, (long long)dim4,
                        (long long)nc, mode, (long long)(i / kCentroidBlockRows), (long long)(i % kCentroidBlockRows),
                        out[i], want[i]);
             }
             for (int64_t j = 0; j < nc; ++j)
               EC_CHECK(flags[j] == (with_thr ? want_flags[j] : 7), "%s dim4 %lld nc %lld mode %d: flag %lld is %d, want %d",
-                       p->name, (long long)dim4, (long long)nc, mode, (long long)j, flags[j], with_thr ? want_flags[j] : 7);
+                       name, (long long)dim4, (long long)nc, mode, (long long)j, flags[j], with_thr ? want_flags[j] : 7);
           }
           ++cases;
         }
-    std::printf("  tested int8 block kernel %s (%s): %d cases\n", p->name,
-                p->centroids_i8.fast ? "dot-product instructions" : "scalar", cases);
+    std::printf("  tested int8 block kernel %s (%s): %d cases\n", name, ops.fast ? "dot-product instructions" : "scalar",
+                cases);
   }
 }
 

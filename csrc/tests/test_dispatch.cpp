@@ -46,4 +46,24 @@ EC_TEST(dispatch_chooses_what_the_cpu_has) {
   }
   EC_CHECK(chosen.centroids_i8.fast == f.neon_dotprod, "fast int8 centroid scores must follow the dot product");
 #endif
+#if defined(__x86_64__)
+  // Every x86 variant with an int8 dot product uses it for the centroid scores (AVX-VNNI in avx2_vnni,
+  // AVX512_VNNI in avx512_vnni and avx512_bf16), and the best variant is the one the features allow.
+  const std::string best = chosen.name;
+  const bool avx512 = f.os_avx512 && f.avx512f && f.avx512bw && f.avx512vl && f.avx512dq && f.avx2 && f.fma;
+  if (avx512 && f.avx512bf16 && f.avx512vnni) {
+    EC_CHECK(best == "avx512_bf16", "chose %s with AVX512_BF16 and VNNI", best.c_str());
+  } else if (avx512 && f.avx512vnni) {
+    EC_CHECK(best == "avx512_vnni", "chose %s with AVX512_VNNI", best.c_str());
+  } else if (avx512) {
+    EC_CHECK(best == "avx512", "chose %s with AVX-512", best.c_str());
+  } else if (f.os_avx && f.avx2 && f.fma && f.f16c && f.avx_vnni) {
+    EC_CHECK(best == "avx2_vnni", "chose %s with AVX2 and AVX-VNNI", best.c_str());
+  }
+  for (const KernelPath* p : available_paths()) {
+    const std::string n = p->name;
+    const bool has_dot = n == "avx2_vnni" || n == "avx512_vnni" || n == "avx512_bf16";
+    EC_CHECK(p->centroids_i8.fast == has_dot, "%s: fast int8 centroid scores %d", p->name, p->centroids_i8.fast);
+  }
+#endif
 }

@@ -181,8 +181,8 @@ def info() -> dict:
     Keys: ``features`` (CPU features read at start-up, with ``os_ymm``/``os_zmm`` when the OS saves the
     wide registers), ``compiled`` (variants built into this module), ``variants`` (compiled variants
     this CPU can run), ``paths`` (runnable ISA families: scalar, avx2, avx512, neon), ``isa`` (chosen
-    family), ``variant`` (chosen variant: scalar, avx2, avx512, avx512_bf16, neon, neon_dotprod,
-    neon_bf16, neon_i8mm), ``fast_int8_centroid_scores`` (whether the index scores centroids in int8 by
-    default: a dot-product instruction, docs/index.md), ``default_num_threads``.
+    family), ``variant`` (chosen variant: scalar, avx2, avx2_vnni, avx512, avx512_vnni, avx512_bf16,
+    neon, neon_dotprod, neon_bf16, neon_i8mm), ``fast_int8_centroid_scores`` (whether the index scores
+    centroids in int8 by default: a dot-product instruction, docs/index.md), ``default_num_threads``.
     """
     return dict(_native.info())

@@ -11,6 +11,7 @@ namespace edgecolbert {
 struct CpuFeatures {
   bool avx2 = false, fma = false, f16c = false;
   bool avx512f = false, avx512bw = false, avx512vl = false, avx512dq = false, avx512bf16 = false, avx512vnni = false;
+  bool avx_vnni = false;  // AVX-VNNI: the VEX-encoded vpdpbusd ymm (Alder Lake and later, Zen 5)
   bool os_avx = false, os_avx512 = false;  // XGETBV: the OS saves ymm / zmm state
   bool neon = false, neon_fp16 = false, neon_bf16 = false, neon_dotprod = false, neon_i8mm = false;
   std::vector<std::string> names() const;  // the flags that are set, for info()
@@ -142,7 +143,8 @@ struct PlaidOps {
 };
 
 struct KernelPath {
-  const char* name;    // variant: scalar, avx2, avx512, avx512_bf16, neon, neon_dotprod, neon_bf16, neon_i8mm
+  const char* name;    // variant: scalar, avx2, avx2_vnni, avx512, avx512_vnni, avx512_bf16, neon, neon_dotprod, neon_bf16,
+                       // neon_i8mm
   const char* family;  // what EDGECOLBERT_ISA names: scalar, avx2, avx512, neon
   bool (*supported)(const CpuFeatures&);
   MaxSimOps maxsim;
@@ -159,6 +161,8 @@ std::vector<const KernelPath*> available_paths();
 // The chosen variant: the best available one, capped by EDGECOLBERT_ISA (read once). Throws
 // std::invalid_argument naming what the CPU can run when the variable asks for something else.
 const KernelPath& default_path();
+// Whether `variant` (a variant's name) is compiled into this build and this CPU can run it.
+bool variant_supported(const std::string& variant);
 // A variant or family by name ("" = default_path()); throws std::invalid_argument when unknown,
 // not compiled, or not supported by this CPU.
 const KernelPath& path_by_name(const std::string& name);
@@ -175,9 +179,12 @@ extern const CentroidOps centroid_ops_scalar, centroid_ops_avx2, centroid_ops_av
 extern const CodecOps codec_ops_scalar, codec_ops_avx2, codec_ops_avx512, codec_ops_neon;
 // Per-ISA tables, defined in csrc/cpu/plaid_<isa>.cpp.
 extern const PlaidOps plaid_ops_scalar, plaid_ops_avx2, plaid_ops_avx512, plaid_ops_neon;
-// Defined in csrc/cpu/centroids_scalar.cpp, centroids_avx512bf16.cpp (AVX512_VNNI),
-// centroids_neondotprod.cpp (SDOT) and centroids_neoni8mm.cpp (SMMLA).
-extern const CentroidI8Ops centroid_i8_ops_scalar, centroid_i8_ops_avx512_vnni;
+// Defined in csrc/cpu/centroids_scalar.cpp, centroids_avx2vnni.cpp (AVX-VNNI), centroids_avx512vnni.cpp
+// (AVX512_VNNI), centroids_neondotprod.cpp (SDOT) and centroids_neoni8mm.cpp (SMMLA).
+extern const CentroidI8Ops centroid_i8_ops_scalar, centroid_i8_ops_avx2_vnni, centroid_i8_ops_avx512_vnni;
+// The avx2_vnni kernel's source built with AVX512_VNNI's EVEX vpdpbusd ymm (centroids_avx512vnni.cpp), so
+// that the tests run that source on AVX-512 hosts; no variant uses it.
+extern const CentroidI8Ops centroid_i8_ops_ymm_evex_for_tests;
 extern const CentroidI8Ops centroid_i8_ops_neon_dotprod, centroid_i8_ops_neon_i8mm;
 
 }  // namespace edgecolbert

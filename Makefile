@@ -49,7 +49,7 @@ run: $(VENV)/.base
 	$(MAKE) pip-check
 	$(VENV)/bin/edgecolbert demo
 
-test: deps-test install pip-check test-cpp test-arm arm-model typecheck test-py test-asan fuzz-native
+test: deps-test install pip-check test-cpp test-arm arm-model test-wheels typecheck test-py test-asan fuzz-native
 
 # The peer comparison from the repository alone (BENCHMARKS.md "Index", docs/peers.md): pinned peer venvs
 # under build/peers, the shared data, every index, every row (bench/peers/run_all.py). PyLate's PLAID runs in
@@ -89,9 +89,12 @@ lock:
 	$(LOCK_VENV)/bin/pip install -q $(BUILD_TOOLS) ninja==1.11.1.4 ujson==5.12.0   # the two pins PyLate 1.6.0 asks for
 	$(LOCK_VENV)/bin/pip install -q --no-build-isolation '.[test,demo,bench,distributed]' colbert-ai==0.2.22
 	$(LOCK_VENV)/bin/pip install -q --no-deps pylate==1.6.0
+	$(LOCK_VENV)/bin/pip install -q $(AUDITWHEEL)
 	{ sed -n '/^#/p' $(CONSTRAINTS); $(LOCK_VENV)/bin/pip freeze --all | grep -v '^edgecolbert'; } > $(CONSTRAINTS).new
 	mv $(CONSTRAINTS).new $(CONSTRAINTS)
-	@echo "$(CONSTRAINTS) refreshed: review the diff, then run make run and make test on a fresh clone"
+	$(PY) tests/test_arm_pins.py --sync
+	@echo "$(CONSTRAINTS) refreshed and its versions carried into $(ARM_CONSTRAINTS): review the diff, then run"
+	@echo "make run and make test on a fresh clone"
 
 # The C++ kernel tests, natively: once optimised, once under AddressSanitizer + UBSan.
 test-cpp:
@@ -117,7 +120,7 @@ apt-arm:
 # for the variant it must choose and for the int8 kernels that must have run.
 ARM_RUN = qemu-aarch64 -L /usr/aarch64-linux-gnu build/arm/ec_tests
 ARM_SHOW = grep -E "tested|features:|available:|chosen|PASS|FAIL|passed|failed|Test \#"
-test-arm: apt-arm
+test-arm: apt-arm test-arm-py
 	cmake -S . -B build/arm -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_TOOLCHAIN_FILE=third_party/toolchains/aarch64-linux-gnu.cmake -DEDGECOLBERT_BUILD_TESTS=ON -DEDGECOLBERT_BUILD_PYTHON=OFF >/dev/null
 	cmake --build build/arm -j $(JOBS)
 	@echo "== QEMU_CPU=max"
@@ -210,5 +213,180 @@ fuzz: install
 soak: install
 	EDGECOLBERT_SOAK_SECONDS=120 $(PY) -m pytest -q -s tests/test_soak.py
 
+# ------------------------------------------------------------------------------------------- wheels
+# `make wheels`: what users install. Linux x86_64 and aarch64 wheels, every ISA path of the architecture in
+# each, the CUDA module left out (it needs nvcc to build and a GPU to run; wheels must build on any host),
+# libstdc++ linked statically (EDGECOLBERT_STATIC_CXX_RUNTIME, CMakeLists.txt says why), repaired and tagged
+# by auditwheel with $(MANYLINUX): the oldest tag this toolchain allows (Debian bookworm's glibc 2.36 binds
+# pthread_create and friends to GLIBC_2.34; an older tag needs an older glibc to build against), and the
+# sdist. The aarch64 wheel is cross-compiled with the toolchain file against the CPython headers of Debian's
+# libpython3.11-dev:arm64, extracted without installing (docs/arm.md: why cross and not native under qemu).
+WHEELHOUSE := build/wheels
+AUDITWHEEL := auditwheel==6.8.2
+MANYLINUX := manylinux_2_34
+PKG_SOURCES = CMakeLists.txt pyproject.toml README.md $(shell find csrc python third_party -type f ! -name '*.pyc' ! -path '*/__pycache__/*')
+# auditwheel picks the most compatible tag it can prove; --patcher none refuses to graft any library into
+# the wheel (there must be none to graft), and the check after it holds the tag to the one the README gives.
+AUDITWHEEL_REPAIR = $(VENV)/bin/auditwheel repair --plat auto --patcher none -w $(WHEELHOUSE)
+WHEEL_TAG_CHECK = @ls $(WHEELHOUSE)/edgecolbert_native-*-$(MANYLINUX)_$(1).whl >/dev/null 2>&1 || { \
+  echo "auditwheel did not tag the wheel $(MANYLINUX):"; ls $(WHEELHOUSE); exit 1; }
+WHEEL_BUILD = $(PIP) wheel -q --no-build-isolation --no-deps -C cmake.define.EDGECOLBERT_BUILD_CUDA=OFF \
+  -C cmake.define.EDGECOLBERT_STATIC_CXX_RUNTIME=ON
+DEBIAN_MIRROR ?= http://deb.debian.org/debian
+ARM_PYHEADERS := build/arm-pyheaders
+# Refuses to go on while anything is mounted below build/ (an interrupted mmdebstrap can leave /proc or
+# /dev mounted in its root): rm -rf must never walk into them.
+ARM_NO_MOUNTS = @if grep -q " $(abspath build)/" /proc/mounts; then \
+  echo "file systems are still mounted under $(abspath build) (an interrupted run?); unmount them first:"; \
+  grep " $(abspath build)/" /proc/mounts; exit 1; fi
+
+$(VENV)/.wheel-tools: $(VENV)/.base $(CONSTRAINTS)
+	$(PIP_INSTALL) $(AUDITWHEEL)
+	touch $@
+
+$(WHEELHOUSE)/.x86_64: $(VENV)/.wheel-tools $(PKG_SOURCES)
+	rm -rf build/wheel-raw/x86_64 && mkdir -p $(WHEELHOUSE)
+	$(WHEEL_BUILD) -C build-dir=build/wheel-x86_64 -w build/wheel-raw/x86_64 .
+	rm -f $(WHEELHOUSE)/edgecolbert_native-*_x86_64.whl
+	$(AUDITWHEEL_REPAIR) build/wheel-raw/x86_64/*.whl
+	$(call WHEEL_TAG_CHECK,x86_64)
+	touch $@
+
+$(ARM_PYHEADERS)/.ok: | apt-arm-env
+	rm -rf $(ARM_PYHEADERS) && mkdir -p $(ARM_PYHEADERS)
+	mmdebstrap --quiet --mode=root --variant=extract --arch=arm64 --include=libpython3.11-dev bookworm \
+	  $(ARM_PYHEADERS)/debs $(DEBIAN_MIRROR)
+	cp -r $(ARM_PYHEADERS)/debs/usr/include/python3.11 $(ARM_PYHEADERS)/include
+	# Debian's pyconfig.h picks the architecture's copy by predefined macros; the module needs only that one.
+	cp $(ARM_PYHEADERS)/debs/usr/include/aarch64-linux-gnu/python3.11/pyconfig.h $(ARM_PYHEADERS)/include/
+	rm -rf --one-file-system $(ARM_PYHEADERS)/debs
+	touch $@
+
+$(WHEELHOUSE)/.aarch64: $(VENV)/.wheel-tools $(ARM_PYHEADERS)/.ok $(PKG_SOURCES) | apt-arm
+	rm -rf build/wheel-raw/aarch64 && mkdir -p $(WHEELHOUSE)
+	_PYTHON_HOST_PLATFORM=linux-aarch64 $(WHEEL_BUILD) -C build-dir=build/wheel-aarch64 -w build/wheel-raw/aarch64 \
+	  -C cmake.python-hints=false -C cmake.define.CMAKE_TOOLCHAIN_FILE=$(abspath third_party/toolchains/aarch64-linux-gnu.cmake) \
+	  -C cmake.define.Python_INCLUDE_DIR=$(abspath $(ARM_PYHEADERS)/include) \
+	  -C cmake.define.PYTHON_MODULE_EXTENSION=.cpython-311-aarch64-linux-gnu.so .
+	rm -f $(WHEELHOUSE)/edgecolbert_native-*_aarch64.whl
+	$(AUDITWHEEL_REPAIR) build/wheel-raw/aarch64/*.whl
+	$(call WHEEL_TAG_CHECK,aarch64)
+	touch $@
+
+$(WHEELHOUSE)/.sdist: $(VENV)/.base $(PKG_SOURCES)
+	rm -f $(WHEELHOUSE)/edgecolbert_native-*.tar.gz && mkdir -p $(WHEELHOUSE)
+	$(PY) -c "from scikit_build_core.build import build_sdist; print(build_sdist('$(WHEELHOUSE)'))"
+	touch $@
+
+wheels: $(WHEELHOUSE)/.x86_64 $(WHEELHOUSE)/.aarch64 $(WHEELHOUSE)/.sdist
+	@for w in $(WHEELHOUSE)/*.whl; do $(VENV)/bin/auditwheel show "$$w" | tr '\n' ' ' | grep -oE '^[^ ]+|platform tag: "[^"]+"' | tr '\n' ' '; echo; done
+	@ls -l $(WHEELHOUSE)
+
+# Each wheel in a clean venv on its own architecture, with no compiler on PATH, through pip from the wheel
+# files alone (numpy comes as a wheel from PyPI, downloaded on the host): import, info(), MaxSim against
+# numpy, a small Index build and search (tests/wheel_smoke.py). aarch64: in the root, under qemu (max).
+WHEEL_TEST := build/wheel-test
+test-wheels: wheels arm-env
+	rm -rf $(WHEEL_TEST) && mkdir -p $(WHEEL_TEST)/x86_64/links $(WHEEL_TEST)/aarch64/links
+	$(PIP) download -q --no-deps --only-binary=:all: -d $(WHEEL_TEST)/x86_64/links -c $(CONSTRAINTS) numpy
+	$(PIP) download -q $(ARM_PIP_FLAGS) -d $(WHEEL_TEST)/aarch64/links -c $(ARM_CONSTRAINTS) numpy
+	cp $(WHEELHOUSE)/edgecolbert_native-*_x86_64.whl $(WHEEL_TEST)/x86_64/links/
+	cp $(WHEELHOUSE)/edgecolbert_native-*_aarch64.whl $(WHEEL_TEST)/aarch64/links/
+	$(PYTHON_BOOT) -m venv $(WHEEL_TEST)/x86_64/venv
+	env -i HOME=$$HOME PATH=$(abspath $(WHEEL_TEST)/x86_64/venv/bin):/usr/bin:/bin sh -c \
+	  '! command -v cc && ! command -v c++ && ! command -v gcc && \
+	   python -m pip install -q --no-index --find-links $(WHEEL_TEST)/x86_64/links edgecolbert-native && \
+	   cd $(WHEEL_TEST) && python $(abspath tests/wheel_smoke.py)'
+	$(ARM_ENV_RUN) 'python3 -m venv --without-pip $(WHEEL_TEST)/aarch64/venv && \
+	   PATH=$(WHEEL_TEST)/aarch64/venv/bin:/usr/bin:/bin && ! command -v cc && ! command -v gcc && \
+	   /opt/venv/bin/python -m pip --python $(WHEEL_TEST)/aarch64/venv/bin/python install -q --no-index \
+	     --find-links $(WHEEL_TEST)/aarch64/links edgecolbert-native && \
+	   cd $(WHEEL_TEST) && python $(abspath tests/wheel_smoke.py)'
+
+# ------------------------------------------------------------------- aarch64: the package end to end
+# build/arm-env/root: an aarch64 Debian bookworm root made by mmdebstrap from Debian's packages, run by
+# qemu-user-static through binfmt_misc, with a venv at /opt/venv holding requirements/constraints-aarch64.txt
+# and the aarch64 wheel above. The host's pip installs the aarch64 wheels straight into the venv
+# (--platform/--target: no emulation; docs/arm.md has the timings). A second run reuses all of it.
+ARM_ENV := build/arm-env
+ARM_ROOT := $(ARM_ENV)/root
+ARM_SITE := $(ARM_ROOT)/opt/venv/lib/python3.11/site-packages
+ARM_CONSTRAINTS := requirements/constraints-aarch64.txt
+ARM_PIP_CHECK_ALLOWED := requirements/pip-check-allowed-aarch64.txt
+ARM_PIP_FLAGS := --no-deps --only-binary=:all: --python-version 3.11 --implementation cp --abi cp311 \
+  --platform manylinux2014_aarch64 $(foreach v,28 27 26 25 24 23 22 21 20 19 18 17,--platform manylinux_2_$(v)_aarch64)
+ARM_ENV_RUN := tools/arm/run.sh $(ARM_ROOT)
+
+apt-arm-env: apt-arm
+	@if ! command -v mmdebstrap >/dev/null || ! command -v qemu-aarch64-static >/dev/null || ! command -v arch-test >/dev/null; then \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends mmdebstrap qemu-user-static arch-test >/dev/null; \
+	fi
+
+# aarch64 executables run through qemu-aarch64-static, registered with the F flag (the kernel keeps the
+# interpreter open, so it works inside the root, which has no x86 qemu). An entry without F is replaced.
+binfmt-arm: apt-arm-env
+	@SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	if [ ! -e /proc/sys/fs/binfmt_misc/register ]; then $$SUDO mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc; fi; \
+	if ! grep -qs '^flags:.*F' /proc/sys/fs/binfmt_misc/qemu-aarch64; then \
+	  if [ -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ]; then echo -1 | $$SUDO tee /proc/sys/fs/binfmt_misc/qemu-aarch64 >/dev/null; fi; \
+	  $$SUDO sh -c 'cat /usr/lib/binfmt.d/qemu-aarch64.conf > /proc/sys/fs/binfmt_misc/register'; \
+	  echo "binfmt_misc: qemu-aarch64 registered ($$(grep interpreter /proc/sys/fs/binfmt_misc/qemu-aarch64))"; \
+	fi
+
+$(ARM_ROOT)/.root: | binfmt-arm
+	$(ARM_NO_MOUNTS)
+	rm -rf --one-file-system $(ARM_ROOT)
+	mmdebstrap --quiet --mode=root --variant=minbase --arch=arm64 --include=python3 \
+	  --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-exclude=/usr/share/man/*' \
+	  --dpkgopt='path-exclude=/usr/share/locale/*' bookworm $(ARM_ROOT) $(DEBIAN_MIRROR)
+	chroot $(ARM_ROOT) /usr/bin/env -i PATH=/usr/bin:/bin python3 -m venv --without-pip /opt/venv
+	touch $@
+
+$(ARM_ENV)/.deps: $(ARM_ROOT)/.root $(ARM_CONSTRAINTS) $(ARM_PIP_CHECK_ALLOWED) | $(VENV)/.base
+	rm -rf --one-file-system $(ARM_SITE) $(ARM_ENV)/.pkg && mkdir -p $(ARM_SITE)
+	$(PIP) install -q $(ARM_PIP_FLAGS) --target $(ARM_SITE) -r $(ARM_CONSTRAINTS)
+	# pip --target writes console scripts to $(ARM_SITE)/bin with the host's interpreter in their first line.
+	for f in $(ARM_SITE)/bin/*; do sed -i '1s|^#!.*python.*$$|#!/opt/venv/bin/python|' "$$f"; mv "$$f" $(ARM_ROOT)/opt/venv/bin/; done
+	rmdir $(ARM_SITE)/bin
+	$(ARM_ENV_RUN) 'python -c "import torch, sys; sys.exit(torch.__version__.split(\"+\")[0] != \"2.13.0\" and \"not the pinned torch\")"'
+	@out=$$($(ARM_ENV_RUN) 'python -m pip check' 2>&1 || true); \
+	bad=$$(printf '%s\n' "$$out" | grep -vxF -f $(ARM_PIP_CHECK_ALLOWED) | grep -vx 'No broken requirements found.' || true); \
+	if [ -n "$$bad" ]; then echo "pip check in the aarch64 venv: broken requirements beyond $(ARM_PIP_CHECK_ALLOWED):"; echo "$$bad"; exit 1; fi
+	touch $@
+
+$(ARM_ENV)/.pkg: $(ARM_ENV)/.deps $(WHEELHOUSE)/.aarch64
+	$(ARM_ENV_RUN) 'python -m pip install -q --no-deps --no-index --force-reinstall $(WHEELHOUSE)/edgecolbert_native-*_aarch64.whl'
+	touch $@
+
+arm-env: $(ARM_ENV)/.pkg
+
+# The package on aarch64, in the root under qemu, once per emulated CPU model: max (every extension qemu
+# has) and cortex-a72 (Armv8.0-A: no dot product, fp16 or bf16, so the fallbacks run). Each runs the kernel,
+# codec, centroid and index suites with EDGECOLBERT_TEST_EMULATED=1 (smaller sizes where a test's cost is
+# its size; tests/emulation.py), then tests/aarch64_checks.py: the NEON path info() names, the encoder on the
+# 17m-shaped ModernBERT and a BERT checkpoint against the stored x86_64 outputs, and `edgecolbert demo` on
+# a pydocs subset against the stored x86_64 MRR@10. The checkpoints are made here, on x86, by the test venv.
+ARM_CPUS ?= max cortex-a72
+ARM_REF := build/arm-ref
+ARM_PY_SUITES := tests/test_maxsim.py tests/test_maxsim_errors.py tests/test_codec.py tests/test_centroids.py \
+  tests/test_index.py tests/test_index_plaid.py tests/test_untrusted_input.py tests/aarch64_checks.py
+$(ARM_REF)/.ok: $(VENV)/.test-deps tests/encoder_helpers.py tests/arm_reference.py
+	rm -rf $(ARM_REF) && $(PY) tests/arm_reference.py checkpoints $(ARM_REF) >/dev/null
+	touch $@
+
+test-arm-py: arm-env $(ARM_REF)/.ok
+	for cpu in $(ARM_CPUS); do \
+	  echo "== aarch64 under qemu, QEMU_CPU=$$cpu"; \
+	  QEMU_CPU=$$cpu $(ARM_ENV_RUN) 'EDGECOLBERT_TEST_EMULATED=1 EDGECOLBERT_ARM_CHECKPOINTS=$(ARM_REF) \
+	    python -m pytest -q -p no:cacheprovider $(ARM_PY_SUITES)'; \
+	done
+
+# make arm-run CMD='python my_check.py' [QEMU_CPU=cortex-a72]: one command in that environment, from here.
+arm-run: arm-env
+	@if [ -z "$$CMD" ]; then echo "usage: make arm-run CMD='python my_check.py' [QEMU_CPU=max|cortex-a72|...]"; exit 2; fi
+	$(ARM_ENV_RUN) "$$CMD"
+
 clean:
-	rm -rf build $(VENV)
+	$(ARM_NO_MOUNTS)
+	rm -rf --one-file-system build $(VENV)

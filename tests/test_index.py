@@ -15,6 +15,7 @@ import pytest
 
 import index_helpers as H
 import edgecolbert_native as ec
+from emulation import size
 from edgecolbert_native.index import CorruptIndexError, Index, IndexLockedError
 from edgecolbert_native import _native
 
@@ -363,8 +364,9 @@ def _state(path, x=None, off=None):
     return tuple(ids.tolist()), len(idx.segments), len(idx.tombstones)
 
 
-# Kills per `make test` run (>= 100); `make test-crash-long` sets 1,000.
-KILLS = int(os.environ.get("EDGECOLBERT_KILLS", "110"))
+# Kills per `make test` run (>= 100; 10 under emulation, where each writer takes seconds to start);
+# `make test-crash-long` sets 1,000.
+KILLS = int(os.environ.get("EDGECOLBERT_KILLS", size(110, 10)))
 
 
 @pytest.mark.slow

@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import edgecolbert_native as ec
+from emulation import size
 
 Q = np.ones((2, 3, 8), np.float32)
 T = np.ones((10, 8), np.float32)
@@ -113,7 +114,7 @@ def test_cuda_tensor_is_a_clear_error():
         ec.maxsim(meta, T, OFF)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=size(150, 30), deadline=None)
 @given(
     lens=st.lists(st.integers(-3, 6), max_size=6),
     total=st.integers(0, 12),

@@ -4,8 +4,9 @@ run on the same passages.
 
 Default subset (so that a fresh 2-core machine finishes in minutes): pages of the Python docs drawn in
 a seeded random order (seed 0) until at least 1,500 passages are taken, always whole pages; the dev
-queries are those whose relevant passages all lie in the subset. `--full` takes all 10,655 passages
-and all 1,000 queries. Only `text` is encoded (the `heading` queries repeat section titles).
+queries are those whose relevant passages all lie in the subset. `--passages N` draws the same way until
+N (the first pages of the same order, so a smaller subset lies inside a larger one; `make test-arm` runs
+one under emulation). `--full` takes all 10,655 passages and all 1,000 queries. Only `text` is encoded (the `heading` queries repeat section titles).
 The index lives in `.edgecolbert-demo/` under the working directory; a second run reuses it.
 """
 
@@ -52,16 +53,21 @@ def model_label(model: str) -> str:
 
 
 def run(full: bool = False, model: str | None = None, workdir: str = ".edgecolbert-demo", nbits: int = 4,
-        examples: int = 3) -> dict:
+        examples: int = 3, passages: int = SUBSET_PASSAGES) -> dict:
+    if passages < 1:
+        raise ValueError(f"demo: passages must be at least 1, got {passages}")
     t_all = time.perf_counter()
-    docs, queries = pydocs_subset(full)
+    docs, queries = pydocs_subset(full, passages)
+    if not queries:
+        raise ValueError(f"demo: no dev query has all its relevant passages in the first {len(docs)} passages; "
+                         "ask for more (--passages)")
     note = None
     if model is None:
         model, note = default_model()
     if note:
         say(note)
     label = model_label(model)
-    name = f"{label}-{'full' if full else f'subset{SUBSET_PASSAGES}'}-nbits{nbits}"
+    name = f"{label}-{'full' if full else f'subset{passages}'}-nbits{nbits}"
     path = os.path.join(workdir, name)
     timings: dict[str, float] = {}
     reused = False

@@ -130,7 +130,8 @@ def _cmd_rerank(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run
 
-    run(full=args.full, model=args.model, workdir=args.workdir, nbits=args.nbits)
+    subset = {} if args.passages is None else {"passages": args.passages}
+    run(full=args.full, model=args.model, workdir=args.workdir, nbits=args.nbits, **subset)
     return 0
 
 
@@ -198,7 +199,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--json", action="store_true")
     r.set_defaults(func=_cmd_rerank)
     d = sub.add_parser("demo", help="index the shipped pydocs passages, search, compare with BM25")
-    d.add_argument("--full", action="store_true", help="all 10,655 passages and 1,000 queries")
+    size = d.add_mutually_exclusive_group()
+    size.add_argument("--full", action="store_true", help="all 10,655 passages and 1,000 queries")
+    size.add_argument("--passages", type=int, default=None, metavar="N",
+                      help="subset size: whole pages in a fixed random order until at least N passages (default 1,500)")
     d.add_argument("--model", default=None)
     d.add_argument("--nbits", type=int, default=4, choices=(1, 2, 4, 8))
     d.add_argument("--workdir", default=".edgecolbert-demo")

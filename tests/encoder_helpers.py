@@ -101,7 +101,18 @@ def wordpiece_tokenizer():
     tok.normalizer = normalizers.BertNormalizer(lowercase=True)
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     tok.decoder = decoders.WordPiece()
-    tok.train_from_iterator(_training_text(), trainers.WordPieceTrainer(vocab_size=600, special_tokens=specials))
+    # The vocabulary is built here, not by tokenizers' WordPieceTrainer, whose ties fall differently from
+    # one process to the next (its hash maps are randomly seeded): a checkpoint made twice must be the same
+    # checkpoint (the aarch64 run compares with outputs stored from an x86 run). Every character and its
+    # "##" continuation, then the most frequent words (ties by spelling), up to 600 entries.
+    counts: dict[str, int] = {}
+    for text in _training_text():
+        for word, _ in tok.pre_tokenizer.pre_tokenize_str(tok.normalizer.normalize_str(text)):
+            counts[word] = counts.get(word, 0) + 1
+    chars = sorted({c for w in counts for c in w})
+    vocab = specials + chars + ["##" + c for c in chars]
+    vocab += [w for w, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])) if w not in set(vocab)]
+    tok.model = models.WordPiece({t: i for i, t in enumerate(vocab[:600])}, unk_token="[UNK]")
     cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
     tok.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls), ("[SEP]", sep)]

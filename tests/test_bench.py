@@ -335,6 +335,16 @@ def test_a_broken_saved_report_is_refused(tmp_path, capsys):
     assert "fraction" in capsys.readouterr().err
 
 
+def test_limits_say_when_a_peak_was_measured_on_a_busy_machine(tmp_path, capsys):
+    rep = _report(OLD)
+    assert cli.main(["bench", "--report", _write(tmp_path, "calm.json", rep)]) == 0
+    assert "BUSY MACHINE" not in capsys.readouterr().out
+    rep["peaks"]["compute"][1]["wall_over_cpu"] = 1.5
+    assert cli.main(["bench", "--report", _write(tmp_path, "busy.json", rep)]) == 0
+    assert "BUSY MACHINE: 1 peak(s) ran at wall/cpu above 1.1 even in their best repeat (fma_f32_avx2 1 thr)" in \
+        capsys.readouterr().out
+
+
 # ------------------------------------------------------------------------------------------ --plot, --json
 
 

@@ -395,7 +395,23 @@ def format_limits(report: dict) -> str:
     skipped = [f"{b['level']} at {b['threads']} threads: {b['skipped']}" for b in p["bandwidth"] if "skipped" in b]
     if skipped:
         lines.append("skipped: " + "; ".join(skipped))
+    busy = busy_peaks(p)
+    if busy:
+        lines.append(f"BUSY MACHINE: {len(busy)} peak(s) ran at wall/cpu above {BUSY_WALL_OVER_CPU} even in their best "
+                     f"repeat ({', '.join(busy[:4])}{', ...' if len(busy) > 4 else ''}): those peaks are under-measured, "
+                     "and a fraction above 100% against them says so, not that a kernel beat the core")
     return "\n".join(lines)
+
+
+# A best repeat whose wall time exceeds its threads' CPU time by more than this was preempted.
+BUSY_WALL_OVER_CPU = 1.1
+
+
+def busy_peaks(peaks: dict) -> list[str]:
+    """The measured peaks whose best repeat was preempted (wall/cpu above BUSY_WALL_OVER_CPU)."""
+    out = [f"{c['probe']} {c['threads']} thr" for c in peaks["compute"] if c["wall_over_cpu"] > BUSY_WALL_OVER_CPU]
+    return out + [f"read {b['level']} {b['threads']} thr" for b in peaks["bandwidth"]
+                  if "skipped" not in b and b["wall_over_cpu"] > BUSY_WALL_OVER_CPU]
 
 
 def _extra(r: dict) -> str:
@@ -451,7 +467,7 @@ def plot(report: dict, path: str) -> None:
     rows = [r for r in report["results"] if r["intensity"] > 0 and math.isfinite(r["intensity"])]
     xs = [r["intensity"] for r in rows] or [1.0]
     x_lo, x_hi = min(min(xs) / 4, 0.05), max(max(xs) * 4, 64.0)
-    fig, ax = plt.subplots(figsize=(9, 6))
+    fig, ax = plt.subplots(figsize=(12, 6))
     threads = sorted({p["threads"] for p in peaks["compute"]})
     styles: dict[int, Literal["-", "--"]] = {t: ("-" if t == 1 else "--") for t in threads}
     colours = {"float32": "tab:blue", "bfloat16": "tab:orange", "int8": "tab:green"}
@@ -479,11 +495,15 @@ def plot(report: dict, path: str) -> None:
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlim(x_lo, x_hi)
+    # The roof ends at the highest compute peak: the diagonals above it are not attainable.
+    top = max((p["best"] for p in peaks["compute"]), default=1.0)
+    low = min([r["rate"] for r in rows] + [b["best"] * x_lo for b in peaks["bandwidth"] if "skipped" not in b] + [top])
+    ax.set_ylim(low / 2, top * 2)
     ax.set_xlabel("arithmetic intensity (operations / byte)")
     ax.set_ylabel("1e9 operations / s (GFLOP/s, GOP/s)")
     ax.set_title(f"roofline: {report['machine']['cpu']} [{variant}] (filled: 1 thread, hollow: all)", fontsize=9)
     ax.grid(True, which="both", alpha=0.25)
-    ax.legend(fontsize=6, loc="lower right", ncol=2)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

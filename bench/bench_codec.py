@@ -26,8 +26,8 @@ from edgecolbert_native.cli.bench import timed  # noqa: E402
 
 
 def timeit(fn, reps=7, warmup=2):
-    t = timed(fn, reps, warmup)
-    return t["median_s"], t["min_s"], t["max_s"]
+    wall, _ = timed(fn, reps, warmup)
+    return statistics.median(wall), min(wall), max(wall)
 
 
 def clustered(rng, n, dim, k, noise=0.5):

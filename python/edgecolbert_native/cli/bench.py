@@ -220,7 +220,8 @@ def maxsim_rows(b: Rows, all_threads: int, peers: bool) -> None:
             for threads in sorted({1, all_threads}):
                 out = kernels.maxsim(q, tokens, offsets, num_threads=threads)
                 b.add(lambda: kernels.maxsim(q, tokens, offsets, num_threads=threads),
-                      id=f"maxsim/f32/dim{dim}/nq{nq}/{_t(threads)}", name=f"MaxSim f32 dim {dim}, {nq} quer{'y' if nq == 1 else 'ies'}",
+                      id=f"maxsim/f32/dim{dim}/nq{nq}/{_t(threads)}",
+                      name=f"MaxSim f32 dim {dim}, {nq} quer{'y' if nq == 1 else 'ies'}",
                       kernel="maxsim", threads=threads, dtype="float32", ops=2.0 * nq * LQ * dim * T,
                       nbytes=4.0 * T * dim, counts={"docs": n * nq}, max_rel_err=max_rel_error(q, tokens, offsets, out))
         if dim != 48:
@@ -237,7 +238,8 @@ def maxsim_rows(b: Rows, all_threads: int, peers: bool) -> None:
         tb, qb = to_bf16_bits(tokens), to_bf16_bits(q)
         for qname, qq in (("bf16", qb), ("f32", q)):
             # float32 queries against bf16 documents run two bf16 dots per product (hi + lo parts).
-            half: dict[str, Any] = {} if qq is qb else {"note": "two bf16 dots per product (hi + lo): at most 0.5 of the bf16 peak"}
+            half: dict[str, Any] = {} if qq is qb else {
+                "note": "two bf16 dots per product (hi + lo): at most 0.5 of the bf16 peak"}
             b.add(lambda: kernels.maxsim(qq, tb, offsets, num_threads=1, dtype="bfloat16"),
                   id=f"maxsim/bf16/dim48/{qname}q/t1", name=f"MaxSim bf16 documents, {qname} queries",
                   kernel="maxsim", threads=1, dtype="bfloat16", ops=ops, nbytes=2.0 * T * dim, counts={"docs": n},
@@ -359,10 +361,11 @@ def plaid_row(b: Rows, all_threads: int) -> None:
     int8 = bool(kernels.info()["fast_int8_centroid_scores"])
     dim4 = -(-48 // 4) * 4 if int8 else 48
     mean_len = float(offsets[-1]) / (len(offsets) - 1)
-    parts: list[dict[str, Any]] = [{"what": f"{'int8' if int8 else 'f32'} centroid scores ({K} centroids)", "ops": 2.0 * LQ * dim4 * K,
-              "dtype": "int8" if int8 else "float32"},
-             {"what": f"re-rank {rerank} documents (effective MaxSim)", "ops": 2.0 * LQ * 48 * rerank * mean_len,
-              "dtype": "float32"}]
+    parts: list[dict[str, Any]] = [
+        {"what": f"{'int8' if int8 else 'f32'} centroid scores ({K} centroids)", "ops": 2.0 * LQ * dim4 * K,
+         "dtype": "int8" if int8 else "float32"},
+        {"what": f"re-rank {rerank} documents (effective MaxSim)", "ops": 2.0 * LQ * 48 * rerank * mean_len,
+         "dtype": "float32"}]
     nbytes = K * dim4 * (1 if int8 else 4) + rerank * mean_len * (4 + w)
     b.say("PLAID row")
     r = make_row(id="plaid/nbits2/t1", name=f"PLAID search p50 at recall@10 >= {PLAID_RECALL}", kernel="plaid search",

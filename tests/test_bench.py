@@ -356,6 +356,22 @@ def test_main_on_a_tiny_run_prints_a_valid_json_report_and_plots_it(tmp_path, ca
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
 
 
+def test_the_text_output_prints_the_limits_before_the_rows_run(capsys, monkeypatch):
+    printed_before_rows = []
+    maxsim_rows = bench.maxsim_rows
+
+    def first_rows(*args, **kw):
+        printed_before_rows.append(capsys.readouterr().out)
+        return maxsim_rows(*args, **kw)
+
+    monkeypatch.setattr(bench, "maxsim_rows", first_rows)
+    assert bench.main(peers=False, sizes=bench.TINY) == 0
+    assert "compute peaks" in printed_before_rows[0] and "read bandwidth" in printed_before_rows[0]
+    assert "maxsim/" not in printed_before_rows[0]
+    rows = capsys.readouterr().out
+    assert "plaid/nbits2/t1" in rows and "skipped: encoder: not in the tiny configuration" in rows
+
+
 def test_plot_draws_the_peaks_as_lines_and_the_rows_as_points(tiny_report, tmp_path, monkeypatch):
     import matplotlib
     matplotlib.use("Agg")

@@ -379,7 +379,7 @@ test-arm-py: arm-env $(ARM_REF)/.ok
 	for cpu in $(ARM_CPUS); do \
 	  echo "== aarch64 under qemu, QEMU_CPU=$$cpu"; \
 	  QEMU_CPU=$$cpu $(ARM_ENV_RUN) 'EDGECOLBERT_TEST_EMULATED=1 EDGECOLBERT_ARM_CHECKPOINTS=$(ARM_REF) \
-	    python -m pytest -q -p no:cacheprovider $(ARM_PY_SUITES)'; \
+	    python -m pytest -q -p no:cacheprovider -m "not slow" --durations=15 $(ARM_PY_SUITES)'; \
 	done
 
 # make arm-run CMD='python my_check.py' [QEMU_CPU=cortex-a72]: one command in that environment, from here.

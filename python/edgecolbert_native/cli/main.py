@@ -203,7 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fuse BM25 over the documents' texts with the late-interaction ranking (optional lexical "
                         "weight in [0, 1])")
     s.add_argument("--fusion", choices=("rrf", "normalized"), default=None,
-                   help="how --hybrid fuses the two rankings (default: reciprocal rank)")
+                   help="how --hybrid fuses the two rankings (default: normalized scores)")
     s.add_argument("--verify", action="store_true", help="also check the CRC-32 of every index file (sizes and "
                    "structure are always checked)")
     s.add_argument("--model", default=None, help="override the model recorded in the index")

@@ -49,7 +49,12 @@ run: $(VENV)/.base
 	$(MAKE) pip-check
 	$(VENV)/bin/edgecolbert demo
 
-test: deps-test install pip-check test-cpp test-arm arm-model test-wheels typecheck test-py test-asan fuzz-native
+# The x86 pytest suite and the aarch64 tests run side by side: qemu-user runs one emulated process on one
+# core, so on a 2-core machine the two take about as long together as the longer one alone
+# (--output-sync keeps each one's output in one piece).
+test: deps-test install pip-check
+	$(MAKE) --no-print-directory -j2 --output-sync=target test-py test-arm
+	$(MAKE) --no-print-directory test-cpp arm-model test-wheels typecheck test-asan fuzz-native
 
 # The peer comparison from the repository alone (BENCHMARKS.md "Index", docs/peers.md): pinned peer venvs
 # under build/peers, the shared data, every index, every row (bench/peers/run_all.py). PyLate's PLAID runs in

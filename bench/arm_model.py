@@ -7,7 +7,7 @@ through the same steps for Zen 4, the host whose measured numbers (`edgecolbert 
 
 How a row is made:
  1. the kernel's file is compiled with its production flags plus -DEDGECOLBERT_MCA_MARKERS, which puts
-    LLVM-MCA-BEGIN/END comments around the loop (csrc/include/edgecolbert/mca_markers.hpp); the
+    LLVM-MCA-BEGIN/END comments around the loop (csrc/cpu/mca_markers.hpp); the
     innermost loop between the markers is the analysed block (its body, up to and including the
     backward branch), and it is checked against the same file built without markers: the production
     build must contain an innermost loop with the same instruction counts (`same`: yes/no);
@@ -57,7 +57,7 @@ AVX512 = AVX2 + ["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq"]
 
 @dataclass
 class Kernel:
-    region: str  # marker name
+    region: str  # the row's kernel name, and the marker name unless `marker` is given
     source: str
     flags: list[str]
     arch: str  # aarch64 | x86
@@ -69,6 +69,7 @@ class Kernel:
     note: str
     sdot_ref: bool = False  # also give the fraction of the SDOT peak
     steps_per_tile: float = 0.0  # loops without multiplies: loop steps (one store each) per tile
+    marker: str = ""  # the region's name in the source when it is not `region` (a template shared by ISAs)
 
 
 PEAK_FMLA = ["fmla v{i}.4s, v30.4s, v31.4s", "fmla v{i}.4s, v30.4s, v31.s[0]"]
@@ -76,7 +77,7 @@ PEAK_SDOT = ["sdot v{i}.4s, v30.16b, v31.16b", "sdot v{i}.4s, v30.16b, v31.4b[0]
 PEAK_BFDOT = ["bfdot v{i}.4s, v30.8h, v31.8h", "bfdot v{i}.4s, v30.8h, v31.2h[0]"]
 KERNELS = [
     Kernel("maxsim_f32_neon", "csrc/cpu/maxsim_neon.cpp", ["-march=armv8-a"], "aarch64", "fmla", 4, (8, 8),
-           PEAK_FMLA, 4, "MaxSim fp32: 8 query rows x 8 tokens, FMLA by element"),
+           PEAK_FMLA, 4, "MaxSim fp32: 8 query rows x 8 tokens, FMLA by element", marker="dot_tile"),
     Kernel("maxsim_bf16_neon", "csrc/cpu/maxsim_neonbf16.cpp", ["-march=armv8.2-a+bf16"], "aarch64", "bfdot", 8,
            (8, 8), PEAK_BFDOT, 8, "MaxSim bf16 docs x bf16 queries: BFDOT"),
     Kernel("maxsim_bf16_hilo_neon", "csrc/cpu/maxsim_neonbf16.cpp", ["-march=armv8.2-a+bf16"], "aarch64", "bfdot",
@@ -87,7 +88,7 @@ KERNELS = [
            steps_per_tile=DIMS / 4),
     Kernel("codec_add_centroid_neon", "csrc/cpu/codec_neon.cpp", ["-march=armv8-a"], "aarch64", "", 0, (1, 1), [], 0,
            "decode, per 64-dim token: + centroid, sum of squares for the norm (4 dims a step)",
-           steps_per_tile=DIMS / 4),
+           steps_per_tile=DIMS / 4, marker="codec_add_centroid"),
     Kernel("centroids_i8_sdot", "csrc/cpu/centroids_neondotprod.cpp", ["-march=armv8.2-a+dotprod"], "aarch64", "sdot",
            16, (8, 8), PEAK_SDOT, 16, "int8 centroid scores: 8 rows x 8 centroids, SDOT by element", True),
     Kernel("centroids_i8_smmla", "csrc/cpu/centroids_neoni8mm.cpp", ["-march=armv8.2-a+dotprod+i8mm"], "aarch64",
@@ -98,9 +99,10 @@ KERNELS = [
            "SMMLA kernel's centroid pairing, its share of an 8x8x64 tile (4 pairs x 8 stores / 4 row octets)",
            steps_per_tile=4 * DIMS / 8 / 4),
     Kernel("maxsim_f32_avx512", "csrc/cpu/maxsim_avx512.cpp", AVX512, "x86", "vfmadd231ps", 16, (32, 12),
-           ["vfmadd231ps %zmm30, %zmm31, %zmm{i}"], 16, "MaxSim fp32 AVX-512: 32 rows x 12 tokens"),
+           ["vfmadd231ps %zmm30, %zmm31, %zmm{i}"], 16, "MaxSim fp32 AVX-512: 32 rows x 12 tokens",
+           marker="dot_tile"),
     Kernel("maxsim_f32_avx2", "csrc/cpu/maxsim_avx2.cpp", AVX2, "x86", "vfmadd231ps", 8, (16, 6),
-           ["vfmadd231ps %ymm14, %ymm15, %ymm{i}"], 8, "MaxSim fp32 AVX2: 16 rows x 6 tokens"),
+           ["vfmadd231ps %ymm14, %ymm15, %ymm{i}"], 8, "MaxSim fp32 AVX2: 16 rows x 6 tokens", marker="dot_tile"),
     Kernel("centroids_i8_vnni", "csrc/cpu/centroids_avx512bf16.cpp", AVX512 + ["-mavx512bf16", "-mavx512vnni"], "x86",
            "vpdpbusd", 64, (32, 8), ["vpdpbusd %zmm30, %zmm31, %zmm{i}"], 64, "int8 centroid scores VNNI: 32 x 8"),
 ]
@@ -151,12 +153,16 @@ def loop_shape(body: list[str]) -> dict[str, int]:
 def region_loop(asm: str, k: Kernel) -> list[str]:
     """The innermost loop between the region's markers with the most multiply (or any) instructions."""
     lines = asm.split("\n")
-    begin = [i for i, ln in enumerate(lines) if f"LLVM-MCA-BEGIN {k.region}" in ln]
-    end = [i for i, ln in enumerate(lines) if f"LLVM-MCA-END {k.region}" in ln]
-    if not begin or len(begin) != len(end):
+    name = k.marker or k.region
+    begin = [i for i, ln in enumerate(lines) if re.search(rf"LLVM-MCA-BEGIN {name}\s*$", ln)]
+    end = [i for i, ln in enumerate(lines) if re.search(rf"LLVM-MCA-END {name}\s*$", ln)]
+    # The compiler may copy a marker onto a path that skips the loop: pair each BEGIN with the first END
+    # after it and keep the regions that have one.
+    spans = [(b, min(e for e in end if e > b)) for b in begin if any(e > b for e in end)]
+    if not spans:
         raise SystemExit(f"{k.region}: markers not found in the compiled {k.source}")
     best: list[str] = []
-    for b, e in zip(begin, end):
+    for b, e in spans:
         for body in innermost_loops(lines[b:e + 1]):
             key = mnemonics(body).get(k.op, 0) if k.op else len(body)
             if key > (mnemonics(best).get(k.op, 0) if k.op else len(best)):

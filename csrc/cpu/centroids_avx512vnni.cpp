@@ -15,7 +15,7 @@
 
 #include "centroids_i8_ymm.hpp"
 #include "edgecolbert/dispatch.hpp"
-#include "edgecolbert/mca_markers.hpp"
+#include "mca_markers.hpp"
 
 namespace edgecolbert {
 namespace {

@@ -21,7 +21,7 @@
 
 #include "centroids_i8_neon.hpp"
 #include "edgecolbert/dispatch.hpp"
-#include "edgecolbert/mca_markers.hpp"
+#include "mca_markers.hpp"
 
 namespace edgecolbert {
 namespace {

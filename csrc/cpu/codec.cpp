@@ -35,7 +35,7 @@ void compress(const KernelPath& path, const CodecView& cv, const float* cutoffs,
   if (tokens.n == 0) return;
   const Matrix cents{cv.centroids, DType::f32, cv.num_centroids, cv.dim};
   centroid_topk(path, tokens, cents, 1, nullptr, codes, num_threads);
-  const int64_t w = codec_detail::packed_width(cv.dim, cv.nbits);
+  const int64_t w = residual_width(cv.dim, cv.nbits);
   const int ncut = (1 << cv.nbits) - 1;
   const int64_t chunk = 1024;
   parallel_for((tokens.n + chunk - 1) / chunk, num_threads, [&](int64_t t, int) {
@@ -60,7 +60,7 @@ void compress(const KernelPath& path, const CodecView& cv, const float* cutoffs,
 void decompress(const KernelPath& path, const CodecView& cv, const int32_t* codes, const uint8_t* residuals, int64_t n,
                 void* out, DType out_dtype, int num_threads) {
   if (n == 0) return;
-  const int64_t w = codec_detail::packed_width(cv.dim, cv.nbits);
+  const int64_t w = residual_width(cv.dim, cv.nbits);
   const int64_t chunk = 4096;
   const std::size_t osz = dtype_size(out_dtype);
   parallel_for((n + chunk - 1) / chunk, num_threads, [&](int64_t t, int) {
@@ -73,7 +73,7 @@ void decompress(const KernelPath& path, const CodecView& cv, const int32_t* code
 void token_norms(const KernelPath& path, const CodecView& cv, const int32_t* codes, const uint8_t* residuals, int64_t n,
                  float* out, int num_threads) {
   if (n == 0) return;
-  const int64_t w = codec_detail::packed_width(cv.dim, cv.nbits);
+  const int64_t w = residual_width(cv.dim, cv.nbits);
   const int64_t chunk = 4096;
   parallel_for((n + chunk - 1) / chunk, num_threads, [&](int64_t t, int) {
     const int64_t lo = t * chunk, cnt = std::min(chunk, n - lo);
@@ -91,7 +91,7 @@ namespace {
 // decoding kernel.
 bool measure_lut_faster(const KernelPath& path, int nbits, int64_t dim) {
   constexpr int64_t K = 64, ndoc = 8, doclen = 256, T = ndoc * doclen, rows = 32;
-  const int64_t w = codec_detail::packed_width(dim, nbits);
+  const int64_t w = residual_width(dim, nbits);
   std::mt19937 rng(12345);
   std::normal_distribution<float> normal;
   std::vector<float> cents(static_cast<std::size_t>(K * dim)), q(static_cast<std::size_t>(rows * dim));
@@ -216,7 +216,7 @@ void maxsim_compressed(const KernelPath& path, const QueryBatch& q, const CodecV
                        CompressedKernel kernel) {
   const int64_t ncols = candidates != nullptr ? ncand : docs.n;
   if (q.nq == 0 || ncols == 0) return;
-  const int64_t w = codec_detail::packed_width(cv.dim, cv.nbits);
+  const int64_t w = residual_width(cv.dim, cv.nbits);
   const int64_t dim = q.dim, lq = std::max<int64_t>(q.lq, 1);
   const CodecLutOps* lut_ops = use_lut_kernel(path, cv, kernel) ? path.codec.lut : nullptr;
   std::vector<float> rows(static_cast<std::size_t>(lq * dim));

@@ -8,13 +8,11 @@
 // v = centroid + weights, the squared norm accumulates in a zmm (masked tail, no scalar epilogue).
 // Decompression divides by max(||v||, 1e-12) (F.normalize) and stores float32 or float16 (VCVTPS2PH,
 // round to nearest even).
-// Compressed MaxSim (fused decode + MaxSim): a tile of kNJ = 12 tokens is decoded (c + r, unnormalised)
-// into per-thread scratch that stays in L1, never to memory, and run through the MaxSim micro-kernel
-// of maxsim_avx512.cpp (queries transposed, 16 rows per zmm, MR = 2 row blocks x 12 tokens = 24
-// accumulators); each column is multiplied by 1 / max(||v_t||, 1e-12) (computed by the same sequence
-// as decompression, or taken from stored norms) before it is folded into the running row maxima. So
-// per token the decode is O(dim) and the dot products O(rows * dim) at MaxSim's speed; the centroid
-// rows of the next tile are prefetched (they are random reads into a table that lives in L2).
+// Compressed MaxSim (fused decode + MaxSim, codec_kernels.hpp's DecodedTiles): a tile of kNJ = 12
+// tokens is decoded into L1 scratch and run through the AVX-512 MaxSim tile (16 rows per zmm, 2 row
+// blocks x 12 tokens = 24 accumulators, the broadcast in a register: vec_avx512.hpp); each column is
+// scaled by 1 / max(||v_t||, 1e-12) (computed by the same sequence as decompression, or taken from
+// stored norms) before the max; the centroid rows of the next tile are prefetched.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -23,13 +21,15 @@
 #include <limits>
 #include <type_traits>
 
-#include "edgecolbert/codec.hpp"
+#include "codec_kernels.hpp"
+#include "vec_avx512.hpp"
 
 namespace edgecolbert {
 namespace {
 
 constexpr int kLanes = 16;
 constexpr int kNJ = 12;
+using Tiles = codec_kernels::DecodedTiles<VecAvx512, kNJ>;
 
 // 16-entry register table: entry x is the weight of the bucket whose bits are the low nbits of x,
 // most significant first (nbits <= 4).
@@ -167,7 +167,7 @@ Decoder make_decoder(const CodecView& cv) {
 
 template <int NB>
 void decompress_nb(const CodecView& cv, const int32_t* codes, const uint8_t* packed, int64_t n, void* out, DType ot) {
-  const int64_t w = codec_detail::packed_width(cv.dim, NB), dim = cv.dim;
+  const int64_t w = residual_width(cv.dim, NB), dim = cv.dim;
   const Decoder dc = make_decoder(cv);
   std::vector<float> buf(static_cast<std::size_t>(dim + kLanes));
   float* x = buf.data();
@@ -210,7 +210,7 @@ void decompress(const CodecView& cv, const int32_t* codes, const uint8_t* packed
 // score_doc uses (groups of 4 reduced as they are decoded: no spill of 16 partial sums).
 template <int NB, int NC>
 inline __m512 norms16(const Decoder& dc, const CodecView& cv, const int32_t* codes, const uint8_t* packed, int nt) {
-  const int64_t dim = NC > 0 ? NC * kLanes : cv.dim, w = codec_detail::packed_width(dim, NB);
+  const int64_t dim = NC > 0 ? NC * kLanes : cv.dim, w = residual_width(dim, NB);
   auto ss_of = [&](int j) {
     return j < nt ? decode_ss<NB, false>(dc, cv.centroids + static_cast<int64_t>(codes[j]) * dim, packed + j * w, dim,
                                          nullptr)
@@ -225,7 +225,7 @@ inline __m512 norms16(const Decoder& dc, const CodecView& cv, const int32_t* cod
 
 template <int NB, int NC>
 void token_norms_nb(const CodecView& cv, const int32_t* codes, const uint8_t* packed, int64_t n, float* out) {
-  const int64_t w = codec_detail::packed_width(cv.dim, NB);
+  const int64_t w = residual_width(cv.dim, NB);
   const Decoder dc = make_decoder(cv);
   for (int64_t t0 = 0; t0 < n; t0 += 16) {
     const int nt = static_cast<int>(std::min<int64_t>(16, n - t0));
@@ -248,79 +248,21 @@ void token_norms(const CodecView& cv, const int32_t* codes, const uint8_t* packe
   }
 }
 
-std::size_t query_floats(int64_t rows, int64_t dim) {
-  return static_cast<std::size_t>((rows + kLanes - 1) / kLanes * dim * kLanes);
-}
-
-void prepare_query(const float* qr, int64_t rows, int64_t dim, float* out) {
-  codec_detail::pack_rows_transposed<kLanes>(qr, rows, dim, out);
-}
-
-// MaxSim micro-kernel on decoded tokens d [NJ][dim]; column j scaled by inv[j] before the max.
-template <int MR, int NJ>
-inline void tile(const float* qb, int64_t dim, const float* d, const float* inv, __m512 (&runmax)[2]) {
-  __m512 acc[MR][NJ];
-  for (int m = 0; m < MR; ++m)
-    for (int j = 0; j < NJ; ++j) acc[m][j] = _mm512_setzero_ps();
-  for (int64_t k = 0; k < dim; ++k) {
-    __m512 qv[MR];
-    for (int m = 0; m < MR; ++m) qv[m] = _mm512_load_ps(qb + (m * dim + k) * kLanes);
-    for (int j = 0; j < NJ; ++j) {
-      const __m512 b = _mm512_set1_ps(d[j * dim + k]);
-      for (int m = 0; m < MR; ++m) acc[m][j] = _mm512_fmadd_ps(qv[m], b, acc[m][j]);
-    }
-  }
-  // max_ps returns its second operand when either is NaN: NaN similarities are ignored, as in the
-  // scalar reference.
-  for (int j = 0; j < NJ; ++j) {
-    const __m512 s = _mm512_set1_ps(inv[j]);
-    for (int m = 0; m < MR; ++m) runmax[m] = _mm512_max_ps(_mm512_mul_ps(acc[m][j], s), runmax[m]);
-  }
-}
-
-template <int MR>
-void tile_n(int nj, const float* qb, int64_t dim, const float* d, const float* inv, __m512 (&runmax)[2]) {
-  switch (nj) {
-    case 1: tile<MR, 1>(qb, dim, d, inv, runmax); break;
-    case 2: tile<MR, 2>(qb, dim, d, inv, runmax); break;
-    case 3: tile<MR, 3>(qb, dim, d, inv, runmax); break;
-    case 4: tile<MR, 4>(qb, dim, d, inv, runmax); break;
-    case 5: tile<MR, 5>(qb, dim, d, inv, runmax); break;
-    case 6: tile<MR, 6>(qb, dim, d, inv, runmax); break;
-    case 7: tile<MR, 7>(qb, dim, d, inv, runmax); break;
-    case 8: tile<MR, 8>(qb, dim, d, inv, runmax); break;
-    case 9: tile<MR, 9>(qb, dim, d, inv, runmax); break;
-    case 10: tile<MR, 10>(qb, dim, d, inv, runmax); break;
-    case 11: tile<MR, 11>(qb, dim, d, inv, runmax); break;
-    default: tile<MR, 12>(qb, dim, d, inv, runmax); break;
-  }
-}
-
 template <int NB, int NC>
 float score_doc_nb(const float* q, int64_t rows, const CodecView& cv, const int32_t* codes, const uint8_t* packed,
                    const float* norms, int64_t ntok, float* scratch) {
-  const int64_t dim = NC > 0 ? NC * kLanes : cv.dim, w = codec_detail::packed_width(dim, NB);
-  const int64_t blocks = (rows + kLanes - 1) / kLanes;
+  const int64_t dim = NC > 0 ? NC * kLanes : cv.dim, w = residual_width(dim, NB);
   const Decoder dc = make_decoder(cv);
-  float* x = scratch;                           // [kNJ * dim + 16] decoded tile
-  float* inv = x + kNJ * dim + kLanes;          // [kNJ]
-  float* rmax = inv + kNJ;                      // [blocks * 16]
-  std::fill_n(rmax, blocks * kLanes, -std::numeric_limits<float>::infinity());
-  const int64_t crow_bytes = dim * static_cast<int64_t>(sizeof(float));
+  const auto s = Tiles::begin(scratch, rows, dim);
   for (int64_t j0 = 0; j0 < ntok; j0 += kNJ) {
     const int nj = static_cast<int>(std::min<int64_t>(kNJ, ntok - j0));
-    // Centroid rows of the next tile into L1 while this one decodes and computes.
-    const int64_t next = std::min<int64_t>(kNJ, std::max<int64_t>(0, ntok - j0 - kNJ));
-    for (int64_t i = 0; i < next; ++i) {
-      const char* p = reinterpret_cast<const char*>(cv.centroids + static_cast<int64_t>(codes[j0 + kNJ + i]) * dim);
-      for (int64_t o = 0; o < crow_bytes; o += 64) _mm_prefetch(p + o, _MM_HINT_T0);
-    }
+    codec_kernels::prefetch_centroids(cv, codes, j0 + kNJ, std::min<int64_t>(ntok, j0 + 2 * kNJ), dim);
     // Decode the tile; 1 / max(||v||, 1e-12) for its tokens in one vector (sqrt and division are IEEE
     // exact, the sums are decompress's: the same bits as its scalar sequence).
     // (groups of 4 tokens reduced as they are decoded: few live vectors, no spill of 16 partial sums)
     auto ss_of = [&](int j) {
       return j < nj ? decode_ss<NB>(dc, cv.centroids + static_cast<int64_t>(codes[j0 + j]) * dim,
-                                    packed + (j0 + j) * w, dim, x + j * dim)
+                                    packed + (j0 + j) * w, dim, s.x + j * dim)
                     : _mm512_setzero_ps();
     };
     __m512 grp[4];
@@ -331,30 +273,17 @@ float score_doc_nb(const float* q, int64_t rows, const CodecView& cv, const int3
     const __m512 nrm = norms != nullptr ? _mm512_maskz_loadu_ps(live, norms + j0)
                                         : _mm512_sqrt_ps(hsum16_finish(grp[0], grp[1], grp[2], grp[3]));
     const __m512 iv = _mm512_div_ps(_mm512_set1_ps(1.0f), _mm512_max_ps(_mm512_set1_ps(1e-12f), nrm));
-    _mm512_mask_storeu_ps(inv, live, iv);
+    _mm512_mask_storeu_ps(s.inv, live, iv);
     // A norm that overflowed to inf gives 1 / inf = 0: such a row is scored by the definition instead.
     for (__mmask16 z = _mm512_mask_cmp_ps_mask(live, iv, _mm512_setzero_ps(), _CMP_EQ_OQ); z != 0; z &= z - 1) {
       const int j = __builtin_ctz(z);
       float nr = 0.0f;
       _mm_store_ss(&nr, _mm512_castps512_ps128(_mm512_permutexvar_ps(_mm512_set1_epi32(j), nrm)));
-      inv[j] = codec_detail::inv_norm_or_normalise(nr, x + j * dim, dim);
+      s.inv[j] = codec_kernels::inv_norm_or_normalise(nr, s.x + j * dim, dim);
     }
-    for (int64_t b = 0; b < blocks; b += 2) {
-      const float* qb = q + b * dim * kLanes;
-      __m512 runmax[2] = {_mm512_loadu_ps(rmax + b * kLanes), _mm512_setzero_ps()};
-      if (blocks - b >= 2) {
-        runmax[1] = _mm512_loadu_ps(rmax + (b + 1) * kLanes);
-        tile_n<2>(nj, qb, dim, x, inv, runmax);
-        _mm512_storeu_ps(rmax + (b + 1) * kLanes, runmax[1]);
-      } else {
-        tile_n<1>(nj, qb, dim, x, inv, runmax);
-      }
-      _mm512_storeu_ps(rmax + b * kLanes, runmax[0]);
-    }
+    Tiles::score(q, rows, dim, nj, s);
   }
-  double total = 0.0;
-  for (int64_t r = 0; r < rows; ++r) total += rmax[r];
-  return static_cast<float>(total);
+  return Tiles::total(s, rows);
 }
 
 template <int NB>
@@ -373,10 +302,6 @@ float score_doc(const float* q, int64_t rows, const CodecView& cv, const int32_t
     case 4: return score_doc_dim<4>(q, rows, cv, codes, packed, norms, ntok, scratch);
     default: return score_doc_dim<8>(q, rows, cv, codes, packed, norms, ntok, scratch);
   }
-}
-
-std::size_t scratch_floats(int64_t rows, int64_t dim) {
-  return static_cast<std::size_t>(kNJ * dim + kLanes + kNJ + (rows + kLanes - 1) / kLanes * kLanes);
 }
 
 // Compressed MaxSim through byte tables (CodecLutOps). Per 16 query rows and residual byte position, a
@@ -449,7 +374,7 @@ bool score_doc_lut_nb(const float* lut, const float* qc, int64_t qc_stride, cons
                       int64_t ntok, float* scratch, float* out) {
   const int64_t dim = NC > 0 ? NC * kLanes : cv.dim;
   // a compile-time byte count where the width is, so lut_dot unrolls
-  const int64_t w = NC > 0 ? NC * 2 * NB : codec_detail::packed_width(dim, NB);
+  const int64_t w = NC > 0 ? NC * 2 * NB : residual_width(dim, NB);
   const int64_t blocks = (rows + kLanes - 1) / kLanes;
   const Decoder dc = make_decoder(cv);
   float* inv = scratch;               // [kLutChunk]
@@ -532,7 +457,7 @@ const CodecLutOps codec_lut_ops{lut_floats, prepare_lut, score_doc_lut, lut_scra
 
 }  // namespace
 
-const CodecOps codec_ops_avx512{decompress, token_norms, query_floats, prepare_query, score_doc, scratch_floats,
-                                &codec_lut_ops};
+const CodecOps codec_ops_avx512{decompress, token_norms, Tiles::query_floats, Tiles::prepare_query, score_doc,
+                                Tiles::scratch_floats, &codec_lut_ops};
 
 }  // namespace edgecolbert

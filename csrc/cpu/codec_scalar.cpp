@@ -33,7 +33,7 @@ void decode_token(const CodecView& cv, int32_t code, const uint8_t* bytes, float
 }
 
 void decompress(const CodecView& cv, const int32_t* codes, const uint8_t* packed, int64_t n, void* out, DType ot) {
-  const int64_t w = codec_detail::packed_width(cv.dim, cv.nbits);
+  const int64_t w = residual_width(cv.dim, cv.nbits);
   std::vector<float> x(static_cast<std::size_t>(cv.dim));
   for (int64_t t = 0; t < n; ++t) {
     decode_token(cv, codes[t], packed + t * w, x.data());
@@ -47,7 +47,7 @@ void decompress(const CodecView& cv, const int32_t* codes, const uint8_t* packed
 }
 
 void token_norms(const CodecView& cv, const int32_t* codes, const uint8_t* packed, int64_t n, float* out) {
-  const int64_t w = codec_detail::packed_width(cv.dim, cv.nbits);
+  const int64_t w = residual_width(cv.dim, cv.nbits);
   std::vector<float> x(static_cast<std::size_t>(cv.dim));
   for (int64_t t = 0; t < n; ++t) out[t] = decode_raw(cv, codes[t], packed + t * w, x.data());
 }
@@ -58,7 +58,7 @@ void prepare_query(const float* qr, int64_t rows, int64_t dim, float* out) { std
 
 float score_doc(const float* qr, int64_t rows, const CodecView& cv, const int32_t* codes, const uint8_t* packed,
                 const float* norms, int64_t ntok, float* scratch) {
-  const int64_t w = codec_detail::packed_width(cv.dim, cv.nbits);
+  const int64_t w = residual_width(cv.dim, cv.nbits);
   float* best = scratch + cv.dim;
   std::fill_n(best, rows, -std::numeric_limits<float>::infinity());
   for (int64_t t = 0; t < ntok; ++t) {

@@ -68,9 +68,10 @@ struct Scorer {
   }
 };
 
-std::vector<std::vector<float>> make_scratch(const KernelPath& path, int num_threads, int64_t dim) {
+// Per thread; a query has at most lq rows.
+std::vector<std::vector<float>> make_scratch(const KernelPath& path, int num_threads, const QueryBatch& q) {
   return std::vector<std::vector<float>>(static_cast<std::size_t>(num_threads),
-                                         std::vector<float>(path.maxsim.scratch_floats(dim) + 16));
+                                         std::vector<float>(path.maxsim.scratch_floats(q.lq, q.dim) + 16));
 }
 
 // Enough chunks that the dynamic schedule balances ragged documents, few enough to stay cheap.
@@ -97,7 +98,7 @@ void maxsim(const KernelPath& path, const QueryBatch& q, const DocSet& docs, flo
   if (q.nq == 0 || docs.n == 0) return;
   const PreparedQueries pq = prepare(path, q, docs.dtype);
   const Scorer score{path, pq, docs, q.dim};
-  auto scratch = make_scratch(path, num_threads, q.dim);
+  auto scratch = make_scratch(path, num_threads, q);
   const int64_t chunk = chunk_size(docs.n, num_threads);
   const int64_t ntasks = (docs.n + chunk - 1) / chunk;
   parallel_for(ntasks, num_threads, [&](int64_t t, int worker) {
@@ -113,7 +114,7 @@ void maxsim_topk(const KernelPath& path, const QueryBatch& q, const DocSet& docs
   if (q.nq == 0) return;
   const PreparedQueries pq = prepare(path, q, docs.dtype);
   const Scorer score{path, pq, docs, q.dim};
-  auto scratch = make_scratch(path, num_threads, q.dim);
+  auto scratch = make_scratch(path, num_threads, q);
   // One bounded heap per (participant, query); the worst kept entry sits on top.
   std::vector<std::vector<Entry>> heaps(static_cast<std::size_t>(num_threads * q.nq));
   for (auto& h : heaps) h.reserve(static_cast<std::size_t>(k));
@@ -158,7 +159,7 @@ void maxsim_candidates(const KernelPath& path, const QueryBatch& q, const DocSet
   if (pairs == 0) return;
   const PreparedQueries pq = prepare(path, q, docs.dtype);
   const Scorer score{path, pq, docs, q.dim};
-  auto scratch = make_scratch(path, num_threads, q.dim);
+  auto scratch = make_scratch(path, num_threads, q);
   const int64_t chunk = chunk_size(pairs, num_threads);
   const int64_t ntasks = (pairs + chunk - 1) / chunk;
   parallel_for(ntasks, num_threads, [&](int64_t t, int worker) {

@@ -1,125 +1,13 @@
-// MaxSim, AVX2 + FMA + F16C, float32 arithmetic for every input dtype.
-// Same scheme as the AVX-512 file with 8-lane ymm registers and 16 of them: queries packed transposed
-// in blocks of 8 rows ([dim][8] floats), a tile of MR = 2 row blocks x NJ = 6 document tokens keeps 12
-// accumulators + 2 query vectors + 1 broadcast in registers; each completed tile's columns are folded
-// into the running row maxima. Half-precision tokens are widened per tile into L1-resident scratch.
-#include <immintrin.h>
-
-#include <algorithm>
-#include <cstring>
-
-#include "edgecolbert/dispatch.hpp"
-#include "edgecolbert/mca_markers.hpp"
+// MaxSim, AVX2 + FMA + F16C, float32 arithmetic for every document dtype (maxsim_kernels.hpp): 8-lane
+// ymm registers, 16 of them, so a tile is 2 row blocks of 8 query rows x 6 tokens: 12 accumulators +
+// 2 query vectors + 1 broadcast.
+#include "maxsim_kernels.hpp"
+#include "vec_avx2.hpp"
 
 namespace edgecolbert {
-namespace {
 
-constexpr int kLanes = 8;
-constexpr int kNJ = 6;
-
-std::size_t packed_bytes(int64_t rows, int64_t dim, DType) {
-  const int64_t blocks = (rows + kLanes - 1) / kLanes;
-  return static_cast<std::size_t>(blocks * dim * kLanes) * sizeof(float);
-}
-
-void pack(const float* q, int64_t rows, int64_t dim, DType, void* out) {
-  float* p = static_cast<float*>(out);
-  const int64_t blocks = (rows + kLanes - 1) / kLanes;
-  std::memset(p, 0, static_cast<std::size_t>(blocks * dim * kLanes) * sizeof(float));
-  for (int64_t r = 0; r < rows; ++r)
-    for (int64_t k = 0; k < dim; ++k) p[((r / kLanes) * dim + k) * kLanes + r % kLanes] = q[r * dim + k];
-}
-
-template <int MR, int NJ>
-inline void tile(const float* qb, int64_t dim, const float* d, __m256 (&runmax)[2]) {
-  __m256 acc[MR][NJ];
-  for (int m = 0; m < MR; ++m)
-    for (int j = 0; j < NJ; ++j) acc[m][j] = _mm256_setzero_ps();
-  if constexpr (MR == 2 && NJ == kNJ) EC_MCA_BEGIN("maxsim_f32_avx2");
-  for (int64_t k = 0; k < dim; ++k) {
-    __m256 qv[MR];
-    for (int m = 0; m < MR; ++m) qv[m] = _mm256_load_ps(qb + (m * dim + k) * kLanes);
-    for (int j = 0; j < NJ; ++j) {
-      const __m256 b = _mm256_broadcast_ss(d + j * dim + k);
-      for (int m = 0; m < MR; ++m) acc[m][j] = _mm256_fmadd_ps(qv[m], b, acc[m][j]);
-    }
-  }
-  if constexpr (MR == 2 && NJ == kNJ) EC_MCA_END("maxsim_f32_avx2");
-  // max_ps returns its second operand when either is NaN: with the running max second, NaN
-  // similarities are ignored, as in the scalar reference (the running max itself is never NaN).
-  for (int m = 0; m < MR; ++m)
-    for (int j = 0; j < NJ; ++j) runmax[m] = _mm256_max_ps(acc[m][j], runmax[m]);
-}
-
-template <int MR>
-void tile_n(int nj, const float* qb, int64_t dim, const float* d, __m256 (&runmax)[2]) {
-  switch (nj) {
-    case 1: tile<MR, 1>(qb, dim, d, runmax); break;
-    case 2: tile<MR, 2>(qb, dim, d, runmax); break;
-    case 3: tile<MR, 3>(qb, dim, d, runmax); break;
-    case 4: tile<MR, 4>(qb, dim, d, runmax); break;
-    case 5: tile<MR, 5>(qb, dim, d, runmax); break;
-    default: tile<MR, 6>(qb, dim, d, runmax); break;
-  }
-}
-
-// The tile after next, pulled into L1 while this one computes (the hardware prefetcher alone leaves
-// a single core short of its memory bandwidth on long CSR streams).
-inline void prefetch_ahead(const uint8_t* d, int64_t left, int64_t row_bytes) {
-  if (left <= 2 * kNJ) return;
-  const char* p = reinterpret_cast<const char*>(d + 2 * kNJ * row_bytes);
-  const int64_t bytes = std::min<int64_t>(left - 2 * kNJ, kNJ) * row_bytes;
-  for (int64_t o = 0; o < bytes; o += 64) _mm_prefetch(p + o, _MM_HINT_T0);
-}
-
-void widen(const uint16_t* src, DType dtype, int64_t n, float* dst) {
-  int64_t i = 0;
-  for (; i + kLanes <= n; i += kLanes) {
-    const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i));
-    const __m256 f = dtype == DType::f16 ? _mm256_cvtph_ps(h)
-                                         : _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
-    _mm256_storeu_ps(dst + i, f);
-  }
-  for (; i < n; ++i) dst[i] = dtype == DType::f16 ? f16_to_f32(src[i]) : bf16_to_f32(src[i]);
-}
-
-float score(const void* packed, int64_t rows, int64_t dim, const void* doc, DType dtype, int64_t ntok, float floor,
-            float* scratch) {
-  const float* q = static_cast<const float*>(packed);
-  const int64_t blocks = (rows + kLanes - 1) / kLanes;
-  double total = 0.0;
-  alignas(32) float rowmax[2 * kLanes];
-  for (int64_t b = 0; b < blocks; b += 2) {
-    const int mr = blocks - b >= 2 ? 2 : 1;
-    const float* qb = q + b * dim * kLanes;
-    __m256 runmax[2] = {_mm256_set1_ps(floor), _mm256_set1_ps(floor)};
-    for (int64_t j0 = 0; j0 < ntok; j0 += kNJ) {
-      const int nj = static_cast<int>(std::min<int64_t>(kNJ, ntok - j0));
-      const float* d;
-      prefetch_ahead(static_cast<const uint8_t*>(doc) + j0 * dim * dtype_size(dtype), ntok - j0, dim * dtype_size(dtype));
-      if (dtype == DType::f32) {
-        d = static_cast<const float*>(doc) + j0 * dim;
-      } else {
-        widen(static_cast<const uint16_t*>(doc) + j0 * dim, dtype, nj * dim, scratch);
-        d = scratch;
-      }
-      if (mr == 2)
-        tile_n<2>(nj, qb, dim, d, runmax);
-      else
-        tile_n<1>(nj, qb, dim, d, runmax);
-    }
-    _mm256_store_ps(rowmax, runmax[0]);
-    _mm256_store_ps(rowmax + kLanes, runmax[1]);
-    const int64_t valid = std::min<int64_t>(rows - b * kLanes, mr * kLanes);
-    for (int64_t r = 0; r < valid; ++r) total += rowmax[r];
-  }
-  return static_cast<float>(total);
-}
-
-std::size_t scratch_floats(int64_t dim) { return static_cast<std::size_t>(kNJ * dim); }
-
-}  // namespace
-
-const MaxSimOps maxsim_ops_avx2{packed_bytes, pack, score, scratch_floats};
+using MaxSimAvx2 = MaxSimF32<VecAvx2, VecAvx2, 6>;
+const MaxSimOps maxsim_ops_avx2{MaxSimAvx2::packed_bytes, MaxSimAvx2::pack, MaxSimAvx2::score,
+                                MaxSimAvx2::scratch_floats};
 
 }  // namespace edgecolbert

@@ -35,7 +35,7 @@ float score(const void* packed, int64_t rows, int64_t dim, const void* doc, DTyp
   return static_cast<float>(total);
 }
 
-std::size_t scratch_floats(int64_t) { return 0; }
+std::size_t scratch_floats(int64_t, int64_t) { return 0; }
 
 }  // namespace
 

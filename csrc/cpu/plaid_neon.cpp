@@ -1,5 +1,5 @@
 // PLAID's stage loops (plaid_kernels.hpp) built with this file's ISA flags.
-#include "edgecolbert/plaid_kernels.hpp"
+#include "plaid_kernels.hpp"
 
 namespace edgecolbert {
 

@@ -6,7 +6,7 @@
 #include <vector>
 
 #include "edgecolbert/plaid.hpp"
-#include "edgecolbert/plaid_kernels.hpp"
+#include "plaid_kernels.hpp"
 
 namespace edgecolbert {
 namespace {

@@ -11,7 +11,6 @@
 #include "edgecolbert/centroids.hpp"
 #include "edgecolbert/common.hpp"
 #include "edgecolbert/dispatch.hpp"
-#include "edgecolbert/mca_markers.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -19,6 +18,9 @@
 #include <vector>
 
 namespace edgecolbert {
+
+// Residual bytes per token: dim * nbits / 8 (the codec requires dim * nbits % 8 == 0).
+inline int64_t residual_width(int64_t dim, int nbits) { return dim * nbits / 8; }
 
 // [256 * (8 / nbits)] floats: the CodecView byte_table for these weights.
 std::vector<float> make_byte_table(const float* weights, int nbits);
@@ -67,50 +69,6 @@ void maxsim_compressed(const KernelPath& path, const QueryBatch& q, const CodecV
 }  // namespace edgecolbert
 
 namespace edgecolbert::codec_detail {
-// Helpers every codec_<isa>.cpp compiles with its own flags. `static` keeps one private copy per
-// file: an inline function shared across files built with different -m flags could be linked to a
-// copy the CPU cannot run.
-
-// Residual bytes per token.
-static inline int64_t packed_width(int64_t dim, int nbits) { return dim * nbits / 8; }
-
-// Packs rows [rows, dim] transposed in blocks of L rows: out[(blk * dim + k) * L + r % L], zero-padded.
-template <int L>
-static inline void pack_rows_transposed(const float* q, int64_t rows, int64_t dim, float* out) {
-  const int64_t blocks = (rows + L - 1) / L;
-  std::memset(out, 0, static_cast<std::size_t>(blocks * dim * L) * sizeof(float));
-  for (int64_t r = 0; r < rows; ++r)
-    for (int64_t k = 0; k < dim; ++k) out[((r / L) * dim + k) * L + r % L] = q[r * dim + k];
-}
-
-// x = centroid[code] + weights of the token's buckets, expanded through the byte table (G = 8 / nbits
-// floats per byte, a compile-time copy).
-template <int G>
-static inline void expand_residual(const float* table, const uint8_t* bytes, int64_t nbytes, float* x) {
-  if constexpr (G == 4) EC_MCA_BEGIN("codec_expand_nbits2");
-  for (int64_t p = 0; p < nbytes; ++p) std::memcpy(x + p * G, table + bytes[p] * G, G * sizeof(float));
-  if constexpr (G == 4) EC_MCA_END("codec_expand_nbits2");
-}
-
-static inline void expand_any(int nbits, const float* table, const uint8_t* bytes, int64_t nbytes, float* x) {
-  switch (nbits) {
-    case 1: expand_residual<8>(table, bytes, nbytes, x); break;
-    case 2: expand_residual<4>(table, bytes, nbytes, x); break;
-    case 4: expand_residual<2>(table, bytes, nbytes, x); break;
-    default: expand_residual<1>(table, bytes, nbytes, x); break;
-  }
-}
-
-// The fused compressed MaxSim scores a decoded row x = c + r as <q, x> * (1 / max(||x||, 1e-12)). When
-// ||x|| overflows to inf (a finite centroid or bucket weight above ~1.8e19), 1 / inf = 0 and <q, x> * 0
-// is NaN or 0 where the definition (codec_scalar.cpp: decompress, then dot) gives <q, x / inf>: 0 for
-// a finite x. Such a row is divided in place, as decompress does, and scored with factor 1.
-static inline float inv_norm_or_normalise(float norm, float* x, int64_t dim) {
-  const float den = std::max(norm, 1e-12f);
-  const float inv = 1.0f / den;
-  if (inv != 0.0f) return inv;
-  for (int64_t d = 0; d < dim; ++d) x[d] /= den;
-  return 1.0f;
-}
-
+// Residual bytes per token, under the name plaid_search.cpp still uses (residual_width above).
+static inline int64_t packed_width(int64_t dim, int nbits) { return residual_width(dim, nbits); }
 }  // namespace edgecolbert::codec_detail

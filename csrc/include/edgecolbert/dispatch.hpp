@@ -22,13 +22,14 @@ const CpuFeatures& cpu_features();
 // MaxSim for one ISA. A query is packed once into the variant's layout (rows are query tokens in
 // float32, masked rows already removed); score_doc then returns
 //   sum_r max(floor, max_j <q_r, doc_j>)  over a document of ntok >= 1 tokens of type doc_dtype.
-// scratch must hold scratch_floats(dim) floats (per thread; used to widen half-precision blocks).
+// scratch must hold scratch_floats(rows, dim) floats for a query of up to `rows` rows (per thread: the
+// row maxima between tiles and the widened half-precision tokens).
 struct MaxSimOps {
   std::size_t (*packed_query_bytes)(int64_t rows, int64_t dim, DType doc_dtype);
   void (*pack_query)(const float* q, int64_t rows, int64_t dim, DType doc_dtype, void* out);
   float (*score_doc)(const void* packed, int64_t rows, int64_t dim, const void* doc, DType doc_dtype,
                      int64_t ntok, float floor, float* scratch);
-  std::size_t (*scratch_floats)(int64_t dim);
+  std::size_t (*scratch_floats)(int64_t rows, int64_t dim);
 };
 
 // Centroid scores for one ISA (centroid search, assignment, k-means, compressed scoring). Rows (query

@@ -1,4 +1,4 @@
-// LLVM-MCA region markers around the inner loops that `make arm-model` analyses (tools/arm_model.py).
+// LLVM-MCA region markers around the inner loops that `make arm-model` analyses (bench/arm_model.py).
 // They exist only in the model's own assembly build (-DEDGECOLBERT_MCA_MARKERS): production code and
 // the tests compile them to nothing. The marker is an assembler comment, so it changes no instruction;
 // as a volatile asm it can still keep the compiler from moving code across it, which is why it is

@@ -1,0 +1,124 @@
+// What the per-ISA kernel files share, written once over vector traits (vec_avx2.hpp, vec_avx512.hpp,
+// vec_neon.hpp): the register tile of every float32 dot-product kernel (MaxSim, compressed MaxSim,
+// centroid scores), the transposed query packing, and the compile-time tile widths.
+//
+// A traits struct V gives: F (the float32 vector) and kLanes; zero, load (aligned), loadu, storeu, set1,
+// mul, fmadd(a, b, c) = a * b + c; max_keep(x, run), the running max that ignores a NaN x (the running max itself is never NaN);
+// any_gt(a, t), whether some lane has a > t (ordered: NaN never counts); B, bcast(p) and fma(acc, q, b),
+// acc + q * (*p broadcast) as one fused multiply-add (B is what bcast hands to fma: a register or, where
+// the FMA takes a broadcast memory operand, the pointer itself); widen (float16 / bfloat16 -> float32,
+// exact); kPrefetchTokens (how many document tokens ahead the MaxSim drivers prefetch; 0: none). The portable codec
+// (codec_kernels.hpp) also uses add, div, hsum (the lanes' sum in the ISA's fixed order) and store_f16.
+//
+// Everything here has internal linkage (an anonymous namespace) and is included only by the
+// csrc/cpu/<kernel>_<isa>.cpp files, each built with its own -m flags: a copy compiled with AVX-512 flags
+// must never be linked into a path that runs on a CPU without AVX-512.
+#pragma once
+#include <cstdint>
+#include <cstring>
+#include <type_traits>
+#include <utility>
+
+#include "mca_markers.hpp"
+
+#define EC_ALWAYS_INLINE inline __attribute__((always_inline))
+// After a lambda's parameter list: the lambda is inlined where it is called.
+#define EC_LAMBDA_INLINE __attribute__((always_inline))
+
+namespace edgecolbert {
+namespace {
+namespace simd {
+
+// f(std::integral_constant<int, n>{}) for a run-time n in [1, N]: a tile's column count as a
+// compile-time constant, so each width gets its own fully unrolled tile.
+template <int N, class F, int... I>
+EC_ALWAYS_INLINE void with_count_impl(int n, F&& f, std::integer_sequence<int, I...>) {
+  (void)((n == I + 1 ? (f(std::integral_constant<int, I + 1>{}), true) : false) || ...);
+}
+template <int N, class F>
+EC_ALWAYS_INLINE void with_count(int n, F&& f) {
+  with_count_impl<N>(n, std::forward<F>(f), std::make_integer_sequence<int, N>{});
+}
+
+// rows [rows, dim] packed transposed in blocks of L rows: out[(blk * dim + k) * L + r % L], padded rows
+// zero. One vector load then holds dimension k of L rows.
+template <int L>
+inline void pack_rows_transposed(const float* q, int64_t rows, int64_t dim, float* out) {
+  const int64_t blocks = (rows + L - 1) / L;
+  std::memset(out, 0, static_cast<std::size_t>(blocks * dim * L) * sizeof(float));
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t k = 0; k < dim; ++k) out[((r / L) * dim + k) * L + r % L] = q[r * dim + k];
+}
+
+template <int L>
+constexpr std::size_t packed_rows_floats(int64_t rows, int64_t dim) {
+  return static_cast<std::size_t>((rows + L - 1) / L * dim * L);
+}
+
+// The bytes [p, p + bytes) into L1 at once (the centroid rows a compressed-MaxSim tile reads next: a
+// few random lines from L2).
+EC_ALWAYS_INLINE void prefetch_bytes(const void* p, int64_t bytes) {
+  for (int64_t o = 0; o < bytes; o += 64) __builtin_prefetch(static_cast<const char*>(p) + o, 0, 3);
+}
+
+// Software prefetch of the document stream, into L1. A tile's lines requested all at once (36 to 96
+// prefetches in a burst) stall the core on its limit of outstanding misses: on Zen 4 MaxSim at dim 128
+// from memory ran at 55-65% of the FMA peak whatever the distance. Spread over the loop of the tile
+// before, one line per step k, the same lines cost nothing: 85-90% (bench/bench_maxsim_limits.py).
+struct NoPrefetch {
+  EC_ALWAYS_INLINE void at(int64_t) const {}
+};
+struct LineStream {
+  const char* p = nullptr;
+  int64_t lines = 0;
+  EC_ALWAYS_INLINE void at(int64_t k) const {
+    if (k < lines) __builtin_prefetch(p + 64 * k, 0, 3);
+  }
+};
+// The lines of tokens [j0 + ahead, j0 + ahead + n) of a stream of ntok rows of row_bytes (none past the
+// end). Spread over a tile loop of s steps, lines past s are not requested: the drivers keep them
+// within (a float32 tile of NJ <= 16 tokens has at most dim lines ahead and dim steps).
+EC_ALWAYS_INLINE LineStream tokens_ahead(const void* doc, int64_t row_bytes, int64_t j0, int64_t ntok, int64_t ahead,
+                                         int64_t n) {
+  const int64_t first = j0 + ahead;
+  if (first >= ntok) return {};
+  const int64_t bytes = (first + n <= ntok ? n : ntok - first) * row_bytes;
+  return {static_cast<const char*>(doc) + first * row_bytes, (bytes + 63) / 64};
+}
+
+// The register tile of the float32 kernels (the GEMM micro-kernel): MR <= 2 query vectors x NJ columns,
+//   acc[m][j] = sum_k q[k * q_k + m * q_m .. + L) * d[j * d_stride + k],   k = 0..dim-1 in order,
+// one FMA per (m, j, k), so every (row, column) dot product is the same float32 sequence wherever
+// it falls in a tile. Per k: MR vector loads, NJ broadcasts, MR x NJ FMAs. Then column(j, acc[0][j],
+// acc[MR - 1][j]) for j = 0..NJ-1 in order (the epilogue: fold into running maxima, or compare and store).
+// GCC 12 keeps the accumulators in registers only when the tile, its epilogue and the tile-width
+// dispatch are all inlined into the driver that owns the running state, and when no aggregate of
+// accumulators is returned or passed by reference (the columns go to the epilogue by value): otherwise
+// it keeps a copy in memory and stores every accumulator on every k (24 stores per 12 FMAs in the
+// AVX2 MaxSim tile, 2x slower). prefetch.at(k) runs at each step k (LineStream: a later tile's lines,
+// one per step). kMark puts LLVM-MCA markers ("dot_tile", mca_markers.hpp) around the k loop of the
+// tile that `make arm-model` analyses.
+template <class V, int MR, int NJ, bool kMark = false, class Column, class Prefetch = NoPrefetch>
+EC_ALWAYS_INLINE void dot_tile(const float* q, int64_t q_k, int64_t q_m, const float* d, int64_t d_stride, int64_t dim,
+                               Column&& column, Prefetch prefetch = {}) {
+  static_assert(MR == 1 || MR == 2, "one or two query vectors per tile");
+  typename V::F acc[MR][NJ];
+  for (int m = 0; m < MR; ++m)
+    for (int j = 0; j < NJ; ++j) acc[m][j] = V::zero();
+  if constexpr (kMark) EC_MCA_BEGIN("dot_tile");
+  for (int64_t k = 0; k < dim; ++k) {
+    prefetch.at(k);
+    typename V::F qv[MR];
+    for (int m = 0; m < MR; ++m) qv[m] = V::load(q + k * q_k + m * q_m);
+    for (int j = 0; j < NJ; ++j) {
+      const typename V::B b = V::bcast(d + j * d_stride + k);
+      for (int m = 0; m < MR; ++m) acc[m][j] = V::fma(acc[m][j], qv[m], b);
+    }
+  }
+  if constexpr (kMark) EC_MCA_END("dot_tile");
+  for (int j = 0; j < NJ; ++j) column(j, acc[0][j], acc[MR - 1][j]);
+}
+
+}  // namespace simd
+}  // namespace
+}  // namespace edgecolbert

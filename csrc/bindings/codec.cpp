@@ -64,7 +64,7 @@ py::array_t<int32_t, py::array::c_style> check_codes(const py::handle& codes, co
 
 py::array_t<uint8_t, py::array::c_style> check_residuals(const py::array& residuals, int64_t T, const CodecView& cv,
                                                           const char* fn) {
-  const int64_t w = cv.dim * cv.nbits / 8;
+  const int64_t w = residual_width(cv.dim, cv.nbits);
   if (residuals.ndim() != 2 || residuals.shape(0) != T || residuals.shape(1) != w)
     value_error(cat(fn, ": residuals must have shape (", T, ", ", w, ") = (len(codes), dim * nbits / 8), got ",
                     shape_str(residuals)));
@@ -145,12 +145,7 @@ void register_codec(py::module_& m) {
         bool ok;
         {
           py::gil_scoped_release released;
-          ok = quantize_rows_i8(a.data(), n, dim, q.mutable_data(), scale.mutable_data());
-          for (int64_t i = 0; i < n && ok; ++i) {
-            int32_t sum = 0;
-            for (int64_t k = 0; k < dim4; ++k) sum += q.data()[i * dim4 + k];
-            csum.mutable_data()[i] = 128 * sum;
-          }
+          ok = quantize_centroids_i8(a.data(), n, dim, q.mutable_data(), scale.mutable_data(), csum.mutable_data());
         }
         if (!ok) value_error(cat(fn, ": x holds a value that is not finite"));
         return py::make_tuple(q, scale, csum);
@@ -169,17 +164,13 @@ void register_codec(py::module_& m) {
         CentroidsI8 c = check_centroids_i8(centroids_i8, dim, fn);
         const int threads = resolve_threads(num_threads, fn);
         const KernelPath& path = resolve_path(isa);
-        const int64_t stride = std::max<int64_t>(1, (m + kCentroidBlockRows - 1) / kCentroidBlockRows) * kCentroidBlockRows;
+        const int64_t stride = centroid_major_stride(m);
         py::array_t<float> out({c.K, stride});
         bool ok;
         {
           py::gil_scoped_release released;
-          std::vector<int8_t> q8(static_cast<std::size_t>(m * c.dim4));
-          std::vector<float> qs(static_cast<std::size_t>(m));
-          ok = quantize_rows_i8(q.data(), m, dim, q8.data(), qs.data());
-          if (ok)
-            centroid_scores_t_i8(path, q8.data(), qs.data(), m, c.dim4, c.c8.data(), c.scale.data(), c.csum.data(), c.K,
-                                 stride, out.mutable_data(), threads);
+          ok = centroid_scores_t_i8_from_f32(path, q.data(), m, dim, c.c8.data(), c.scale.data(), c.csum.data(), c.K,
+                                             stride, out.mutable_data(), threads);
         }
         if (!ok) value_error(cat(fn, ": query_tokens hold a value that is not finite"));
         return out;
@@ -196,7 +187,7 @@ void register_codec(py::module_& m) {
     if (r.dim != c.dim) value_error(cat(fn, ": query_tokens have dim ", r.dim, " but centroids have dim ", c.dim));
     const int threads = resolve_threads(num_threads, fn);
     const KernelPath& path = resolve_path(isa);
-    const int64_t stride = std::max<int64_t>(1, (r.n + kCentroidBlockRows - 1) / kCentroidBlockRows) * kCentroidBlockRows;
+    const int64_t stride = centroid_major_stride(r.n);
     py::array_t<float> out = centroid_major ? py::array_t<float>({c.n, stride}) : py::array_t<float>({r.n, c.n});
     {
       py::gil_scoped_release released;
@@ -264,7 +255,7 @@ void register_codec(py::module_& m) {
         }
         if (!finite) value_error(cat(fn, ": tokens contain NaN or infinity"));
         py::array_t<int32_t> codes(std::vector<py::ssize_t>{t.n});
-        py::array_t<uint8_t> res(std::vector<py::ssize_t>{t.n, s.view.dim * nbits / 8});
+        py::array_t<uint8_t> res(std::vector<py::ssize_t>{t.n, residual_width(s.view.dim, nbits)});
         {
           py::gil_scoped_release released;
           compress(path, s.view, s.cutoffs.data(), t, codes.mutable_data(), res.mutable_data(), threads);
@@ -335,38 +326,17 @@ void register_codec(py::module_& m) {
         else if (kernel_name != "auto")
           value_error(cat(fn, ": kernel must be 'auto', 'decode' or 'lut', got '", kernel_name, "'"));
         CodecState s = check_codec(centroids, weights, py::none(), nbits, fn);
-        require_ndim(queries, 3, fn, "queries", "[nq, Lq, dim]");
-        QueryBatch q;
-        q.dtype = token_dtype(queries, queries_dtype, fn, "queries");
-        require_readable(queries, fn, "queries");
-        q.data = queries.data();
-        q.nq = queries.shape(0), q.lq = queries.shape(1), q.dim = queries.shape(2);
-        if (q.dim != s.view.dim)
-          value_error(cat(fn, ": queries have dim ", q.dim, " but the codec has dim ", s.view.dim));
-        py::array_t<uint8_t, py::array::c_style> mask;
-        if (!query_mask.is_none()) {
-          mask = py::array_t<uint8_t, py::array::c_style | py::array::forcecast>::ensure(query_mask);
-          if (!mask || mask.ndim() != 2 || mask.shape(0) != q.nq || mask.shape(1) != q.lq)
-            value_error(cat(fn, ": query_mask must have shape (", q.nq, ", ", q.lq, ") like queries"));
-          q.mask = mask.data();
-        }
+        const Queries bq = check_queries(queries, queries_dtype, query_mask, fn);
+        require_codec_dim(bq, s.view.dim, fn);
+        const QueryBatch& q = bq.batch;
         auto c = check_codes(codes, s.view, fn);
         auto r = check_residuals(residuals, c.shape(0), s.view, fn);
         auto off = check_offsets(doc_offsets, c.shape(0), "codes", fn);
         const int64_t n = off.shape(0) - 1, T = c.shape(0);
         const int64_t* o = off.data();
         py::array_t<int64_t, py::array::c_style> cand;
-        int64_t ncand = 0;
-        if (!candidates.is_none()) {
-          cand = int64_array(candidates, fn, "candidates");
-          if (cand.ndim() != 2 || cand.shape(0) != q.nq)
-            value_error(cat(fn, ": candidates must have shape (nq, c) with nq = ", q.nq, ", got ", shape_str(cand)));
-          ncand = cand.shape(1);
-          for (int64_t i = 0; i < q.nq * ncand; ++i)
-            if (cand.data()[i] < 0 || cand.data()[i] >= n)
-              value_error(cat(fn, ": candidates[", i / ncand, ", ", i % ncand, "] = ", cand.data()[i],
-                              " is not a document index in [0, ", n, ")"));
-        }
+        if (!candidates.is_none()) cand = check_candidates(candidates, q.nq, n, fn);
+        const int64_t ncand = candidates.is_none() ? 0 : cand.shape(1);
         py::array_t<float, py::array::c_style> norms;
         if (!token_norms_arg.is_none()) {
           const py::array na = py::array::ensure(token_norms_arg);

@@ -113,6 +113,66 @@ inline py::array_t<int64_t, py::array::c_style> check_offsets(const py::handle& 
   return off;
 }
 
+// A query batch [nq, Lq, dim] and its optional mask [nq, Lq] (any boolean or integer array; nonzero keeps
+// the token), with the views the kernels read. Any token dtype, C-contiguous; with f32_copy, float32 only
+// and copied to C order when it is not (the PLAID stages, which take float32 queries from numpy as given).
+struct Queries {
+  py::array data;
+  py::array mask;  // uint8 [nq, Lq] or empty
+  QueryBatch batch;
+};
+
+inline Queries check_queries(const py::array& queries, const std::string& dtype, const py::object& mask, const char* fn,
+                             bool f32_copy = false) {
+  Queries q;
+  require_ndim(queries, 3, fn, "queries", "[nq, Lq, dim]");
+  if (f32_copy) {
+    if (!(queries.dtype().kind() == 'f' && queries.itemsize() == 4))
+      type_error(cat(fn, ": queries must be float32, got ", dtype_str(queries)));
+    q.data = ensure_aligned<float, 0>(queries);
+    q.batch.dtype = DType::f32;
+  } else {
+    q.batch.dtype = token_dtype(queries, dtype, fn, "queries");
+    require_readable(queries, fn, "queries");
+    q.data = queries;
+  }
+  q.batch.data = q.data.data();
+  q.batch.nq = q.data.shape(0), q.batch.lq = q.data.shape(1), q.batch.dim = q.data.shape(2);
+  if (q.batch.dim < 1) value_error(cat(fn, ": queries must have dim >= 1, got shape ", shape_str(q.data)));
+  if (!mask.is_none()) {
+    py::array m = py::array::ensure(mask);
+    if (!m) type_error(cat(fn, ": query_mask must be an array of booleans"));
+    require_ndim(m, 2, fn, "query_mask", "[nq, Lq]");
+    if (m.shape(0) != q.batch.nq || m.shape(1) != q.batch.lq)
+      value_error(cat(fn, ": query_mask must have shape (", q.batch.nq, ", ", q.batch.lq, ") like queries, got ", shape_str(m)));
+    if (m.dtype().kind() != 'b' && m.dtype().kind() != 'u' && m.dtype().kind() != 'i')
+      type_error(cat(fn, ": query_mask must be boolean, got ", dtype_str(m)));
+    q.mask = py::array_t<uint8_t, py::array::c_style | py::array::forcecast>::ensure(
+        m.dtype().kind() == 'b' ? m : py::array(m.attr("astype")("bool")));
+    q.batch.mask = static_cast<const uint8_t*>(q.mask.data());
+  }
+  return q;
+}
+
+// Queries scored against a codec's centroids must have its dimension.
+inline void require_codec_dim(const Queries& q, int64_t dim, const char* fn) {
+  if (q.batch.dim != dim) value_error(cat(fn, ": queries have dim ", q.batch.dim, " but the codec has dim ", dim));
+}
+
+// Candidate documents per query: int64 [nq, c], every entry a document index in [0, n).
+inline py::array_t<int64_t, py::array::c_style> check_candidates(const py::handle& candidates, int64_t nq, int64_t n,
+                                                                 const char* fn) {
+  auto c = int64_array(candidates, fn, "candidates");
+  if (c.ndim() != 2 || c.shape(0) != nq)
+    value_error(cat(fn, ": candidates must have shape (nq, c) with nq = ", nq, ", got ", shape_str(c)));
+  const int64_t nc = c.shape(1);
+  const int64_t* cp = c.data();
+  for (int64_t i = 0; i < nq * nc; ++i)
+    if (cp[i] < 0 || cp[i] >= n)
+      value_error(cat(fn, ": candidates[", i / nc, ", ", i % nc, "] = ", cp[i], " is not a document index in [0, ", n, ")"));
+  return c;
+}
+
 inline int resolve_threads(const py::object& n, const char* fn) {
   if (n.is_none()) return default_num_threads();
   if (!py::isinstance<py::int_>(n)) type_error(cat(fn, ": num_threads must be an int or None"));

@@ -8,36 +8,6 @@
 namespace edgecolbert::bind {
 namespace {
 
-struct Queries {
-  py::array data;
-  py::array mask;  // uint8 [nq, lq] or empty
-  QueryBatch batch;
-};
-
-Queries check_queries(const py::array& queries, const std::string& dtype, const py::object& mask, const char* fn) {
-  Queries q;
-  q.data = queries;
-  require_ndim(queries, 3, fn, "queries", "[nq, Lq, dim]");
-  q.batch.dtype = token_dtype(queries, dtype, fn, "queries");
-  require_readable(queries, fn, "queries");
-  q.batch.data = queries.data();
-  q.batch.nq = queries.shape(0), q.batch.lq = queries.shape(1), q.batch.dim = queries.shape(2);
-  if (q.batch.dim < 1) value_error(cat(fn, ": queries must have dim >= 1, got shape ", shape_str(queries)));
-  if (!mask.is_none()) {
-    py::array m = py::array::ensure(mask);
-    if (!m) type_error(cat(fn, ": query_mask must be an array of booleans"));
-    require_ndim(m, 2, fn, "query_mask", "[nq, Lq]");
-    if (m.shape(0) != q.batch.nq || m.shape(1) != q.batch.lq)
-      value_error(cat(fn, ": query_mask must have shape (", q.batch.nq, ", ", q.batch.lq, ") like queries, got ", shape_str(m)));
-    if (m.dtype().kind() != 'b' && m.dtype().kind() != 'u' && m.dtype().kind() != 'i')
-      type_error(cat(fn, ": query_mask must be boolean, got ", dtype_str(m)));
-    q.mask = py::array_t<uint8_t, py::array::c_style | py::array::forcecast>::ensure(
-        m.dtype().kind() == 'b' ? m : py::array(m.attr("astype")("bool")));
-    q.batch.mask = static_cast<const uint8_t*>(q.mask.data());
-  }
-  return q;
-}
-
 struct Docs {
   py::array tokens;
   py::array begin, end, floor;
@@ -118,14 +88,9 @@ py::tuple topk_impl(const Queries& q, const Docs& d, int64_t k, int threads, con
 
 py::array_t<float> candidates_impl(const Queries& q, const Docs& d, const py::handle& candidates, int threads,
                                    const KernelPath& path, const char* fn) {
-  auto c = int64_array(candidates, fn, "candidates");
-  if (c.ndim() != 2 || c.shape(0) != q.batch.nq)
-    value_error(cat(fn, ": candidates must have shape (nq, c) with nq = ", q.batch.nq, ", got ", shape_str(c)));
+  auto c = check_candidates(candidates, q.batch.nq, d.set.n, fn);
   const int64_t nc = c.shape(1);
   const int64_t* cp = c.data();
-  for (int64_t i = 0; i < q.batch.nq * nc; ++i)
-    if (cp[i] < 0 || cp[i] >= d.set.n)
-      value_error(cat(fn, ": candidates[", i / nc, ", ", i % nc, "] = ", cp[i], " is not a document index in [0, ", d.set.n, ")"));
   py::array_t<float> out({q.batch.nq, nc});
   {
     py::gil_scoped_release released;

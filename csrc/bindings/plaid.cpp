@@ -7,6 +7,7 @@
 
 #include "common.hpp"
 #include "edgecolbert/centroids.hpp"
+#include "edgecolbert/codec.hpp"
 #include "edgecolbert/plaid.hpp"
 #include "edgecolbert/plaid_search.hpp"
 
@@ -116,14 +117,9 @@ py::array_t<float> centroid_interaction(const py::handle& scores, int64_t m, con
   {
     py::gil_scoped_release released;
     const float th = static_cast<float>(threshold);
-    if (reference) {  // the specification reads S [m, K] row-major
-      std::vector<float> rows(static_cast<std::size_t>(m * K));
-      for (int64_t i = 0; i < m; ++i)
-        for (int64_t k = 0; k < K; ++k) rows[i * K + k] = S.a.data()[k * S.stride + i];
-      ok = plaid_centroid_interaction_scalar(rows.data(), m, K, th, c, o, dp, nd, out.mutable_data());
-    } else {
-      ok = plaid_centroid_interaction(path, S.a.data(), m, K, S.stride, th, c, o, dp, nd, out.mutable_data(), threads);
-    }
+    ok = reference ? plaid_centroid_interaction_reference(S.a.data(), m, K, S.stride, th, c, o, dp, nd, out.mutable_data())
+                   : plaid_centroid_interaction(path, S.a.data(), m, K, S.stride, th, c, o, dp, nd, out.mutable_data(),
+                                                threads);
   }
   if (!ok) value_error(cat(fn, ": a candidate document has a code outside [0, ", K, ") (scores_t has ", K, " rows)"));
   return out;
@@ -215,32 +211,6 @@ py::tuple probe(const py::handle& scores, int64_t m, int64_t p, const std::strin
 
 // ------------------------------------------------------------------ the search of a whole index
 
-// Queries float32 [nq, Lq, dim] (dim = the codec's) with an optional mask [nq, Lq].
-struct BoundQueries {
-  py::array_t<float, py::array::c_style> data;
-  py::array_t<uint8_t, py::array::c_style | py::array::forcecast> mask;
-  QueryBatch batch;
-};
-
-BoundQueries check_queries(const py::array& queries, const py::object& query_mask, int64_t dim, const char* fn) {
-  BoundQueries b;
-  require_ndim(queries, 3, fn, "queries", "[nq, Lq, dim]");
-  if (!(queries.dtype().kind() == 'f' && queries.itemsize() == 4))
-    type_error(cat(fn, ": queries must be float32, got ", dtype_str(queries)));
-  b.data = ensure_aligned<float, 0>(queries);
-  QueryBatch& q = b.batch;
-  q.data = b.data.data();
-  q.nq = b.data.shape(0), q.lq = b.data.shape(1), q.dim = b.data.shape(2);
-  if (q.dim != dim) value_error(cat(fn, ": queries have dim ", q.dim, " but the codec has dim ", dim));
-  if (!query_mask.is_none()) {
-    b.mask = py::array_t<uint8_t, py::array::c_style | py::array::forcecast>::ensure(query_mask);
-    if (!b.mask || b.mask.ndim() != 2 || b.mask.shape(0) != q.nq || b.mask.shape(1) != q.lq)
-      value_error(cat(fn, ": query_mask must have shape (", q.nq, ", ", q.lq, ") like queries"));
-    q.mask = b.mask.data();
-  }
-  return b;
-}
-
 // An index's segments (one (codes, residuals, doc_offsets, ivf, ivf_offsets) tuple each, in position order),
 // optional decoded tokens per segment, and the allowed mask over all their positions. The shapes are checked
 // here; the ranges a search reads are checked where it reads them (plaid_search.hpp).
@@ -264,7 +234,7 @@ BoundIndex check_index(const py::handle& segments, const py::object& allowed, bo
       value_error(cat(fn, ": decoded must hold one float32 [T, dim] array per segment (", ns, ")"));
     dec = py::reinterpret_borrow<py::sequence>(decoded);
   }
-  const int64_t w = cv.dim * cv.nbits / 8;
+  const int64_t w = residual_width(cv.dim, cv.nbits);
   int64_t positions = 0;
   b.segments.resize(ns);
   for (std::size_t i = 0; i < ns; ++i) {
@@ -353,7 +323,8 @@ py::tuple search(const py::array& queries, const py::object& query_mask, const p
   const char* fn = "plaid_search";
   CodecState cs = check_codec(centroids, weights, py::none(), nbits, fn);
   const CodecView& cv = cs.view;
-  BoundQueries bq = check_queries(queries, query_mask, cv.dim, fn);
+  const Queries bq = check_queries(queries, "", query_mask, fn, true);
+  require_codec_dim(bq, cv.dim, fn);
   PlaidMode md;
   if (mode == "plaid") md = PlaidMode::plaid;
   else if (mode == "selective") md = PlaidMode::selective;
@@ -491,8 +462,9 @@ class IndexSource final : public PlaidSource {
               const py::array& weights, int nbits, const py::handle& segments, const py::object& allowed, bool subset,
               double threshold, const py::object& num_threads, const std::string& isa, const py::object& centroids_i8)
       : cs_(check_codec(centroids, weights, py::none(), nbits, kFn)),
-        bq_(check_queries(queries, query_mask, cs_.view.dim, kFn)),
+        bq_(check_queries(queries, "", query_mask, kFn, true)),
         bi_(check_index(segments, allowed, subset, py::none(), cs_.view, kFn)) {
+    require_codec_dim(bq_, cs_.view.dim, kFn);
     if (std::isnan(threshold)) value_error(cat(kFn, ": threshold must not be NaN (-inf keeps every centroid)"));
     if (!centroids_i8.is_none()) {
       c8_ = check_centroids_i8(centroids_i8, cs_.view.dim, kFn);
@@ -558,7 +530,7 @@ class IndexSource final : public PlaidSource {
  private:
   static constexpr const char* kFn = "PlaidIndexSource";
   CodecState cs_;
-  BoundQueries bq_;
+  Queries bq_;
   BoundIndex bi_;
   CentroidsI8 c8_;
   PlaidCentroidsI8 ci8_;
@@ -587,20 +559,10 @@ py::tuple drive(PlaidSource& source, const py::handle& active, int64_t nprobe, i
     if (auto* ix = dynamic_cast<IndexSource*>(&source)) ix->raise(st, fn);
     value_error(cat(fn, ": the source reported fault ", static_cast<int>(st.fault), " in segment ", st.segment));
   }
-  // As many columns as the longest list of hits (>= 1; at most k), -inf / -1 past each query's hits.
-  int64_t width = 1;
-  for (std::size_t j = 0; j < queries.size(); ++j) width = std::max(width, hits.offsets[j + 1] - hits.offsets[j]);
+  const int64_t width = plaid_hits_width(hits);
   py::array_t<float> out_s({nq, width});
   py::array_t<int64_t> out_p({nq, width});
-  float* os = out_s.mutable_data();
-  int64_t* op = out_p.mutable_data();
-  std::fill_n(os, nq * width, -std::numeric_limits<float>::infinity());
-  std::fill_n(op, nq * width, int64_t{-1});
-  for (std::size_t j = 0; j < queries.size(); ++j)
-    for (int64_t h = hits.offsets[j]; h < hits.offsets[j + 1]; ++h) {
-      os[queries[j] * width + h - hits.offsets[j]] = hits.scores[static_cast<std::size_t>(h)];
-      op[queries[j] * width + h - hits.offsets[j]] = hits.pos[static_cast<std::size_t>(h)];
-    }
+  plaid_hits_dense(hits, queries, nq, width, out_s.mutable_data(), out_p.mutable_data());
   return py::make_tuple(out_s, out_p);
 }
 

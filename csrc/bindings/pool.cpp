@@ -24,8 +24,7 @@ void register_pool(py::module_& m) {
         if (protected_tokens < 0) value_error(cat(fn, ": protected_tokens must be >= 0, got ", protected_tokens));
         const int threads = resolve_threads(num_threads, fn);
 
-        int64_t capacity = 0;
-        for (int64_t i = 0; i < n; ++i) capacity += pooled_rows_bound(o[i + 1] - o[i], pool_factor, protected_tokens);
+        const int64_t capacity = pooled_rows_capacity(o, n, pool_factor, protected_tokens);
         py::array_t<float> out({capacity, dim});
         py::array_t<int64_t> out_offsets(n + 1);
         py::array_t<int64_t> rows(return_rows ? T : 0);

@@ -167,6 +167,17 @@ bool quantize_rows_i8(const float* x, int64_t n, int64_t dim, int8_t* out, float
   return true;
 }
 
+bool quantize_centroids_i8(const float* x, int64_t n, int64_t dim, int8_t* out, float* scale, int32_t* csum) {
+  if (!quantize_rows_i8(x, n, dim, out, scale)) return false;
+  const int64_t dim4 = i8_width(dim);
+  for (int64_t i = 0; i < n; ++i) {
+    int32_t sum = 0;
+    for (int64_t k = 0; k < dim4; ++k) sum += out[i * dim4 + k];
+    csum[i] = 128 * sum;
+  }
+  return true;
+}
+
 PackedRowsI8::PackedRowsI8(const int8_t* q8, const float* qscale, int64_t m, int64_t dim4_, int64_t stride)
     : dim4(dim4_), nb(stride / kRows), blocks(static_cast<std::size_t>(nb * kRows * dim4_), 0),
       scales(static_cast<std::size_t>(nb * kRows), 0.0f) {
@@ -213,6 +224,17 @@ void centroid_scores_t_i8(const KernelPath& path, const int8_t* q8, const float*
   if (K == 0) return;
   centroid_scores_t_i8(path, PackedRowsI8(q8, qscale, m, dim4, stride), c8, cscale, csum, K, out, num_threads, thr,
                        flags);
+}
+
+bool centroid_scores_t_i8_from_f32(const KernelPath& path, const float* rows, int64_t m, int64_t dim, const int8_t* c8,
+                                   const float* cscale, const int32_t* csum, int64_t K, int64_t stride, float* out,
+                                   int num_threads) {
+  const int64_t dim4 = i8_width(dim);
+  std::vector<int8_t> q8(static_cast<std::size_t>(m * dim4));
+  std::vector<float> qscale(static_cast<std::size_t>(m));
+  if (!quantize_rows_i8(rows, m, dim, q8.data(), qscale.data())) return false;
+  centroid_scores_t_i8(path, q8.data(), qscale.data(), m, dim4, c8, cscale, csum, K, stride, out, num_threads);
+  return true;
 }
 
 void centroid_topk(const KernelPath& path, const Matrix& rows, const Matrix& cents, int64_t k, float* scores,

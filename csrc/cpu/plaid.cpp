@@ -255,4 +255,13 @@ PlaidStageA plaid_stage_a(const int32_t* cells, const float* cell_scores, const 
   return r;
 }
 
+bool plaid_centroid_interaction_reference(const float* St, int64_t m, int64_t K, int64_t stride, float threshold,
+                                          const PlaidCodes& codes, const int64_t* offsets, const int64_t* docs,
+                                          int64_t nd, float* out) {
+  std::vector<float> rows(static_cast<std::size_t>(m * K));
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t k = 0; k < K; ++k) rows[i * K + k] = St[k * stride + i];
+  return plaid_centroid_interaction_scalar(rows.data(), m, K, threshold, codes, offsets, docs, nd, out);
+}
+
 }  // namespace edgecolbert

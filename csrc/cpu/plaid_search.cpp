@@ -103,6 +103,23 @@ int64_t PlaidIndex::num_allowed() const {
 
 // ---------------------------------------------------------------------------------------------- driver
 
+int64_t plaid_hits_width(const PlaidHits& hits) {
+  int64_t width = 1;
+  for (std::size_t j = 0; j + 1 < hits.offsets.size(); ++j) width = std::max(width, hits.offsets[j + 1] - hits.offsets[j]);
+  return width;
+}
+
+void plaid_hits_dense(const PlaidHits& hits, const std::vector<int64_t>& queries, int64_t nq, int64_t width,
+                      float* scores, int64_t* pos) {
+  std::fill_n(scores, nq * width, -std::numeric_limits<float>::infinity());
+  std::fill_n(pos, nq * width, int64_t{-1});
+  for (std::size_t j = 0; j < queries.size(); ++j)
+    for (int64_t h = hits.offsets[j]; h < hits.offsets[j + 1]; ++h) {
+      scores[queries[j] * width + h - hits.offsets[j]] = hits.scores[static_cast<std::size_t>(h)];
+      pos[queries[j] * width + h - hits.offsets[j]] = hits.pos[static_cast<std::size_t>(h)];
+    }
+}
+
 PlaidStatus plaid_drive(PlaidSource& source, const std::vector<int64_t>& queries, const PlaidDriveParams& prm,
                         PlaidHits& hits) {
   const int64_t k = prm.k, nsel = static_cast<int64_t>(queries.size());

@@ -11,6 +11,12 @@
 
 namespace edgecolbert {
 
+int64_t pooled_rows_capacity(const int64_t* offsets, int64_t n, int64_t pool_factor, int64_t protected_tokens) {
+  int64_t capacity = 0;
+  for (int64_t i = 0; i < n; ++i) capacity += pooled_rows_bound(offsets[i + 1] - offsets[i], pool_factor, protected_tokens);
+  return capacity;
+}
+
 void pool_tokens(const float* tokens, int64_t dim, const int64_t* offsets, int64_t n, int64_t pool_factor,
                  int64_t protected_tokens, float* out, int64_t* out_offsets, int64_t* row_of, int num_threads) {
   std::vector<int64_t> slot(static_cast<std::size_t>(n + 1), 0);

@@ -30,12 +30,21 @@ void centroid_scores(const KernelPath& path, const Matrix& rows, const Matrix& c
 void centroid_scores_t(const KernelPath& path, const Matrix& rows, const Matrix& cents, int64_t stride, float* out,
                        int num_threads);
 
+// The row stride (columns) of a centroid-major result for m rows: m rounded up to whole 32-row blocks,
+// one block at least (so that m = 0 still gives a well-formed [K, 32] array).
+inline int64_t centroid_major_stride(int64_t m) {
+  return (m > 0 ? (m + kCentroidBlockRows - 1) / kCentroidBlockRows : 1) * kCentroidBlockRows;
+}
+
 // int8 scores for PLAID's candidate generation (CentroidI8Ops in dispatch.hpp). Rows are quantised
 // symmetrically per row: scale = max_k |x[k]| / 127 and q[k] = nearbyint(x[k] * (127 / max)), so
 // |q| <= 127; rows are padded with zeros to dim4 = i8_width(dim). A zero row gets scale 0.
 // Returns false (out unspecified) when some value is not finite.
 inline int64_t i8_width(int64_t dim) { return (dim + 3) / 4 * 4; }
 bool quantize_rows_i8(const float* x, int64_t n, int64_t dim, int8_t* out, float* scale);
+// Centroids for centroid_scores_t_i8: quantize_rows_i8 and csum[i] = 128 * sum_k out[i, k] (the offset that
+// turns the kernels' unsigned x signed dot products back into signed ones).
+bool quantize_centroids_i8(const float* x, int64_t n, int64_t dim, int8_t* out, float* scale, int32_t* csum);
 
 // Centroid-major int8 scores: out[c * stride + r] = float(<q8_r, c8_c>) * (qscale[r] * cscale[c]) for r < m,
 // 0 for m <= r < stride (stride % 32 == 0). q8 [m, dim4], c8 [K, dim4] (quantize_rows_i8), csum [K] =
@@ -44,6 +53,12 @@ bool quantize_rows_i8(const float* x, int64_t n, int64_t dim, int8_t* out, float
 void centroid_scores_t_i8(const KernelPath& path, const int8_t* q8, const float* qscale, int64_t m, int64_t dim4,
                           const int8_t* c8, const float* cscale, const int32_t* csum, int64_t K, int64_t stride,
                           float* out, int num_threads, const float* thr = nullptr, uint8_t* flags = nullptr);
+
+// The same from float32 rows [m, dim], quantised here by quantize_rows_i8 (dim4 = i8_width(dim)); returns
+// false (out untouched) when a row holds a value that is not finite.
+bool centroid_scores_t_i8_from_f32(const KernelPath& path, const float* rows, int64_t m, int64_t dim, const int8_t* c8,
+                                   const float* cscale, const int32_t* csum, int64_t K, int64_t stride, float* out,
+                                   int num_threads);
 
 // The same with the rows packed once (stride / 32 blocks of 32 rows as the kernels read them), for a
 // caller that scores slices of the centroids one call at a time (PLAID's probe).

@@ -100,5 +100,10 @@ void plaid_gather(const PlaidCodes& codes, const uint8_t* residuals, int64_t wid
 // The plain reference of stage B on S [m, K] row-major (no threads): what the tests compare against.
 bool plaid_centroid_interaction_scalar(const float* S, int64_t m, int64_t K, float threshold, const PlaidCodes& codes,
                                        const int64_t* offsets, const int64_t* docs, int64_t nd, float* out);
+// The same reference read from St [K, stride] centroid-major (transposed to S first), for the bindings'
+// reference= switch.
+bool plaid_centroid_interaction_reference(const float* St, int64_t m, int64_t K, int64_t stride, float threshold,
+                                          const PlaidCodes& codes, const int64_t* offsets, const int64_t* docs,
+                                          int64_t nd, float* out);
 
 }  // namespace edgecolbert

@@ -134,6 +134,12 @@ struct PlaidHits {
 PlaidStatus plaid_drive(PlaidSource& source, const std::vector<int64_t>& queries, const PlaidDriveParams& prm,
                         PlaidHits& hits);
 
+// Hits as dense rows: width = the longest list of hits (>= 1); scores / pos [nq, width] get query
+// queries[j]'s hits in row queries[j], -inf / -1 past them and in the rows of queries not listed.
+int64_t plaid_hits_width(const PlaidHits& hits);
+void plaid_hits_dense(const PlaidHits& hits, const std::vector<int64_t>& queries, int64_t nq, int64_t width,
+                      float* scores, int64_t* pos);
+
 // The stages over an index's segments, natively. q: nq queries [lq, dim] float32 with an optional mask
 // [nq, lq]; cv: the codec (its centroids float32 [K, dim]). Every pointer is borrowed for the source's
 // life. A query's centroid scores are computed once and kept while the calls ask for the same query

@@ -60,8 +60,12 @@ int64_t pooled_rows_bound(int64_t rows, int64_t pool_factor, int64_t protected_t
 int64_t pool_document_scalar(const float* rows, int64_t nrows, int64_t dim, int64_t pool_factor,
                              int64_t protected_tokens, float* out, int64_t* row_of, PoolScratch& s);
 
+// The sum over the documents of a CSR set (offsets [n+1]) of pooled_rows_bound: the rows pool_tokens
+// may write.
+int64_t pooled_rows_capacity(const int64_t* offsets, int64_t n, int64_t pool_factor, int64_t protected_tokens);
+
 // Every document of a CSR set (tokens [T, dim] float32, offsets [n+1]) pooled: out must hold
-// sum over documents of pooled_rows_bound rows; out_offsets [n+1] receives the pooled CSR offsets (the
+// pooled_rows_capacity rows; out_offsets [n+1] receives the pooled CSR offsets (the
 // rows are packed to the front of out). row_of (optional, [T]): for each input token, its row inside its
 // document's pooled rows. Documents are split over the pool; results do not depend on num_threads.
 // Throws std::invalid_argument naming the first document whose distances are not finite.

@@ -103,7 +103,7 @@ KERNELS = [
            marker="dot_tile"),
     Kernel("maxsim_f32_avx2", "csrc/cpu/maxsim_avx2.cpp", AVX2, "x86", "vfmadd231ps", 8, (16, 6),
            ["vfmadd231ps %ymm14, %ymm15, %ymm{i}"], 8, "MaxSim fp32 AVX2: 16 rows x 6 tokens", marker="dot_tile"),
-    Kernel("centroids_i8_vnni", "csrc/cpu/centroids_avx512bf16.cpp", AVX512 + ["-mavx512bf16", "-mavx512vnni"], "x86",
+    Kernel("centroids_i8_vnni", "csrc/cpu/centroids_avx512vnni.cpp", AVX512 + ["-mavx512vnni"], "x86",
            "vpdpbusd", 64, (32, 8), ["vpdpbusd %zmm30, %zmm31, %zmm{i}"], 64, "int8 centroid scores VNNI: 32 x 8"),
 ]
 

@@ -1,8 +1,8 @@
 // int8 centroid scores with AVX-VNNI (the VEX-encoded vpdpbusd ymm of Alder Lake and later, Zen 5):
 // the avx2_vnni variant, for the CPUs with an int8 dot product but no AVX-512. The kernel is
-// centroids_i8_ymm.hpp; the tests run the same source on AVX512_VNNI hosts through its EVEX twin
-// (centroids_avx512vnni.cpp), and this build where the CPU has AVX-VNNI.
-#include "centroids_i8_ymm.hpp"
+// centroids_i8_vnni.hpp's on 256-bit registers; the tests run the same source on AVX512_VNNI hosts
+// through its EVEX twin (centroids_avx512vnni.cpp), and this build where the CPU has AVX-VNNI.
+#include "centroids_i8_vnni.hpp"
 
 namespace edgecolbert {
 namespace {
@@ -13,6 +13,6 @@ struct DpbusdVex {
 
 }  // namespace
 
-const CentroidI8Ops centroid_i8_ops_avx2_vnni{true, centroids_i8_ymm::block_scores<DpbusdVex>};
+const CentroidI8Ops centroid_i8_ops_avx2_vnni{true, CentroidScoresI8Vnni<VnniYmm<DpbusdVex>>::block_scores};
 
 }  // namespace edgecolbert

@@ -308,7 +308,7 @@ EC_TEST(centroid_int8_block_kernel_every_variant) {
   const int64_t dim4s[] = {4, 8, 12, 16, 20, 24, 28, 32, 44, 48, 64, 100, 128, 132, 260, 516};
   const int64_t ncs[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 37, 300};
   // Every available path's kernel, and the avx2_vnni source in its EVEX twin where this CPU has
-  // AVX512_VNNI but no AVX-VNNI to run the real build (centroids_i8_ymm.hpp).
+  // AVX512_VNNI but no AVX-VNNI to run the real build (centroids_i8_vnni.hpp).
   struct Kernel {
     std::string name;
     const CentroidI8Ops* ops;

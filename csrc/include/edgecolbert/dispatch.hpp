@@ -49,7 +49,8 @@ struct CentroidOps {
   std::size_t (*scratch_floats)(int64_t dim);
 };
 
-// Centroid scores in int8 (PLAID's candidate generation; centroids_i8.hpp has the quantisation).
+// Centroid scores in int8 (PLAID's candidate generation; centroids.hpp has the quantisation, quantize_rows_i8 and
+// quantize_centroids_i8).
 // A packed block is 32 rows of int8 as [dim4 / 4][32][4] (row r's dimensions 4g..4g+3 at [g][r]) with
 // per-row scales qscale [32] (padded rows: zero bytes, scale 0); centroids c8 [nc, dim4] int8 with
 // scales cscale [nc] and csum [nc] = 128 * sum_k c8[j, k]. Every path writes exactly

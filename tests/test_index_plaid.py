@@ -349,6 +349,8 @@ def test_native_search_refuses_corrupt_segments(small_index):
         call(k=0)
     with pytest.raises(ValueError, match="query_mask"):
         call(query_mask=np.ones((2, 2), bool))
+    with pytest.raises(TypeError, match="query_mask must be boolean"):  # the check maxsim shares
+        call(query_mask=np.ones(q.shape[:2], np.float32))
     n = 2 * len(idx)
     for bad_allowed in (np.ones(n - 1, bool), np.ones(n + 1, bool), np.ones((2, len(idx)), bool)):
         with pytest.raises(ValueError, match=f"allowed must be 1-d with one entry per document position .*\\({n}\\)"):

@@ -95,21 +95,26 @@ inline py::array_t<int64_t, py::array::c_style> int64_array(const py::handle& h,
   return r;
 }
 
-// CSR document offsets: int64 [n+1], offsets[0] == 0, non-decreasing, offsets[n] == rows (the number of
-// `rows_name`: tokens, codes). n = result.shape(0) - 1.
+// CSR offsets o [n+1] over `rows` entries (`rows_name`: tokens, codes, docs): o[0] == 0, non-decreasing,
+// o[n] == rows. `arg` names the offsets in the message.
+inline void check_csr_offsets(const int64_t* o, int64_t n, int64_t rows, const char* rows_name, const char* fn,
+                      const char* arg = "doc_offsets") {
+  if (o[0] != 0) value_error(cat(fn, ": ", arg, "[0] must be 0, got ", o[0]));
+  for (int64_t i = 0; i < n; ++i)
+    if (o[i + 1] < o[i])
+      value_error(cat(fn, ": ", arg, " must be non-decreasing, but ", arg, "[", i + 1, "] = ", o[i + 1], " < ", arg, "[",
+                      i, "] = ", o[i]));
+  if (o[n] != rows)
+    value_error(cat(fn, ": ", arg, "[-1] must equal the number of ", rows_name, " ", rows, ", got ", o[n]));
+}
+
+// CSR document offsets from Python: int64 [n+1] (check_csr_offsets). n = result.shape(0) - 1.
 inline py::array_t<int64_t, py::array::c_style> check_offsets(const py::handle& offsets, int64_t rows,
                                                               const char* rows_name, const char* fn) {
   auto off = int64_array(offsets, fn, "doc_offsets");
   if (off.ndim() != 1 || off.shape(0) < 1)
     value_error(cat(fn, ": doc_offsets must have 1 dimension [n+1] with n >= 0, got shape ", shape_str(off)));
-  const int64_t n = off.shape(0) - 1;
-  const int64_t* o = off.data();
-  if (o[0] != 0) value_error(cat(fn, ": doc_offsets[0] must be 0, got ", o[0]));
-  for (int64_t i = 0; i < n; ++i)
-    if (o[i + 1] < o[i])
-      value_error(cat(fn, ": doc_offsets must be non-decreasing, but doc_offsets[", i + 1, "] = ", o[i + 1],
-                      " < doc_offsets[", i, "] = ", o[i]));
-  if (o[n] != rows) value_error(cat(fn, ": doc_offsets[-1] must equal the number of ", rows_name, " ", rows, ", got ", o[n]));
+  check_csr_offsets(off.data(), off.shape(0) - 1, rows, rows_name, fn);
   return off;
 }
 

@@ -376,11 +376,11 @@ std::vector<int64_t> to_vector(const py::handle& h, const char* fn, const char* 
   return std::vector<int64_t>(a.data(), a.data() + a.shape(0));
 }
 
+// Offsets [len(queries) + 1] over docs: check_csr_offsets.
 void check_csr(const std::vector<int64_t>& offsets, std::size_t n, std::size_t ndocs, const char* fn) {
-  if (offsets.size() != n + 1 || offsets[0] != 0 || static_cast<std::size_t>(offsets[n]) != ndocs)
-    value_error(cat(fn, ": offsets must be [len(queries) + 1] from 0 to len(docs)"));
-  for (std::size_t j = 0; j < n; ++j)
-    if (offsets[j] > offsets[j + 1]) value_error(cat(fn, ": offsets must not decrease"));
+  if (offsets.size() != n + 1)
+    value_error(cat(fn, ": offsets must have len(queries) + 1 = ", n + 1, " entries, got ", offsets.size()));
+  check_csr_offsets(offsets.data(), static_cast<int64_t>(n), static_cast<int64_t>(ndocs), "docs", fn, "offsets");
 }
 
 Request check_request(const py::handle& queries, const py::handle& offsets, const py::handle& docs, int64_t nq,

@@ -257,7 +257,7 @@ struct PlaidIndexSource::State {
   State(const KernelPath& p, const QueryBatch& qb, const CodecView& c, const PlaidIndex& ix, const PlaidCentroidsI8* c8,
         float th, int nt)
       : path(p), q(qb), cv(c), index(ix), ci8(c8), threshold(th), threads(nt), K(c.num_centroids), dim(c.dim),
-        width(codec_detail::packed_width(c.dim, c.nbits)), lq(std::max<int64_t>(qb.lq, 1)),
+        width(residual_width(c.dim, c.nbits)), lq(std::max<int64_t>(qb.lq, 1)),
         prep(p.codec.query_floats(std::max<int64_t>(qb.lq, 1), c.dim)) {
     base.assign(1, 0);
     for (int64_t s = 0; s < index.num_segments; ++s) base.push_back(base.back() + index.segments[s].n);

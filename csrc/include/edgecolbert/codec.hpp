@@ -67,8 +67,3 @@ void maxsim_compressed(const KernelPath& path, const QueryBatch& q, const CodecV
                        const float* norms = nullptr, CompressedKernel kernel = CompressedKernel::automatic);
 
 }  // namespace edgecolbert
-
-namespace edgecolbert::codec_detail {
-// Residual bytes per token, under the name plaid_search.cpp still uses (residual_width above).
-static inline int64_t packed_width(int64_t dim, int nbits) { return residual_width(dim, nbits); }
-}  // namespace edgecolbert::codec_detail

@@ -16,7 +16,7 @@
 
 #include "centroids_i8_neon.hpp"
 #include "edgecolbert/dispatch.hpp"
-#include "simd.hpp"
+#include "mca_markers.hpp"
 
 namespace edgecolbert {
 namespace {
@@ -83,7 +83,16 @@ void block_scores_i8(const int8_t* packed, const float* qscale, int64_t dim4, co
     const float* s = cscale + j0;
     float* o = out + j0 * kRows;
     uint8_t* f = thr != nullptr ? flags + j0 : nullptr;
-    simd::with_count<kNJ>(nj, [&](auto n) { all_octets<decltype(n)::value>(packed, qscale, dim4, c, s, o, thr, f); });
+    switch (nj) {
+      case 1: all_octets<1>(packed, qscale, dim4, c, s, o, thr, f); break;
+      case 2: all_octets<2>(packed, qscale, dim4, c, s, o, thr, f); break;
+      case 3: all_octets<3>(packed, qscale, dim4, c, s, o, thr, f); break;
+      case 4: all_octets<4>(packed, qscale, dim4, c, s, o, thr, f); break;
+      case 5: all_octets<5>(packed, qscale, dim4, c, s, o, thr, f); break;
+      case 6: all_octets<6>(packed, qscale, dim4, c, s, o, thr, f); break;
+      case 7: all_octets<7>(packed, qscale, dim4, c, s, o, thr, f); break;
+      default: all_octets<8>(packed, qscale, dim4, c, s, o, thr, f); break;
+    }
   }
 }
 

@@ -1,7 +1,7 @@
 """MaxSim against the core's own limits, 1 thread (issue 23's bars): float32 at dim 48 and 128 on every
 x86 / ARM path this CPU runs, and bfloat16 documents with bfloat16 (and float32) queries.
 
-Workload: `edgecolbert bench`'s W1 (edgecolbert_native.bench.make_docs / make_queries): documents of
+Workload: `edgecolbert bench`'s W1 (edgecolbert_native.cli.bench.make_docs / make_queries): documents of
 120..300 unit-norm tokens, Lq 32, 1 query; effective GFLOP/s counts 2 * Lq * dim per (query token,
 document token) pair, as `edgecolbert bench` does. Every row gives the median over --repeat calls of
 both the wall time and the calling thread's CPU time (num_threads=1 runs on the calling thread); on a
@@ -68,7 +68,7 @@ def timed(fn: Any, repeat: int) -> dict:
 
 
 def measure(so: str | None, ndocs: int, repeat: int) -> dict:
-    from edgecolbert_native.bench import make_docs, make_queries
+    from edgecolbert_native.cli.bench import make_docs, make_queries
 
     nat = load_native(so)
     info = nat.info()
@@ -105,7 +105,7 @@ def fraction(row: dict, fma: float | None, bf16: float | None) -> str:
 
 
 def cpu_model() -> str:
-    from edgecolbert_native.bench import cpu_model as model
+    from edgecolbert_native.cli.bench import cpu_model as model
 
     return model()
 

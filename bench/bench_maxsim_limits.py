@@ -9,7 +9,10 @@ machine shared with other processes the CPU time is the one that measures the ke
 also counts the time the thread waited for a core.
 
 Fractions of the peak need the peak: `--fma-peak` / `--bf16-peak` (GFLOP/s per core, as measured by a
-register-resident loop) or, where this build has them, edgecolbert's own peak probes.
+register-resident loop), or `--probe-peaks`: edgecolbert's own peak probes (edgecolbert_native.peaks), run in
+the same process just before the rows, each row held to the fp32 FMA peak of its own path (`vfmadd231ps zmm`
+for avx512, `ymm` for avx2, `fmla` for neon) and the bf16 rows to the bf16 dot peak; a probe's rate is its
+operations over the fastest of 15 repeats of 10 ms of thread CPU time.
 
 A/B: `--baseline SO` loads a second build of the extension module (a `_native*.so`, e.g. built from
 main) and runs both in alternation, `--rounds` times, in separate processes, so that both see the same
@@ -17,6 +20,7 @@ machine state; every round is printed.
 
     .venv/bin/python bench/bench_maxsim_limits.py                          # this build
     .venv/bin/python bench/bench_maxsim_limits.py --fma-peak 116.6 --bf16-peak 233
+    .venv/bin/python bench/bench_maxsim_limits.py --probe-peaks                    # peaks measured here
     .venv/bin/python bench/bench_maxsim_limits.py --baseline /tmp/main/_native.so --rounds 3
 """
 
@@ -94,6 +98,33 @@ def measure(so: str | None, ndocs: int, repeat: int) -> dict:
     return {"variant": info["variant"], "rows": rows}
 
 
+FMA_PROBES = {"avx512": "fma_f32_avx512", "avx2": "fma_f32_avx2", "neon": "fma_f32_neon"}
+BF16_PROBES = ("dot_bf16_avx512_bf16", "dot_bf16_neon_bf16")
+
+
+def probe_peaks() -> dict[str, float]:
+    """GFLOP/s of each supported fp32 FMA and bf16 dot probe on one thread (fastest repeat, thread CPU time)."""
+    from edgecolbert_native import _native
+
+    supported = {p["name"] for p in _native.compute_probes() if p["supported"]}
+    out = {}
+    for name in [*FMA_PROBES.values(), *BF16_PROBES]:
+        if name in supported:
+            t = _native.time_compute_probe(name, 1, 0.01, 15)
+            assert t["check"], f"{name}: the probe's count was wrong"
+            out[name] = t["amount"] / min(t["cpu_s"]) / 1e9
+    return out
+
+
+def row_peaks(row: dict, peaks: dict[str, float], variant: str) -> tuple[float | None, float | None]:
+    """(fp32 FMA peak, bf16 dot peak) that a row is held to: its own path's."""
+    path = row["isa"] if not row["isa"].startswith("default") else variant
+    family = "avx512" if path.startswith("avx512") else "avx2" if path.startswith("avx2") else \
+        "neon" if path.startswith("neon") else ""
+    bf16 = next((peaks[n] for n in BF16_PROBES if n in peaks), None)
+    return peaks.get(FMA_PROBES.get(family, "")), bf16
+
+
 def fraction(row: dict, fma: float | None, bf16: float | None) -> str:
     if row["kind"] == "fma" and fma:
         return f"{row['gflops_cpu'] / fma:6.1%} of FMA"
@@ -116,6 +147,8 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--fma-peak", type=float, help="fp32 FMA peak of one core, GFLOP/s")
     ap.add_argument("--bf16-peak", type=float, help="bf16 dot peak of one core, GFLOP/s (2 per bf16 product)")
+    ap.add_argument("--probe-peaks", action="store_true",
+                    help="measure the peaks with edgecolbert's probes first (instead of --fma-peak/--bf16-peak)")
     ap.add_argument("--native", help="the _native*.so to measure (default: the installed one)")
     ap.add_argument("--baseline", help="a second _native*.so, run in alternation with --native")
     ap.add_argument("--rounds", type=int, default=3, help="A/B rounds with --baseline")
@@ -133,15 +166,19 @@ def main() -> int:
                     print(f"round {r + 1} {label} {row['name']:<32} {row['isa']:<24} {row['gflops_cpu']:7.1f} "
                           f"({row['gflops_wall']:6.1f}) {fraction(row, args.fma_peak, args.bf16_peak)}")
         return 0
+    peaks = probe_peaks() if args.probe_peaks else {}
     res = measure(args.native, args.docs, args.repeat)
     if args.json:
         print(json.dumps(res))
         return 0
     print(f"CPU: {cpu_model()}; default variant {res['variant']}; 1 thread; GFLOP/s from thread CPU time "
           f"(wall in brackets)")
+    if peaks:
+        print("peaks, 1 thread, GFLOP/s: " + ", ".join(f"{k} {v:.1f}" for k, v in peaks.items()))
     for row in res["rows"]:
+        fma, bf16 = row_peaks(row, peaks, res["variant"]) if peaks else (args.fma_peak, args.bf16_peak)
         print(f"{row['name']:<32} {row['isa']:<24} {row['gflops_cpu']:7.1f} ({row['gflops_wall']:6.1f}) "
-              f"{fraction(row, args.fma_peak, args.bf16_peak)}")
+              f"{fraction(row, fma, bf16)}")
     return 0
 
 

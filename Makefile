@@ -19,7 +19,7 @@ PIP_INSTALL := $(PIP) install -q -c $(CONSTRAINTS)
 # pip check lines that this leaves, and the only ones `make pip-check` accepts.
 PIP_CHECK_ALLOWED := requirements/pip-check-allowed.txt
 
-.PHONY: bench-peers pip-check lock run test test-asan fuzz fuzz-native apt-clang typecheck test-crash-long soak test-cpp test-arm test-py bench install deps-test apt-arm apt-llvm arm-model clean
+.PHONY: test-arm-demo arm-run arm-env test-arm-py wheels test-wheels bench-peers pip-check lock run test test-asan fuzz fuzz-native apt-clang typecheck test-crash-long soak test-cpp test-arm test-py bench install deps-test apt-arm apt-llvm arm-model clean
 
 $(VENV)/.base: $(CONSTRAINTS)
 	test -x $(PY) || $(PYTHON_BOOT) -m venv $(VENV)
@@ -386,6 +386,12 @@ test-arm-py: arm-env $(ARM_REF)/.ok
 	  QEMU_CPU=$$cpu $(ARM_ENV_RUN) 'EDGECOLBERT_TEST_EMULATED=1 EDGECOLBERT_ARM_CHECKPOINTS=$(ARM_REF) \
 	    python -m pytest -q -p no:cacheprovider -m "not slow" --durations=15 $(ARM_PY_SUITES)'; \
 	done
+
+# The main job on aarch64: `edgecolbert demo --passages 60` under QEMU_CPU=max against the stored x86_64
+# MRR@10 (tests/aarch64_checks.py). Not in make test: its encoding takes ~20 min under emulation.
+test-arm-demo: arm-env $(ARM_REF)/.ok
+	QEMU_CPU=max $(ARM_ENV_RUN) 'EDGECOLBERT_ARM_DEMO=1 EDGECOLBERT_ARM_CHECKPOINTS=$(ARM_REF) \
+	  python -m pytest -q -p no:cacheprovider tests/aarch64_checks.py -k demo'
 
 # make arm-run CMD='python my_check.py' [QEMU_CPU=cortex-a72]: one command in that environment, from here.
 arm-run: arm-env

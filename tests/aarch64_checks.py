@@ -46,8 +46,9 @@ def test_encoder_matches_the_x86_reference():
 
 
 def test_demo_mrr_matches_the_x86_reference(tmp_path):
-    if QEMU_CPU != "max":  # the pipeline end to end once; the fallback CPU model runs the suites and the encoder
-        pytest.skip(f"the demo runs under QEMU_CPU=max only (its encoding costs minutes under emulation)")
+    if os.environ.get("EDGECOLBERT_ARM_DEMO") != "1":  # make test-arm-demo sets it
+        pytest.skip("the demo under emulation takes ~20 min (the encoder at ~0.2 GFLOP/s per emulated thread): "
+                    "make test-arm-demo runs it")
     ref = R.load_demo_reference()
     assert (ref["passages"], ref["nbits"]) == (R.DEMO_PASSAGES, R.DEMO_NBITS)
     mrr, output = R.run_demo(str(tmp_path))

@@ -298,7 +298,7 @@ test-wheels: wheels arm-env
 	cp $(WHEELHOUSE)/edgecolbert_native-*_x86_64.whl $(WHEEL_TEST)/x86_64/links/
 	cp $(WHEELHOUSE)/edgecolbert_native-*_aarch64.whl $(WHEEL_TEST)/aarch64/links/
 	$(PYTHON_BOOT) -m venv $(WHEEL_TEST)/x86_64/venv
-	env -i HOME=$$HOME PATH=$(abspath $(WHEEL_TEST)/x86_64/venv/bin):/usr/bin:/bin sh -c \
+	env -i HOME=$$HOME PATH=$(abspath $(WHEEL_TEST)/x86_64/venv/bin) /bin/sh -c \
 	  '! command -v cc && ! command -v c++ && ! command -v gcc && \
 	   python -m pip install -q --no-index --find-links $(WHEEL_TEST)/x86_64/links edgecolbert-native && \
 	   cd $(WHEEL_TEST) && python $(abspath tests/wheel_smoke.py)'

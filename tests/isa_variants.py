@@ -3,7 +3,7 @@ dispatch must choose on each CPU model that `make test-arm-py` emulates. One lis
 test (every path is inside each wheel) and by the aarch64 checks (info() names the expected NEON path)."""
 
 COMPILED = {
-    "x86_64": ["scalar", "avx2", "avx512", "avx512_bf16"],
+    "x86_64": ["scalar", "avx2", "avx2_vnni", "avx512", "avx512_vnni", "avx512_bf16"],
     "aarch64": ["scalar", "neon", "neon_dotprod", "neon_bf16", "neon_i8mm"],
 }
 

@@ -303,7 +303,7 @@ test-wheels: wheels arm-env
 	   python -m pip install -q --no-index --find-links $(WHEEL_TEST)/x86_64/links edgecolbert-native && \
 	   cd $(WHEEL_TEST) && python $(abspath tests/wheel_smoke.py)'
 	$(ARM_ENV_RUN) 'python3 -m venv --without-pip $(WHEEL_TEST)/aarch64/venv && \
-	   PATH=$(WHEEL_TEST)/aarch64/venv/bin:/usr/bin:/bin && ! command -v cc && ! command -v gcc && \
+	   PATH=$(abspath $(WHEEL_TEST))/aarch64/venv/bin:/usr/bin:/bin && ! command -v cc && ! command -v gcc && \
 	   /opt/venv/bin/python -m pip --python $(WHEEL_TEST)/aarch64/venv/bin/python install -q --no-index \
 	     --find-links $(WHEEL_TEST)/aarch64/links edgecolbert-native && \
 	   cd $(WHEEL_TEST) && python $(abspath tests/wheel_smoke.py)'

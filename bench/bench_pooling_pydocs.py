@@ -95,7 +95,7 @@ def main() -> None:
 
     os.environ["HF_HUB_OFFLINE"] = "1"
     from edgecolbert_native.cli.index_dir import CliIndex
-    from edgecolbert_native.corpus import pydocs_paths, read_documents, read_queries
+    from edgecolbert_native.cli.corpus import pydocs_paths, read_documents, read_queries
     from edgecolbert_native.encoder import Encoder, offline_model_path
 
     model = offline_model_path()

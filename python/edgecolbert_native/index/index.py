@@ -115,6 +115,7 @@ class Index:
         self.live = np.ones(total, bool)
         self.live[np.asarray(tombstones, np.int64)] = False
         self._id_index: tuple[np.ndarray, np.ndarray] | None = None
+        self._id_dense: tuple[int, np.ndarray] | None = None  # integer ids in a dense range: id - lo -> position
         self._all_ids: np.ndarray | None = None
 
     # ------------------------------------------------------------------ opening
@@ -423,17 +424,26 @@ class Index:
         return self._all_ids
 
     def _id_lookup(self) -> tuple[np.ndarray, np.ndarray]:
-        """Live ids sorted, with their internal positions."""
+        """Live ids sorted, with their internal positions; integer ids spanning at most twice their count
+        (the default ids 0..n-1 among them) also get a direct table (a subset per query is looked up in
+        O(len(subset)), not by binary search)."""
         if self._id_index is None:
             live_pos = np.flatnonzero(self.live)
             ids = self._ids_all()[live_pos]
             order = np.argsort(ids, kind="stable")
             self._id_index = (ids[order], live_pos[order])
+            sorted_ids = self._id_index[0]
+            if self.id_kind == "int" and len(sorted_ids) and sorted_ids[-1] - sorted_ids[0] < 2 * len(sorted_ids):
+                lo = int(sorted_ids[0])
+                table = np.full(int(sorted_ids[-1]) - lo + 1, -1, np.int64)
+                table[(sorted_ids - lo)[::-1]] = live_pos[order][::-1]  # a repeated id: its first position
+                self._id_dense = (lo, table)
         return self._id_index
 
-    def _positions(self, ids: Any, fn: str, strict: bool, ordered: bool = False) -> np.ndarray:
-        """Internal positions of the live documents with these ids: sorted and unique, or with ``ordered``
-        one per id in the order given (then every id must be found)."""
+    def _positions(self, ids: Any, fn: str, strict: bool, ordered: bool = False, unique: bool = True) -> np.ndarray:
+        """Internal positions of the live documents with these ids: sorted and unique (with ``unique=False``
+        in no particular order, repeats kept: a mask's input), or with ``ordered`` one per id in the order
+        given (then every id must be found)."""
         ids = to_numpy(ids)
         if isinstance(ids, (str, int, np.integer)):
             ids = [ids]
@@ -465,16 +475,24 @@ class Index:
             found = pos >= 0
         else:
             sorted_ids, positions = self._id_lookup()
-            if len(sorted_ids) == 0:
+            if self._id_dense is not None:
+                lo, table = self._id_dense
+                inside = (q >= lo) & (q <= sorted_ids[-1])
+                pos = np.full(len(q), -1, np.int64)
+                pos[inside] = table[q[inside] - lo]
+                found = pos >= 0
+            elif len(sorted_ids) == 0:
                 found = np.zeros(len(q), bool)
-                at = np.zeros(len(q), np.int64)
+                pos = np.full(len(q), -1, np.int64)
             else:
                 at = np.minimum(np.searchsorted(sorted_ids, q), len(sorted_ids) - 1)
                 found = sorted_ids[at] == q
-            pos = positions[at]
+                pos = positions[at]
         if (strict or ordered) and not found.all():
             raise KeyError(f"{fn}: ids not in the index (or deleted): {q[~found][:5].tolist()}")
-        return pos if ordered else np.unique(pos[found])
+        if ordered:
+            return pos
+        return np.unique(pos[found]) if unique else pos[found]
 
     def __len__(self) -> int:
         return int(self.live.sum())

@@ -10,7 +10,10 @@ position at every place.
 
 Per query (``m`` kept rows, centroid scores ``S``):
   probe ``nprobe`` -> stage A in every segment (allowed documents only) -> the ``ndocs`` best estimates;
-  while the pool is short of ``pool_target`` the probe widens (x4, up to K);
+  with a subset, while the pool is short of min(ndocs, allowed) the probe widens (x4, up to K); tombstones
+  never widen it (a search after deletions is the compacted index's); a subset of at most
+  FILL_DOCS_PER_CENTROID documents per centroid ("fill") instead makes every allowed document a candidate:
+  stage A's estimate where a probed list holds it, the sum of the tokens' miss scores where none does;
   stage B when more than ``rerank`` remain -> the ``rerank`` best; exact MaxSim from the codes -> top-k.
 Selections: value descending, NaN as -inf, ties to the lower position. Top-k: score descending, NaN last,
 ties to the lower position.
@@ -68,6 +71,7 @@ def search(index: Any, queries: Any, k: int = 10, *, nprobe: int | None = None, 
             sc, p = topk(scores[i], apos, k)
             out_s[i, :len(sc)], out_p[i, :len(p)] = sc, p
         return out_s, out_p
+    fill = subset is not None and n_allowed <= _search.FILL_DOCS_PER_CENTROID * index.num_centroids
     C = np.asarray(index.codec.centroids, np.float32)
     ci8 = _search.centroids_i8(index)
     for i in range(nq):
@@ -75,12 +79,17 @@ def search(index: Any, queries: Any, k: int = 10, *, nprobe: int | None = None, 
         if len(qi) == 0:
             continue
         S = _plaid.centroid_scores(qi, C, num_threads, ci8)
-        pos, est, count, unfiltered = candidates(index, S, nprobe, allowed, ndocs, pool=subset is None)
-        target = pool_target(ndocs, n_allowed, unfiltered, subset is not None)
+        if fill:
+            pos, est = every_allowed(index, S, nprobe, allowed)
+            count = len(pos)  # every allowed document: the pool is never short
+            est, pos = select(est, pos, ndocs)
+        else:
+            pos, est, count = candidates(index, S, nprobe, allowed, ndocs)
+        target = min(ndocs, n_allowed) if subset is not None else 0
         probe = nprobe
         while count < target and probe < index.num_centroids:
             probe = min(probe * 4, index.num_centroids)
-            pos, est, count, _ = candidates(index, S, probe, allowed, ndocs)
+            pos, est, count = candidates(index, S, probe, allowed, ndocs)
         if len(pos) > rerank:
             _, pos = select(stage_b(index, S, pos, threshold, num_threads), pos, rerank)
         pos = np.sort(pos)
@@ -98,24 +107,25 @@ def ids_of(index: Any, pos: np.ndarray) -> np.ndarray:
     return out
 
 
-def pool_target(ndocs: int, n_allowed: int, unfiltered: int, subset_given: bool) -> int:
-    """Candidates stage A must find before the probe stops widening: with a subset min(ndocs, allowed
-    documents); without one as many as the probed lists hold with tombstones counted (so an index with
-    nothing deleted never widens)."""
-    return min(ndocs, n_allowed) if subset_given else min(ndocs, unfiltered)
-
-
-def candidates(index: Any, S: _plaid.CentroidScores, probe: int, allowed: np.ndarray, ndocs: int,
-               pool: bool = False) -> tuple[np.ndarray, np.ndarray, int, int]:
+def candidates(index: Any, S: _plaid.CentroidScores, probe: int, allowed: np.ndarray,
+               ndocs: int) -> tuple[np.ndarray, np.ndarray, int]:
     """Stage A at one probe width: (the best ndocs positions, their estimates, allowed documents the probed
-    lists held, and with ``pool`` the documents they held with no filter and no tombstones, else 0)."""
+    lists held)."""
     pos, est = stage_a(index, S, probe, allowed)
     count = len(pos)
-    unfiltered = 0
-    if pool:
-        unfiltered = count if bool(allowed.all()) else len(stage_a(index, S, probe, np.ones_like(allowed))[0])
     est, pos = select(est, pos, ndocs)
-    return pos, est, count, unfiltered
+    return pos, est, count
+
+
+def every_allowed(index: Any, S: _plaid.CentroidScores, nprobe: int,
+                  allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The fill's stage A: every allowed position with stage A's estimate where a probed list holds it,
+    and the sum of the tokens' miss scores (in float64, in token order, as stage A's base) where none does."""
+    pos, est = stage_a(index, S, nprobe, allowed)
+    _, _, miss = _plaid.probe(S, nprobe)
+    base = np.float32(sum(float(x) for x in miss))
+    rest = np.setdiff1d(np.flatnonzero(allowed), pos)
+    return np.concatenate([pos, rest]), np.concatenate([est, np.full(len(rest), base, np.float32)])
 
 
 def stage_a(index: Any, S: _plaid.CentroidScores, nprobe: int, allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -10,6 +10,7 @@ import pytest
 
 import edgecolbert_native as ec
 from edgecolbert_native.distributed import ShardedIndex, ShardError, build_sharded
+from edgecolbert_native.index import _search
 from index_helpers import clustered, queries_from
 
 
@@ -24,7 +25,7 @@ def _single(path, x, off, ids, codec_path):
     return ec.Index.build(path, x, off, doc_ids=ids, nbits=4, codec=ec.ResidualCodec.load(codec_path))
 
 
-def test_sharded_equals_single_index(tmp_path, data):
+def test_sharded_equals_single_index(tmp_path, data, monkeypatch):
     x, off, ids, q = data
     sx = build_sharded(tmp_path / "s", x, off, ids, num_shards=3, nbits=4)
     assert len(sx) == len(ids) and sx.num_shards == 3
@@ -48,6 +49,14 @@ def test_sharded_equals_single_index(tmp_path, data):
         b_s, b_i = one.search(q, 10, exhaustive=False, **kw)
         assert np.array_equal(a_i, b_i), kw
         assert np.allclose(a_s, b_s, atol=1e-5, rtol=0), kw  # -inf pads (ndocs < k) compare equal
+    # subsets filled (every document of them a candidate) and never filled, on both sides alike
+    for limit in (10**9, 0):
+        monkeypatch.setattr(_search, "FILL_DOCS_PER_CENTROID", limit)
+        for sub in (ids[::3], ids[::7]):
+            a_s, a_i = sx.search(q, 10, exhaustive=False, nprobe=1, ndocs=16, subset=sub)
+            b_s, b_i = one.search(q, 10, exhaustive=False, nprobe=1, ndocs=16, subset=sub)
+            assert np.array_equal(a_i, b_i) and np.allclose(a_s, b_s, atol=1e-5, rtol=0), (limit, len(sub))
+    monkeypatch.undo()
     # a query mask and k beyond a shard's size
     mask = np.ones(q.shape[:2], bool)
     mask[:, 20:] = False

@@ -203,9 +203,9 @@ class _RecordingSource(_native.PlaidSource):
         super().__init__()
         self.inner, self.widths = inner, []
 
-    def candidates(self, queries, probes, ndocs, pool):
+    def candidates(self, queries, probes, ndocs):
         self.widths.extend(probes.tolist())
-        return self.inner.candidates(queries, probes, ndocs, pool)
+        return self.inner.candidates(queries, probes, ndocs)
 
     def approximate(self, queries, offsets, docs):
         return self.inner.approximate(queries, offsets, docs)
@@ -214,12 +214,12 @@ class _RecordingSource(_native.PlaidSource):
         return self.inner.exact(queries, offsets, docs)
 
 
-def test_probe_widens_only_to_undo_a_filter(data, tmp_path):
-    """nprobe means what it says on an index with nothing deleted (no widening even when the probed
-    lists hold fewer than ndocs documents); tombstones make the probe widen until the pool is as large
-    as it was before the deletions; a subset keeps widening to ndocs (test_subset_filtering). The stage
-    driver, run over the index's native stages through a recording Python source, gives Index.search's
-    results."""
+def test_probe_widens_only_for_a_subset(data, tmp_path, monkeypatch):
+    """nprobe means what it says without a subset: no widening on an index with nothing deleted (even when
+    the probed lists hold fewer than ndocs documents), nor after deletions, whose search is exactly the
+    search of the same index compacted; a subset widens until ndocs of its documents are candidates
+    (test_subset_filtering), unless it is filled (every document of it a candidate). The stage driver, run
+    over the index's native stages through a recording Python source, gives Index.search's results."""
     from edgecolbert_native.index import _search
     x, off, q = data
     n = 600
@@ -227,7 +227,8 @@ def test_probe_widens_only_to_undo_a_filter(data, tmp_path):
     qi = q[:1]
 
     def drive(subset=None, ndocs=n):
-        src = _RecordingSource(_search.stage_source(idx, qi, None, subset, None, 1, "test"))
+        src = _RecordingSource(_search.stage_source(idx, qi, None, subset, None, 1, "test",
+                                                    _mode(subset, ndocs) == "fill"))
         allowed = _search.allowed_mask(idx, subset, "test")
         s, p = _search.drive(src, np.ones(1, bool), 1, ndocs, ndocs // 4, 10, idx.num_centroids, int(allowed.sum()),
                              subset is not None)
@@ -236,30 +237,42 @@ def test_probe_widens_only_to_undo_a_filter(data, tmp_path):
         np.testing.assert_array_equal(_search.to_ids(idx, p), want[1])
         return src, p
 
+    def _mode(subset, ndocs):
+        allowed = _search.allowed_mask(idx, subset, "test")
+        return _search.choose_mode(False, subset is not None, int(allowed.sum()), ndocs, idx.num_centroids)
+
     src, _ = drive()
     assert src.widths == [1]
-    # the documents in the unfiltered pool at nprobe 1
+    # the documents in the pool at nprobe 1
     stages = _search.stage_source(idx, qi, None, None, None, 1, "test")
-    offsets, pool, _, count, unfiltered = stages.candidates(np.array([0]), np.array([1]), n, True)
-    assert count[0] == unfiltered[0] == len(pool) and 10 < count[0] < n
+    offsets, pool, _, count = stages.candidates(np.array([0]), np.array([1]), n)
+    assert count[0] == len(pool) and 10 < count[0] < n
     gone = np.sort(pool)[: count[0] // 2]
     idx.delete(gone.tolist())
     src, p = drive()
-    assert src.widths[0] == 1 and len(src.widths) >= 2 and src.widths[1] == 4
-    assert not np.isin(p, gone).any()
-    # the final pool holds at least as many live documents as the unfiltered pool at nprobe 1 held
-    stages = _search.stage_source(idx, qi, None, None, None, 1, "test")
-    after = stages.candidates(np.array([0]), np.array([src.widths[-1]]), n, True)[3][0]
-    assert after >= count[0] or src.widths[-1] == idx.num_centroids
-    # A subset (more than 4·ndocs documents: not scored exhaustively) widens until ndocs of its documents
-    # are candidates.
+    assert src.widths == [1] and not np.isin(p, gone).any()
+    # the search after deletions is the compacted index's, ids and scores
+    settings = [dict(nprobe=1, ndocs=16), dict(nprobe=2, ndocs=64, rerank=12), dict(nprobe=1, ndocs=n)]
+    before = [idx.search(q, 10, exhaustive=False, **kw) for kw in settings]
+    idx.compact()
+    assert len(idx.segments) == 1 and idx.live.all()
+    for kw, (s, i) in zip(settings, before):
+        got_s, got_i = idx.search(q, 10, exhaustive=False, **kw)
+        np.testing.assert_array_equal(got_i, i, err_msg=str(kw))
+        np.testing.assert_array_equal(got_s, s, err_msg=str(kw))
+    # A subset (more than 4·ndocs documents: not scored exactly), not filled, widens until ndocs of its
+    # documents are candidates; filled, it never widens.
     sub = idx.ids[::2]
+    monkeypatch.setattr(_search, "FILL_DOCS_PER_CENTROID", 0)
     src, p = drive(subset=sub, ndocs=40)
     stages = _search.stage_source(idx, qi, None, sub, None, 1, "test")
-    assert stages.candidates(np.array([0]), np.array([1]), 40, False)[3][0] < 40  # short at nprobe 1
-    final = stages.candidates(np.array([0]), np.array([src.widths[-1]]), 40, False)[3][0]
+    assert stages.candidates(np.array([0]), np.array([1]), 40)[3][0] < 40  # short at nprobe 1
+    final = stages.candidates(np.array([0]), np.array([src.widths[-1]]), 40)[3][0]
     assert len(src.widths) >= 2 and (final >= 40 or src.widths[-1] == idx.num_centroids)
     assert np.isin(_search.to_ids(idx, p)[p >= 0], sub).all()
+    monkeypatch.setattr(_search, "FILL_DOCS_PER_CENTROID", 10**9)
+    src, p = drive(subset=sub, ndocs=40)
+    assert src.widths == [1] and np.isin(_search.to_ids(idx, p)[p >= 0], sub).all()
 
 
 def _files(path):

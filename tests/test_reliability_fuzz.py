@@ -167,7 +167,7 @@ def _plaid_stages(queries: Any, query_mask: Any, codes: Any, residuals: Any, doc
     src = N.PlaidIndexSource(queries, query_mask, CODEC.centroids, CODEC.bucket_weights, 2,
                              _segments(codes, residuals, doc_offsets, ivf, ivf_offsets), allowed, threshold=threshold,
                              num_threads=2)
-    got = src.candidates(which, probes, ndocs, True)
+    got = src.candidates(which, probes, ndocs)
     return (*got, src.approximate(which, offsets, docs), src.exact(which, offsets, docs))
 
 

@@ -54,7 +54,37 @@ def states(request, data, tmp_path_factory):
 
 def _subsets(rng):
     return {"none": None, "dense": rng.choice(N_DOCS, size=N_DOCS * 6 // 10, replace=False),
+            "filled": rng.choice(N_DOCS, size=N_DOCS // 9, replace=False),
             "selective": rng.choice(N_DOCS, size=25, replace=False), "empty": np.empty(0, np.int64)}
+
+
+def _mode(idx, subset, ndocs):
+    allowed = _search.allowed_mask(idx, subset, "test")
+    return _search.choose_mode(False, True, int(allowed.sum()), ndocs, idx.num_centroids)
+
+
+def test_the_subsets_take_every_mode(states):
+    """The subsets above reach each mode of a filtered search (so the comparisons below cover them)."""
+    rng = np.random.default_rng(1)
+    subs = _subsets(rng)
+    for idx in states.values():
+        assert _mode(idx, subs["dense"], 16) == "plaid"
+        assert _mode(idx, subs["filled"], 16) == "fill"
+        assert _mode(idx, subs["filled"], 40) == "selective"
+        assert _mode(idx, subs["selective"], 16) == "selective"
+
+
+def test_every_subset_filled_equals_the_reference(states, data, monkeypatch):
+    """With any subset filled (no limit): dense subsets, tombstones, several segments."""
+    monkeypatch.setattr(_search, "FILL_DOCS_PER_CENTROID", 10**9)
+    _, _, q = data
+    rng = np.random.default_rng(5)
+    for name, idx in states.items():
+        sub = rng.choice(N_DOCS, size=N_DOCS * 6 // 10, replace=False)
+        assert _mode(idx, sub, 16) == "fill"
+        for prm in PARAMS[:3]:
+            s, ids = _same(idx, q, 10, subset=sub, exhaustive=False, **prm)
+            assert np.isin(ids[ids >= 0], sub).all(), name
 
 
 # (nprobe 1 with ndocs 300: a query's probed lists hold fewer documents, so tombstones and subsets widen the
@@ -133,7 +163,8 @@ def test_non_finite_queries_under_a_mask(states, data, monkeypatch, scores):
     rng = np.random.default_rng(11)
     for name in ("one-deleted", "multi"):
         idx = states[name]
-        for subset in (None, rng.choice(N_DOCS, size=300, replace=False)):
-            for prm in (dict(nprobe=1, ndocs=300, rerank=40), dict(nprobe=2, ndocs=40)):
+        # (the subset of 100 documents is filled at ndocs 16)
+        for subset in (None, rng.choice(N_DOCS, size=300, replace=False), rng.choice(N_DOCS, size=100, replace=False)):
+            for prm in (dict(nprobe=1, ndocs=300, rerank=40), dict(nprobe=2, ndocs=40), dict(nprobe=1, ndocs=16)):
                 with np.errstate(invalid="ignore"):
                     _same(idx, bad, 10, subset=subset, exhaustive=False, **prm)

@@ -326,13 +326,14 @@ py::tuple search(const py::array& queries, const py::object& query_mask, const p
   const Queries bq = check_queries(queries, "", query_mask, fn, true);
   require_codec_dim(bq, cv.dim, fn);
   PlaidMode md;
-  if (mode == "plaid") md = PlaidMode::plaid;
+  if (mode == "plaid" || mode == "fill") md = PlaidMode::plaid;  // fill: the plaid stages, every allowed document a candidate
   else if (mode == "selective") md = PlaidMode::selective;
   else if (mode == "exhaustive") md = PlaidMode::exhaustive;
-  else value_error(cat(fn, ": mode must be 'plaid', 'selective' or 'exhaustive', got '", mode, "'"));
+  else value_error(cat(fn, ": mode must be 'plaid', 'fill', 'selective' or 'exhaustive', got '", mode, "'"));
   if (md == PlaidMode::exhaustive && decoded.is_none())
     value_error(cat(fn, ": the exhaustive mode needs decoded (float32 [T, dim] per segment)"));
   BoundIndex bi = check_index(segments, allowed, subset, decoded, cv, fn);
+  bi.view.fill = mode == "fill";
   check_counts(nprobe, ndocs, rerank, k, fn);
   if (std::isnan(threshold)) value_error(cat(fn, ": threshold must not be NaN (-inf keeps every centroid)"));
   // At most one hit per position: the outputs have min(k, positions) columns (>= 1), whatever k asks for.
@@ -404,20 +405,18 @@ py::array_t<T> to_array(const std::vector<T>& v) {
 class PySource : public PlaidSource {
  public:
   PlaidStatus candidates(const std::vector<int64_t>& queries, const std::vector<int64_t>& probes, int64_t ndocs,
-                         bool pool, PlaidPools& out) override {
+                         PlaidPools& out) override {
     const char* fn = "PlaidSource.candidates";
     py::gil_scoped_acquire gil;
-    py::tuple r = as_tuple(method("candidates")(to_array(queries), to_array(probes), ndocs, pool), 5, fn);
+    py::tuple r = as_tuple(method("candidates")(to_array(queries), to_array(probes), ndocs), 4, fn);
     const std::size_t n = queries.size();
     out.offsets = to_vector(r[0], fn, "offsets");
     out.docs = to_vector(r[1], fn, "docs");
     out.values = floats(r[2], fn, "values");
     out.count = to_vector(r[3], fn, "count");
-    out.unfiltered = to_vector(r[4], fn, "unfiltered");
     check_csr(out.offsets, n, out.docs.size(), fn);
-    if (out.values.size() != out.docs.size() || out.count.size() != n || out.unfiltered.size() != n)
-      value_error(cat(fn, ": must return (offsets [n+1], docs, values [len(docs)], count [n], unfiltered [n]) for n = ", n,
-                      " queries"));
+    if (out.values.size() != out.docs.size() || out.count.size() != n)
+      value_error(cat(fn, ": must return (offsets [n+1], docs, values [len(docs)], count [n]) for n = ", n, " queries"));
     return {};
   }
   PlaidStatus approximate(const std::vector<int64_t>& queries, const std::vector<int64_t>& offsets,
@@ -460,7 +459,8 @@ class IndexSource final : public PlaidSource {
  public:
   IndexSource(const py::array& queries, const py::object& query_mask, const py::array& centroids,
               const py::array& weights, int nbits, const py::handle& segments, const py::object& allowed, bool subset,
-              double threshold, const py::object& num_threads, const std::string& isa, const py::object& centroids_i8)
+              double threshold, const py::object& num_threads, const std::string& isa, const py::object& centroids_i8,
+              bool fill)
       : cs_(check_codec(centroids, weights, py::none(), nbits, kFn)),
         bq_(check_queries(queries, "", query_mask, kFn, true)),
         bi_(check_index(segments, allowed, subset, py::none(), cs_.view, kFn)) {
@@ -473,14 +473,15 @@ class IndexSource final : public PlaidSource {
       ci8_ = PlaidCentroidsI8{c8_.c8.data(), c8_.scale.data(), c8_.csum.data(), c8_.dim4};
     }
     const int threads = resolve_threads(num_threads, kFn);
+    bi_.view.fill = fill;
     src_ = std::make_unique<PlaidIndexSource>(resolve_path(isa), bq_.batch, cs_.view, bi_.view,
                                               centroids_i8.is_none() ? nullptr : &ci8_, static_cast<float>(threshold),
                                               threads);
   }
 
   PlaidStatus candidates(const std::vector<int64_t>& queries, const std::vector<int64_t>& probes, int64_t ndocs,
-                         bool pool, PlaidPools& out) override {
-    return src_->candidates(queries, probes, ndocs, pool, out);
+                         PlaidPools& out) override {
+    return src_->candidates(queries, probes, ndocs, out);
   }
   PlaidStatus approximate(const std::vector<int64_t>& queries, const std::vector<int64_t>& offsets,
                           const std::vector<int64_t>& docs, std::vector<float>& out) override {
@@ -494,7 +495,7 @@ class IndexSource final : public PlaidSource {
   [[noreturn]] void raise(const PlaidStatus& st, const char* fn) const { raise_fault(st, bi_, cs_.view.num_centroids, fn); }
 
   // The Python face of the three stages (the shapes PySource expects from a Python source).
-  py::tuple py_candidates(const py::handle& queries, const py::handle& probes, int64_t ndocs, bool pool) {
+  py::tuple py_candidates(const py::handle& queries, const py::handle& probes, int64_t ndocs) {
     const char* fn = "PlaidIndexSource.candidates";
     std::vector<int64_t> q = to_vector(queries, fn, "queries"), p = to_vector(probes, fn, "probes");
     if (p.size() != q.size()) value_error(cat(fn, ": probes must have one entry per query (", q.size(), ")"));
@@ -507,11 +508,10 @@ class IndexSource final : public PlaidSource {
     PlaidStatus st;
     {
       py::gil_scoped_release released;
-      st = src_->candidates(q, p, ndocs, pool, out);
+      st = src_->candidates(q, p, ndocs, out);
     }
     if (!st.ok()) raise(st, fn);
-    return py::make_tuple(to_array(out.offsets), to_array(out.docs), to_array(out.values), to_array(out.count),
-                          to_array(out.unfiltered));
+    return py::make_tuple(to_array(out.offsets), to_array(out.docs), to_array(out.values), to_array(out.count));
   }
   py::array_t<float> py_scores(bool exact_scores, const py::handle& queries, const py::handle& offsets,
                                const py::handle& docs) {
@@ -585,13 +585,12 @@ void register_plaid(py::module_& m) {
       .def(py::init<>());
   py::class_<IndexSource, PlaidSource>(m, "PlaidIndexSource")
       .def(py::init<const py::array&, const py::object&, const py::array&, const py::array&, int, const py::handle&,
-                    const py::object&, bool, double, const py::object&, const std::string&, const py::object&>(),
+                    const py::object&, bool, double, const py::object&, const std::string&, const py::object&, bool>(),
            py::arg("queries"), py::arg("query_mask"), py::arg("centroids"), py::arg("bucket_weights"), py::arg("nbits"),
            py::arg("segments"), py::arg("allowed") = py::none(), py::arg("subset") = false,
            py::arg("threshold") = -std::numeric_limits<double>::infinity(), py::arg("num_threads") = py::none(),
-           py::arg("isa") = "", py::arg("centroids_i8") = py::none())
-      .def("candidates", &IndexSource::py_candidates, py::arg("queries"), py::arg("probes"), py::arg("ndocs"),
-           py::arg("pool"))
+           py::arg("isa") = "", py::arg("centroids_i8") = py::none(), py::arg("fill") = false)
+      .def("candidates", &IndexSource::py_candidates, py::arg("queries"), py::arg("probes"), py::arg("ndocs"))
       .def("approximate", [](IndexSource& s, const py::handle& q, const py::handle& o, const py::handle& d) {
              return s.py_scores(false, q, o, d);
            }, py::arg("queries"), py::arg("offsets"), py::arg("docs"))

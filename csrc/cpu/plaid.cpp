@@ -255,6 +255,24 @@ PlaidStageA plaid_stage_a(const int32_t* cells, const float* cell_scores, const 
   return r;
 }
 
+PlaidStageA plaid_stage_a_fill(const int32_t* cells, const float* cell_scores, const float* miss, int64_t m, int64_t p,
+                               const int32_t* ivf, const int64_t* ivf_offsets, int64_t num_docs, const uint8_t* allowed) {
+  PlaidStageA r = plaid_stage_a(cells, cell_scores, miss, m, p, ivf, ivf_offsets, num_docs, allowed, false);
+  if (r.bad_ivf) return r;
+  double base = 0.0;  // stage A's base: a document no probed list holds gets exactly this
+  for (int64_t i = 0; i < m; ++i) base += miss[i];
+  const float floor_est = static_cast<float>(base);
+  std::vector<uint8_t> listed(static_cast<std::size_t>(num_docs), 0);
+  for (int64_t d : r.docs) listed[static_cast<std::size_t>(d)] = 1;
+  for (int64_t d = 0; d < num_docs; ++d)
+    if (!listed[static_cast<std::size_t>(d)] && (allowed == nullptr || allowed[d])) {
+      r.docs.push_back(d);
+      r.est.push_back(floor_est);
+    }
+  r.touched = static_cast<int64_t>(r.docs.size());
+  return r;
+}
+
 bool plaid_centroid_interaction_reference(const float* St, int64_t m, int64_t K, int64_t stride, float threshold,
                                           const PlaidCodes& codes, const int64_t* offsets, const int64_t* docs,
                                           int64_t nd, float* out) {

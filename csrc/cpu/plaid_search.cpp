@@ -129,7 +129,7 @@ PlaidStatus plaid_drive(PlaidSource& source, const std::vector<int64_t>& queries
   if (nsel == 0) return {};
   // Stage A, widening the probe of the queries whose pool is short (the pool rule, plaid_search.hpp).
   struct Query {
-    int64_t probe = 0, target = 0;
+    int64_t probe = 0;
     std::vector<int64_t> pos;  // the pool: global positions
     std::vector<float> val;
   };
@@ -139,21 +139,21 @@ PlaidStatus plaid_drive(PlaidSource& source, const std::vector<int64_t>& queries
     qs[j].probe = prm.nprobe;
     todo.push_back(j);
   }
+  const int64_t target = prm.subset ? std::min(prm.ndocs, prm.num_allowed) : 0;  // tombstones never widen
   PlaidPools got;
-  for (bool first = true; !todo.empty(); first = false) {
+  while (!todo.empty()) {
     ask_q.clear();
     ask_p.clear();
     for (int64_t j : todo) {
       ask_q.push_back(queries[j]);
       ask_p.push_back(qs[j].probe);
     }
-    const PlaidStatus st = source.candidates(ask_q, ask_p, prm.ndocs, first && !prm.subset, got);
+    const PlaidStatus st = source.candidates(ask_q, ask_p, prm.ndocs, got);
     if (!st.ok()) return st;
     next.clear();
     for (std::size_t a = 0; a < todo.size(); ++a) {
       Query& qj = qs[todo[a]];
-      if (first) qj.target = std::min(prm.ndocs, prm.subset ? prm.num_allowed : got.unfiltered[a]);
-      if (got.count[a] < qj.target && qj.probe < prm.num_centroids) {
+      if (got.count[a] < target && qj.probe < prm.num_centroids) {
         qj.probe = qj.probe > prm.num_centroids / 4 ? prm.num_centroids : qj.probe * 4;  // min(4p, K), no overflow
         next.push_back(todo[a]);
         continue;
@@ -251,7 +251,7 @@ struct PlaidIndexSource::State {
   int64_t cur = -1, m = 0, sm = 0;
   bool int8 = false, scored = false, prepared = false;
   int64_t probed = 0, deep = 0;  // the probe widths of cells and deep_cells (0: not probed)
-  bool may_widen = false;        // the mask or a subset may make the pool rule widen the probe
+  bool may_widen = false;        // a subset (not filled) may make the pool rule widen the probe
   std::unique_ptr<PackedRowsI8> packed8;
 
   State(const KernelPath& p, const QueryBatch& qb, const CodecView& c, const PlaidIndex& ix, const PlaidCentroidsI8* c8,
@@ -261,7 +261,7 @@ struct PlaidIndexSource::State {
         prep(p.codec.query_floats(std::max<int64_t>(qb.lq, 1), c.dim)) {
     base.assign(1, 0);
     for (int64_t s = 0; s < index.num_segments; ++s) base.push_back(base.back() + index.segments[s].n);
-    may_widen = index.allowed != nullptr || index.subset;
+    may_widen = index.subset && !index.fill;
     rows.resize(static_cast<std::size_t>(lq * dim));
     qscale.resize(static_cast<std::size_t>(lq));
     if (ci8 != nullptr) q8.resize(static_cast<std::size_t>(lq * ci8->dim4));
@@ -309,8 +309,8 @@ struct PlaidIndexSource::State {
   }
 
   // The probe at width p (1 <= p <= K) into cells / cell_scores / miss. A token's p best centroids under the
-  // probe's total order are the first p of its q best, so a deeper probe taken earlier serves it: where the
-  // mask may make the pool rule widen (x4 at a time), a query's first probe, fused with the scores, goes one
+  // probe's total order are the first p of its q best, so a deeper probe taken earlier serves it: where a
+  // subset may make the pool rule widen (x4 at a time), a query's first probe, fused with the scores, goes one
   // widening deeper (q = 4p + 1 instead of p + 1: a few more insertions into short lists), and the first
   // widening then costs no pass over St. A re-probe takes the width asked: a wide probe is a pass over all
   // of St with many insertions (on the 20k peer set, 32 tokens: 0.3 ms at width 16, ~4 ms at 64), too dear
@@ -392,8 +392,8 @@ struct PlaidIndexSource::State {
   }
 
   // Stage A over every segment at the current probe: allowed candidates (global positions) appended to
-  // pos / est; with pool, touched counts every document in the probed lists.
-  PlaidStatus stage_a(bool pool, std::vector<int64_t>& pos, std::vector<float>& est, int64_t& touched) {
+  // pos / est (the masked documents skipped as the lists are read).
+  PlaidStatus stage_a(std::vector<int64_t>& pos, std::vector<float>& est) {
     const int64_t p = probed;
     for (int64_t s = 0; s < index.num_segments; ++s) {
       const PlaidSegment& seg = index.segments[s];
@@ -401,12 +401,14 @@ struct PlaidIndexSource::State {
         const int64_t lo = seg.ivf_offsets[c], hi = seg.ivf_offsets[c + 1];
         if (lo < 0 || lo > hi || hi > seg.ivf_len) return fault(PlaidFault::bad_ivf_range, s);
       }
-      PlaidStageA a = plaid_stage_a(cells.data(), cell_scores.data(), miss.data(), m, p, seg.ivf, seg.ivf_offsets,
-                                    seg.n, index.allowed != nullptr ? index.allowed + base[s] : nullptr, pool);
+      const uint8_t* allowed = index.allowed != nullptr ? index.allowed + base[s] : nullptr;
+      PlaidStageA a = index.fill ? plaid_stage_a_fill(cells.data(), cell_scores.data(), miss.data(), m, p, seg.ivf,
+                                                      seg.ivf_offsets, seg.n, allowed)
+                                 : plaid_stage_a(cells.data(), cell_scores.data(), miss.data(), m, p, seg.ivf,
+                                                 seg.ivf_offsets, seg.n, allowed, false);
       if (a.bad_ivf) return fault(PlaidFault::bad_ivf_doc, s);
       for (int64_t d : a.docs)
         if (!doc_range_ok(seg, d)) return fault(PlaidFault::bad_doc_range, s);
-      touched += a.touched;
       if (pos.empty() && base[s] == 0) {  // the first segment's candidates as they are (no copy)
         pos = std::move(a.docs);
         est = std::move(a.est);
@@ -533,14 +535,13 @@ int64_t PlaidIndexSource::kept(int64_t qi) const {
 }
 
 PlaidStatus PlaidIndexSource::candidates(const std::vector<int64_t>& queries, const std::vector<int64_t>& probes,
-                                         int64_t ndocs, bool pool, PlaidPools& out) {
+                                         int64_t ndocs, PlaidPools& out) {
   State& s = *s_;
   const std::size_t nq = queries.size();
   out.offsets.assign(1, 0);
   out.docs.clear();
   out.values.clear();
   out.count.assign(nq, 0);
-  out.unfiltered.assign(nq, 0);
   std::vector<int64_t> pos;
   std::vector<float> est;
   for (std::size_t j = 0; j < nq; ++j) {
@@ -549,11 +550,9 @@ PlaidStatus PlaidIndexSource::candidates(const std::vector<int64_t>& queries, co
       s.probe(std::min(probes[j], s.K));
       pos.clear();
       est.clear();
-      int64_t touched = 0;
-      const PlaidStatus st = s.stage_a(pool, pos, est, touched);
+      const PlaidStatus st = s.stage_a(pos, est);
       if (!st.ok()) return st;
       out.count[j] = static_cast<int64_t>(pos.size());
-      if (pool) out.unfiltered[j] = touched;
       keep_best(est, pos, ndocs);
       out.docs.insert(out.docs.end(), pos.begin(), pos.end());
       out.values.insert(out.values.end(), est.begin(), est.end());

@@ -195,6 +195,78 @@ EC_TEST(plaid_stage_a_matches_formula) {
   }
 }
 
+// The fill: stage A's candidates with its estimates, bit for bit (non-finite scores included), and every
+// other allowed document at Σ miss (float64, token order), each allowed document once; a bad IVF entry
+// reported as by stage A.
+EC_TEST(plaid_stage_a_fill_adds_every_allowed_document_at_the_floor) {
+  std::mt19937_64 rng(12);
+  const float inf = std::numeric_limits<float>::infinity(), nan = std::numeric_limits<float>::quiet_NaN();
+  for (int64_t m : {1, 7, 32}) {
+    for (int64_t p : {1, 4, 40}) {
+      for (bool odd_scores : {false, true}) {
+        const int64_t K = 40, n = 150;
+        std::vector<std::vector<int32_t>> lists(K);  // centroid -> sorted unique documents (some in none)
+        std::uniform_int_distribution<int> cpick(0, static_cast<int>(K - 1));
+        for (int32_t d = 0; d < n; ++d)
+          for (int t = 0; t < (d % 6 == 0 ? 0 : 3); ++t) {
+            auto& l = lists[cpick(rng)];
+            if (l.empty() || l.back() != d) l.push_back(d);
+          }
+        std::vector<int32_t> ivf;
+        std::vector<int64_t> io = {0};
+        for (auto& l : lists) {
+          ivf.insert(ivf.end(), l.begin(), l.end());
+          io.push_back(static_cast<int64_t>(ivf.size()));
+        }
+        std::vector<int32_t> cells(m * std::min(p, K));
+        const int64_t pp = std::min(p, K);
+        std::vector<float> cs(m * pp), miss(m);
+        std::normal_distribution<float> g(0.0f, 1.0f);
+        for (int64_t i = 0; i < m; ++i) {
+          std::vector<int32_t> perm(K);
+          for (int32_t c = 0; c < K; ++c) perm[c] = c;
+          std::shuffle(perm.begin(), perm.end(), rng);
+          for (int64_t j = 0; j < pp; ++j) cells[i * pp + j] = perm[j], cs[i * pp + j] = g(rng);
+          miss[i] = -3.0f + 0.1f * g(rng);
+          if (odd_scores && i % 3 == 1) cs[i * pp + (i % pp)] = i % 2 ? nan : -inf;
+          if (odd_scores && i == m - 1) miss[i] = -inf;
+        }
+        double base = 0.0;
+        for (int64_t i = 0; i < m; ++i) base += miss[i];
+        const float floor_est = static_cast<float>(base);
+        std::vector<uint8_t> allowed(n);
+        for (int64_t d = 0; d < n; ++d) allowed[d] = d % 4 != 1;
+        for (bool use_allowed : {false, true}) {
+          const uint8_t* al = use_allowed ? allowed.data() : nullptr;
+          auto a = plaid_stage_a(cells.data(), cs.data(), miss.data(), m, pp, ivf.data(), io.data(), n, al);
+          auto r = plaid_stage_a_fill(cells.data(), cs.data(), miss.data(), m, pp, ivf.data(), io.data(), n, al);
+          EC_CHECK(!r.bad_ivf, "bad ivf");
+          std::vector<float> want(n, floor_est);
+          for (std::size_t e = 0; e < a.docs.size(); ++e) want[a.docs[e]] = a.est[e];
+          std::vector<int> seen(n, 0);
+          for (std::size_t e = 0; e < r.docs.size(); ++e) {
+            const int64_t d = r.docs[e];
+            ++seen[d];
+            const float got = r.est[e];
+            EC_CHECK(std::memcmp(&got, &want[d], sizeof got) == 0 || (std::isnan(got) && std::isnan(want[d])),
+                     "m %lld p %lld doc %lld: %g vs %g", (long long)m, (long long)p, (long long)d, got, want[d]);
+          }
+          for (int64_t d = 0; d < n; ++d)
+            EC_CHECK(seen[d] == ((al == nullptr || al[d]) ? 1 : 0), "doc %lld seen %d times", (long long)d, seen[d]);
+          EC_CHECK(r.touched == static_cast<int64_t>(r.docs.size()), "touched %lld", (long long)r.touched);
+        }
+        ivf.push_back(static_cast<int32_t>(n));  // a document number outside [0, n)
+        io.back() += 1;
+        std::vector<int32_t> all(K);
+        std::vector<float> zs(K, 0.0f), zm(1, -1.0f);
+        for (int32_t c = 0; c < K; ++c) all[c] = c;
+        EC_CHECK(plaid_stage_a_fill(all.data(), zs.data(), zm.data(), 1, K, ivf.data(), io.data(), n, nullptr).bad_ivf,
+                 "bad ivf not reported");
+      }
+    }
+  }
+}
+
 EC_TEST(plaid_probe_matches_brute_force) {
   std::mt19937_64 rng(11);
   std::normal_distribution<float> nd;

@@ -184,8 +184,9 @@ struct Ref {
 
 // The stage-by-stage search of one query's kept rows over segs (positions in order), per plaid_search.hpp.
 void reference_query(const KernelPath& path, const World& w, const std::vector<PlaidSegment>& segs,
-                     const uint8_t* allowed, bool subset, const PlaidSearchParams& prm, bool int8, const float* rows,
-                     int64_t m, int threads, std::vector<std::pair<float, int64_t>>& top, std::vector<int64_t>& widths) {
+                     const uint8_t* allowed, bool subset, bool fill, const PlaidSearchParams& prm, bool int8,
+                     const float* rows, int64_t m, int threads, std::vector<std::pair<float, int64_t>>& top,
+                     std::vector<int64_t>& widths) {
   const int64_t K = w.K, sm = (m + 31) / 32 * 32, d4 = i8_width(w.dim);
   std::vector<float> St(static_cast<std::size_t>(K * sm));
   std::vector<int8_t> q8(static_cast<std::size_t>(m * d4));
@@ -201,24 +202,31 @@ void reference_query(const KernelPath& path, const World& w, const std::vector<P
   for (const auto& s : segs) base.push_back(base.back() + s.n);
   for (int64_t p = 0; p < base.back(); ++p) n_allowed += allowed == nullptr || allowed[p];
   std::vector<std::pair<float, int64_t>> pool;
-  int64_t target = 0;
+  // The pool rule: a subset widens the probe until min(ndocs, allowed) are candidates; tombstones never do.
+  const int64_t target = subset ? std::min(prm.ndocs, n_allowed) : 0;
   widths.clear();
-  for (int64_t probe = prm.nprobe, round = 0;; ++round) {
+  for (int64_t probe = prm.nprobe;;) {
     widths.push_back(probe);
     const int64_t p = std::min(probe, K);
     std::vector<int32_t> cells(static_cast<std::size_t>(m * p));
     std::vector<float> cs(cells.size()), miss(static_cast<std::size_t>(m));
     plaid_probe(path, St.data(), m, K, sm, p, cells.data(), cs.data(), miss.data());
     pool.clear();
-    int64_t touched = 0;
     for (std::size_t s = 0; s < segs.size(); ++s) {
       PlaidStageA a = plaid_stage_a(cells.data(), cs.data(), miss.data(), m, p, segs[s].ivf, segs[s].ivf_offsets,
                                     segs[s].n, allowed == nullptr ? nullptr : allowed + base[s]);
       for (std::size_t j = 0; j < a.docs.size(); ++j) pool.emplace_back(a.est[j], base[s] + a.docs[j]);
-      touched += a.touched;
+      if (!fill) continue;
+      // The fill: every other allowed document too, at the sum of the miss scores (float64, token order).
+      double miss_sum = 0.0;
+      for (int64_t i = 0; i < m; ++i) miss_sum += miss[i];
+      std::vector<uint8_t> listed(static_cast<std::size_t>(segs[s].n), 0);
+      for (int64_t d : a.docs) listed[d] = 1;
+      for (int64_t d = 0; d < segs[s].n; ++d)
+        if (!listed[d] && (allowed == nullptr || allowed[base[s] + d]))
+          pool.emplace_back(static_cast<float>(miss_sum), base[s] + d);
     }
     const int64_t count = static_cast<int64_t>(pool.size());
-    if (round == 0) target = std::min(prm.ndocs, subset ? n_allowed : touched);
     if (count < target && probe < K) {
       probe = std::min(probe * 4, K);
       continue;
@@ -256,7 +264,7 @@ void reference_query(const KernelPath& path, const World& w, const std::vector<P
 }
 
 Ref reference(const KernelPath& path, const World& w, const std::vector<PlaidSegment>& segs, const uint8_t* allowed,
-              bool subset, const PlaidSearchParams& prm, PlaidMode mode, bool int8, int threads) {
+              bool subset, bool fill, const PlaidSearchParams& prm, PlaidMode mode, bool int8, int threads) {
   Ref r{std::vector<float>(static_cast<std::size_t>(w.nq * prm.k), kNegInf),
         std::vector<int64_t>(static_cast<std::size_t>(w.nq * prm.k), -1),
         std::vector<std::vector<int64_t>>(static_cast<std::size_t>(w.nq))};
@@ -274,7 +282,7 @@ Ref reference(const KernelPath& path, const World& w, const std::vector<PlaidSeg
     top.clear();
     if (mode == PlaidMode::plaid) {
       if (m == 0) continue;
-      reference_query(path, w, segs, allowed, subset, prm, int8, rows.data(), m, threads, top, r.widths[qi]);
+      reference_query(path, w, segs, allowed, subset, fill, prm, int8, rows.data(), m, threads, top, r.widths[qi]);
     } else {  // every allowed document scored: from the codes (selective) or decoded tokens (exhaustive)
       const uint8_t dropped = 0;  // no kept row: one masked row (a query of 0 rows would hand memcpy a null)
       QueryBatch qb{rows.data(), DType::f32, 1, std::max<int64_t>(m, 1), w.dim, m == 0 ? &dropped : nullptr};
@@ -309,10 +317,10 @@ class RecordingSource final : public PlaidSource {
  public:
   explicit RecordingSource(PlaidSource& inner) : inner_(inner) {}
   std::vector<int64_t> widths;
-  PlaidStatus candidates(const std::vector<int64_t>& q, const std::vector<int64_t>& probes, int64_t ndocs, bool pool,
+  PlaidStatus candidates(const std::vector<int64_t>& q, const std::vector<int64_t>& probes, int64_t ndocs,
                          PlaidPools& out) override {
     widths.insert(widths.end(), probes.begin(), probes.end());
-    return inner_.candidates(q, probes, ndocs, pool, out);
+    return inner_.candidates(q, probes, ndocs, out);
   }
   PlaidStatus approximate(const std::vector<int64_t>& q, const std::vector<int64_t>& o, const std::vector<int64_t>& d,
                           std::vector<float>& out) override {
@@ -336,7 +344,7 @@ EC_TEST(plaid_search_equals_the_stage_by_stage_reference) {
     const World w = make_world(nbits, rng);
     const int64_t n = w.n;
     // Masks: tombstones (15%), a subset (half), both, a selective subset (12 documents), nothing allowed,
-    // tombstones (80%).
+    // tombstones (80%); filled: the subset, both, the 80% tombstones and no mask; a subset of 20%.
     std::vector<uint8_t> tomb(static_cast<std::size_t>(n), 1), sub(static_cast<std::size_t>(n), 0), both, few(n, 0),
         none(static_cast<std::size_t>(n), 0);
     std::uniform_int_distribution<int64_t> pick(0, n - 1);
@@ -345,14 +353,17 @@ EC_TEST(plaid_search_equals_the_stage_by_stage_reference) {
     both = sub;
     for (int64_t d = 0; d < n; ++d) both[d] &= tomb[d];
     for (int i = 0; i < 12; ++i) few[pick(rng)] = 1;
-    std::vector<uint8_t> heavy(static_cast<std::size_t>(n), 0);  // 80% deleted: the probe widens more than once
+    // 80% deleted (tombstones never widen the probe), or a subset of 20% (it widens more than once)
+    std::vector<uint8_t> heavy(static_cast<std::size_t>(n), 0);
     for (int64_t d = 0; d < n; d += 5) heavy[d] = 1;
     struct Mask {
       const uint8_t* a;
-      bool subset;
+      bool subset, fill;  // fill: every allowed document a candidate (plaid mode only)
     };
-    const Mask masks[] = {{nullptr, false}, {tomb.data(), false}, {sub.data(), true}, {both.data(), true},
-                          {few.data(), true}, {none.data(), true}, {heavy.data(), false}};
+    const Mask masks[] = {{nullptr, false, false}, {tomb.data(), false, false}, {sub.data(), true, false},
+                          {both.data(), true, false}, {few.data(), true, false}, {none.data(), true, false},
+                          {heavy.data(), false, false}, {sub.data(), true, true}, {both.data(), true, true},
+                          {heavy.data(), false, true}, {nullptr, false, true}, {heavy.data(), true, false}};
     // (ndocs 200 at nprobe 1: the lists of a query's probe hold fewer, so a filter makes the probe widen)
     const PlaidSearchParams params[] = {{1, 16, 6, 5, kNegInf}, {2, 40, 10, 10, 0.2f}, {3, 7, 64, 300, kNegInf},
                                         {1, 200, 30, 10, kNegInf}};
@@ -369,16 +380,16 @@ EC_TEST(plaid_search_equals_the_stage_by_stage_reference) {
               for (PlaidMode mode : {PlaidMode::plaid, PlaidMode::selective, PlaidMode::exhaustive})
                 for (bool int8 : {false, true})
                   for (int threads : {1, 3}) {
-                    if (mode != PlaidMode::plaid && (int8 || &prm != &params[0])) continue;
+                    if (mode != PlaidMode::plaid && (int8 || &prm != &params[0] || mk.fill)) continue;
                     if (path != &default_path() && (threads != 1 || !split)) continue;  // ISAs: the kernels differ
-                    const PlaidIndex ix{segs.data(), static_cast<int64_t>(segs.size()), mk.a, mk.subset};
+                    const PlaidIndex ix{segs.data(), static_cast<int64_t>(segs.size()), mk.a, mk.subset, mk.fill};
                     const PlaidCentroidsI8 c8 = w.ci8();
                     std::vector<float> got_s(static_cast<std::size_t>(w.nq * prm.k), NAN);
                     std::vector<int64_t> got_p(got_s.size(), -7);
                     const PlaidStatus st = plaid_search(*path, qb, w.cv(), ix, prm, mode, int8 ? &c8 : nullptr,
                                                         got_s.data(), got_p.data(), threads);
                     EC_CHECK(st.ok(), "status %d", static_cast<int>(st.fault));
-                    const Ref want = reference(*path, w, segs, mk.a, mk.subset, prm, mode, int8, threads);
+                    const Ref want = reference(*path, w, segs, mk.a, mk.subset, mk.fill, prm, mode, int8, threads);
                     bool same = true;
                     for (std::size_t j = 0; j < got_s.size(); ++j)
                       same &= same_bits(got_s[j], want.scores[j]) && got_p[j] == want.pos[j];
@@ -415,10 +426,10 @@ class SplitSource final : public PlaidSource {
  public:
   SplitSource(PlaidIndexSource& a, PlaidIndexSource& b, int64_t b_base) : a_(a), b_(b), base_(b_base) {}
   PlaidStatus candidates(const std::vector<int64_t>& queries, const std::vector<int64_t>& probes, int64_t ndocs,
-                         bool pool, PlaidPools& out) override {
+                         PlaidPools& out) override {
     PlaidPools pa, pb;
-    PlaidStatus st = a_.candidates(queries, probes, ndocs, pool, pa);
-    if (st.ok()) st = b_.candidates(queries, probes, ndocs, pool, pb);
+    PlaidStatus st = a_.candidates(queries, probes, ndocs, pa);
+    if (st.ok()) st = b_.candidates(queries, probes, ndocs, pb);
     out = PlaidPools{};
     out.offsets.push_back(0);
     for (std::size_t j = 0; j < queries.size(); ++j) {  // b's first, to show the driver does not rely on order
@@ -428,7 +439,6 @@ class SplitSource final : public PlaidSource {
         out.docs.push_back(pa.docs[e]), out.values.push_back(pa.values[e]);
       out.offsets.push_back(static_cast<int64_t>(out.docs.size()));
       out.count.push_back(pa.count[j] + pb.count[j]);
-      out.unfiltered.push_back(pa.unfiltered[j] + pb.unfiltered[j]);
     }
     return st;
   }

@@ -84,6 +84,14 @@ PlaidStageA plaid_stage_a(const int32_t* cells, const float* cell_scores, const 
                           const int32_t* ivf, const int64_t* ivf_offsets, int64_t num_docs, const uint8_t* allowed,
                           bool count_disallowed = true);
 
+// Stage A with the pool filled: plaid_stage_a (allowed documents only, skipped as the lists are read), then
+// every other allowed document at the floor estimate Σ_i miss[i] (summed in float64 in token order, as stage
+// A's own base: what it gives a document when no probed cell holds it), so that every allowed document is
+// a candidate and a short pool never needs a wider probe. Candidates in no particular order; touched = their
+// number.
+PlaidStageA plaid_stage_a_fill(const int32_t* cells, const float* cell_scores, const float* miss, int64_t m, int64_t p,
+                               const int32_t* ivf, const int64_t* ivf_offsets, int64_t num_docs, const uint8_t* allowed);
+
 // St centroid-major (above); docs [nd] segment-local, each with offsets[d] <= offsets[d+1] <= codes.n
 // (checked by the caller); out [nd]. Codes are range-checked here: returns false (out unspecified)
 // when a candidate's code is outside [0, K).

@@ -9,9 +9,11 @@
 //                most K) and stage A again -> stage B when more than rerank remain -> the rerank best ->
 //                exact MaxSim from the codes (fused decode, as maxsim_compressed's decoding kernel) -> top k.
 //              Pool rule: with a subset, the probe widens until stage A found min(ndocs, allowed documents)
-//              candidates (a filter costs no recall inside it); without one, until it found as many as the
-//              lists probed at nprobe hold counting the masked (tombstoned) documents, so deletions do not
-//              shrink the pool and an index with nothing deleted never widens.
+//              candidates (a filter costs no recall inside it); without one it never widens: tombstones drop
+//              their documents from the lists and change nothing else, so a search after deletions is the
+//              search of the same index compacted. A filled subset (PlaidIndex::fill) never widens either:
+//              plaid_stage_a_fill makes every allowed document a candidate, those no probed list holds at
+//              the floor estimate, so that stage B ranks them instead of a wider probe finding them.
 //  selective   every allowed document scored exactly from its codes (a subset of at most 4·ndocs: about the
 //              work of one re-rank, and nothing in it can be missed) -> top k.
 //  exhaustive  MaxSim (maxsim.hpp) of every allowed document's decoded tokens (PlaidSegment::decoded) -> top k.
@@ -58,6 +60,7 @@ struct PlaidIndex {
   int64_t num_segments = 0;
   const uint8_t* allowed = nullptr;  // [positions], nonzero: may be returned; nullptr: every position
   bool subset = false;               // allowed holds a caller's subset (the pool rule above)
+  bool fill = false;                 // stage A fills the pool with every allowed document (plaid_stage_a_fill)
 
   int64_t positions() const;
   int64_t num_allowed() const;
@@ -92,7 +95,6 @@ struct PlaidPools {
   std::vector<int64_t> offsets, docs;  // docs: global positions
   std::vector<float> values;           // stage A estimates
   std::vector<int64_t> count;          // per query: allowed documents in the probed lists
-  std::vector<int64_t> unfiltered;     // per query, when asked: every document there, masked or not (else 0)
 };
 
 // The three stages of the plaid mode, for the queries of one batch (indices into it; each has kept rows).
@@ -102,9 +104,9 @@ class PlaidSource {
   virtual ~PlaidSource() = default;
   // Query queries[j] probed at probes[j] (>= 1; more than K probes every centroid): at least its ndocs best
   // allowed candidates under the selection order (any superset of them: the driver selects again), their
-  // estimates, and the counts; unfiltered only when pool is set.
+  // estimates, and the counts.
   virtual PlaidStatus candidates(const std::vector<int64_t>& queries, const std::vector<int64_t>& probes,
-                                 int64_t ndocs, bool pool, PlaidPools& out) = 0;
+                                 int64_t ndocs, PlaidPools& out) = 0;
   // Stage B scores of the documents, out [docs.size()].
   virtual PlaidStatus approximate(const std::vector<int64_t>& queries, const std::vector<int64_t>& offsets,
                                   const std::vector<int64_t>& docs, std::vector<float>& out) = 0;
@@ -150,7 +152,7 @@ class PlaidIndexSource final : public PlaidSource {
                    const PlaidCentroidsI8* ci8, float threshold, int num_threads);
   ~PlaidIndexSource() override;
   PlaidStatus candidates(const std::vector<int64_t>& queries, const std::vector<int64_t>& probes, int64_t ndocs,
-                         bool pool, PlaidPools& out) override;
+                         PlaidPools& out) override;
   PlaidStatus approximate(const std::vector<int64_t>& queries, const std::vector<int64_t>& offsets,
                           const std::vector<int64_t>& docs, std::vector<float>& out) override;
   PlaidStatus exact(const std::vector<int64_t>& queries, const std::vector<int64_t>& offsets,

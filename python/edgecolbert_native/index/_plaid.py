@@ -119,7 +119,8 @@ def search(q: np.ndarray, mask: np.ndarray | None, codec: Any, segments: Any, al
            decoded: list | None, num_threads: int | None, centroids_i8: tuple | None = None) -> tuple[np.ndarray, np.ndarray]:
     """A batch searched in one native call (``plaid_search``, csrc/cpu/plaid_search.cpp) over every segment,
     returning only positions where ``allowed`` (None: every one) is set; ``subset``: allowed holds a caller's
-    subset (the probe's widening rule). ``mode``: "plaid", "selective" or "exhaustive" (which reads
+    subset (the probe's widening rule). ``mode``: "plaid", "fill" (the plaid stages with every allowed document a
+    candidate), "selective" or "exhaustive" (which reads
     ``decoded``, each segment's float32 tokens). -> (scores float32 [nq, k'], global positions int64
     [nq, k']; -inf / -1 past the hits), k' = min(k, positions)."""
     th = -np.inf if threshold is None else float(threshold)
@@ -130,14 +131,16 @@ def search(q: np.ndarray, mask: np.ndarray | None, codec: Any, segments: Any, al
 
 
 def source(q: np.ndarray, mask: np.ndarray | None, codec: Any, segments: Any, allowed: np.ndarray | None,
-           threshold: float | None, num_threads: int | None, centroids_i8: tuple | None = None) -> Any:
+           threshold: float | None, num_threads: int | None, centroids_i8: tuple | None = None,
+           fill: bool = False) -> Any:
     """The native source of the PLAID stages over the segments (``PlaidIndexSource``): ``candidates(queries,
-    probes, ndocs, pool)``, ``approximate(queries, offsets, docs)``, ``exact(queries, offsets, docs)``, for
-    queries of the batch ``q``, documents as global positions in CSR by query (plaid_search.hpp)."""
+    probes, ndocs)``, ``approximate(queries, offsets, docs)``, ``exact(queries, offsets, docs)``, for
+    queries of the batch ``q``, documents as global positions in CSR by query (plaid_search.hpp); ``fill``:
+    every allowed document a candidate (plaid_stage_a_fill)."""
     th = -np.inf if threshold is None else float(threshold)
     return _native().PlaidIndexSource(np.ascontiguousarray(q, np.float32), mask, codec.centroids, codec.bucket_weights,
                                       codec.nbits, _segments(segments), allowed, False, th, num_threads=num_threads,
-                                      centroids_i8=centroids_i8)
+                                      centroids_i8=centroids_i8, fill=bool(fill))
 
 
 def drive(source: Any, active: np.ndarray, nprobe: int, ndocs: int, rerank: int, k: int, num_centroids: int,

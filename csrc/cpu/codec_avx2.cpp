@@ -6,9 +6,6 @@
 
 namespace edgecolbert {
 
-using CodecAvx2 = codec_kernels::CodecF32<VecAvx2, 6>;
-const CodecOps codec_ops_avx2{CodecAvx2::decompress,    CodecAvx2::token_norms, CodecAvx2::query_floats,
-                              CodecAvx2::prepare_query, CodecAvx2::score_doc,   CodecAvx2::scratch_floats,
-                              nullptr};
+const CodecOps codec_ops_avx2 = codec_kernels::CodecF32<VecAvx2, 6>::ops();
 
 }  // namespace edgecolbert

@@ -174,6 +174,13 @@ struct CodecF32 : DecodedTiles<V, NJ> {
     }
     return Tiles::total(s, rows);
   }
+
+  // The path's table of codec kernels (no table-lookup kernel). constexpr: a path's table is constant-
+  // initialised, so the dispatch tables of other files can copy it during static initialisation.
+  static constexpr CodecOps ops() {
+    return {CodecF32::decompress, CodecF32::token_norms, CodecF32::query_floats, CodecF32::prepare_query,
+            CodecF32::score_doc,  CodecF32::scratch_floats, nullptr};
+  }
 };
 
 }  // namespace codec_kernels

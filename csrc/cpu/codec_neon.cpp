@@ -7,9 +7,6 @@
 
 namespace edgecolbert {
 
-using CodecNeon = codec_kernels::CodecF32<VecNeon, 8>;
-const CodecOps codec_ops_neon{CodecNeon::decompress,    CodecNeon::token_norms, CodecNeon::query_floats,
-                              CodecNeon::prepare_query, CodecNeon::score_doc,   CodecNeon::scratch_floats,
-                              nullptr};
+const CodecOps codec_ops_neon = codec_kernels::CodecF32<VecNeon, 8>::ops();
 
 }  // namespace edgecolbert

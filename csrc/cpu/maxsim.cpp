@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "edgecolbert/threadpool.hpp"
+#include "rank_order.hpp"
 
 namespace edgecolbert {
 namespace {
@@ -79,18 +80,8 @@ int64_t chunk_size(int64_t n, int num_threads) {
   return std::max<int64_t>(1, n / (static_cast<int64_t>(num_threads) * 16));
 }
 
-struct Entry {
-  float score;
-  int64_t index;
-};
-
-// Total order: higher score first, NaN after every number, ties to the lower index.
-inline bool better(const Entry& a, const Entry& b) {
-  const bool an = std::isnan(a.score), bn = std::isnan(b.score);
-  if (an != bn) return bn;
-  if (!an && a.score != b.score) return a.score > b.score;
-  return a.index < b.index;
-}
+using Entry = Ranked<int64_t>;  // rank_order.hpp: the order of every native top-k
+constexpr bool (*better)(const Entry&, const Entry&) = ranks_before<int64_t>;
 
 }  // namespace
 
@@ -148,7 +139,7 @@ void maxsim_topk(const KernelPath& path, const QueryBatch& q, const DocSet& docs
     std::partial_sort(all.begin(), all.begin() + k, all.end(), better);
     for (int64_t j = 0; j < k; ++j) {
       scores[i * k + j] = all[j].score;
-      indices[i * k + j] = all[j].index;
+      indices[i * k + j] = all[j].id;
     }
   }
 }

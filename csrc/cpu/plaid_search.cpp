@@ -13,6 +13,7 @@
 #include "edgecolbert/codec.hpp"
 #include "edgecolbert/maxsim.hpp"
 #include "edgecolbert/threadpool.hpp"
+#include "rank_order.hpp"
 
 namespace edgecolbert {
 namespace {
@@ -27,13 +28,6 @@ inline bool selects_before(float va, int64_t pa, float vb, int64_t pb) {
   return ka > kb || (ka == kb && pa < pb);
 }
 
-// The top-k order: score descending, NaN after every number, ties to the lower position.
-inline bool ranks_before(float va, int64_t pa, float vb, int64_t pb) {
-  const bool na = std::isnan(va), nb = std::isnan(vb);
-  if (na != nb) return nb;
-  if (!na && va != vb) return va > vb;
-  return pa < pb;
-}
 
 // Keeps the n best of (val, pos) in the selection order, in no particular order.
 void keep_best(std::vector<float>& val, std::vector<int64_t>& pos, int64_t n) {

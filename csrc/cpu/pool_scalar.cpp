@@ -35,6 +35,18 @@ inline double ward_update(double d_xi, double d_yi, double d_xy, int64_t size_x,
                    static_cast<double>(size_i) * t * d_xy * d_xy);
 }
 
+// One step down scipy's depth-first walks of the linkage tree: the first not yet visited inner child of
+// a node (left, then right) goes on the stack; false when both are done (or leaves).
+inline bool descend(int64_t lc, int64_t rc, int64_t n, int64_t* stack, int64_t& k, uint8_t* visited) {
+  for (const int64_t c : {lc, rc})
+    if (c >= n && !visited[c]) {
+      visited[c] = 1;
+      stack[++k] = c;
+      return true;
+    }
+  return false;
+}
+
 // numpy's sort order for float64: NaN after every number (argsort(kind="mergesort") is stable).
 inline bool height_less(double a, double b) { return a < b || (b != b && a == a); }
 
@@ -58,16 +70,7 @@ void max_dist_per_cluster(const LinkageRow* z, int64_t n, double* max_dist, int6
   while (k >= 0) {
     const int64_t root = stack[k] - n;
     const int64_t lc = z[root].a, rc = z[root].b;
-    if (lc >= n && !visited[lc]) {
-      visited[lc] = 1;
-      stack[++k] = lc;
-      continue;
-    }
-    if (rc >= n && !visited[rc]) {
-      visited[rc] = 1;
-      stack[++k] = rc;
-      continue;
-    }
+    if (descend(lc, rc, n, stack, k, visited)) continue;
     double m = z[root].height;
     if (lc >= n && max_dist[lc - n] > m) m = max_dist[lc - n];
     if (rc >= n && max_dist[rc - n] > m) m = max_dist[rc - n];
@@ -90,16 +93,7 @@ int64_t clusters_at(const LinkageRow* z, int64_t n, const double* crit, double c
       leader = root;
       ++n_cluster;
     }
-    if (lc >= n && !visited[lc]) {
-      visited[lc] = 1;
-      stack[++k] = lc;
-      continue;
-    }
-    if (rc >= n && !visited[rc]) {
-      visited[rc] = 1;
-      stack[++k] = rc;
-      continue;
-    }
+    if (descend(lc, rc, n, stack, k, visited)) continue;
     if (lc < n) {
       if (leader == -1) ++n_cluster;
       labels[lc] = static_cast<int32_t>(n_cluster);

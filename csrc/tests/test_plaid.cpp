@@ -37,6 +37,41 @@ Seg make_seg(std::mt19937_64& rng, int64_t n, int64_t K) {
   return s;
 }
 
+// A random IVF over n documents and K centroids: each document in the lists of up to three random
+// centroids (none for every sixth when some_empty), each list sorted and unique.
+struct Ivf {
+  std::vector<std::vector<int32_t>> lists;
+  std::vector<int32_t> ivf;
+  std::vector<int64_t> offsets{0};
+};
+
+Ivf random_ivf(std::mt19937_64& rng, int64_t K, int64_t n, bool some_empty) {
+  Ivf v;
+  v.lists.resize(static_cast<std::size_t>(K));
+  std::uniform_int_distribution<int> cpick(0, static_cast<int>(K - 1));
+  for (int32_t d = 0; d < n; ++d)
+    for (int t = 0; t < (some_empty && d % 6 == 0 ? 0 : 3); ++t) {
+      auto& l = v.lists[cpick(rng)];
+      if (l.empty() || l.back() != d) l.push_back(d);
+    }
+  for (auto& l : v.lists) {
+    v.ivf.insert(v.ivf.end(), l.begin(), l.end());
+    v.offsets.push_back(static_cast<int64_t>(v.ivf.size()));
+  }
+  return v;
+}
+
+// For each of m tokens, p distinct random centroids of K (p <= K), token after token.
+std::vector<int32_t> random_cells(std::mt19937_64& rng, int64_t m, int64_t p, int64_t K) {
+  std::vector<int32_t> cells(static_cast<std::size_t>(m * p)), perm(static_cast<std::size_t>(K));
+  for (int64_t i = 0; i < m; ++i) {
+    for (int32_t c = 0; c < K; ++c) perm[c] = c;
+    std::shuffle(perm.begin(), perm.end(), rng);
+    std::copy_n(perm.begin(), p, cells.begin() + i * p);
+  }
+  return cells;
+}
+
 // S [m, K] row-major -> St [K, stride] centroid-major; the padding columns hold garbage (the
 // stages must ignore them).
 std::vector<float> transpose(const std::vector<float>& S, int64_t m, int64_t K, int64_t stride) {
@@ -122,28 +157,15 @@ EC_TEST(plaid_stage_a_matches_formula) {
   for (int64_t m : {1, 5, 32}) {
     for (int64_t p : {1, 3, 8}) {
       const int64_t K = 40, n = 120;
-      // IVF: centroid -> sorted unique documents
-      std::vector<std::vector<int32_t>> lists(K);
-      std::uniform_int_distribution<int> cpick(0, static_cast<int>(K - 1));
-      for (int32_t d = 0; d < n; ++d)
-        for (int t = 0; t < 3; ++t) {
-          auto& l = lists[cpick(rng)];
-          if (l.empty() || l.back() != d) l.push_back(d);
-        }
-      std::vector<int32_t> ivf;
-      std::vector<int64_t> io = {0};
-      for (auto& l : lists) {
-        ivf.insert(ivf.end(), l.begin(), l.end());
-        io.push_back(static_cast<int64_t>(ivf.size()));
-      }
-      std::vector<int32_t> cells(m * p);
+      Ivf iv = random_ivf(rng, K, n, false);
+      const auto& lists = iv.lists;
+      std::vector<int32_t>& ivf = iv.ivf;
+      std::vector<int64_t>& io = iv.offsets;
+      const std::vector<int32_t> cells = random_cells(rng, m, p, K);
       std::vector<float> cs(m * p), miss(m);
       std::normal_distribution<float> g(0.0f, 1.0f);
       for (int64_t i = 0; i < m; ++i) {
-        std::vector<int32_t> perm(K);
-        for (int32_t c = 0; c < K; ++c) perm[c] = c;
-        std::shuffle(perm.begin(), perm.end(), rng);
-        for (int64_t j = 0; j < p; ++j) cells[i * p + j] = perm[j], cs[i * p + j] = std::fabs(g(rng)) - 1.0f;
+        for (int64_t j = 0; j < p; ++j) cs[i * p + j] = std::fabs(g(rng)) - 1.0f;
         miss[i] = -2.0f - 0.1f * std::fabs(g(rng));  // below every probed score, as the (p+1)-th best is
       }
       std::vector<uint8_t> allowed(n);
@@ -205,28 +227,15 @@ EC_TEST(plaid_stage_a_fill_adds_every_allowed_document_at_the_floor) {
     for (int64_t p : {1, 4, 40}) {
       for (bool odd_scores : {false, true}) {
         const int64_t K = 40, n = 150;
-        std::vector<std::vector<int32_t>> lists(K);  // centroid -> sorted unique documents (some in none)
-        std::uniform_int_distribution<int> cpick(0, static_cast<int>(K - 1));
-        for (int32_t d = 0; d < n; ++d)
-          for (int t = 0; t < (d % 6 == 0 ? 0 : 3); ++t) {
-            auto& l = lists[cpick(rng)];
-            if (l.empty() || l.back() != d) l.push_back(d);
-          }
-        std::vector<int32_t> ivf;
-        std::vector<int64_t> io = {0};
-        for (auto& l : lists) {
-          ivf.insert(ivf.end(), l.begin(), l.end());
-          io.push_back(static_cast<int64_t>(ivf.size()));
-        }
-        std::vector<int32_t> cells(m * std::min(p, K));
+        Ivf iv = random_ivf(rng, K, n, true);
+        std::vector<int32_t>& ivf = iv.ivf;
+        std::vector<int64_t>& io = iv.offsets;
         const int64_t pp = std::min(p, K);
+        const std::vector<int32_t> cells = random_cells(rng, m, pp, K);
         std::vector<float> cs(m * pp), miss(m);
         std::normal_distribution<float> g(0.0f, 1.0f);
         for (int64_t i = 0; i < m; ++i) {
-          std::vector<int32_t> perm(K);
-          for (int32_t c = 0; c < K; ++c) perm[c] = c;
-          std::shuffle(perm.begin(), perm.end(), rng);
-          for (int64_t j = 0; j < pp; ++j) cells[i * pp + j] = perm[j], cs[i * pp + j] = g(rng);
+          for (int64_t j = 0; j < pp; ++j) cs[i * pp + j] = g(rng);
           miss[i] = -3.0f + 0.1f * g(rng);
           if (odd_scores && i % 3 == 1) cs[i * pp + (i % pp)] = i % 2 ? nan : -inf;
           if (odd_scores && i == m - 1) miss[i] = -inf;

@@ -128,10 +128,6 @@ def TestOneInput(data: bytes) -> None:
         pass
 
 
-def main() -> None:
+if __name__ == "__main__":
     atheris.Setup(sys.argv, TestOneInput)
     atheris.Fuzz()
-
-
-if __name__ == "__main__":
-    main()

@@ -116,10 +116,6 @@ def TestOneInput(data: bytes) -> None:
         raise
 
 
-def main() -> None:
+if __name__ == "__main__":
     atheris.Setup(sys.argv, TestOneInput)
     atheris.Fuzz()
-
-
-if __name__ == "__main__":
-    main()

@@ -23,25 +23,21 @@ namespace edgecolbert::device {
 // Element types, numbered as edgecolbert::DType (f32 0, f16 1, bf16 2).
 enum : int { kF32 = 0, kF16 = 1, kBF16 = 2 };
 
-EC_HD uint32_t f32_bits(float f) {
+// A float's bits and back: the intrinsics on the device, memcpy on the host.
 #if defined(__CUDA_ARCH__)
-  return __float_as_uint(f);
+EC_HD uint32_t f32_bits(float f) { return __float_as_uint(f); }
+EC_HD float bits_f32(uint32_t u) { return __uint_as_float(u); }
 #else
-  uint32_t u;
-  std::memcpy(&u, &f, 4);
-  return u;
-#endif
+template <typename To, typename From>
+inline To bit_copy(From x) {
+  static_assert(sizeof(To) == sizeof(From), "a bit copy keeps the size");
+  To y;
+  std::memcpy(&y, &x, sizeof y);
+  return y;
 }
-
-EC_HD float bits_f32(uint32_t u) {
-#if defined(__CUDA_ARCH__)
-  return __uint_as_float(u);
-#else
-  float f;
-  std::memcpy(&f, &u, 4);
-  return f;
+EC_HD uint32_t f32_bits(float f) { return bit_copy<uint32_t>(f); }
+EC_HD float bits_f32(uint32_t u) { return bit_copy<float>(u); }
 #endif
-}
 
 EC_HD int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 EC_HD int64_t max64(int64_t a, int64_t b) { return a < b ? b : a; }

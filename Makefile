@@ -293,8 +293,8 @@ wheels: $(WHEELHOUSE)/.x86_64 $(WHEELHOUSE)/.aarch64 $(WHEELHOUSE)/.sdist
 WHEEL_TEST := build/wheel-test
 test-wheels: wheels arm-env
 	rm -rf $(WHEEL_TEST) && mkdir -p $(WHEEL_TEST)/x86_64/links $(WHEEL_TEST)/aarch64/links
-	$(PIP) download -q --no-deps --only-binary=:all: -d $(WHEEL_TEST)/x86_64/links -c $(CONSTRAINTS) numpy tqdm
-	$(PIP) download -q $(ARM_PIP_FLAGS) -d $(WHEEL_TEST)/aarch64/links -c $(ARM_CONSTRAINTS) numpy tqdm
+	$(PIP) download -q --no-deps --only-binary=:all: -d $(WHEEL_TEST)/x86_64/links -c $(CONSTRAINTS) numpy
+	$(PIP) download -q $(ARM_PIP_FLAGS) -d $(WHEEL_TEST)/aarch64/links -c $(ARM_CONSTRAINTS) numpy
 	cp $(WHEELHOUSE)/edgecolbert_native-*_x86_64.whl $(WHEEL_TEST)/x86_64/links/
 	cp $(WHEELHOUSE)/edgecolbert_native-*_aarch64.whl $(WHEEL_TEST)/aarch64/links/
 	$(PYTHON_BOOT) -m venv $(WHEEL_TEST)/x86_64/venv

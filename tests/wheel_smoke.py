@@ -1,7 +1,7 @@
 """Smoke test of an installed wheel (`make test-wheels`): run by a clean venv's python that holds only the
 wheel and numpy, outside the source tree, on the wheel's own architecture (aarch64 under qemu).
 
-Checks: the package imports from the venv (not from the checkout); the core pulled in numpy and tqdm and nothing
+Checks: the package imports from the venv (not from the checkout); the core pulled in numpy and nothing
 else (no torch); no CUDA module is shipped; info() lists every compiled path of the architecture and runs
 the best one this CPU has; MaxSim on every runnable path matches float64 numpy; a small Index builds,
 reopens and finds each document with its own tokens as the query.
@@ -41,9 +41,9 @@ def main() -> None:
     check(where.startswith(os.path.abspath(sys.prefix)), f"edgecolbert_native imported from {where}, not the venv")
     dist = importlib.metadata.distribution("edgecolbert-native")
     requires = [r for r in (dist.requires or []) if "extra ==" not in r]
-    # numpy for the arrays, tqdm for progress bars (pure Python); no torch version baked in
-    check(sorted(r.split(">")[0].split("=")[0].strip() for r in requires) == ["numpy", "tqdm"],
-          f"core requirements {requires}")
+    # numpy for the arrays and nothing else: no torch version baked in, progress bars without tqdm
+    check(sorted(r.split(">")[0].split("=")[0].strip() for r in requires) == ["numpy"], f"core requirements {requires}")
+    check(importlib.util.find_spec("tqdm") is None, "tqdm is installed: the clean venv must hold the core alone")
     check(importlib.util.find_spec("torch") is None, "torch is installed: the core wheel must not pull it")
     check(not [f for f in os.listdir(where) if f.startswith("_cuda")], "the wheel ships a CUDA module")
 
@@ -69,7 +69,7 @@ def main() -> None:
     dtokens /= np.linalg.norm(dtokens, axis=1, keepdims=True)
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "idx")
-        ec.Index.build(path, dtokens, doffsets, nbits=2)
+        ec.Index.build(path, dtokens, doffsets, nbits=2, progress=True)  # the bars without tqdm
         index = ec.Index.open(path)
         probe = np.arange(0, 300, 30)
         queries = np.stack([dtokens[doffsets[i]:doffsets[i] + 5] for i in probe])

@@ -65,6 +65,38 @@ def test_sharded_equals_single_index(tmp_path, data, monkeypatch):
     assert np.array_equal(a_i, b_i) and np.allclose(a_s, b_s, atol=1e-5, rtol=0)
 
 
+def test_local_sharded_build_reads_the_collection_in_chunks(tmp_path, monkeypatch):
+    """build_sharded without Ray hands each shard a view of the collection's source (read chunk by chunk),
+    never a copy of its tokens: from a stream of batches (spilled to disk), the numpy memory it holds at its
+    peak (tracemalloc: chunks, the k-means sample, the IVF's pairs) stays under a third of the collection,
+    one shard of two being half of it."""
+    import tracemalloc
+
+    from edgecolbert_native import centroids
+    from edgecolbert_native.index import _sources
+
+    monkeypatch.setattr(_sources, "CHUNK_BYTES", 1 << 20)
+    monkeypatch.setattr(centroids, "_BLOCK_BYTES", 1 << 20)
+    rng = np.random.default_rng(0)
+    dim, n_batches, per_batch, length = 128, 20, 250, 25  # 61 MiB of float32
+    total = n_batches * per_batch * length * dim * 4
+
+    def batches():
+        for _ in range(n_batches):
+            x = rng.standard_normal((per_batch * length, dim)).astype(np.float32)
+            x /= np.linalg.norm(x, axis=1, keepdims=True)
+            yield x, np.arange(0, per_batch * length + 1, length, dtype=np.int64)
+
+    tracemalloc.start()
+    try:
+        sx = build_sharded(tmp_path / "s", batches(), num_shards=2, nbits=2, num_centroids=64, sample_tokens=4096)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(sx) == n_batches * per_batch and sx.num_shards == 2
+    assert peak < total / 3, f"peak {peak / 2**20:.1f} MiB traced for {total / 2**20:.1f} MiB of float32"
+
+
 def test_resume_with_other_inputs_is_refused(tmp_path, data):
     x, off, ids, _ = data
     build_sharded(tmp_path / "s", x, off, ids, num_shards=3)

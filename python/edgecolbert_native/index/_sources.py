@@ -135,6 +135,21 @@ class SpillSource(Source):
         super().close()
 
 
+class RangeSource(Source):
+    """Documents [d0, d1) of another source, read through it (no copy; closing it leaves the parent open):
+    one shard of a sharded build."""
+
+    def __init__(self, parent: Source, d0: int, d1: int) -> None:
+        self._parent, self._t0 = parent, int(parent.offsets[d0])
+        super().__init__(np.asarray(parent.offsets[d0:d1 + 1], np.int64) - self._t0, parent.dim)
+
+    def tokens(self, lo: int, hi: int) -> np.ndarray:
+        return self._parent.tokens(self._t0 + lo, self._t0 + hi)
+
+    def close(self) -> None:
+        pass
+
+
 class ListSource(Source):
     def __init__(self, docs: list[np.ndarray], dim: int) -> None:
         lens = np.fromiter((len(d) for d in docs), dtype=np.int64, count=len(docs))
@@ -158,7 +173,11 @@ def _docs_list(x: list, fn: str) -> list[np.ndarray]:
 
 
 def make_source(doc_tokens: Any, doc_offsets: Any, doc_ids: Any, fn: str, spill_dir: str) -> tuple[Source, Any]:
-    """Returns (source, ids or None)."""
+    """Returns (source, ids or None). A Source is taken as it is (the sharded build's shards)."""
+    if isinstance(doc_tokens, Source):
+        if doc_offsets is not None:
+            raise ValueError(f"{fn}: doc_offsets is not used with a source")
+        return doc_tokens, doc_ids
     if isinstance(doc_tokens, (list, tuple)):
         if doc_offsets is not None:
             raise ValueError(f"{fn}: doc_offsets goes with a [T, dim] token array, not a list of documents")

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from ...index import Index
-from ...index._sources import make_source
+from ...index._sources import RangeSource, make_source
 from .actor import connect_ray
 from .index import ShardedIndex
 from .layout import CODEC, FORMAT, TOP, VERSION, atomic_json, check_plan, crc_file, shard_dir
@@ -21,9 +21,10 @@ def _shard_bounds(n: int, num_shards: int) -> list[tuple[int, int]]:
     return [(int(edges[i]), int(edges[i + 1])) for i in range(num_shards)]
 
 
-def _build_one(path: str, shard: int, tokens: Any, offsets: np.ndarray, ids: np.ndarray, codec_path: str,
+def _build_one(path: str, shard: int, tokens: Any, offsets: np.ndarray | None, ids: np.ndarray, codec_path: str,
                nbits: int, num_threads: int | None) -> dict:
-    """Builds one shard directory with the shared codec; returns its entry for sharded.json."""
+    """Builds one shard directory with the shared codec (tokens: an array with its offsets, or a source of
+    the shard's documents read in chunks, offsets None); returns its entry for sharded.json."""
     from ...codec import ResidualCodec
 
     d = os.path.join(path, shard_dir(shard))
@@ -74,34 +75,39 @@ def build_sharded(path: str | os.PathLike, doc_tokens: Any, doc_offsets: Any = N
         check_plan(path, {"num_shards": num_shards, "num_docs": int(n), "num_tokens": int(T), "dim": int(src.dim),
                            "nbits": nbits})
 
-        def job(i: int, a: int, b: int) -> tuple[Any, Any, Any]:
-            """One shard's inputs, copied only when its turn comes; nothing for a shard already built."""
-            if os.path.exists(os.path.join(path, shard_dir(i), "manifest.json")):
-                return None, None, None
-            t0, t1 = int(offsets[a]), int(offsets[b])
-            return np.ascontiguousarray(src.tokens(t0, t1)), offsets[a : b + 1] - t0, ids[a:b]
+        def built(i: int) -> bool:
+            return os.path.exists(os.path.join(path, shard_dir(i), "manifest.json"))
 
         bounds = _shard_bounds(n, num_shards)
         entries: list[Any] = []
         if ray_address is None:
+            # Each shard reads its documents from the collection's source chunk by chunk: nothing is copied.
             for i, (a, b) in enumerate(bounds):
-                tokens, offs, sids = job(i, a, b)
-                entries.append(_build_one(path, i, tokens, offs, sids, codec_path, nbits, num_threads))
+                entries.append(_build_one(path, i, RangeSource(src, a, b), None, ids[a:b], codec_path, nbits,
+                                          num_threads))
                 print(f"{fn}: shard {i + 1}/{num_shards} done", flush=True)
         else:
+            # A Ray task gets its shard's tokens as an argument (a worker may not see this machine's files): a
+            # copy per shard, made when the shard is submitted, and at most `in_flight` shards submitted at a
+            # time, so the object store never holds the whole collection.
             ray = connect_ray(ray_address)
             remote = ray.remote(_build_one)
-            futures = {}
-            for i, (a, b) in enumerate(bounds):
-                tokens, offs, sids = job(i, a, b)
-                futures[remote.remote(path, i, tokens, offs, sids, codec_path, nbits, num_threads)] = i
+            in_flight = max(1, min(num_shards - 1, int(ray.cluster_resources().get("CPU", 1))))
             entries = [None] * num_shards
-            pending = list(futures)
-            while pending:  # progress as shards land, in whatever order the cluster finishes them
-                ready, pending = ray.wait(pending, num_returns=1)
-                i = futures[ready[0]]
+            futures: dict[Any, int] = {}
+            todo = list(enumerate(bounds))
+            while todo or futures:
+                while todo and len(futures) < in_flight:
+                    i, (a, b) = todo.pop(0)
+                    t0, t1 = int(offsets[a]), int(offsets[b])
+                    tokens = None if built(i) else np.ascontiguousarray(src.tokens(t0, t1))
+                    futures[remote.remote(path, i, tokens, offsets[a:b + 1] - t0, ids[a:b], codec_path, nbits,
+                                          num_threads)] = i
+                    del tokens
+                ready, _ = ray.wait(list(futures), num_returns=1)
+                i = futures.pop(ready[0])
                 entries[i] = ray.get(ready[0])
-                print(f"{fn}: shard {i} done ({num_shards - len(pending)}/{num_shards})", flush=True)
+                print(f"{fn}: shard {i} done ({num_shards - len(todo) - len(futures)}/{num_shards})", flush=True)
     finally:
         src.close()
     top = {"format": FORMAT, "version": VERSION, "nbits": nbits, "num_shards": num_shards,

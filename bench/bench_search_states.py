@@ -4,10 +4,10 @@ quarter, ``add`` three quarters). Every state is one native call per query since
 p50 within 1.3x of the one-segment unfiltered p50 of the same run, with filtered recall@10 (against
 exhaustive MaxSim of the float32 tokens over the allowed documents) at least the unfiltered recall.
 
-Two comparisons: every state at the same parameters (where the pool rule makes filtered searches probe wider:
-with a subset until ndocs of its documents are candidates, after deletions until the pool is as large as
-before them), and each filtered state at the smallest ndocs of --grid whose recall@10 reaches the
-unfiltered one (the same recall).
+Two comparisons: every state at the same parameters (the pool rule: a subset of more than one document per
+centroid widens the probe until ndocs of its documents are candidates, a sparser one fills the pool with its
+documents; deletions never widen it), and each filtered state at the smallest ndocs of --grid whose
+recall@10 reaches the unfiltered one (the same recall).
 
     .venv/bin/python bench/peers/make_data.py --docs 20000 --out /tmp/peers20k
     .venv/bin/python bench/bench_search_states.py --data /tmp/peers20k/data.npz --work /tmp/search-states

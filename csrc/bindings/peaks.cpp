@@ -10,31 +10,39 @@
 namespace edgecolbert::bind {
 namespace {
 
-const ComputeProbe& find_compute(const std::string& name, const char* fn) {
+using namespace pybind11::literals;
+
+// lookup is compute_probe or read_probe; an unknown name is a ValueError naming fn.
+template <class Probe>
+const Probe& find_probe(const Probe& (*lookup)(const std::string&), const std::string& name, const char* fn) {
   try {
-    return compute_probe(name);
+    return lookup(name);
   } catch (const std::invalid_argument& e) {
     value_error(cat(fn, ": ", e.what()));
   }
 }
 
-const ReadProbe& find_read(const std::string& name, const char* fn) {
-  try {
-    return read_probe(name);
-  } catch (const std::invalid_argument& e) {
-    value_error(cat(fn, ": ", e.what()));
-  }
+template <class Probe>
+void require_runnable(const Probe& p, const char* fn) {
+  if (!variant_supported(p.variant)) value_error(cat(fn, ": ", p.name, " needs ", p.variant, ", which this CPU cannot run"));
 }
 
-py::dict timing_dict(const ProbeTiming& t) {
-  py::dict d;
-  d["threads"] = t.threads;
-  d["iters"] = t.iters;
-  d["amount"] = t.amount;
-  d["wall_s"] = t.wall_s;
-  d["cpu_s"] = t.cpu_s;
-  d["check"] = t.check;
-  return d;
+py::dict describe(const ComputeProbe& p) {
+  return py::dict("name"_a = p.name, "variant"_a = p.variant, "dtype"_a = p.dtype, "instruction"_a = p.instruction,
+                  "accumulators"_a = p.accumulators, "ops_per_instruction"_a = p.ops_per_instruction,
+                  "supported"_a = variant_supported(p.variant));
+}
+
+py::dict describe(const ReadProbe& p) {
+  return py::dict("name"_a = p.name, "variant"_a = p.variant, "instruction"_a = p.instruction,
+                  "block_elements"_a = p.block_elements, "supported"_a = variant_supported(p.variant));
+}
+
+template <class Probe>
+py::list describe_all(const std::vector<Probe>& probes) {
+  py::list out;
+  for (const Probe& p : probes) out.append(describe(p));
+  return out;
 }
 
 void check_timing_args(int threads, double seconds, int repeats, const char* fn) {
@@ -43,43 +51,29 @@ void check_timing_args(int threads, double seconds, int repeats, const char* fn)
   if (repeats < 1 || repeats > 1000) value_error(cat(fn, ": repeats must be in [1, 1000], got ", repeats));
 }
 
+// Runs time() (a time_*_probe call) without the GIL; its timing as a dict.
+template <class Time>
+py::dict timed(const Time& time) {
+  ProbeTiming t;
+  {
+    py::gil_scoped_release released;
+    t = time();
+  }
+  return py::dict("threads"_a = t.threads, "iters"_a = t.iters, "amount"_a = t.amount, "wall_s"_a = t.wall_s,
+                  "cpu_s"_a = t.cpu_s, "check"_a = t.check);
+}
+
 }  // namespace
 
 void register_peaks(py::module_& m) {
-  m.def("compute_probes", [] {
-    py::list out;
-    for (const ComputeProbe& p : compute_probes()) {
-      py::dict d;
-      d["name"] = p.name;
-      d["variant"] = p.variant;
-      d["dtype"] = p.dtype;
-      d["instruction"] = p.instruction;
-      d["accumulators"] = p.accumulators;
-      d["ops_per_instruction"] = p.ops_per_instruction;
-      d["supported"] = variant_supported(p.variant);
-      out.append(d);
-    }
-    return out;
-  });
-  m.def("read_probes", [] {
-    py::list out;
-    for (const ReadProbe& p : read_probes()) {
-      py::dict d;
-      d["name"] = p.name;
-      d["variant"] = p.variant;
-      d["instruction"] = p.instruction;
-      d["block_elements"] = p.block_elements;
-      d["supported"] = variant_supported(p.variant);
-      out.append(d);
-    }
-    return out;
-  });
+  m.def("compute_probes", [] { return describe_all(compute_probes()); });
+  m.def("read_probes", [] { return describe_all(read_probes()); });
   m.def(
       "run_compute_probe",
       [](const std::string& name, int64_t iters, int one) {
         const char* fn = "run_compute_probe";
-        const ComputeProbe& p = find_compute(name, fn);
-        if (!variant_supported(p.variant)) value_error(cat(fn, ": ", name, " needs ", p.variant, ", which this CPU cannot run"));
+        const ComputeProbe& p = find_probe(compute_probe, name, fn);
+        require_runnable(p, fn);
         if (iters < 0 || iters > (int64_t{1} << 40)) value_error(cat(fn, ": iters must be in [0, 2^40], got ", iters));
         if (one < -8 || one > 8) value_error(cat(fn, ": one must be in [-8, 8], got ", one));
         py::gil_scoped_release released;
@@ -90,8 +84,8 @@ void register_peaks(py::module_& m) {
       "run_read_probe",
       [](const std::string& name, const py::handle& buffer, int64_t passes) {
         const char* fn = "run_read_probe";
-        const ReadProbe& p = find_read(name, fn);
-        if (!variant_supported(p.variant)) value_error(cat(fn, ": ", name, " needs ", p.variant, ", which this CPU cannot run"));
+        const ReadProbe& p = find_probe(read_probe, name, fn);
+        require_runnable(p, fn);
         auto b = ensure_aligned<int32_t, 0>(buffer);
         if (!b || b.ndim() != 1) value_error(cat(fn, ": buffer must be a 1-d int32 array"));
         if (b.shape(0) % p.block_elements != 0)
@@ -107,44 +101,29 @@ void register_peaks(py::module_& m) {
       "time_compute_probe",
       [](const std::string& name, int threads, double seconds, int repeats) {
         const char* fn = "time_compute_probe";
-        const ComputeProbe& p = find_compute(name, fn);
+        const ComputeProbe& p = find_probe(compute_probe, name, fn);
         check_timing_args(threads, seconds, repeats, fn);
-        if (!variant_supported(p.variant)) value_error(cat(fn, ": ", name, " needs ", p.variant, ", which this CPU cannot run"));
-        ProbeTiming t;
-        {
-          py::gil_scoped_release released;
-          t = time_compute_probe(p, threads, seconds, repeats);
-        }
-        return timing_dict(t);
+        require_runnable(p, fn);
+        return timed([&] { return time_compute_probe(p, threads, seconds, repeats); });
       },
       py::arg("name"), py::arg("threads") = 1, py::arg("seconds") = 0.05, py::arg("repeats") = 5);
   m.def(
       "time_read_probe",
       [](const std::string& name, int64_t bytes_per_thread, int threads, double seconds, int repeats) {
         const char* fn = "time_read_probe";
-        const ReadProbe& p = find_read(name, fn);
+        const ReadProbe& p = find_probe(read_probe, name, fn);
         check_timing_args(threads, seconds, repeats, fn);
-        if (!variant_supported(p.variant)) value_error(cat(fn, ": ", name, " needs ", p.variant, ", which this CPU cannot run"));
+        require_runnable(p, fn);
         if (bytes_per_thread < 1 || bytes_per_thread > (int64_t{1} << 36))
           value_error(cat(fn, ": bytes_per_thread must be in [1, 2^36], got ", bytes_per_thread));
-        ProbeTiming t;
-        {
-          py::gil_scoped_release released;
-          t = time_read_probe(p, bytes_per_thread, threads, seconds, repeats);
-        }
-        return timing_dict(t);
+        return timed([&] { return time_read_probe(p, bytes_per_thread, threads, seconds, repeats); });
       },
       py::arg("name"), py::arg("bytes_per_thread"), py::arg("threads") = 1, py::arg("seconds") = 0.05,
       py::arg("repeats") = 5);
   m.def("cache_sizes", [] {
     const CacheSizes c = cache_sizes();
-    py::dict d;
-    d["l1d"] = c.l1d;
-    d["l2"] = c.l2;
-    d["l3"] = c.l3;
-    d["l3_shared_by"] = c.l3_shared_by;
-    d["source"] = c.source;
-    return d;
+    return py::dict("l1d"_a = c.l1d, "l2"_a = c.l2, "l3"_a = c.l3, "l3_shared_by"_a = c.l3_shared_by,
+                    "source"_a = c.source);
   });
 }
 

@@ -54,67 +54,70 @@ extern const ComputeProbe peak_probe_dot_bf16_neon_bf16;
 extern const ComputeProbe peak_probe_mmla_i8_neon_i8mm;
 #endif
 
-const std::vector<ComputeProbe>& compute_probes() {
-  static const std::vector<ComputeProbe> v = {
-      peak_probe_fma_f32_scalar,
+namespace {
+
+// Both lists, filled in one place: each ISA's compute and read probes under its one #ifdef, in the
+// order the lists give them (scalar first).
+struct ProbeLists {
+  std::vector<ComputeProbe> compute;
+  std::vector<ReadProbe> read;
+  void add(const ComputeProbe& p) { compute.push_back(p); }
+  void add(const ReadProbe& p) { read.push_back(p); }
+};
+
+const ProbeLists& probe_lists() {
+  static const ProbeLists lists = [] {
+    ProbeLists l;
+    l.add(peak_probe_fma_f32_scalar);
+    l.add(peak_probe_read_scalar);
 #ifdef EDGECOLBERT_HAVE_AVX2
-      peak_probe_fma_f32_avx2,
+    l.add(peak_probe_fma_f32_avx2);
+    l.add(peak_probe_read_avx2);
 #endif
 #ifdef EDGECOLBERT_HAVE_AVX2VNNI
-      peak_probe_dot_i8_avx2_vnni,
+    l.add(peak_probe_dot_i8_avx2_vnni);
 #endif
 #ifdef EDGECOLBERT_HAVE_AVX512
-      peak_probe_fma_f32_avx512,
+    l.add(peak_probe_fma_f32_avx512);
+    l.add(peak_probe_read_avx512);
 #endif
 #ifdef EDGECOLBERT_HAVE_AVX512VNNI
-      peak_probe_dot_i8_avx512_vnni,
+    l.add(peak_probe_dot_i8_avx512_vnni);
 #endif
 #ifdef EDGECOLBERT_HAVE_AVX512BF16
-      peak_probe_dot_bf16_avx512_bf16,
+    l.add(peak_probe_dot_bf16_avx512_bf16);
 #endif
 #ifdef EDGECOLBERT_HAVE_NEON
-      peak_probe_fma_f32_neon,
+    l.add(peak_probe_fma_f32_neon);
+    l.add(peak_probe_read_neon);
 #endif
 #ifdef EDGECOLBERT_HAVE_NEONDOTPROD
-      peak_probe_dot_i8_neon_dotprod,
+    l.add(peak_probe_dot_i8_neon_dotprod);
 #endif
 #ifdef EDGECOLBERT_HAVE_NEONBF16
-      peak_probe_dot_bf16_neon_bf16,
+    l.add(peak_probe_dot_bf16_neon_bf16);
 #endif
 #ifdef EDGECOLBERT_HAVE_NEONI8MM
-      peak_probe_mmla_i8_neon_i8mm,
+    l.add(peak_probe_mmla_i8_neon_i8mm);
 #endif
-  };
-  return v;
+    return l;
+  }();
+  return lists;
 }
 
-const std::vector<ReadProbe>& read_probes() {
-  static const std::vector<ReadProbe> v = {
-      peak_probe_read_scalar,
-#ifdef EDGECOLBERT_HAVE_AVX2
-      peak_probe_read_avx2,
-#endif
-#ifdef EDGECOLBERT_HAVE_AVX512
-      peak_probe_read_avx512,
-#endif
-#ifdef EDGECOLBERT_HAVE_NEON
-      peak_probe_read_neon,
-#endif
-  };
-  return v;
-}
-
-const ComputeProbe& compute_probe(const std::string& name) {
-  for (const auto& p : compute_probes())
+template <class Probe>
+const Probe& find_probe(const std::vector<Probe>& probes, const std::string& name, const char* kind) {
+  for (const Probe& p : probes)
     if (name == p.name) return p;
-  throw std::invalid_argument("no compute probe named '" + name + "' in this build");
+  throw std::invalid_argument(std::string("no ") + kind + " probe named '" + name + "' in this build");
 }
 
-const ReadProbe& read_probe(const std::string& name) {
-  for (const auto& p : read_probes())
-    if (name == p.name) return p;
-  throw std::invalid_argument("no read probe named '" + name + "' in this build");
-}
+}  // namespace
+
+const std::vector<ComputeProbe>& compute_probes() { return probe_lists().compute; }
+const std::vector<ReadProbe>& read_probes() { return probe_lists().read; }
+const ComputeProbe& compute_probe(const std::string& name) { return find_probe(compute_probes(), name, "compute"); }
+const ReadProbe& read_probe(const std::string& name) { return find_probe(read_probes(), name, "read"); }
 
 namespace {
 

@@ -6,24 +6,10 @@
 #include "peaks_loops.hpp"
 
 namespace edgecolbert {
-namespace {
 
-struct MmlaI8Neon {
-  using Acc = int32x4_t;
-  using Operand = int8x16_t;
-  static constexpr int kAccumulators = 24;
-  static Acc zero() { return vdupq_n_s32(0); }
-  static Operand operand(int one) { return vdupq_n_s8(static_cast<int8_t>(one)); }
-  static Acc step(Acc acc, Operand x) { return vmmlaq_s32(acc, x, x); }
-  static double lanes_sum(Acc acc) { return static_cast<double>(vaddlvq_s32(acc)); }
-};
+static void smmla(int32x4_t& acc, int8x16_t x) { acc = vmmlaq_s32(acc, x, x); }
 
-}  // namespace
-
-double peak_mmla_i8_neon_i8mm(int64_t iters, int one) { return compute_probe_loop<MmlaI8Neon>(iters, one); }
-
-extern const ComputeProbe peak_probe_mmla_i8_neon_i8mm{"mmla_i8_neon_i8mm", "neon_i8mm", "int8", "smmla",
-                                                       "smmla", MmlaI8Neon::kAccumulators, 4 * 8 * 2,
-                                                       peak_mmla_i8_neon_i8mm};
+EC_COMPUTE_PROBE(mmla_i8_neon_i8mm, "neon_i8mm", "int8", "smmla", "smmla", 4 * 8 * 2,
+                 InstructionProbe<smmla, 24, int32_t, int8_t>);
 
 }  // namespace edgecolbert

@@ -23,6 +23,17 @@ double expected_ops(const ComputeProbe& p, int64_t iters) {
   return static_cast<double>(iters) * p.accumulators * static_cast<double>(p.ops_per_instruction);
 }
 
+// Whether f() throws std::invalid_argument with `says` in its message.
+template <class F>
+bool refuses(const F& f, const char* says = "") {
+  try {
+    f();
+  } catch (const std::invalid_argument& e) {
+    return std::string(e.what()).find(says) != std::string::npos;
+  }
+  return false;
+}
+
 }  // namespace
 
 // For check_probe_code.py: one line per compiled probe (supported or not: the code is in the binary).
@@ -102,22 +113,11 @@ EC_TEST(peaks_timing_runs_every_thread) {
   const ProbeTiming t = time_read_probe(rd, 4096, 2, 0.002, 2);
   EC_CHECK(t.check, "read_scalar on 2 threads: a thread's sum was wrong");
   EC_CHECK(t.amount == 4096.0 * t.iters * 2, "bytes %.17g, passes %lld", t.amount, (long long)t.iters);
-  bool threw = false;
-  try {
-    compute_probe("no_such_probe");
-  } catch (const std::invalid_argument&) {
-    threw = true;
-  }
-  EC_CHECK(threw, "an unknown probe must be refused");
+  EC_CHECK(refuses([] { compute_probe("no_such_probe"); }), "an unknown probe must be refused");
   for (const ComputeProbe& p : compute_probes()) {
     if (variant_supported(p.variant)) continue;
-    threw = false;
-    try {
-      time_compute_probe(p, 1, 0.001, 1);
-    } catch (const std::invalid_argument& e) {
-      threw = std::string(e.what()).find("cannot run") != std::string::npos;
-    }
-    EC_CHECK(threw, "%s: timing a probe this CPU cannot run must be refused", p.name);
+    EC_CHECK(refuses([&] { time_compute_probe(p, 1, 0.001, 1); }, "cannot run"),
+             "%s: timing a probe this CPU cannot run must be refused", p.name);
   }
 }
 

@@ -129,6 +129,24 @@ py::dict info() {
   return d;
 }
 
+// The checked inputs of a binding over CSR documents, checked in the order the bindings always did: the
+// queries, the documents, the thread count, the path.
+struct CsrCall {
+  Queries q;
+  Docs d;
+  int threads;
+  const KernelPath& path;
+};
+
+CsrCall check_csr_call(const py::array& queries, const std::string& queries_dtype, const py::object& query_mask,
+                       const py::array& doc_tokens, const std::string& docs_dtype, const py::handle& doc_offsets,
+                       const py::object& num_threads, const std::string& isa, const char* fn) {
+  Queries q = check_queries(queries, queries_dtype, query_mask, fn);
+  Docs d = check_csr(doc_tokens, docs_dtype, doc_offsets, q.batch.dim, fn);
+  const int threads = resolve_threads(num_threads, fn);
+  return CsrCall{std::move(q), std::move(d), threads, resolve_path(isa)};
+}
+
 }  // namespace
 
 void register_codec(py::module_& m);  // codec.cpp (residual codec, centroid search)
@@ -150,10 +168,9 @@ PYBIND11_MODULE(_native, m) {
       [](const py::array& queries, const py::array& doc_tokens, const py::handle& doc_offsets, const py::object& query_mask,
          const py::object& num_threads, const std::string& queries_dtype, const std::string& docs_dtype,
          const std::string& isa) {
-        const char* fn = "maxsim";
-        auto q = check_queries(queries, queries_dtype, query_mask, fn);
-        auto d = check_csr(doc_tokens, docs_dtype, doc_offsets, q.batch.dim, fn);
-        return maxsim_impl(q, d, resolve_threads(num_threads, fn), resolve_path(isa));
+        const CsrCall c = check_csr_call(queries, queries_dtype, query_mask, doc_tokens, docs_dtype, doc_offsets,
+                                         num_threads, isa, "maxsim");
+        return maxsim_impl(c.q, c.d, c.threads, c.path);
       },
       py::arg("queries"), py::arg("doc_tokens"), py::arg("doc_offsets"), py::arg("query_mask") = py::none(),
       py::arg("num_threads") = py::none(), py::arg("queries_dtype") = "", py::arg("docs_dtype") = "", py::arg("isa") = "");
@@ -177,10 +194,9 @@ PYBIND11_MODULE(_native, m) {
       [](const py::array& queries, const py::array& doc_tokens, const py::handle& doc_offsets, int64_t k,
          const py::object& query_mask, const py::object& num_threads, const std::string& queries_dtype,
          const std::string& docs_dtype, const std::string& isa) {
-        const char* fn = "maxsim_topk";
-        auto q = check_queries(queries, queries_dtype, query_mask, fn);
-        auto d = check_csr(doc_tokens, docs_dtype, doc_offsets, q.batch.dim, fn);
-        return topk_impl(q, d, k, resolve_threads(num_threads, fn), resolve_path(isa), fn);
+        const CsrCall c = check_csr_call(queries, queries_dtype, query_mask, doc_tokens, docs_dtype, doc_offsets,
+                                         num_threads, isa, "maxsim_topk");
+        return topk_impl(c.q, c.d, k, c.threads, c.path, "maxsim_topk");
       },
       py::arg("queries"), py::arg("doc_tokens"), py::arg("doc_offsets"), py::arg("k"), py::arg("query_mask") = py::none(),
       py::arg("num_threads") = py::none(), py::arg("queries_dtype") = "", py::arg("docs_dtype") = "", py::arg("isa") = "");
@@ -190,10 +206,9 @@ PYBIND11_MODULE(_native, m) {
       [](const py::array& queries, const py::array& doc_tokens, const py::handle& doc_offsets, const py::handle& candidates,
          const py::object& query_mask, const py::object& num_threads, const std::string& queries_dtype,
          const std::string& docs_dtype, const std::string& isa) {
-        const char* fn = "maxsim_candidates";
-        auto q = check_queries(queries, queries_dtype, query_mask, fn);
-        auto d = check_csr(doc_tokens, docs_dtype, doc_offsets, q.batch.dim, fn);
-        return candidates_impl(q, d, candidates, resolve_threads(num_threads, fn), resolve_path(isa), fn);
+        const CsrCall c = check_csr_call(queries, queries_dtype, query_mask, doc_tokens, docs_dtype, doc_offsets,
+                                         num_threads, isa, "maxsim_candidates");
+        return candidates_impl(c.q, c.d, candidates, c.threads, c.path, "maxsim_candidates");
       },
       py::arg("queries"), py::arg("doc_tokens"), py::arg("doc_offsets"), py::arg("candidates"),
       py::arg("query_mask") = py::none(), py::arg("num_threads") = py::none(), py::arg("queries_dtype") = "",

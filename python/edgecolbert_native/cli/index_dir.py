@@ -22,6 +22,8 @@ title is one of them (filters can use it) and is also shown as the hit's title.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import gc
 import hashlib
 import itertools
 import json
@@ -181,6 +183,20 @@ def _encode_chunk(encoder: Any, texts: list[str], batch_size: int, path: str, po
         np.savez(f.file, tokens=tokens16, offsets=to_numpy(offsets))
 
 
+def release_freed_memory() -> None:
+    """Hands the memory the encoder freed back to the OS before the build: glibc keeps freed heap memory in
+    its arenas, and after encoding that is the encoder's whole working set (measured after 1,500 pydocs
+    passages: 773 MB resident once the model was freed, 348 MB after malloc_trim), which would otherwise sit
+    under the build's k-means sample at the peak. A no-op where the C library has no malloc_trim."""
+    gc.collect()
+    try:
+        trim = getattr(ctypes.CDLL(None), "malloc_trim", None)
+    except OSError:
+        return
+    if trim is not None:
+        trim(0)
+
+
 def build_cli_index(corpus: str | Iterable[Document], out: str, *, model: str | None = None, nbits: int = 4,
                     field: str = "text", batch_size: int = 32, num_threads: int | None = None,
                     restart: bool = False, keep_encoded: bool = False, ray_address: str | None = None,
@@ -255,6 +271,7 @@ def build_cli_index(corpus: str | Iterable[Document], out: str, *, model: str | 
                 bar.update(len(part))
     timings["encode"] = time.perf_counter() - t0
     del encoder  # the model is not needed while the index is built
+    release_freed_memory()
 
     def batches() -> Iterator[tuple[np.ndarray, np.ndarray]]:
         for p in chunk_path:

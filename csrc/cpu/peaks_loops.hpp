@@ -44,7 +44,7 @@ namespace {
 
 // V: using Acc, Operand; static constexpr int kAccumulators; static Acc zero(); static Operand
 // operand(int one) (every element `one`); static void step(Acc&, Operand) (one instruction:
-// acc + one x one per product, or acc x one + one for the FMA probes); static double lanes_sum(Acc).
+// acc + one x one per product); static double lanes_sum(Acc).
 // Inlined into each probe's named function, where the disassembly test (csrc/tests/check_probe_code.py)
 // counts its instructions.
 template <class V>
@@ -155,10 +155,12 @@ struct InstructionProbe<Step, K, AccLane, OperandLane> {
   static double lanes_sum(Acc acc) { return sum_lanes<AccLane, double>(acc); }
 };
 
-// The multiply-add probes: acc x one + one by V's fmadd (vec_<isa>.hpp), float32 lanes throughout.
+// The multiply-add probes: acc + one x one by V's fmadd (vec_<isa>.hpp), float32 lanes throughout. The
+// accumulator is the addend: AArch64's FMLA accumulates into its destination, so acc x one + one would
+// cost two register copies per instruction there (x86's FMA forms take either order).
 template <class V>
 void fmadd_step(typename V::F& acc, typename V::F x) {
-  acc = V::fmadd(acc, x, x);
+  acc = V::fmadd(x, x, acc);
 }
 template <class V, int K>
 using FmaProbe = InstructionProbe<fmadd_step<V>, K, float, float>;

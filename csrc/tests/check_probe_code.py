@@ -4,9 +4,10 @@ test_peaks.cpp checks that each probe returns iters x accumulators x ops_per_ins
 counted from its results. This ties that count to the machine code: in each probe's function
 (edgecolbert::peak_<name>, where its loop is inlined) the innermost loop that holds the probe's
 instruction must hold it exactly once per accumulator (the compiler neither unrolled the loop further
-nor merged chains: GCC 12 once kept one chain of the 16 and multiplied its sum) and must not touch
-memory at all (no accumulator spilled and reloaded). The table comes from running `ec_tests
-peaks_table` (under the cross emulator when there is one).
+nor merged chains: GCC 12 once kept one chain of the 16 and multiplied its sum), must not touch
+memory at all (no accumulator spilled and reloaded) and must not copy vector registers (a copy takes
+a vector pipe's slot: AArch64's FMLA once needed two per instruction for acc x one + one). The table
+comes from running `ec_tests peaks_table` (under the cross emulator when there is one).
 
 usage: check_probe_code.py --objdump OBJDUMP --binary EC_TESTS [-- EMULATOR ARGS...]
 """
@@ -40,6 +41,11 @@ def function_bodies(objdump: str, binary: str) -> dict[str, list[tuple[int, str]
             addr, ins = line.split(":", 1)
             current.append((int(addr, 16), ins.strip()))
     return bodies
+
+
+# Register-to-register vector moves (x86 and AArch64 spellings).
+VECTOR_MOVES = {"mov", "orr", "vmovaps", "vmovups", "vmovapd", "vmovdqa", "vmovdqu", "vmovdqa32", "vmovdqa64",
+                "vmovdqu32", "vmovdqu64", "movaps", "movups", "movdqa"}
 
 
 def mnemonic_of(ins: str) -> str:
@@ -86,10 +92,14 @@ def main() -> int:
         hits = [ins for ins in loop if mnemonic_of(ins).startswith(mnemonic)]
         # AT&T memory operands have parentheses, AArch64 ones brackets.
         on_memory = [ins for ins in loop if "(" in ins.split("<")[0] or "[" in ins]
-        ok = len(hits) == accumulators and not on_memory
+        copies = [ins for ins in loop if mnemonic_of(ins) in VECTOR_MOVES and ins not in on_memory
+                  and re.search(r"%[xyz]mm\d|\bv\d+\.", ins)]
+        ok = len(hits) == accumulators and not on_memory and not copies
         print(f"{'ok  ' if ok else 'FAIL'} {name}: loop of {len(loop)} instructions, {len(hits)} x {mnemonic} "
-              f"(want {accumulators}), {len(on_memory)} touching memory; e.g. {hits[0] if hits else '-'}"
-              + "".join(f"\n      memory: {ins}" for ins in on_memory[:4]))
+              f"(want {accumulators}), {len(on_memory)} touching memory, {len(copies)} register copies; "
+              f"e.g. {hits[0] if hits else '-'}"
+              + "".join(f"\n      memory: {ins}" for ins in on_memory[:4])
+              + "".join(f"\n      copy: {ins}" for ins in copies[:4]))
         failures += not ok
     print(f"{len(table) - failures} probes ok, {failures} failed")
     return 1 if failures else 0

@@ -47,9 +47,14 @@ def load_native(so: str | None) -> Any:
         from edgecolbert_native import _native  # type: ignore[attr-defined]
 
         return _native
-    spec = importlib.util.spec_from_file_location("_native", so)
+    # Installed as the package's own _native before the package is imported: its types register once
+    # (a second module defining the same pybind11 types would be refused).
+    if "edgecolbert_native" in sys.modules:
+        raise RuntimeError("load_native: edgecolbert_native was imported before the module under test")
+    spec = importlib.util.spec_from_file_location("edgecolbert_native._native", so)
     assert spec is not None and spec.loader is not None
     mod = importlib.util.module_from_spec(spec)
+    sys.modules["edgecolbert_native._native"] = mod
     spec.loader.exec_module(mod)
     return mod
 
@@ -72,9 +77,9 @@ def timed(fn: Any, repeat: int) -> dict:
 
 
 def measure(so: str | None, ndocs: int, repeat: int) -> dict:
+    nat = load_native(so)
     from edgecolbert_native.cli.bench import make_docs, make_queries
 
-    nat = load_native(so)
     info = nat.info()
     variants = info["variants"]
     rows = []

@@ -109,7 +109,7 @@ struct MaxSimBf16 {
         const uint16_t* d = tokens + j0 * dim;
         // The tokens kPrefetchTokens ahead, one line per pair step (maxsim_kernels.hpp).
         const simd::LineStream pf = T::kPrefetchTokens > 0
-                                        ? simd::tokens_ahead(tokens, dim * 2, j0, ntok, T::kPrefetchTokens, NJ)
+                                        ? simd::tokens_ahead(tokens, dim * 2, j0, ntok, T::kPrefetchTokens, NJ, npairs)
                                         : simd::LineStream{};
         if (odd) {
           for (int j = 0; j < nj; ++j) {

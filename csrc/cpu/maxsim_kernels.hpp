@@ -60,7 +60,7 @@ struct TileFold {
       constexpr int N = decltype(n)::value;
       for (int64_t b = 0; b < blocks; b += 2) {
         const float* qb = q + b * dim * L;
-        const simd::LineStream p = b == 0 ? pf : simd::LineStream{};
+        const simd::LineStream p = pf.from(b / 2 * dim);  // one stream over the row pairs' loops
         F runmax[2] = {V::loadu(rmax + b * L), V::zero()};
         if (blocks - b >= 2) {
           runmax[1] = V::loadu(rmax + (b + 1) * L);
@@ -111,7 +111,7 @@ struct MaxSimF32 {
       // The tokens kPrefetchTokens ahead into L1 while this tile computes (simd::LineStream): the
       // hardware prefetchers alone leave a single core short of its memory bandwidth on CSR streams.
       const simd::LineStream pf =
-          VD::kPrefetchTokens > 0 ? simd::tokens_ahead(doc, row_bytes, j0, ntok, VD::kPrefetchTokens, NJ)
+          VD::kPrefetchTokens > 0 ? simd::tokens_ahead(doc, row_bytes, j0, ntok, VD::kPrefetchTokens, NJ, (blocks + 1) / 2 * dim)
                                   : simd::LineStream{};
       if (dtype == DType::f32) {
         TileFold<VD, NJ>::template fold<false>(q, blocks, dim, reinterpret_cast<const float*>(dj), nj, nullptr, rmax, pf);

@@ -195,8 +195,7 @@ void plaid_gather(const PlaidCodes& codes, const uint8_t* residuals, int64_t wid
 }
 
 PlaidStageA plaid_stage_a(const int32_t* cells, const float* cell_scores, const float* miss, int64_t m, int64_t p,
-                          const int32_t* ivf, const int64_t* ivf_offsets, int64_t num_docs, const uint8_t* allowed,
-                          bool count_disallowed) {
+                          const int32_t* ivf, const int64_t* ivf_offsets, int64_t num_docs, const uint8_t* allowed) {
   PlaidStageA r;
   // The dense per-document arrays cover only the documents the probed lists name (checked against
   // num_docs first), so memory follows the data actually read, never a caller's num_docs alone.
@@ -218,9 +217,8 @@ PlaidStageA plaid_stage_a(const int32_t* cells, const float* cell_scores, const 
   std::vector<int64_t> touched;
   double base = 0.0;
   for (int64_t i = 0; i < m; ++i) base += miss[i];
-  // Without the count, a document the mask drops is skipped as it is read (no stamp, no sums: under a
-  // selective mask most of the lists' entries are).
-  const uint8_t* skip = count_disallowed ? nullptr : allowed;
+  // A document the mask drops is skipped as it is read (no stamp, no sums: under a selective mask most of
+  // the lists' entries are).
   for (int64_t i = 0; i < m; ++i) {
     const int32_t st = static_cast<int32_t>(i + 1);
     for (int64_t j = 0; j < p; ++j) {
@@ -228,7 +226,7 @@ PlaidStageA plaid_stage_a(const int32_t* cells, const float* cell_scores, const 
       const float gain = cell_scores[i * p + j] - miss[i];
       for (int64_t e = ivf_offsets[cell]; e < ivf_offsets[cell + 1]; ++e) {
         const int64_t d = ivf[e];  // in [0, span): checked above
-        if (skip != nullptr && !skip[d]) continue;
+        if (allowed != nullptr && !allowed[d]) continue;
         if (stamp[d] != st) {
           if (stamp[d] == 0) {
             touched.push_back(d);
@@ -244,11 +242,9 @@ PlaidStageA plaid_stage_a(const int32_t* cells, const float* cell_scores, const 
       }
     }
   }
-  r.touched = static_cast<int64_t>(touched.size());
   r.docs.reserve(touched.size());
   r.est.reserve(touched.size());
   for (int64_t d : touched) {
-    if (allowed && !allowed[d]) continue;
     r.docs.push_back(d);
     r.est.push_back(static_cast<float>(base + acc[d]));
   }
@@ -257,7 +253,7 @@ PlaidStageA plaid_stage_a(const int32_t* cells, const float* cell_scores, const 
 
 PlaidStageA plaid_stage_a_fill(const int32_t* cells, const float* cell_scores, const float* miss, int64_t m, int64_t p,
                                const int32_t* ivf, const int64_t* ivf_offsets, int64_t num_docs, const uint8_t* allowed) {
-  PlaidStageA r = plaid_stage_a(cells, cell_scores, miss, m, p, ivf, ivf_offsets, num_docs, allowed, false);
+  PlaidStageA r = plaid_stage_a(cells, cell_scores, miss, m, p, ivf, ivf_offsets, num_docs, allowed);
   if (r.bad_ivf) return r;
   double base = 0.0;  // stage A's base: a document no probed list holds gets exactly this
   for (int64_t i = 0; i < m; ++i) base += miss[i];
@@ -269,7 +265,6 @@ PlaidStageA plaid_stage_a_fill(const int32_t* cells, const float* cell_scores, c
       r.docs.push_back(d);
       r.est.push_back(floor_est);
     }
-  r.touched = static_cast<int64_t>(r.docs.size());
   return r;
 }
 

@@ -28,7 +28,6 @@ inline bool selects_before(float va, int64_t pa, float vb, int64_t pb) {
   return ka > kb || (ka == kb && pa < pb);
 }
 
-
 // Keeps the n best of (val, pos) in the selection order, in no particular order.
 void keep_best(std::vector<float>& val, std::vector<int64_t>& pos, int64_t n) {
   if (static_cast<int64_t>(val.size()) <= n) return;
@@ -399,7 +398,7 @@ struct PlaidIndexSource::State {
       PlaidStageA a = index.fill ? plaid_stage_a_fill(cells.data(), cell_scores.data(), miss.data(), m, p, seg.ivf,
                                                       seg.ivf_offsets, seg.n, allowed)
                                  : plaid_stage_a(cells.data(), cell_scores.data(), miss.data(), m, p, seg.ivf,
-                                                 seg.ivf_offsets, seg.n, allowed, false);
+                                                 seg.ivf_offsets, seg.n, allowed);
       if (a.bad_ivf) return fault(PlaidFault::bad_ivf_doc, s);
       for (int64_t d : a.docs)
         if (!doc_range_ok(seg, d)) return fault(PlaidFault::bad_doc_range, s);

@@ -65,25 +65,41 @@ EC_ALWAYS_INLINE void prefetch_bytes(const void* p, int64_t bytes) {
 // prefetches in a burst) stall the core on its limit of outstanding misses: on Zen 4 MaxSim at dim 128
 // from memory ran at 55-65% of the FMA peak whatever the distance. Spread over the loop of the tile
 // before, one line per step k, the same lines cost nothing: 85-90% (bench/bench_maxsim_limits.py).
+// Spread as thinly as the tile's loops allow (over every row pair's loop, evenly): the AVX2 tile at dim
+// 128, Lq 32 requests 48 lines over 2 x 128 steps, and one per step for the first 48 still stalled it
+// (69-72% of the FMA peak; 80-83% at one every 2 steps of the first pair; 91-92% over both pairs).
 struct NoPrefetch {
   EC_ALWAYS_INLINE void at(int64_t) const {}
 };
 struct LineStream {
-  const char* p = nullptr;
-  int64_t lines = 0;
-  EC_ALWAYS_INLINE void at(int64_t k) const {
-    if (k < lines) __builtin_prefetch(p + 64 * k, 0, 3);
+  const char* p = nullptr;  // the next line to request
+  int64_t lines = 0;        // lines left to request
+  int64_t every = 1;        // steps from one request to the next
+  int64_t next = 0;         // the step of the next request
+  EC_ALWAYS_INLINE void at(int64_t k) {
+    if (k == next && lines > 0) {
+      __builtin_prefetch(p, 0, 3);
+      p += 64;
+      --lines;
+      next += every;
+    }
+  }
+  // The stream as a loop that starts at step `step` of its schedule sees it (a later loop continues an
+  // earlier loop's requests).
+  EC_ALWAYS_INLINE LineStream from(int64_t step) const {
+    const int64_t skip = std::min(lines, (step + every - 1) / every);
+    return {p + 64 * skip, lines - skip, every, skip * every - step};
   }
 };
 // The lines of tokens [j0 + ahead, j0 + ahead + n) of a stream of ntok rows of row_bytes (none past the
-// end). Spread over a tile loop of s steps, lines past s are not requested: the drivers keep them
-// within (a float32 tile of NJ <= 16 tokens has at most dim lines ahead and dim steps).
+// end), spread evenly over a tile's `steps` loop steps. Lines past the loop's end are not requested: the
+// drivers keep them within (a float32 tile of NJ <= 16 tokens has at most dim lines ahead and dim steps).
 EC_ALWAYS_INLINE LineStream tokens_ahead(const void* doc, int64_t row_bytes, int64_t j0, int64_t ntok, int64_t ahead,
-                                         int64_t n) {
+                                         int64_t n, int64_t steps) {
   const int64_t first = j0 + ahead;
   if (first >= ntok) return {};
-  const int64_t bytes = (first + n <= ntok ? n : ntok - first) * row_bytes;
-  return {static_cast<const char*>(doc) + first * row_bytes, (bytes + 63) / 64};
+  const int64_t bytes = (first + n <= ntok ? n : ntok - first) * row_bytes, lines = (bytes + 63) / 64;
+  return {static_cast<const char*>(doc) + first * row_bytes, lines, std::max<int64_t>(1, steps / lines), 0};
 }
 
 // The register tile of the float32 kernels (the GEMM micro-kernel): MR <= 2 query vectors x NJ columns,

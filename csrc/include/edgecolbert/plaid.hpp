@@ -33,7 +33,6 @@ inline float plaid_rank_key(float v) { return std::isnan(v) ? -std::numeric_limi
 struct PlaidStageA {
   std::vector<int64_t> docs;  // segment-local document numbers
   std::vector<float> est;
-  int64_t touched = 0;  // documents in the probed lists, allowed or not (the search's pool rule)
   bool bad_ivf = false;  // an IVF entry named a document outside [0, num_docs): nothing returned
 };
 
@@ -78,17 +77,15 @@ class PlaidProbe {
 };
 
 // ivf_offsets [K+1] and every probed cell are checked by the caller (cells in [0, K), the probed
-// ranges inside ivf); document numbers read from ivf are checked here. count_disallowed false (with
-// allowed): the documents allowed drops are skipped as they are read, and touched counts allowed ones only.
+// ranges inside ivf); document numbers read from ivf are checked here. The documents allowed drops are
+// skipped as they are read.
 PlaidStageA plaid_stage_a(const int32_t* cells, const float* cell_scores, const float* miss, int64_t m, int64_t p,
-                          const int32_t* ivf, const int64_t* ivf_offsets, int64_t num_docs, const uint8_t* allowed,
-                          bool count_disallowed = true);
+                          const int32_t* ivf, const int64_t* ivf_offsets, int64_t num_docs, const uint8_t* allowed);
 
 // Stage A with the pool filled: plaid_stage_a (allowed documents only, skipped as the lists are read), then
 // every other allowed document at the floor estimate Σ_i miss[i] (summed in float64 in token order, as stage
 // A's own base: what it gives a document when no probed cell holds it), so that every allowed document is
-// a candidate and a short pool never needs a wider probe. Candidates in no particular order; touched = their
-// number.
+// a candidate and a short pool never needs a wider probe. Candidates in no particular order.
 PlaidStageA plaid_stage_a_fill(const int32_t* cells, const float* cell_scores, const float* miss, int64_t m, int64_t p,
                                const int32_t* ivf, const int64_t* ivf_offsets, int64_t num_docs, const uint8_t* allowed);
 

@@ -224,17 +224,17 @@ def maxsim_rows(b: Rows, all_threads: int, peers: bool) -> None:
                       name=f"MaxSim f32 dim {dim}, {nq} quer{'y' if nq == 1 else 'ies'}",
                       kernel="maxsim", threads=threads, dtype="float32", ops=2.0 * nq * LQ * dim * T,
                       nbytes=4.0 * T * dim, counts={"docs": n * nq}, max_rel_err=max_rel_error(q, tokens, offsets, out))
-        if dim != 48:
-            continue
         q = make_queries(1, dim)
         ops = 2.0 * LQ * dim * T
         for variant in info["variants"]:
             if variant in (info["variant"], "scalar"):
                 continue
             b.add(lambda: kernels.maxsim(q, tokens, offsets, num_threads=1, _isa=variant),
-                  id=f"maxsim/f32/dim48/nq1/t1/{variant}", name=f"MaxSim f32 dim 48, forced {variant}",
+                  id=f"maxsim/f32/dim{dim}/nq1/t1/{variant}", name=f"MaxSim f32 dim {dim}, forced {variant}",
                   kernel="maxsim", threads=1, variant=variant, dtype="float32", ops=ops, nbytes=4.0 * T * dim,
                   counts={"docs": n})
+        if dim != 48:
+            continue
         tb, qb = to_bf16_bits(tokens), to_bf16_bits(q)
         for qname, qq in (("bf16", qb), ("f32", q)):
             # float32 queries against bf16 documents run two bf16 dots per product (hi + lo parts).

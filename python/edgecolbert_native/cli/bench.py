@@ -29,7 +29,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from .. import _native, kernels, peaks
-from .bench_report import (SCHEMA, SCHEMA_VERSION, compare, format_compare, format_limits,
+from .bench_report import (SCHEMA, SCHEMA_VERSION, bandwidth_peak, compare, format_compare, format_limits,
                            format_rows, make_row, plot, validate)
 
 __all__ = ["Sizes", "run", "validate", "compare", "plot", "main"]
@@ -267,6 +267,26 @@ def _t(threads: int) -> str:
     return "t1" if threads == 1 else "tall"
 
 
+def _table_kernel_row(b: Rows, q: np.ndarray, cdc: Any, codes: np.ndarray, residuals: np.ndarray,
+                      offsets: np.ndarray, ops: float, T: int, w: int, n: int) -> None:
+    """maxsim_compressed forced onto its table kernel (AVX-512, nbits 1 and 2), with the resource that bounds
+    it: per token and block of 16 query rows, one 64-byte table row per residual byte and one row of the
+    query's centroid scores, and the centroid's own row for the norm; all from L2 (the tables are 192 KiB
+    per block at dim 48, nbits 2), so the note gives that traffic against the measured L2 read bandwidth."""
+    from .. import codec
+
+    blocks = -(-LQ // 16)
+    lines = blocks * (w + 1) + -(-4 * q.shape[-1] // 64)
+    r = b.add(lambda: codec.maxsim_compressed(q, codes, residuals, offsets, cdc, num_threads=1, _kernel="lut"),
+              id="maxsim_compressed/dim48/nbits2/t1/tables", name="maxsim_compressed, the table kernel (effective)",
+              kernel="maxsim_compressed", threads=1, dtype="float32", ops=ops, nbytes=T * (4.0 + w),
+              counts={"docs": n})
+    l2 = bandwidth_peak(b.limits, "L2", 1)
+    gbs = T * lines * 64 / r["median_s"] / 1e9
+    r["note"] = (f"bound: L2 reads, {lines} lines/token = {gbs:.1f} GB/s"
+                 + (f", {gbs / l2['best']:.0%} of read {l2['level']} ({l2['best']:.1f})" if l2 else ""))
+
+
 def codec_rows(b: Rows) -> None:
     """decompress, maxsim_compressed and decompress + maxsim at dim 48, nbits 2, 1 thread."""
     from .. import codec
@@ -285,6 +305,8 @@ def codec_rows(b: Rows) -> None:
     b.add(lambda: codec.maxsim_compressed(q, codes, residuals, offsets, cdc, num_threads=1),
           id="maxsim_compressed/dim48/nbits2/t1", name="maxsim_compressed dim 48 nbits 2 (effective)",
           kernel="maxsim_compressed", threads=1, dtype="float32", ops=ops, nbytes=T * (4.0 + w), counts={"docs": n})
+    if b.variant.startswith("avx512"):
+        _table_kernel_row(b, q, cdc, codes, residuals, offsets, ops, T, w, n)
     b.add(lambda: kernels.maxsim(q, cdc.decompress(codes, residuals, num_threads=1), offsets, num_threads=1),
           id="decompress+maxsim/dim48/nbits2/t1", name="decompress + maxsim dim 48 nbits 2 (effective)",
           kernel="decompress + maxsim", threads=1, dtype="float32", ops=ops, nbytes=T * (4.0 + w), counts={"docs": n})

@@ -406,7 +406,7 @@ def encoder_row(b: Rows, all_threads: int) -> None:
         b.skipped.append(f"encoder: not in the {b.sizes.mode} configuration")
         return
     try:
-        import torch  # noqa: F401
+        import torch
     except ImportError:
         b.skipped.append("encoder: torch is not installed (pip install 'edgecolbert-native[encoder]')")
         return
@@ -423,8 +423,12 @@ def encoder_row(b: Rows, all_threads: int) -> None:
     n_tokens = int(ids_offsets[-1])
     lengths = np.diff(ids_offsets)
     cfg = enc.spec.backbone
-    weights = sum(int(p.numel()) for name, p in enc.backbone.named_parameters() if p.dim() == 2 and "embed" not in name)
-    weights += sum(int(p.numel()) for p in enc.head.parameters() if p.dim() == 2)
+    # The matrices the linears multiply by: every 2-d parameter but the embedding tables (looked up, not
+    # multiplied; by module type, since their names differ by architecture: Bert's are word / position).
+    tables = {id(p) for m in (enc.backbone, enc.head) for sub in m.modules() if isinstance(sub, torch.nn.Embedding)
+              for p in sub.parameters()}
+    weights = sum(int(p.numel()) for m in (enc.backbone, enc.head) for p in m.parameters()
+                  if p.dim() == 2 and id(p) not in tables)
     # Per token: a multiply and an add per linear weight; attention: QK^T and AV, 2 x length x hidden each,
     # per layer, at the token's own sequence length (padding not counted).
     ops = 2.0 * weights * n_tokens + 4.0 * cfg.num_layers * cfg.hidden_size * float(np.sum(lengths.astype(np.float64) ** 2))

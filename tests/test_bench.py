@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import re
 import sys
 
 import pytest
@@ -205,6 +206,30 @@ def test_a_real_tiny_run_conforms_to_schema_v2(tiny_report):
     plaid = next(r for r in tiny_report["results"] if r["id"] == "plaid/nbits2/t1")
     assert 0.0 <= plaid["recall_at_10"] <= 1.0 and len(plaid["parts"]) == 2
     assert json.loads(json.dumps(tiny_report)) == tiny_report  # plain JSON, nothing numpy
+
+
+def test_every_other_variant_runs_maxsim_at_both_dims(tiny_report):
+    ids = {r["id"] for r in tiny_report["results"]}
+    others = [v for v in tiny_report["isa"]["variants"] if v not in (tiny_report["isa"]["variant"], "scalar")]
+    for v in others:
+        assert f"maxsim/f32/dim48/nq1/t1/{v}" in ids and f"maxsim/f32/dim128/nq1/t1/{v}" in ids
+
+
+def test_the_table_kernel_row_names_its_bound(tiny_report):
+    """On AVX-512 the compressed kernel forced onto its byte tables is a row whose note gives its L2 traffic
+    (lines per token: 2 blocks x (12 table rows + 1 centroid-score row) + 3 centroid lines at dim 48, nbits 2)
+    against the measured L2 read bandwidth."""
+    rows = [r for r in tiny_report["results"] if r["id"] == "maxsim_compressed/dim48/nbits2/t1/tables"]
+    if not tiny_report["isa"]["variant"].startswith("avx512"):
+        assert rows == []
+        return
+    (r,) = rows
+    m = re.fullmatch(r"bound: L2 reads, (\d+) lines/token = ([\d.]+) GB/s, (\d+)% of read (\w+) \(([\d.]+)\)", r["note"])
+    assert m, r["note"]
+    assert int(m.group(1)) == 29
+    tokens = r["ops"] / (2 * 32 * 48)
+    assert float(m.group(2)) == pytest.approx(tokens * 29 * 64 / r["median_s"] / 1e9, rel=0.01)
+    assert abs(int(m.group(3)) - 100 * float(m.group(2)) / float(m.group(5))) <= 1
 
 
 def _drop(key):

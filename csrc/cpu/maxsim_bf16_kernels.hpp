@@ -16,7 +16,7 @@
 // T gives: F, kLanes, kNJ (tokens per tile), kPrefetchTokens, set1, storeu; f32() (the ISA's float32
 // MaxSimOps); tile<MR, NJ, LO>(hi, lo, npairs, d, stride, runmax, pf): MR row blocks x NJ tokens (d [NJ]
 // tokens of `stride` bf16), hi (+ lo when LO) applied, folded into runmax[0..MR) ignoring NaN, and
-// pf.at(p) at each pair step p (simd::LineStream: the tokens ahead, one line per step).
+// pf.at(p) at each pair step p (simd::LineStream: the tokens ahead, spread over the npairs steps).
 #pragma once
 #include <algorithm>
 #include <cstdint>
@@ -107,7 +107,7 @@ struct MaxSimBf16 {
       for (int64_t j0 = 0; j0 < ntok; j0 += NJ) {
         const int nj = static_cast<int>(std::min<int64_t>(NJ, ntok - j0));
         const uint16_t* d = tokens + j0 * dim;
-        // The tokens kPrefetchTokens ahead, one line per pair step (maxsim_kernels.hpp).
+        // The tokens kPrefetchTokens ahead, spread over the pair steps (simd.hpp).
         const simd::LineStream pf = T::kPrefetchTokens > 0
                                         ? simd::tokens_ahead(tokens, dim * 2, j0, ntok, T::kPrefetchTokens, NJ, npairs)
                                         : simd::LineStream{};

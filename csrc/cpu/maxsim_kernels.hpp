@@ -31,7 +31,7 @@ namespace {
 // A tile of nj <= NJ tokens d [nj][dim] against every row block of q (blocks of L rows, packed by
 // simd::pack_rows_transposed<L>), folded into the running row maxima rmax [blocks * L]. With kScaled,
 // column j is multiplied by inv[j] before the max (compressed MaxSim: 1 / the token's norm). pf: the
-// lines to prefetch during the first row pair's loop.
+// lines to prefetch, one stream spread over the row pairs' loops (pair b / 2 continues at step b / 2 * dim).
 template <class V, int NJ>
 struct TileFold {
   using F = typename V::F;

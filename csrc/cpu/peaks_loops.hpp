@@ -6,9 +6,9 @@
 #pragma once
 #include <algorithm>
 #include <cstdint>
-#include <cstring>
 #include <type_traits>
 
+#include "edgecolbert/common.hpp"
 #include "edgecolbert/peaks.hpp"
 
 // Hides a value from the optimiser: the accumulators start equal and take the same steps, so without
@@ -95,15 +95,10 @@ int64_t read_probe_loop(const int32_t* buf, int64_t n, int64_t passes) {
   return total;
 }
 
-// A bfloat16 lane from a small integer: the top half of its float32 bits (exact, as rounding would be).
+// A bfloat16 lane from a small integer (exact: its float32 has no bits below the top half).
 struct Bf16 {
   uint16_t bits;
-  explicit Bf16(int v) {
-    const float f = static_cast<float>(v);
-    uint32_t u;
-    std::memcpy(&u, &f, sizeof u);
-    bits = static_cast<uint16_t>(u >> 16);
-  }
+  explicit Bf16(int v) : bits(f32_to_bf16(static_cast<float>(v))) {}
 };
 
 // A register T (vector or scalar) as a GCC vector of its lanes: Lane is the element the instruction

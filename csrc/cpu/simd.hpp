@@ -112,7 +112,7 @@ EC_ALWAYS_INLINE LineStream tokens_ahead(const void* doc, int64_t row_bytes, int
 // accumulators is returned or passed by reference (the columns go to the epilogue by value): otherwise
 // it keeps a copy in memory and stores every accumulator on every k (24 stores per 12 FMAs in the
 // AVX2 MaxSim tile, 2x slower). prefetch.at(k) runs at each step k (LineStream: a later tile's lines,
-// one per step). kMark puts LLVM-MCA markers ("dot_tile", mca_markers.hpp) around the k loop of the
+// spread over the steps). kMark puts LLVM-MCA markers ("dot_tile", mca_markers.hpp) around the k loop of the
 // tile that `make arm-model` analyses.
 template <class V, int MR, int NJ, bool kMark = false, class Column, class Prefetch = NoPrefetch>
 EC_ALWAYS_INLINE void dot_tile(const float* q, int64_t q_k, int64_t q_m, const float* d, int64_t d_stride, int64_t dim,

@@ -162,7 +162,12 @@ bool use_lut_kernel(const KernelPath& path, const CodecView& cv, CompressedKerne
 // hold at least K tokens, else only those met (row = slot[code]). Each score is the same float32 sequence
 // either way (centroid_scores_t), so a document's score does not depend on the others.
 struct QueryCentroidRows {
-  std::vector<float> scores, gathered;
+  // 64-byte aligned: a block's 16 scores are then one cache line (a std::vector's storage is 16-byte
+  // aligned, and every row load spanned two lines)
+  AlignedFloats aligned{0};
+  std::size_t capacity = 0;
+  float* scores = nullptr;
+  std::vector<float> gathered;
   std::vector<int32_t> slot;
   std::vector<uint8_t> seen;
   std::vector<int32_t> used;
@@ -177,8 +182,8 @@ struct QueryCentroidRows {
     int64_t tokens = 0;
     for (int64_t c = 0; c < ncols; ++c) tokens += docs.offsets[doc_of(c) + 1] - docs.offsets[doc_of(c)];
     if (tokens >= K) {
-      scores.resize(static_cast<std::size_t>(K * stride));
-      centroid_scores_t(path, qrows, Matrix{cv.centroids, DType::f32, K, dim}, stride, scores.data(), num_threads);
+      reserve(static_cast<std::size_t>(K * stride));
+      centroid_scores_t(path, qrows, Matrix{cv.centroids, DType::f32, K, dim}, stride, scores, num_threads);
       return nullptr;
     }
     if (seen.empty()) {
@@ -203,9 +208,17 @@ struct QueryCentroidRows {
       std::copy_n(cv.centroids + code * dim, dim, gathered.data() + u * dim);
     }
     for (int32_t code : used) seen[static_cast<std::size_t>(code)] = 0;
-    scores.resize(static_cast<std::size_t>(std::max<int64_t>(nu, 1) * stride));
-    centroid_scores_t(path, qrows, Matrix{gathered.data(), DType::f32, nu, dim}, stride, scores.data(), num_threads);
+    reserve(static_cast<std::size_t>(std::max<int64_t>(nu, 1) * stride));
+    centroid_scores_t(path, qrows, Matrix{gathered.data(), DType::f32, nu, dim}, stride, scores, num_threads);
     return slot.data();
+  }
+
+  void reserve(std::size_t n) {
+    if (n > capacity) {
+      aligned = AlignedFloats(n);
+      capacity = n;
+    }
+    scores = aligned.p;
   }
 };
 
@@ -255,7 +268,7 @@ void maxsim_compressed(const KernelPath& path, const QueryBatch& q, const CodecV
           // (a norm that overflows to inf: the decoding kernel scores the document by the definition)
           const bool by_tables =
               lut_ops != nullptr &&
-              lut_ops->score_doc(lut.p, qc.scores.data(), qc.stride, slot, kept, cv, dc, dr, dn, ntok, s, &v);
+              lut_ops->score_doc(lut.p, qc.scores, qc.stride, slot, kept, cv, dc, dr, dn, ntok, s, &v);
           if (!by_tables) v = path.codec.score_doc(prep.p, kept, cv, dc, dr, dn, ntok, s);
         }
         orow[c] = v;

@@ -304,28 +304,40 @@ float score_doc(const float* q, int64_t rows, const CodecView& cv, const int32_t
   }
 }
 
-// Compressed MaxSim through byte tables (CodecLutOps). Per 16 query rows and residual byte position, a
-// 256-entry table of 16-row partial sums (dim * nbits / 8 positions x 16 KB: 192 KB at dim 48, nbits 2,
-// in L2), so a token costs dim * nbits / 8 table reads and adds per 16 rows where score_doc spends dim
-// FMAs (and the broadcasts that feed them). On a Zen 4 this took 0.70 of the time of nibble tables in L1
-// (twice the reads, each one L1 load: the load port was the limit). A document is taken kLutChunk tokens
-// at a time, one pass over the chunk per 16-row block, so that each block's tables are the only ones in
-// use; the first pass also computes the chunk's inverse norms.
+// Compressed MaxSim through tables (CodecLutOps). Per 16 query rows and residual byte position, a
+// 256-entry table of 16-row partial sums (16 KB; 160 KB at dim 48, nbits 2, in L2), so a token costs one
+// table read and add per residual byte and 16 rows where score_doc spends dim FMAs (and the broadcasts that
+// feed them). The reads are random lines from L2, and L2's bandwidth bounds the kernel, while the L1 load
+// port has room: so the last kLutNibbleBytes bytes of a token are looked up as two nibbles each, in 16-entry
+// tables (2 KB per byte, in L1): two L1 reads instead of one L2 line (on a Zen 4, dim 48, nbits 2: 0.94 of
+// the time of byte tables for every byte; nibble tables for every byte took 1.2x: the load port was then
+// the limit). A document is taken kLutChunk tokens at a time: first the chunk's inverse norms, then one pass
+// over it per 16-row block, so that each block's tables are the only ones in use.
 constexpr int64_t kLutMaxBytes = 16;
 constexpr int64_t kLutChunk = 256;
-constexpr int64_t kLutEntry = 256 * kLanes;  // floats per byte position: 256 values x 16 rows
+constexpr int64_t kLutNibbleBytes = 2;
+constexpr int64_t kLutEntry = 256 * kLanes;      // floats per byte table: 256 values x 16 rows
+constexpr int64_t kLutNibbleEntry = 32 * kLanes;  // floats per byte's nibble tables: (high, low) x 16 values x 16 rows
+
+// Residual bytes looked up in byte tables (the rest, the last ones, in nibble tables).
+constexpr int64_t lut_byte_tables(int64_t w) { return w > kLutNibbleBytes ? w - kLutNibbleBytes : 0; }
+constexpr int64_t lut_block_floats(int64_t w) {
+  return lut_byte_tables(w) * kLutEntry + (w - lut_byte_tables(w)) * kLutNibbleEntry;
+}
 
 std::size_t lut_floats(int64_t rows, int64_t dim, int nbits) {
   const int64_t w = dim * nbits / 8;
   if ((nbits != 1 && nbits != 2) || w > kLutMaxBytes || dim * nbits % 8 != 0) return 0;
-  return static_cast<std::size_t>((rows + kLanes - 1) / kLanes * w * kLutEntry);
+  return static_cast<std::size_t>((rows + kLanes - 1) / kLanes * lut_block_floats(w));
 }
 
-// lut[(b * W + p) * 4096 + v * 16 + l] = hi[v >> 4] + lo[v & 15]: the byte's two nibble sums, each
-// sum_j q[16 b + l][d_j] * w[bucket of dim d_j] over its 4 / nbits dims in order (one multiply, then FMAs);
-// q from prepare_query (padded rows 0). Built from the 2 x 16 nibble sums: one add per entry.
+// Block b's tables start at lut + b * lut_block_floats(W). Byte p < P = lut_byte_tables(W):
+// [p * 4096 + v * 16 + l] = hi[v >> 4] + lo[v & 15]; byte p >= P: [P * 4096 + (p - P) * 512 + h * 256 + x * 16 + l]
+// = (hi, lo)[h][x]. hi and lo are the byte's two nibble sums, each sum_j q[16 b + l][d_j] * w[bucket of d_j]
+// over its 4 / nbits dims in order (one multiply, then FMAs); q from prepare_query (padded rows 0).
 void prepare_lut(const float* prepared, int64_t rows, const CodecView& cv, float* lut) {
   const int64_t dim = cv.dim, w = dim * cv.nbits / 8, blocks = (rows + kLanes - 1) / kLanes;
+  const int64_t nbytes = lut_byte_tables(w);
   const int g = 4 / cv.nbits;  // dims per nibble
   for (int64_t b = 0; b < blocks; ++b)
     for (int64_t p = 0; p < w; ++p) {
@@ -341,30 +353,51 @@ void prepare_lut(const float* prepared, int64_t rows, const CodecView& cv, float
           half[h][v] = acc;
         }
       }
-      float* out = lut + (b * w + p) * kLutEntry;
-      for (unsigned v = 0; v < 256; ++v) _mm512_store_ps(out + v * kLanes, _mm512_add_ps(half[0][v >> 4], half[1][v & 15]));
+      float* block = lut + b * lut_block_floats(w);
+      if (p < nbytes) {
+        float* out = block + p * kLutEntry;
+        for (unsigned v = 0; v < 256; ++v)
+          _mm512_store_ps(out + v * kLanes, _mm512_add_ps(half[0][v >> 4], half[1][v & 15]));
+      } else {
+        float* out = block + nbytes * kLutEntry + (p - nbytes) * kLutNibbleEntry;
+        for (int h = 0; h < 2; ++h)
+          for (unsigned v = 0; v < 16; ++v) _mm512_store_ps(out + (h * 16 + v) * kLanes, half[h][v]);
+      }
     }
 }
 
-// <q, c + r> for 16 rows: the centroid row plus one table row per residual byte, over four accumulators
-// (short dependency chains; the order is fixed, so the same token gives the same bits wherever it falls).
+// <q, c + r> for 16 rows: the centroid row plus one byte-table row per residual byte but the last
+// kLutNibbleBytes, which add two nibble-table rows each, over four accumulators (short dependency chains;
+// the order is fixed, so the same token gives the same bits wherever it falls).
 inline __m512 lut_dot(const char* tab, const float* qc_row, const uint8_t* bytes, int64_t w) {
-  constexpr std::size_t kPos = kLutEntry * sizeof(float);  // bytes per byte position
+  constexpr std::size_t kPos = kLutEntry * sizeof(float);  // bytes per byte table
+  constexpr std::size_t kNib = kLutNibbleEntry * sizeof(float);
+  const int64_t nb = lut_byte_tables(w);
   auto row = [&](int64_t i) {
     return _mm512_load_ps(reinterpret_cast<const float*>(tab + static_cast<std::size_t>(i) * kPos +
                                                          (static_cast<std::size_t>(bytes[i]) << 6)));
   };
+  const char* nib = tab + static_cast<std::size_t>(nb) * kPos;
+  auto half = [&](int64_t i, int h) {  // the high (h 0) or low nibble's row of byte i >= nb
+    const unsigned x = h == 0 ? bytes[i] >> 4 : bytes[i] & 15u;
+    return _mm512_load_ps(reinterpret_cast<const float*>(nib + static_cast<std::size_t>(i - nb) * kNib +
+                                                         static_cast<std::size_t>(h * 16 + x) * 64));
+  };
   __m512 a0 = _mm512_loadu_ps(qc_row), a1 = _mm512_setzero_ps(), a2 = _mm512_setzero_ps(), a3 = _mm512_setzero_ps();
   int64_t i = 0;
-  for (; i + 4 <= w; i += 4) {
+  for (; i + 4 <= nb; i += 4) {
     a0 = _mm512_add_ps(a0, row(i));
     a1 = _mm512_add_ps(a1, row(i + 1));
     a2 = _mm512_add_ps(a2, row(i + 2));
     a3 = _mm512_add_ps(a3, row(i + 3));
   }
-  if (i < w) a0 = _mm512_add_ps(a0, row(i++));
-  if (i < w) a1 = _mm512_add_ps(a1, row(i++));
-  if (i < w) a2 = _mm512_add_ps(a2, row(i++));
+  if (i < nb) a0 = _mm512_add_ps(a0, row(i++));
+  if (i < nb) a1 = _mm512_add_ps(a1, row(i++));
+  if (i < nb) a2 = _mm512_add_ps(a2, row(i++));
+  for (; i < w; ++i) {
+    a2 = _mm512_add_ps(a2, half(i, 0));
+    a3 = _mm512_add_ps(a3, half(i, 1));
+  }
   return _mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3));
 }
 
@@ -382,50 +415,27 @@ bool score_doc_lut_nb(const float* lut, const float* qc, int64_t qc_stride, cons
   std::fill_n(rmax, blocks * kLanes, -std::numeric_limits<float>::infinity());
   for (int64_t t0 = 0; t0 < ntok; t0 += kLutChunk) {
     const int64_t n = std::min(kLutChunk, ntok - t0);
+    // The chunk's inverse norms first, by score_doc's decode sequence (the same bits), so that every block's
+    // pass is the same table loop (interleaving the decode with the first block's sums measured slower).
+    for (int64_t j0 = 0; j0 < n; j0 += kLanes) {
+      const int nt = static_cast<int>(std::min<int64_t>(kLanes, n - j0));
+      const __mmask16 live = static_cast<__mmask16>((1u << nt) - 1);
+      const int64_t t = t0 + j0;
+      const __m512 nrm = norms != nullptr ? _mm512_maskz_loadu_ps(live, norms + t)
+                                          : norms16<NB, NC>(dc, cv, codes + t, packed + t * w, nt);
+      const __m512 iv = _mm512_div_ps(_mm512_set1_ps(1.0f), _mm512_max_ps(_mm512_set1_ps(1e-12f), nrm));
+      if (_mm512_mask_cmp_ps_mask(live, iv, _mm512_setzero_ps(), _CMP_EQ_OQ) != 0) return false;  // overflow
+      _mm512_storeu_ps(inv + j0, iv);
+    }
     for (int64_t b = 0; b < blocks; ++b) {
-      const char* tab = reinterpret_cast<const char*>(lut + b * w * kLutEntry);
+      const char* tab = reinterpret_cast<const char*>(lut + b * lut_block_floats(w));
       const float* qcb = qc + b * kLanes;
-      auto dot = [&](int64_t t) {  // <q, c + r> of token t0 + t for this block's 16 rows
-        const int64_t code = codes[t0 + t];
-        return lut_dot(tab, qcb + (slot != nullptr ? slot[code] : code) * qc_stride, packed + (t0 + t) * w, w);
-      };
       __m512 rm = _mm512_loadu_ps(rmax + b * kLanes);
-      for (int64_t j0 = 0; j0 < n; j0 += kLanes) {
-        const int nt = static_cast<int>(std::min<int64_t>(kLanes, n - j0));
-        if (b == 0) {
-          // The first block also finds the group's inverse norms, by score_doc's decode sequence (the same
-          // bits). (Decoding them in a separate pass before the sums measured no different.)
-          __m512 sums[kLanes];
-          __m512 nrm;
-          if (norms != nullptr) {
-            for (int j = 0; j < nt; ++j) sums[j] = dot(j0 + j);
-            nrm = _mm512_maskz_loadu_ps(static_cast<__mmask16>((1u << nt) - 1), norms + t0 + j0);
-          } else {
-            __m512 grp[4];
-            for (int g = 0; g < 4; ++g) {
-              __m512 ss[4];
-              for (int k = 0; k < 4; ++k) {
-                const int j = 4 * g + k;
-                ss[k] = _mm512_setzero_ps();
-                if (j >= nt) continue;
-                const int64_t t = t0 + j0 + j;
-                sums[j] = dot(j0 + j);
-                ss[k] = decode_ss<NB, false>(dc, cv.centroids + static_cast<int64_t>(codes[t]) * dim, packed + t * w,
-                                             dim, nullptr);
-              }
-              grp[g] = hsum4_partial(ss[0], ss[1], ss[2], ss[3]);
-            }
-            nrm = _mm512_sqrt_ps(hsum16_finish(grp[0], grp[1], grp[2], grp[3]));
-          }
-          const __m512 iv = _mm512_div_ps(_mm512_set1_ps(1.0f), _mm512_max_ps(_mm512_set1_ps(1e-12f), nrm));
-          const __mmask16 live = static_cast<__mmask16>((1u << nt) - 1);
-          if (_mm512_mask_cmp_ps_mask(live, iv, _mm512_setzero_ps(), _CMP_EQ_OQ) != 0) return false;  // overflow
-          _mm512_storeu_ps(inv + j0, iv);
-          // NaN similarities are ignored, as in score_doc.
-          for (int j = 0; j < nt; ++j) rm = _mm512_max_ps(_mm512_mul_ps(sums[j], _mm512_set1_ps(inv[j0 + j])), rm);
-        } else {
-          for (int j = 0; j < nt; ++j) rm = _mm512_max_ps(_mm512_mul_ps(dot(j0 + j), _mm512_set1_ps(inv[j0 + j])), rm);
-        }
+      // NaN similarities are ignored, as in score_doc.
+      for (int64_t j = 0; j < n; ++j) {
+        const int64_t code = codes[t0 + j];
+        const __m512 dot = lut_dot(tab, qcb + (slot != nullptr ? slot[code] : code) * qc_stride, packed + (t0 + j) * w, w);
+        rm = _mm512_max_ps(_mm512_mul_ps(dot, _mm512_set1_ps(inv[j])), rm);
       }
       _mm512_storeu_ps(rmax + b * kLanes, rm);
     }

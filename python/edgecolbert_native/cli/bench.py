@@ -267,16 +267,22 @@ def _t(threads: int) -> str:
     return "t1" if threads == 1 else "tall"
 
 
+# The residual bytes per token that the AVX-512 table kernel looks up in L1 nibble tables instead of L2 byte
+# tables (kLutNibbleBytes, csrc/cpu/codec_avx512.cpp).
+LUT_NIBBLE_BYTES = 2
+
+
 def _table_kernel_row(b: Rows, q: np.ndarray, cdc: Any, codes: np.ndarray, residuals: np.ndarray,
                       offsets: np.ndarray, ops: float, T: int, w: int, n: int) -> None:
     """maxsim_compressed forced onto its table kernel (AVX-512, nbits 1 and 2), with the resource that bounds
-    it: per token and block of 16 query rows, one 64-byte table row per residual byte and one row of the
-    query's centroid scores, and the centroid's own row for the norm; all from L2 (the tables are 192 KiB
-    per block at dim 48, nbits 2), so the note gives that traffic against the measured L2 read bandwidth."""
+    it: per token and block of 16 query rows, one 64-byte byte-table row per residual byte but the last
+    LUT_NIBBLE_BYTES (those read two rows each of nibble tables in L1) and one row of the query's centroid
+    scores, and the centroid's own row for the norm; all from L2 (the byte tables are 160 KiB per block at
+    dim 48, nbits 2), so the note gives that traffic against the measured L2 read bandwidth."""
     from .. import codec
 
     blocks = -(-LQ // 16)
-    lines = blocks * (w + 1) + -(-4 * q.shape[-1] // 64)
+    lines = blocks * (max(w - LUT_NIBBLE_BYTES, 0) + 1) + -(-4 * q.shape[-1] // 64)
     r = b.add(lambda: codec.maxsim_compressed(q, codes, residuals, offsets, cdc, num_threads=1, _kernel="lut"),
               id="maxsim_compressed/dim48/nbits2/t1/tables", name="maxsim_compressed, the table kernel (effective)",
               kernel="maxsim_compressed", threads=1, dtype="float32", ops=ops, nbytes=T * (4.0 + w),

@@ -308,11 +308,13 @@ float score_doc(const float* q, int64_t rows, const CodecView& cv, const int32_t
 // 256-entry table of 16-row partial sums (16 KB; 160 KB at dim 48, nbits 2, in L2), so a token costs one
 // table read and add per residual byte and 16 rows where score_doc spends dim FMAs (and the broadcasts that
 // feed them). The reads are random lines from L2, and L2's bandwidth bounds the kernel, while the L1 load
-// port has room: so the last kLutNibbleBytes bytes of a token are looked up as two nibbles each, in 16-entry
-// tables (2 KB per byte, in L1): two L1 reads instead of one L2 line (on a Zen 4, dim 48, nbits 2: 0.94 of
-// the time of byte tables for every byte; nibble tables for every byte took 1.2x: the load port was then
-// the limit). A document is taken kLutChunk tokens at a time: first the chunk's inverse norms, then one pass
-// over it per 16-row block, so that each block's tables are the only ones in use.
+// port has room: so at nbits 2 the last kLutNibbleBytes bytes of a token are looked up as two nibbles each,
+// in 16-entry tables (2 KB per byte, in L1): two L1 reads instead of one L2 line (on a Zen 4, dim 48, nbits 2:
+// 0.94 of the time of byte tables for every byte, 4-7% less in the library, 2-6% at dim 64; nibble tables
+// for every byte took 1.2x: the load port was then the limit). At nbits 1 (half the L2 reads per dim) they
+// measured 2-7% slower at dims 48 and 128, so nbits 1 keeps byte tables for every byte. A document is taken
+// kLutChunk tokens at a time: first the chunk's inverse norms, then one pass over it per 16-row block, so that
+// each block's tables are the only ones in use.
 constexpr int64_t kLutMaxBytes = 16;
 constexpr int64_t kLutChunk = 256;
 constexpr int64_t kLutNibbleBytes = 2;
@@ -320,24 +322,26 @@ constexpr int64_t kLutEntry = 256 * kLanes;      // floats per byte table: 256 v
 constexpr int64_t kLutNibbleEntry = 32 * kLanes;  // floats per byte's nibble tables: (high, low) x 16 values x 16 rows
 
 // Residual bytes looked up in byte tables (the rest, the last ones, in nibble tables).
-constexpr int64_t lut_byte_tables(int64_t w) { return w > kLutNibbleBytes ? w - kLutNibbleBytes : 0; }
-constexpr int64_t lut_block_floats(int64_t w) {
-  return lut_byte_tables(w) * kLutEntry + (w - lut_byte_tables(w)) * kLutNibbleEntry;
+constexpr int64_t lut_byte_tables(int64_t w, int nbits) {
+  return nbits != 2 ? w : (w > kLutNibbleBytes ? w - kLutNibbleBytes : 0);
+}
+constexpr int64_t lut_block_floats(int64_t w, int nbits) {
+  return lut_byte_tables(w, nbits) * kLutEntry + (w - lut_byte_tables(w, nbits)) * kLutNibbleEntry;
 }
 
 std::size_t lut_floats(int64_t rows, int64_t dim, int nbits) {
   const int64_t w = dim * nbits / 8;
   if ((nbits != 1 && nbits != 2) || w > kLutMaxBytes || dim * nbits % 8 != 0) return 0;
-  return static_cast<std::size_t>((rows + kLanes - 1) / kLanes * lut_block_floats(w));
+  return static_cast<std::size_t>((rows + kLanes - 1) / kLanes * lut_block_floats(w, nbits));
 }
 
-// Block b's tables start at lut + b * lut_block_floats(W). Byte p < P = lut_byte_tables(W):
+// Block b's tables start at lut + b * lut_block_floats(W, nbits). Byte p < P = lut_byte_tables(W, nbits):
 // [p * 4096 + v * 16 + l] = hi[v >> 4] + lo[v & 15]; byte p >= P: [P * 4096 + (p - P) * 512 + h * 256 + x * 16 + l]
 // = (hi, lo)[h][x]. hi and lo are the byte's two nibble sums, each sum_j q[16 b + l][d_j] * w[bucket of d_j]
 // over its 4 / nbits dims in order (one multiply, then FMAs); q from prepare_query (padded rows 0).
 void prepare_lut(const float* prepared, int64_t rows, const CodecView& cv, float* lut) {
   const int64_t dim = cv.dim, w = dim * cv.nbits / 8, blocks = (rows + kLanes - 1) / kLanes;
-  const int64_t nbytes = lut_byte_tables(w);
+  const int64_t nbytes = lut_byte_tables(w, cv.nbits);
   const int g = 4 / cv.nbits;  // dims per nibble
   for (int64_t b = 0; b < blocks; ++b)
     for (int64_t p = 0; p < w; ++p) {
@@ -353,7 +357,7 @@ void prepare_lut(const float* prepared, int64_t rows, const CodecView& cv, float
           half[h][v] = acc;
         }
       }
-      float* block = lut + b * lut_block_floats(w);
+      float* block = lut + b * lut_block_floats(w, cv.nbits);
       if (p < nbytes) {
         float* out = block + p * kLutEntry;
         for (unsigned v = 0; v < 256; ++v)
@@ -366,13 +370,12 @@ void prepare_lut(const float* prepared, int64_t rows, const CodecView& cv, float
     }
 }
 
-// <q, c + r> for 16 rows: the centroid row plus one byte-table row per residual byte but the last
-// kLutNibbleBytes, which add two nibble-table rows each, over four accumulators (short dependency chains;
+// <q, c + r> for 16 rows: the centroid row plus one byte-table row per residual byte (the first nb of w),
+// then two nibble-table rows per remaining byte, over four accumulators (short dependency chains;
 // the order is fixed, so the same token gives the same bits wherever it falls).
-inline __m512 lut_dot(const char* tab, const float* qc_row, const uint8_t* bytes, int64_t w) {
+inline __m512 lut_dot(const char* tab, const float* qc_row, const uint8_t* bytes, int64_t nb, int64_t w) {
   constexpr std::size_t kPos = kLutEntry * sizeof(float);  // bytes per byte table
   constexpr std::size_t kNib = kLutNibbleEntry * sizeof(float);
-  const int64_t nb = lut_byte_tables(w);
   auto row = [&](int64_t i) {
     return _mm512_load_ps(reinterpret_cast<const float*>(tab + static_cast<std::size_t>(i) * kPos +
                                                          (static_cast<std::size_t>(bytes[i]) << 6)));
@@ -407,7 +410,7 @@ bool score_doc_lut_nb(const float* lut, const float* qc, int64_t qc_stride, cons
                       int64_t ntok, float* scratch, float* out) {
   const int64_t dim = NC > 0 ? NC * kLanes : cv.dim;
   // a compile-time byte count where the width is, so lut_dot unrolls
-  const int64_t w = NC > 0 ? NC * 2 * NB : residual_width(dim, NB);
+  const int64_t w = NC > 0 ? NC * 2 * NB : residual_width(dim, NB), nb = lut_byte_tables(w, NB);
   const int64_t blocks = (rows + kLanes - 1) / kLanes;
   const Decoder dc = make_decoder(cv);
   float* inv = scratch;               // [kLutChunk]
@@ -416,7 +419,7 @@ bool score_doc_lut_nb(const float* lut, const float* qc, int64_t qc_stride, cons
   for (int64_t t0 = 0; t0 < ntok; t0 += kLutChunk) {
     const int64_t n = std::min(kLutChunk, ntok - t0);
     // The chunk's inverse norms first, by score_doc's decode sequence (the same bits), so that every block's
-    // pass is the same table loop (interleaving the decode with the first block's sums measured slower).
+    // pass is the same table loop (decoding them in the first block's loop took 9% longer in all).
     for (int64_t j0 = 0; j0 < n; j0 += kLanes) {
       const int nt = static_cast<int>(std::min<int64_t>(kLanes, n - j0));
       const __mmask16 live = static_cast<__mmask16>((1u << nt) - 1);
@@ -428,13 +431,14 @@ bool score_doc_lut_nb(const float* lut, const float* qc, int64_t qc_stride, cons
       _mm512_storeu_ps(inv + j0, iv);
     }
     for (int64_t b = 0; b < blocks; ++b) {
-      const char* tab = reinterpret_cast<const char*>(lut + b * lut_block_floats(w));
+      const char* tab = reinterpret_cast<const char*>(lut + b * lut_block_floats(w, NB));
       const float* qcb = qc + b * kLanes;
       __m512 rm = _mm512_loadu_ps(rmax + b * kLanes);
       // NaN similarities are ignored, as in score_doc.
       for (int64_t j = 0; j < n; ++j) {
         const int64_t code = codes[t0 + j];
-        const __m512 dot = lut_dot(tab, qcb + (slot != nullptr ? slot[code] : code) * qc_stride, packed + (t0 + j) * w, w);
+        const __m512 dot =
+            lut_dot(tab, qcb + (slot != nullptr ? slot[code] : code) * qc_stride, packed + (t0 + j) * w, nb, w);
         rm = _mm512_max_ps(_mm512_mul_ps(dot, _mm512_set1_ps(inv[j])), rm);
       }
       _mm512_storeu_ps(rmax + b * kLanes, rm);

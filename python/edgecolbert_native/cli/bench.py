@@ -268,7 +268,7 @@ def _t(threads: int) -> str:
 
 
 # The residual bytes per token that the AVX-512 table kernel looks up in L1 nibble tables instead of L2 byte
-# tables (kLutNibbleBytes, csrc/cpu/codec_avx512.cpp).
+# tables at nbits 2, the bench row's (kLutNibbleBytes, csrc/cpu/codec_avx512.cpp).
 LUT_NIBBLE_BYTES = 2
 
 

@@ -164,9 +164,8 @@ bool use_lut_kernel(const KernelPath& path, const CodecView& cv, CompressedKerne
 struct QueryCentroidRows {
   // 64-byte aligned: a block's 16 scores are then one cache line (a std::vector's storage is 16-byte
   // aligned, and every row load spanned two lines)
-  AlignedFloats aligned{0};
+  AlignedFloats scores{0};
   std::size_t capacity = 0;
-  float* scores = nullptr;
   std::vector<float> gathered;
   std::vector<int32_t> slot;
   std::vector<uint8_t> seen;
@@ -183,7 +182,7 @@ struct QueryCentroidRows {
     for (int64_t c = 0; c < ncols; ++c) tokens += docs.offsets[doc_of(c) + 1] - docs.offsets[doc_of(c)];
     if (tokens >= K) {
       reserve(static_cast<std::size_t>(K * stride));
-      centroid_scores_t(path, qrows, Matrix{cv.centroids, DType::f32, K, dim}, stride, scores, num_threads);
+      centroid_scores_t(path, qrows, Matrix{cv.centroids, DType::f32, K, dim}, stride, scores.p, num_threads);
       return nullptr;
     }
     if (seen.empty()) {
@@ -209,16 +208,15 @@ struct QueryCentroidRows {
     }
     for (int32_t code : used) seen[static_cast<std::size_t>(code)] = 0;
     reserve(static_cast<std::size_t>(std::max<int64_t>(nu, 1) * stride));
-    centroid_scores_t(path, qrows, Matrix{gathered.data(), DType::f32, nu, dim}, stride, scores, num_threads);
+    centroid_scores_t(path, qrows, Matrix{gathered.data(), DType::f32, nu, dim}, stride, scores.p, num_threads);
     return slot.data();
   }
 
   void reserve(std::size_t n) {
     if (n > capacity) {
-      aligned = AlignedFloats(n);
+      scores = AlignedFloats(n);
       capacity = n;
     }
-    scores = aligned.p;
   }
 };
 
@@ -268,7 +266,7 @@ void maxsim_compressed(const KernelPath& path, const QueryBatch& q, const CodecV
           // (a norm that overflows to inf: the decoding kernel scores the document by the definition)
           const bool by_tables =
               lut_ops != nullptr &&
-              lut_ops->score_doc(lut.p, qc.scores, qc.stride, slot, kept, cv, dc, dr, dn, ntok, s, &v);
+              lut_ops->score_doc(lut.p, qc.scores.p, qc.stride, slot, kept, cv, dc, dr, dn, ntok, s, &v);
           if (!by_tables) v = path.codec.score_doc(prep.p, kept, cv, dc, dr, dn, ntok, s);
         }
         orow[c] = v;

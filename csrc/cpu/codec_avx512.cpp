@@ -410,7 +410,8 @@ bool score_doc_lut_nb(const float* lut, const float* qc, int64_t qc_stride, cons
                       int64_t ntok, float* scratch, float* out) {
   const int64_t dim = NC > 0 ? NC * kLanes : cv.dim;
   // a compile-time byte count where the width is, so lut_dot unrolls
-  const int64_t w = NC > 0 ? NC * 2 * NB : residual_width(dim, NB), nb = lut_byte_tables(w, NB);
+  const int64_t w = NC > 0 ? NC * 2 * NB : residual_width(dim, NB);
+  const int64_t nb = lut_byte_tables(w, NB), block_floats = lut_block_floats(w, NB);
   const int64_t blocks = (rows + kLanes - 1) / kLanes;
   const Decoder dc = make_decoder(cv);
   float* inv = scratch;               // [kLutChunk]
@@ -431,7 +432,7 @@ bool score_doc_lut_nb(const float* lut, const float* qc, int64_t qc_stride, cons
       _mm512_storeu_ps(inv + j0, iv);
     }
     for (int64_t b = 0; b < blocks; ++b) {
-      const char* tab = reinterpret_cast<const char*>(lut + b * lut_block_floats(w, NB));
+      const char* tab = reinterpret_cast<const char*>(lut + b * block_floats);
       const float* qcb = qc + b * kLanes;
       __m512 rm = _mm512_loadu_ps(rmax + b * kLanes);
       // NaN similarities are ignored, as in score_doc.

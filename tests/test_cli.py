@@ -145,11 +145,16 @@ def test_bm25_and_metrics():
 
 def test_sharded_index_from_the_cli(corpus, tmp_path, capsys):
     out = tmp_path / "sharded"
-    assert main(["index", str(corpus[0]), "-o", str(out), "--shards", "2"]) == 0
+    assert main(["index", str(corpus[0]), "-o", str(out), "--shards", "2", "--num-centroids", "6"]) == 0
     assert (out / "index" / "sharded.json").exists()
     capsys.readouterr()
     assert main(["search", str(out), "--queries", str(corpus[1]), "--eval"]) == 0
-    assert capsys.readouterr().out.strip().splitlines()[-1] == "MRR@10 1.0000 Recall@100 1.0000"
+    got = capsys.readouterr()
+    assert got.out.strip().splitlines()[-1] == "MRR@10 1.0000 Recall@100 1.0000"
+    assert "num_centroids 6" in got.err  # every shard has the shared codec's 6 centroids
+    # Another count into the same directory is refused, not served by the codec already trained there.
+    assert main(["index", str(corpus[0]), "-o", str(out), "--shards", "2", "--num-centroids", "5"]) == 2
+    assert "num_centroids 6 -> 5" in capsys.readouterr().err
 
 
 def test_device_option(built, corpus, tmp_path, capsys, monkeypatch):
@@ -343,5 +348,24 @@ def test_pool_factor(built, corpus, tmp_path, capsys):
     assert index_dir.CliIndex.open(str(out)).meta["pool_factor"] == 3
     for argv, msg in ((["--pool-factor", "0"], "pool factor must be an integer >= 1, got 0"),
                       (["--pool-factor", "2", "--ray", "local"], "not supported with --ray")):
+        assert main(["index", str(corpus[0]), "-o", str(tmp_path / "bad")] + argv) == 2
+        assert msg in capsys.readouterr().err
+
+
+def test_num_centroids(built, corpus, tmp_path, capsys):
+    # --num-centroids sets the index's centroid count (the default is PLAID's rule, capped by the tokens).
+    out = tmp_path / "k8"
+    assert main(["index", str(corpus[0]), "-o", str(out), "--num-centroids", "8"]) == 0
+    ci, full = index_dir.CliIndex.open(str(out)), index_dir.CliIndex.open(str(built))
+    tokens = full.describe()["num_tokens"]
+    assert ci.index.num_centroids == 8 != full.index.num_centroids
+    assert ci.describe()["num_tokens"] == tokens and ci.describe()["num_centroids"] == 8
+    assert full.describe()["num_centroids"] == full.index.num_centroids
+    capsys.readouterr()
+    assert main(["search", str(out), "--queries", str(corpus[1]), "--eval"]) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1] == "MRR@10 1.0000 Recall@100 1.0000"
+    for argv, msg in ((["--num-centroids", "0"], "num centroids must be an integer >= 1, got 0"),
+                      (["--num-centroids", str(tokens + 1)], f"num_centroids must be in [1, {tokens}]"),
+                      (["--num-centroids", "8", "--ray", "local"], "--num-centroids is not supported with --ray")):
         assert main(["index", str(corpus[0]), "-o", str(tmp_path / "bad")] + argv) == 2
         assert msg in capsys.readouterr().err

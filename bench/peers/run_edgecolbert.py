@@ -6,8 +6,9 @@ token, recall@10 over an nprobe/ndocs sweep, single-query p50/p99 at 1 and 2 thr
     .venv/bin/python bench/peers/run_edgecolbert.py latency --nbits 2 --threads 1 --nprobe 8 --ndocs 1024
 
 Build uses the defaults (num_centroids = PLAID's 2^floor(log2(16 sqrt(T))), the same rule as colbert-ai /
-PyLate). One query [1, 32, 48] per `search` call with num_threads=<threads> (latency also sets
-OMP/MKL thread env vars to <threads> before numpy is imported). `--threshold` none = no centroid pruning
+PyLate) unless `--num-centroids N` is given (docs/index.md, "The centroid count"). One query [1, 32, 48] per
+`search` call with num_threads=<threads> (latency also sets OMP/MKL thread env vars to <threads> before numpy
+is imported). `--threshold` none = no centroid pruning
 (the default). Each mode prints one JSON line (sweep: one per setting).
 """
 
@@ -33,6 +34,7 @@ def main() -> None:
     ap.add_argument("--ndocs", type=int, default=None)
     ap.add_argument("--rerank", type=int, default=None, help="documents re-ranked exactly (default ndocs // 4)")
     ap.add_argument("--threshold", default="none")
+    ap.add_argument("--num-centroids", type=int, default=None, help="build: the index's centroid count (default PLAID's rule)")
     a = ap.parse_args()
     th = None if a.threshold == "none" else float(a.threshold)
     path = a.index or f"build/peers/idx-5000/edgecolbert-nb{a.nbits}"
@@ -41,8 +43,8 @@ def main() -> None:
     if a.mode == "build":
         c = cpu_seconds()
         t = time.perf_counter()
-        idx = Index.build(path, tokens, offsets, nbits=a.nbits, overwrite=True, num_threads=a.threads,
-                          progress=False)
+        idx = Index.build(path, tokens, offsets, nbits=a.nbits, num_centroids=a.num_centroids, overwrite=True,
+                          num_threads=a.threads, progress=False)
         row = build_row(path, T, time.perf_counter() - t, cpu_seconds() - c)
         print(json.dumps({"system": "edgecolbert", "commit": commit(), "nbits": a.nbits, "docs": len(idx),
                           "num_centroids": idx.manifest["num_centroids"], "build_threads": a.threads, **row}), flush=True)

@@ -200,11 +200,14 @@ def release_freed_memory() -> None:
 def build_cli_index(corpus: str | Iterable[Document], out: str, *, model: str | None = None, nbits: int = 4,
                     field: str = "text", batch_size: int = 32, num_threads: int | None = None,
                     restart: bool = False, keep_encoded: bool = False, ray_address: str | None = None,
-                    num_shards: int | None = None, device: str = "cpu", pool_factor: int = 1) -> dict:
+                    num_shards: int | None = None, device: str = "cpu", pool_factor: int = 1,
+                    num_centroids: int | None = None) -> dict:
     """Encodes a corpus chunk by chunk (resumable) and builds the index. Returns timings. ``device``: where
     the encoder runs; with ``ray_address``, a CUDA device gives each Ray encoder actor one GPU (the driver
     loads the model on the CPU, only to read its dimension). ``pool_factor`` > 1 pools each document's
     token vectors as PyLate does (``Encoder.encode_documents(pool_factor=...)``); meta.json records it.
+    ``num_centroids``: the index's centroid count (default PLAID's rule, ``Index.build``); fewer make each
+    query's centroid scores cheaper (docs/index.md, "The centroid count").
 
     Memory (docs/index.md, "Memory"): the corpus is streamed (read once for the ids
     and the fingerprint, once to encode and store the documents), CHUNK_DOCS documents are encoded at a
@@ -216,6 +219,11 @@ def build_cli_index(corpus: str | Iterable[Document], out: str, *, model: str | 
         raise ValueError(f"pool factor must be an integer >= 1, got {pool_factor!r}")
     if pool_factor != 1 and ray_address is not None:
         raise ValueError("--pool-factor is not supported with --ray (the Ray encoder actors do not pool)")
+    if num_centroids is not None:
+        if not isinstance(num_centroids, int) or isinstance(num_centroids, bool) or num_centroids < 1:
+            raise ValueError(f"num centroids must be an integer >= 1, got {num_centroids!r}")
+        if ray_address is not None:
+            raise ValueError("--num-centroids is not supported with --ray (its codec is trained on a sample)")
     if not isinstance(corpus, (str, Sequence)):
         corpus = list(corpus)  # read twice below
     timings: dict[str, float] = {}
@@ -283,12 +291,12 @@ def build_cli_index(corpus: str | Iterable[Document], out: str, *, model: str | 
         from ..distributed import build_sharded
 
         build_sharded(os.path.join(out, "index"), batches(), doc_ids=ids, num_shards=num_shards, nbits=nbits,
-                      num_threads=num_threads)
+                      num_centroids=num_centroids, num_threads=num_threads)
     else:
         # texts and metadata stream from one more read of the corpus, in step (tee keeps one document)
         a, b = itertools.tee(_documents(corpus, field))
-        Index.build(os.path.join(out, "index"), batches(), doc_ids=ids, nbits=nbits, num_threads=num_threads,
-                    overwrite=True, texts=(d.text for d in a), metadata=(d.metadata for d in b))
+        Index.build(os.path.join(out, "index"), batches(), doc_ids=ids, nbits=nbits, num_centroids=num_centroids,
+                    num_threads=num_threads, overwrite=True, texts=(d.text for d in a), metadata=(d.metadata for d in b))
     timings["build index"] = time.perf_counter() - t0
     meta = {"model": str(model_name), "field": field, "nbits": nbits, "num_docs": n, "dim": dim,
             "corpus": source, "fingerprint": fp, "pool_factor": pool_factor}
@@ -396,16 +404,19 @@ class CliIndex:
 
     def describe(self) -> dict:
         """What `search` and `info` say about the index: model, nbits, pool factor (1 for indexes made
-        before pooling existed), documents, token vectors and the bytes of the index directory."""
+        before pooling existed), centroids, documents, token vectors and the bytes of the index directory."""
+        from ..index._storage import read_manifest
+
         where = os.path.join(self.path, "index")
         size = sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(where) for f in files)
         if hasattr(self.index, "manifest"):
-            tokens = self.index.manifest["num_tokens"]
-        else:  # sharded: the top file lists every shard's count
+            tokens, centroids = self.index.manifest["num_tokens"], self.index.num_centroids
+        else:  # sharded: the top file lists every shard's count; the shards share one codec
             tokens = sum(int(e["num_tokens"]) for e in self.index.top["shards"])
+            centroids = read_manifest(os.path.join(where, self.index.top["shards"][0]["dir"]))["num_centroids"]
         return {"model": self.meta.get("model"), "nbits": self.meta.get("nbits"),
-                "pool_factor": int(self.meta.get("pool_factor", 1)), "num_docs": len(self.index),
-                "num_tokens": tokens, "index_bytes": size}
+                "pool_factor": int(self.meta.get("pool_factor", 1)), "num_centroids": int(centroids),
+                "num_docs": len(self.index), "num_tokens": tokens, "index_bytes": size}
 
 
 def snippet(text: str, width: int = 100) -> str:

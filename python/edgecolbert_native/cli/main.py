@@ -48,7 +48,7 @@ def _cmd_index(args: argparse.Namespace) -> int:
     t = build_cli_index(args.corpus, args.output, model=args.model, nbits=args.nbits, field=args.field,
                         batch_size=args.batch_size, num_threads=args.threads, restart=args.restart,
                         keep_encoded=args.keep_encoded, ray_address=args.ray, num_shards=args.shards,
-                        device=args.device, pool_factor=args.pool_factor)
+                        device=args.device, pool_factor=args.pool_factor, num_centroids=args.num_centroids)
     print("indexed into " + args.output + ": " + ", ".join(f"{k} {v:.1f}s" for k, v in t.items()))
     return 0
 
@@ -180,6 +180,9 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--pool-factor", type=int, default=1, metavar="K",
                    help="pool each document's token vectors into 1/K as many by hierarchical clustering, as "
                         "PyLate's pool_factor (default 1: none)")
+    x.add_argument("--num-centroids", type=int, default=None, metavar="N",
+                   help="centroids of the index (default PLAID's rule, 2^floor(log2(16 sqrt(tokens)))); fewer make "
+                        "each query's centroid scoring cheaper: docs/index.md, \"The centroid count\"")
     x.add_argument("--restart", action="store_true", help="discard encoded chunks of an interrupted run")
     x.add_argument("--keep-encoded", action="store_true", help="keep the float16 embeddings (OUTPUT/encoded) for evaluation")
     x.add_argument("--shards", type=int, default=None, help="build a sharded index with this many shards")

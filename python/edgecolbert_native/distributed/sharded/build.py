@@ -72,8 +72,10 @@ def build_sharded(path: str | os.PathLike, doc_tokens: Any, doc_offsets: Any = N
             codec = ResidualCodec.train(src.gather(pos), k, nbits, seed=seed, num_threads=num_threads, buckets=buckets)
             codec.save(codec_path)
         offsets = np.asarray(src.offsets, np.int64)
-        check_plan(path, {"num_shards": num_shards, "num_docs": int(n), "num_tokens": int(T), "dim": int(src.dim),
-                           "nbits": nbits})
+        plan = {"num_shards": num_shards, "num_docs": int(n), "num_tokens": int(T), "dim": int(src.dim), "nbits": nbits}
+        if num_centroids is not None:  # a re-run asking for another count must not reuse the codec trained above
+            plan["num_centroids"] = int(num_centroids)
+        check_plan(path, plan)
 
         def built(i: int) -> bool:
             return os.path.exists(os.path.join(path, shard_dir(i), "manifest.json"))

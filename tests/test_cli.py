@@ -365,7 +365,6 @@ def test_num_centroids(built, corpus, tmp_path, capsys):
     assert main(["search", str(out), "--queries", str(corpus[1]), "--eval"]) == 0
     assert capsys.readouterr().out.strip().splitlines()[-1] == "MRR@10 1.0000 Recall@100 1.0000"
     for argv, msg in ((["--num-centroids", "0"], "num centroids must be an integer >= 1, got 0"),
-                      (["--num-centroids", str(tokens + 1)], f"num_centroids must be in [1, {tokens}]"),
-                      (["--num-centroids", "8", "--ray", "local"], "--num-centroids is not supported with --ray")):
+                      (["--num-centroids", str(tokens + 1)], f"num_centroids must be in [1, {tokens}]")):
         assert main(["index", str(corpus[0]), "-o", str(tmp_path / "bad")] + argv) == 2
         assert msg in capsys.readouterr().err

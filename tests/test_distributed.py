@@ -262,6 +262,14 @@ def test_ray_data_encode_and_index(tmp_path, ray_cluster):
     s2, ids2 = sx.search(q.numpy(), 3, query_mask=m.numpy())
     assert np.array_equal(ids2, ids) and np.abs(s2 - s).max() <= 1e-5
     sx.close()
+    # Another centroid count into the same directory is refused (not served by the codec trained there), and
+    # a count the sampled documents' tokens cannot train says so.
+    with pytest.raises(ValueError, match="num_centroids None -> 7"):
+        index_corpus(parts, str(tmp_path / "idx"), model=model, num_shards=2, ray_address="auto", sample_docs=16,
+                     num_centroids=7)
+    with pytest.raises(ValueError, match=r"num_centroids must be in \[1, \d+\] \(the tokens of the 16 sampled"):
+        index_corpus(parts, str(tmp_path / "idx2"), model=model, num_shards=2, ray_address="auto", sample_docs=16,
+                     num_centroids=10**6)
 
 
 @pytest.mark.slow
@@ -277,12 +285,14 @@ def test_cli_index_and_search_with_ray(tmp_path, ray_cluster, capsys):
     corpus = tmp_path / "docs.jsonl"
     corpus.write_text("".join(json.dumps({"id": f"d{i}", "text": t}) + "\n" for i, t in enumerate(texts)))
     out = tmp_path / "out"
-    assert main(["index", str(corpus), "-o", str(out), "--shards", "2", "--ray", "auto"]) == 0
+    assert main(["index", str(corpus), "-o", str(out), "--shards", "2", "--ray", "auto", "--num-centroids", "24"]) == 0
     assert (out / "index" / "sharded.json").exists() and not list((out / "index").rglob("*.npz"))
     capsys.readouterr()
     assert main(["search", str(out), texts[5], "-k", "1", "--json", "--ray", "auto"]) == 0
-    hit = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    got = capsys.readouterr()
+    hit = json.loads(got.out.strip().splitlines()[-1])
     assert hit["results"][0]["id"] == "d5"
+    assert "num_centroids 24" in got.err  # the codec the Ray build trained has the count asked for
 
 
 def test_build_killed_mid_way_resumes(tmp_path, data):

@@ -222,8 +222,6 @@ def build_cli_index(corpus: str | Iterable[Document], out: str, *, model: str | 
     if num_centroids is not None:
         if not isinstance(num_centroids, int) or isinstance(num_centroids, bool) or num_centroids < 1:
             raise ValueError(f"num centroids must be an integer >= 1, got {num_centroids!r}")
-        if ray_address is not None:
-            raise ValueError("--num-centroids is not supported with --ray (its codec is trained on a sample)")
     if not isinstance(corpus, (str, Sequence)):
         corpus = list(corpus)  # read twice below
     timings: dict[str, float] = {}
@@ -247,7 +245,7 @@ def build_cli_index(corpus: str | Iterable[Document], out: str, *, model: str | 
         del encoder  # the Ray actors load their own
         return _build_cli_index_ray(corpus, len(ids), out, str(model_name), dim, nbits, field, batch_size,
                                     ray_address, num_shards or 2, fp, source, timings,
-                                    num_gpus=1 if device.startswith("cuda") else 0)
+                                    num_gpus=1 if device.startswith("cuda") else 0, num_centroids=num_centroids)
     work = os.path.join(out, "encoded")
     stamp = os.path.join(work, "fingerprint")
     if restart and os.path.isdir(work):
@@ -308,7 +306,8 @@ def build_cli_index(corpus: str | Iterable[Document], out: str, *, model: str | 
 
 def _build_cli_index_ray(corpus: str | Sequence[Document], n: int, out: str, model: str, dim: int, nbits: int,
                          field: str, batch_size: int, ray_address: str, num_shards: int, fp: str,
-                         source: str | None, timings: dict, num_gpus: float = 0) -> dict:
+                         source: str | None, timings: dict, num_gpus: float = 0,
+                         num_centroids: int | None = None) -> dict:
     """`edgecolbert index --ray ADDRESS`: the documents as JSONL for Ray Data, then
     ``distributed.encode.index_corpus`` (encoder actors, shared codec, shards as Ray tasks)."""
     from ..distributed.encode import index_corpus
@@ -321,7 +320,8 @@ def _build_cli_index_ray(corpus: str | Sequence[Document], n: int, out: str, mod
                 ray_input.write((json.dumps({"id": d.id, "text": d.text}) + "\n").encode())
     t0 = time.perf_counter()
     index_corpus([src], os.path.join(out, "index"), model=model, num_shards=num_shards, nbits=nbits,
-                 batch_size=batch_size, ray_address=ray_address, num_gpus=num_gpus).close()
+                 batch_size=batch_size, ray_address=ray_address, num_gpus=num_gpus,
+                 num_centroids=num_centroids).close()
     timings["encode + build index (Ray)"] = time.perf_counter() - t0
     os.unlink(src)
     meta = {"model": model, "field": field, "nbits": nbits, "num_docs": n, "dim": dim, "corpus": source,

@@ -119,10 +119,13 @@ def _build_shard(path: str, shard: int, nbits: int) -> dict | None:
 
 def index_corpus(paths: Sequence[str], out: str, *, model: str, num_shards: int, nbits: int = 4,
                  field: str = "text", ray_address: str = "local", sample_docs: int = 512, batch_size: int = 32,
-                 concurrency: int | None = None, num_gpus: float = 0, seed: int = 0) -> ShardedIndex:
+                 concurrency: int | None = None, num_gpus: float = 0, seed: int = 0,
+                 num_centroids: int | None = None) -> ShardedIndex:
     """Encodes and indexes JSONL/Parquet files on Ray into a sharded index at ``out`` (resumable).
     ``concurrency``: encoder actors (default one per live node of the cluster); ``num_gpus`` per actor (with
-    ``num_gpus > 0`` each actor encodes on its GPU, ``device="cuda"``)."""
+    ``num_gpus > 0`` each actor encodes on its GPU, ``device="cuda"``). ``num_centroids``: the codec's
+    centroid count (default PLAID's rule for the collection's estimated tokens; docs/index.md, "The centroid
+    count"); the codec is trained on the tokens of ``sample_docs`` documents, which must hold at least that many."""
     from ..codec import ResidualCodec
     from ..encoder import Encoder
     from ..index.index import default_num_centroids
@@ -135,8 +138,10 @@ def index_corpus(paths: Sequence[str], out: str, *, model: str, num_shards: int,
     n = ds.count()
     if n < num_shards:
         raise ValueError(f"index_corpus: {n} documents cannot fill {num_shards} shards")
-    check_plan(out, {"num_shards": num_shards, "num_docs": int(n), "nbits": nbits, "model": str(model),
-                      "field": field})
+    plan = {"num_shards": num_shards, "num_docs": int(n), "nbits": nbits, "model": str(model), "field": field}
+    if num_centroids is not None:  # a re-run asking for another count must not reuse the codec trained here
+        plan["num_centroids"] = int(num_centroids)
+    check_plan(out, plan)
     codec_path = os.path.join(out, CODEC)
     if not os.path.exists(codec_path):
         frac = min(1.0, sample_docs / n)
@@ -144,7 +149,14 @@ def index_corpus(paths: Sequence[str], out: str, *, model: str, num_shards: int,
         enc = Encoder.from_pretrained(model)
         tokens, _ = enc.encode_documents([str(r[field]) for r in sample], batch_size=batch_size)
         t = to_numpy(tokens)
-        k = max(1, min(default_num_centroids(len(t) * n // max(1, len(sample))), len(t) - int(0.05 * len(t))))
+        if num_centroids is None:
+            k = max(1, min(default_num_centroids(len(t) * n // max(1, len(sample))), len(t) - int(0.05 * len(t))))
+        elif not 1 <= num_centroids <= len(t):
+            raise ValueError(f"index_corpus: num_centroids must be in [1, {len(t)}] (the tokens of the "
+                             f"{len(sample)} sampled documents the codec is trained on; raise sample_docs), "
+                             f"got {num_centroids}")
+        else:
+            k = int(num_centroids)
         ResidualCodec.train(t, k, nbits, seed=seed, buckets="lloyd").save(codec_path)
     ds = ds.map_batches(_add_shard(num_shards), batch_format="numpy")
     done = {i for i in range(num_shards) if os.path.exists(os.path.join(out, shard_dir(i), "manifest.json"))}

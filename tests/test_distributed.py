@@ -103,6 +103,10 @@ def test_resume_with_other_inputs_is_refused(tmp_path, data):
     os.unlink(tmp_path / "s" / "sharded.json")
     with pytest.raises(ValueError, match="different sharded build.*num_shards 3 -> 2"):
         build_sharded(tmp_path / "s", x, off, ids, num_shards=2)
+    with pytest.raises(ValueError, match="different sharded build.*num_centroids None -> 64"):
+        build_sharded(tmp_path / "s", x, off, ids, num_shards=3, num_centroids=64)
+    with pytest.raises(ValueError, match=r"num_centroids must be in \[1, \d+\] \(the token count\), got 0"):
+        build_sharded(tmp_path / "s0", x, off, ids, num_shards=3, num_centroids=0)  # 0 is not the default
 
 
 def test_resume_rebuilds_only_missing_shards(tmp_path, data):

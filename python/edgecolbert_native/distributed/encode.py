@@ -138,10 +138,9 @@ def index_corpus(paths: Sequence[str], out: str, *, model: str, num_shards: int,
     n = ds.count()
     if n < num_shards:
         raise ValueError(f"index_corpus: {n} documents cannot fill {num_shards} shards")
-    plan = {"num_shards": num_shards, "num_docs": int(n), "nbits": nbits, "model": str(model), "field": field}
-    if num_centroids is not None:  # a re-run asking for another count must not reuse the codec trained here
-        plan["num_centroids"] = int(num_centroids)
-    check_plan(out, plan)
+    # An explicit count is part of the plan: a re-run asking for another must not reuse the codec trained here.
+    check_plan(out, {"num_shards": num_shards, "num_docs": int(n), "nbits": nbits, "model": str(model),
+                      "field": field, "num_centroids": None if num_centroids is None else int(num_centroids)})
     codec_path = os.path.join(out, CODEC)
     if not os.path.exists(codec_path):
         frac = min(1.0, sample_docs / n)

@@ -65,17 +65,18 @@ def build_sharded(path: str | os.PathLike, doc_tokens: Any, doc_offsets: Any = N
         ids = np.asarray(list(ids) if not isinstance(ids, np.ndarray) else ids)
         codec_path = os.path.join(path, CODEC)
         if not os.path.exists(codec_path):
-            k = num_centroids or max(1, min(default_num_centroids(T), T - int(0.05 * T)))
+            k = max(1, min(default_num_centroids(T), T - int(0.05 * T))) if num_centroids is None else num_centroids
+            if not 1 <= k <= T:  # as Index.build: 0 is an error, not the default
+                raise ValueError(f"{fn}: num_centroids must be in [1, {T}] (the token count), got {k}")
             ns = min(T, sample_tokens or default_sample_tokens(T, k))
             rng = np.random.default_rng(seed)
             pos = np.sort(rng.choice(T, size=ns, replace=False)) if ns < T else np.arange(T)
             codec = ResidualCodec.train(src.gather(pos), k, nbits, seed=seed, num_threads=num_threads, buckets=buckets)
             codec.save(codec_path)
         offsets = np.asarray(src.offsets, np.int64)
-        plan = {"num_shards": num_shards, "num_docs": int(n), "num_tokens": int(T), "dim": int(src.dim), "nbits": nbits}
-        if num_centroids is not None:  # a re-run asking for another count must not reuse the codec trained above
-            plan["num_centroids"] = int(num_centroids)
-        check_plan(path, plan)
+        # An explicit count is part of the plan: a re-run asking for another must not reuse the codec trained above.
+        check_plan(path, {"num_shards": num_shards, "num_docs": int(n), "num_tokens": int(T), "dim": int(src.dim),
+                           "nbits": nbits, "num_centroids": None if num_centroids is None else int(num_centroids)})
 
         def built(i: int) -> bool:
             return os.path.exists(os.path.join(path, shard_dir(i), "manifest.json"))

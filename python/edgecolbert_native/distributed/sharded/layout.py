@@ -34,7 +34,9 @@ def atomic_json(path: str, obj: dict) -> None:
 
 def check_plan(path: str, plan: dict) -> None:
     """A resumed build must be the same build: ``build.json`` (written before the first shard) pins the
-    shard count and the collection's size; a re-run with other inputs is refused instead of mixing shards."""
+    shard count and the collection's size; a re-run with other inputs is refused instead of mixing shards.
+    Options left unset (None) are left out, so the plans of builds made before an option existed stay valid."""
+    plan = {k: v for k, v in plan.items() if v is not None}
     p = os.path.join(path, "build.json")
     if os.path.exists(p):
         with open(p) as f:

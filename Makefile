@@ -19,7 +19,7 @@ PIP_INSTALL := $(PIP) install -q -c $(CONSTRAINTS)
 # pip check lines that this leaves, and the only ones `make pip-check` accepts.
 PIP_CHECK_ALLOWED := requirements/pip-check-allowed.txt
 
-.PHONY: test-arm-demo arm-run arm-env test-arm-py wheels test-wheels bench-peers pip-check lock run test test-asan fuzz fuzz-native apt-clang typecheck test-crash-long soak test-cpp test-arm test-py bench install deps-test apt-arm apt-llvm arm-model clean
+.PHONY: test-lane-arm test-lane-x86 test-arm-demo arm-run arm-env test-arm-py wheels test-wheels bench-peers pip-check lock run test test-asan fuzz fuzz-native apt-clang typecheck test-crash-long soak test-cpp test-arm test-py bench install deps-test apt-arm apt-llvm arm-model clean
 
 $(VENV)/.base: $(CONSTRAINTS)
 	test -x $(PY) || $(PYTHON_BOOT) -m venv $(VENV)
@@ -49,12 +49,21 @@ run: $(VENV)/.base
 	$(MAKE) pip-check
 	$(VENV)/bin/edgecolbert demo
 
-# The x86 pytest suite and the aarch64 tests run side by side: qemu-user runs one emulated process on one
-# core, so on a 2-core machine the two take about as long together as the longer one alone
-# (--output-sync keeps each one's output in one piece).
-test: deps-test install pip-check
-	$(MAKE) --no-print-directory -j2 --output-sync=target test-py test-arm
-	$(MAKE) --no-print-directory test-cpp arm-model test-wheels typecheck test-asan fuzz-native
+# Two lanes side by side, one per core of a 2-core machine, each running its targets one at a time: the
+# aarch64 lane (its environment, the suites under qemu-user, which runs one emulated process on one core, the
+# wheels, the ARM model) and the x86 lane (pytest, mypy, the native, sanitizer and fuzzing builds and runs).
+# The two lanes hold the two job slots; one that finishes first hands its slot to the other. (With only the
+# two pytest runs side by side and the rest after them, one core idled for 10 of a fresh clone's 41 min.)
+# Every apt package and the venv's wheel tools go in before the lanes start: two apt-gets at once fail on
+# dpkg's lock, and two pips must not write one venv at once (--output-sync: each target's output in one piece).
+test: deps-test install pip-check apt-arm apt-arm-env apt-llvm apt-clang $(VENV)/.wheel-tools
+	$(MAKE) --no-print-directory -j2 --output-sync=target test-lane-arm test-lane-x86
+
+test-lane-arm:
+	$(MAKE) --no-print-directory test-arm test-wheels arm-model
+
+test-lane-x86:
+	$(MAKE) --no-print-directory test-py typecheck test-cpp test-asan fuzz-native
 
 # The peer comparison from the repository alone (BENCHMARKS.md "Index", docs/peers.md): pinned peer venvs
 # under build/peers, the shared data, every index, every row (bench/peers/run_all.py). PyLate's PLAID runs in
@@ -101,14 +110,11 @@ lock:
 	@echo "$(CONSTRAINTS) refreshed and its versions carried into $(ARM_CONSTRAINTS): review the diff, then run"
 	@echo "make run and make test on a fresh clone"
 
-# The C++ kernel tests, natively: once optimised, once under AddressSanitizer + UBSan.
+# The C++ kernel tests, natively and optimised (under AddressSanitizer + UBSan: test-asan).
 test-cpp:
 	cmake -S . -B build/cpp -G Ninja -DCMAKE_BUILD_TYPE=Release -DEDGECOLBERT_BUILD_TESTS=ON -DEDGECOLBERT_BUILD_PYTHON=OFF >/dev/null
 	cmake --build build/cpp -j $(JOBS)
 	ctest --test-dir build/cpp --output-on-failure
-	cmake -S . -B build/cpp-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DEDGECOLBERT_BUILD_TESTS=ON -DEDGECOLBERT_BUILD_PYTHON=OFF -DEDGECOLBERT_SANITIZE=ON >/dev/null
-	cmake --build build/cpp-asan -j $(JOBS)
-	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 ctest --test-dir build/cpp-asan --output-on-failure
 
 apt-arm:
 	@if ! command -v aarch64-linux-gnu-g++ >/dev/null || ! command -v qemu-aarch64 >/dev/null; then \
@@ -166,7 +172,8 @@ bench: install
 	$(PY) -m pytest -q bench -o python_files="bench_*.py" --benchmark-only --benchmark-columns=min,median,max,iqr
 	$(VENV)/bin/edgecolbert bench
 
-# The Python extension built with AddressSanitizer + UBSan, running the kernel and index suites. The
+# One build with AddressSanitizer + UBSan (the core compiled once for both): the C++ kernel tests, then the
+# Python extension running the kernel and index suites. The
 # interpreter is not instrumented, so the ASan runtime is preloaded (with libstdc++, whose __cxa_throw
 # ASan must find when the extension throws); leak detection is off because CPython keeps its objects.
 # Sanitizer reports go to files: a report on stderr lands in pytest's capture of the running test and
@@ -175,9 +182,10 @@ bench: install
 ASAN_PRELOAD = $(shell gcc -print-file-name=libasan.so) $(shell gcc -print-file-name=libstdc++.so)
 SAN_LOGS = $(abspath build/sanitizer-logs)
 test-asan: deps-test
-	cmake -S . -B build/py-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DEDGECOLBERT_SANITIZE=ON -DEDGECOLBERT_BUILD_CUDA=OFF -DPython_EXECUTABLE=$(abspath $(PY)) -Dpybind11_DIR=$$($(PY) -m pybind11 --cmakedir) >/dev/null
-	cmake --build build/py-asan --target _native -j $(JOBS)
-	rm -rf build/asan-pkg && mkdir -p build/asan-pkg && cp -r python/edgecolbert_native build/asan-pkg/ && cp build/py-asan/_native*.so build/asan-pkg/edgecolbert_native/
+	cmake -S . -B build/asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DEDGECOLBERT_SANITIZE=ON -DEDGECOLBERT_BUILD_TESTS=ON -DEDGECOLBERT_BUILD_CUDA=OFF -DPython_EXECUTABLE=$(abspath $(PY)) -Dpybind11_DIR=$$($(PY) -m pybind11 --cmakedir) >/dev/null
+	cmake --build build/asan --target ec_tests _native -j $(JOBS)
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 ctest --test-dir build/asan --output-on-failure
+	rm -rf build/asan-pkg && mkdir -p build/asan-pkg && cp -r python/edgecolbert_native build/asan-pkg/ && cp build/asan/_native*.so build/asan-pkg/edgecolbert_native/
 	rm -rf $(SAN_LOGS) && mkdir -p $(SAN_LOGS)
 	LD_PRELOAD="$(ASAN_PRELOAD)" ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:log_path=$(SAN_LOGS)/asan \
 	  UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1:log_path=$(SAN_LOGS)/ubsan \

@@ -128,7 +128,7 @@ def index_corpus(paths: Sequence[str], out: str, *, model: str, num_shards: int,
     count"); the codec is trained on the tokens of ``sample_docs`` documents, which must hold at least that many."""
     from ..codec import ResidualCodec
     from ..encoder import Encoder
-    from ..index.index import default_num_centroids
+    from ..index.index import default_codec_centroids
 
     ray = connect_ray(ray_address)
     if concurrency is None:
@@ -149,7 +149,7 @@ def index_corpus(paths: Sequence[str], out: str, *, model: str, num_shards: int,
         tokens, _ = enc.encode_documents([str(r[field]) for r in sample], batch_size=batch_size)
         t = to_numpy(tokens)
         if num_centroids is None:
-            k = max(1, min(default_num_centroids(len(t) * n // max(1, len(sample))), len(t) - int(0.05 * len(t))))
+            k = default_codec_centroids(len(t) * n // max(1, len(sample)), len(t))
         elif not 1 <= num_centroids <= len(t):
             raise ValueError(f"index_corpus: num_centroids must be in [1, {len(t)}] (the tokens of the "
                              f"{len(sample)} sampled documents the codec is trained on; raise sample_docs), "

@@ -54,6 +54,13 @@ def default_num_centroids(num_tokens: int) -> int:
     return int(max(1, min(k, num_tokens)))
 
 
+def default_codec_centroids(num_tokens: int, trained_tokens: int | None = None) -> int:
+    """The centroid count a build uses when none is given: PLAID's rule for the collection's num_tokens, leaving
+    room for the codec's 5 % held-out split of the trained_tokens (default: all of them) on tiny collections."""
+    t = num_tokens if trained_tokens is None else trained_tokens
+    return max(1, min(default_num_centroids(num_tokens), t - int(0.05 * t)))
+
+
 def default_sample_tokens(num_tokens: int, k: int) -> int:
     """Tokens k-means trains on: 32 per centroid (k-means quality saturates well before that for
     ColBERT's residual coding), at least 2^14, at most the collection."""
@@ -260,8 +267,7 @@ class Index:
                         raise ValueError(f"{fn}: the codec has dim {codec.dim} and nbits {codec.nbits}, "
                                          f"the documents dim {dim} and nbits {nbits} was asked")
                     num_centroids = codec.num_centroids
-                # Default k leaves room for the codec's 5 % held-out split on tiny collections.
-                k = int(num_centroids) if num_centroids is not None else max(1, min(default_num_centroids(T), T - int(0.05 * T)))
+                k = int(num_centroids) if num_centroids is not None else default_codec_centroids(T)
                 if codec is None and not 1 <= k <= T:  # a given codec may have more centroids than tokens here
                     raise ValueError(f"{fn}: num_centroids must be in [1, {T}] (the token count), got {k}")
                 if codec is None:

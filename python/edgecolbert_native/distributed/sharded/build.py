@@ -48,7 +48,7 @@ def build_sharded(path: str | os.PathLike, doc_tokens: Any, doc_offsets: Any = N
     ``Index.build``.
     Re-running after an interruption skips the shards whose manifest landed."""
     from ...codec import ResidualCodec
-    from ...index.index import default_num_centroids, default_sample_tokens
+    from ...index.index import default_codec_centroids, default_sample_tokens
 
     fn = "build_sharded"
     if not isinstance(num_shards, int) or num_shards < 1:
@@ -65,7 +65,7 @@ def build_sharded(path: str | os.PathLike, doc_tokens: Any, doc_offsets: Any = N
         ids = np.asarray(list(ids) if not isinstance(ids, np.ndarray) else ids)
         codec_path = os.path.join(path, CODEC)
         if not os.path.exists(codec_path):
-            k = max(1, min(default_num_centroids(T), T - int(0.05 * T))) if num_centroids is None else num_centroids
+            k = default_codec_centroids(T) if num_centroids is None else num_centroids
             if not 1 <= k <= T:  # as Index.build: 0 is an error, not the default
                 raise ValueError(f"{fn}: num_centroids must be in [1, {T}] (the token count), got {k}")
             ns = min(T, sample_tokens or default_sample_tokens(T, k))

@@ -97,21 +97,23 @@ EC_TEST(maxsim_every_variant_matches_references) {
   const int64_t dims[] = {1, 2, 7, 8, 9, 15, 16, 17, 31, 33, 47, 48, 63, 64, 96, 127, 128, 129, 130};
   const int64_t lqs[] = {1, 3, 8, 16, 17, 32, 33, 48, 64};
   const DType types[] = {DType::f32, DType::f16, DType::bf16};
-  for (const KernelPath* p : available_paths()) {
-    int cases = 0;
-    for (DType qt : types)
-      for (DType dt : types)
-        for (int64_t dim : dims) {
-          const int64_t lq = lqs[(dim + static_cast<int>(qt) * 3 + static_cast<int>(dt)) % 9];
-          std::uniform_int_distribution<int64_t> len(0, 40);
-          std::vector<int64_t> lens = {0, 1, 12, 13, len(rng), len(rng), 0, 25, 61};
-          const bool masked = (dim % 3) == 0;
-          Data d = make(rng, 3, lq, dim, lens, qt, dt, masked);
-          std::vector<double> ref, bound;
-          reference(d, ref, bound);
+  // Each case's data, float64 reference and scalar scores are made once and every path is held to them
+  // (under qemu the references dominated when each path had its own).
+  int cases = 0;
+  for (DType qt : types)
+    for (DType dt : types)
+      for (int64_t dim : dims) {
+        const int64_t lq = lqs[(dim + static_cast<int>(qt) * 3 + static_cast<int>(dt)) % 9];
+        std::uniform_int_distribution<int64_t> len(0, 40);
+        std::vector<int64_t> lens = {0, 1, 12, 13, len(rng), len(rng), 0, 25, 61};
+        const bool masked = (dim % 3) == 0;
+        Data d = make(rng, 3, lq, dim, lens, qt, dt, masked);
+        std::vector<double> ref, bound;
+        reference(d, ref, bound);
+        const auto want = run(scalar, d, 1);
+        for (const KernelPath* p : available_paths()) {
           const auto got = run(*p, d, 1);
           const auto got3 = run(*p, d, 3);
-          const auto want = run(scalar, d, 1);
           // float32 FMA paths: rounding of dim-long sums. bf16 dot paths: the float32 query is split
           // into two bf16 halves (2^-17 relative) and BFDOT/VDPBF16PS round their pair sums.
           const double tol = uses_bf16_dot(*p) && dt == DType::bf16 ? 4e-5 : 2e-6 * std::sqrt(double(dim)) + 1e-6;
@@ -124,10 +126,11 @@ EC_TEST(maxsim_every_variant_matches_references) {
             EC_CHECK(got[i] == got3[i] || (std::isnan(got[i]) && std::isnan(got3[i])),
                      "%s: thread count changed a score", p->name);
           }
-          ++cases;
         }
+        ++cases;
+      }
+  for (const KernelPath* p : available_paths())
     std::printf("  tested %s (family %s): %d shape/dtype cases\n", p->name, p->family, cases);
-  }
 }
 
 EC_TEST(maxsim_long_documents_and_many_queries) {

@@ -32,7 +32,9 @@ def data():
 @pytest.fixture(scope="module")
 def built4(data, tmp_path_factory):
     x, off, _ = data
-    return Index.build(tmp_path_factory.mktemp("i4") / "idx", x, off, nbits=4)
+    # PLAID's centroid count natively; under emulation 512 (k-means over 29k tokens at the default 2,048 is
+    # ~45 s there): the tests on this index read its search paths, which no centroid count changes.
+    return Index.build(tmp_path_factory.mktemp("i4") / "idx", x, off, nbits=4, num_centroids=512 if EMULATED else None)
 
 
 @pytest.mark.slow
@@ -435,7 +437,7 @@ def test_writer_lock_and_concurrent_reader(data, tmp_path):
     x, off, q = data
     n, m = size(600, 400), size(300, 200)  # built, then added
     path = tmp_path / "w"
-    Index.build(path, x[: off[n]], off[: n + 1], nbits=2)
+    Index.build(path, x[: off[n]], off[: n + 1], nbits=2, num_centroids=128)  # (the lock's test: any codec will do)
     reader = Index.open(path)
     s0 = reader.search(q[:5], 10, exhaustive=False)
     holder = subprocess.Popen([sys.executable, "-c", (
@@ -516,7 +518,7 @@ def test_reader_processes_see_only_committed_snapshots(data, tmp_path):
     equals the answer of some committed generation."""
     x, off, q = data
     path = tmp_path / "snap"
-    idx = Index.build(path, x[: off[400]], off[:401], nbits=2)
+    idx = Index.build(path, x[: off[400]], off[:401], nbits=2, num_centroids=128)  # (any codec will do)
     qf = tmp_path / "q.npy"
     np.save(qf, q[:4])
     flag = tmp_path / "flag"

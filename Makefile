@@ -18,8 +18,11 @@ PIP_INSTALL := $(PIP) install -q -c $(CONSTRAINTS)
 # PyLate 1.6.0 goes in with --no-deps (it would pull fast-plaid and with it another torch); these are the
 # pip check lines that this leaves, and the only ones `make pip-check` accepts.
 PIP_CHECK_ALLOWED := requirements/pip-check-allowed.txt
+# The wheels and their build trees (the wheels section below; test-cpp and test-arm depend on them).
+WHEELHOUSE := build/wheels
+WHEEL_TREE := build/wheel
 
-.PHONY: test-lane-arm test-lane-x86 test-arm-demo arm-run arm-env test-arm-py wheels test-wheels bench-peers pip-check lock run test test-asan fuzz fuzz-native apt-clang typecheck test-crash-long soak test-cpp test-arm test-py bench install deps-test apt-arm apt-llvm arm-model clean
+.PHONY: test-lane-arm test-lane-x86 test-wheel-x86_64 test-wheel-aarch64 test-arm-demo arm-run arm-env test-arm-py wheels test-wheels bench-peers pip-check lock run test test-asan fuzz fuzz-native apt-clang typecheck test-crash-long soak test-cpp test-arm test-py bench install deps-test apt-arm apt-llvm arm-model clean
 
 $(VENV)/.base: $(CONSTRAINTS)
 	test -x $(PY) || $(PYTHON_BOOT) -m venv $(VENV)
@@ -50,20 +53,22 @@ run: $(VENV)/.base
 	$(VENV)/bin/edgecolbert demo
 
 # Two lanes side by side, one per core of a 2-core machine, each running its targets one at a time: the
-# aarch64 lane (its environment, the suites under qemu-user, which runs one emulated process on one core, the
-# wheels, the ARM model) and the x86 lane (pytest, mypy, the native, sanitizer and fuzzing builds and runs).
-# The two lanes hold the two job slots; one that finishes first hands its slot to the other. (With only the
-# two pytest runs side by side and the rest after them, one core idled for 10 of a fresh clone's 41 min.)
-# Every apt package and the venv's wheel tools go in before the lanes start: two apt-gets at once fail on
-# dpkg's lock, and two pips must not write one venv at once (--output-sync: each target's output in one piece).
+# aarch64 lane (its environment and wheel, the suites under qemu-user, which runs one emulated process on one
+# core, the NEON ctest, the ARM model, then mypy and the native fuzzing build and run) and the x86 lane
+# (pytest, the x86_64 wheel and its native ctest, the sanitizer build and runs). The two lanes hold the two job
+# slots; one that finishes first hands its slot to the other. Measured on fresh clones (docs/arm.md, "The
+# package on aarch64"), the lanes are balanced by moving whole targets between them.
+# Every apt package, the venv's wheel tools and the package itself go in before the lanes start: two apt-gets
+# at once fail on dpkg's lock, and two pips must not write one venv at once (so the lanes take `install` as
+# done: -o install; --output-sync: each target's output in one piece).
 test: deps-test install pip-check apt-arm apt-arm-env apt-llvm apt-clang $(VENV)/.wheel-tools
 	$(MAKE) --no-print-directory -j2 --output-sync=target test-lane-arm test-lane-x86
 
 test-lane-arm:
-	$(MAKE) --no-print-directory test-arm test-wheels arm-model
+	$(MAKE) --no-print-directory -o install test-arm test-wheel-aarch64 arm-model typecheck fuzz-native
 
 test-lane-x86:
-	$(MAKE) --no-print-directory test-py typecheck test-cpp test-asan fuzz-native
+	$(MAKE) --no-print-directory -o install test-py test-cpp test-wheel-x86_64 test-asan
 
 # The peer comparison from the repository alone (BENCHMARKS.md "Index", docs/peers.md): pinned peer venvs
 # under build/peers, the shared data, every index, every row (bench/peers/run_all.py). PyLate's PLAID runs in
@@ -110,11 +115,10 @@ lock:
 	@echo "$(CONSTRAINTS) refreshed and its versions carried into $(ARM_CONSTRAINTS): review the diff, then run"
 	@echo "make run and make test on a fresh clone"
 
-# The C++ kernel tests, natively and optimised (under AddressSanitizer + UBSan: test-asan).
-test-cpp:
-	cmake -S . -B build/cpp -G Ninja -DCMAKE_BUILD_TYPE=Release -DEDGECOLBERT_BUILD_TESTS=ON -DEDGECOLBERT_BUILD_PYTHON=OFF >/dev/null
-	cmake --build build/cpp -j $(JOBS)
-	ctest --test-dir build/cpp --output-on-failure
+# The C++ kernel tests, natively and optimised (under AddressSanitizer + UBSan: test-asan): the x86_64
+# wheel's build tree holds them (WHEEL_BUILD), so the release core is compiled once for both.
+test-cpp: $(WHEELHOUSE)/.x86_64
+	ctest --test-dir $(WHEEL_TREE)-x86_64 --output-on-failure
 
 apt-arm:
 	@if ! command -v aarch64-linux-gnu-g++ >/dev/null || ! command -v qemu-aarch64 >/dev/null; then \
@@ -129,23 +133,23 @@ apt-arm:
 #   neoverse-n1  fp16 and dotprod only (Graviton2 class): neon_dotprod is chosen (dispatch and int8 cases).
 # test_dispatch.cpp prints the features, the runnable variants and the chosen one; each run is checked
 # for the variant it must choose and for the int8 kernels that must have run.
-ARM_RUN = qemu-aarch64 -L /usr/aarch64-linux-gnu build/arm/ec_tests
+# The kernel tests are the ones the aarch64 wheel's build tree holds (WHEEL_BUILD): one cross compile of the core.
+ARM_TREE = $(WHEEL_TREE)-aarch64
+ARM_RUN = qemu-aarch64 -L /usr/aarch64-linux-gnu $(ARM_TREE)/ec_tests
 ARM_SHOW = grep -E "tested|features:|available:|chosen|PASS|FAIL|passed|failed|Test \#"
-test-arm: apt-arm test-arm-py
-	cmake -S . -B build/arm -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_TOOLCHAIN_FILE=third_party/toolchains/aarch64-linux-gnu.cmake -DEDGECOLBERT_BUILD_TESTS=ON -DEDGECOLBERT_BUILD_PYTHON=OFF >/dev/null
-	cmake --build build/arm -j $(JOBS)
+test-arm: apt-arm test-arm-py $(WHEELHOUSE)/.aarch64
 	@echo "== QEMU_CPU=max"
-	QEMU_CPU=max ctest --test-dir build/arm --output-on-failure -V | tee build/arm/qemu-max.log | $(ARM_SHOW)
-	grep -q "variant chosen: neon_i8mm (fast int8 centroid scores: yes)" build/arm/qemu-max.log
-	for v in neon_dotprod neon_bf16 neon_i8mm; do grep -q "tested int8 block kernel $$v (dot-product instructions)" build/arm/qemu-max.log || { echo "int8 kernel of $$v did not run under max"; exit 1; }; done
+	QEMU_CPU=max ctest --test-dir $(ARM_TREE) --output-on-failure -V | tee $(ARM_TREE)/qemu-max.log | $(ARM_SHOW)
+	grep -q "variant chosen: neon_i8mm (fast int8 centroid scores: yes)" $(ARM_TREE)/qemu-max.log
+	for v in neon_dotprod neon_bf16 neon_i8mm; do grep -q "tested int8 block kernel $$v (dot-product instructions)" $(ARM_TREE)/qemu-max.log || { echo "int8 kernel of $$v did not run under max"; exit 1; }; done
 	@echo "== QEMU_CPU=cortex-a72"
-	QEMU_CPU=cortex-a72 ctest --test-dir build/arm --output-on-failure -V | tee build/arm/qemu-a72.log | $(ARM_SHOW)
-	grep -q "variant chosen: neon (fast int8 centroid scores: no)" build/arm/qemu-a72.log
-	grep -q "tested int8 block kernel neon (scalar)" build/arm/qemu-a72.log
-	! grep -E "features:.*(asimddp|bf16|i8mm)|tested .*neon_(dotprod|bf16|i8mm)" build/arm/qemu-a72.log
+	QEMU_CPU=cortex-a72 ctest --test-dir $(ARM_TREE) --output-on-failure -V | tee $(ARM_TREE)/qemu-a72.log | $(ARM_SHOW)
+	grep -q "variant chosen: neon (fast int8 centroid scores: no)" $(ARM_TREE)/qemu-a72.log
+	grep -q "tested int8 block kernel neon (scalar)" $(ARM_TREE)/qemu-a72.log
+	! grep -E "features:.*(asimddp|bf16|i8mm)|tested .*neon_(dotprod|bf16|i8mm)" $(ARM_TREE)/qemu-a72.log
 	@echo "== QEMU_CPU=neoverse-n1"
-	QEMU_CPU=neoverse-n1 $(ARM_RUN) dispatch int8 | tee build/arm/qemu-n1.log | $(ARM_SHOW)
-	grep -q "variant chosen: neon_dotprod (fast int8 centroid scores: yes)" build/arm/qemu-n1.log
+	QEMU_CPU=neoverse-n1 $(ARM_RUN) dispatch int8 | tee $(ARM_TREE)/qemu-n1.log | $(ARM_SHOW)
+	grep -q "variant chosen: neon_dotprod (fast int8 centroid scores: yes)" $(ARM_TREE)/qemu-n1.log
 
 # llvm-mca from Debian's llvm-19 for the ARM speed model.
 apt-llvm:
@@ -234,7 +238,6 @@ soak: install
 # pthread_create and friends to GLIBC_2.34; an older tag needs an older glibc to build against), and the
 # sdist. The aarch64 wheel is cross-compiled with the toolchain file against the CPython headers of Debian's
 # libpython3.11-dev:arm64, extracted without installing (docs/arm.md: why cross and not native under qemu).
-WHEELHOUSE := build/wheels
 AUDITWHEEL := auditwheel==6.8.2
 MANYLINUX := manylinux_2_34
 PKG_SOURCES = CMakeLists.txt pyproject.toml README.md $(shell find csrc python third_party -type f ! -name '*.pyc' ! -path '*/__pycache__/*')
@@ -243,8 +246,11 @@ PKG_SOURCES = CMakeLists.txt pyproject.toml README.md $(shell find csrc python t
 AUDITWHEEL_REPAIR = $(VENV)/bin/auditwheel repair --plat auto --patcher none -w $(WHEELHOUSE)
 WHEEL_TAG_CHECK = @ls $(WHEELHOUSE)/edgecolbert_native-*-$(MANYLINUX)_$(1).whl >/dev/null 2>&1 || { \
   echo "auditwheel did not tag the wheel $(MANYLINUX):"; ls $(WHEELHOUSE); exit 1; }
+# The wheels' build trees ($(WHEEL_TREE)-<arch>) also hold the C++ kernel tests (ec_tests: built beside
+# _native, never installed into the wheel), which test-cpp and test-arm run: each architecture's core is
+# compiled once for both.
 WHEEL_BUILD = $(PIP) wheel -q --no-build-isolation --no-deps -C cmake.define.EDGECOLBERT_BUILD_CUDA=OFF \
-  -C cmake.define.EDGECOLBERT_STATIC_CXX_RUNTIME=ON
+  -C cmake.define.EDGECOLBERT_STATIC_CXX_RUNTIME=ON -C cmake.define.EDGECOLBERT_BUILD_TESTS=ON
 DEBIAN_MIRROR ?= http://deb.debian.org/debian
 ARM_PYHEADERS := build/arm-pyheaders
 # Refuses to go on while anything is mounted below build/ (an interrupted mmdebstrap can leave /proc or
@@ -259,7 +265,7 @@ $(VENV)/.wheel-tools: $(VENV)/.base $(CONSTRAINTS)
 
 $(WHEELHOUSE)/.x86_64: $(VENV)/.wheel-tools $(PKG_SOURCES)
 	rm -rf build/wheel-raw/x86_64 && mkdir -p $(WHEELHOUSE)
-	$(WHEEL_BUILD) -C build-dir=build/wheel-x86_64 -w build/wheel-raw/x86_64 .
+	$(WHEEL_BUILD) -C build-dir=$(WHEEL_TREE)-x86_64 -w build/wheel-raw/x86_64 .
 	rm -f $(WHEELHOUSE)/edgecolbert_native-*_x86_64.whl
 	$(AUDITWHEEL_REPAIR) build/wheel-raw/x86_64/*.whl
 	$(call WHEEL_TAG_CHECK,x86_64)
@@ -277,7 +283,7 @@ $(ARM_PYHEADERS)/.ok: | apt-arm-env
 
 $(WHEELHOUSE)/.aarch64: $(VENV)/.wheel-tools $(ARM_PYHEADERS)/.ok $(PKG_SOURCES) | apt-arm
 	rm -rf build/wheel-raw/aarch64 && mkdir -p $(WHEELHOUSE)
-	_PYTHON_HOST_PLATFORM=linux-aarch64 $(WHEEL_BUILD) -C build-dir=build/wheel-aarch64 -w build/wheel-raw/aarch64 \
+	_PYTHON_HOST_PLATFORM=linux-aarch64 $(WHEEL_BUILD) -C build-dir=$(WHEEL_TREE)-aarch64 -w build/wheel-raw/aarch64 \
 	  -C cmake.python-hints=false -C cmake.define.CMAKE_TOOLCHAIN_FILE=$(abspath third_party/toolchains/aarch64-linux-gnu.cmake) \
 	  -C cmake.define.Python_INCLUDE_DIR=$(abspath $(ARM_PYHEADERS)/include) \
 	  -C cmake.define.PYTHON_MODULE_EXTENSION=.cpython-311-aarch64-linux-gnu.so .
@@ -299,22 +305,28 @@ wheels: $(WHEELHOUSE)/.x86_64 $(WHEELHOUSE)/.aarch64 $(WHEELHOUSE)/.sdist
 # files alone (numpy comes as a wheel from PyPI, downloaded on the host): import, info(), MaxSim against
 # numpy, a small Index build and search (tests/wheel_smoke.py). aarch64: in the root, under qemu (max).
 WHEEL_TEST := build/wheel-test
-test-wheels: wheels arm-env
-	rm -rf $(WHEEL_TEST) && mkdir -p $(WHEEL_TEST)/x86_64/links $(WHEEL_TEST)/aarch64/links
+test-wheels: test-wheel-x86_64 test-wheel-aarch64
+
+test-wheel-x86_64: $(WHEELHOUSE)/.x86_64
+	rm -rf $(WHEEL_TEST)/x86_64 && mkdir -p $(WHEEL_TEST)/x86_64/links
 	$(PIP) download -q --no-deps --only-binary=:all: -d $(WHEEL_TEST)/x86_64/links -c $(CONSTRAINTS) numpy
-	$(PIP) download -q $(ARM_PIP_FLAGS) -d $(WHEEL_TEST)/aarch64/links -c $(ARM_CONSTRAINTS) numpy
 	cp $(WHEELHOUSE)/edgecolbert_native-*_x86_64.whl $(WHEEL_TEST)/x86_64/links/
-	cp $(WHEELHOUSE)/edgecolbert_native-*_aarch64.whl $(WHEEL_TEST)/aarch64/links/
 	$(PYTHON_BOOT) -m venv $(WHEEL_TEST)/x86_64/venv
 	env -i HOME=$$HOME PATH=$(abspath $(WHEEL_TEST)/x86_64/venv/bin) /bin/sh -c \
 	  '! command -v cc && ! command -v c++ && ! command -v gcc && \
 	   python -m pip install -q --no-index --find-links $(WHEEL_TEST)/x86_64/links edgecolbert-native && \
-	   cd $(WHEEL_TEST) && python $(abspath tests/wheel_smoke.py)'
+	   cd $(WHEEL_TEST)/x86_64 && python $(abspath tests/wheel_smoke.py)'
+
+# (with the sdist, so that make test builds every artifact `make wheels` makes)
+test-wheel-aarch64: $(WHEELHOUSE)/.aarch64 $(WHEELHOUSE)/.sdist arm-env
+	rm -rf $(WHEEL_TEST)/aarch64 && mkdir -p $(WHEEL_TEST)/aarch64/links
+	$(PIP) download -q $(ARM_PIP_FLAGS) -d $(WHEEL_TEST)/aarch64/links -c $(ARM_CONSTRAINTS) numpy
+	cp $(WHEELHOUSE)/edgecolbert_native-*_aarch64.whl $(WHEEL_TEST)/aarch64/links/
 	$(ARM_ENV_RUN) 'python3 -m venv --without-pip $(WHEEL_TEST)/aarch64/venv && \
 	   PATH=$(abspath $(WHEEL_TEST))/aarch64/venv/bin:/usr/bin:/bin && ! command -v cc && ! command -v gcc && \
 	   /opt/venv/bin/python -m pip --python $(WHEEL_TEST)/aarch64/venv/bin/python install -q --no-index \
 	     --find-links $(WHEEL_TEST)/aarch64/links edgecolbert-native && \
-	   cd $(WHEEL_TEST) && python $(abspath tests/wheel_smoke.py)'
+	   cd $(WHEEL_TEST)/aarch64 && python $(abspath tests/wheel_smoke.py)'
 
 # ------------------------------------------------------------------- aarch64: the package end to end
 # build/arm-env/root: an aarch64 Debian bookworm root made by mmdebstrap from Debian's packages, run by
@@ -375,24 +387,30 @@ $(ARM_ENV)/.pkg: $(ARM_ENV)/.deps $(WHEELHOUSE)/.aarch64
 arm-env: $(ARM_ENV)/.pkg
 
 # The package on aarch64, in the root under qemu, once per emulated CPU model: max (every extension qemu
-# has) and cortex-a72 (Armv8.0-A: no dot product, fp16 or bf16, so the fallbacks run). Each runs the kernel,
-# codec, centroid and index suites with EDGECOLBERT_TEST_EMULATED=1 (smaller sizes where a test's cost is
-# its size; tests/emulation.py), then tests/aarch64_checks.py: the NEON path info() names, the encoder on the
-# 17m-shaped ModernBERT and a BERT checkpoint against the stored x86_64 outputs, and `edgecolbert demo` on
-# a pydocs subset against the stored x86_64 MRR@10. The checkpoints are made here, on x86, by the test venv.
+# has) and cortex-a72 (Armv8.0-A: no dot product, fp16 or bf16, so the fallbacks run). Under max: the kernel,
+# codec, centroid, index and input-validation suites with EDGECOLBERT_TEST_EMULATED=1 (smaller sizes where a
+# test's cost is its size; tests/emulation.py), then tests/aarch64_checks.py: the NEON path info() names, the
+# encoder on the 17m-shaped ModernBERT and a BERT checkpoint against the stored x86_64 outputs, and `edgecolbert
+# demo` on a pydocs subset against the stored x86_64 MRR@10. Under cortex-a72, the suites whose code paths the
+# CPU's features choose (ARM_PY_ISA_SUITES: the kernels, codec, centroids, the search's stages, the encoder);
+# the index's storage, processes and locks and the argument checks run the same code on every CPU model, and
+# max runs them. The checkpoints are made here, on x86, by the test venv.
 ARM_CPUS ?= max cortex-a72
 ARM_REF := build/arm-ref
 ARM_PY_SUITES := tests/test_maxsim.py tests/test_maxsim_errors.py tests/test_codec.py tests/test_centroids.py \
   tests/test_index.py tests/test_index_plaid.py tests/test_untrusted_input.py tests/aarch64_checks.py
+ARM_PY_ISA_SUITES := tests/test_maxsim.py tests/test_codec.py tests/test_centroids.py tests/test_index_plaid.py \
+  tests/aarch64_checks.py
 $(ARM_REF)/.ok: $(VENV)/.test-deps tests/encoder_helpers.py tests/arm_reference.py
 	rm -rf $(ARM_REF) && $(PY) tests/arm_reference.py checkpoints $(ARM_REF) >/dev/null
 	touch $@
 
 test-arm-py: arm-env $(ARM_REF)/.ok
 	for cpu in $(ARM_CPUS); do \
+	  case $$cpu in max) suites="$(ARM_PY_SUITES)";; *) suites="$(ARM_PY_ISA_SUITES)";; esac; \
 	  echo "== aarch64 under qemu, QEMU_CPU=$$cpu"; \
 	  QEMU_CPU=$$cpu $(ARM_ENV_RUN) 'EDGECOLBERT_TEST_EMULATED=1 EDGECOLBERT_ARM_CHECKPOINTS=$(ARM_REF) \
-	    python -m pytest -q -p no:cacheprovider -m "not slow" --durations=15 $(ARM_PY_SUITES)'; \
+	    python -m pytest -q -p no:cacheprovider -m "not slow" --durations=15 '"$$suites"; \
 	done
 
 # The main job on aarch64: `edgecolbert demo --passages 60` under QEMU_CPU=max against the stored x86_64

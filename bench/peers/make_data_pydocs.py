@@ -1,11 +1,12 @@
 """Real text at a small dimension for the peer scripts: the pydocs passages and dev queries embedded by the
-offline MiniLM (dim 384, as bench/bench_index_pydocs.py caches them) and mapped linearly to --dim dimensions,
-written in bench/peers/make_data.py's format so that every peer script reads it unchanged.
+offline MiniLM (dim 384; bench/bench_index_pydocs.py's cache, encoded first when it is missing) and mapped
+linearly to --dim dimensions, written in bench/peers/make_data.py's format so that every peer script reads it
+unchanged.
 
     .venv/bin/python bench/peers/make_data_pydocs.py --cache /tmp/pydocs_minilm.npz --out build/peers/data-pydocs48
 
 No real 48-dimensional ColBERT checkpoint is available offline; this is the closest stand-in for what one
-produces: real text's token geometry (MiniLM's contextual token vectors) through a learned-like linear head.
+produces: real text's token geometry (MiniLM's contextual token vectors) through a linear head.
 The map is the top --dim right singular vectors of the uncentred token matrix (fitted on a 262,144-token
 sample): the rank-(--dim) linear map that keeps most of the tokens' energy, and, like a ColBERT projection
 head, it keeps the common direction that centring would remove. Tokens and query rows are then normalised to
@@ -22,22 +23,17 @@ truth int64 [nq, 10] (exhaustive MaxSim top-10 over the float tokens), plus ids 
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import os
+import sys
 import time
 
 import numpy as np
 
 import edgecolbert_native as ec
 
-DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "python", "edgecolbert_native", "data",
-                    "pydocs")
-
-
-def load_jsonl(path: str) -> list[dict]:
-    with gzip.open(path, "rt") as f:
-        return [json.loads(line) for line in f]
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from bench_index_pydocs import DATA, embeddings, load_jsonl  # noqa: E402
 
 
 def main() -> None:
@@ -47,11 +43,9 @@ def main() -> None:
     ap.add_argument("--queries", type=int, default=500)
     ap.add_argument("--out", default="build/peers/data-pydocs48")
     a = ap.parse_args()
-    if not os.path.exists(a.cache):
-        raise SystemExit(f"{a.cache} not found: run bench/bench_index_pydocs.py --cache {a.cache} first (it encodes "
-                         "the passages, 15-25 min on 2 cores)")
-    z = np.load(a.cache)
-    tokens16, offsets, ids = z["tokens"], z["offsets"].astype(np.int64), [str(i) for i in z["ids"]]
+    # encodes the passages into the cache when it is missing (6-25 min on 2 cores)
+    tokens16, offsets, ids = embeddings(a.cache, load_jsonl(os.path.join(DATA, "corpus.jsonl.gz")), 0)
+    offsets = offsets.astype(np.int64)
     rng = np.random.default_rng(0)
     sample = tokens16[np.sort(rng.choice(len(tokens16), min(len(tokens16), 1 << 18), replace=False))]
     _, _, vt = np.linalg.svd(sample.astype(np.float64), full_matrices=False)

@@ -48,7 +48,7 @@ def main() -> None:
     offsets = offsets.astype(np.int64)
     rng = np.random.default_rng(0)
     sample = tokens16[np.sort(rng.choice(len(tokens16), min(len(tokens16), 1 << 18), replace=False))]
-    _, _, vt = np.linalg.svd(sample.astype(np.float64), full_matrices=False)
+    _, sv, vt = np.linalg.svd(sample.astype(np.float64), full_matrices=False)
     head = np.ascontiguousarray(vt[:a.dim].T.astype(np.float32))  # [384, dim]
 
     def project(x: np.ndarray) -> np.ndarray:
@@ -74,7 +74,7 @@ def main() -> None:
     path = os.path.join(a.out, "data.npz")
     np.savez(path, tokens=tokens, offsets=offsets, queries=rows, truth=truth.astype(np.int64), ids=np.array(ids),
              relevant=np.array([json.dumps(x["relevant"]) for x in queries]))
-    kept = float((sample.astype(np.float64) @ vt[:a.dim].T).__pow__(2).sum() / (sample.astype(np.float64) ** 2).sum())
+    kept = float((sv[:a.dim] ** 2).sum() / (sv ** 2).sum())  # the sample's energy the map keeps
     print(json.dumps({"file": path, "docs": len(offsets) - 1, "tokens": int(offsets[-1]), "dim": a.dim,
                       "queries": len(queries), "query_len": lq, "live_query_rows_mean": float(m.sum(1).mean()),
                       "energy_kept": round(kept, 4), "exact_top10_s": round(t_exact, 2)}))

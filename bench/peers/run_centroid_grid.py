@@ -19,6 +19,7 @@ import numpy as np
 
 import edgecolbert_native as ec
 from edgecolbert_native import Index
+from edgecolbert_native.cli.evaluate import mrr_at
 from peer_common import recall
 
 
@@ -35,17 +36,13 @@ def main() -> None:
     offsets, queries, truth = z["offsets"], z["queries"], z["truth"]
     labels = None
     if "relevant" in z.files:
-        labels = (z["ids"], [set(json.loads(r)) for r in z["relevant"]])
+        labels = (z["ids"], [json.loads(r) for r in z["relevant"]])
 
     def mrr10(found: np.ndarray) -> float | None:
         if labels is None:
             return None
         ids, rel = labels
-        total = 0.0
-        for row, r in zip(found, rel):
-            hit = next((k for k, d in enumerate(row[:10]) if d >= 0 and ids[d] in r), None)
-            total += 0.0 if hit is None else 1.0 / (hit + 1)
-        return round(total / len(found), 4)
+        return round(mrr_at([[str(ids[d]) for d in row if d >= 0] for row in found], rel, 10), 4)
 
     print(json.dumps({"exhaustive_float": {"recall@10": 1.0, "mrr@10": mrr10(truth)}}), flush=True)
     for path in a.index:

@@ -295,6 +295,72 @@ def test_native_search_codes_and_isas(small_index):
         assert np.mean(d == base[1]) >= 0.95, isa
 
 
+def test_distinct_codes_are_each_documents_unique_codes(small_index):
+    """plaid_distinct_codes: per document np.unique of its codes (uint16 and int32, 1-3 threads, empty
+    documents), and its input checked."""
+    idx, _ = small_index
+    seg = idx.segments[0]
+    rng = np.random.default_rng(8)
+    lens = rng.integers(0, 12, size=1037)
+    lens[::9] = 0
+    off = np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)
+    codes32 = rng.integers(0, 5, size=int(off[-1])).astype(np.int32)  # 5 centroids: many repeats
+    for codes in (codes32, codes32.astype(np.uint16), np.asarray(seg.codes)):
+        o_in = off if len(codes) == len(codes32) else seg.offsets
+        for threads in (1, 2, 3):
+            got, got_off = _native.plaid_distinct_codes(codes, o_in, num_threads=threads)
+            assert got.dtype == codes.dtype and got_off.dtype == np.int64 and len(got_off) == len(o_in)
+            want = [np.unique(codes[o_in[d]:o_in[d + 1]]) for d in range(len(o_in) - 1)]
+            np.testing.assert_array_equal(np.diff(got_off), [len(w) for w in want])
+            np.testing.assert_array_equal(got, np.concatenate(want))
+    empty, empty_off = _native.plaid_distinct_codes(np.empty(0, np.uint16), np.zeros(1, np.int64))
+    assert len(empty) == 0 and list(empty_off) == [0]
+    with pytest.raises(ValueError, match="run from 0 to len\\(codes\\)"):
+        _native.plaid_distinct_codes(codes32, off[:-1])
+    bad = off.copy()
+    bad[4] = bad[3] - 1
+    with pytest.raises(ValueError, match="must not decrease \\(document 3\\)"):
+        _native.plaid_distinct_codes(codes32, bad)
+    with pytest.raises(TypeError, match="int32 or uint16"):
+        _native.plaid_distinct_codes(codes32.astype(np.int64), off)
+
+
+def test_stage_b_reads_distinct_codes_for_the_same_scores(small_index):
+    """Stage B from each document's distinct codes equals stage B from every code, bit for bit (thresholds
+    that prune nothing and some), and a search over segments with them equals one without; an open index
+    builds them on its first PLAID search, once, and the exhaustive mode never does."""
+    idx, q = small_index
+    seg = idx.segments[0]
+    c = idx.codec
+    dc, doff = _native.plaid_distinct_codes(seg.codes, seg.offsets)
+    assert len(dc) < len(seg.codes)  # the clustered documents repeat centroids
+    docs = np.random.default_rng(9).integers(0, len(idx), size=300)
+    for qi in range(len(q)):
+        S = _plaid.centroid_scores(q[qi], c.centroids)
+        for th in (None, 0.3):
+            a = _plaid.centroid_interaction(S, seg.codes, seg.offsets, docs, th)
+            b = _plaid.centroid_interaction(S, dc, doff, docs, th)
+            np.testing.assert_array_equal(a.view(np.uint32), b.view(np.uint32))
+    base = (seg.codes, seg.residuals, seg.offsets, seg.ivf, seg.ivf_offsets)
+    for threads in (1, 2):
+        kw = dict(nprobe=2, ndocs=64, rerank=16, k=10, num_threads=threads)
+        s5, p5 = _native.plaid_search(q, None, c.centroids, c.bucket_weights, c.nbits, [base], **kw)
+        s7, p7 = _native.plaid_search(q, None, c.centroids, c.bucket_weights, c.nbits, [base + (dc, doff)], **kw)
+        np.testing.assert_array_equal(p5, p7)
+        np.testing.assert_array_equal(s5, s7)
+    from edgecolbert_native.index import Index
+
+    fresh = Index.open(idx.path)
+    fresh.search(q, 10, exhaustive=True)
+    assert fresh.segments[0]._distinct is None
+    fresh.search(q, 10, exhaustive=False, nprobe=2, ndocs=64)
+    got = fresh.segments[0]._distinct
+    np.testing.assert_array_equal(got[0], dc)
+    np.testing.assert_array_equal(got[1], doff)
+    fresh.search(q, 10, exhaustive=False, nprobe=2, ndocs=64)
+    assert fresh.segments[0]._distinct is got
+
+
 def test_native_search_refuses_corrupt_segments(small_index):
     """Every array of every segment, the allowed mask and the mode's inputs are checked: a ValueError or
     TypeError naming the segment and the argument, never a crash or a read out of bounds."""
@@ -361,6 +427,21 @@ def test_native_search_refuses_corrupt_segments(small_index):
         _native.plaid_search(**{**args, "segments": 3})
     with pytest.raises(TypeError, match="segments\\[1\\] must be a tuple"):
         _native.plaid_search(**{**args, "segments": [good, good[:4]]})
+    with pytest.raises(TypeError, match="segments\\[1\\] must be a tuple"):
+        _native.plaid_search(**{**args, "segments": [good, good + (seg.codes,)]})
+    # Each document's distinct codes (stage B's input): shape, range and dtype checked like the codes.
+    dc, doff = _native.plaid_distinct_codes(seg.codes, seg.offsets)
+    with pytest.raises(ValueError, match="segments\\[1\\]: distinct_offsets must be 1-d"):
+        _native.plaid_search(**{**args, "segments": [good + (dc, doff), good + (dc, doff[:-1])]})
+    far = doff.copy()
+    far[-1] = len(dc) + 3
+    with pytest.raises(ValueError, match="segments\\[0\\]: doc_offsets give .* \\(or distinct_offsets outside"):
+        _native.plaid_search(**{**args, "segments": [good + (dc, far)]})
+    wild = np.full(len(dc), 1000, np.int32)
+    with pytest.raises(ValueError, match="segments\\[0\\]: a candidate document has a code outside"):
+        _native.plaid_search(**{**args, "segments": [good + (wild, doff)]})
+    with pytest.raises(TypeError, match="segments\\[0\\]: codes must be int32 or uint16"):
+        _native.plaid_search(**{**args, "segments": [good + (dc.astype(np.int64), doff)]})
     with pytest.raises(ValueError, match="mode must be"):
         call(mode="fast")
     with pytest.raises(ValueError, match="exhaustive mode needs decoded"):

@@ -1,8 +1,10 @@
 // Bindings for PLAID's candidate stages (plaid.hpp): validate, release the GIL, call, return. Every
 // index a kernel reads is range-checked: probed cells and their IVF ranges and the candidates' CSR
 // ranges here; IVF document numbers and candidates' codes inside the kernels (only those read).
+#include <algorithm>
 #include <cmath>
 #include <limits>
+#include <type_traits>
 #include <vector>
 
 #include "common.hpp"
@@ -125,6 +127,37 @@ py::array_t<float> centroid_interaction(const py::handle& scores, int64_t m, con
   return out;
 }
 
+py::tuple distinct_codes(const py::array& codes, const py::handle& offsets, const py::object& num_threads) {
+  const char* fn = "plaid_distinct_codes";
+  py::array keep;
+  PlaidCodes c = check_codes(codes, fn, keep);
+  auto off = int64_array(offsets, fn, "doc_offsets");
+  if (off.ndim() != 1 || off.shape(0) < 1) value_error(cat(fn, ": doc_offsets must be 1-d [n+1]"));
+  const int64_t n = off.shape(0) - 1;
+  const int64_t* o = off.data();
+  if (o[0] != 0 || o[n] != c.n) value_error(cat(fn, ": doc_offsets must run from 0 to len(codes) = ", c.n));
+  for (int64_t d = 0; d < n; ++d)
+    if (o[d] > o[d + 1]) value_error(cat(fn, ": doc_offsets must not decrease (document ", d, ")"));
+  const int threads = resolve_threads(num_threads, fn);
+  py::array_t<int64_t> out_off(n + 1);
+  auto run = [&](auto* data, auto& vec) {
+    {
+      py::gil_scoped_release released;
+      plaid_distinct_codes(data, o, n, vec, out_off.mutable_data(), threads);
+    }
+    using Code = typename std::remove_reference_t<decltype(vec)>::value_type;
+    py::array_t<Code> out(static_cast<py::ssize_t>(vec.size()));
+    std::copy(vec.begin(), vec.end(), out.mutable_data());
+    return py::make_tuple(out, out_off);
+  };
+  if (c.u16) {
+    std::vector<uint16_t> v;
+    return run(static_cast<const uint16_t*>(c.data), v);
+  }
+  std::vector<int32_t> v;
+  return run(static_cast<const int32_t*>(c.data), v);
+}
+
 py::tuple gather(const py::array& codes, const py::array& residuals, const py::handle& offsets, const py::handle& docs) {
   const char* fn = "plaid_gather";
   py::array keep;
@@ -241,8 +274,9 @@ BoundIndex check_index(const py::handle& segments, const py::object& allowed, bo
     const std::string at = cat(fn, ": segments[", i, "]");
     const char* f = at.c_str();
     py::object t = segs[i];
-    if (!py::isinstance<py::sequence>(t) || py::len(t) != 5)
-      type_error(cat(f, " must be a tuple (codes, residuals, doc_offsets, ivf, ivf_offsets)"));
+    if (!py::isinstance<py::sequence>(t) || (py::len(t) != 5 && py::len(t) != 7))
+      type_error(cat(f, " must be a tuple (codes, residuals, doc_offsets, ivf, ivf_offsets[, distinct_codes, "
+                        "distinct_offsets])"));
     auto tup = py::reinterpret_borrow<py::sequence>(t);
     PlaidSegment& seg = b.segments[i];
     py::array codes = py::array::ensure(tup[0]);
@@ -279,6 +313,17 @@ BoundIndex check_index(const py::handle& segments, const py::object& allowed, bo
       seg.decoded = da.data();
       b.keep.push_back(da);
     }
+    if (py::len(t) == 7) {  // each document's distinct codes (plaid_distinct_codes): stage B's input
+      py::array dcodes = py::array::ensure(tup[5]);
+      if (!dcodes) type_error(cat(f, ": distinct_codes must be an int32 or uint16 array"));
+      py::array kd;
+      seg.distinct = check_codes(dcodes, f, kd);
+      auto doff = int64_array(tup[6], f, "distinct_offsets");
+      if (doff.ndim() != 1 || doff.shape(0) != seg.n + 1)
+        value_error(cat(f, ": distinct_offsets must be 1-d [n+1] = [", seg.n + 1, "], got ", shape_str(doff)));
+      seg.distinct_offsets = doff.data();
+      b.keep.insert(b.keep.end(), {kd, doff});
+    }
     b.keep.insert(b.keep.end(), {kc, res, off, iv, io});
     positions += seg.n;
   }
@@ -302,7 +347,10 @@ BoundIndex check_index(const py::handle& segments, const py::object& allowed, bo
   switch (st.fault) {
     case PlaidFault::bad_ivf_range: value_error(cat(at, "ivf_offsets give a probed centroid a range outside [0, ", seg.ivf_len, "]"));
     case PlaidFault::bad_ivf_doc: value_error(cat(at, "ivf names a document outside [0, ", seg.n, ")"));
-    case PlaidFault::bad_doc_range: value_error(cat(at, "doc_offsets give a candidate document codes outside [0, ", seg.codes.n, "]"));
+    case PlaidFault::bad_doc_range:
+      value_error(cat(at, "doc_offsets give a candidate document codes outside [0, ", seg.codes.n, "]",
+                      seg.distinct_offsets != nullptr ? cat(" (or distinct_offsets outside [0, ", seg.distinct.n, "])")
+                                                      : std::string()));
     case PlaidFault::bad_code: value_error(cat(at, "a candidate document has a code outside [0, ", K, ")"));
     case PlaidFault::bad_position: value_error(cat(fn, ": a document is not a position in [0, ", ix.view.positions(), ")"));
     case PlaidFault::none: break;
@@ -572,6 +620,8 @@ void register_plaid(py::module_& m) {
   m.def("plaid_centroid_interaction", &centroid_interaction, py::arg("scores_t"), py::arg("m"), py::arg("codes"), py::arg("doc_offsets"),
         py::arg("docs"), py::arg("threshold") = -std::numeric_limits<double>::infinity(),
         py::arg("num_threads") = py::none(), py::arg("reference") = false, py::arg("isa") = "");
+  m.def("plaid_distinct_codes", &distinct_codes, py::arg("codes"), py::arg("doc_offsets"),
+        py::arg("num_threads") = py::none());
   m.def("plaid_gather", &gather, py::arg("codes"), py::arg("residuals"), py::arg("doc_offsets"), py::arg("docs"));
   m.def("plaid_search", &search, py::arg("queries"), py::arg("query_mask"), py::arg("centroids"),
         py::arg("bucket_weights"), py::arg("nbits"), py::arg("segments"), py::arg("allowed") = py::none(),

@@ -194,6 +194,40 @@ void plaid_gather(const PlaidCodes& codes, const uint8_t* residuals, int64_t wid
   }
 }
 
+template <typename Code>
+void plaid_distinct_codes(const Code* codes, const int64_t* offsets, int64_t n, std::vector<Code>& out,
+                          int64_t* out_offsets, int num_threads) {
+  // Each worker sorts its documents' codes into its own buffer and records the counts; the buffers are
+  // then concatenated at their prefix sums. (Documents are short: a sort per document beats a stamp array
+  // over K per worker, and needs no K.)
+  const int64_t workers = std::max<int64_t>(1, std::min<int64_t>(num_threads, n / 1024 + 1));
+  std::vector<std::vector<Code>> part(static_cast<std::size_t>(workers));
+  out_offsets[0] = 0;
+  parallel_for(workers, static_cast<int>(workers), [&](int64_t wk, int) {
+    const int64_t d0 = wk * n / workers, d1 = (wk + 1) * n / workers;
+    std::vector<Code>& buf = part[static_cast<std::size_t>(wk)];
+    buf.reserve(static_cast<std::size_t>(offsets[d1] - offsets[d0]));
+    for (int64_t d = d0; d < d1; ++d) {
+      const std::size_t at = buf.size();
+      buf.insert(buf.end(), codes + offsets[d], codes + offsets[d + 1]);
+      std::sort(buf.begin() + static_cast<std::ptrdiff_t>(at), buf.end());
+      buf.erase(std::unique(buf.begin() + static_cast<std::ptrdiff_t>(at), buf.end()), buf.end());
+      out_offsets[d + 1] = static_cast<int64_t>(buf.size() - at);  // the count, summed below
+    }
+  });
+  for (int64_t d = 0; d < n; ++d) out_offsets[d + 1] += out_offsets[d];
+  out.resize(static_cast<std::size_t>(out_offsets[n]));
+  parallel_for(workers, static_cast<int>(workers), [&](int64_t wk, int) {
+    const std::vector<Code>& buf = part[static_cast<std::size_t>(wk)];
+    std::copy(buf.begin(), buf.end(), out.begin() + out_offsets[wk * n / workers]);
+  });
+}
+
+template void plaid_distinct_codes<uint16_t>(const uint16_t*, const int64_t*, int64_t, std::vector<uint16_t>&, int64_t*,
+                                             int);
+template void plaid_distinct_codes<int32_t>(const int32_t*, const int64_t*, int64_t, std::vector<int32_t>&, int64_t*,
+                                            int);
+
 PlaidStageA plaid_stage_a(const int32_t* cells, const float* cell_scores, const float* miss, int64_t m, int64_t p,
                           const int32_t* ivf, const int64_t* ivf_offsets, int64_t num_docs, const uint8_t* allowed) {
   PlaidStageA r;

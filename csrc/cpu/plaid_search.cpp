@@ -73,7 +73,10 @@ bool codes_in_range(const PlaidCodes& c, int64_t t0, int64_t t1, int64_t K) {
 
 inline bool doc_range_ok(const PlaidSegment& s, int64_t d) {
   const int64_t lo = s.offsets[d], hi = s.offsets[d + 1];
-  return lo >= 0 && lo <= hi && hi <= s.codes.n;
+  if (!(lo >= 0 && lo <= hi && hi <= s.codes.n)) return false;
+  if (s.distinct_offsets == nullptr) return true;
+  const int64_t dlo = s.distinct_offsets[d], dhi = s.distinct_offsets[d + 1];
+  return dlo >= 0 && dlo <= dhi && dhi <= s.distinct.n;
 }
 
 PlaidStatus fault(PlaidFault f, int64_t segment = 0) { return PlaidStatus{f, segment}; }
@@ -463,7 +466,9 @@ struct PlaidIndexSource::State {
       if (ld.empty()) continue;
       lv.resize(ld.size());
       const PlaidSegment& seg = index.segments[s];
-      if (!plaid_centroid_interaction(path, St, m, K, sm, threshold, seg.codes, seg.offsets, ld.data(),
+      const bool distinct = seg.distinct_offsets != nullptr;
+      if (!plaid_centroid_interaction(path, St, m, K, sm, threshold, distinct ? seg.distinct : seg.codes,
+                                      distinct ? seg.distinct_offsets : seg.offsets, ld.data(),
                                       static_cast<int64_t>(ld.size()), lv.data(), threads))
         return fault(PlaidFault::bad_code, s);
       for (int64_t j = 0, at = 0; j < nd; ++j)

@@ -385,3 +385,53 @@ EC_TEST(plaid_gather_concatenates_in_order) {
     }
   }
 }
+
+// Each document's distinct codes, ascending (sort + unique per document, any thread count, documents
+// empty or of one token), and stage B over them gives the same bits as over every code, on every path.
+EC_TEST(plaid_distinct_codes_keep_stage_b) {
+  std::mt19937_64 rng(11);
+  for (int64_t n : {0, 1, 5, 1030, 3000}) {  // 1030, 3000: uneven shares of the document range
+    for (int64_t K : {1, 4, 300}) {  // K 1 and 4: many repeats in a document
+      const Seg s = make_seg(rng, n, K);
+      for (int threads : {1, 2, 3, 7}) {
+        std::vector<int32_t> d32;
+        std::vector<uint16_t> d16;
+        std::vector<int64_t> o32(static_cast<std::size_t>(n) + 1, -1), o16(static_cast<std::size_t>(n) + 1, -1);
+        plaid_distinct_codes(s.codes.data(), s.offsets.data(), n, d32, o32.data(), threads);
+        plaid_distinct_codes(s.codes16.data(), s.offsets.data(), n, d16, o16.data(), threads);
+        EC_CHECK(o32 == o16 && o32[0] == 0 && o32[n] == static_cast<int64_t>(d32.size()), "offsets");
+        for (int64_t d = 0; d < n; ++d) {
+          std::vector<int32_t> want(s.codes.begin() + s.offsets[d], s.codes.begin() + s.offsets[d + 1]);
+          std::sort(want.begin(), want.end());
+          want.erase(std::unique(want.begin(), want.end()), want.end());
+          EC_CHECK(o32[d + 1] - o32[d] == static_cast<int64_t>(want.size()), "n %lld doc %lld count", (long long)n,
+                   (long long)d);
+          for (std::size_t t = 0; t < want.size(); ++t)
+            EC_CHECK(d32[o32[d] + t] == want[t] && d16[o32[d] + t] == want[t], "doc %lld code %zu", (long long)d, t);
+        }
+        if (threads != 3 || n == 0) continue;
+        for (int64_t m : {7, 32}) {
+          auto S = ectest::awkward_values(rng, static_cast<std::size_t>(m * K));
+          const auto St = transpose(S, m, K, (m + 31) / 32 * 32);
+          std::vector<int64_t> docs;
+          std::uniform_int_distribution<int64_t> pick(0, n - 1);
+          for (int j = 0; j < 100; ++j) docs.push_back(pick(rng));
+          const PlaidCodes all{s.codes16.data(), true, static_cast<int64_t>(s.codes16.size())};
+          const PlaidCodes few{d16.data(), true, static_cast<int64_t>(d16.size())};
+          for (float th : {-std::numeric_limits<float>::infinity(), 0.4f})
+            for (const KernelPath* path : available_paths()) {
+              std::vector<float> a(docs.size(), NAN), b(docs.size(), NAN);
+              const int64_t stride = (m + 31) / 32 * 32, nd = static_cast<int64_t>(docs.size());
+              EC_CHECK(plaid_centroid_interaction(*path, St.data(), m, K, stride, th, all, s.offsets.data(),
+                                                  docs.data(), nd, a.data(), 1), "all codes");
+              EC_CHECK(plaid_centroid_interaction(*path, St.data(), m, K, stride, th, few, o16.data(), docs.data(), nd,
+                                                  b.data(), 2), "distinct codes");
+              for (std::size_t j = 0; j < docs.size(); ++j)
+                EC_CHECK(std::memcmp(&a[j], &b[j], sizeof(float)) == 0, "%s doc %lld: %g vs %g", path->name,
+                         (long long)docs[j], a[j], b[j]);
+            }
+        }
+      }
+    }
+  }
+}

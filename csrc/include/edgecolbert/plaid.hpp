@@ -102,6 +102,16 @@ bool plaid_centroid_interaction(const KernelPath& path, const float* St, int64_t
 void plaid_gather(const PlaidCodes& codes, const uint8_t* residuals, int64_t width, const int64_t* offsets,
                   const int64_t* docs, int64_t nd, int32_t* out_codes, uint8_t* out_residuals, int64_t* out_offsets);
 
+// Stage B's input per document: its distinct codes, ascending. Stage B takes a maximum over a document's
+// tokens, which is exact and order-free, so it scores a document the same from these as from all its codes
+// (bit for bit) while reading each centroid's row once: on real text half of a document's tokens repeat a
+// centroid of the same document (docs/index.md, "Search"). offsets [n+1] is a CSR over codes (checked by the
+// caller); out_offsets [n+1] receives the CSR over the result, which has out_offsets[n] entries and the
+// codes' type. Documents are split over num_threads threads.
+template <typename Code>
+void plaid_distinct_codes(const Code* codes, const int64_t* offsets, int64_t n, std::vector<Code>& out,
+                          int64_t* out_offsets, int num_threads);
+
 // The plain reference of stage B on S [m, K] row-major (no threads): what the tests compare against.
 bool plaid_centroid_interaction_scalar(const float* S, int64_t m, int64_t K, float threshold, const PlaidCodes& codes,
                                        const int64_t* offsets, const int64_t* docs, int64_t nd, float* out);

@@ -52,6 +52,10 @@ struct PlaidSegment {
   const int64_t* ivf_offsets = nullptr;  // [K+1]
   int64_t ivf_len = 0;
   const float* decoded = nullptr;  // [codes.n, dim] float32 decoded tokens: the exhaustive mode's input
+  // Optional: each document's distinct codes (plaid_distinct_codes), what stage B then reads instead of codes
+  // (the same scores; each centroid row read once per document). distinct_offsets [n+1] is a CSR over them.
+  PlaidCodes distinct;
+  const int64_t* distinct_offsets = nullptr;
 };
 
 // An index: its segments in position order and the positions a search may return.

@@ -110,8 +110,25 @@ def centroid_interaction(S: CentroidScores, codes: np.ndarray, offsets: np.ndarr
                                                 num_threads=num_threads)
 
 
-def _segments(segments: Any) -> list[tuple]:
-    return [(s.codes, s.residuals, s.offsets, s.ivf, s.ivf_offsets) for s in segments]
+def distinct_codes(segment: Any, num_threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(codes, offsets [n+1]): each document's distinct codes, ascending, in CSR (``plaid_distinct_codes``).
+    Stage B reads these instead of every code: its maximum over a document's tokens does not see repeats,
+    so the scores are the same bits, and on real text about half of a document's codes are repeats
+    (docs/index.md, "Search"). Computed on the first search that needs them and kept on the segment (an open
+    index's segments never change): about 2 bytes per token for a few tens of ms per million tokens."""
+    got = getattr(segment, "_distinct", None)
+    if got is None:
+        got = _native().plaid_distinct_codes(segment.codes, segment.offsets, num_threads=num_threads)
+        if hasattr(segment, "_distinct"):
+            segment._distinct = got
+    return got
+
+
+def _segments(segments: Any, distinct: bool = False, num_threads: int | None = None) -> list[tuple]:
+    """The native call's per-segment tuples; ``distinct``: with each document's distinct codes (stage B runs)."""
+    if not distinct:
+        return [(s.codes, s.residuals, s.offsets, s.ivf, s.ivf_offsets) for s in segments]
+    return [(s.codes, s.residuals, s.offsets, s.ivf, s.ivf_offsets, *distinct_codes(s, num_threads)) for s in segments]
 
 
 def search(q: np.ndarray, mask: np.ndarray | None, codec: Any, segments: Any, allowed: np.ndarray | None,
@@ -125,7 +142,8 @@ def search(q: np.ndarray, mask: np.ndarray | None, codec: Any, segments: Any, al
     [nq, k']; -inf / -1 past the hits), k' = min(k, positions)."""
     th = -np.inf if threshold is None else float(threshold)
     return _native().plaid_search(np.ascontiguousarray(q, np.float32), mask, codec.centroids, codec.bucket_weights,
-                                  codec.nbits, _segments(segments), allowed, bool(subset), int(nprobe), int(ndocs),
+                                  codec.nbits, _segments(segments, mode in ("plaid", "fill"), num_threads), allowed,
+                                  bool(subset), int(nprobe), int(ndocs),
                                   int(rerank), int(k), th, mode, decoded, num_threads=num_threads,
                                   centroids_i8=centroids_i8)
 
@@ -139,7 +157,8 @@ def source(q: np.ndarray, mask: np.ndarray | None, codec: Any, segments: Any, al
     every allowed document a candidate (plaid_stage_a_fill)."""
     th = -np.inf if threshold is None else float(threshold)
     return _native().PlaidIndexSource(np.ascontiguousarray(q, np.float32), mask, codec.centroids, codec.bucket_weights,
-                                      codec.nbits, _segments(segments), allowed, False, th, num_threads=num_threads,
+                                      codec.nbits, _segments(segments, True, num_threads), allowed, False, th,
+                                      num_threads=num_threads,
                                       centroids_i8=centroids_i8, fill=bool(fill))
 
 

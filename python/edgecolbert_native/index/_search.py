@@ -13,7 +13,8 @@ CENTROID_SCORES):
    (x4) while a filter leaves the pool short (docs/index.md, "Search");
 3. stage B, PLAID's centroid interaction: ``Σ_i max_j S[i, code_j]`` over the tokens of each of those
    documents (centroids whose best score over the query tokens is under ``centroid_score_threshold``
-   count as 0; no pruning by default); keep the best ``rerank`` (default ``max(k, ndocs // RERANK_DIVISOR)``);
+   count as 0; no pruning by default), read from each document's distinct codes (the same maxima;
+   ``_plaid.distinct_codes``); keep the best ``rerank`` (default ``max(k, ndocs // RERANK_DIVISOR)``);
 4. re-rank them from codes and residuals (fused decode + MaxSim) and return top-k.
 
 A subset of at most 4·ndocs documents is scored exactly instead ("selective"), a subset of at most

@@ -89,7 +89,7 @@ def _train_codec(src: Any, ns: int, k: int, nbits: int, niters: int, seed: int, 
 
 class _Segment:
     __slots__ = ("codes", "residuals", "doclens", "offsets", "ivf", "ivf_offsets", "ids", "base", "n",
-                 "_decoded")
+                 "_decoded", "_distinct")
 
     def __init__(self, arrays: dict, base: int) -> None:
         self.codes, self.residuals = arrays["codes"], arrays["residuals"]
@@ -100,6 +100,7 @@ class _Segment:
         np.cumsum(self.doclens, out=self.offsets[1:])
         self.base = base
         self._decoded = None
+        self._distinct = None  # each document's distinct codes, stage B's input (index/_plaid.py, distinct_codes)
 
 
 class Index:

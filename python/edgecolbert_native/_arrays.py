@@ -45,6 +45,8 @@ def _torch_to_numpy(x: Any, fn: str, arg: str) -> tuple[np.ndarray, str]:
 
 def as_array(x: Any, fn: str, arg: str, dtype: str | None = None) -> tuple[np.ndarray, str]:
     """Returns (array, declared dtype name) for a token array; bf16 is carried as uint16 storage."""
+    if type(x) is np.ndarray and x.dtype.char in "fde" and dtype in (None, "float32", "float16"):
+        return x, ""  # the common case, decided in a few dtype reads (a search pays this per call)
     if is_torch(x):
         return _torch_to_numpy(x, fn, arg)
     if isinstance(x, np.ndarray):

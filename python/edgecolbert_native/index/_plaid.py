@@ -14,9 +14,15 @@ import numpy as np
 
 
 def _native() -> Any:
-    from .. import _native
+    global _NATIVE
+    if _NATIVE is None:  # imported on first use (the import costs ~1 us per search otherwise)
+        from .. import _native as n
 
-    return _native
+        _NATIVE = n
+    return _NATIVE
+
+
+_NATIVE: Any = None
 
 
 class CentroidScores(NamedTuple):

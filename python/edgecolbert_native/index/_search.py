@@ -160,16 +160,18 @@ def search(index: Any, queries: Any, k: int, nprobe: int | None, ndocs: int | No
         exhaustive = int(sum(int(s.offsets[-1]) for s in index.segments)) <= EXHAUSTIVE_TOKENS
     rerank = rerank_count(k, ndocs, rerank, fn)
 
-    out_s = np.full((nq, k), -np.inf, np.float32)
-    out_p = np.full((nq, k), -1, np.int64)
     mode = choose_mode(bool(exhaustive), filtered, n_allowed, ndocs, index.num_centroids)
-    if mode is not None:
-        s_, p_ = _plaid.search(q, mask, index.codec, index.segments,
-                               None if n_allowed == len(allowed) else allowed.view(np.uint8),
-                               filtered, nprobe, ndocs, rerank, k, threshold, mode,
-                               [_decoded(index, s) for s in index.segments] if mode == "exhaustive" else None,
-                               num_threads, centroids_i8(index) if mode in ("plaid", "fill") else None)
-        out_s[:, :s_.shape[1]], out_p[:, :p_.shape[1]] = s_, p_
+    if mode is None:
+        out_s, out_p = np.full((nq, k), -np.inf, np.float32), np.full((nq, k), -1, np.int64)
+    else:
+        out_s, out_p = _plaid.search(q, mask, index.codec, index.segments,
+                                     None if n_allowed == len(allowed) else allowed.view(np.uint8),
+                                     filtered, nprobe, ndocs, rerank, k, threshold, mode,
+                                     [_decoded(index, s) for s in index.segments] if mode == "exhaustive" else None,
+                                     num_threads, centroids_i8(index) if mode in ("plaid", "fill") else None)
+        if out_s.shape[1] < k:  # fewer positions than k: padded
+            out_s = np.pad(out_s, ((0, 0), (0, k - out_s.shape[1])), constant_values=-np.inf)
+            out_p = np.pad(out_p, ((0, 0), (0, k - out_p.shape[1])), constant_values=-1)
     if weight is not None and texts is not None:
         out_s, out_p = fuse(index, out_s, out_p, texts, allowed, k_out, weight, fusion)
     return out_s, to_ids(index, out_p)
@@ -292,6 +294,8 @@ def to_ids(index: Any, pos: np.ndarray) -> np.ndarray:
     all_ids = index._ids_all()
     valid = pos >= 0
     if index.id_kind == "int":
+        if valid.all():  # every row full (the usual search): one gather
+            return all_ids[pos].astype(np.int64, copy=False)
         out = np.full(pos.shape, -1, np.int64)
         out[valid] = all_ids[pos[valid]]
         return out

@@ -72,6 +72,7 @@ def plaid_search(
     threshold: float = ..., mode: str = ..., decoded: Any = ..., num_threads: int | None = ..., isa: str = ...,
     centroids_i8: Any = ...,
 ) -> tuple[_F32, _I64]: ...
+def plaid_distinct_codes(codes: Any, doc_offsets: Any, num_threads: int | None = ...) -> tuple[_Array, _I64]: ...
 
 class PlaidSource:
     """The three PLAID stages plaid_drive asks for; a subclass defines candidates, approximate and exact."""

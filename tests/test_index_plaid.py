@@ -397,6 +397,10 @@ def test_native_search_refuses_corrupt_segments(small_index):
             call(at, codes=codes)
         with pytest.raises(ValueError, match="code outside"):  # no stage B (rerank >= ndocs): the re-rank checks
             call(at, codes=codes, rerank=64)
+        for one_bad in (np.array(seg.codes, np.uint16), np.array(seg.codes, np.int32)):  # one bad code of either type
+            one_bad[len(one_bad) // 3] = 128 if one_bad.dtype == np.uint16 else -1
+            with pytest.raises(ValueError, match="code outside"):
+                call(at, codes=one_bad, rerank=len(idx), nprobe=128, ndocs=len(idx))  # every document re-ranked
         with pytest.raises(ValueError, match="code outside"):  # the selective mode scores every allowed document
             call(at, codes=codes, mode="selective")
         off = np.array(seg.offsets, np.int64)

@@ -58,17 +58,23 @@ void write_top(const float* val, const int64_t* pos, int64_t n, int64_t k, float
   }
 }
 
-// Whether codes [t0, t1) are centroids in [0, K).
+// Whether codes [t0, t1) are centroids in [0, K). Min / max reductions, which the compiler vectorises (a
+// running `ok &= ...` stayed scalar: 2% of a search that re-ranks 40 documents).
 bool codes_in_range(const PlaidCodes& c, int64_t t0, int64_t t1, int64_t K) {
-  bool ok = true;
+  if (t0 >= t1) return true;
   if (c.u16) {
     const uint16_t* p = static_cast<const uint16_t*>(c.data);
-    for (int64_t t = t0; t < t1; ++t) ok &= p[t] < K;
-  } else {
-    const int32_t* p = static_cast<const int32_t*>(c.data);
-    for (int64_t t = t0; t < t1; ++t) ok &= p[t] >= 0 && p[t] < K;
+    uint16_t hi = 0;
+    for (int64_t t = t0; t < t1; ++t) hi = std::max(hi, p[t]);
+    return hi < K;
   }
-  return ok;
+  const int32_t* p = static_cast<const int32_t*>(c.data);
+  int32_t lo = p[t0], hi = p[t0];
+  for (int64_t t = t0; t < t1; ++t) {
+    lo = std::min(lo, p[t]);
+    hi = std::max(hi, p[t]);
+  }
+  return lo >= 0 && hi < K;
 }
 
 inline bool doc_range_ok(const PlaidSegment& s, int64_t d) {

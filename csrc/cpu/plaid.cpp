@@ -198,8 +198,7 @@ template <typename Code>
 void plaid_distinct_codes(const Code* codes, const int64_t* offsets, int64_t n, std::vector<Code>& out,
                           int64_t* out_offsets, int num_threads) {
   // Each worker sorts its documents' codes into its own buffer and records the counts; the buffers are
-  // then concatenated at their prefix sums. (Documents are short: a sort per document beats a stamp array
-  // over K per worker, and needs no K.)
+  // then concatenated at their prefix sums. (Documents are short: a sort per document needs no array over K.)
   const int64_t workers = std::max<int64_t>(1, std::min<int64_t>(num_threads, n / 1024 + 1));
   std::vector<std::vector<Code>> part(static_cast<std::size_t>(workers));
   out_offsets[0] = 0;

@@ -121,13 +121,10 @@ def distinct_codes(segment: Any, num_threads: int | None = None) -> tuple[np.nda
     Stage B reads these instead of every code: its maximum over a document's tokens does not see repeats,
     so the scores are the same bits, and on real text about half of a document's codes are repeats
     (docs/index.md, "Search"). Computed on the first search that needs them and kept on the segment (an open
-    index's segments never change): about 2 bytes per token for a few tens of ms per million tokens."""
-    got = getattr(segment, "_distinct", None)
-    if got is None:
-        got = _native().plaid_distinct_codes(segment.codes, segment.offsets, num_threads=num_threads)
-        if hasattr(segment, "_distinct"):
-            segment._distinct = got
-    return got
+    index's segments never change): the codes' width per distinct code, for a few tens of ms per million tokens."""
+    if segment._distinct is None:
+        segment._distinct = _native().plaid_distinct_codes(segment.codes, segment.offsets, num_threads=num_threads)
+    return segment._distinct
 
 
 def _segments(segments: Any, distinct: bool = False, num_threads: int | None = None) -> list[tuple]:

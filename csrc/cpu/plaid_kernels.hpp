@@ -9,6 +9,7 @@
 #include <memory>
 
 #include "edgecolbert/dispatch.hpp"
+#include "simd.hpp"
 
 namespace edgecolbert {
 namespace {
@@ -17,6 +18,22 @@ namespace plaid_detail {
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
 inline float rank_key(float v) { return std::isnan(v) ? kNegInf : v; }
+
+// Stage B's loads for the documents after j: the offsets of j + 2 and the codes of j + 1. A document's
+// distinct codes are a few tens of rows, and each document starts a chain of misses (its offsets, then its
+// codes, then its rows of St) that the out-of-order window does not reach across the end of the document
+// before it. The offsets of j + 1 are read here: every document in [j0, j1) has been range-checked.
+template <typename Code>
+EC_ALWAYS_INLINE void prefetch_next_docs(const Code* codes, const int64_t* offsets, const int64_t* docs, int64_t j,
+                                         int64_t j1) {
+  if (j + 2 < j1) __builtin_prefetch(offsets + docs[j + 2], 0, 3);
+  if (j + 1 < j1) {
+    const int64_t lo = offsets[docs[j + 1]], hi = offsets[docs[j + 1] + 1];
+    const auto first = reinterpret_cast<uintptr_t>(codes + lo) & ~uintptr_t{63};
+    const auto end = reinterpret_cast<uintptr_t>(codes + hi);
+    for (uintptr_t p = first; p < end; p += 64) __builtin_prefetch(reinterpret_cast<const void*>(p), 0, 3);
+  }
+}
 
 template <typename Code>
 bool interact_docs(const float* St, int64_t stride, int64_t mp, int64_t m, int64_t K, const uint8_t* keep,
@@ -30,6 +47,7 @@ bool interact_docs(const float* St, int64_t stride, int64_t mp, int64_t m, int64
     b = heap.get();
   }
   for (int64_t j = j0; j < j1; ++j) {
+    prefetch_next_docs(codes, offsets, docs, j, j1);
     const int64_t lo = offsets[docs[j]], hi = offsets[docs[j] + 1];
     float sum = 0.0f;
     if (hi > lo) {
@@ -56,6 +74,7 @@ bool interact_docs_fixed(const float* St, int64_t stride, int64_t m, int64_t K, 
                          const float* zeros, const Code* codes, const int64_t* offsets, const int64_t* docs, int64_t j0,
                          int64_t j1, float* out) {
   for (int64_t j = j0; j < j1; ++j) {
+    prefetch_next_docs(codes, offsets, docs, j, j1);
     const int64_t lo = offsets[docs[j]], hi = offsets[docs[j] + 1];
     float sum = 0.0f;
     if (hi > lo) {

@@ -273,7 +273,7 @@ EC_TEST(plaid_probe_matches_brute_force) {
   std::normal_distribution<float> nd;
   for (int64_t K : {1, 6, 16, 17, 100, 700})
     for (int64_t p : {1, 2, 9, 40, 65, 900}) {
-     for (int64_t m : {1, 5, 17, 33}) {
+     for (int64_t m : {1, 5, 17, 33, 70}) {  // 70: past one 64-token mask of probe_rows
       const int64_t pp = std::min(p, K);
       std::vector<float> S(static_cast<std::size_t>(m * K));
       for (auto& v : S) v = std::round(nd(rng) * 4.0f) / 4.0f;  // coarse values: many ties
@@ -303,7 +303,7 @@ EC_TEST(plaid_probe_matches_brute_force) {
         }
         // Once full, fed only the centroids that beat the thresholds as of each slice's start (the
         // search's int8 kernel flags them): the same result.
-        for (int64_t slice : {int64_t{1}, int64_t{5}, int64_t{64}}) {
+        for (int64_t slice : {int64_t{1}, int64_t{5}, int64_t{13}, int64_t{64}}) {  // 13: a word of 8 flags and a tail
           PlaidProbe probe(*path, m, K, pp);
           std::vector<float> thr(static_cast<std::size_t>(stride + 3));
           std::vector<uint8_t> flags(static_cast<std::size_t>(slice));

@@ -12,7 +12,8 @@
 // tokens is decoded into L1 scratch and run through the AVX-512 MaxSim tile (16 rows per zmm, 2 row
 // blocks x 12 tokens = 24 accumulators, the broadcast in a register: vec_avx512.hpp); each column is
 // scaled by 1 / max(||v_t||, 1e-12) (computed by the same sequence as decompression, or taken from
-// stored norms) before the max; the centroid rows of the next tile are prefetched.
+// stored norms) before the max; as each token is decoded, the centroid row of the token a tile ahead is
+// prefetched (one row at a time: the whole next tile's rows requested at once stalled on the prefetches).
 #include <immintrin.h>
 
 #include <algorithm>
@@ -256,11 +257,13 @@ float score_doc_nb(const float* q, int64_t rows, const CodecView& cv, const int3
   const auto s = Tiles::begin(scratch, rows, dim);
   for (int64_t j0 = 0; j0 < ntok; j0 += kNJ) {
     const int nj = static_cast<int>(std::min<int64_t>(kNJ, ntok - j0));
-    codec_kernels::prefetch_centroids(cv, codes, j0 + kNJ, std::min<int64_t>(ntok, j0 + 2 * kNJ), dim);
     // Decode the tile; 1 / max(||v||, 1e-12) for its tokens in one vector (sqrt and division are IEEE
     // exact, the sums are decompress's: the same bits as its scalar sequence).
     // (groups of 4 tokens reduced as they are decoded: few live vectors, no spill of 16 partial sums)
     auto ss_of = [&](int j) {
+      if (j < nj && j0 + kNJ + j < ntok)  // the centroid row a tile ahead, one token's at a time (no burst)
+        simd::prefetch_bytes(cv.centroids + static_cast<int64_t>(codes[j0 + kNJ + j]) * dim,
+                             dim * static_cast<int64_t>(sizeof(float)));
       return j < nj ? decode_ss<NB>(dc, cv.centroids + static_cast<int64_t>(codes[j0 + j]) * dim,
                                     packed + (j0 + j) * w, dim, s.x + j * dim)
                     : _mm512_setzero_ps();

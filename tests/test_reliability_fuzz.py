@@ -253,6 +253,20 @@ def test_native_entry_point_survives_hostile_arguments(name, data):
     exercise(data, fn, base(), scalars)
 
 
+def test_plaid_drive_needs_one_active_entry_per_query_of_a_native_source():
+    """The driver asks its source for query i of each active entry i, and a native source reads its batch's rows
+    unchecked: an active longer than the batch read past the query mask (found by the test above under ASan),
+    so active must match the batch; a shorter one is refused too, its rows being the batch's."""
+    kw = NATIVE["plaid_drive"][1]()
+    for n in (1, 3, 40):
+        kw["active"] = np.ones(n, np.uint8)
+        with pytest.raises(ValueError, match=f"active has {n} entries; the source's batch has 2 queries"):
+            _plaid_drive(**kw)
+    kw["active"] = np.array([1, 0], np.uint8)
+    scores, pos = _plaid_drive(**kw)
+    assert scores.shape[0] == pos.shape[0] == 2 and (pos[1] == -1).all() and (pos[0] >= 0).any()
+
+
 PUBLIC: dict[str, tuple[Callable[..., Any], Callable[[], dict[str, Any]], tuple[str, ...], Any]] = {
     "maxsim": (ec.maxsim, lambda: dict(queries=Q, doc_tokens=T, doc_offsets=OFF, query_mask=MASK), ("num_threads",),
                _shape(lambda a: (2, 3))),

@@ -541,6 +541,7 @@ class IndexSource final : public PlaidSource {
   }
 
   [[noreturn]] void raise(const PlaidStatus& st, const char* fn) const { raise_fault(st, bi_, cs_.view.num_centroids, fn); }
+  int64_t num_queries() const { return bq_.batch.nq; }
 
   // The Python face of the three stages (the shapes PySource expects from a Python source).
   py::tuple py_candidates(const py::handle& queries, const py::handle& probes, int64_t ndocs) {
@@ -594,6 +595,10 @@ py::tuple drive(PlaidSource& source, const py::handle& active, int64_t nprobe, i
   if (num_centroids < 1 || num_allowed < 0)
     value_error(cat(fn, ": num_centroids must be >= 1 and num_allowed >= 0, got ", num_centroids, ", ", num_allowed));
   const int64_t nq = act.shape(0);
+  // The driver asks the source for query i of every active entry i: a native source reads its batch's
+  // rows with no check of its own, so active must cover that batch exactly.
+  if (const auto* ix = dynamic_cast<const IndexSource*>(&source); ix != nullptr && nq != ix->num_queries())
+    value_error(cat(fn, ": active has ", nq, " entries; the source's batch has ", ix->num_queries(), " queries"));
   PlaidDriveParams prm;
   prm.nprobe = nprobe, prm.ndocs = ndocs, prm.rerank = rerank, prm.k = k;
   prm.num_centroids = num_centroids, prm.num_allowed = num_allowed, prm.subset = subset;

@@ -30,9 +30,7 @@ EC_ALWAYS_INLINE void prefetch_next_docs(const Code* codes, const int64_t* offse
   if (j + 2 < j1) __builtin_prefetch(offsets + docs[j + 2], 0, 3);
   if (j + 1 < j1) {
     const int64_t lo = offsets[docs[j + 1]], hi = offsets[docs[j + 1] + 1];
-    const auto first = reinterpret_cast<uintptr_t>(codes + lo) & ~uintptr_t{63};
-    const auto end = reinterpret_cast<uintptr_t>(codes + hi);
-    for (uintptr_t p = first; p < end; p += 64) __builtin_prefetch(reinterpret_cast<const void*>(p), 0, 3);
+    simd::prefetch_bytes(codes + lo, (hi - lo) * static_cast<int64_t>(sizeof(Code)));
   }
 }
 

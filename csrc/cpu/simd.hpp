@@ -55,10 +55,13 @@ constexpr std::size_t packed_rows_floats(int64_t rows, int64_t dim) {
   return static_cast<std::size_t>((rows + L - 1) / L * dim * L);
 }
 
-// The bytes [p, p + bytes) into L1 at once (the centroid rows a compressed-MaxSim tile reads next: a
-// few random lines from L2).
+// Every cache line of the bytes [p, p + bytes) into L1 at once (the centroid rows a compressed-MaxSim tile
+// reads next, a document's codes: a few random lines). Stepped from the line that holds p, so that an
+// unaligned span's last line is requested too.
 EC_ALWAYS_INLINE void prefetch_bytes(const void* p, int64_t bytes) {
-  for (int64_t o = 0; o < bytes; o += 64) __builtin_prefetch(static_cast<const char*>(p) + o, 0, 3);
+  const auto end = reinterpret_cast<uintptr_t>(p) + static_cast<uintptr_t>(bytes);
+  for (auto line = reinterpret_cast<uintptr_t>(p) & ~uintptr_t{63}; line < end; line += 64)
+    __builtin_prefetch(reinterpret_cast<const void*>(line), 0, 3);
 }
 
 // Software prefetch of the document stream, into L1. A tile's lines requested all at once (36 to 96

@@ -353,6 +353,7 @@ BoundIndex check_index(const py::handle& segments, const py::object& allowed, bo
                                                       : std::string()));
     case PlaidFault::bad_code: value_error(cat(at, "a candidate document has a code outside [0, ", K, ")"));
     case PlaidFault::bad_position: value_error(cat(fn, ": a document is not a position in [0, ", ix.view.positions(), ")"));
+    case PlaidFault::bad_query: value_error(cat(fn, ": a query number outside the source's batch"));
     case PlaidFault::none: break;
   }
   value_error(cat(fn, ": unknown fault"));
@@ -595,8 +596,9 @@ py::tuple drive(PlaidSource& source, const py::handle& active, int64_t nprobe, i
   if (num_centroids < 1 || num_allowed < 0)
     value_error(cat(fn, ": num_centroids must be >= 1 and num_allowed >= 0, got ", num_centroids, ", ", num_allowed));
   const int64_t nq = act.shape(0);
-  // The driver asks the source for query i of every active entry i: a native source reads its batch's
-  // rows with no check of its own, so active must cover that batch exactly.
+  // The driver asks the source for query i of every active entry i, so active must cover a native source's
+  // batch exactly: the source refuses a query past it (bad_query), and a shorter active would leave queries
+  // out without a word.
   if (const auto* ix = dynamic_cast<const IndexSource*>(&source); ix != nullptr && nq != ix->num_queries())
     value_error(cat(fn, ": active has ", nq, " entries; the source's batch has ", ix->num_queries(), " queries"));
   PlaidDriveParams prm;

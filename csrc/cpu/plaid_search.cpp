@@ -272,6 +272,13 @@ struct PlaidIndexSource::State {
     wide.resize(static_cast<std::size_t>(threads));
   }
 
+  // Every query number names a query of the batch (the stages read its rows with no check of their own).
+  bool in_batch(const std::vector<int64_t>& queries) const {
+    for (int64_t qi : queries)
+      if (qi < 0 || qi >= q.nq) return false;
+    return true;
+  }
+
   void load(int64_t qi) {
     if (qi == cur) return;
     cur = qi;
@@ -445,6 +452,7 @@ struct PlaidIndexSource::State {
                          const std::vector<int64_t>& docs, std::vector<float>& out,
                          PlaidStatus (State::*one)(int64_t, const int64_t*, int64_t, float*)) {
     out.resize(docs.size());
+    if (!in_batch(queries)) return {PlaidFault::bad_query, 0};
     for (std::size_t j = 0; j < queries.size(); ++j) {
       const PlaidStatus st = (this->*one)(queries[j], docs.data() + offsets[j], offsets[j + 1] - offsets[j],
                                           out.data() + offsets[j]);
@@ -546,6 +554,7 @@ PlaidStatus PlaidIndexSource::candidates(const std::vector<int64_t>& queries, co
   out.docs.clear();
   out.values.clear();
   out.count.assign(nq, 0);
+  if (!s.in_batch(queries)) return {PlaidFault::bad_query, 0};
   std::vector<int64_t> pos;
   std::vector<float> est;
   for (std::size_t j = 0; j < nq; ++j) {

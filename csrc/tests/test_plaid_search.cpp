@@ -475,6 +475,32 @@ class SplitSource final : public PlaidSource {
 
 }  // namespace
 
+// A query number outside the batch is refused by each stage of the native source (its rows are read with
+// no other check), never read: the Python bindings check theirs, but a C++ driver could pass any.
+EC_TEST(plaid_index_source_refuses_a_query_outside_its_batch) {
+  std::mt19937_64 rng(11);
+  const World w = make_world(2, rng);
+  const QueryBatch qb{w.queries.data(), DType::f32, w.nq, w.lq, w.dim, w.mask.data()};
+  std::vector<PlaidSegment> segs;
+  for (const auto& s : w.three) segs.push_back(s.view(false));
+  const PlaidIndex ix{segs.data(), static_cast<int64_t>(segs.size()), nullptr, false};
+  const PlaidCentroidsI8 c8 = w.ci8();
+  PlaidIndexSource src(default_path(), qb, w.cv(), ix, &c8, kNegInf, 1);
+  PlaidPools pools;
+  std::vector<float> out;
+  EC_CHECK(src.candidates({0}, {2}, 16, pools).ok(), "query 0");
+  EC_CHECK(src.exact({0}, {0, 1}, {3}, out).ok() && src.approximate({0}, {0, 1}, {3}, out).ok(), "query 0's stages");
+  for (int64_t bad : {w.nq, w.nq + 5, int64_t{-1}}) {
+    EC_CHECK(src.candidates({0, bad}, {2, 2}, 16, pools).fault == PlaidFault::bad_query, "candidates of %lld", (long long)bad);
+    EC_CHECK(src.approximate({bad}, {0, 1}, {3}, out).fault == PlaidFault::bad_query, "approximate of %lld", (long long)bad);
+    EC_CHECK(src.exact({0, bad}, {0, 1, 2}, {3, 4}, out).fault == PlaidFault::bad_query, "exact of %lld", (long long)bad);
+  }
+  PlaidDriveParams dp;
+  dp.num_centroids = w.K, dp.num_allowed = ix.num_allowed();
+  PlaidHits hits;
+  EC_CHECK(plaid_drive(src, {0, w.nq}, dp, hits).fault == PlaidFault::bad_query, "drive past the batch");
+}
+
 EC_TEST(plaid_drive_over_a_split_source_equals_one_source) {
   std::mt19937_64 rng(5);
   const World w = make_world(2, rng);

@@ -85,9 +85,10 @@ struct PlaidCentroidsI8 {
   int64_t dim4 = 0;
 };
 
-enum class PlaidFault { none, bad_ivf_range, bad_ivf_doc, bad_doc_range, bad_code, bad_position };
+enum class PlaidFault { none, bad_ivf_range, bad_ivf_doc, bad_doc_range, bad_code, bad_position, bad_query };
 
-// What went wrong, and in which segment (bad_position: a document given to a source is not a position).
+// What went wrong, and in which segment (bad_position: a document given to a source is not a position;
+// bad_query: a query number given to a source is not one of its batch).
 struct PlaidStatus {
   PlaidFault fault = PlaidFault::none;
   int64_t segment = 0;

@@ -56,16 +56,27 @@ struct Scorer {
   const DocSet& docs;
   int64_t dim;
 
-  float operator()(int64_t qi, int64_t di, float* scratch) const {
+  const void* tokens(int64_t di) const {
+    return static_cast<const uint8_t*>(docs.tokens) + static_cast<std::size_t>(docs.begin[di] * dim) * dtype_size(docs.dtype);
+  }
+
+  // Query qi against document di; next_di: the document this thread scores next (-1: none), whose first
+  // tokens the kernel prefetches (MaxSimOps::score_doc).
+  float operator()(int64_t qi, int64_t di, float* scratch, int64_t next_di) const {
     const int64_t ntok = docs.end[di] - docs.begin[di];
     const int64_t rows = pq.rows[qi];
     if (ntok <= 0 || rows == 0) return 0.0f;
     const float floor = (docs.floor_zero != nullptr && docs.floor_zero[di] != 0)
                             ? 0.0f
                             : -std::numeric_limits<float>::infinity();
-    const auto* doc = static_cast<const uint8_t*>(docs.tokens) +
-                      static_cast<std::size_t>(docs.begin[di] * dim) * dtype_size(docs.dtype);
-    return path.maxsim.score_doc(pq.packed(qi), rows, dim, doc, docs.dtype, ntok, floor, scratch);
+    NextDoc next;
+    if (next_di >= 0) next = {tokens(next_di), docs.end[next_di] - docs.begin[next_di]};
+    return path.maxsim.score_doc(pq.packed(qi), rows, dim, tokens(di), docs.dtype, ntok, floor, scratch, next);
+  }
+
+  // In the drivers' order (each document by every query, then the next): what follows (d, i) in [lo, hi).
+  static int64_t next_in(int64_t d, int64_t i, int64_t nq, int64_t hi) {
+    return i + 1 < nq ? d : d + 1 < hi ? d + 1 : -1;
   }
 };
 
@@ -96,7 +107,7 @@ void maxsim(const KernelPath& path, const QueryBatch& q, const DocSet& docs, flo
     float* s = scratch[worker].data();
     const int64_t lo = t * chunk, hi = std::min(docs.n, lo + chunk);
     for (int64_t d = lo; d < hi; ++d)
-      for (int64_t i = 0; i < q.nq; ++i) out[i * docs.n + d] = score(i, d, s);
+      for (int64_t i = 0; i < q.nq; ++i) out[i * docs.n + d] = score(i, d, s, Scorer::next_in(d, i, q.nq, hi));
   });
 }
 
@@ -116,7 +127,7 @@ void maxsim_topk(const KernelPath& path, const QueryBatch& q, const DocSet& docs
     const int64_t lo = t * chunk, hi = std::min(docs.n, lo + chunk);
     for (int64_t d = lo; d < hi; ++d) {
       for (int64_t i = 0; i < q.nq; ++i) {
-        const Entry e{score(i, d, s), d};
+        const Entry e{score(i, d, s, Scorer::next_in(d, i, q.nq, hi)), d};
         auto& h = heaps[static_cast<std::size_t>(worker * q.nq + i)];
         if (static_cast<int64_t>(h.size()) < k) {
           h.push_back(e);
@@ -156,7 +167,7 @@ void maxsim_candidates(const KernelPath& path, const QueryBatch& q, const DocSet
   parallel_for(ntasks, num_threads, [&](int64_t t, int worker) {
     float* s = scratch[worker].data();
     const int64_t lo = t * chunk, hi = std::min(pairs, lo + chunk);
-    for (int64_t p = lo; p < hi; ++p) out[p] = score(p / ncand, candidates[p], s);
+    for (int64_t p = lo; p < hi; ++p) out[p] = score(p / ncand, candidates[p], s, p + 1 < hi ? candidates[p + 1] : -1);
   });
 }
 

@@ -83,8 +83,8 @@ struct MaxSimBf16 {
   }
 
   static float score(const void* packed, int64_t rows, int64_t dim, const void* doc, DType dtype, int64_t ntok,
-                     float floor, float* scratch) {
-    if (dtype != DType::bf16) return T::f32().score_doc(packed, rows, dim, doc, dtype, ntok, floor, scratch);
+                     float floor, float* scratch, NextDoc next) {
+    if (dtype != DType::bf16) return T::f32().score_doc(packed, rows, dim, doc, dtype, ntok, floor, scratch, next);
     const auto* base = static_cast<const uint8_t*>(packed);
     uint32_t has_lo;
     std::memcpy(&has_lo, base, 4);
@@ -107,10 +107,12 @@ struct MaxSimBf16 {
       for (int64_t j0 = 0; j0 < ntok; j0 += NJ) {
         const int nj = static_cast<int>(std::min<int64_t>(NJ, ntok - j0));
         const uint16_t* d = tokens + j0 * dim;
-        // The tokens kPrefetchTokens ahead, spread over the pair steps (simd.hpp).
-        const simd::LineStream pf = T::kPrefetchTokens > 0
-                                        ? simd::tokens_ahead(tokens, dim * 2, j0, ntok, T::kPrefetchTokens, NJ, npairs)
-                                        : simd::LineStream{};
+        // The tokens kPrefetchTokens ahead, past the end into the next document's first, spread over the pair
+        // steps (simd::tokens_ahead).
+        const simd::LineStream pf =
+            T::kPrefetchTokens > 0
+                ? simd::tokens_ahead(tokens, dim * 2, j0, ntok, T::kPrefetchTokens, NJ, npairs, next.tokens, next.ntok)
+                : simd::LineStream{};
         if (odd) {
           for (int j = 0; j < nj; ++j) {
             std::memcpy(padded + j * stride, d + j * dim, static_cast<std::size_t>(dim) * 2);

@@ -98,7 +98,7 @@ struct MaxSimF32 {
   }
 
   static float score(const void* packed, int64_t rows, int64_t dim, const void* doc, DType dtype, int64_t ntok,
-                     float floor, float* scratch) {
+                     float floor, float* scratch, NextDoc next) {
     const float* q = static_cast<const float*>(packed);
     const int64_t blocks = (rows + L - 1) / L;
     const int64_t row_bytes = dim * static_cast<int64_t>(dtype_size(dtype));
@@ -108,10 +108,12 @@ struct MaxSimF32 {
     for (int64_t j0 = 0; j0 < ntok; j0 += NJ) {
       const int nj = static_cast<int>(std::min<int64_t>(NJ, ntok - j0));
       const auto* dj = static_cast<const uint8_t*>(doc) + j0 * row_bytes;
-      // The tokens kPrefetchTokens ahead into L1 while this tile computes (simd::LineStream): the
-      // hardware prefetchers alone leave a single core short of its memory bandwidth on CSR streams.
+      // The tokens kPrefetchTokens ahead into L1 while this tile computes, past the end into the next
+      // document's first ones (simd::tokens_ahead): the hardware prefetchers alone leave a single core
+      // short of its memory bandwidth on CSR streams.
       const simd::LineStream pf =
-          VD::kPrefetchTokens > 0 ? simd::tokens_ahead(doc, row_bytes, j0, ntok, VD::kPrefetchTokens, NJ, (blocks + 1) / 2 * dim)
+          VD::kPrefetchTokens > 0 ? simd::tokens_ahead(doc, row_bytes, j0, ntok, VD::kPrefetchTokens, NJ,
+                                                       (blocks + 1) / 2 * dim, next.tokens, next.ntok)
                                   : simd::LineStream{};
       if (dtype == DType::f32) {
         TileFold<VD, NJ>::template fold<false>(q, blocks, dim, reinterpret_cast<const float*>(dj), nj, nullptr, rmax, pf);

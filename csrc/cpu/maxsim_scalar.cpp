@@ -19,7 +19,7 @@ void pack(const float* q, int64_t rows, int64_t dim, DType, void* out) {
 }
 
 float score(const void* packed, int64_t rows, int64_t dim, const void* doc, DType dtype, int64_t ntok,
-            float floor, float*) {
+            float floor, float*, NextDoc) {
   const float* q = static_cast<const float*>(packed);
   double total = 0.0;
   for (int64_t r = 0; r < rows; ++r) {

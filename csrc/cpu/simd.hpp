@@ -75,14 +75,16 @@ struct NoPrefetch {
   EC_ALWAYS_INLINE void at(int64_t) const {}
 };
 struct LineStream {
-  const char* p = nullptr;  // the next line to request
-  int64_t lines = 0;        // lines left to request
-  int64_t every = 1;        // steps from one request to the next
-  int64_t next = 0;         // the step of the next request
+  const char* p = nullptr;     // the next line to request
+  int64_t lines = 0;           // lines left to request
+  int64_t every = 1;           // steps from one request to the next
+  int64_t next = 0;            // the step of the next request
+  int64_t run = 0;             // lines left in p's range; at 0 the stream continues at `then`
+  const char* then = nullptr;  // the second range's first line (the next document's)
   EC_ALWAYS_INLINE void at(int64_t k) {
     if (k == next && lines > 0) {
       __builtin_prefetch(p, 0, 3);
-      p += 64;
+      p = --run == 0 ? then : p + 64;
       --lines;
       next += every;
     }
@@ -91,18 +93,41 @@ struct LineStream {
   // earlier loop's requests).
   EC_ALWAYS_INLINE LineStream from(int64_t step) const {
     const int64_t skip = std::min(lines, (step + every - 1) / every);
-    return {p + 64 * skip, lines - skip, every, skip * every - step};
+    const bool jumped = run > 0 && skip >= run;
+    return {jumped ? then + 64 * (skip - run) : p + 64 * skip, lines - skip, every, skip * every - step, run - skip, then};
   }
 };
-// The lines of tokens [j0 + ahead, j0 + ahead + n) of a stream of ntok rows of row_bytes (none past the
-// end), spread evenly over a tile's `steps` loop steps. Lines past the loop's end are not requested: the
-// drivers keep them within (a float32 tile of NJ <= 16 tokens has at most dim lines ahead and dim steps).
+// The lines of tokens [j0 + ahead, j0 + ahead + n) of a document of ntok rows of row_bytes, for its tile of
+// tokens [j0, j0 + n), spread evenly over the tile's `steps` loop steps: a window that passes the end of
+// the document continues into the document scored next (next, next_ntok rows; null: none), up to its
+// first `ahead` rows, which no tile of its own requests (a document shorter than `ahead` requests them
+// all, from the next document's first row, in its first tile). Without them every document began with a
+// tile of misses:
+// MaxSim of 20-40-token documents at dim 128 ran at 70% of the FMA peak (BENCHMARKS.md). Each range is
+// requested in whole lines from the one that holds its first byte. Lines past the loop's end are not
+// requested: the drivers keep them within (a float32 tile of NJ <= 16 tokens has at most dim lines ahead
+// and dim steps, + 2 unaligned).
 EC_ALWAYS_INLINE LineStream tokens_ahead(const void* doc, int64_t row_bytes, int64_t j0, int64_t ntok, int64_t ahead,
-                                         int64_t n, int64_t steps) {
-  const int64_t first = j0 + ahead;
-  if (first >= ntok) return {};
-  const int64_t bytes = (first + n <= ntok ? n : ntok - first) * row_bytes, lines = (bytes + 63) / 64;
-  return {static_cast<const char*>(doc) + first * row_bytes, lines, std::max<int64_t>(1, steps / lines), 0};
+                                         int64_t n, int64_t steps, const void* next = nullptr, int64_t next_ntok = 0) {
+  const int64_t first = j0 + ahead, last = first + n;
+  auto span = [row_bytes](const void* rows, int64_t a, int64_t b, const char*& line) -> int64_t {
+    if (b <= a) return 0;
+    const auto begin = reinterpret_cast<uintptr_t>(rows) + static_cast<uintptr_t>(a * row_bytes);
+    const auto end = reinterpret_cast<uintptr_t>(rows) + static_cast<uintptr_t>(b * row_bytes);
+    line = reinterpret_cast<const char*>(begin & ~uintptr_t{63});
+    return static_cast<int64_t>((end - (begin & ~uintptr_t{63}) + 63) / 64);
+  };
+  const char *own = nullptr, *then = nullptr;
+  const int64_t n_own = span(doc, first, std::min(last, ntok), own);
+  const int64_t n_next =
+      next == nullptr ? 0
+                      : span(next, j0 == 0 ? 0 : std::max<int64_t>(first - ntok, 0),
+                             std::min({last - ntok, ahead, next_ntok}), then);
+  const int64_t lines = n_own + n_next;
+  if (lines == 0) return {};
+  const int64_t every = std::max<int64_t>(1, steps / lines);
+  if (n_own == 0) return {then, lines, every, 0, lines, nullptr};
+  return {own, lines, every, 0, n_own, then};
 }
 
 // The register tile of the float32 kernels (the GEMM micro-kernel): MR <= 2 query vectors x NJ columns,

@@ -23,12 +23,18 @@ const CpuFeatures& cpu_features();
 // float32, masked rows already removed); score_doc then returns
 //   sum_r max(floor, max_j <q_r, doc_j>)  over a document of ntok >= 1 tokens of type doc_dtype.
 // scratch must hold scratch_floats(rows, dim) floats for a query of up to `rows` rows (per thread: the
-// row maxima between tiles and the widened half-precision tokens).
+// row maxima between tiles and the widened half-precision tokens). next: the document the caller scores
+// after this one (same dim and dtype; tokens == nullptr: none known), whose first tokens a path may
+// prefetch while it finishes this one; it never changes the score.
+struct NextDoc {
+  const void* tokens = nullptr;
+  int64_t ntok = 0;
+};
 struct MaxSimOps {
   std::size_t (*packed_query_bytes)(int64_t rows, int64_t dim, DType doc_dtype);
   void (*pack_query)(const float* q, int64_t rows, int64_t dim, DType doc_dtype, void* out);
   float (*score_doc)(const void* packed, int64_t rows, int64_t dim, const void* doc, DType doc_dtype,
-                     int64_t ntok, float floor, float* scratch);
+                     int64_t ntok, float floor, float* scratch, NextDoc next);
   std::size_t (*scratch_floats)(int64_t rows, int64_t dim);
 };
 

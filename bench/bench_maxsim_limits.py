@@ -2,7 +2,8 @@
 x86 / ARM path this CPU runs, and bfloat16 documents with bfloat16 (and float32) queries.
 
 Workload: `edgecolbert bench`'s W1 (edgecolbert_native.cli.bench.make_docs / make_queries): documents of
-120..300 unit-norm tokens, Lq 32, 1 query; effective GFLOP/s counts 2 * Lq * dim per (query token,
+120..300 unit-norm tokens (`--lengths LO-HI` for others: short documents test the prefetch of the next
+document's first tokens), Lq 32, 1 query; effective GFLOP/s counts 2 * Lq * dim per (query token,
 document token) pair, as `edgecolbert bench` does. Every row gives the median over --repeat calls of
 both the wall time and the calling thread's CPU time (num_threads=1 runs on the calling thread); on a
 machine shared with other processes the CPU time is the one that measures the kernel, the wall time
@@ -22,6 +23,7 @@ machine state; every round is printed.
     .venv/bin/python bench/bench_maxsim_limits.py --fma-peak 116.6 --bf16-peak 233
     .venv/bin/python bench/bench_maxsim_limits.py --probe-peaks                    # peaks measured here
     .venv/bin/python bench/bench_maxsim_limits.py --baseline /tmp/main/_native.so --rounds 3
+    .venv/bin/python bench/bench_maxsim_limits.py --probe-peaks --lengths 20-40 --docs 8000 --bf16-dims 48,128
 """
 
 from __future__ import annotations
@@ -76,22 +78,23 @@ def timed(fn: Any, repeat: int) -> dict:
     return {"wall_s": statistics.median(wall), "cpu_s": statistics.median(cpu)}
 
 
-def measure(so: str | None, ndocs: int, repeat: int) -> dict:
+def measure(so: str | None, ndocs: int, repeat: int, lengths: tuple[int, int] = (120, 300),
+            dims: tuple[int, ...] = (48, 128), bf16_dims: tuple[int, ...] = (48,)) -> dict:
     nat = load_native(so)
     from edgecolbert_native.cli.bench import make_docs, make_queries
 
     info = nat.info()
     variants = info["variants"]
     rows = []
-    for dim in (48, 128):
-        tokens, offsets = make_docs(ndocs, dim)
+    for dim in sorted(set(dims) | set(bf16_dims)):
+        tokens, offsets = make_docs(ndocs, dim, *lengths)
         q = make_queries(1, dim)
         flops = 2.0 * LQ * dim * len(tokens)
-        for isa in [p for p in F32_PATHS if p in info["paths"]] + [""]:
+        for isa in [p for p in F32_PATHS if p in info["paths"]] + [""] if dim in dims else []:
             t = timed(lambda: nat.maxsim(q, tokens, offsets, num_threads=1, isa=isa), repeat)
             rows.append({"name": f"f32 dim{dim}", "isa": isa or f"default ({info['variant']})", "kind": "fma",
                          "gflops_cpu": flops / t["cpu_s"] / 1e9, "gflops_wall": flops / t["wall_s"] / 1e9})
-        if dim == 48:
+        if dim in bf16_dims:
             tb = to_bf16(tokens)
             for qname, qq, qd in (("bf16 queries", to_bf16(q), "bfloat16"), ("f32 queries", q, "")):
                 for isa in [v for v in ("avx512_bf16", "neon_bf16") if v in variants]:
@@ -158,9 +161,19 @@ def main() -> int:
     ap.add_argument("--baseline", help="a second _native*.so, run in alternation with --native")
     ap.add_argument("--rounds", type=int, default=3, help="A/B rounds with --baseline")
     ap.add_argument("--json", action="store_true", help="one JSON object (used by the A/B rounds)")
+    ap.add_argument("--lengths", default="120-300", help="document lengths LO-HI, uniform (default 120-300)")
+    ap.add_argument("--dims", default="48,128", help="float32 rows' dims (default 48,128)")
+    ap.add_argument("--bf16-dims", default="48", help="bf16 rows' dims (default 48)")
     args = ap.parse_args()
+    lo, _, hi = args.lengths.partition("-")
+    lengths = (int(lo), int(hi or lo))
+    dims = tuple(int(d) for d in args.dims.split(",") if d)
+    bf16_dims = tuple(int(d) for d in args.bf16_dims.split(",") if d)
+    if not 1 <= lengths[0] <= lengths[1]:
+        ap.error(f"--lengths: want 1 <= LO <= HI, got {args.lengths}")
     if args.baseline:
-        me = [sys.executable, os.path.abspath(__file__), "--json", "--docs", str(args.docs), "--repeat", str(args.repeat)]
+        me = [sys.executable, os.path.abspath(__file__), "--json", "--docs", str(args.docs), "--repeat", str(args.repeat),
+              "--lengths", args.lengths, "--dims", args.dims, "--bf16-dims", args.bf16_dims]
         print(f"CPU: {cpu_model()}; {args.rounds} rounds, A = --native ({args.native or 'installed'}), "
               f"B = --baseline ({args.baseline}); GFLOP/s from thread CPU time (wall in brackets)")
         for r in range(args.rounds):
@@ -172,12 +185,12 @@ def main() -> int:
                           f"({row['gflops_wall']:6.1f}) {fraction(row, args.fma_peak, args.bf16_peak)}")
         return 0
     peaks = probe_peaks() if args.probe_peaks else {}
-    res = measure(args.native, args.docs, args.repeat)
+    res = measure(args.native, args.docs, args.repeat, lengths, dims, bf16_dims)
     if args.json:
         print(json.dumps(res))
         return 0
-    print(f"CPU: {cpu_model()}; default variant {res['variant']}; 1 thread; GFLOP/s from thread CPU time "
-          f"(wall in brackets)")
+    print(f"CPU: {cpu_model()}; default variant {res['variant']}; 1 thread; documents of {lengths[0]}-{lengths[1]} "
+          f"tokens; GFLOP/s from thread CPU time (wall in brackets)")
     if peaks:
         print("peaks, 1 thread, GFLOP/s: " + ", ".join(f"{k} {v:.1f}" for k, v in peaks.items()))
     for row in res["rows"]:

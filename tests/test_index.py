@@ -122,6 +122,23 @@ def test_ids_round_trip_and_errors(data, tmp_path):
     assert np.isneginf(s[0, n:]).all() and all(v is None for v in ids[0, n:])
 
 
+def test_int_ids_spanning_more_than_int64_range(tmp_path):
+    """Signed 64-bit hashes as ids: max - min exceeds 2^63 - 1, which wraps in int64 arithmetic."""
+    rng = np.random.default_rng(0)
+    n = 40
+    x = rng.standard_normal((4 * n, 16)).astype(np.float32)
+    off = np.arange(0, 4 * n + 1, 4)
+    ids = np.concatenate([-2**62 - 100 + np.arange(n // 2), 2**62 + 100 + np.arange(n // 2)]).astype(np.int64)
+    idx = Index.build(tmp_path / "h", x, off, ids, nbits=2, num_centroids=8, num_threads=1, progress=False)
+    sub = ids[::2]  # more than a few ids: the sorted-id lookup, not a scan
+    found = idx.search(x[None, :4], 3, subset=sub, num_threads=1)[1]
+    assert np.isin(found, sub).all()
+    assert [d["id"] for d in idx.get(sub[::-1])] == sub[::-1].tolist()
+    idx.add(x[:4], np.array([0, 4]), np.array([7]), num_threads=1)
+    assert idx.delete(np.array([7, ids[-1]])) == 2
+    assert len(idx) == n - 1 and 7 not in idx and int(ids[0]) in idx and int(ids[-1]) not in idx
+
+
 @pytest.mark.slow
 def test_add_delete_compact(data, tmp_path):
     x, off, q = data

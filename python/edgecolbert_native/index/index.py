@@ -440,7 +440,8 @@ class Index:
             order = np.argsort(ids, kind="stable")
             self._id_index = (ids[order], live_pos[order])
             sorted_ids = self._id_index[0]
-            if self.id_kind == "int" and len(sorted_ids) and sorted_ids[-1] - sorted_ids[0] < 2 * len(sorted_ids):
+            # The span in Python ints: int64 ids spread over more than 2^63 (64-bit hashes) wrap in numpy.
+            if self.id_kind == "int" and len(sorted_ids) and int(sorted_ids[-1]) - int(sorted_ids[0]) < 2 * len(sorted_ids):
                 lo = int(sorted_ids[0])
                 table = np.full(int(sorted_ids[-1]) - lo + 1, -1, np.int64)
                 table[(sorted_ids - lo)[::-1]] = live_pos[order][::-1]  # a repeated id: its first position

@@ -139,6 +139,20 @@ def test_int_ids_spanning_more_than_int64_range(tmp_path):
     assert len(idx) == n - 1 and 7 not in idx and int(ids[0]) in idx and int(ids[-1]) not in idx
 
 
+def test_uint64_ids_beyond_int64_are_refused(tmp_path):
+    """Ids are stored as int64: a uint64 id of 2^63 or more would wrap to a negative id."""
+    x = np.random.default_rng(0).standard_normal((12, 16)).astype(np.float32)
+    off = np.array([0, 4, 8, 12])
+    with pytest.raises(ValueError, match="int64"):
+        Index.build(tmp_path / "u", x, off, np.array([1, 2, 2**63 + 1], np.uint64), nbits=2, num_centroids=4)
+    assert not (tmp_path / "u" / "manifest.json").exists()
+    idx = Index.build(tmp_path / "u", x, off, np.array([0, 1, 2**63 - 1], np.uint64), nbits=2, num_centroids=4)
+    assert idx.ids.tolist() == [0, 1, 2**63 - 1]
+    with pytest.raises(ValueError, match="int64"):
+        idx.add(x[:4], np.array([0, 4]), np.array([2**64 - 1], np.uint64))
+    assert len(idx) == 3
+
+
 @pytest.mark.slow
 def test_add_delete_compact(data, tmp_path):
     x, off, q = data

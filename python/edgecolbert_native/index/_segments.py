@@ -65,6 +65,8 @@ def normalize_ids(ids: Any, n: int, kind: str | None, next_int: int, fn: str) ->
     if arr.ndim != 1 or len(arr) != n:
         raise ValueError(f"{fn}: doc_ids must have one id per document ({n}), got shape {arr.shape}")
     if arr.dtype.kind in "iu" or (n == 0 and kind != "str"):
+        if arr.dtype.kind == "u" and n and arr.max() > np.iinfo(np.int64).max:  # stored as int64: would wrap
+            raise ValueError(f"{fn}: doc_ids must fit in int64, got {int(arr.max())}")
         got, arr = "int", arr.astype(np.int64)
     elif arr.dtype.kind == "U" or (arr.dtype.kind == "O" and all(isinstance(x, str) for x in arr)):
         got = "str"

@@ -153,6 +153,19 @@ def test_uint64_ids_beyond_int64_are_refused(tmp_path):
     assert len(idx) == 3
 
 
+def test_mixed_int_and_str_ids_are_refused(tmp_path):
+    """numpy makes [1, "b"] a string array: a mix must be refused, not stored as strings."""
+    docs = list(np.random.default_rng(0).standard_normal((3, 4, 16)).astype(np.float32))
+    for ids in ([1, "b", 2], (1, "1", 2), np.array([1, "b", 2], dtype=object)):
+        with pytest.raises(TypeError, match="all integers or all strings"):
+            Index.build(tmp_path / "m", docs, doc_ids=ids, nbits=2, num_centroids=4)
+    assert not (tmp_path / "m" / "manifest.json").exists()
+    idx = Index.build(tmp_path / "m", docs, doc_ids=["a", "b", np.str_("c")], nbits=2, num_centroids=4)
+    with pytest.raises(TypeError, match="all integers or all strings"):
+        idx.add(docs[:2], doc_ids=["d", 5])
+    assert idx.ids.tolist() == ["a", "b", "c"]
+
+
 @pytest.mark.slow
 def test_add_delete_compact(data, tmp_path):
     x, off, q = data

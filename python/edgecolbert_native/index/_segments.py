@@ -61,9 +61,13 @@ def normalize_ids(ids: Any, n: int, kind: str | None, next_int: int, fn: str) ->
             raise ValueError(f"{fn}: this index has string ids; pass doc_ids")
         return np.arange(next_int, next_int + n, dtype=np.int64), "int"
     ids = to_numpy(ids)
-    arr = np.asarray(list(ids) if not isinstance(ids, np.ndarray) else ids)
+    seq = list(ids) if not isinstance(ids, np.ndarray) else None
+    arr = np.asarray(seq if seq is not None else ids)
     if arr.ndim != 1 or len(arr) != n:
         raise ValueError(f"{fn}: doc_ids must have one id per document ({n}), got shape {arr.shape}")
+    if arr.dtype.kind == "U" and seq is not None and not all(isinstance(x, str) for x in seq):
+        # numpy turns [1, "b"] into strings: the mix shows only in the values given
+        raise TypeError(f"{fn}: doc_ids must be all integers or all strings, got a mix")
     if arr.dtype.kind in "iu" or (n == 0 and kind != "str"):
         if arr.dtype.kind == "u" and n and arr.max() > np.iinfo(np.int64).max:  # stored as int64: would wrap
             raise ValueError(f"{fn}: doc_ids must fit in int64, got {int(arr.max())}")

@@ -217,6 +217,26 @@ def test_add_delete_compact(data, tmp_path):
     assert on_disk == referenced_files(m)
 
 
+def test_compact_when_the_live_documents_are_empty(tmp_path):
+    """A compaction chunk whose live documents hold no tokens writes no rows, as a build does."""
+    x = np.random.default_rng(0).standard_normal((4, 16)).astype(np.float32)
+    empty = np.zeros((0, 16), np.float32)
+    idx = Index.build(tmp_path / "e", [x, empty], nbits=2, num_centroids=4, num_threads=1, progress=False)
+    idx.delete([0])
+    idx.compact()
+    for view in (idx, Index.open(tmp_path / "e", verify=True)):
+        assert len(view.segments) == 1 and view.ids.tolist() == [1]
+        assert view.get(1)[0]["id"] == 1 and view.decode(1)[0].shape == (0, 16)
+        s, ids = view.search(x[None], 2, num_threads=1)
+        assert ids.tolist() == [[1, -1]] and np.isneginf(s[0, 1])
+    # a segment of empty documents only, added then compacted with a non-empty one
+    idx.add(x[:4], np.array([0, 4]), doc_ids=[5], num_threads=1)
+    idx.add([empty, empty], doc_ids=[6, 7], num_threads=1)
+    idx.compact()
+    assert Index.open(tmp_path / "e", verify=True).ids.tolist() == [1, 5, 6, 7]
+    assert idx.search(x[None], 1, num_threads=1)[1].tolist() == [[5]]
+
+
 def test_subset_filtering(data, built4):
     x, off, q = data
     n = len(off) - 1

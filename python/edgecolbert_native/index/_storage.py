@@ -70,6 +70,8 @@ class ArrayWriter:
         a = np.ascontiguousarray(arr, dtype=self.dtype)
         if a.shape[1:] != self.row_shape:
             raise ValueError(f"{self.name}: rows of shape {a.shape[1:]}, expected {self.row_shape}")
+        if a.size == 0:  # no rows (a chunk of empty documents): memoryview refuses to cast an empty 2-d array
+            return
         buf = memoryview(a).cast("B")  # type: ignore[arg-type]  # numpy arrays export the buffer protocol
         self.f.write(buf)
         self.crc = zlib.crc32(buf, self.crc)

@@ -91,6 +91,26 @@ def test_input_forms_give_the_same_index(data, tmp_path):
     assert len(d) == n
 
 
+def test_iterator_of_mixed_float_batches_loses_no_precision(tmp_path, monkeypatch):
+    """A float32 batch after float16 ones is spilled as float32 (the float16 rows widened, exactly), not
+    rounded to the first batch's dtype: the index equals the one built from the float32 array."""
+    from edgecolbert_native.index import _sources
+    monkeypatch.setattr(_sources, "chunk_tokens", lambda dim: 5)  # widen the spill over several chunks
+    rng = np.random.default_rng(0)
+    half = rng.standard_normal((13, 16)).astype(np.float16)
+    full = (rng.standard_normal((11, 16)) * 1e-3 + 1.0).astype(np.float32)  # not representable in float16
+    more = rng.standard_normal((6, 16)).astype(np.float16)
+    batches = [(half, np.array([0, 3, 13])), (full, np.array([0, 2, 11])), (more, np.array([0, 6]))]
+    x = np.concatenate([half.astype(np.float32), full, more.astype(np.float32)])
+    off = np.array([0, 3, 13, 15, 24, 30])
+    a = Index.build(tmp_path / "a", iter(batches), nbits=8, num_centroids=8, num_threads=1, progress=False)
+    b = Index.build(tmp_path / "b", x, off, nbits=8, num_centroids=8, num_threads=1, progress=False)
+    np.testing.assert_array_equal(a.codec.centroids, b.codec.centroids)
+    np.testing.assert_array_equal(a.segments[0].codes, b.segments[0].codes)
+    np.testing.assert_array_equal(a.segments[0].residuals, b.segments[0].residuals)
+    assert not [f for f in os.listdir(tmp_path / "a") if f.startswith("spill-")]
+
+
 def test_ids_round_trip_and_errors(data, tmp_path):
     x, off, q = data
     n = 200

@@ -4,10 +4,11 @@ Accepted forms: a CSR pair (``doc_tokens [T, dim]`` + ``doc_offsets [n+1]``; num
 ``np.memmap``, torch CPU tensors), a list of per-document ``[len, dim]`` arrays or tensors, or an
 iterator of batches (each a CSR pair ``(tokens, offsets)``, a ``(tokens, offsets, ids)`` triple, or a
 list of per-document arrays). An iterator is spilled once to a raw file on disk (in the input's
-float dtype, bf16 as float32) so that sampling and compression can read it like an array while
-memory stays bounded; the spill is removed after the build. The spill is read with ``pread``, not
-mapped: a mapping's pages count in the process's resident memory once read, which for a collection
-larger than RAM would be all of it.
+float dtype, bf16 as float32; from a float32 batch on float32, the float16 rows before it widened,
+exactly) so that sampling and compression can read it like an array while memory stays bounded;
+the spill is removed after the build. The spill is read with ``pread``, not mapped: a mapping's pages
+count in the process's resident memory once read, which for a collection larger than RAM would be all
+of it.
 
 Reading is by chunks of about CHUNK_BYTES of float32 (``chunk_tokens``), so what a build holds besides
 the k-means sample does not grow with the collection or with dim.
@@ -198,13 +199,27 @@ def make_source(doc_tokens: Any, doc_offsets: Any, doc_ids: Any, fn: str, spill_
     return ArraySource(t, off), doc_ids
 
 
+def _widen_spill(f: Any, rows: int, dim: int, old: np.dtype, new: np.dtype) -> None:
+    """Rewrites the ``rows`` rows spilled so far from ``old`` to the wider ``new`` dtype, in place and a
+    chunk at a time, last chunk first: a chunk's new bytes start at or after the end of every earlier
+    chunk's old bytes, which are still to be read."""
+    step = chunk_tokens(dim)
+    for lo in reversed(range(0, rows, step)):
+        hi = min(lo + step, rows)
+        f.seek(lo * dim * old.itemsize)
+        block = np.frombuffer(f.read((hi - lo) * dim * old.itemsize), dtype=old).astype(new)
+        f.seek(lo * dim * new.itemsize)
+        f.write(memoryview(block).cast("B"))  # type: ignore[arg-type]
+    f.seek(rows * dim * new.itemsize)
+
+
 def _spill(it: Iterator, doc_ids: Any, fn: str, spill_dir: str) -> tuple[Source, Any]:
     path = os.path.join(spill_dir, f"spill-{uuid.uuid4().hex}.bin")
     lens: list[np.ndarray] = []
     ids: list[Any] = []
-    dim, dtype = None, None
+    dim, dtype, rows = None, None, 0
     try:
-        with open(path, "wb") as f:
+        with open(path, "w+b") as f:  # read back too: float16 rows are widened if a float32 batch follows
             for b, batch in enumerate(it):
                 bids = None
                 if isinstance(batch, list):
@@ -229,7 +244,11 @@ def _spill(it: Iterator, doc_ids: Any, fn: str, spill_dir: str) -> tuple[Source,
                     dim, dtype = tok.shape[1], tok.dtype
                 if tok.shape[1] != dim:
                     raise ValueError(f"{fn}: batch {b} has dim {tok.shape[1]}, earlier batches {dim}")
+                if tok.dtype.itemsize > np.dtype(dtype).itemsize:  # rounding this batch would lose precision
+                    _widen_spill(f, rows, dim, np.dtype(dtype), tok.dtype)
+                    dtype = tok.dtype
                 f.write(memoryview(np.ascontiguousarray(tok, dtype=dtype)).cast("B"))  # type: ignore[arg-type]
+                rows += len(tok)
                 lens.append(blens)
             f.flush()
             os.fsync(f.fileno())

@@ -34,6 +34,20 @@ def test_colbert_scores_matches_pylate(rng):
     assert rel_err(colbert_scores(q, d, qm, dm).numpy(), pylate_colbert_scores_ref(q, d, qm, dm)) <= 1e-5
 
 
+def test_documents_embeddings_of_an_unknown_longer_id(tmp_path, rng):
+    """Ids "0".."9" are stored as '<U1': an absent "10" must raise KeyError, not be truncated to "1"."""
+    docs = [rng.standard_normal((int(n), 16)).astype(np.float32) for n in rng.integers(2, 8, 10)]
+    index = Index(index_folder=str(tmp_path), index_name="u1", override=True, nbits=4)
+    index.add_documents(documents_ids=[str(i) for i in range(10)], documents_embeddings=docs)
+    with pytest.raises(KeyError, match="10"):
+        index.get_documents_embeddings([["10"]])
+    with pytest.raises(KeyError, match="12"):
+        index.get_documents_embeddings([["3"], ["12", "1"]])
+    got = index.get_documents_embeddings([["9", "1"]])[0]
+    assert [len(e) for e in got] == [len(docs[9]), len(docs[1])]
+    np.testing.assert_array_equal(got[1], index.index.decode("1")[0])
+
+
 @pytest.mark.slow
 def test_retrieve_colbert_with_this_index(tmp_path, rng):
     from pylate import indexes, rank, retrieve

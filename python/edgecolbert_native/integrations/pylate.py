@@ -165,7 +165,7 @@ def _embeddings(index: Any, ids: list[str]) -> list[np.ndarray]:
     if not ids:
         return []
     sorted_ids, positions = index._id_lookup()
-    q = np.asarray(ids, dtype=sorted_ids.dtype if sorted_ids.dtype.kind == "U" else str)
+    q = np.asarray(ids, dtype=str)  # not the stored ids' width: it would truncate "10" to "1"
     at = np.minimum(np.searchsorted(sorted_ids, q), max(len(sorted_ids) - 1, 0))
     found = (sorted_ids[at] == q) if len(sorted_ids) else np.zeros(len(q), bool)
     if not found.all():

@@ -111,6 +111,21 @@ def test_iterator_of_mixed_float_batches_loses_no_precision(tmp_path, monkeypatc
     assert not [f for f in os.listdir(tmp_path / "a") if f.startswith("spill-")]
 
 
+def test_numpy_integer_parameters(tmp_path):
+    """nbits read from a numpy array or config: accepted as the codec accepts it, stored as a JSON int."""
+    x = np.random.default_rng(0).standard_normal((30, 16)).astype(np.float32)
+    off = np.array([0, 10, 30])
+    idx = Index.build(tmp_path / "n", x, off, nbits=np.int64(4), num_centroids=np.int32(8), seed=np.int64(1),
+                      niters=np.int64(2), num_threads=1, progress=False)
+    m = json.load(open(tmp_path / "n" / "manifest.json"))
+    assert m["nbits"] == 4 and m["num_centroids"] == 8 and idx.nbits == 4
+    assert Index.open(tmp_path / "n").search(x[None, :3], 1, num_threads=1)[1].shape == (1, 1)
+    for bad in (4.0, True):  # refused before anything is written
+        with pytest.raises(ValueError, match="nbits"):
+            Index.build(tmp_path / "bad", x, off, nbits=bad, num_centroids=8)
+        assert not (tmp_path / "bad").exists()
+
+
 def test_ids_round_trip_and_errors(data, tmp_path):
     x, off, q = data
     n = 200

@@ -240,8 +240,9 @@ class Index:
         filters on the metadata, ``search(hybrid=...)`` ranks the texts with BM25 too.
         """
         fn = "Index.build"
-        if nbits not in (1, 2, 4, 8):
+        if not isinstance(nbits, (int, np.integer)) or isinstance(nbits, bool) or int(nbits) not in (1, 2, 4, 8):
             raise ValueError(f"{fn}: nbits must be 1, 2, 4 or 8, got {nbits!r}")
+        nbits = int(nbits)  # a numpy integer too (as the codec takes), but the manifest is JSON: a plain int
         path = os.fspath(path)
         os.makedirs(path, exist_ok=True)
         with WriterLock(path):

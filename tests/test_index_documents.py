@@ -216,6 +216,27 @@ HOSTILE = [
 ]
 
 
+@pytest.mark.parametrize("first,added,where,want", [
+    ([{"price": 9.5}], [{"price": 10}], "price / 4 >= 2.5", [1]),  # REAL overall: no integer division
+    ([{"year": 2000}, {"year": 2005}], [{"year": "1999"}], "year >= 2001", [1, 2]),  # mixed: no affinity
+    ([{"year": 2000}, {"year": 2005}], [{"year": "1999"}], "year = 1999", []),
+])
+def test_filter_uses_the_index_wide_field_types(tmp_path, first, added, where, want):
+    """A field's kinds differ between segments: each segment is filtered with the merged type (Index.fields),
+    as the one store compact writes is, so compacting changes no filter's result."""
+    x = np.random.default_rng(0).standard_normal((3, 4, 16)).astype(np.float32)
+    idx = Index.build(tmp_path / "t", list(x[:len(first)]), nbits=2, num_centroids=4, metadata=first)
+    idx.add(list(x[len(first):len(first) + len(added)]), metadata=added)
+
+    def hits():
+        ids = idx.search(x[:1], 10, where=where)[1][0]
+        return sorted(int(i) for i in ids if i >= 0)
+
+    before = hits()
+    idx.compact()
+    assert before == hits() == want
+
+
 def test_hostile_filters_are_refused_and_change_nothing(idx, data, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     _, _, q = data

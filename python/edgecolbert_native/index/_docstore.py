@@ -214,6 +214,15 @@ class DocumentChecker:
         return {k: t or "" for k, t in self.kinds.items()}
 
 
+def _typed(column: str, own: str, merged: str) -> str:
+    """A segment's column read with its field's index-wide type: SQLite compares and divides by a column's
+    type affinity, so a filter would otherwise depend on the segment (and change when ``compact`` writes
+    one store with the merged types). ``+column`` has no affinity, as a column that mixes kinds."""
+    if own == merged:
+        return column
+    return f"+{column}" if merged == "" else f"CAST({column} AS {merged})"
+
+
 def _q(name: str) -> str:
     """A field name as an SQL identifier (quoted, inner quotes doubled)."""
     return '"' + name.replace('"', '""') + '"'
@@ -540,7 +549,8 @@ class DocumentStore:
     # ------------------------------------------------------------------ filters
     def _make_view(self, conn: sqlite3.Connection, own: dict[str, str], first_column: str) -> str:
         view = _VIEW_PREFIX + secrets.token_hex(8)
-        cols = "".join(f", m.{_q(k)} AS {_q(k)}" if k in own else f", NULL AS {_q(k)}" for k in self.fields)
+        cols = "".join(f", {_typed('m.' + _q(k), own[k], t)} AS {_q(k)}" if k in own else f", NULL AS {_q(k)}"
+                       for k, t in self.fields.items())
         conn.execute(f"CREATE TEMP VIEW {view} AS SELECT m.rowid AS {_RESERVED}, m.{_q(first_column)} AS "
                      f"{_READ_COLUMN}{cols} FROM main.metadata AS m")
         return view

@@ -126,6 +126,20 @@ def test_numpy_integer_parameters(tmp_path):
         assert not (tmp_path / "bad").exists()
 
 
+def test_iterator_batch_of_empty_documents(tmp_path):
+    """A batch whose documents hold no tokens adds their lengths only, as a list of documents does."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((10, 16)).astype(np.float32)
+    empty = np.zeros((0, 16), np.float32)
+    batches = [(x[:6], np.array([0, 2, 6])), (empty, np.array([0, 0, 0])), [x[6:], empty]]
+    a = Index.build(tmp_path / "a", iter(batches), nbits=2, num_centroids=4, num_threads=1, progress=False)
+    b = Index.build(tmp_path / "b", [x[:2], x[2:6], empty, empty, x[6:], empty], nbits=2, num_centroids=4,
+                    num_threads=1, progress=False)
+    assert len(a) == 6 and np.diff(a.segments[0].offsets).tolist() == [2, 4, 0, 0, 4, 0]
+    np.testing.assert_array_equal(a.segments[0].codes, b.segments[0].codes)
+    np.testing.assert_array_equal(a.segments[0].residuals, b.segments[0].residuals)
+
+
 def test_ids_round_trip_and_errors(data, tmp_path):
     x, off, q = data
     n = 200

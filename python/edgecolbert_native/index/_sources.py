@@ -247,7 +247,8 @@ def _spill(it: Iterator, doc_ids: Any, fn: str, spill_dir: str) -> tuple[Source,
                 if tok.dtype.itemsize > np.dtype(dtype).itemsize:  # rounding this batch would lose precision
                     _widen_spill(f, rows, dim, np.dtype(dtype), tok.dtype)
                     dtype = tok.dtype
-                f.write(memoryview(np.ascontiguousarray(tok, dtype=dtype)).cast("B"))  # type: ignore[arg-type]
+                if len(tok):  # a batch of empty documents adds lengths only (memoryview refuses an empty 2-d cast)
+                    f.write(memoryview(np.ascontiguousarray(tok, dtype=dtype)).cast("B"))  # type: ignore[arg-type]
                 rows += len(tok)
                 lens.append(blens)
             f.flush()

@@ -202,6 +202,23 @@ def test_uint64_ids_beyond_int64_are_refused(tmp_path):
     assert len(idx) == 3
 
 
+def test_uint64_lookup_beyond_int64_finds_nothing(tmp_path):
+    """A looked-up id past int64 is in no index; cast, 2^64 - 1 would wrap to the stored id -1."""
+    x = np.random.default_rng(0).standard_normal((12, 16)).astype(np.float32)
+    idx = Index.build(tmp_path / "u", x, np.array([0, 4, 8, 12]), np.array([-1, 5, 7]), nbits=2, num_centroids=4)
+    big = np.array([2**64 - 1], np.uint64)
+    with pytest.raises(KeyError, match=str(2**64 - 1)):
+        idx.get(big)
+    assert idx.get(np.array([5], np.uint64))[0]["id"] == 5
+    for many in (False, True):  # a few ids are scanned, many looked up in the sorted ids
+        ids = np.array([2**64 - 1, 2**63, 7] + ([5] * 40 if many else []), np.uint64)
+        scores, got = idx.search(x[:4], k=3, subset=ids, exhaustive=True)
+        assert sorted(got[0][np.isfinite(scores[0])].tolist()) == ([5, 7] if many else [7])  # -inf: padding
+    with pytest.raises(KeyError):
+        idx.delete(big)
+    assert len(idx) == 3
+
+
 def test_mixed_int_and_str_ids_are_refused(tmp_path):
     """numpy makes [1, "b"] a string array: a mix must be refused, not stored as strings."""
     docs = list(np.random.default_rng(0).standard_normal((3, 4, 16)).astype(np.float32))

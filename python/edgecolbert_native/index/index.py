@@ -459,6 +459,11 @@ class Index:
         q = np.asarray(list(ids) if not isinstance(ids, np.ndarray) else ids)
         if q.size == 0:
             return np.empty(0, np.int64)
+        asked, beyond = q, None
+        if self.id_kind == "int" and q.dtype.kind == "u":
+            # Ids are stored as int64: one past its range is in no index (cast, it would wrap to a negative id).
+            beyond = q > np.iinfo(np.int64).max
+            q = np.where(beyond, 0, q)
         q = q.astype(np.int64) if self.id_kind == "int" and q.dtype.kind in "iu" else q
         if self.id_kind == "int" and q.dtype.kind not in "iu":
             raise TypeError(f"{fn}: this index has integer ids, got {q.dtype}")
@@ -497,8 +502,11 @@ class Index:
                 at = np.minimum(np.searchsorted(sorted_ids, q), len(sorted_ids) - 1)
                 found = sorted_ids[at] == q
                 pos = positions[at]
+        if beyond is not None:
+            found &= ~beyond
+            pos = np.where(beyond, -1, pos)
         if (strict or ordered) and not found.all():
-            raise KeyError(f"{fn}: ids not in the index (or deleted): {q[~found][:5].tolist()}")
+            raise KeyError(f"{fn}: ids not in the index (or deleted): {asked[~found][:5].tolist()}")
         if ordered:
             return pos
         return np.unique(pos[found]) if unique else pos[found]

@@ -478,6 +478,16 @@ def test_rerank_parameter(small_index):
             idx.search(q, 10, rerank=bad, exhaustive=False)
 
 
+def test_ndocs_below_k_still_fills_k(small_index):
+    """A candidate pool smaller than k is raised to k (as rerank is): a row is padded only when fewer than k
+    documents qualify, not because ndocs was small."""
+    idx, q = small_index
+    for k in (5, 10):
+        s, i = idx.search(q, k, nprobe=4, ndocs=2, exhaustive=False)
+        assert np.isfinite(s).all() and (i >= 0).all()
+        np.testing.assert_array_equal(i, idx.search(q, k, nprobe=4, ndocs=k, exhaustive=False)[1])
+
+
 def test_int8_centroid_scores_keep_recall_and_fall_back_on_non_finite_queries(small_index, monkeypatch):
     """int8 candidate scores find what float32 ones find (the re-rank is exact either way); a query with a
     non-finite value is scored in float32 by both the native and the staged path."""

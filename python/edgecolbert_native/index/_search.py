@@ -113,6 +113,7 @@ def resolve_params(index: Any, k: int, nprobe: int | None, ndocs: int | None, th
     ndocs = d["ndocs"] if ndocs is None else int(ndocs)
     if nprobe < 1 or ndocs < 1:
         raise ValueError(f"{fn}: nprobe and ndocs must be >= 1")
+    ndocs = max(ndocs, int(k))  # a pool of fewer than k would pad rows that more documents could fill
     threshold = d["centroid_score_threshold"] if threshold is None else threshold
     threshold = None if threshold is not None and threshold <= -np.inf else threshold
     return nprobe, ndocs, threshold

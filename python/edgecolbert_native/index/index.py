@@ -585,7 +585,8 @@ class Index:
         before candidate pruning, so no recall is lost to the filter. ``nprobe`` centroids are probed
         per query token; the probe widens (4x at a time) only while a subset leaves fewer than ndocs
         allowed candidates, or deletions fewer live ones than the lists held before them. Defaults
-        for nprobe, ndocs and the threshold follow ``default_params`` (documented in docs/index.md).
+        for nprobe, ndocs and the threshold follow ``default_params`` (documented in docs/index.md);
+        ndocs is never less than k.
         ``rerank``: how many of stage B's best documents are scored exactly (default
         ``max(k, ndocs // 4)``, PLAID's rule; fewer is faster, at some recall: docs/index.md). The
         centroid scores that choose candidates are int8 where the CPU makes that faster (docs/index.md,

@@ -41,6 +41,8 @@ def search(index: Any, queries: Any, k: int = 10, *, nprobe: int | None = None, 
         q = q[None]
     nq = q.shape[0]
     mask = None if query_mask is None else np.asarray(query_mask, bool)
+    # a query with no kept token matches nothing, in every mode (it ties every document at 0)
+    empty = np.full(nq, q.shape[1] == 0) if mask is None else ~mask.reshape(nq, -1).any(axis=1)
     nprobe, ndocs, threshold = _search.resolve_params(index, k, nprobe, ndocs, centroid_score_threshold, fn)
     allowed = _search.allowed_mask(index, subset, fn)
     n_allowed = int(np.count_nonzero(allowed))
@@ -57,7 +59,7 @@ def search(index: Any, queries: Any, k: int = 10, *, nprobe: int | None = None, 
         scores = np.concatenate([ec.maxsim(q, _decoded(index, s), s.offsets, query_mask=mask, num_threads=num_threads)
                                  for s in index.segments], axis=1)
         apos = np.flatnonzero(allowed)
-        for i in range(nq):
+        for i in np.flatnonzero(~empty):
             sc, p = topk(scores[i, apos], apos, k)
             out_s[i, :len(sc)], out_p[i, :len(p)] = sc, p
         return out_s, out_p
@@ -67,7 +69,7 @@ def search(index: Any, queries: Any, k: int = 10, *, nprobe: int | None = None, 
         c, r, off = gather(index, apos)
         scores = ec.maxsim_compressed(q, c, r, off, index.codec, query_mask=mask, num_threads=num_threads,
                                       _kernel="decode")
-        for i in range(nq):
+        for i in np.flatnonzero(~empty):
             sc, p = topk(scores[i], apos, k)
             out_s[i, :len(sc)], out_p[i, :len(p)] = sc, p
         return out_s, out_p

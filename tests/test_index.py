@@ -328,6 +328,23 @@ def test_subset_filtering(data, built4):
             assert H.recall(ids, true_raw) >= 0.90
 
 
+def test_a_query_with_every_token_masked_matches_nothing_in_every_mode(data, built4):
+    """Its MaxSim is 0 with every document (a tie): no mode returns documents for it, whichever the index
+    size and subset choose; one query [Lq, dim] takes its mask as [Lq]."""
+    _, _, q = data
+    mask = np.ones(q.shape[:2], bool)
+    mask[1] = False
+    mask[2, 3:] = False
+    for kw in (dict(exhaustive=True), dict(exhaustive=False), dict(exhaustive=False, subset=np.arange(0, 60, 3))):
+        s, ids = built4.search(q[:3], 5, query_mask=mask[:3], **kw)
+        assert np.isneginf(s[1]).all() and (ids[1] == -1).all(), kw
+        assert np.isfinite(s[[0, 2]]).all(), kw
+        alone = built4.search(q[2], 5, query_mask=mask[2], **kw)
+        np.testing.assert_array_equal(alone[1][0], ids[2])
+        np.testing.assert_array_equal(alone[0][0], s[2])
+    assert np.isneginf(built4.search(q[0], 5, query_mask=np.zeros(q.shape[1], bool))[0]).all()
+
+
 class _RecordingSource(_native.PlaidSource):
     """An index's native stages, recording the probe widths the stage driver asks for."""
 

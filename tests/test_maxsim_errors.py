@@ -52,6 +52,8 @@ CSR_FUNCS = [ec.maxsim, ec.maxsim_topk, ec.maxsim_candidates]
         (dict(num_threads=0), ValueError, ["num_threads"]),
         (dict(num_threads=-3), ValueError, ["num_threads"]),
         (dict(num_threads=2.5), TypeError, ["num_threads"]),
+        (dict(num_threads=np.float64(2.0)), TypeError, ["num_threads"]),
+        (dict(num_threads=np.int64(0)), ValueError, ["num_threads"]),
         (dict(queries="not an array"), TypeError, ["queries"]),
         (dict(dtype="int8"), TypeError, ["dtype"]),
     ],
@@ -63,6 +65,13 @@ def test_bad_input(fn, kw, exc, words):
     assert fn.__name__ in msg, msg
     for w in words:
         assert w in msg, msg
+
+
+def test_numpy_integer_thread_counts():
+    """num_threads takes any integer, as k does: a numpy one (from a config array) gives the same result."""
+    want = ec.maxsim(Q, T, OFF, num_threads=2)
+    for n in (np.int64(2), np.int32(2), np.uint8(2)):
+        np.testing.assert_array_equal(ec.maxsim(Q, T, OFF, num_threads=n), want)
 
 
 def test_topk_k_range():

@@ -178,9 +178,13 @@ inline py::array_t<int64_t, py::array::c_style> check_candidates(const py::handl
   return c;
 }
 
-inline int resolve_threads(const py::object& n, const char* fn) {
-  if (n.is_none()) return default_num_threads();
-  if (!py::isinstance<py::int_>(n)) type_error(cat(fn, ": num_threads must be an int or None"));
+inline int resolve_threads(const py::object& given, const char* fn) {
+  if (given.is_none()) return default_num_threads();
+  // An int or any integer (a numpy one: operator.index), not a float.
+  if (!py::isinstance<py::int_>(given) && !PyIndex_Check(given.ptr()))
+    type_error(cat(fn, ": num_threads must be an int or None"));
+  const auto n = py::reinterpret_steal<py::int_>(PyNumber_Index(given.ptr()));
+  if (!n) throw py::error_already_set();
   // Compared as Python ints: a value beyond long long would otherwise fail the cast with a RuntimeError.
   if (n < py::int_(1) || n > py::int_(4096))
     value_error(cat(fn, ": num_threads must be in [1, 4096], got ", py::str(n).cast<std::string>()));

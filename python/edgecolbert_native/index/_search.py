@@ -141,12 +141,15 @@ def search(index: Any, queries: Any, k: int, nprobe: int | None, ndocs: int | No
     if declared == "bfloat16":
         q = (np.ascontiguousarray(q).astype(np.uint32) << 16).view(np.float32)
     q = np.ascontiguousarray(q, np.float32)  # the kernels read rows in place: a sliced query is copied once
-    if q.ndim == 2:
+    one = q.ndim == 2
+    if one:
         q = q[None]
     if q.ndim != 3 or q.shape[2] != index.dim:
         raise ValueError(f"{fn}: queries must be [nq, Lq, {index.dim}], got shape {q.shape}")
     nq, lq, _ = q.shape
     mask = as_mask(query_mask, fn, "query_mask")
+    if one and mask is not None and mask.ndim == 1:  # one query [Lq, dim], its mask [Lq]
+        mask = mask[None]
     if mask is not None and mask.shape != (nq, lq):
         raise ValueError(f"{fn}: query_mask must have shape {(nq, lq)}, got {mask.shape}")
     texts = _query_texts(query_texts, nq, fn) if weight is not None else None
@@ -173,6 +176,11 @@ def search(index: Any, queries: Any, k: int, nprobe: int | None, ndocs: int | No
         if out_s.shape[1] < k:  # fewer positions than k: padded
             out_s = np.pad(out_s, ((0, 0), (0, k - out_s.shape[1])), constant_values=-np.inf)
             out_p = np.pad(out_p, ((0, 0), (0, k - out_p.shape[1])), constant_values=-1)
+        # A query with no kept token ties every document at 0: it matches nothing, in every mode (the
+        # exhaustive ones would otherwise return the first k documents, the PLAID one none).
+        empty = np.ones(nq, bool) if lq == 0 else None if mask is None else ~mask.any(axis=1)
+        if empty is not None and empty.any():
+            out_s[empty], out_p[empty] = -np.inf, -1
     if weight is not None and texts is not None:
         out_s, out_p = fuse(index, out_s, out_p, texts, allowed, k_out, weight, fusion)
     return out_s, to_ids(index, out_p)

@@ -578,9 +578,10 @@ class Index:
                fusion: str | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Top-k documents per query: ``(scores float32 [nq, k], ids [nq, k])``, best first.
 
-        queries ``[nq, Lq, dim]`` (or ``[Lq, dim]`` for one). ``ids`` are the caller's ids (int64, or
-        an object array of str); when fewer than k documents qualify the row is padded with score
-        -inf and id -1 (int ids) or None (str ids). ``subset``: only these ids may be returned; a
+        queries ``[nq, Lq, dim]`` (or ``[Lq, dim]`` for one, its ``query_mask`` ``[Lq]``). ``ids`` are the
+        caller's ids (int64, or an object array of str); when fewer than k documents qualify the row is
+        padded with score -inf and id -1 (int ids) or None (str ids). A query whose every token is masked
+        matches nothing (a row of padding). ``subset``: only these ids may be returned; a
         subset no larger than the re-rank budget is scored exhaustively, a larger one is applied
         before candidate pruning, so no recall is lost to the filter. ``nprobe`` centroids are probed
         per query token; the probe widens (4x at a time) only while a subset leaves fewer than ndocs

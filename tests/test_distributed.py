@@ -109,6 +109,20 @@ def test_resume_with_other_inputs_is_refused(tmp_path, data):
         build_sharded(tmp_path / "s0", x, off, ids, num_shards=3, num_centroids=0)  # 0 is not the default
 
 
+def test_sharded_build_takes_a_numpy_nbits(tmp_path, data):
+    """As Index.build: a numpy integer is a valid nbits (its JSON holds a plain int); a bad one is refused
+    before anything is written."""
+    import json
+
+    x, off, ids, q = data
+    sx = build_sharded(tmp_path / "s", x, off, ids, num_shards=2, nbits=np.int64(2), num_centroids=64)
+    assert json.loads((tmp_path / "s" / "sharded.json").read_text())["nbits"] == 2
+    assert sx.search(q, 3)[1].shape == (len(q), 3)
+    with pytest.raises(ValueError, match="nbits must be 1, 2, 4 or 8"):
+        build_sharded(tmp_path / "bad", x, off, ids, num_shards=2, nbits=3)
+    assert not (tmp_path / "bad").exists()
+
+
 def test_resume_rebuilds_only_missing_shards(tmp_path, data):
     x, off, ids, q = data
     build_sharded(tmp_path / "s", x, off, ids, num_shards=3)

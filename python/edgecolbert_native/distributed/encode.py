@@ -128,8 +128,9 @@ def index_corpus(paths: Sequence[str], out: str, *, model: str, num_shards: int,
     count"); the codec is trained on the tokens of ``sample_docs`` documents, which must hold at least that many."""
     from ..codec import ResidualCodec
     from ..encoder import Encoder
-    from ..index.index import default_codec_centroids
+    from ..index.index import check_nbits, default_codec_centroids
 
+    nbits = check_nbits(nbits, "index_corpus")
     ray = connect_ray(ray_address)
     if concurrency is None:
         concurrency = max(1, sum(1 for node in ray.nodes() if node.get("Alive")))

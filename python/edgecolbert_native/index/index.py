@@ -67,6 +67,14 @@ def default_sample_tokens(num_tokens: int, k: int) -> int:
     return int(min(num_tokens, max(1 << 14, 32 * k)))
 
 
+def check_nbits(nbits: Any, fn: str) -> int:
+    """nbits as a plain int (a numpy integer too, as the codec takes it; manifests are JSON), checked before
+    anything is written."""
+    if not isinstance(nbits, (int, np.integer)) or isinstance(nbits, bool) or int(nbits) not in (1, 2, 4, 8):
+        raise ValueError(f"{fn}: nbits must be 1, 2, 4 or 8, got {nbits!r}")
+    return int(nbits)
+
+
 def _train_codec(src: Any, ns: int, k: int, nbits: int, niters: int, seed: int, num_threads: int | None,
                  progress: bool | None, buckets: str) -> Any:
     """``ResidualCodec.train`` on ``ns`` tokens drawn at random (seeded) from the source, with the sample
@@ -240,9 +248,7 @@ class Index:
         filters on the metadata, ``search(hybrid=...)`` ranks the texts with BM25 too.
         """
         fn = "Index.build"
-        if not isinstance(nbits, (int, np.integer)) or isinstance(nbits, bool) or int(nbits) not in (1, 2, 4, 8):
-            raise ValueError(f"{fn}: nbits must be 1, 2, 4 or 8, got {nbits!r}")
-        nbits = int(nbits)  # a numpy integer too (as the codec takes), but the manifest is JSON: a plain int
+        nbits = check_nbits(nbits, fn)
         path = os.fspath(path)
         os.makedirs(path, exist_ok=True)
         with WriterLock(path):

@@ -48,11 +48,12 @@ def build_sharded(path: str | os.PathLike, doc_tokens: Any, doc_offsets: Any = N
     ``Index.build``.
     Re-running after an interruption skips the shards whose manifest landed."""
     from ...codec import ResidualCodec
-    from ...index.index import default_codec_centroids, default_sample_tokens
+    from ...index.index import check_nbits, default_codec_centroids, default_sample_tokens
 
     fn = "build_sharded"
     if not isinstance(num_shards, int) or num_shards < 1:
         raise ValueError(f"{fn}: num_shards must be a positive int, got {num_shards!r}")
+    nbits = check_nbits(nbits, fn)
     path = os.fspath(path)
     os.makedirs(path, exist_ok=True)
     src, ids = make_source(doc_tokens, doc_offsets, doc_ids, fn, path)

@@ -48,7 +48,7 @@ def test_sharded_equals_single_index(tmp_path, data, monkeypatch):
         a_s, a_i = sx.search(q, 10, exhaustive=False, **kw)
         b_s, b_i = one.search(q, 10, exhaustive=False, **kw)
         assert np.array_equal(a_i, b_i), kw
-        assert np.allclose(a_s, b_s, atol=1e-5, rtol=0), kw  # -inf pads (ndocs < k) compare equal
+        assert np.allclose(a_s, b_s, atol=1e-5, rtol=0), kw  # -inf pads compare equal
     # subsets filled (every document of them a candidate) and never filled, on both sides alike
     for limit in (10**9, 0):
         monkeypatch.setattr(_search, "FILL_DOCS_PER_CENTROID", limit)

@@ -97,6 +97,7 @@ struct MaxSimBf16 {
     const bool odd = (dim & 1) != 0;
     const int64_t stride = odd ? dim + 1 : dim;
     auto* padded = reinterpret_cast<uint16_t*>(scratch);
+    const void* after = simd::next_to_request(tokens, ntok, dim * 2, next.tokens, T::kPrefetchTokens);
     double total = 0.0;
     alignas(64) float rowmax[2 * L];
     for (int64_t b = 0; b < blocks; b += 2) {
@@ -111,7 +112,7 @@ struct MaxSimBf16 {
         // steps (simd::tokens_ahead).
         const simd::LineStream pf =
             T::kPrefetchTokens > 0
-                ? simd::tokens_ahead(tokens, dim * 2, j0, ntok, T::kPrefetchTokens, NJ, npairs, next.tokens, next.ntok)
+                ? simd::tokens_ahead(tokens, dim * 2, j0, ntok, T::kPrefetchTokens, NJ, npairs, after, next.ntok)
                 : simd::LineStream{};
         if (odd) {
           for (int j = 0; j < nj; ++j) {

@@ -105,6 +105,7 @@ struct MaxSimF32 {
     float* widened = scratch;
     float* rmax = scratch + NJ * dim;
     std::fill_n(rmax, blocks * L, floor);
+    const void* after = simd::next_to_request(doc, ntok, row_bytes, next.tokens, VD::kPrefetchTokens);
     for (int64_t j0 = 0; j0 < ntok; j0 += NJ) {
       const int nj = static_cast<int>(std::min<int64_t>(NJ, ntok - j0));
       const auto* dj = static_cast<const uint8_t*>(doc) + j0 * row_bytes;
@@ -113,7 +114,7 @@ struct MaxSimF32 {
       // short of its memory bandwidth on CSR streams.
       const simd::LineStream pf =
           VD::kPrefetchTokens > 0 ? simd::tokens_ahead(doc, row_bytes, j0, ntok, VD::kPrefetchTokens, NJ,
-                                                       (blocks + 1) / 2 * dim, next.tokens, next.ntok)
+                                                       (blocks + 1) / 2 * dim, after, next.ntok)
                                   : simd::LineStream{};
       if (dtype == DType::f32) {
         TileFold<VD, NJ>::template fold<false>(q, blocks, dim, reinterpret_cast<const float*>(dj), nj, nullptr, rmax, pf);

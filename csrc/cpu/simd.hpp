@@ -109,7 +109,6 @@ struct LineStream {
 // and dim steps, + 2 unaligned).
 EC_ALWAYS_INLINE LineStream tokens_ahead(const void* doc, int64_t row_bytes, int64_t j0, int64_t ntok, int64_t ahead,
                                          int64_t n, int64_t steps, const void* next = nullptr, int64_t next_ntok = 0) {
-  const int64_t first = j0 + ahead, last = first + n;
   auto span = [row_bytes](const void* rows, int64_t a, int64_t b, const char*& line) -> int64_t {
     if (b <= a) return 0;
     const auto begin = reinterpret_cast<uintptr_t>(rows) + static_cast<uintptr_t>(a * row_bytes);
@@ -117,17 +116,31 @@ EC_ALWAYS_INLINE LineStream tokens_ahead(const void* doc, int64_t row_bytes, int
     line = reinterpret_cast<const char*>(begin & ~uintptr_t{63});
     return static_cast<int64_t>((end - (begin & ~uintptr_t{63}) + 63) / 64);
   };
+  const int64_t first = j0 + ahead, last = first + n;
   const char *own = nullptr, *then = nullptr;
+  // The window's rows in this document (most tiles' whole window: one range, as cheap as it can be).
   const int64_t n_own = span(doc, first, std::min(last, ntok), own);
-  const int64_t n_next =
-      next == nullptr ? 0
-                      : span(next, j0 == 0 ? 0 : std::max<int64_t>(first - ntok, 0),
-                             std::min({last - ntok, ahead, next_ntok}), then);
+  const int64_t n_next = next == nullptr || last <= ntok
+                             ? 0
+                             : span(next, j0 == 0 ? 0 : std::max<int64_t>(first - ntok, 0),
+                                    std::min({last - ntok, ahead, next_ntok}), then);
   const int64_t lines = n_own + n_next;
   if (lines == 0) return {};
   const int64_t every = std::max<int64_t>(1, steps / lines);
   if (n_own == 0) return {then, lines, every, 0, lines, nullptr};
   return {own, lines, every, 0, n_own, then};
+}
+
+// The next document as tokens_ahead should see it: null where the hardware prefetchers already cover it,
+// a document that starts where this one ends with its first `ahead` rows under kHardwareReach bytes (they
+// follow a stream that far by themselves: on Zen 4, requesting those rows at dim 48 gained nothing and, with
+// 8-16-token documents, may have cost a few points of the FMA peak). A longer step (float32 rows of dim 96
+// and 128: 20-35 points gained) or a jump elsewhere (maxsim_candidates' order) is requested.
+constexpr int64_t kHardwareReach = 3072;
+EC_ALWAYS_INLINE const void* next_to_request(const void* doc, int64_t ntok, int64_t row_bytes, const void* next,
+                                             int64_t ahead) {
+  const bool follows = next == static_cast<const char*>(doc) + ntok * row_bytes;
+  return follows && ahead * row_bytes < kHardwareReach ? nullptr : next;
 }
 
 // The register tile of the float32 kernels (the GEMM micro-kernel): MR <= 2 query vectors x NJ columns,

@@ -121,3 +121,22 @@ EC_TEST(line_stream_prefetches_every_document_of_a_run) {
     }
   }
 }
+
+// The next document is requested unless it follows this one with its first rows within the hardware
+// prefetchers' reach.
+EC_TEST(next_document_is_requested_beyond_the_hardware_reach_or_after_a_jump) {
+  using edgecolbert::simd::kHardwareReach;
+  using edgecolbert::simd::next_to_request;
+  alignas(64) static char buf[64 * 1024];
+  for (int64_t row_bytes : {96, 192, 256, 384, 512}) {
+    const bool short_step = kAhead * row_bytes < kHardwareReach;
+    const char* follows = buf + 10 * row_bytes;
+    EC_CHECK(next_to_request(buf, 10, row_bytes, follows, kAhead) == (short_step ? nullptr : follows),
+             "row_bytes %lld, the next document right after", (long long)row_bytes);
+    const char* base = buf;
+    for (const char* jump : {base + 11 * row_bytes, base + 3 * row_bytes, base})
+      EC_CHECK(next_to_request(buf, 10, row_bytes, jump, kAhead) == jump, "row_bytes %lld, a jump", (long long)row_bytes);
+    EC_CHECK(next_to_request(buf, 10, row_bytes, nullptr, kAhead) == nullptr, "none");
+  }
+  EC_CHECK(kAhead * 192 < kHardwareReach && kAhead * 384 >= kHardwareReach, "dims 48 / 96 float32 fall either side");
+}

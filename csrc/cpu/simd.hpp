@@ -102,11 +102,10 @@ struct LineStream {
 // the document continues into the document scored next (next, next_ntok rows; null: none), up to its
 // first `ahead` rows, which no tile of its own requests (a document shorter than `ahead` requests them
 // all, from the next document's first row, in its first tile). Without them every document began with a
-// tile of misses:
-// MaxSim of 20-40-token documents at dim 128 ran at 70% of the FMA peak (BENCHMARKS.md). Each range is
-// requested in whole lines from the one that holds its first byte. Lines past the loop's end are not
-// requested: the drivers keep them within (a float32 tile of NJ <= 16 tokens has at most dim lines ahead
-// and dim steps, + 2 unaligned).
+// tile of misses: MaxSim of 20-40-token documents at dim 128 ran at 70% of the FMA peak (BENCHMARKS.md).
+// Each range is requested in whole lines from the one that holds its first byte. Lines past the loop's end
+// are not requested: the drivers keep them within (a float32 tile of NJ <= 16 tokens has at most dim lines
+// ahead and dim steps, + 2 unaligned).
 EC_ALWAYS_INLINE LineStream tokens_ahead(const void* doc, int64_t row_bytes, int64_t j0, int64_t ntok, int64_t ahead,
                                          int64_t n, int64_t steps, const void* next = nullptr, int64_t next_ntok = 0) {
   auto span = [row_bytes](const void* rows, int64_t a, int64_t b, const char*& line) -> int64_t {

@@ -113,10 +113,15 @@ def resolve_params(index: Any, k: int, nprobe: int | None, ndocs: int | None, th
     ndocs = d["ndocs"] if ndocs is None else int(ndocs)
     if nprobe < 1 or ndocs < 1:
         raise ValueError(f"{fn}: nprobe and ndocs must be >= 1")
-    ndocs = max(ndocs, int(k))  # a pool of fewer than k would pad rows that more documents could fill
+    ndocs = pool_size(ndocs, k)
     threshold = d["centroid_score_threshold"] if threshold is None else threshold
     threshold = None if threshold is not None and threshold <= -np.inf else threshold
     return nprobe, ndocs, threshold
+
+
+def pool_size(ndocs: int, k: int) -> int:
+    """Stage A's pool, never fewer than k: a smaller one would pad rows that more documents could fill."""
+    return max(int(ndocs), int(k))
 
 
 def rerank_count(k: int, ndocs: int, rerank: Any, fn: str) -> int:

@@ -234,7 +234,8 @@ class Index:
 
         Documents: a CSR pair ``doc_tokens [T, dim]`` + ``doc_offsets [n+1]``, a list of per-document
         arrays/tensors, or an iterator of batches (see _sources). ``doc_ids``: unique ints (int64) or
-        strings, default 0..n-1 (an id -1 is allowed; ``search`` pads with -1 too, at score -inf). Centroids: ``num_centroids`` (default 2^floor(log2(16·sqrt(T)))) trained by
+        strings, default 0..n-1 (an id -1 is allowed; ``search`` pads with -1 too, at score -inf).
+        Centroids: ``num_centroids`` (default 2^floor(log2(16·sqrt(T)))) trained by
         k-means on ``sample_tokens`` random tokens (default 32 per centroid, at least 16,384).
         Memory stays bounded (docs/index.md, "Memory"): the k-means sample, one chunk of tokens (32 MiB of
         float32, at most 2^17 tokens) and the IVF's (centroid, document) pairs. ``codec``: a trained

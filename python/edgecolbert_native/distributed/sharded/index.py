@@ -112,7 +112,7 @@ class ShardedIndex:
                 params[key] = d[key]
         if params["centroid_score_threshold"] is None:
             params["centroid_score_threshold"] = -np.inf  # Index.search: -inf = no centroid pruning
-        params["ndocs"] = max(int(params["ndocs"]), int(k))  # as Index.search (_search.resolve_params)
+        params["ndocs"] = _search.pool_size(params["ndocs"], k)
         run = _Fanout(self, timeout, allow_partial)
         subset = params.get("subset")
         infos = run.call("info", lambda i: (subset,))

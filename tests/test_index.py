@@ -345,6 +345,25 @@ def test_a_query_with_every_token_masked_matches_nothing_in_every_mode(data, bui
     assert np.isneginf(built4.search(q[0], 5, query_mask=np.zeros(q.shape[1], bool))[0]).all()
 
 
+def test_thread_count_errors_name_the_index_method(data, built4, tmp_path):
+    """Index.build, add and search check num_threads themselves (before writing anything), so the error names
+    the method the user called, in every search mode, including a search that nothing may answer."""
+    x, off, q = data
+    for bad, exc in ((0, ValueError), (-1, ValueError), (5000, ValueError), (1.5, TypeError), (True, TypeError)):
+        for kw in (dict(exhaustive=True), dict(exhaustive=False), dict(subset=[])):
+            with pytest.raises(exc, match=r"^Index\.search: num_threads"):
+                built4.search(q[0], 5, num_threads=bad, **kw)
+        with pytest.raises(exc, match=r"^Index\.build: num_threads"):
+            Index.build(tmp_path / "b", x, off, nbits=2, num_centroids=16, num_threads=bad)
+        assert not (tmp_path / "b" / "manifest.json").exists()
+    built = Index.build(tmp_path / "a", x, off, nbits=2, num_centroids=16, num_threads=np.int64(1), progress=False)
+    before = len(built)
+    with pytest.raises(ValueError, match=r"^Index\.add: num_threads"):
+        built.add(x[: off[2]], off[:3], num_threads=0)
+    assert len(Index.open(tmp_path / "a")) == before
+    np.testing.assert_array_equal(built4.search(q[0], 5, num_threads=np.int32(1))[1], built4.search(q[0], 5)[1])
+
+
 class _RecordingSource(_native.PlaidSource):
     """An index's native stages, recording the probe widths the stage driver asks for."""
 

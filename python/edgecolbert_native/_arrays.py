@@ -96,3 +96,14 @@ def as_mask(x: Any, fn: str, arg: str) -> np.ndarray | None:
     if arr.dtype != np.bool_:
         arr = arr != 0
     return np.ascontiguousarray(arr)
+
+
+def check_threads(n: Any, fn: str) -> None:
+    """The native entry points' rule for num_threads (None, or an integer in [1, 4096]), checked where a
+    public Python function takes it, so that its error names that function and not a native one."""
+    if n is None:
+        return
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
+        raise TypeError(f"{fn}: num_threads must be an int or None, got {type(n).__name__}")
+    if not 1 <= int(n) <= 4096:
+        raise ValueError(f"{fn}: num_threads must be in [1, 4096], got {int(n)}")

@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from .._arrays import as_array, as_mask
+from .._arrays import as_array, as_mask, check_threads
 from . import _plaid
 
 # Measured crossover (docs/index.md, "Exhaustive or PLAID"): below this many tokens exhaustive
@@ -141,6 +141,7 @@ def search(index: Any, queries: Any, k: int, nprobe: int | None, ndocs: int | No
     fn = "Index.search"
     if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 1:
         raise ValueError(f"{fn}: k must be a positive int, got {k!r}")
+    check_threads(num_threads, fn)
     weight, fusion = hybrid_options(index, hybrid, fusion, fn)
     q, declared = as_array(queries, fn, "queries")
     if declared == "bfloat16":

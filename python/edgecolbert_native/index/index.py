@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from .._arrays import to_numpy
+from .._arrays import check_threads, to_numpy
 from .._progress import progress_shown
 from . import _colbert, _fast_plaid, _search
 from ._docstore import DocumentStore, SegmentStore, check_documents, compact_stores, write_store
@@ -250,6 +250,7 @@ class Index:
         """
         fn = "Index.build"
         nbits = check_nbits(nbits, fn)
+        check_threads(num_threads, fn)
         path = os.fspath(path)
         os.makedirs(path, exist_ok=True)
         with WriterLock(path):
@@ -355,6 +356,7 @@ class Index:
         as a new segment, compressed with the existing centroids (no re-training). Ids must be new among
         the live documents. Atomic: the vectors, ids and documents land together or not at all."""
         fn = "Index.add"
+        check_threads(num_threads, fn)
         lock, m = self._begin_write()
         try:
             src, ids = make_source(doc_tokens, doc_offsets, doc_ids, fn, self.path)

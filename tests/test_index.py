@@ -364,6 +364,28 @@ def test_thread_count_errors_name_the_index_method(data, built4, tmp_path):
     np.testing.assert_array_equal(built4.search(q[0], 5, num_threads=np.int32(1))[1], built4.search(q[0], 5)[1])
 
 
+def test_add_with_replace_updates_in_one_commit(data, tmp_path):
+    """replace=True deletes the live documents that have the new ids in the same commit as the add (an
+    update); without it a present id is refused and nothing is written."""
+    x, off, q = data
+    docs = [x[off[i]:off[i + 1]] for i in range(8)]
+    idx = Index.build(tmp_path / "r", docs[:5], doc_ids=["a", "b", "c", "d", "e"], nbits=2, num_centroids=16,
+                      progress=False)
+    gen = idx.manifest["generation"]
+    with pytest.raises(ValueError, match="replace=True"):
+        idx.add(docs[5:7], doc_ids=["b", "z"])
+    assert Index.open(tmp_path / "r").manifest["generation"] == gen
+    idx.add(docs[5:8], doc_ids=["b", "z", "d"], replace=True, progress=False)
+    again = Index.open(tmp_path / "r")
+    assert again.manifest["generation"] == gen + 1 and len(again) == 6
+    assert sorted(again.ids.tolist()) == ["a", "b", "c", "d", "e", "z"]
+    assert [len(again.decode(i)[0]) for i in ("b", "z", "d")] == [len(d) for d in docs[5:8]]
+    s, ids = again.search(docs[7], 1, exhaustive=True)
+    assert ids[0][0] == "d"
+    again.add(docs[:1], doc_ids=["new"], replace=True, progress=False)  # nothing to replace: a plain add
+    assert len(Index.open(tmp_path / "r")) == 7
+
+
 class _RecordingSource(_native.PlaidSource):
     """An index's native stages, recording the probe widths the stage driver asks for."""
 

@@ -48,6 +48,55 @@ def test_documents_embeddings_of_an_unknown_longer_id(tmp_path, rng):
     np.testing.assert_array_equal(got[1], index.index.decode("1")[0])
 
 
+def _small(tmp_path, rng, ids, name="s"):
+    docs = [rng.standard_normal((int(n), 16)).astype(np.float32) for n in rng.integers(3, 9, len(ids))]
+    index = Index(index_folder=str(tmp_path), index_name=name, override=True, nbits=4)
+    return index.add_documents(documents_ids=ids, documents_embeddings=docs), docs
+
+
+def test_integer_ids_come_back_as_integers(tmp_path, rng):
+    """PyLate keeps the ids it was given (its examples index range(n)): hit["id"] == 5 must hold."""
+    index, docs = _small(tmp_path, rng, list(np.arange(12)))  # numpy integers count as integers
+    hits = index(torch.from_numpy(docs[5][None]), k=3)[0]
+    assert hits[0]["id"] == 5 and type(hits[0]["id"]) is int
+    assert {h["id"] for h in index(docs[5][None], k=12, subset=[5, 7, "7"])[0]} == {5, 7}
+    index.remove_documents([5, "6", 99])  # a str on an integer index matches nothing
+    assert len(index.index) == 11 and 6 in index.index and 5 not in index.index
+    again = Index(index_folder=str(tmp_path), index_name="s")
+    assert type(again(docs[7][None], k=1)[0][0]["id"]) is int
+    assert [len(e) for e in again.get_documents_embeddings([[7, 0]])[0]] == [len(docs[7]), len(docs[0])]
+    strs, _ = _small(tmp_path, rng, ["a", 1, "c"], name="t")  # not all integers: strings, as before
+    assert {h["id"] for h in strs(docs[0][None], k=3)[0]} == {"a", "1", "c"}
+
+
+def test_list_of_single_query_batches(tmp_path, rng):
+    """A list of [1, Lq, dim] tensors (one encoded query each) is read as fast-plaid and PyLate read it."""
+    index, docs = _small(tmp_path, rng, [f"d{i}" for i in range(10)])
+    q = [torch.from_numpy(docs[2][None]), torch.from_numpy(docs[7][:4][None])]
+    assert index(q, k=4) == index([docs[2], docs[7][:4]], k=4)
+    with pytest.raises(ValueError, match="each query must be"):
+        index([docs[2][None, None]], k=4)
+
+
+def test_remove_skips_unknown_ids_and_update_replaces(tmp_path, rng):
+    """PyLate's remove_documents skips ids it does not know; one str is one id, never its characters;
+    update_documents replaces documents (and adds new ids) in one commit; add refuses a present id."""
+    index, docs = _small(tmp_path, rng, ["1", "2", "12", "3"])
+    index.remove_documents("12")
+    assert sorted(index.index.ids.tolist()) == ["1", "2", "3"]
+    index.remove_documents(["3", "not-there"])
+    assert sorted(index.index.ids.tolist()) == ["1", "2"]
+    new = rng.standard_normal((11, 16)).astype(np.float32)  # longer than any first document
+    with pytest.raises(ValueError, match="already in the index"):
+        index.add_documents(["2"], [new])
+    gen = index.index.manifest["generation"]
+    index.update_documents(["2", "9"], [new, docs[0]])
+    assert index.index.manifest["generation"] == gen + 1  # one commit
+    assert sorted(index.index.ids.tolist()) == ["1", "2", "9"]
+    assert index.get_documents_embeddings([["2"]])[0][0].shape == new.shape  # the new document, not the old
+    assert index(new[None], k=1)[0][0]["id"] == "2"
+
+
 @pytest.mark.slow
 def test_retrieve_colbert_with_this_index(tmp_path, rng):
     from pylate import indexes, rank, retrieve

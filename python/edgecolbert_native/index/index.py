@@ -351,10 +351,11 @@ class Index:
 
     def add(self, doc_tokens: Any, doc_offsets: Any = None, doc_ids: Any = None, *,
             num_threads: int | None = None, progress: bool | None = None, texts: Any = None,
-            metadata: Any = None) -> None:
+            metadata: Any = None, replace: bool = False) -> None:
         """Appends documents (same input forms as ``build``, with their ``texts`` and ``metadata`` as there)
         as a new segment, compressed with the existing centroids (no re-training). Ids must be new among
-        the live documents. Atomic: the vectors, ids and documents land together or not at all."""
+        the live documents, or with ``replace=True`` the live documents that have them are deleted in the
+        same commit (an update). Atomic: the vectors, ids and documents land together or not at all."""
         fn = "Index.add"
         check_threads(num_threads, fn)
         lock, m = self._begin_write()
@@ -365,13 +366,16 @@ class Index:
                     raise ValueError(f"{fn}: documents have dim {src.dim}, the index has dim {self.dim}")
                 ids, _ = normalize_ids(ids, src.num_docs, self.id_kind, int(m["next_int_id"]), fn)
                 check_documents(texts, metadata, src.num_docs, fn)
+                replaced = np.empty(0, np.int64)
                 if len(ids) and self.live.any():
-                    sorted_ids, _ = self._id_lookup()
+                    sorted_ids, positions = self._id_lookup()
                     pos = np.searchsorted(sorted_ids, ids)
                     pos = np.minimum(pos, len(sorted_ids) - 1)
                     clash = sorted_ids[pos] == ids
-                    if clash.any():
-                        raise ValueError(f"{fn}: ids already in the index: {ids[clash][:5].tolist()}")
+                    if clash.any() and not replace:
+                        raise ValueError(f"{fn}: ids already in the index: {ids[clash][:5].tolist()} "
+                                         "(replace=True updates them)")
+                    replaced = np.unique(positions[pos[clash]])
                 gen = int(m["generation"]) + 1
                 prefix = f"g{gen}-s{len(m['segments'])}"
                 seg = write_segment(self.path, prefix, src, ids, self.codec, self.num_centroids, self.nbits,
@@ -385,8 +389,11 @@ class Index:
             m = dict(m)
             m["segments"] = list(m["segments"]) + [seg]
             m["num_docs"] = int(m["num_docs"]) + src.num_docs
-            m["num_live"] = int(m["num_live"]) + src.num_docs
+            m["num_live"] = int(m["num_live"]) + src.num_docs - len(replaced)
             m["num_tokens"] = int(m["num_tokens"]) + src.num_tokens
+            if len(replaced):
+                tomb = np.union1d(self.tombstones, replaced).astype(np.int64)
+                m["tombstones"] = write_array(self.path, f"g{gen}-tombstones.bin", tomb)
             if self.id_kind == "int" and len(ids):
                 m["next_int_id"] = max(int(m["next_int_id"]), int(ids.max()) + 1)
             self._commit(m)

@@ -33,6 +33,10 @@ def _as_float32(x: Any) -> np.ndarray:
     return np.asarray(to_numpy(x), dtype=np.float32)
 
 
+def _is_int(i: Any) -> bool:
+    return isinstance(i, (int, np.integer)) and not isinstance(i, (bool, np.bool_))
+
+
 def _pad_queries(queries_embeddings: Any) -> tuple[np.ndarray, np.ndarray]:
     """PyLate queries (an array/tensor [nq, Lq, dim], one [Lq, dim], or a ragged list) -> padded + mask."""
     if not isinstance(queries_embeddings, (list, tuple)):
@@ -43,6 +47,11 @@ def _pad_queries(queries_embeddings: Any) -> tuple[np.ndarray, np.ndarray]:
             raise ValueError(f"queries_embeddings must be [nq, Lq, dim] or [Lq, dim], got shape {arr.shape}")
         return np.ascontiguousarray(arr), np.ones(arr.shape[:2], bool)
     items = [_as_float32(q) for q in queries_embeddings]
+    # one query as [1, Lq, dim] in a list, as PyLate's encoder returns it and fast-plaid takes it
+    items = [q[0] if q.ndim == 3 and len(q) == 1 else q for q in items]
+    for q in items:
+        if q.ndim != 2:
+            raise ValueError(f"queries_embeddings: each query must be [Lq, dim], got shape {q.shape}")
     if not items:
         return np.zeros((0, 1, 1), np.float32), np.zeros((0, 1), bool)
     dim = items[0].shape[-1]
@@ -61,7 +70,9 @@ class Index(_PyLateBase):  # type: ignore[misc,valid-type]
     Parameters mirror ``pylate.indexes.PLAID``: ``index_folder``/``index_name`` locate the index
     directory, ``override=True`` deletes an existing one. ``nbits`` (1, 2, 4, 8), ``num_centroids``
     and search parameters (``nprobe``, ``ndocs``, ``centroid_score_threshold``; defaults from the
-    index size) go to :class:`edgecolbert_native.index.Index`. Document ids are strings (PyLate's).
+    index size) go to :class:`edgecolbert_native.index.Index`. Document ids keep their type, as PyLate's
+    do: integers (Python or numpy) stay integers when the first documents added have integer ids; any
+    other id is stored as its ``str``.
     """
 
     def __init__(
@@ -102,12 +113,37 @@ class Index(_PyLateBase):  # type: ignore[misc,valid-type]
         """The underlying :class:`edgecolbert_native.index.Index` (None before the first add)."""
         return self._index
 
+    def _ids(self, documents_ids: Any) -> list[Any]:
+        """The caller's ids in the stored kind: ints for an index of integer ids (any other id is kept as
+        it is there, and matches nothing), else strings. One str is one id, as in PyLate's add."""
+        if isinstance(documents_ids, (str, bytes)) or not hasattr(documents_ids, "__iter__"):
+            documents_ids = [documents_ids]
+        ids = list(to_numpy(documents_ids))
+        if self._index is not None:
+            integer = self._index.id_kind == "int"
+        else:
+            integer = bool(ids) and all(_is_int(i) for i in ids)
+        if integer:
+            return [int(i) if _is_int(i) else i for i in ids]
+        return [str(i) for i in ids]
+
     def add_documents(  # type: ignore[override]  # PyLate's indexes return self for chaining too
         self, documents_ids: Sequence[Any], documents_embeddings: Sequence[Any], batch_size: int = 2000, **_: Any
     ) -> "Index":
         """Adds documents (one ``[Ld, dim]`` array or tensor each). The first call trains the centroids
-        and builds the index; later calls append with the same centroids."""
-        ids = [str(i) for i in (documents_ids if not isinstance(documents_ids, str) else [documents_ids])]
+        and builds the index; later calls append with the same centroids. An id already in the index is
+        an error (``update_documents`` replaces documents)."""
+        return self._add(documents_ids, documents_embeddings, replace=False)
+
+    def update_documents(
+        self, documents_ids: Sequence[Any], documents_embeddings: Sequence[Any], **_: Any
+    ) -> "Index":
+        """Replaces the documents with these ids (ids not in the index are added) in one atomic commit:
+        a crash leaves either the old documents or the new ones."""
+        return self._add(documents_ids, documents_embeddings, replace=True)
+
+    def _add(self, documents_ids: Any, documents_embeddings: Sequence[Any], replace: bool) -> "Index":
+        ids = self._ids(documents_ids)
         embs = [_as_float32(e) for e in documents_embeddings]
         if len(ids) != len(embs):
             raise ValueError(f"add_documents: {len(ids)} ids for {len(embs)} documents")
@@ -118,13 +154,29 @@ class Index(_PyLateBase):  # type: ignore[misc,valid-type]
                                                  num_centroids=self.num_centroids, num_threads=self.num_threads,
                                                  progress=self.show_progress, overwrite=True)
         else:
-            self._index.add(embs, doc_ids=ids, num_threads=self.num_threads, progress=self.show_progress)
+            self._index.add(embs, doc_ids=ids, num_threads=self.num_threads, progress=self.show_progress,
+                            replace=replace)
         return self
 
     def remove_documents(self, documents_ids: Sequence[Any]) -> "Index":  # type: ignore[override]
+        """Deletes the documents with these ids; ids not in the index are skipped, as PyLate does."""
         if self._index is not None:
-            self._index.delete([str(i) for i in documents_ids])
+            known = self._known(self._ids(documents_ids))
+            if known:
+                self._index.delete(known)
         return self
+
+    def _known(self, ids: list[Any]) -> list[Any]:
+        """The ids (of the stored kind) that are live in the index, in the order given."""
+        integer = self._index.id_kind == "int"
+        ids = [i for i in ids if isinstance(i, int) == integer]
+        if not ids:
+            return []
+        sorted_ids = self._index._id_lookup()[0]
+        q = np.asarray(ids, np.int64 if integer else str)
+        at = np.minimum(np.searchsorted(sorted_ids, q), max(len(sorted_ids) - 1, 0))
+        found = sorted_ids[at] == q if len(sorted_ids) else np.zeros(len(q), bool)
+        return [i for i, f in zip(ids, found) if f]
 
     def __call__(self, queries_embeddings: Any, k: int = 10, subset: Any = None, **_: Any) -> list[list[dict]]:
         """PyLate's end-to-end search: one list per query of ``{"id", "score"}`` dicts, best first.
@@ -137,15 +189,15 @@ class Index(_PyLateBase):  # type: ignore[misc,valid-type]
         if subset is not None and len(subset) and isinstance(subset[0], (list, tuple, np.ndarray)):
             if len(subset) != len(q):
                 raise ValueError(f"subset has {len(subset)} lists for {len(q)} queries")
-            groups = [(np.array([i]), [str(s) for s in subset[i]]) for i in range(len(q))]
+            groups = [(np.array([i]), self._known(self._ids(subset[i]))) for i in range(len(q))]
         else:
-            groups = [(np.arange(len(q)), None if subset is None else [str(s) for s in subset])]
+            groups = [(np.arange(len(q)), None if subset is None else self._known(self._ids(subset)))]
         results: list[list[dict]] = [[] for _ in range(len(q))]
         for rows, sub in groups:
             scores, ids = self._index.search(q[rows], k=k, subset=sub, query_mask=mask[rows],
                                              num_threads=self.num_threads, **self.search_params)
             for r, srow, irow in zip(rows, scores, ids):
-                results[r] = [{"id": str(i), "score": float(s)} for s, i in zip(srow, irow)
+                results[r] = [{"id": i, "score": float(s)} for s, i in zip(srow, irow.tolist())
                               if i is not None and np.isfinite(s)]
         return results
 
@@ -155,22 +207,17 @@ class Index(_PyLateBase):  # type: ignore[misc,valid-type]
         """Decompressed (unit-norm, float32) token embeddings, ``[query][document] -> [Ld, dim]``."""
         if self._index is None:
             raise KeyError("get_documents_embeddings: the index is empty")
-        return [_embeddings(self._index, [str(i) for i in row]) for row in documents_ids]
+        return [_embeddings(self._index, self._ids(row)) for row in documents_ids]
 
 
-def _embeddings(index: Any, ids: list[str]) -> list[np.ndarray]:
+def _embeddings(index: Any, ids: list[Any]) -> list[np.ndarray]:
     """Decompressed token embeddings of the live documents ``ids``, in the order given."""
     from ..index._plaid import gather_positions
 
     if not ids:
         return []
-    sorted_ids, positions = index._id_lookup()
-    q = np.asarray(ids, dtype=str)  # not the stored ids' width: it would truncate "10" to "1"
-    at = np.minimum(np.searchsorted(sorted_ids, q), max(len(sorted_ids) - 1, 0))
-    found = (sorted_ids[at] == q) if len(sorted_ids) else np.zeros(len(q), bool)
-    if not found.all():
-        raise KeyError(f"get_documents_embeddings: ids not in the index: {q[~found][:5].tolist()}")
-    codes, residuals, offsets = gather_positions(index.segments, positions[at], index.dim * index.nbits // 8)
+    positions = index._positions(ids, "get_documents_embeddings", strict=True, ordered=True)
+    codes, residuals, offsets = gather_positions(index.segments, positions, index.dim * index.nbits // 8)
     tokens = index.codec.decompress(codes, residuals)
     return [tokens[offsets[i] : offsets[i + 1]] for i in range(len(ids))]
 

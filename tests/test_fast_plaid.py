@@ -186,6 +186,9 @@ def test_drop_in_delete_renumbers_and_metadata_follow(tmp_path):
     fp = FastPlaid(str(tmp_path / "i"))
     fp.create(docs, metadata=[{"n": i} for i in range(10)])
     before = [np.asarray(e) for e in fp.get_embeddings(list(range(10)))]
+    for ids in (np.arange(3), (0, 1, 2), [0, 1, 2]):  # the forms search and delete take
+        assert [np.array_equal(np.asarray(a), b) for a, b in zip(fp.get_embeddings(ids), before)] == [True] * 3
+    assert fp.get_embeddings(np.array([], np.int64)) == [] and fp.get_embeddings([]) == []
     fp.delete([3, 7])
     after = [np.asarray(e) for e in fp.get_embeddings(list(range(8)))]
     assert [np.array_equal(a, b) for a, b in zip(after, [before[i] for i in (0, 1, 2, 4, 5, 6, 8, 9)])] == [True] * 8

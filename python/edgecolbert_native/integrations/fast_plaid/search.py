@@ -291,10 +291,10 @@ class FastPlaid:
 
     def get_embeddings(self, subset: list[int]) -> list[Any]:
         """The decoded vectors of these passages (torch tensors when torch is installed, else numpy)."""
-        if not subset:
+        pids = np.asarray(_to_numpy(subset), np.int64).reshape(-1)  # a list, tuple, array or tensor
+        if len(pids) == 0:
             return []
         live = self._live_ids()
-        pids = np.asarray(list(subset), np.int64)
         if pids.min() < 0 or pids.max() >= len(live):
             raise ValueError(f"get_embeddings: passage ids must be in [0, {len(live)})")
         return [_as_tensor(v) for v in self._require().decode(live[pids])]

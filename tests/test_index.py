@@ -386,6 +386,25 @@ def test_add_with_replace_updates_in_one_commit(data, tmp_path):
     assert len(Index.open(tmp_path / "r")) == 7
 
 
+def test_non_finite_queries_are_refused_where_kept(data, built4):
+    """A NaN or infinity in a kept query row is refused (it would score every document -inf and return real
+    ids); in a masked row it is ignored."""
+    _, _, q = data
+    bad = q[:2].copy()
+    bad[1, 3, 5] = np.nan
+    bad[0, 0, 0] = np.inf
+    for kw in (dict(exhaustive=True), dict(exhaustive=False), dict(exhaustive=False, subset=np.arange(0, 60, 3))):
+        with pytest.raises(ValueError, match=r"^Index\.search: queries\[0, 0\] holds a NaN or infinite"):
+            built4.search(bad, 5, **kw)
+        mask = np.ones(bad.shape[:2], bool)
+        mask[0, 0] = mask[1, 3] = False
+        s, ids = built4.search(bad, 5, query_mask=mask, **kw)
+        clean = np.where(mask[..., None], bad, 0).astype(np.float32)
+        want = built4.search(clean, 5, query_mask=mask, **kw)
+        np.testing.assert_array_equal(ids, want[1])
+        assert np.isfinite(s).all()
+
+
 class _RecordingSource(_native.PlaidSource):
     """An index's native stages, recording the probe widths the stage driver asks for."""
 

@@ -158,6 +158,7 @@ def search(index: Any, queries: Any, k: int, nprobe: int | None, ndocs: int | No
         mask = mask[None]
     if mask is not None and mask.shape != (nq, lq):
         raise ValueError(f"{fn}: query_mask must have shape {(nq, lq)}, got {mask.shape}")
+    check_finite(q, mask, fn)
     texts = _query_texts(query_texts, nq, fn) if weight is not None else None
     nprobe, ndocs, threshold = resolve_params(index, k, nprobe, ndocs, threshold, fn)
     k_out = k
@@ -190,6 +191,18 @@ def search(index: Any, queries: Any, k: int, nprobe: int | None, ndocs: int | No
     if weight is not None and texts is not None:
         out_s, out_p = fuse(index, out_s, out_p, texts, allowed, k_out, weight, fusion)
     return out_s, to_ids(index, out_p)
+
+
+def check_finite(q: np.ndarray, mask: np.ndarray | None, fn: str) -> None:
+    """Refuses a NaN or infinity in a kept query row: every document would score NaN and come back as a real
+    id at -inf, the padding's score (the native stages order such scores by a fixed rule, but the answer
+    means nothing). Masked rows may hold anything."""
+    finite = np.isfinite(q)
+    if not finite.all():
+        bad = ~finite.all(axis=2) if mask is None else ~finite.all(axis=2) & mask
+        if bad.any():
+            i, r = np.argwhere(bad)[0]
+            raise ValueError(f"{fn}: queries[{i}, {r}] holds a NaN or infinite value")
 
 
 def choose_mode(exhaustive: bool, subset_given: bool, n_allowed: int, ndocs: int, num_centroids: int) -> str | None:

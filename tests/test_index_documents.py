@@ -82,6 +82,10 @@ def test_values_and_errors(tmp_path):
         (dict(metadata=[{"ROWID": 1}] + [None] * 5), ValueError, "reserved"),
         (dict(metadata=[{"": 1}] + [None] * 5), ValueError, "non-empty"),
         (dict(metadata=[{'a"b': 1}] + [None] * 5), ValueError, "double quotes"),
+        # keys JSON escapes: their filter column would read NULL in every document
+        (dict(metadata=[{"back\\slash": 1}] + [None] * 5), ValueError, "backslashes"),
+        (dict(metadata=[{"tab\there": 1}] + [None] * 5), ValueError, "control characters"),
+        (dict(metadata=[{"new\nline": 1}] + [None] * 5), ValueError, "control characters"),
         (dict(metadata=[{"a": "\ud800"}] + [None] * 5), ValueError, "not valid Unicode"),
         (dict(texts=["\udfff"] + [None] * 5), ValueError, r"texts\[0\]: .*not valid Unicode"),
         (dict(metadata=[1] + [None] * 5), TypeError, "dict or None"),
@@ -213,6 +217,12 @@ HOSTILE = [
     "PRAGMA writable_schema = 1",
     "(" * 5000 + "1" + ")" * 5000,
     "lang = '" + "x" * 100_000 + "'",
+    # reaching past the parentheses the filter runs in: an open block comment swallows the closing one
+    "year >= 2000) LIMIT 2 /*",
+    "year < 0) UNION SELECT 3, 0 /*",
+    "1) GROUP BY year > 2030 /*",
+    "year < 0) UNION SELECT 999999, 0 /*",
+    "lang = 'en' /* an open comment",
 ]
 
 
@@ -256,6 +266,19 @@ def test_hostile_filters_are_refused_and_change_nothing(idx, data, tmp_path, mon
     assert (ids >= 0).all()
 
 
+def test_filters_with_parentheses_in_literals_and_comments(idx, data):
+    """The one-expression check reads literals, quoted names and comments as SQLite does: a parenthesis
+    inside them is text, not structure."""
+    _, _, q = data
+    want = idx.search(q[:2], 5, where="lang = 'en' AND (year > 2000 OR grp IN (1, 2))")
+    for where in ("lang = 'en' AND (year > 2000 OR grp IN (1, 2)) AND 'x)' = 'x)'",
+                  "lang = 'en' /* ) */ AND (year > 2000 OR grp IN (1, 2))",
+                  "lang = 'en' AND (year > 2000 OR grp IN (1, 2)) -- )",
+                  "\"lang\" = 'en' AND (\"year\" > 2000 OR [grp] IN (1, 2)) AND 'it''s)' <> ''"):
+        got = idx.search(q[:2], 5, where=where)
+        np.testing.assert_array_equal(got[1], want[1])
+
+
 def test_authorizer_refuses_every_other_action():
     """Defence in depth: the statement is a SELECT on a read-only connection, so no filter string reaches
     these actions (the hostile strings above fail earlier); the authorizer refuses them all the same."""
@@ -282,7 +305,8 @@ def test_authorizer_refuses_every_other_action():
     ("lang = 'en", (), "not a valid SQL expression"),
     ("no_such_fn(lang)", (), "unknown SQL function 'no_such_fn'"),
     ("lang = ? AND year > ?", ("en",), "parameters do not fit"),
-    ("lang = 'en')", (), "not a valid SQL expression"),
+    ("lang = 'en')", (), "must be one SQL expression; it has a closing parenthesis without its opening one"),
+    ("(lang = 'en'", (), "not a valid SQL expression"),
 ])
 def test_filter_errors_name_the_problem(idx, data, where, params, match):
     _, _, q = data

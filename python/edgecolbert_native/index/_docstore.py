@@ -156,11 +156,16 @@ def check_documents(texts: Any, metadata: Any, n: int, fn: str) -> None:
             raise ValueError(f"{fn}: {arg} has {len(v)} entries for {n} documents")
 
 
+# Characters JSON escapes in a key: the columns are filled by json_extract with the key as a quoted path
+# label, which SQLite compares with the stored (escaped) key text, so such a field would read NULL everywhere.
+_JSON_ESCAPED = re.compile(r'["\\\x00-\x1f]')
+
+
 class DocumentChecker:
     """Validates texts and metadata records one document at a time, and learns each field's column type.
     Field names are SQL column names, which ignore case: two spellings of one name (in these documents or
-    against the index's ``known_fields``) and the reserved names are refused; so are double quotes (field
-    names are JSON paths when the metadata table is filled)."""
+    against the index's ``known_fields``) and the reserved names are refused; so are the characters JSON
+    escapes (field names are JSON paths when the metadata table is filled)."""
 
     def __init__(self, fn: str, known_fields: Iterable[str]) -> None:
         self.fn = fn
@@ -188,9 +193,9 @@ class DocumentChecker:
             raise TypeError(f"{self.fn}: metadata[{i}] is {type(rec).__name__}, expected a dict or None")
         clean = {}
         for key, v in rec.items():
-            if not isinstance(key, str) or not key or "\x00" in key or '"' in key:
+            if not isinstance(key, str) or not key or _JSON_ESCAPED.search(key):
                 raise ValueError(f"{self.fn}: metadata[{i}] has the key {key!r}; keys are non-empty strings "
-                                 "without NUL or double quotes")
+                                 "without double quotes, backslashes or control characters")
             low = key.lower()
             if low in (_RESERVED, _READ_COLUMN):
                 raise ValueError(f"{self.fn}: metadata[{i}]: the field name {key!r} is reserved")
@@ -498,6 +503,44 @@ def _filter_error(e: Exception, where: str, fields: Sequence[str], auth: _Author
     return FilterError(f"{fn}: where {where!r} failed: {msg}")
 
 
+def _outside_expression(where: str) -> str | None:
+    """Why ``where`` could reach past the parentheses it is run in (``WHERE (<where>)``), or None: a closing
+    parenthesis that matches none of its own, or a block comment left open (SQLite ends it at the end of
+    the input, so it would swallow the closing parenthesis), either of which would let LIMIT, UNION or
+    GROUP BY act on the whole query. Literals, quoted names and comments are skipped as SQLite reads them."""
+    closers = {"'": "'", '"': '"', "`": "`", "[": "]"}
+    depth, i, n = 0, 0, len(where)
+    while i < n:
+        c = where[i]
+        if c in closers:
+            end = where.find(closers[c], i + 1)
+            # a doubled quote inside a literal or quoted name is one quote ([...] has no escape)
+            while end >= 0 and c != "[" and where.startswith(c, end + 1):
+                end = where.find(c, end + 2)
+            if end < 0:
+                return None  # unterminated: SQLite refuses it
+            i = end + 1
+            continue
+        if where.startswith("--", i):
+            end = where.find("\n", i)
+            i = n if end < 0 else end + 1
+            continue
+        if where.startswith("/*", i):
+            end = where.find("*/", i + 2)
+            if end < 0:
+                return "a block comment (/*) that is never closed"
+            i = end + 2
+            continue
+        if c == "(":
+            depth += 1
+        elif c == ")":
+            depth -= 1
+            if depth < 0:
+                return "a closing parenthesis without its opening one"
+        i += 1
+    return None
+
+
 def _bindable(params: Any, fn: str) -> Any:
     if params is None:
         return ()
@@ -589,6 +632,9 @@ class DocumentStore:
                               "(pass long lists as parameters)")
         if "\x00" in where:
             raise FilterError(f"{fn}: where contains a NUL character")
+        why = _outside_expression(where)
+        if why is not None:
+            raise FilterError(f"{fn}: where {where!r} must be one SQL expression; it has {why}")
         bound = _bindable(params, fn)
         hits = []
         null_result: bool | None = None

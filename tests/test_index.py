@@ -405,6 +405,41 @@ def test_non_finite_queries_are_refused_where_kept(data, built4):
         assert np.isfinite(s).all()
 
 
+def test_reload_retries_when_a_writer_commits_between_its_reads(data, tmp_path, monkeypatch):
+    """A writer may commit (and collect the old files) between a reader's manifest read and its file opens:
+    reload reads the newer state, as open does, instead of failing on a vanished file."""
+    x, off, _ = data
+    Index.build(tmp_path / "rl", x[: off[20]], off[:21], nbits=2, num_centroids=16, progress=False)
+    reader, writer = Index.open(tmp_path / "rl"), Index.open(tmp_path / "rl")
+    real = Index._from_manifest.__func__
+    raced: list[int] = []
+
+    def racing(cls, path, m, verify):
+        if not raced:
+            raced.append(1)
+            writer.delete([0])  # commits generation 2 and deletes generation 1's tombstones file
+        return real(cls, path, m, verify)
+
+    monkeypatch.setattr(Index, "_from_manifest", classmethod(racing))
+    reader.reload()
+    assert raced and len(reader) == 19 and 0 not in reader
+
+
+def test_build_deletes_only_files_of_its_own_format(data, tmp_path):
+    """Leftovers of an interrupted writer go; a user's files with similar names stay."""
+    x, off, _ = data
+    d = tmp_path / "mixed"
+    d.mkdir()
+    users = ["draft.tmp", "g2-survey.db", "g1-photo.bin", "spill-cafe.bin", "notes.txt", "g1-s0-codes.bin.bak"]
+    ours = ["g3-s0-codes.bin", "g3-tombstones.bin", ".g3-s0-ids.bin.ab_12xyz.tmp", ".manifest.json.k2j3h4g5.tmp",
+            "spill-" + "0f" * 16 + ".bin", "g3-s1-docs.db.tmp", "g3-s1-docs.db.tmp-journal"]
+    for name in users + ours:
+        (d / name).write_bytes(b"x")
+    Index.build(d, x[: off[20]], off[:21], nbits=2, num_centroids=16, progress=False)
+    names = set(os.listdir(d))
+    assert set(users) <= names and not set(ours) & names
+
+
 class _RecordingSource(_native.PlaidSource):
     """An index's native stages, recording the probe widths the stage driver asks for."""
 

@@ -37,7 +37,13 @@ MANIFEST = "manifest.json"
 LOCK = "LOCK"
 _CHUNK = 1 << 24
 # Files a writer of this format creates; only these are ever garbage-collected.
-_OWNED = re.compile(r"^(g\d+-[A-Za-z0-9_.-]+\.(bin|db)|spill-[0-9a-f]+\.bin|[A-Za-z0-9_.-]+\.tmp(-journal)?)$")
+# Exactly the names this format writes (a user's g1-photo.bin or draft.tmp in the directory is not ours):
+# generation files, segment files, spill files (_sources), and their temporaries: AtomicFile's mkstemp
+# ".<name>.<random>.tmp", the document store's "<name>.tmp" and SQLite's journal beside it.
+_FILE = (r"g\d+-(?:(?:centroids|bucket_cutoffs|bucket_weights|tombstones)\.bin"
+         r"|s\d+-(?:(?:codes|residuals|ivf|ivf_offsets|doclens|ids)\.bin|docs\.db))")
+_OWNED = re.compile(rf"^(?:{_FILE}|spill-[0-9a-f]{{32}}\.bin|\.(?:{_FILE}|{re.escape(MANIFEST)})\.[a-z0-9_]+\.tmp"
+                    rf"|{_FILE}\.tmp(?:-journal)?)$")
 
 
 class CorruptIndexError(RuntimeError):

@@ -346,8 +346,9 @@ class Index:
         self._reload(m)
 
     def reload(self) -> None:
-        """Re-reads the committed state (a reader's view is otherwise fixed at open)."""
-        self._reload()
+        """Re-reads the committed state (a reader's view is otherwise fixed at open), as ``open`` reads it:
+        retried when a writer commits between the manifest read and the file opens."""
+        self.__dict__.update(Index.open(self.path, verify=False).__dict__)
 
     def add(self, doc_tokens: Any, doc_offsets: Any = None, doc_ids: Any = None, *,
             num_threads: int | None = None, progress: bool | None = None, texts: Any = None,

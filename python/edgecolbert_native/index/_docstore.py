@@ -541,6 +541,22 @@ def _outside_expression(where: str) -> str | None:
     return None
 
 
+def check_where(where: Any, params: Any, fn: str) -> Any:
+    """The checks a filter passes before any store reads it (the sharded search makes them before its
+    fan-out); -> ``params`` as bound."""
+    if not isinstance(where, str):
+        raise TypeError(f"{fn}: where must be a string (an SQL expression over the metadata fields), got {type(where).__name__}")
+    if len(where) > MAX_WHERE_CHARS:
+        raise FilterError(f"{fn}: where is {len(where):,} characters long; at most {MAX_WHERE_CHARS:,} "
+                          "(pass long lists as parameters)")
+    if "\x00" in where:
+        raise FilterError(f"{fn}: where contains a NUL character")
+    why = _outside_expression(where)
+    if why is not None:
+        raise FilterError(f"{fn}: where {where!r} must be one SQL expression; it has {why}")
+    return _bindable(params, fn)
+
+
 def _bindable(params: Any, fn: str) -> Any:
     if params is None:
         return ()
@@ -625,17 +641,7 @@ class DocumentStore:
 
     def filter(self, where: str, params: Any, fn: str) -> np.ndarray:
         """The positions (sorted) whose metadata satisfy ``where`` with ``params`` bound."""
-        if not isinstance(where, str):
-            raise TypeError(f"{fn}: where must be a string (an SQL expression over the metadata fields), got {type(where).__name__}")
-        if len(where) > MAX_WHERE_CHARS:
-            raise FilterError(f"{fn}: where is {len(where):,} characters long; at most {MAX_WHERE_CHARS:,} "
-                              "(pass long lists as parameters)")
-        if "\x00" in where:
-            raise FilterError(f"{fn}: where contains a NUL character")
-        why = _outside_expression(where)
-        if why is not None:
-            raise FilterError(f"{fn}: where {where!r} must be one SQL expression; it has {why}")
-        bound = _bindable(params, fn)
+        bound = check_where(where, params, fn)
         hits = []
         null_result: bool | None = None
         for base, n, s in self.parts:

@@ -139,26 +139,11 @@ def search(index: Any, queries: Any, k: int, nprobe: int | None, ndocs: int | No
            where: str | None = None, params: Any = (), hybrid: Any = False, query_texts: Any = None,
            fusion: str | None = None):
     fn = "Index.search"
-    if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 1:
-        raise ValueError(f"{fn}: k must be a positive int, got {k!r}")
+    check_k(k, fn)
     check_threads(num_threads, fn)
     weight, fusion = hybrid_options(index, hybrid, fusion, fn)
-    q, declared = as_array(queries, fn, "queries")
-    if declared == "bfloat16":
-        q = (np.ascontiguousarray(q).astype(np.uint32) << 16).view(np.float32)
-    q = np.ascontiguousarray(q, np.float32)  # the kernels read rows in place: a sliced query is copied once
-    one = q.ndim == 2
-    if one:
-        q = q[None]
-    if q.ndim != 3 or q.shape[2] != index.dim:
-        raise ValueError(f"{fn}: queries must be [nq, Lq, {index.dim}], got shape {q.shape}")
+    q, mask = query_batch(queries, query_mask, index.dim, fn)
     nq, lq, _ = q.shape
-    mask = as_mask(query_mask, fn, "query_mask")
-    if one and mask is not None and mask.ndim == 1:  # one query [Lq, dim], its mask [Lq]
-        mask = mask[None]
-    if mask is not None and mask.shape != (nq, lq):
-        raise ValueError(f"{fn}: query_mask must have shape {(nq, lq)}, got {mask.shape}")
-    check_finite(q, mask, fn)
     texts = _query_texts(query_texts, nq, fn) if weight is not None else None
     nprobe, ndocs, threshold = resolve_params(index, k, nprobe, ndocs, threshold, fn)
     k_out = k
@@ -203,6 +188,38 @@ def check_finite(q: np.ndarray, mask: np.ndarray | None, fn: str) -> None:
         if bad.any():
             i, r = np.argwhere(bad)[0]
             raise ValueError(f"{fn}: queries[{i}, {r}] holds a NaN or infinite value")
+
+
+def check_k(k: Any, fn: str) -> None:
+    if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 1:
+        raise ValueError(f"{fn}: k must be a positive int, got {k!r}")
+
+
+def as_queries(queries: Any, fn: str, arg: str = "queries") -> np.ndarray:
+    """Queries (any array or tensor; bfloat16 too) as a C-contiguous float32 array, shape unchecked."""
+    q, declared = as_array(queries, fn, arg)
+    if declared == "bfloat16":
+        q = (np.ascontiguousarray(q).astype(np.uint32) << 16).view(np.float32)
+    return np.ascontiguousarray(q, np.float32)  # the kernels read rows in place: a sliced query is copied once
+
+
+def query_batch(queries: Any, query_mask: Any, dim: int, fn: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """(queries [nq, Lq, dim] float32, their mask [nq, Lq] or None), checked: one query ``[Lq, dim]`` (its
+    mask ``[Lq]``) is a batch of one. What ``Index.search`` and the sharded search accept."""
+    q = as_queries(queries, fn)
+    one = q.ndim == 2
+    if one:
+        q = q[None]
+    if q.ndim != 3 or q.shape[2] != dim:
+        raise ValueError(f"{fn}: queries must be [nq, Lq, {dim}], got shape {q.shape}")
+    nq, lq, _ = q.shape
+    mask = as_mask(query_mask, fn, "query_mask")
+    if one and mask is not None and mask.ndim == 1:  # one query [Lq, dim], its mask [Lq]
+        mask = mask[None]
+    if mask is not None and mask.shape != (nq, lq):
+        raise ValueError(f"{fn}: query_mask must have shape {(nq, lq)}, got {mask.shape}")
+    check_finite(q, mask, fn)
+    return q, mask
 
 
 def choose_mode(exhaustive: bool, subset_given: bool, n_allowed: int, ndocs: int, num_centroids: int) -> str | None:

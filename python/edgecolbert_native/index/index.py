@@ -95,6 +95,20 @@ def _train_codec(src: Any, ns: int, k: int, nbits: int, niters: int, seed: int, 
                                      num_threads=num_threads, progress=progress, buckets=buckets)
 
 
+def id_array(ids: Any, id_kind: str, fn: str) -> np.ndarray:
+    """Ids to look up (a list, an array, one id) as an array whose dtype suits an index with ``id_kind``
+    ids (TypeError otherwise; an empty one always suits): also the sharded search's check of a subset."""
+    ids = to_numpy(ids)
+    if isinstance(ids, (str, int, np.integer)):
+        ids = [ids]
+    q = np.asarray(list(ids) if not isinstance(ids, np.ndarray) else ids)
+    if q.size and id_kind == "int" and q.dtype.kind not in "iu":
+        raise TypeError(f"{fn}: this index has integer ids, got {q.dtype}")
+    if q.size and id_kind == "str" and q.dtype.kind not in "UO":
+        raise TypeError(f"{fn}: this index has string ids, got {q.dtype}")
+    return q
+
+
 class _Segment:
     __slots__ = ("codes", "residuals", "doclens", "offsets", "ivf", "ivf_offsets", "ids", "base", "n",
                  "_decoded", "_distinct")
@@ -470,10 +484,7 @@ class Index:
         """Internal positions of the live documents with these ids: sorted and unique (with ``unique=False``
         in no particular order, repeats kept: a mask's input), or with ``ordered`` one per id in the order
         given (then every id must be found)."""
-        ids = to_numpy(ids)
-        if isinstance(ids, (str, int, np.integer)):
-            ids = [ids]
-        q = np.asarray(list(ids) if not isinstance(ids, np.ndarray) else ids)
+        q = id_array(ids, self.id_kind, fn)
         if q.size == 0:
             return np.empty(0, np.int64)
         asked, beyond = q, None
@@ -481,13 +492,7 @@ class Index:
             # Ids are stored as int64: one past its range is in no index (cast, it would wrap to a negative id).
             beyond = q > np.iinfo(np.int64).max
             q = np.where(beyond, 0, q)
-        q = q.astype(np.int64) if self.id_kind == "int" and q.dtype.kind in "iu" else q
-        if self.id_kind == "int" and q.dtype.kind not in "iu":
-            raise TypeError(f"{fn}: this index has integer ids, got {q.dtype}")
-        if self.id_kind == "str":
-            if q.dtype.kind not in "UO":
-                raise TypeError(f"{fn}: this index has string ids, got {q.dtype}")
-            q = q.astype(str)
+        q = q.astype(np.int64) if self.id_kind == "int" else q.astype(str)
         if self._id_index is None and len(q) <= _FEW_IDS:
             # A few ids looked up once (the CLI reads the 10 documents it shows, in a fresh process): scan
             # the ids, O(n) each, rather than sort every id first (about a second at 10^6 string ids).

@@ -399,3 +399,74 @@ def test_encoder_actor_runs_on_its_gpu_when_given_one(tmp_path, monkeypatch):
     out = actor({"text": np.array(["a b", "c d e"]), "id": np.array(["x", "y"]), "shard": np.array([0, 1])})
     assert list(out["ntok"]) == [2, 3]
     assert len(list((tmp_path / "parts").rglob("*.npz"))) == 2
+
+
+def test_caller_errors_raise_as_on_one_index_even_with_allow_partial(tmp_path, data):
+    """The caller's own mistakes are checked before the fan-out, by Index.search's rules and messages: they
+    raise (with allow_partial too) instead of coming back as "every shard failed"."""
+    from edgecolbert_native.index._docstore import FilterError
+
+    x, off, ids, q = data
+    sx = build_sharded(tmp_path / "s", x, off, ids, num_shards=3)
+    one = _single(tmp_path / "one", x, off, ids, tmp_path / "s" / "codec.bin")
+    cases = [((q[:, :, :16], 3), {}), ((q, 0), {}), ((q, 2.5), {}), ((q[0, :, 0], 3), {}),
+             ((q, 3), {"subset": [1, 2]}), ((q, 3), {"query_mask": np.ones((len(q), 3), bool)}),
+             ((q, 3), {"nprobe": 0}), ((q, 3), {"rerank": 0, "exhaustive": False}), ((q, 3), {"num_threads": 0}),
+             ((q, 3), {"where": 5}), ((q, 3), {"where": "x = 1", "params": "a"}), ((q, 3), {"where": "lang = 'fr'"})]
+    for args, kw in cases:
+        with pytest.raises((ValueError, TypeError)) as want:
+            one.search(*args, **kw)
+        for partial in (False, True):
+            for exhaustive in (None, False):
+                with pytest.raises(want.type) as got:
+                    sx.search(*args, allow_partial=partial, **{"exhaustive": exhaustive, **kw})
+                assert str(got.value) == str(want.value).replace("Index.search", "ShardedIndex.search"), kw
+    assert issubclass(want.type, FilterError)  # a filter the shards' stores refuse is the caller's error too
+
+
+def _sharded_with_metadata(path, x, off, ids, metadata, num_shards=3):
+    """A sharded index whose shards store ``metadata`` (build_sharded stores none): each shard rebuilt
+    with the shared codec and its documents' metadata, sharded.json updated to the new manifests."""
+    import json
+
+    from edgecolbert_native.distributed.sharded.layout import crc_file
+
+    build_sharded(path, x, off, ids, num_shards=num_shards)
+    top = json.loads((path / "sharded.json").read_text())
+    codec = ec.ResidualCodec.load(path / "codec.bin")
+    a = 0
+    for e in top["shards"]:
+        b = a + e["num_docs"]
+        ec.Index.build(path / e["dir"], x[off[a]:off[b]], off[a:b + 1] - off[a], doc_ids=ids[a:b], nbits=top["nbits"],
+                       codec=codec, metadata=metadata[a:b], overwrite=True, progress=False)
+        e["manifest_crc32"] = crc_file(path / e["dir"] / "manifest.json")
+        a = b
+    (path / "sharded.json").write_text(json.dumps(top))
+    return ShardedIndex.open(path)
+
+
+def test_search_keywords_as_index_search_on_every_path(tmp_path, data, monkeypatch):
+    """A misspelt keyword raises TypeError on both paths (as Index.search does); ``where`` is honoured on both
+    (the result equals one index's); hybrid search is refused on both."""
+    x, off, ids, q = data
+    n = len(ids)
+    meta = [{"lang": ("en", "fr", "de")[i % 3], "year": 2000 + i % 25} for i in range(n)]
+    sx = _sharded_with_metadata(tmp_path / "s", x, off, ids, meta)
+    one = ec.Index.build(tmp_path / "one", x, off, doc_ids=ids, nbits=4, metadata=meta, progress=False,
+                         codec=ec.ResidualCodec.load(tmp_path / "s" / "codec.bin"))
+    for exhaustive in (None, True, False):
+        with pytest.raises(TypeError, match="nprob"):
+            sx.search(q, 3, exhaustive=exhaustive, nprob=1)
+        with pytest.raises(ValueError, match="ShardedIndex.search: hybrid search"):
+            sx.search(q, 3, exhaustive=exhaustive, hybrid=True, query_texts=["x"] * len(q))
+    # where: every path (exhaustive, selective, filled, PLAID) equals one index's
+    filters = [("lang = 'fr'", ()), ("year >= ? AND lang != ?", (2020, "de")), ("year = 2003", ())]
+    for limit in (10**9, 0):  # the filter's documents filled, or found by PLAID's probe
+        monkeypatch.setattr(_search, "FILL_DOCS_PER_CENTROID", limit)
+        for where, params in filters:
+            for kw in ({"exhaustive": True}, {"exhaustive": False, "nprobe": 1, "ndocs": 16},
+                       {"exhaustive": False, "ndocs": 64, "subset": ids[::2]}, {}):
+                a_s, a_i = sx.search(q, 10, where=where, params=params, **kw)
+                b_s, b_i = one.search(q, 10, where=where, params=params, **kw)
+                assert np.array_equal(a_i, b_i), (limit, where, kw)
+                assert np.allclose(a_s, b_s, atol=1e-5, rtol=0), (limit, where, kw)

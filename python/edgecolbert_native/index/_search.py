@@ -239,11 +239,12 @@ def choose_mode(exhaustive: bool, subset_given: bool, n_allowed: int, ndocs: int
 
 
 def stage_source(index: Any, queries: np.ndarray, query_mask: np.ndarray | None, subset: Any, threshold: float | None,
-                 num_threads: int | None, fn: str, fill: bool = False) -> Any:
+                 num_threads: int | None, fn: str, fill: bool = False, where: str | None = None,
+                 params: Any = ()) -> Any:
     """The PLAID stages of ``index`` for a query batch (candidates, approximate, exact; positions are the
     index's): what a shard answers the sharded coordinator's stage calls with; ``fill``: every allowed
-    document a candidate (the coordinator's "fill" mode)."""
-    allowed = allowed_mask(index, subset, fn).view(np.uint8)
+    document a candidate (the coordinator's "fill" mode). ``subset``/``where``: as ``allowed_mask``."""
+    allowed = allowed_mask(index, subset, fn, where, params).view(np.uint8)
     return _plaid.source(queries, query_mask, index.codec, index.segments, allowed, threshold, num_threads,
                          centroids_i8(index), fill)
 

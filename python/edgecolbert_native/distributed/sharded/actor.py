@@ -37,21 +37,25 @@ class ShardSearcher:
         k = min(k, max(1, len(self.index)))
         return self.index.search(queries, k=k, query_mask=query_mask, **params)
 
-    def info(self, subset: Any) -> dict:
+    def info(self, subset: Any, where: str | None = None, params: Any = ()) -> dict:
         idx = self.index
         return {"positions": int(len(idx.live)),
-                "allowed": int(np.count_nonzero(_search.allowed_mask(idx, subset, FN))),
+                "allowed": int(np.count_nonzero(_search.allowed_mask(idx, subset, FN, where, params))),
                 "tokens": int(sum(int(s.offsets[-1]) for s in idx.segments)),
                 "num_centroids": int(idx.num_centroids)}
 
     def _stages(self, queries: np.ndarray, query_mask: np.ndarray | None, subset: Any, threshold: float | None,
-                num_threads: int | None, fill: bool = False) -> Any:
-        return _search.stage_source(self.index, queries, query_mask, subset, threshold, num_threads, FN, fill)
+                num_threads: int | None, fill: bool = False, where: str | None = None, params: Any = ()) -> Any:
+        return _search.stage_source(self.index, queries, query_mask, subset, threshold, num_threads, FN, fill,
+                                    where, params)
 
     def stage_candidates(self, queries: np.ndarray, query_mask: np.ndarray | None, subset: Any, num_threads: int | None,
-                         which: np.ndarray, probes: np.ndarray, ndocs: int, fill: bool = False) -> tuple:
-        """Stage A (PlaidSource.candidates) over the shard's allowed documents (``fill``: every one of them)."""
-        return self._stages(queries, query_mask, subset, None, num_threads, fill).candidates(which, probes, ndocs)
+                         which: np.ndarray, probes: np.ndarray, ndocs: int, fill: bool = False,
+                         where: str | None = None, params: Any = ()) -> tuple:
+        """Stage A (PlaidSource.candidates) over the shard's allowed documents (in ``subset`` and matching
+        ``where``; ``fill``: every one of them)."""
+        return self._stages(queries, query_mask, subset, None, num_threads, fill, where,
+                            params).candidates(which, probes, ndocs)
 
     def stage_approximate(self, queries: np.ndarray, query_mask: np.ndarray | None, threshold: float | None,
                           num_threads: int | None, which: np.ndarray, offsets: np.ndarray, docs: np.ndarray) -> np.ndarray:

@@ -13,8 +13,10 @@ from typing import Any, Sequence
 import numpy as np
 
 from ... import _native
-from ..._arrays import to_numpy
+from ..._arrays import check_threads
 from ...index import _search
+from ...index._docstore import FilterError, check_where
+from ...index.index import id_array
 from .actor import FN, ShardSearcher, connect_ray
 from .layout import CODEC, FORMAT, TOP, VERSION, crc_file
 
@@ -53,7 +55,7 @@ class ShardedIndex:
                       verify: bool) -> "ShardedIndex":
         if verify and "codec_crc32" in top and crc_file(os.path.join(path, CODEC)) != top["codec_crc32"]:
             raise ValueError(f"{os.path.join(path, CODEC)} does not match {TOP} (changed or corrupt)")
-        num_tokens, id_kinds = 0, set()
+        num_tokens, id_kinds, dims = 0, set(), set()
         for e in top["shards"]:
             d = os.path.normpath(os.path.join(path, e["dir"]))
             if os.path.dirname(d) != os.path.normpath(path):
@@ -65,7 +67,10 @@ class ShardedIndex:
             m = json.loads(raw)
             num_tokens += int(m["num_tokens"])
             id_kinds.add(m["id_kind"])
-        top["num_tokens"] = num_tokens
+            dims.add(int(m["dim"]))
+        if len(dims) != 1:
+            raise ValueError(f"{top_path}: shards of different dims {sorted(dims)}")
+        top["num_tokens"], top["dim"] = num_tokens, dims.pop()
         top["id_kind"] = id_kinds.pop() if len(id_kinds) == 1 else "str"
         dirs = [os.path.join(path, e["dir"]) for e in top["shards"]]
         if ray_address is None:
@@ -79,10 +84,13 @@ class ShardedIndex:
     def default_params(self, k: int = 10) -> dict:
         """The parameters one index over the whole collection would use (``Index.default_params`` on
         the total token count); ``search`` gives them to every shard unless the caller sets them."""
+        return _search.default_params(self._whole(), k)
+
+    def _whole(self) -> Any:
+        """What ``_search``'s parameter rules read of one index over the whole collection."""
         from types import SimpleNamespace
 
-        whole = SimpleNamespace(manifest={"num_tokens": int(self.top["num_tokens"])}, nbits=int(self.top["nbits"]))
-        return _search.default_params(whole, k)
+        return SimpleNamespace(manifest={"num_tokens": int(self.top["num_tokens"])}, nbits=int(self.top["nbits"]))
 
     def __len__(self) -> int:
         return int(self.top["num_docs"])
@@ -91,66 +99,85 @@ class ShardedIndex:
     def num_shards(self) -> int:
         return len(self.searchers)
 
-    def search(self, queries: Any, k: int = 10, *, query_mask: Any = None, allow_partial: bool = False,
-               timeout: float | None = None, **params: Any) -> tuple[np.ndarray, np.ndarray] | tuple[np.ndarray, np.ndarray, list[int]]:
-        """Global top-k: ``(scores [nq, k], ids [nq, k])`` like ``Index.search`` (``params`` go to every
-        shard: nprobe, ndocs, centroid_score_threshold, rerank, subset, exhaustive, num_threads). The result is the one
-        an ``Index`` over the whole collection gives with the same parameters (PLAID's stages pick their
-        survivors over all shards: a fan-out round per stage, and per widening of the probe). A shard that
-        fails, or does not answer a round within ``timeout`` seconds, raises ShardError naming it; with
-        ``allow_partial=True`` the result is merged from the shards that answered and a third value lists the
-        failed shards."""
-        q = np.asarray(to_numpy(queries), dtype=np.float32)
-        if q.ndim == 2:
-            q = q[None]
-        mask = None if query_mask is None else np.asarray(query_mask, bool).reshape(q.shape[:2])
+    @property
+    def dim(self) -> int:
+        return int(self.top["dim"])
+
+    def search(self, queries: Any, k: int = 10, *, nprobe: int | None = None, ndocs: int | None = None,
+               centroid_score_threshold: float | None = None, subset: Any = None, query_mask: Any = None,
+               exhaustive: bool | None = None, num_threads: int | None = None, rerank: int | None = None,
+               where: str | None = None, params: Any = (), hybrid: bool | float = False, query_texts: Any = None,
+               fusion: str | None = None, allow_partial: bool = False,
+               timeout: float | None = None) -> tuple[np.ndarray, np.ndarray] | tuple[np.ndarray, np.ndarray, list[int]]:
+        """Global top-k: ``(scores [nq, k], ids [nq, k])`` like ``Index.search``, with its keywords and their
+        checks (nprobe, ndocs, centroid_score_threshold, subset, query_mask, exhaustive, num_threads, rerank,
+        ``where`` with its ``params``), except hybrid search, refused: BM25 and the fusion rank over the whole
+        collection, which no shard holds. The result is the one an ``Index`` over the whole collection gives
+        with the same parameters (PLAID's stages pick their survivors over all shards: a fan-out round per
+        stage, and per widening of the probe). A shard that fails, or does not answer a round within
+        ``timeout`` seconds, raises ShardError naming it; with ``allow_partial=True`` the result is merged from
+        the shards that answered and a third value lists the failed shards. The caller's own errors (arguments, a ``where`` the shards' stores
+        refuse) raise as on one index, with ``allow_partial`` too."""
+        fn = FN
+        # The caller's arguments are checked here, by Index.search's rules, before any shard is asked: with
+        # allow_partial, an error every shard raised alike would otherwise read as every shard lost.
+        _search.check_k(k, fn)
+        check_threads(num_threads, fn)
+        if hybrid is not False and hybrid is not None:
+            raise ValueError(f"{fn}: hybrid search is not available on a sharded index: BM25 and the fusion "
+                             "rank over the whole collection, which no shard holds (search an Index)")
+        _search.hybrid_options(None, False, fusion, fn)  # fusion checked as Index.search checks it
+        q, mask = _search.query_batch(queries, query_mask, self.dim, fn)
         # Every shard searches with the parameters one index over the whole collection would use (a
         # shard's own defaults would follow its smaller token count and prune harder).
-        d = self.default_params(k)
-        for key in ("nprobe", "ndocs", "centroid_score_threshold"):
-            if params.get(key) is None:
-                params[key] = d[key]
-        if params["centroid_score_threshold"] is None:
-            params["centroid_score_threshold"] = -np.inf  # Index.search: -inf = no centroid pruning
-        params["ndocs"] = _search.pool_size(params["ndocs"], k)
+        nprobe, ndocs, threshold = _search.resolve_params(self._whole(), k, nprobe, ndocs, centroid_score_threshold, fn)
+        if subset is not None:
+            id_array(subset, self.top["id_kind"], fn)
+        if where is not None:
+            check_where(where, params, fn)
+        _search.rerank_count(k, ndocs, rerank, fn)
         run = _Fanout(self, timeout, allow_partial)
-        subset = params.get("subset")
-        infos = run.call("info", lambda i: (subset,))
+        infos = run.call("info", lambda i: (subset, where, params))
         n_allowed = sum(v["allowed"] for v in infos.values())
         tokens = sum(v["tokens"] for v in infos.values())
+        num_centroids = next(iter(infos.values()))["num_centroids"]
+        filtered = subset is not None or where is not None
         # The path one index over the whole collection would take, taken by every shard.
-        if params.get("exhaustive") is None:
-            params["exhaustive"] = tokens <= _search.EXHAUSTIVE_TOKENS
-        mode = _search.choose_mode(bool(params["exhaustive"]), subset is not None, n_allowed, int(params["ndocs"]),
-                                   next(iter(infos.values()))["num_centroids"])
+        if exhaustive is None:
+            exhaustive = tokens <= _search.EXHAUSTIVE_TOKENS
+        mode = _search.choose_mode(bool(exhaustive), filtered, n_allowed, ndocs, num_centroids)
         if mode in ("plaid", "fill"):
-            scores, ids = self._plaid(run, q, mask, k, params, infos, n_allowed, mode == "fill")
+            scores, ids = self._plaid(run, q, mask, k, nprobe, ndocs, threshold, rerank, subset, where, params,
+                                      num_threads, infos, n_allowed, num_centroids, mode == "fill")
         else:
             # Exact on every shard (exhaustive, or every allowed document scored): merging top-k is exact.
-            results = run.call("search", lambda i: (q, k, mask, params))
+            opts = {"nprobe": nprobe, "ndocs": ndocs, "subset": subset, "exhaustive": bool(exhaustive),
+                    "num_threads": num_threads, "rerank": rerank, "where": where, "params": params,
+                    # Index.search: -inf = no centroid pruning (None would be a shard's own default)
+                    "centroid_score_threshold": -np.inf if threshold is None else threshold}
+            results = run.call("search", lambda i: (q, k, mask, opts))
             scores, ids = _merge([results[i] for i in sorted(results)], q.shape[0], k, self.top["id_kind"])
         return (scores, ids, sorted(run.failed)) if allow_partial else (scores, ids)
 
-    def _plaid(self, run: "_Fanout", q: np.ndarray, mask: np.ndarray | None, k: int, params: dict,
-               infos: dict, n_allowed: int, fill: bool) -> tuple[np.ndarray, np.ndarray]:
+    def _plaid(self, run: "_Fanout", q: np.ndarray, mask: np.ndarray | None, k: int, nprobe: int, ndocs: int,
+               threshold: float | None, rerank: int | None, subset: Any, where: str | None, params: Any,
+               num_threads: int | None, infos: dict, n_allowed: int, K: int,
+               fill: bool) -> tuple[np.ndarray, np.ndarray]:
         """PLAID over the shards: the index's stage driver (``_search.drive``, native) asks ``_ShardStages``
         for each stage, which fans the request out and merges the answers; every stage is per document and
         the driver's selections break ties by global position, so the result is one index's over the same
         data."""
-        nprobe, ndocs = int(params["nprobe"]), int(params["ndocs"])
-        threshold = params["centroid_score_threshold"]
-        threshold = None if threshold is None or threshold <= -np.inf else float(threshold)
-        rerank = _search.rerank_count(k, ndocs, params.get("rerank"), FN)
-        subset = params.get("subset")
-        K = next(iter(infos.values()))["num_centroids"]
+        threshold = None if threshold is None else float(threshold)
+        n_rerank = _search.rerank_count(k, ndocs, rerank, FN)
         bounds, b = {}, 0
         for i in range(self.num_shards):  # global position = shard's first position + local position
             n = infos[i]["positions"] if i in infos else int(self.top["shards"][i].get("num_docs", 0))
             bounds[i] = (b, b + n)
             b += n
-        stages = _ShardStages(run, q, mask, subset, threshold, params.get("num_threads"), bounds, fill)
+        stages = _ShardStages(run, q, mask, (subset, where, params), threshold, num_threads, bounds, fill)
         active = np.asarray(mask.any(axis=1) if mask is not None else np.full(q.shape[0], q.shape[1] > 0))
-        scores, pos = _search.drive(stages, active, nprobe, ndocs, rerank, k, K, n_allowed, subset is not None)
+        filtered = subset is not None or where is not None
+        scores, pos = _search.drive(stages, active, nprobe, ndocs, n_rerank, k, K, n_allowed, filtered)
         return stages.results(scores, pos, self.top["id_kind"] == "int")
 
     def close(self) -> None:
@@ -166,16 +193,19 @@ class _ShardStages(_native.PlaidSource):
     stages) and the answers are merged by position. Documents are global positions (a shard's first position
     plus its local one). The stage loop (widening, selections, top-k) is the driver's, not repeated here."""
 
-    def __init__(self, run: "_Fanout", q: np.ndarray, mask: np.ndarray | None, subset: Any, threshold: float | None,
-                 num_threads: int | None, bounds: dict[int, tuple[int, int]], fill: bool = False) -> None:
+    def __init__(self, run: "_Fanout", q: np.ndarray, mask: np.ndarray | None, allowed: tuple[Any, str | None, Any],
+                 threshold: float | None, num_threads: int | None, bounds: dict[int, tuple[int, int]],
+                 fill: bool = False) -> None:
         super().__init__()
-        self.run, self.q, self.mask, self.subset, self.fill = run, q, mask, subset, fill
+        # allowed: (subset, where, params), what each shard's stage A turns into its allowed documents
+        self.run, self.q, self.mask, self.allowed, self.fill = run, q, mask, allowed, fill
         self.threshold, self.num_threads, self.bounds = threshold, num_threads, bounds
         self._exact: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # (positions, ids, answered) per round
 
     def candidates(self, queries: np.ndarray, probes: np.ndarray, ndocs: int) -> tuple:
-        got = self.run.call("stage_candidates", lambda i: (self.q, self.mask, self.subset, self.num_threads, queries,
-                                                           probes, ndocs, self.fill))
+        subset, where, params = self.allowed
+        got = self.run.call("stage_candidates", lambda i: (self.q, self.mask, subset, self.num_threads, queries,
+                                                           probes, ndocs, self.fill, where, params))
         n = len(queries)
         qid, docs, vals = [np.empty(0, np.int64)], [np.empty(0, np.int64)], [np.empty(0, np.float32)]
         count = np.zeros(n, np.int64)
@@ -249,6 +279,9 @@ class _Fanout:
         self.failed: set[int] = set()
 
     def _fail(self, i: int, e: BaseException) -> None:
+        if isinstance(e, FilterError):  # the caller's filter, refused by a shard's store: not a lost shard
+            cause = getattr(e, "cause", None)  # Ray's RayTaskError(FilterError): the shard's own error
+            raise (cause if isinstance(cause, FilterError) else e) from None
         if not self.allow_partial:
             raise ShardError(f"shard {i} ({self.index.top['shards'][i]['dir']}): {type(e).__name__}: {e}") from e
         self.failed.add(i)

@@ -424,6 +424,27 @@ def test_caller_errors_raise_as_on_one_index_even_with_allow_partial(tmp_path, d
     assert issubclass(want.type, FilterError)  # a filter the shards' stores refuse is the caller's error too
 
 
+def test_no_shard_answering_is_the_all_failed_outcome(tmp_path, data):
+    """Every shard lost, in the first round or a later one: with allow_partial an empty (padded) result with
+    every shard listed in ``failed``; without it a ShardError."""
+    x, off, ids, q = data
+    sx = build_sharded(tmp_path / "s", x, off, ids, num_shards=3)
+
+    def dead(*a, **k):
+        raise ConnectionError("shard lost")
+
+    # (the exhaustive path's rounds: info, search; PLAID's: info, stage_candidates, ...)
+    for method, exhaustive in (("info", True), ("info", False), ("search", True), ("stage_candidates", False)):
+        sx2 = ShardedIndex.open(tmp_path / "s")
+        for searcher in sx2.searchers:
+            setattr(searcher, method, dead)
+        with pytest.raises(ShardError, match="shard 0.*shard lost"):
+            sx2.search(q, 4, exhaustive=exhaustive)
+        s, i, failed = sx2.search(q, 4, exhaustive=exhaustive, allow_partial=True)
+        assert failed == [0, 1, 2], (method, exhaustive)
+        assert s.shape == i.shape == (len(q), 4) and np.isneginf(s).all() and (i == None).all()  # noqa: E711
+
+
 def _sharded_with_metadata(path, x, off, ids, metadata, num_shards=3):
     """A sharded index whose shards store ``metadata`` (build_sharded stores none): each shard rebuilt
     with the shared codec and its documents' metadata, sharded.json updated to the new manifests."""

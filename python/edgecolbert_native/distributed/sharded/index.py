@@ -116,7 +116,8 @@ class ShardedIndex:
         with the same parameters (PLAID's stages pick their survivors over all shards: a fan-out round per
         stage, and per widening of the probe). A shard that fails, or does not answer a round within
         ``timeout`` seconds, raises ShardError naming it; with ``allow_partial=True`` the result is merged from
-        the shards that answered and a third value lists the failed shards. The caller's own errors (arguments, a ``where`` the shards' stores
+        the shards that answered and a third value lists the failed shards (every shard failed: rows of
+        padding, every shard listed). The caller's own errors (arguments, a ``where`` the shards' stores
         refuse) raise as on one index, with ``allow_partial`` too."""
         fn = FN
         # The caller's arguments are checked here, by Index.search's rules, before any shard is asked: with
@@ -138,9 +139,12 @@ class ShardedIndex:
         _search.rerank_count(k, ndocs, rerank, fn)
         run = _Fanout(self, timeout, allow_partial)
         infos = run.call("info", lambda i: (subset, where, params))
+        if not infos:  # no shard answered (allow_partial): the result of every shard failed
+            scores, ids = _merge([], q.shape[0], k, self.top["id_kind"])
+            return (scores, ids, sorted(run.failed)) if allow_partial else (scores, ids)
         n_allowed = sum(v["allowed"] for v in infos.values())
         tokens = sum(v["tokens"] for v in infos.values())
-        num_centroids = next(iter(infos.values()))["num_centroids"]
+        num_centroids = infos[min(infos)]["num_centroids"]  # one codec: every shard's count
         filtered = subset is not None or where is not None
         # The path one index over the whole collection would take, taken by every shard.
         if exhaustive is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import time
 
 import numpy as np
@@ -399,6 +400,70 @@ def test_encoder_actor_runs_on_its_gpu_when_given_one(tmp_path, monkeypatch):
     out = actor({"text": np.array(["a b", "c d e"]), "id": np.array(["x", "y"]), "shard": np.array([0, 1])})
     assert list(out["ntok"]) == [2, 3]
     assert len(list((tmp_path / "parts").rglob("*.npz"))) == 2
+
+
+def _answer_within(fn, *args, timeout=10.0):
+    """("ok", result) or ("error", exception) from fn(*args) run in a daemon thread; ("hung", None) when it
+    has not returned within ``timeout`` seconds (the thread is left behind: it never blocks the exit)."""
+    import threading
+
+    out: list = []
+
+    def run() -> None:
+        try:
+            out.append(("ok", fn(*args)))
+        except Exception as e:  # noqa: BLE001 - handed to the test
+            out.append(("error", e))
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    t.join(timeout)
+    return out[0] if out else ("hung", None)
+
+
+def test_query_batcher_refuses_a_malformed_query_and_keeps_serving(tmp_path, data, monkeypatch):
+    """A malformed query is refused to its caller at once; a batch that fails (assembling it, or the search)
+    fails its own callers only, and the batching thread serves the next ones."""
+    from edgecolbert_native.distributed import QueryBatcher
+
+    x, off, ids, q = data
+    sx = build_sharded(tmp_path / "s", x, off, ids, num_shards=2)
+    want_s, want_i = sx.search(q[:1], 5)
+    batcher = QueryBatcher(sx, k=5, max_wait_ms=1)
+    for bad, shape in ((q[0][None], r"\(1, \d+, 48\)"), (q[0][0], r"\(48,\)"), (q[0][:, :16], r"\(\d+, 16\)")):
+        kind, e = _answer_within(batcher.search, bad)
+        assert kind == "error" and isinstance(e, ValueError), (kind, e)
+        assert re.search(rf"QueryBatcher.search: .*\[Lq, 48\].*{shape}", str(e)), e
+    kind, got = _answer_within(batcher.search, q[0])
+    assert kind == "ok" and np.array_equal(got[1], want_i[0]) and np.allclose(got[0], want_s[0], atol=1e-5)
+
+    # A batch the search refuses: its callers get the error, later callers their answers.
+    real = sx.search
+
+    def failing(*a, **k):
+        raise OSError("shard store gone")
+
+    monkeypatch.setattr(sx, "search", failing)
+    kind, e = _answer_within(batcher.search, q[0])
+    assert kind == "error" and "shard store gone" in str(e)
+    monkeypatch.setattr(sx, "search", real)
+    assert _answer_within(batcher.search, q[0])[0] == "ok"
+
+    # One item that cannot be put in the batch (past search()'s checks) fails alone: its window's other
+    # caller is answered.
+    import concurrent.futures
+
+    batcher.close()
+    batcher = QueryBatcher(sx, k=5, max_wait_ms=200)
+    broken: concurrent.futures.Future = concurrent.futures.Future()
+    batcher._q.put((np.zeros(7, np.float32), broken))
+    kind, got = _answer_within(batcher.search, q[0])
+    assert kind == "ok" and np.array_equal(got[1], want_i[0])
+    assert isinstance(broken.exception(timeout=10), Exception)
+    assert batcher._thread.is_alive()
+    batcher.close()
+    with pytest.raises(TypeError, match="nprob"):
+        QueryBatcher(sx, k=5, nprob=1)
 
 
 def test_caller_errors_raise_as_on_one_index_even_with_allow_partial(tmp_path, data):

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from ...index import _search
 from .index import ShardedIndex
 
 
@@ -16,9 +17,12 @@ class QueryBatcher:
 
     def __init__(self, index: ShardedIndex, k: int = 10, max_batch: int = 64, max_wait_ms: float = 2.0,
                  **params: Any) -> None:
+        import inspect
         import queue
         import threading
 
+        # A misspelt keyword raises here (TypeError, as ShardedIndex.search would), not in every batch.
+        inspect.signature(index.search).bind(None, k, **params)
         self.index, self.k, self.params = index, k, params
         self.max_batch, self.max_wait = max_batch, max_wait_ms / 1e3
         self._q: "queue.Queue[tuple[np.ndarray, Any]]" = queue.Queue()
@@ -26,12 +30,18 @@ class QueryBatcher:
         self._thread = threading.Thread(target=self._loop, daemon=True)
         self._thread.start()
 
-    def search(self, query: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def search(self, query: Any) -> tuple[np.ndarray, np.ndarray]:
         """One query ``[Lq, dim]`` -> (scores [k], ids [k])."""
         import concurrent.futures
 
+        # Checked here, so that a malformed query fails its own caller, not the batch it would join.
+        fn, dim = "QueryBatcher.search", self.index.dim
+        q = _search.as_queries(query, fn, "query")
+        if q.ndim != 2 or q.shape[1] != dim:
+            raise ValueError(f"{fn}: one query [Lq, {dim}] per call, got shape {q.shape} "
+                             "(a batch goes to ShardedIndex.search)")
         fut: concurrent.futures.Future = concurrent.futures.Future()
-        self._q.put((np.asarray(query, np.float32), fut))
+        self._q.put((q, fut))
         return fut.result()
 
     def _loop(self) -> None:
@@ -49,19 +59,34 @@ class QueryBatcher:
                     items.append(self._q.get(timeout=max(0.0, deadline - time.monotonic())))
                 except queue.Empty:
                     break
-            lq = max(q.shape[0] for q, _ in items)
-            batch = np.zeros((len(items), lq, items[0][0].shape[1]), np.float32)
-            mask = np.zeros((len(items), lq), bool)
-            for i, (q, _) in enumerate(items):
-                batch[i, : len(q)], mask[i, : len(q)] = q, True
+            # Nothing may end this thread: every caller after it would wait for ever.
             try:
-                res = self.index.search(batch, self.k, query_mask=mask, **self.params)
-                s, ids = res[0], res[1]
-                for i, (_, fut) in enumerate(items):
-                    fut.set_result((s[i], ids[i]))
-            except Exception as e:  # noqa: BLE001 - every waiting caller gets the error
+                self._answer(items)
+            except Exception as e:  # noqa: BLE001 - every caller still waiting gets the error
                 for _, fut in items:
-                    fut.set_exception(e)
+                    if not fut.done():
+                        fut.set_exception(e)
+
+    def _answer(self, items: list) -> None:
+        """Searches the window's queries as one batch; a query that cannot join it fails alone."""
+        dim = self.index.dim
+        ok = []
+        for q, fut in items:
+            if q.ndim == 2 and q.shape[1] == dim:
+                ok.append((q, fut))
+            else:  # (search() refuses these: only a caller past its checks gets here)
+                fut.set_exception(ValueError(f"QueryBatcher.search: one query [Lq, {dim}], got shape {q.shape}"))
+        if not ok:
+            return
+        lq = max(q.shape[0] for q, _ in ok)
+        batch = np.zeros((len(ok), lq, dim), np.float32)
+        mask = np.zeros((len(ok), lq), bool)
+        for i, (q, _) in enumerate(ok):
+            batch[i, : len(q)], mask[i, : len(q)] = q, True
+        res = self.index.search(batch, self.k, query_mask=mask, **self.params)
+        s, ids = res[0], res[1]
+        for i, (_, fut) in enumerate(ok):
+            fut.set_result((s[i], ids[i]))
 
     def close(self) -> None:
         self._stop = True

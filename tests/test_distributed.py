@@ -466,6 +466,26 @@ def test_query_batcher_refuses_a_malformed_query_and_keeps_serving(tmp_path, dat
         QueryBatcher(sx, k=5, nprob=1)
 
 
+def test_query_batcher_close_leaves_no_caller_waiting(tmp_path, data):
+    """close() fails the queries its thread had not taken, and a search after it is refused at once."""
+    import concurrent.futures
+
+    from edgecolbert_native.distributed import QueryBatcher
+
+    x, off, ids, q = data
+    sx = build_sharded(tmp_path / "s", x, off, ids, num_shards=2)
+    batcher = QueryBatcher(sx, k=5, max_wait_ms=1)
+    batcher._stop = True  # the thread stops taking queries, as close() makes it ...
+    batcher._thread.join()
+    late: concurrent.futures.Future = concurrent.futures.Future()
+    batcher._q.put((q[0], late))  # ... with one still queued
+    batcher.close()
+    with pytest.raises(RuntimeError, match="closed before this query ran"):
+        late.result(timeout=10)
+    kind, e = _answer_within(batcher.search, q[0])
+    assert kind == "error" and isinstance(e, RuntimeError) and "closed" in str(e)
+
+
 def test_caller_errors_raise_as_on_one_index_even_with_allow_partial(tmp_path, data):
     """The caller's own mistakes are checked before the fan-out, by Index.search's rules and messages: they
     raise (with allow_partial too) instead of coming back as "every shard failed"."""

@@ -27,6 +27,7 @@ class QueryBatcher:
         self.max_batch, self.max_wait = max_batch, max_wait_ms / 1e3
         self._q: "queue.Queue[tuple[np.ndarray, Any]]" = queue.Queue()
         self._stop = False
+        self._closing = threading.Lock()  # a query is queued before close() starts, or refused
         self._thread = threading.Thread(target=self._loop, daemon=True)
         self._thread.start()
 
@@ -41,7 +42,10 @@ class QueryBatcher:
             raise ValueError(f"{fn}: one query [Lq, {dim}] per call, got shape {q.shape} "
                              "(a batch goes to ShardedIndex.search)")
         fut: concurrent.futures.Future = concurrent.futures.Future()
-        self._q.put((q, fut))
+        with self._closing:
+            if self._stop:
+                raise RuntimeError(f"{fn}: the batcher is closed")
+            self._q.put((q, fut))
         return fut.result()
 
     def _loop(self) -> None:
@@ -89,6 +93,16 @@ class QueryBatcher:
             fut.set_result((s[i], ids[i]))
 
     def close(self) -> None:
-        self._stop = True
+        """Stops the batching thread; queries it had not taken fail with RuntimeError (never left waiting)."""
+        import queue
+
+        with self._closing:
+            self._stop = True
         self._thread.join()
+        while True:
+            try:
+                _, fut = self._q.get_nowait()
+            except queue.Empty:
+                break
+            fut.set_exception(RuntimeError("QueryBatcher.search: the batcher was closed before this query ran"))
 

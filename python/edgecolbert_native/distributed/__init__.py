@@ -11,11 +11,12 @@ index directory per shard (``shard-00000`` ...), all built with the same codec. 
 last, atomically: until it lands the sharded index does not exist; a shard is done when its own manifest
 landed, so a re-run of ``build_sharded`` skips finished shards (resume after a crash).
 
-Search: every shard returns its own top-k, the results are merged into the global top-k (higher score
-first, ties to the lower shard, then the shard's order). With exhaustive scoring (``exhaustive=True``, and by
-default for small shards) the result equals one index over the same data with the same codec exactly;
-with PLAID pruning each shard prunes among its own documents, so the union of candidates is a superset
-of what one index would consider and the merged top-k can only be equal or better-scored.
+Search takes ``Index.search``'s arguments and checks them before any shard is asked. It makes one index's
+mode decision over all shards (an info round: allowed documents and tokens). The exhaustive modes merge the
+shards' own top-k lists (higher score first, ties to the lower shard, then the shard's order); the PLAID mode
+runs the one stage driver over the shards (candidates, approximate, exact: one fan-out round each, merged
+by global position). Either way the result equals one index's over the same data with the same codec
+(docs/distributed.md).
 
 Ray is optional (the ``distributed`` extra) and imported only when ``ray_address`` is given.
 """

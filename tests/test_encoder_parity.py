@@ -24,8 +24,9 @@ from edgecolbert_native.encoder import Encoder, offline_model_path  # noqa: E402
 TOL = 1e-5
 
 
-def _reference(model, texts, is_query):
-    out = model.encode(texts, is_query=is_query, output_value=None, batch_size=4, convert_to_numpy=True)
+def _reference(model, texts, is_query, **prompt_kw):
+    out = model.encode(texts, is_query=is_query, output_value=None, batch_size=4, convert_to_numpy=True,
+                       **prompt_kw)
     return [
         (np.asarray(out["token_embeddings"][i]), np.asarray(out["input_ids"][i]),
          np.asarray(out["attention_mask"][i]).astype(bool), np.asarray(out["masks"][i]).astype(bool))
@@ -33,12 +34,15 @@ def _reference(model, texts, is_query):
     ]
 
 
-def check_documents(enc: Encoder, ref_model, texts, **kw):
-    tokens, offsets = enc.encode_documents(texts, **kw)
+def check_documents(enc: Encoder, ref_model, texts, prompt_kw: dict | None = None, **kw):
+    """prompt_kw (prompt / prompt_name) goes to both encoders."""
+    prompt_kw = prompt_kw or {}
+    tokens, offsets = enc.encode_documents(texts, **kw, **prompt_kw)
     assert offsets.dtype == torch.int64 and offsets.shape == (len(texts) + 1,)
     assert int(offsets[0]) == 0 and int(offsets[-1]) == tokens.shape[0]
-    batch, keep = enc.tokenizer.documents(texts)
-    for i, (emb, ids, attn, mask) in enumerate(_reference(ref_model, texts, is_query=False)):
+    batch, keep = enc.tokenizer.documents(texts, enc._prompt("check_documents", prompt_kw.get("prompt"),
+                                                             prompt_kw.get("prompt_name")))
+    for i, (emb, ids, attn, mask) in enumerate(_reference(ref_model, texts, is_query=False, **prompt_kw)):
         n = int(attn.sum())
         assert not attn[n:].any(), "PyLate pads documents on the right"
         mine_ids = batch.ids[batch.offsets[i]:batch.offsets[i + 1]]
@@ -54,11 +58,12 @@ def check_documents(enc: Encoder, ref_model, texts, **kw):
     return tokens, offsets
 
 
-def check_queries(enc: Encoder, ref_model, texts, **kw):
-    emb, mask = enc.encode_queries(texts, **kw)
+def check_queries(enc: Encoder, ref_model, texts, prompt_kw: dict | None = None, **kw):
+    prompt_kw = prompt_kw or {}
+    emb, mask = enc.encode_queries(texts, **kw, **prompt_kw)
     assert emb.shape[:2] == mask.shape and mask.dtype == torch.bool
-    ids, ids_offsets = enc.token_ids(texts, is_query=True)
-    for i, (r_emb, r_ids, r_attn, r_mask) in enumerate(_reference(ref_model, texts, is_query=True)):
+    ids, ids_offsets = enc.token_ids(texts, is_query=True, **prompt_kw)
+    for i, (r_emb, r_ids, r_attn, r_mask) in enumerate(_reference(ref_model, texts, is_query=True, **prompt_kw)):
         m = mask[i].numpy()
         assert m.sum() == r_mask.sum(), f"query {i}: {m.sum()} kept tokens vs {r_mask.sum()}"
         np.testing.assert_array_equal(ids[ids_offsets[i]:ids_offsets[i + 1]][: len(r_ids)][r_mask[: ids_offsets[i + 1] - ids_offsets[i]]],
@@ -130,6 +135,44 @@ def test_query_expansion(tmp_path, pm, attend):
     ids, offsets = enc.token_ids(["short"], is_query=True)
     assert (ids[-5:] == enc.tokenizer.pad_id).all(), "expansion pads with [MASK]"
     check_documents(enc, ref, H.documents())
+
+
+def test_prompts_match_pylate(tmp_path, pm):
+    """config_sentence_transformers.json's default prompt is prepended to queries and documents (before
+    the strip and lower-casing), per-call prompt / prompt_name and constructor overrides as in PyLate."""
+    path = H.modernbert_colbert(str(tmp_path), H.SHAPE_TINY, vocab_size=2000, local_attention=16,
+                                query_length=24, document_length=64, do_query_expansion=True)
+    f = os.path.join(path, "config_sentence_transformers.json")
+    with open(f) as fh:
+        cfg = json.load(fh)
+    cfg["prompts"] = {"query": "search_query: ", "document": "search_document: ", "other": "  Other: "}
+    cfg["default_prompt_name"] = "query"
+    with open(f, "w") as fh:
+        json.dump(cfg, fh)
+    enc = Encoder.from_pretrained(path)
+    assert enc.spec.default_prompt == "search_query: "
+    ref = pm.ColBERT(path, device="cpu")
+    docs = H.documents()
+    check_documents(enc, ref, docs)
+    check_queries(enc, ref, H.QUERIES)
+    ids, offsets = enc.token_ids([""], is_query=False)
+    assert int(offsets[-1]) > 3, "the prompt's tokens are in an empty document"
+    for prompt_kw in (dict(prompt_name="document"), dict(prompt_name="other"), dict(prompt="Q: "),
+                      dict(prompt="")):
+        check_documents(enc, ref, docs[:4], prompt_kw=prompt_kw)
+        check_queries(enc, ref, H.QUERIES[:3], prompt_kw=prompt_kw)
+    with pytest.raises(ValueError, match="available keys are \\['query', 'document', 'other'\\]"):
+        enc.encode_queries(["x"], prompt_name="nope")
+    with pytest.warns(UserWarning, match="prompt_name is ignored"):
+        enc.encode_documents(["x"], prompt="a: ", prompt_name="document")
+    # Constructor overrides: the caller's non-empty prompts win, the default name too.
+    kw = dict(prompts={"query": "Q: ", "document": ""}, default_prompt_name="other")
+    enc, ref = Encoder.from_pretrained(path, **kw), pm.ColBERT(path, device="cpu", **kw)
+    assert enc.spec.prompts == {"query": "Q: ", "document": "search_document: ", "other": "  Other: "}
+    check_documents(enc, ref, docs[:4])
+    check_queries(enc, ref, H.QUERIES[:3], prompt_kw=dict(prompt_name="query"))
+    with pytest.raises(ValueError, match="default prompt name 'nope'"):
+        Encoder.from_pretrained(path, default_prompt_name="nope")
 
 
 def check_pooled(enc: Encoder, ref_model, texts, pool_factor: int, **kw) -> int:

@@ -159,6 +159,14 @@ class CheckpointSpec:
     attend_to_expansion_tokens: bool
     skiplist_words: list[str]
     do_lower_case: bool
+    # sentence-transformers' prompts: {"query": "", "document": ""} plus the checkpoint's (and the caller's);
+    # PyLate prepends prompts[default_prompt_name] to every text, queries and documents alike.
+    prompts: dict[str, str] = field(default_factory=dict)
+    default_prompt_name: str | None = None
+
+    @property
+    def default_prompt(self) -> str:
+        return self.prompts.get(self.default_prompt_name, "") if self.default_prompt_name else ""
 
 
 _DENSE_TYPES = ("pylate.models.Dense.Dense", "sentence_transformers.models.Dense", "pylate.models.Dense")
@@ -201,7 +209,9 @@ def _read_checkpoint(path: str, overrides: dict[str, Any] | None = None) -> Chec
         embeddings of the backbone, no projection, no prefixes, no skiplist, no expansion; both lengths
         are sentence_bert_config.json's max_seq_length (else the tokenizer's, else the position table's).
     Keyword overrides (query_prefix, document_prefix, query_length, document_length, do_query_expansion,
-    attend_to_expansion_tokens, skiplist_words, do_lower_case) win over the checkpoint, as in PyLate.
+    attend_to_expansion_tokens, skiplist_words, do_lower_case) win over the checkpoint, as in PyLate;
+    prompts and default_prompt_name combine with config_sentence_transformers.json's as in
+    sentence-transformers (see _prompts).
     """
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
     cfg_path = os.path.join(path, "config.json")
@@ -285,6 +295,8 @@ def _read_checkpoint(path: str, overrides: dict[str, Any] | None = None) -> Chec
             raise ValueError(f"{name} {length} leaves no room for the special tokens")
     do_lower_case = pick("do_lower_case", (sbert_cfg, "do_lower_case"), default=False)
 
+    prompts, default_prompt_name = _prompts(st_cfg, overrides.get("prompts"), overrides.get("default_prompt_name"))
+
     dims = backbone.hidden_size
     for d in dense:
         if d.in_features != dims:
@@ -304,7 +316,29 @@ def _read_checkpoint(path: str, overrides: dict[str, Any] | None = None) -> Chec
         attend_to_expansion_tokens=bool(attend),
         skiplist_words=[str(w) for w in skiplist],
         do_lower_case=bool(do_lower_case),
+        prompts=prompts,
+        default_prompt_name=default_prompt_name,
     )
+
+
+def _prompts(st_cfg: dict, given: dict[str, str] | None,
+             given_default: str | None) -> tuple[dict[str, str], str | None]:
+    """sentence-transformers' rules (SentenceTransformer.__init__ and _load_sbert_model), which PyLate
+    inherits: "query" and "document" always exist (empty); the caller's prompts, then the checkpoint's
+    for every name the caller left unset or empty; the caller's default_prompt_name unless empty, else
+    the checkpoint's; a default naming no prompt is an error."""
+    prompts = {"query": "", "document": ""}
+    prompts.update(given or {})
+    for name, text in (st_cfg.get("prompts") or {}).items():
+        if not prompts.get(name):
+            prompts[name] = text
+    for name, text in prompts.items():
+        if not isinstance(name, str) or not isinstance(text, str):
+            raise ValueError(f"prompts must map names to strings, got {name!r}: {text!r}")
+    default = given_default or st_cfg.get("default_prompt_name")
+    if default is not None and default not in prompts:
+        raise ValueError(f"default prompt name {default!r} is not one of the prompts {list(prompts)!r}")
+    return prompts, default
 
 
 def weights_file(folder: str) -> str:

@@ -121,6 +121,8 @@ class Encoder:
         attend_to_expansion_tokens: bool | None = None,
         skiplist_words: list[str] | None = None,
         do_lower_case: bool | None = None,
+        prompts: dict[str, str] | None = None,
+        default_prompt_name: str | None = None,
     ) -> "Encoder":
         """Loads a checkpoint: a local directory (PyLate / sentence-transformers / transformers layout,
         or a colbert-ai checkpoint), or a Hub id found in huggingface_hub's cache.
@@ -128,7 +130,9 @@ class Encoder:
         dtype: float32, float16 or bfloat16 (the half types are for GPUs; on CPU they are slow).
         quantize: "int8" for dynamic int8 quantisation of the backbone's linear layers (CPU only).
         compile: torch.compile the per-token parts of every layer (projections, MLP, norms).
-        The keyword settings override the checkpoint's, as PyLate's constructor arguments do."""
+        The keyword settings override the checkpoint's, as PyLate's constructor arguments do; prompts
+        and default_prompt_name combine with config_sentence_transformers.json's as in
+        sentence-transformers (a name the caller leaves empty takes the checkpoint's prompt)."""
         if dtype not in (torch.float32, torch.float16, torch.bfloat16):
             raise TypeError(f"Encoder.from_pretrained: dtype must be float32, float16 or bfloat16, got {dtype}")
         if quantize not in (None, "int8"):
@@ -144,7 +148,7 @@ class Encoder:
         overrides = dict(query_prefix=query_prefix, document_prefix=document_prefix, query_length=query_length,
                          document_length=document_length, do_query_expansion=do_query_expansion,
                          attend_to_expansion_tokens=attend_to_expansion_tokens, skiplist_words=skiplist_words,
-                         do_lower_case=do_lower_case)
+                         do_lower_case=do_lower_case, prompts=prompts, default_prompt_name=default_prompt_name)
         spec = _config.read_checkpoint(path, overrides)
         tokenizer = ColBERTTokenizer(path, spec)
 
@@ -264,16 +268,36 @@ class Encoder:
             bar.close()
         return out
 
+    def _prompt(self, fn: str, prompt: str | None, prompt_name: str | None) -> str | None:
+        """The text to prepend, PyLate's encode rules: `prompt` if given (prompt_name then ignored, with a
+        warning), else prompts[prompt_name], else None (the tokenizer applies the default prompt)."""
+        if prompt is not None:
+            if not isinstance(prompt, str):
+                raise TypeError(f"{fn}: prompt must be a str, got {type(prompt).__name__}")
+            if prompt_name is not None:
+                warnings.warn(f"{fn}: both prompt and prompt_name were given; prompt_name is ignored (as in "
+                              "PyLate)", stacklevel=3)
+            return prompt
+        if prompt_name is not None:
+            if prompt_name not in self.spec.prompts:
+                raise ValueError(f"{fn}: prompt name {prompt_name!r} is not one of the configured prompts; "
+                                 f"available keys are {list(self.spec.prompts)!r}")
+            return self.spec.prompts[prompt_name]
+        return None
+
     def encode_queries(self, texts: str | list[str], *, batch_size: int = 32, normalize: bool = True,
-                       show_progress_bar: bool = False,
-                       output_device: str | torch.device = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+                       show_progress_bar: bool = False, output_device: str | torch.device = "cpu",
+                       prompt: str | None = None,
+                       prompt_name: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Queries -> (embeddings [nq, Lq, dim], mask bool [nq, Lq]).
 
         With [MASK] expansion (when the checkpoint asks for it) every query has query_length tokens and
         all are kept, as in PyLate; without, Lq is the longest query here and the mask marks real tokens
-        (padding rows are zero)."""
+        (padding rows are zero). prompt / prompt_name as in PyLate's encode: the text prepended to every
+        query (default: the checkpoint's default prompt, usually none)."""
+        text = self._prompt("encode_queries", prompt, prompt_name)
         texts = [texts] if isinstance(texts, str) else list(texts)
-        batch = self.tokenizer.queries(texts)
+        batch = self.tokenizer.queries(texts, text)
         vecs = self._embed(batch, batch_size=batch_size, max_tokens=None, normalize=normalize,
                            progress=show_progress_bar, desc="Encoding queries",
                            output_device=torch.device(output_device))
@@ -293,22 +317,25 @@ class Encoder:
     def encode_documents(self, texts: str | list[str], *, batch_size: int = 32, max_tokens: int | None = None,
                          normalize: bool = True, show_progress_bar: bool = False,
                          output_device: str | torch.device = "cpu", pool_factor: int = 1,
-                         protected_tokens: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+                         protected_tokens: int = 1, prompt: str | None = None,
+                         prompt_name: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Documents -> (tokens [T, dim], offsets int64 [n+1]): document i is tokens[offsets[i]:offsets[i+1]],
         its kept tokens (skiplist ids dropped) in order, the CSR layout of the kernels and the index.
 
         max_tokens bounds a batch's padded grid (count x longest); default batch_size x document_length.
         pool_factor > 1 pools each document's kept tokens as PyLate's ``pool_factor`` does: the first
         ``protected_tokens`` stay, the others become the means of max(m // pool_factor, 1) Ward clusters
-        (``edgecolbert_native.pool_tokens``; float32 on the CPU, then back to the model's dtype)."""
+        (``edgecolbert_native.pool_tokens``; float32 on the CPU, then back to the model's dtype).
+        prompt / prompt_name: as for encode_queries."""
         for name, value in (("pool_factor", pool_factor), ("protected_tokens", protected_tokens)):
             if not isinstance(value, (int, np.integer)) or isinstance(value, bool):
                 raise TypeError(f"encode_documents: {name} must be an int, got {type(value).__name__}")
         if pool_factor < 1 or protected_tokens < 0:
             raise ValueError(f"encode_documents: pool_factor must be >= 1 and protected_tokens >= 0, got "
                              f"{pool_factor} and {protected_tokens}")
+        text = self._prompt("encode_documents", prompt, prompt_name)
         texts = [texts] if isinstance(texts, str) else list(texts)
-        batch, keep = self.tokenizer.documents(texts)
+        batch, keep = self.tokenizer.documents(texts, text)
         vecs = self._embed(batch, batch_size=batch_size, max_tokens=max_tokens, normalize=normalize,
                            progress=show_progress_bar, desc="Encoding documents",
                            output_device=torch.device(output_device))
@@ -330,11 +357,14 @@ class Encoder:
         out = torch.from_numpy(np.ascontiguousarray(pooled)).to(device=vecs.device, dtype=self.dtype)
         return out, torch.from_numpy(pooled_offsets)
 
-    def token_ids(self, texts: list[str], *, is_query: bool) -> tuple[np.ndarray, np.ndarray]:
-        """The ids the model sees (prefix and expansion included) as CSR (ids, offsets): for inspection."""
+    def token_ids(self, texts: list[str], *, is_query: bool, prompt: str | None = None,
+                  prompt_name: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The ids the model sees (prompt, prefix and expansion included) as CSR (ids, offsets): for
+        inspection."""
+        text = self._prompt("token_ids", prompt, prompt_name)
         if is_query:
-            b = self.tokenizer.queries(list(texts))
+            b = self.tokenizer.queries(list(texts), text)
         else:
-            b, _ = self.tokenizer.documents(list(texts))
+            b, _ = self.tokenizer.documents(list(texts), text)
         return b.ids, b.offsets
 

@@ -2,7 +2,9 @@
 
 What PyLate does, step by step (pylate/models/colbert.py `tokenize`, sentence-transformers' Transformer
 `tokenize`), and so what this does:
-  1. each text is `str(text).strip()`, lower-cased when sentence_bert_config.json says do_lower_case;
+  1. each text is the prompt (config_sentence_transformers.json's prompts[default_prompt_name], or the
+     one asked for) followed by the text, then `.strip()`-ed, lower-cased when sentence_bert_config.json
+     says do_lower_case;
   2. the tokenizer adds its special tokens ([CLS] ... [SEP]) and truncates to `length - 1` when a prefix
      token will be inserted (`length` otherwise), longest-first, on the tokenizer's truncation side;
   3. the prefix token ("[Q] " / "[D] ", an added token) is inserted by id right after the first token,
@@ -93,12 +95,15 @@ class ColBERTTokenizer:
         found: set[int] = {int(j) for j in (self.unk_id if i is None else i for i in skip) if j is not None}
         self.skiplist_ids = np.array(sorted(found), dtype=np.int64)
 
-    def _prepare(self, texts: list[str]) -> list[str]:
-        out = [str(t).strip() for t in texts]
+    def _prepare(self, texts: list[str], prompt: str | None) -> list[str]:
+        # PyLate prepends the prompt before sentence-transformers strips: "p: " + "  x" is "p:   x".
+        prompt = self.spec.default_prompt if prompt is None else prompt
+        out = [(prompt + str(t)).strip() for t in texts]
         return [t.lower() for t in out] if self.lower else out
 
-    def _encode(self, texts: list[str], kind: str, prefix: int | None) -> tuple[np.ndarray, np.ndarray]:
-        encodings = self._tok[kind].encode_batch(self._prepare(texts), add_special_tokens=True)
+    def _encode(self, texts: list[str], kind: str, prefix: int | None,
+                prompt: str | None) -> tuple[np.ndarray, np.ndarray]:
+        encodings = self._tok[kind].encode_batch(self._prepare(texts, prompt), add_special_tokens=True)
         lengths = np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=len(encodings))
         ids = np.fromiter((i for e in encodings for i in e.ids), dtype=np.int64, count=int(lengths.sum()))
         if prefix is not None:
@@ -110,8 +115,9 @@ class ColBERTTokenizer:
         np.cumsum(lengths, out=offsets[1:])
         return ids, offsets
 
-    def queries(self, texts: list[str]) -> TokenBatch:
-        ids, offsets = self._encode(texts, "query", self.query_prefix_id)
+    def queries(self, texts: list[str], prompt: str | None = None) -> TokenBatch:
+        """prompt: prepended to every text; None: the checkpoint's default prompt."""
+        ids, offsets = self._encode(texts, "query", self.query_prefix_id, prompt)
         if not self.spec.do_query_expansion:
             return TokenBatch(ids, offsets, None)
         # Pad every query to query_length with the pad id ([MASK]): the expansion tokens.
@@ -124,8 +130,8 @@ class ColBERTTokenizer:
         attend = None if self.spec.attend_to_expansion_tokens else real.reshape(-1)
         return TokenBatch(grid.reshape(-1), np.arange(n + 1, dtype=np.int64) * length, attend)
 
-    def documents(self, texts: list[str]) -> tuple[TokenBatch, np.ndarray]:
-        """Token ids and the keep mask [T] (False for skiplist ids)."""
-        ids, offsets = self._encode(texts, "document", self.document_prefix_id)
+    def documents(self, texts: list[str], prompt: str | None = None) -> tuple[TokenBatch, np.ndarray]:
+        """Token ids and the keep mask [T] (False for skiplist ids); prompt as for queries."""
+        ids, offsets = self._encode(texts, "document", self.document_prefix_id, prompt)
         keep = ~np.isin(ids, self.skiplist_ids) if self.skiplist_ids.size else np.ones(ids.shape, dtype=bool)
         return TokenBatch(ids, offsets, None), keep

@@ -293,3 +293,54 @@ def test_cuda_without_a_gpu_is_a_clear_error(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(RuntimeError, match="sees no CUDA device"):
         Encoder.from_pretrained(offline_model_path(), device="cuda")
+
+
+def _shard(folder, fmt: str, n: int = 3) -> None:
+    """Rewrites folder's model.safetensors as n shards of `fmt` ("safetensors" or "bin") plus the index,
+    as save_pretrained(max_shard_size=...) lays them out; the last tensor (colbert-ai's linear.weight)
+    goes into the last shard."""
+    from safetensors.torch import load_file, save_file
+
+    single = os.path.join(folder, "model.safetensors")
+    state = load_file(single)
+    os.remove(single)
+    names = sorted(state, key=lambda k: k == "linear.weight")
+    stem, ext = ("model", "safetensors") if fmt == "safetensors" else ("pytorch_model", "bin")
+    weight_map = {}
+    for i in range(n):
+        shard = f"{stem}-{i + 1:05d}-of-{n:05d}.{ext}"
+        part = {k: state[k].contiguous() for k in names[i::n] if k != "linear.weight"}
+        if i == n - 1 and "linear.weight" in state:
+            part["linear.weight"] = state["linear.weight"]
+        if fmt == "safetensors":
+            save_file(part, os.path.join(folder, shard))
+        else:
+            torch.save(part, os.path.join(folder, shard))
+        weight_map.update({k: shard for k in part})
+    with open(os.path.join(folder, f"{stem}.{ext}.index.json"), "w") as f:
+        json.dump({"metadata": {}, "weight_map": weight_map}, f)
+
+
+@pytest.mark.parametrize("fmt", ["safetensors", "bin"])
+def test_sharded_weights_load_bit_for_bit(tmp_path, fmt):
+    """A checkpoint saved in shards (model.safetensors.index.json or pytorch_model.bin.index.json) gives
+    exactly what the single file gives: PyLate BERT, and colbert-ai with linear.weight in a later shard."""
+    import shutil
+
+    for make in (H.bert_colbert, H.colbert_ai_checkpoint):
+        path = make(str(tmp_path / make.__name__))
+        sharded = str(tmp_path / f"{make.__name__}-sharded")
+        shutil.copytree(path, sharded)
+        _shard(sharded, fmt)
+        assert len(_config.weights_files(sharded)) == 3 and not os.path.exists(f"{sharded}/model.safetensors")
+        ref, enc = Encoder.from_pretrained(path), Encoder.from_pretrained(sharded)
+        docs = H.documents()[:4]
+        for (a, a_off), (b, b_off) in ((ref.encode_documents(docs), enc.encode_documents(docs)),
+                                       (ref.encode_queries(H.QUERIES), enc.encode_queries(H.QUERIES))):
+            assert torch.equal(a, b) and torch.equal(a_off, b_off), make.__name__
+    os.remove(os.path.join(sharded, "model-00002-of-00003.safetensors" if fmt == "safetensors" else
+                           "pytorch_model-00002-of-00003.bin"))
+    with pytest.raises(FileNotFoundError, match="00002-of-00003.*missing"):
+        Encoder.from_pretrained(sharded)
+    with pytest.raises(FileNotFoundError, match="no weights"):
+        _config.weights_files(str(tmp_path))

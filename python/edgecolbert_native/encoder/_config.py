@@ -341,25 +341,50 @@ def _prompts(st_cfg: dict, given: dict[str, str] | None,
     return prompts, default
 
 
-def weights_file(folder: str) -> str:
-    for name in ("model.safetensors", "pytorch_model.bin"):
+# transformers' order: one safetensors file, its shards, one .bin file, its shards.
+_WEIGHT_NAMES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+                 "pytorch_model.bin.index.json")
+
+
+def weights_files(folder: str, tensor: str | None = None) -> list[str]:
+    """The files holding a folder's weights: model.safetensors or pytorch_model.bin, or the shards named
+    by the `.index.json` beside them (save_pretrained(max_shard_size=...) writes large models so). With
+    `tensor`, only the file holding it (by the index's weight_map; none if the index lacks it)."""
+    for name in _WEIGHT_NAMES:
         candidate = os.path.join(folder, name)
-        if os.path.isfile(candidate):
-            return candidate
-    raise FileNotFoundError(f"{folder}: neither model.safetensors nor pytorch_model.bin")
+        if not os.path.isfile(candidate):
+            continue
+        if not name.endswith(".index.json"):
+            return [candidate]
+        weight_map = _read_json(candidate).get("weight_map")
+        if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
+            raise ValueError(f"{candidate}: no weight_map of tensor names to shard files")
+        if tensor is None:
+            shards = sorted(set(weight_map.values()))
+        else:
+            shards = [weight_map[tensor]] if tensor in weight_map else []
+        files = [os.path.join(folder, shard) for shard in shards]
+        for f in files:
+            if not os.path.isfile(f):
+                raise FileNotFoundError(f"{candidate} names the shard {os.path.basename(f)}, which is missing")
+        return files
+    raise FileNotFoundError(f"{folder}: no weights (model.safetensors, pytorch_model.bin, or the index of their "
+                            "shards: model.safetensors.index.json, pytorch_model.bin.index.json)")
 
 
 def _colbert_ai_linear_shape(path: str) -> tuple[int, int]:
-    f = weights_file(path)
-    if f.endswith(".safetensors"):
-        from safetensors import safe_open
+    for f in weights_files(path, "linear.weight"):
+        if f.endswith(".safetensors"):
+            from safetensors import safe_open
 
-        with safe_open(f, framework="numpy") as s:
-            if "linear.weight" not in s.keys():
-                raise ValueError(f"{f}: a HF_ColBERT checkpoint without linear.weight")
-            shape = s.get_slice("linear.weight").get_shape()
-        return int(shape[0]), int(shape[1])
-    import torch
+            with safe_open(f, framework="numpy") as s:
+                if "linear.weight" in s.keys():
+                    shape = s.get_slice("linear.weight").get_shape()
+                    return int(shape[0]), int(shape[1])
+        else:
+            import torch
 
-    w = torch.load(f, map_location="cpu", weights_only=True)["linear.weight"]
-    return int(w.shape[0]), int(w.shape[1])
+            state = torch.load(f, map_location="cpu", weights_only=True)
+            if "linear.weight" in state:
+                return int(state["linear.weight"].shape[0]), int(state["linear.weight"].shape[1])
+    raise ValueError(f"{path}: a HF_ColBERT checkpoint without linear.weight")

@@ -60,18 +60,23 @@ def resolve_checkpoint(name_or_path: str, *, cache_dir: str | None = None, revis
     )
 
 
-def _load_weights(file: str) -> dict[str, torch.Tensor]:
-    if file.endswith(".safetensors"):
-        from safetensors.torch import load_file
+def _load_weights(files: list[str]) -> dict[str, torch.Tensor]:
+    """Every tensor of the files (one file, or a sharded checkpoint's shards)."""
+    state: dict[str, torch.Tensor] = {}
+    for file in files:
+        if file.endswith(".safetensors"):
+            from safetensors.torch import load_file
 
-        return load_file(file, device="cpu")
-    return torch.load(file, map_location="cpu", weights_only=True)
+            state.update(load_file(file, device="cpu"))
+        else:
+            state.update(torch.load(file, map_location="cpu", weights_only=True))
+    return state
 
 
 def _load_dense(spec: _config.DenseSpec, backbone_weights: dict[str, torch.Tensor] | None) -> Dense:
     dense = Dense(spec)
     if spec.path:
-        state = _load_weights(_config.weights_file(spec.path))
+        state = _load_weights(_config.weights_files(spec.path))
     else:  # colbert-ai: `linear` beside the BERT weights
         if backbone_weights is None:
             raise ValueError("colbert-ai checkpoint: the `linear` layer needs the backbone's weights")
@@ -152,7 +157,7 @@ class Encoder:
         spec = _config.read_checkpoint(path, overrides)
         tokenizer = ColBERTTokenizer(path, spec)
 
-        weights = _load_weights(_config.weights_file(path))
+        weights = _load_weights(_config.weights_files(path))
         backbone = build_backbone(spec.backbone)
         state = backbone_state(dict(weights), spec.backbone)
         check_shapes(backbone, state)

@@ -235,6 +235,15 @@ def colbert_ai_checkpoint(root: str, *, dim: int = 32, seed: int = 2) -> str:
     return out
 
 
+def vocab_only_copy(src: str, dst: str) -> str:
+    """src without tokenizer.json (the rest linked, not copied): the tokenizer is vocab.txt's."""
+    os.makedirs(dst)
+    for name in os.listdir(src):
+        if name != "tokenizer.json":
+            os.symlink(os.path.join(src, name), os.path.join(dst, name))
+    return dst
+
+
 def synthetic_texts(n_docs: int, words_per_doc: int = 40, seed: int = 0) -> list[str]:
     """Seeded random documents over a vocabulary of 2,000 made-up words (3 to 9 letters), for corpora whose
     size matters more than their meaning (memory tests and benchmarks)."""

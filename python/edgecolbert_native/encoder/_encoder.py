@@ -89,6 +89,16 @@ def _texts(fn: str, texts: Any) -> list[str]:
     return out
 
 
+def _positive_int(fn: str, name: str, value: Any) -> int:
+    # Checked before any work: a float batch_size failed deep in the batching with numpy's slice error,
+    # and max_tokens <= 0 quietly meant one text per batch.
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool):
+        raise TypeError(f"{fn}: {name} must be an int, got {type(value).__name__}")
+    if value < 1:
+        raise ValueError(f"{fn}: {name} must be >= 1, got {value}")
+    return int(value)
+
+
 def _load_dense(spec: _config.DenseSpec, backbone_weights: dict[str, torch.Tensor] | None) -> Dense:
     dense = Dense(spec)
     if spec.path:
@@ -263,8 +273,6 @@ class Encoder:
     def _embed(self, batch: TokenBatch, *, batch_size: int, max_tokens: int | None, normalize: bool,
                progress: bool, desc: str, output_device: torch.device) -> torch.Tensor:
         """Projected (and normalised) vectors for every token, [T, dim], in the input's order."""
-        if batch_size < 1:
-            raise ValueError(f"{desc}: batch_size must be >= 1, got {batch_size}")
         lengths = np.diff(batch.offsets)
         total = int(batch.offsets[-1])
         out = torch.empty((total, self.dim), dtype=self.dtype, device=output_device)
@@ -316,6 +324,7 @@ class Encoder:
         all are kept, as in PyLate; without, Lq is the longest query here and the mask marks real tokens
         (padding rows are zero). prompt / prompt_name as in PyLate's encode: the text prepended to every
         query (default: the checkpoint's default prompt, usually none)."""
+        batch_size = _positive_int("encode_queries", "batch_size", batch_size)
         text = self._prompt("encode_queries", prompt, prompt_name)
         texts = _texts("encode_queries", texts)
         batch = self.tokenizer.queries(texts, text)
@@ -351,6 +360,9 @@ class Encoder:
         for name, value in (("pool_factor", pool_factor), ("protected_tokens", protected_tokens)):
             if not isinstance(value, (int, np.integer)) or isinstance(value, bool):
                 raise TypeError(f"encode_documents: {name} must be an int, got {type(value).__name__}")
+        batch_size = _positive_int("encode_documents", "batch_size", batch_size)
+        if max_tokens is not None:
+            max_tokens = _positive_int("encode_documents", "max_tokens", max_tokens)
         if pool_factor < 1 or protected_tokens < 0:
             raise ValueError(f"encode_documents: pool_factor must be >= 1 and protected_tokens >= 0, got "
                              f"{pool_factor} and {protected_tokens}")

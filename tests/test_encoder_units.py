@@ -430,3 +430,10 @@ def test_batch_arguments_are_checked_up_front(tiny):
     assert torch.equal(o, offsets) and (t - tokens).abs().max() < 1e-5
     q, m = enc.encode_queries(["a b"], batch_size=np.int16(3))
     assert q.shape[0] == 1
+
+
+def test_malformed_shard_index_is_a_clear_error(tmp_path):
+    for bad in ([1, 2], {"weight_map": [1]}, {"weight_map": {"embeddings.weight": 3}}):
+        (tmp_path / "model.safetensors.index.json").write_text(json.dumps(bad))
+        with pytest.raises(ValueError, match="model.safetensors.index.json: no weight_map"):
+            _config.weights_files(str(tmp_path))

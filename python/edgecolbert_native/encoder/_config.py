@@ -356,7 +356,8 @@ def weights_files(folder: str, tensor: str | None = None) -> list[str]:
             continue
         if not name.endswith(".index.json"):
             return [candidate]
-        weight_map = _read_json(candidate).get("weight_map")
+        index = _read_json(candidate)
+        weight_map = index.get("weight_map") if isinstance(index, dict) else None
         if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
             raise ValueError(f"{candidate}: no weight_map of tensor names to shard files")
         if tensor is None:

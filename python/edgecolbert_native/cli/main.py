@@ -169,7 +169,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "instead of running the bench")
     b.set_defaults(func=_cmd_bench)
     x = sub.add_parser("index", help="encode a corpus and build an index (resumable)")
-    x.add_argument("corpus", help="JSONL(.gz) with id/text[/title], a text file (one document a line) or a folder of .txt/.md")
+    x.add_argument("corpus", help="JSONL(.gz) with id/text[/title] (strings), a text file (one document a line) or a "
+                   "folder of .txt/.md (one document a file); a .jsonl/.ndjson/.json name is JSONL, a .txt/.md name "
+                   "text, another name JSONL when its first line starts with '{'; UTF-8")
     x.add_argument("-o", "--output", required=True, help="index directory")
     x.add_argument("--model", default=None, help="checkpoint path or Hub id (default: mxbai-edge-colbert-v0-17m, else offline MiniLM)")
     x.add_argument("--nbits", type=int, default=4, choices=(1, 2, 4, 8))
@@ -192,7 +194,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("index")
     s.add_argument("query", nargs="?")
     s.add_argument("-k", type=int, default=10)
-    s.add_argument("--queries", help="one query a line, or JSONL(.gz) with id/text[/relevant]")
+    s.add_argument("--queries", help="one query a line, or JSONL(.gz) with id/text[/relevant] (strings); the file "
+                   "name decides as for `index`'s corpus")
     s.add_argument("--eval", action="store_true", help="last line: MRR@10 <x> Recall@100 <y>")
     s.add_argument("--json", action="store_true", help="one JSON object per query: hits with id, score, title, "
                    "snippet and metadata")

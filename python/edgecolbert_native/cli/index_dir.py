@@ -5,15 +5,20 @@ A CLI index directory holds
                       document's text and metadata in its document store (index/_docstore.py: SQLite,
                       read by key, so `search` reads the 10 rows it shows, whatever the corpus size)
     docs.db           only for a sharded index (--shards, --ray), which has no document store: id, title,
-                      text and metadata of every document in one SQLite table keyed by id, written before
-                      the index, atomically
-    meta.json         model, field, corpus, counts: what `search` needs to encode queries the same way
-                      (written last: it says that the rest is complete)
+                      text and metadata of every document in one SQLite table keyed by id, written while
+                      the documents are encoded (as docs.db.next, atomically) and renamed before the index
+                      is built
+    meta.json         model, field, corpus, counts, layout ("index" or "sharded"): what `search` needs to
+                      encode queries the same way and which of the above to read (written last: it says
+                      that the rest is complete; removed before a re-run replaces any of the rest, so a
+                      run killed in between leaves an incomplete directory, never a new index described
+                      by the old meta.json, whose model would encode the queries)
     encoded/          only while `index` runs: one .npz per chunk of encoded documents, each written to a
                       temporary name and renamed, so an interrupted run resumes at the first missing
                       chunk; removed once the index is committed.
 A directory written before documents went into the index has docs.jsonl.gz instead (id, title, text),
-which `search` still reads (whole, once per process).
+which `search` still reads (whole, once per process). A successful `index` leaves only the parts of its
+own layout: a sharded index's files and docs.db go when an unsharded one replaces it, and the other way.
 
 Each document's metadata are its JSONL fields other than the id and the encoded field (``--field``); the
 title is one of them (filters can use it) and is also shown as the hit's title.
@@ -48,6 +53,12 @@ CHUNK_DOCS = 512
 META = "meta.json"
 DOCS = "docs.db"  # sharded indexes only
 LEGACY_DOCS = "docs.jsonl.gz"
+RAY_STAMP = "ray-fingerprint"
+SHARDS_STAMP = "cli-fingerprint"  # in index/: the corpus fingerprint of the shards there (what may be resumed)
+# distributed/sharded/layout.py: a sharded index's top-level files (sharded.json first: without it no
+# reader takes the directory for a sharded index) and directories
+SHARDED_FILES = ("sharded.json", "codec.bin", "build.json", SHARDS_STAMP)
+SHARDED_DIRS = ("shard-", "parts")
 RERUN = "run `edgecolbert index` again"
 
 
@@ -198,6 +209,51 @@ def release_freed_memory() -> None:
         trim(0)
 
 
+def _retire_meta(out: str) -> None:
+    """Removes meta.json (durably) before anything it describes is replaced: from here until the new one is
+    written the directory is incomplete, so a kill cannot leave the new index with the old meta.json."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(os.path.join(out, META))
+        fsync_dir(out)
+
+
+def _read_stamp(path: str) -> str | None:
+    try:
+        with open(path) as f:
+            return f.read()
+    except (OSError, ValueError):
+        return None
+
+
+def _clear_stale_layout(out: str, sharded: bool, keep_shards: bool = False) -> None:
+    """Removes what a previous run of the other layout (or, unless ``keep_shards``, a sharded run of
+    another corpus) left, after meta.json was retired: an unsharded index's ``index/manifest.json`` would
+    otherwise sit beside a sharded one, a sharded index's ``sharded.json`` and ``docs.db`` would be read
+    instead of a new unsharded index (CliIndex.open of a directory without a recorded layout), and shards
+    of another corpus of the same size would be taken as finished by build_sharded's resume."""
+    where = os.path.join(out, "index")
+    if sharded:
+        if os.path.exists(os.path.join(where, "manifest.json")) or not keep_shards:
+            shutil.rmtree(where, ignore_errors=True)
+        stale = [LEGACY_DOCS, RAY_STAMP]
+    else:
+        if os.path.isdir(where):
+            # only the sharded parts: a plain index here is replaced atomically, under its lock, by Index.build
+            names = os.listdir(where)
+            for name in SHARDED_FILES:
+                if name in names:
+                    os.unlink(os.path.join(where, name))
+            for name in names:
+                if name.startswith(SHARDED_DIRS) and os.path.isdir(os.path.join(where, name)):
+                    shutil.rmtree(os.path.join(where, name))
+            fsync_dir(where)
+        stale = [DOCS, DOCS + ".next", DOCS + ".next.tmp", LEGACY_DOCS, RAY_STAMP]
+    for name in stale:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(os.path.join(out, name))
+    fsync_dir(out)
+
+
 def build_cli_index(corpus: str | Iterable[Document], out: str, *, model: str | None = None, nbits: int = 4,
                     field: str = "text", batch_size: int = 32, num_threads: int | None = None,
                     restart: bool = False, keep_encoded: bool = False, ray_address: str | None = None,
@@ -239,9 +295,10 @@ def build_cli_index(corpus: str | Iterable[Document], out: str, *, model: str | 
     os.makedirs(out, exist_ok=True)
     source = corpus if isinstance(corpus, str) else None
     if ray_address is not None:  # distributed encoding + sharded build (Ray Data), resumable by shard
-        stamp = os.path.join(out, "ray-fingerprint")
-        if restart or (os.path.exists(stamp) and open(stamp).read() != fp):
-            shutil.rmtree(os.path.join(out, "index"), ignore_errors=True)
+        stamp = os.path.join(out, RAY_STAMP)
+        _retire_meta(out)  # docs.db and the shards are replaced from here on
+        # no stamp: whatever index/ holds is not a Ray build of this corpus
+        _clear_stale_layout(out, True, keep_shards=not restart and _read_stamp(stamp) == fp)
         atomic_write(stamp, fp.encode())
         del encoder  # the Ray actors load their own
         return _build_cli_index_ray(corpus, len(ids), out, str(model_name), dim, nbits, field, batch_size,
@@ -266,10 +323,11 @@ def build_cli_index(corpus: str | Iterable[Document], out: str, *, model: str | 
         say(f"resuming: {nchunks - len(todo)} of {nchunks} chunks already encoded")
     t0 = time.perf_counter()
     remaining = sum(min(CHUNK_DOCS, n - i * CHUNK_DOCS) for i in todo)
-    # A sharded index has no document store: its documents go to docs.db in the same pass (meta.json,
-    # written last, says that both are complete). An index's store is written by Index.build below.
+    # A sharded index has no document store: its documents go to docs.db in the same pass, under another
+    # name until the old index is retired below (meta.json, written last, says that both are complete).
+    # An index's store is written by Index.build below.
     with progress_bar(remaining, "encoding documents", long_run=True, unit="docs") as bar, \
-            (_IdStoreWriter(os.path.join(out, DOCS)) if num_shards else contextlib.nullcontext()) as store:
+            (_IdStoreWriter(os.path.join(out, DOCS + ".next")) if num_shards else contextlib.nullcontext()) as store:
         for i, part in enumerate(_chunks(_documents(corpus, field), CHUNK_DOCS, n)):
             if store is not None:
                 store.write(part)
@@ -286,9 +344,18 @@ def build_cli_index(corpus: str | Iterable[Document], out: str, *, model: str | 
                 yield z["tokens"], z["offsets"]
 
     t0 = time.perf_counter()
+    _retire_meta(out)  # the old index (and docs.db) is replaced from here on
+    where = os.path.join(out, "index")
+    # Shards already there are resumed by build_sharded only when they are this corpus's (its stamp):
+    # another corpus of the same size would pass build_sharded's own check of the plan.
+    stamp = os.path.join(where, SHARDS_STAMP)
+    _clear_stale_layout(out, bool(num_shards), keep_shards=not restart and _read_stamp(stamp) == fp)
     if num_shards:
         from ..distributed import build_sharded
 
+        os.replace(os.path.join(out, DOCS + ".next"), os.path.join(out, DOCS))
+        os.makedirs(where, exist_ok=True)
+        atomic_write(stamp, fp.encode())
         build_sharded(os.path.join(out, "index"), batches(), doc_ids=ids, num_shards=num_shards, nbits=nbits,
                       num_centroids=num_centroids, num_threads=num_threads)
     else:
@@ -298,7 +365,8 @@ def build_cli_index(corpus: str | Iterable[Document], out: str, *, model: str | 
                     num_threads=num_threads, overwrite=True, texts=(d.text for d in a), metadata=(d.metadata for d in b))
     timings["build index"] = time.perf_counter() - t0
     meta = {"model": str(model_name), "field": field, "nbits": nbits, "num_docs": n, "dim": dim,
-            "corpus": source, "fingerprint": fp, "pool_factor": pool_factor}
+            "corpus": source, "fingerprint": fp, "pool_factor": pool_factor,
+            "layout": "sharded" if num_shards else "index"}
     atomic_write(os.path.join(out, META), json.dumps(meta, indent=1).encode())
     if not keep_encoded:
         shutil.rmtree(work, ignore_errors=True)
@@ -326,7 +394,7 @@ def _build_cli_index_ray(corpus: str | Sequence[Document], n: int, out: str, mod
     timings["encode + build index (Ray)"] = time.perf_counter() - t0
     os.unlink(src)
     meta = {"model": model, "field": field, "nbits": nbits, "num_docs": n, "dim": dim, "corpus": source,
-            "fingerprint": fp}
+            "fingerprint": fp, "layout": "sharded"}
     atomic_write(os.path.join(out, META), json.dumps(meta, indent=1).encode())
     return timings
 
@@ -359,6 +427,8 @@ def read_meta(path: str) -> dict:
         raise ValueError(f"{meta_path}: damaged, a JSON {type(meta).__name__} instead of an object; {RERUN}")
     if not isinstance(meta.get("model"), str) or not meta["model"]:
         raise ValueError(f"{meta_path}: damaged, no model name; {RERUN}")
+    if meta.get("layout") not in (None, "index", "sharded"):
+        raise ValueError(f"{meta_path}: damaged, unknown layout {meta['layout']!r}; {RERUN}")
     for key in ("nbits", "pool_factor", "num_docs", "dim"):
         if key in meta and (not isinstance(meta[key], int) or isinstance(meta[key], bool)):
             raise ValueError(f"{meta_path}: damaged, {key} is not an integer; {RERUN}")
@@ -380,15 +450,19 @@ class CliIndex:
         from ..index import Index
 
         meta = read_meta(path)
+        # The layout meta.json records decides; directories written before it was recorded are detected.
+        layout = meta.get("layout")
         where = os.path.join(path, "index")
-        if os.path.exists(os.path.join(where, "sharded.json")):
+        if layout == "sharded" or (layout is None and os.path.exists(os.path.join(where, "sharded.json"))):
             from ..distributed import ShardedIndex
 
             ci = cls(path, meta, ShardedIndex.open(where, ray_address=ray_address, verify=verify))
         else:
             ci = cls(path, meta, Index.open(where, verify=verify))
         docs = os.path.join(path, DOCS)
-        if os.path.exists(docs):
+        if layout == "sharded" or (layout is None and os.path.exists(docs)):
+            if not os.path.exists(docs):
+                raise FileNotFoundError(f"{docs}: missing (a sharded index keeps its documents there); {RERUN}")
             uri = "file:" + urllib.parse.quote(os.path.abspath(docs)) + "?mode=ro"
             ci._id_store = sqlite3.connect(uri, uri=True)
             try:  # the schema `documents` reads: garbage is refused here, not in the middle of the output

@@ -57,9 +57,9 @@ def test_the_file_name_decides_the_form_where_it_says_something(tmp_path):
     ('{"id": "a", "text": ["x", "y"]}', "'text' must be a string, not list"),
     ('{"id": "a", "text": "x", "title": null}', "'title' must be a string, not null"),
     ('{"id": "a", "text": "x", "title": 3}', "'title' must be a string, not int"),
-    ('{"id": null, "text": "x"}', "'id' must be a string, not null"),
-    ('{"id": 7, "text": "x"}', "'id' must be a string, not int (write it quoted"),
-    ('{"id": true, "text": "x"}', "'id' must be a string, not bool"),
+    ('{"id": null, "text": "x"}', "'id' must be a string or an integer, not null"),
+    ('{"id": 7.5, "text": "x"}', "'id' must be a string or an integer, not float (write it quoted"),
+    ('{"id": true, "text": "x"}', "'id' must be a string or an integer, not bool"),
 ])
 def test_jsonl_nulls_and_non_strings_are_refused_not_stringified(tmp_path, line, message):
     p = tmp_path / "docs.jsonl"
@@ -69,7 +69,7 @@ def test_jsonl_nulls_and_non_strings_are_refused_not_stringified(tmp_path, line,
     q = tmp_path / "q.jsonl"
     q.write_text('{"id": "ok", "text": "fine"}\n' + line.replace('"title"', '"kind"') + "\n")
     if "title" not in line:
-        with pytest.raises(ValueError, match="q.jsonl:2: '(id|text)' must be a string"):
+        with pytest.raises(ValueError, match="q.jsonl:2: '(id|text)' must be a string"):  # (or an integer)
             read_queries(str(q))
     else:
         with pytest.raises(ValueError, match="q.jsonl:2: 'kind' must be a string"):
@@ -81,6 +81,21 @@ def test_query_relevant_ids_are_strings(tmp_path):
     q.write_text('{"text": "x", "relevant": ["a", null]}\n')
     with pytest.raises(ValueError, match="q.jsonl:1: 'relevant' must be a list of document ids"):
         read_queries(str(q))
+
+
+def test_integer_ids_read_as_their_decimal_string(tmp_path):
+    """Corpora often number their documents: {"id": 7} is the id "7" (and a duplicate of "7"), in the
+    documents, the queries and their relevant lists alike."""
+    p = tmp_path / "docs.jsonl"
+    p.write_text('{"id": 7, "text": "seven"}\n{"id": "8", "text": "eight"}\n')
+    assert _docs(p) == [("7", "seven"), ("8", "eight")]
+    p.write_text('{"id": 7, "text": "seven"}\n{"id": "7", "text": "again"}\n')
+    with pytest.raises(ValueError, match="duplicate document id '7'"):
+        _docs(p)
+    q = tmp_path / "q.jsonl"
+    q.write_text('{"id": 1, "text": "x", "relevant": [7, "8"]}\n')
+    got = read_queries(str(q))[0]
+    assert got.id == "1" and got.relevant == ["7", "8"]
 
 
 def test_invalid_utf8_names_the_file_and_line(tmp_path, capsys):

@@ -82,13 +82,16 @@ def _is_jsonl(path: str) -> bool:
 
 
 def _string(obj: dict, key: str, where: str, *, ids: bool = False) -> str:
-    """``obj[key]`` when it is a string: null, a number, a list... are refused, not turned into "None",
-    "1.0" or "['x']" (ids included: 1 and "1" would be one id, 1.0 another)."""
+    """``obj[key]`` when it is a string (an id may also be an integer, common in corpora, read as its
+    decimal string: 7 and "7" are one id, and a duplicate); null, a float, a bool, a list... are refused,
+    not turned into "None", "1.0" or "['x']"."""
     v = obj[key]
+    if ids and isinstance(v, int) and not isinstance(v, bool):
+        return str(v)
     if not isinstance(v, str):
         kind = "null" if v is None else type(v).__name__
-        hint = ' (write it quoted, "7")' if ids and isinstance(v, (int, float)) and not isinstance(v, bool) else ""
-        raise ValueError(f"{where}: {key!r} must be a string, not {kind}{hint}")
+        hint = ' (write it quoted, "7.5")' if ids and isinstance(v, float) else ""
+        raise ValueError(f"{where}: {key!r} must be {'a string or an integer' if ids else 'a string'}, not {kind}{hint}")
     return v
 
 
@@ -180,8 +183,10 @@ def _read_queries(path: str) -> list[Query]:
         rel = obj.get("relevant", [])
         if not isinstance(rel, list):
             raise ValueError(f"{where}: 'relevant' must be a list of document ids")
-        if not all(isinstance(r, str) for r in rel):
-            raise ValueError(f"{where}: 'relevant' must be a list of document ids (strings, as in the corpus)")
+        if not all(isinstance(r, str) or (isinstance(r, int) and not isinstance(r, bool)) for r in rel):
+            raise ValueError(f"{where}: 'relevant' must be a list of document ids (strings or integers, as in "
+                             "the corpus)")
+        rel = [str(r) for r in rel]
         qid = _string(obj, "id", where, ids=True) if "id" in obj else str(lineno)
         kind = _string(obj, "kind", where) if "kind" in obj else ""
         out.append(Query(qid, _string(obj, "text", where), rel, kind))

@@ -15,6 +15,7 @@
 #include <memory>
 #include <stdexcept>
 #include <thread>
+#include <utility>
 
 #include "edgecolbert/dispatch.hpp"
 
@@ -248,35 +249,46 @@ void require_supported(const char* name, const char* variant) {
 
 }  // namespace
 
-CacheSizes cache_sizes() {
+CacheSizes cache_sizes_from(const std::string& sysfs_dir, const CacheSizes& fallback) {
   CacheSizes c;
-  const std::string base = "/sys/devices/system/cpu/cpu0/cache/index";
+  bool from_sysfs = false;
+  // Every indexN that is there (a layout may skip index0, and a level may lack its size file).
   for (int i = 0; i < 16; ++i) {
     std::string level, type, size, shared;
-    const std::string dir = base + std::to_string(i) + "/";
-    if (!read_line(dir + "level", level) || !read_line(dir + "type", type) || !read_line(dir + "size", size)) {
-      if (i == 0) break;
-      continue;
-    }
+    const std::string dir = sysfs_dir + "/index" + std::to_string(i) + "/";
+    if (!read_line(dir + "level", level) || !read_line(dir + "type", type) || !read_line(dir + "size", size)) continue;
     if (type == "Instruction") continue;
     const int64_t bytes = parse_size(size);
+    if (bytes <= 0) continue;
     if (level == "1") c.l1d = bytes;
     if (level == "2") c.l2 = bytes;
     if (level == "3") {
       c.l3 = bytes;
       if (read_line(dir + "shared_cpu_list", shared)) c.l3_shared_by = std::max(1, count_cpu_list(shared));
     }
-    c.source = "sysfs";
+    from_sysfs = true;
   }
-  if (c.source.empty()) {
-#if defined(_SC_LEVEL1_DCACHE_SIZE)
-    c.l1d = std::max<long>(0, sysconf(_SC_LEVEL1_DCACHE_SIZE));
-    c.l2 = std::max<long>(0, sysconf(_SC_LEVEL2_CACHE_SIZE));
-    c.l3 = std::max<long>(0, sysconf(_SC_LEVEL3_CACHE_SIZE));
-#endif
-    c.source = c.l1d > 0 || c.l2 > 0 || c.l3 > 0 ? "sysconf" : "none";
+  // sysconf only for the levels sysfs did not give: glibc derives its sizes from CPUID, which on some
+  // virtual machines reports a whole socket's L3 (320 MiB on a 32 MiB guest), so it never overrides sysfs.
+  bool from_sysconf = false;
+  for (auto [mine, theirs] : {std::pair{&c.l1d, fallback.l1d}, {&c.l2, fallback.l2}, {&c.l3, fallback.l3}}) {
+    if (*mine == 0 && theirs > 0) {
+      *mine = theirs;
+      from_sysconf = true;
+    }
   }
+  c.source = from_sysfs ? (from_sysconf ? "sysfs+sysconf" : "sysfs") : from_sysconf ? "sysconf" : "none";
   return c;
+}
+
+CacheSizes cache_sizes() {
+  CacheSizes sc;
+#if defined(_SC_LEVEL1_DCACHE_SIZE)
+  sc.l1d = std::max<long>(0, sysconf(_SC_LEVEL1_DCACHE_SIZE));
+  sc.l2 = std::max<long>(0, sysconf(_SC_LEVEL2_CACHE_SIZE));
+  sc.l3 = std::max<long>(0, sysconf(_SC_LEVEL3_CACHE_SIZE));
+#endif
+  return cache_sizes_from("/sys/devices/system/cpu/cpu0/cache", sc);
 }
 
 ProbeTiming time_compute_probe(const ComputeProbe& p, int threads, double seconds, int repeats) {

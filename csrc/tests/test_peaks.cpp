@@ -4,8 +4,11 @@
 // count exact. A read probe must return the sum of what it read, pass after pass. The timing driver
 // must run every thread and check every result. check_probe_code.py reads the table printed here and
 // ties each probe's count to the instructions in its compiled loop.
+#include <sys/stat.h>
+
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <random>
 #include <stdexcept>
 #include <string>
@@ -121,11 +124,68 @@ EC_TEST(peaks_timing_runs_every_thread) {
   }
 }
 
+namespace {
+void write_file(const std::string& path, const std::string& text) {
+  FILE* f = std::fopen(path.c_str(), "w");
+  if (f == nullptr) throw std::runtime_error("cannot write " + path);
+  std::fputs(text.c_str(), f);
+  std::fclose(f);
+}
+// One cache level's sysfs entry: indexN/{level, type, size, shared_cpu_list}; an empty size: no size file.
+void write_level(const std::string& root, int index, const char* level, const char* type, const char* size,
+                 const char* shared = "0-1") {
+  const std::string dir = root + "/index" + std::to_string(index);
+  mkdir(dir.c_str(), 0700);
+  write_file(dir + "/level", std::string(level) + "\n");
+  write_file(dir + "/type", std::string(type) + "\n");
+  if (*size != 0) write_file(dir + "/size", std::string(size) + "\n");
+  write_file(dir + "/shared_cpu_list", std::string(shared) + "\n");
+}
+}  // namespace
+
+// Layouts seen on virtual machines: index0 absent, a level without its size file. sysfs wins for every
+// level it gives (a VM's sysconf L3 can be a whole socket's), sysconf fills only the levels it lacks.
+EC_TEST(peaks_cache_sizes_layouts) {
+  char tmpl[] = "/tmp/ec-sysfs-XXXXXX";
+  const char* root = mkdtemp(tmpl);
+  EC_CHECK(root != nullptr, "mkdtemp");
+  if (root == nullptr) return;
+  CacheSizes sc;
+  sc.l1d = 48 << 10, sc.l2 = 2 << 20, sc.l3 = 320 << 20;
+  const std::string a = std::string(root) + "/a";  // index0 missing; L1i skipped; L3 shared by 0-7
+  mkdir(a.c_str(), 0700);
+  write_level(a, 1, "1", "Instruction", "32K");
+  write_level(a, 2, "2", "Unified", "1024K");
+  write_level(a, 3, "3", "Unified", "32768K", "0-7");
+  CacheSizes c = cache_sizes_from(a, sc);
+  EC_CHECK(c.l1d == (48 << 10) && c.l2 == (1 << 20) && c.l3 == (32 << 20) && c.l3_shared_by == 8,
+           "layout a: L1d %lld L2 %lld L3 %lld shared %d", (long long)c.l1d, (long long)c.l2, (long long)c.l3, c.l3_shared_by);
+  EC_CHECK(c.source == "sysfs+sysconf", "layout a: source %s", c.source.c_str());
+  const std::string b = std::string(root) + "/b";  // every level there; L2 without a size file
+  mkdir(b.c_str(), 0700);
+  write_level(b, 0, "1", "Data", "32K");
+  write_level(b, 1, "1", "Instruction", "32K");
+  write_level(b, 2, "2", "Unified", "");
+  write_level(b, 3, "3", "Unified", "16M");
+  c = cache_sizes_from(b, sc);
+  EC_CHECK(c.l1d == (32 << 10) && c.l2 == (2 << 20) && c.l3 == (16 << 20), "layout b: L1d %lld L2 %lld L3 %lld",
+           (long long)c.l1d, (long long)c.l2, (long long)c.l3);
+  c = cache_sizes_from(b, CacheSizes{});
+  EC_CHECK(c.l2 == 0 && c.source == "sysfs", "layout b, no sysconf: L2 %lld source %s", (long long)c.l2, c.source.c_str());
+  c = cache_sizes_from(std::string(root) + "/none", sc);
+  EC_CHECK(c.l3 == (320 << 20) && c.source == "sysconf", "no sysfs: L3 %lld source %s", (long long)c.l3, c.source.c_str());
+  c = cache_sizes_from(std::string(root) + "/none", CacheSizes{});
+  EC_CHECK(c.l1d == 0 && c.source == "none", "nothing known: source %s", c.source.c_str());
+  std::string cmd = std::string("rm -rf ") + root;
+  EC_CHECK(std::system(cmd.c_str()) == 0, "cleanup");
+}
+
 EC_TEST(peaks_cache_sizes) {
   const CacheSizes c = cache_sizes();
   std::printf("  caches (%s): L1d %lld, L2 %lld, L3 %lld bytes, L3 shared by %d\n", c.source.c_str(), (long long)c.l1d,
               (long long)c.l2, (long long)c.l3, c.l3_shared_by);
-  EC_CHECK(c.source == "sysfs" || c.source == "sysconf" || c.source == "none", "source %s", c.source.c_str());
+  EC_CHECK(c.source == "sysfs" || c.source == "sysfs+sysconf" || c.source == "sysconf" || c.source == "none", "source %s",
+           c.source.c_str());
   if (c.source != "none") EC_CHECK(c.l1d > 0 && (c.l2 == 0 || c.l2 > c.l1d), "L1d %lld L2 %lld", (long long)c.l1d, (long long)c.l2);
   EC_CHECK(c.l3_shared_by >= 1, "shared by %d", c.l3_shared_by);
 }

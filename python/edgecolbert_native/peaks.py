@@ -33,7 +33,7 @@ def read_probes() -> list[dict[str, Any]]:
 
 def cache_sizes() -> dict[str, Any]:
     """Data cache sizes in bytes as the OS reports them (l1d, l2, l3, l3_shared_by, source: sysfs,
-    sysconf or none; 0 where unknown)."""
+    sysfs+sysconf where sysconf gave a level sysfs lacks, sysconf or none; 0 where unknown)."""
     return dict(_native.cache_sizes())
 
 

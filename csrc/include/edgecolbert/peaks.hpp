@@ -57,14 +57,17 @@ const std::vector<ReadProbe>& read_probes();
 const ComputeProbe& compute_probe(const std::string& name);  // throws std::invalid_argument
 const ReadProbe& read_probe(const std::string& name);
 
-// Data cache sizes in bytes as the OS reports them: sysfs (/sys/devices/system/cpu/cpu0/cache),
-// else sysconf; 0 where neither knows. shared_l3 is how many CPUs share the L3 (1 when unknown).
+// Data cache sizes in bytes as the OS reports them: sysfs (/sys/devices/system/cpu/cpu0/cache), and
+// sysconf for a level sysfs does not give; 0 where neither knows. l3_shared_by is how many CPUs share
+// the L3 (1 when unknown).
 struct CacheSizes {
   int64_t l1d = 0, l2 = 0, l3 = 0;
   int l3_shared_by = 1;
-  std::string source;  // "sysfs", "sysconf" or "none"
+  std::string source;  // "sysfs", "sysfs+sysconf", "sysconf" or "none"
 };
 CacheSizes cache_sizes();
+// The same from a sysfs cache directory (its index0..index15) and the sizes sysconf would give (tests).
+CacheSizes cache_sizes_from(const std::string& sysfs_dir, const CacheSizes& fallback);
 
 // One timed measurement: `threads` threads started together by a barrier, each running the same
 // work; per repeat, the wall time of the slowest thread and the largest thread CPU time (a thread

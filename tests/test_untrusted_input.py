@@ -70,11 +70,11 @@ def test_encoder_weights_never_unpickle_code(tmp_path):
     marker = tmp_path / "pwned"
     _evil(tmp_path / "pytorch_model.bin", marker)
     with pytest.raises(Exception):
-        _load_weights(str(tmp_path / "pytorch_model.bin"))
+        _load_weights([str(tmp_path / "pytorch_model.bin")])
     assert not marker.exists()
     # plain tensors still load
     torch.save({"w": torch.ones(2)}, tmp_path / "ok.bin")
-    assert float(_load_weights(str(tmp_path / "ok.bin"))["w"].sum()) == 2.0
+    assert float(_load_weights([str(tmp_path / "ok.bin")])["w"].sum()) == 2.0
 
 
 def test_manifest_paths_cannot_escape(tmp_path):

@@ -89,7 +89,7 @@ def TestOneInput(data: bytes) -> None:
             p = os.path.join(WORK, "case.safetensors")
             with open(p, "wb") as f:
                 f.write(payload)
-            _load_weights(p)
+            _load_weights([p])
         elif target in (7, 8):  # the CLI's corpus and query files (JSONL, as `edgecolbert index/search` read them)
             p = os.path.join(WORK, "case.jsonl")
             with open(p, "wb") as f:

@@ -60,10 +60,10 @@ def resolve_checkpoint(name_or_path: str, *, cache_dir: str | None = None, revis
     )
 
 
-def _load_weights(files: list[str]) -> dict[str, torch.Tensor]:
+def _load_weights(files: list[str] | str) -> dict[str, torch.Tensor]:
     """Every tensor of the files (one file, or a sharded checkpoint's shards)."""
     state: dict[str, torch.Tensor] = {}
-    for file in files:
+    for file in [files] if isinstance(files, str) else files:  # one path is one file, not its characters
         if file.endswith(".safetensors"):
             from safetensors.torch import load_file
 

@@ -471,3 +471,92 @@ def test_every_command_turns_a_missing_module_into_one_line(capsys, monkeypatch)
     assert cli.main(["rerank", "x", "--query", "q"]) == 2
     assert capsys.readouterr().err.strip() == \
         "edgecolbert rerank: torch is not installed: pip install 'edgecolbert-native[encoder]'"
+
+
+# ------------------------------------------------------------------------------------------ validate never raises
+
+_BAD_VALUES = (None, "x", [], {}, True, -1.5, 0)
+
+
+def _leaf_paths(obj, path=()):
+    """Every key path into obj (lists: their first two items), the root excluded."""
+    items = obj.items() if isinstance(obj, dict) else enumerate(obj[:2]) if isinstance(obj, list) else ()
+    for k, v in items:
+        yield path + (k,)
+        yield from _leaf_paths(v, path + (k,))
+
+
+def _small_report(tiny_report):
+    """The tiny run cut down to a compute row, a bandwidth row and the composite row (the fuzz stays fast)."""
+    rep = copy.deepcopy(tiny_report)
+    rows = rep["results"]
+    rep["results"] = [rows[0], next(r for r in rows if r["bound"] == "bandwidth"),
+                      next(r for r in rows if r["bound"] == COMPOSITE)]
+    assert validate(rep) == []
+    return rep
+
+
+def test_validate_lists_every_wrongly_typed_field_and_never_raises(tiny_report):
+    """Each field of a real report replaced by a value of another type: validate() returns its departures (it
+    once raised TypeError on a null fraction, a string in a peak's runs, a string cache size), and a report it
+    passes can be printed and compared."""
+    from edgecolbert_native.cli.bench_report import format_compare, format_report
+
+    rep = _small_report(tiny_report)
+    for path in list(_leaf_paths(rep)):
+        parent = rep
+        for k in path[:-1]:
+            parent = parent[k]
+        saved = parent[path[-1]]
+        for bad in _BAD_VALUES:
+            parent[path[-1]] = bad
+            errors = validate(rep)
+            assert isinstance(errors, list), path
+            if not errors:
+                format_report(rep)
+                format_compare(compare(rep, rep), rep, rep)
+        parent[path[-1]] = saved
+    assert validate(rep) == []
+
+
+@pytest.mark.parametrize("where,key,value,named", [
+    (lambda r: r["results"][0], "fraction", None, "'fraction'"),
+    (lambda r: next(x for x in r["results"] if x["bound"] == COMPOSITE), "fraction", None, "'fraction'"),
+    (lambda r: r["results"][0], "peak_value", "118", "'peak_value'"),
+    (lambda r: r["peaks"]["compute"][0], "runs", [1.0, "x"], "'runs'"),
+    (lambda r: r["peaks"]["caches"], "l1d", "32K", "'l1d'"),
+    (lambda r: r["machine"], "load_average", "high", "'load_average'"),
+])
+def test_validate_names_the_wrongly_typed_field(tiny_report, where, key, value, named):
+    rep = copy.deepcopy(tiny_report)
+    where(rep)[key] = value
+    errors = validate(rep)
+    assert errors and any(named in e for e in errors), errors
+
+
+# ------------------------------------------------------------------------------------------ --compare OLD checks
+
+
+@pytest.mark.parametrize("content,says", [
+    ("[]", "a JSON array, not an object"),
+    ("null", "a JSON null, not an object"),       # was: no comparison at all, exit 0
+    ('{"schema_version": 2}', "not a schema-2 report"),
+    ("machine", "'machine' should be dict"),        # "machine": "box"
+    ("row", "'median_s'"),                            # a row without median_s
+    ("{", "is not a JSON bench report"),
+])
+def test_a_broken_old_report_is_a_one_line_error_naming_it(tmp_path, capsys, content, says):
+    if content == "machine":
+        rep = _report(OLD)
+        rep["machine"] = "box"
+        content = json.dumps(rep)
+    elif content == "row":
+        rep = _report(OLD)
+        del rep["results"][0]["median_s"]
+        content = json.dumps(rep)
+    old = tmp_path / "old.json"
+    old.write_text(content)
+    rc = cli.main(["bench", "--report", _write(tmp_path, "new.json", _report(NEW)), "--compare", str(old)])
+    err = capsys.readouterr().err
+    assert rc == 2 and len(err.strip().splitlines()) == 1, err
+    assert err.startswith(f"edgecolbert bench: error: --compare: {old} ") and says in err, err

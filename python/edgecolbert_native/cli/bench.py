@@ -547,12 +547,26 @@ def _commit() -> str | None:
         return None
 
 
-def load_report(path: str) -> dict:
+def load_report(path: str, what: str = "") -> dict:
+    """A saved --json report, validated (schema v2): a ValueError naming the file (and `what` it was given
+    as) for anything else, so the command line reports it in one line with exit status 2, never 1 (which
+    means a regression was found)."""
     try:
         with open(path) as f:
-            return json.load(f)
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path} is not a JSON bench report: {e}") from None
+            report = json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{what}{path} is not a JSON bench report: {e}") from None
+    if not isinstance(report, dict):
+        kind = {list: "array", str: "string", int: "number", float: "number", bool: "boolean"}.get(type(report), "null")
+        raise ValueError(f"{what}{path} is not a bench report: a JSON {kind}, not an object")
+    if report.get("schema_version") != SCHEMA_VERSION:
+        raise ValueError(f"{what}{path} has schema {report.get('schema')!r} (version "
+                         f"{report.get('schema_version')}); this bench reads version {SCHEMA_VERSION} only")
+    errors = validate(report)
+    if errors:
+        raise ValueError(f"{what}{path} is not a schema-{SCHEMA_VERSION} report: " + "; ".join(errors[:5])
+                         + (f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""))
+    return report
 
 
 def main(quick: bool = False, as_json: bool = False, peers: bool = True, plot_path: str | None = None,
@@ -560,15 +574,11 @@ def main(quick: bool = False, as_json: bool = False, peers: bool = True, plot_pa
     """`edgecolbert bench`: exit status 1 when --compare finds a regression, else 0."""
     if plot_path:  # fail before minutes of measuring, not after (the command line names the extra)
         import matplotlib  # noqa: F401
-    old = load_report(compare_path) if compare_path else None
-    if old is not None and old.get("schema_version") != SCHEMA_VERSION:
-        raise ValueError(f"--compare: {compare_path} has schema {old.get('schema')!r} (version "
-                         f"{old.get('schema_version')}); this bench reads version {SCHEMA_VERSION} only")
-    if report_path:
+    # OLD is checked as --report is, before anything runs: a broken baseline is an error (2), not a traceback
+    # or a regression (1), and a `null` one is not taken for "no --compare".
+    old = load_report(compare_path, "--compare: ") if compare_path is not None else None
+    if report_path is not None:
         report = load_report(report_path)
-        errors = validate(report)
-        if errors:
-            raise ValueError(f"{report_path} is not a schema-{SCHEMA_VERSION} report: " + "; ".join(errors[:5]))
     else:
         if peers:
             os.environ.setdefault("RAYON_NUM_THREADS", "1")  # maxsim-cpu's pool, read on first use

@@ -176,6 +176,35 @@ def _close(a: float, b: float) -> bool:
     return math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-12)
 
 
+def _is_num(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _check_optional(obj: dict, spec: dict, where: str, errors: list[str]) -> bool:
+    """Fields that may be absent (or null where the spec's type is a tuple with type(None)): typed when there,
+    so nothing downstream (the arithmetic here, the tables, --compare) meets a string where it adds."""
+    ok = True
+    for key, typ in spec.items():
+        if key not in obj:
+            continue
+        v = obj[key]
+        types = typ if isinstance(typ, tuple) else (typ,)
+        good = any((v is None) if t is type(None) else _is_num(v) if t is float else
+                   (isinstance(v, t) and not (t in (int, float) and isinstance(v, bool))) for t in types)
+        if not good:
+            names = " or ".join("null" if t is type(None) else t.__name__ for t in types)
+            errors.append(f"{where}: {key!r} should be {names}, got {type(v).__name__}")
+            ok = False
+    return ok
+
+
+def _num_list(v: list, key: str, where: str, errors: list[str]) -> bool:
+    if not all(_is_num(x) for x in v):
+        errors.append(f"{where}: {key!r} should hold numbers only")
+        return False
+    return True
+
+
 def _check_fields(obj: Any, spec: dict, where: str, errors: list[str]) -> bool:
     if not isinstance(obj, dict):
         errors.append(f"{where}: not an object")
@@ -195,20 +224,48 @@ def _check_fields(obj: Any, spec: dict, where: str, errors: list[str]) -> bool:
     return ok
 
 
-def _validate_row(r: Any, where: str, errors: list[str]) -> None:
+_ROW_OPTIONAL: dict[str, Any] = {
+    "peak": (str, type(None)), "peak_value": (float, type(None)), "attainable": (float, type(None)),
+    "fraction": (float, type(None)), "attainable_s": (float, type(None)), "parts": list, "note": str,
+    "max_rel_err": float, "recall_at_10": float, "impl": str, "settings": dict, "centroids": int, "documents": int,
+    "build_s": float, "int8_dot": bool, "linear_weights": int, "reranked_docs": float,
+    **{k: float for k in _RATE_KEYS}}
+_PART = {"what": str, "ops": float}
+
+# Rows whose ops are *effective* (the work of scoring decoded vectors, docs/bench.md): their kernels skip some
+# of it (the compressed kernel's tables; the PLAID re-rank runs the same kernel), so they may exceed a peak.
+EFFECTIVE_KERNELS = ("maxsim_compressed", "plaid search")
+# Above this fraction of a measured peak a row that counts the work it did is wrong, not fast (timing noise
+# moves a median by a few percent; a peak whose best repeat ran at wall/cpu w may be under-measured by up to
+# w, so the limit is MAX_FRACTION x w).
+MAX_FRACTION = 1.05
+
+
+def _validate_row(r: Any, where: str, errors: list[str], peak_woc: dict[tuple[str, int], float]) -> None:
     if not _check_fields(r, _ROW, where, errors):
         return
     n_errors = len(errors)
+    _check_optional(r, _ROW_OPTIONAL, where, errors)
     times, cpu = r["times_s"], r["cpu_s"]
-    if len(times) < 2 or not all(isinstance(t, (int, float)) and t > 0 for t in times):
+    if len(times) < 2 or not all(_is_num(t) and t > 0 for t in times):
         errors.append(f"{where}: times_s needs >= 2 positive repeats")
-    if len(cpu) != len(times):
+    elif _num_list(cpu, "cpu_s", where, errors) and len(cpu) != len(times):
         errors.append(f"{where}: cpu_s has {len(cpu)} entries for {len(times)} repeats")
+    for key in ("peak", "peak_value", "attainable", "fraction"):
+        if key not in r:
+            errors.append(f"{where}: missing {key!r}")
+    parts = r.get("parts")
+    if isinstance(parts, list):
+        for j, p in enumerate(parts):
+            if _check_fields(p, _PART, f"{where} parts[{j}]", errors):
+                _check_optional(p, {"peak": (str, type(None)), "peak_value": (float, type(None))},
+                                f"{where} parts[{j}]", errors)
     if len(errors) > n_errors:
         return
     if not (_close(r["median_s"], statistics.median(times)) and _close(r["min_s"], min(times))
             and _close(r["max_s"], max(times))):
         errors.append(f"{where}: median_s/min_s/max_s do not match times_s")
+        return  # the arithmetic below divides by median_s
     if not _close(r["spread"], (max(times) - min(times)) / statistics.median(times)):
         errors.append(f"{where}: spread is not (max - min) / median")
     if r["ops"] > 0 and not _close(r["rate"], r["ops"] / r["median_s"] / 1e9):
@@ -223,40 +280,48 @@ def _validate_row(r: Any, where: str, errors: list[str]) -> None:
         errors.append(f"{where}: rate_unit {r['rate_unit']!r}")
     if not any(k in r for k in _RATE_KEYS):
         errors.append(f"{where}: none of {_RATE_KEYS}")
-    for key in ("peak", "peak_value", "attainable", "fraction"):
-        if key not in r:
-            errors.append(f"{where}: missing {key!r}")
     if len(errors) > n_errors:
         return
     if r["bound"] == "unknown":
         if r["fraction"] is not None or "note" not in r:
             errors.append(f"{where}: bound unknown needs fraction null and a note saying why")
-    elif r["bound"] == COMPOSITE:
-        parts = r.get("parts")
-        if not isinstance(parts, list) or not parts or not isinstance(r.get("attainable_s"), (int, float)):
+        return
+    if r["fraction"] is None:
+        errors.append(f"{where}: 'fraction' is null with bound {r['bound']!r} (only bound unknown has none)")
+        return
+    if r["bound"] == COMPOSITE:
+        if not isinstance(parts, list) or not parts or not _is_num(r.get("attainable_s")):
             errors.append(f"{where}: a composite row needs parts and attainable_s")
             return
-        try:
-            attainable_s = sum(p["ops"] / (p["peak_value"] * 1e9) for p in parts)
-        except (KeyError, TypeError, ZeroDivisionError):
-            errors.append(f"{where}: every part needs ops and a peak_value")
+        if any(not _is_num(p.get("peak_value")) or p["peak_value"] <= 0 for p in parts):
+            errors.append(f"{where}: every part needs ops and a positive peak_value")
             return
+        attainable_s = sum(p["ops"] / (p["peak_value"] * 1e9) for p in parts)
         if not _close(r["attainable_s"], attainable_s) or not _close(r["fraction"], attainable_s / r["median_s"]):
             errors.append(f"{where}: attainable_s / fraction are not the parts' times at their peaks")
+        held = [str(p.get("peak")) for p in parts]
     else:
-        if not isinstance(r["peak_value"], (int, float)) or not isinstance(r["attainable"], (int, float)):
-            errors.append(f"{where}: peak_value and attainable must be numbers")
+        if not _is_num(r["peak_value"]) or not _is_num(r["attainable"]) or r["attainable"] <= 0:
+            errors.append(f"{where}: peak_value and attainable must be numbers (attainable > 0)")
             return
         if r["attainable"] > r["peak_value"] * (1 + 1e-9) and r["bound"] == "compute":
             errors.append(f"{where}: attainable above the compute peak")
         if not _close(r["fraction"], r["rate"] / r["attainable"]):
             errors.append(f"{where}: fraction is not rate / attainable")
+        held = [str(r["peak"])]
+    # A row that counts only the work it did cannot beat a peak measured on this core (finding: the PLAID
+    # row once counted `rerank` documents per query where the search re-ranked half as many: 109%).
+    limit = MAX_FRACTION * max([1.0] + [peak_woc.get((h, r["threads"]), 1.0) for h in held])
+    if r["kernel"] not in EFFECTIVE_KERNELS and r["fraction"] > limit:
+        errors.append(f"{where}: 'fraction' {r['fraction']:.3f} is above {limit:.3f} of the measured peak "
+                      f"({' + '.join(held)}): the row counts more work than it did")
 
 
 def validate(report: Any) -> list[str]:
-    """A report's departures from schema v2 (docs/bench.md): an empty list when it conforms. Checks the
-    fields and their types, and that the derived numbers (median, spread, rate, intensity, fraction) agree
-    with the ones they derive from."""
+    """A report's departures from schema v2 (docs/bench.md): an empty list when it conforms, never an
+    exception. Checks the fields and their types (before any arithmetic on them), that the derived numbers
+    (median, spread, rate, intensity, fraction) agree with the ones they derive from, and that no row that
+    counts the work it did runs above MAX_FRACTION of its peak."""
     errors: list[str] = []
     if not _check_fields(report, _TOP, "report", errors):
         return errors
@@ -265,21 +330,39 @@ def validate(report: Any) -> list[str]:
                       f"{SCHEMA!r} version {SCHEMA_VERSION}")
     if report["mode"] not in ("full", "quick", "tiny") or report["quick"] != (report["mode"] != "full"):
         errors.append(f"report: mode {report['mode']!r} / quick {report['quick']!r}")
-    _check_fields(report["machine"], _MACHINE, "machine", errors)
+    _check_optional(report, {"commit": (str, type(None)), "skipped": list}, "report", errors)
+    if isinstance(report.get("skipped"), list) and not all(isinstance(x, str) for x in report["skipped"]):
+        errors.append("report: 'skipped' should hold strings only")
+    if _check_fields(report["machine"], _MACHINE, "machine", errors):
+        load = report["machine"].get("load_average")
+        if load is not None and not (isinstance(load, list) and all(_is_num(x) for x in load)):
+            errors.append("machine: 'load_average' should be a list of numbers or null")
     for key in _ISA:
         if key not in report["isa"]:
             errors.append(f"isa: missing {key!r}")
+        elif key in ("compiled", "variants", "features", "paths") and not (
+                isinstance(report["isa"][key], list) and all(isinstance(x, str) for x in report["isa"][key])):
+            errors.append(f"isa: {key!r} should be a list of strings")
+    if "variant" in report["isa"] and not isinstance(report["isa"]["variant"], str):
+        errors.append("isa: 'variant' should be str")
+    sgemm = report["references"].get("sgemm")
+    if sgemm is not None:
+        _check_fields(sgemm, {"gflops": float, "n": int, "single_thread": bool}, "references.sgemm", errors)
+    peak_woc: dict[tuple[str, int], float] = {}
     peaks = report["peaks"]
     if _check_fields(peaks, {"caches": dict, "compute": list, "bandwidth": list, "repeats": int,
                              "seconds_per_repeat": float}, "peaks", errors):
+        _check_fields(peaks["caches"], {"l1d": int, "l2": int, "l3": int}, "peaks.caches", errors)
+        _check_optional(peaks["caches"], {"source": str, "l3_shared_by": int}, "peaks.caches", errors)
         for i, c in enumerate(peaks["compute"]):
             if _check_fields(c, _COMPUTE, f"peaks.compute[{i}]", errors):
                 if c["dtype"] not in ("float32", "bfloat16", "int8"):
                     errors.append(f"peaks.compute[{i}]: dtype {c['dtype']!r}")
                 if not c["check"]:
                     errors.append(f"peaks.compute[{i}]: the probe's count was not exact")
-                if c["best"] < max(c["runs"], default=0):
+                if _num_list(c["runs"], "runs", f"peaks.compute[{i}]", errors) and c["best"] < max(c["runs"], default=0):
                     errors.append(f"peaks.compute[{i}]: best is below a run")
+                peak_woc[(c["probe"], c["threads"])] = c["wall_over_cpu"]
         for i, b in enumerate(peaks["bandwidth"]):
             where = f"peaks.bandwidth[{i}]"
             if not _check_fields(b, _BANDWIDTH, where, errors):
@@ -289,8 +372,9 @@ def validate(report: Any) -> list[str]:
             if "skipped" in b:
                 if b.get("bytes_per_thread") is not None:
                     errors.append(f"{where}: a skipped level has bytes_per_thread null")
-            else:
-                _check_fields(b, {"bytes_per_thread": int, **_MEASURED}, where, errors)
+            elif _check_fields(b, {"bytes_per_thread": int, **_MEASURED}, where, errors):
+                _num_list(b["runs"], "runs", where, errors)
+                peak_woc[(f"read {b['level']}", b["threads"])] = b["wall_over_cpu"]
         if not peaks["compute"]:
             errors.append("peaks: no compute probe measured")
     ids = [r.get("id") for r in report["results"] if isinstance(r, dict)]
@@ -298,7 +382,7 @@ def validate(report: Any) -> list[str]:
     if dup:
         errors.append(f"results: duplicate ids {dup}")
     for i, r in enumerate(report["results"]):
-        _validate_row(r, f"results[{i}] ({r.get('id') if isinstance(r, dict) else '?'})", errors)
+        _validate_row(r, f"results[{i}] ({r.get('id') if isinstance(r, dict) else '?'})", errors, peak_woc)
     return errors
 
 

@@ -11,6 +11,7 @@ import math
 import re
 import sys
 
+import numpy as np
 import pytest
 
 import importlib
@@ -560,3 +561,54 @@ def test_a_broken_old_report_is_a_one_line_error_naming_it(tmp_path, capsys, con
     err = capsys.readouterr().err
     assert rc == 2 and len(err.strip().splitlines()) == 1, err
     assert err.startswith(f"edgecolbert bench: error: --compare: {old} ") and says in err, err
+
+
+# ------------------------------------------------------------------------------------------ PLAID row counts
+
+
+def test_the_plaid_row_counts_the_documents_the_search_re_ranked(monkeypatch):
+    """Stage B keeps at most `rerank` documents; the row once counted `rerank` per query whatever the search
+    re-ranked (2.1x too many in tiny: a full search at 109% of the peaks). Here the search is made to report
+    5 re-ranked documents per query (what a k = rerank search returns): the row counts exactly their tokens."""
+    from edgecolbert_native.index import Index
+
+    real = Index.search
+    kept: list = []
+
+    def search(self, queries, k, **kw):
+        s, ids = real(self, queries, k, **kw)
+        if k == kw.get("rerank") and k != 10:  # the call that asks which documents were re-ranked
+            ids = ids.copy()
+            ids[:, 5:] = -1
+            kept.append(ids)
+        return s, ids
+
+    monkeypatch.setattr(Index, "search", search)
+    b = bench.Rows(PEAKS, bench.TINY, lambda s: None)
+    bench.plaid_row(b, 1)
+    (row,) = b.rows
+    (ids,) = kept
+    _, offsets, _ = bench.clustered(bench.TINY.plaid_docs, 48, mean_len=90, seed=0)
+    tokens = np.mean([np.diff(offsets)[r[r >= 0]].sum() for r in ids])
+    assert row["reranked_docs"] == 5.0 and row["settings"]["rerank"] > 5
+    assert row["parts"][1]["ops"] == pytest.approx(2 * bench.LQ * 48 * tokens)
+    assert row["ops"] == pytest.approx(row["parts"][0]["ops"] + 2 * bench.LQ * 48 * tokens)
+
+
+def test_a_row_that_counts_its_work_is_refused_above_the_peak(tiny_report):
+    """validate(): above MAX_FRACTION of a measured peak a row whose counts are not effective is wrong."""
+    rep = copy.deepcopy(tiny_report)
+    row = next(r for r in rep["results"] if r["id"] == "maxsim/f32/dim48/nq1/t1")
+    for r in rep["peaks"]["compute"]:
+        r["wall_over_cpu"] = 1.0
+    f = row["fraction"] / 1.2  # the same work in less time: 120% of the peak
+    row["times_s"] = [t * f for t in row["times_s"]]
+    for key in ("median_s", "min_s", "max_s"):
+        row[key] *= f
+    for key in ("rate", "fraction", "bytes_per_s", "docs_per_s"):
+        row[key] /= f
+    assert any("above 1.050 of the measured peak" in e for e in validate(rep))
+    next(c for c in rep["peaks"]["compute"] if c["probe"] == row["peak"] and c["threads"] == 1)["wall_over_cpu"] = 1.2
+    assert validate(rep) == []  # a peak measured at wall/cpu 1.2 may be 20% low
+    plaid = next(r for r in rep["results"] if r["bound"] == COMPOSITE)
+    assert plaid["reranked_docs"] <= plaid["settings"]["rerank"]

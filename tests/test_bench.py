@@ -612,3 +612,55 @@ def test_a_row_that_counts_its_work_is_refused_above_the_peak(tiny_report):
     assert validate(rep) == []  # a peak measured at wall/cpu 1.2 may be 20% low
     plaid = next(r for r in rep["results"] if r["bound"] == COMPOSITE)
     assert plaid["reranked_docs"] <= plaid["settings"]["rerank"]
+
+
+# ------------------------------------------------------------------------------------------ --compare rules
+
+
+@pytest.mark.parametrize("a_new,status", [([1.035, 1.04, 1.045], 0),   # 3% slower, ranges disjoint: noise
+                                          ([0.97, 0.98, 0.985], 0),    # 3% faster, ranges disjoint: noise
+                                          ([1.2, 1.21, 1.22], 1)])     # 20% slower: a regression
+def test_compare_needs_disjoint_ranges_and_a_5_percent_change(tmp_path, capsys, a_new, status):
+    """Two runs of an unchanged build whose ranges happen not to overlap (1 time in 20 per row with 3
+    repeats a side) are not a regression unless the median moved by MIN_CHANGE (5%); a 20% slowdown is."""
+    old = {"a": [1.0, 1.01, 1.02], "b": [2.0, 2.02, 2.04]}
+    new = {"a": a_new, "b": [2.0, 2.02, 2.04]}
+    v = {x["id"]: x for x in compare(_report(old), _report(new))}
+    assert v["a"]["verdict"] == ("regression" if status else "within spread")
+    rc = cli.main(["bench", "--report", _write(tmp_path, "new.json", _report(new)),
+                   "--compare", _write(tmp_path, "old.json", _report(old))])
+    out = capsys.readouterr().out
+    assert rc == status and ("REGRESSION" in out) == bool(status)
+
+
+def test_compare_refuses_reports_of_another_mode(tmp_path, capsys):
+    """Row ids do not encode the sizes: a quick run against a full baseline measured other workloads."""
+    new = _report(NEW)
+    new["mode"], new["quick"] = "full", False
+    rc = cli.main(["bench", "--report", _write(tmp_path, "new.json", new),
+                   "--compare", _write(tmp_path, "old.json", _report(OLD))])
+    captured = capsys.readouterr()
+    assert rc == 2 and captured.out == ""  # refused before anything is printed
+    (line,) = captured.err.strip().splitlines()
+    assert "old.json" in line and "'tiny' run" in line and "'full' run" in line
+    with pytest.raises(ValueError, match="compare runs of one mode"):
+        compare(_report(OLD), new)
+
+
+def test_compare_refuses_another_mode_before_measuring(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(bench, "run", lambda *a, **kw: pytest.fail("measured before refusing"))
+    with pytest.raises(ValueError, match="'tiny' run and the new one a 'quick' run"):
+        bench.main(quick=True, compare_path=_write(tmp_path, "old.json", _report(OLD)))
+
+
+def test_compare_warns_in_one_line_when_the_machine_differs(tmp_path, capsys):
+    old = _report(OLD)
+    old["machine"].update(cpu="Some Other CPU", cores=64)
+    assert cli.main(["bench", "--report", _write(tmp_path, "new.json", _report(OLD)),
+                     "--compare", _write(tmp_path, "old.json", old)]) == 0
+    (warning,) = capsys.readouterr().err.strip().splitlines()
+    assert warning.startswith("edgecolbert bench: warning: --compare: ") and "'Some Other CPU' -> 'hand-made'" in warning
+    assert "cores 64 -> 4" in warning
+    assert cli.main(["bench", "--report", _write(tmp_path, "new.json", _report(OLD)),
+                     "--compare", _write(tmp_path, "same.json", _report(OLD))]) == 0
+    assert capsys.readouterr().err == ""

@@ -30,7 +30,7 @@ import numpy as np
 
 from .. import _native, kernels, peaks
 from .bench_report import (SCHEMA, SCHEMA_VERSION, bandwidth_peak, compare, format_compare, format_limits,
-                           format_rows, make_row, plot, validate)
+                           format_rows, machine_differences, make_row, mode_mismatch, plot, validate)
 
 __all__ = ["Sizes", "run", "validate", "compare", "plot", "main"]
 
@@ -61,7 +61,7 @@ class Sizes:
 # alone (the first full run here, load average 5 on 2 cores: the best of 5 x 50 ms ran at wall/cpu 1.46);
 # the best of more, shorter windows is likelier to be one the probe had to itself.
 FULL = Sizes("full", 7, 0.01, 15, 10_000, 100, 8192, 1000, 65_536, 5000, 200, 128, 2048)
-QUICK = Sizes("quick", 3, 0.01, 8, 2000, 20, 8192, 200, 16_384, 1000, 50, 32, 1024)
+QUICK = Sizes("quick", 5, 0.01, 8, 2000, 20, 8192, 200, 16_384, 1000, 50, 32, 1024)
 TINY = Sizes("tiny", 2, 0.002, 2, 40, 2, 512, 20, 512, 150, 8, 0, 128)
 
 # PLAID settings tried in order, the first reaching the recall target is timed: (nprobe, ndocs, rerank).
@@ -585,14 +585,19 @@ def main(quick: bool = False, as_json: bool = False, peers: bool = True, plot_pa
     # OLD is checked as --report is, before anything runs: a broken baseline is an error (2), not a traceback
     # or a regression (1), and a `null` one is not taken for "no --compare".
     old = load_report(compare_path, "--compare: ") if compare_path is not None else None
+    sizes = sizes or (QUICK if quick else FULL)
     if report_path is not None:
         report = load_report(report_path)
-    else:
+    if old is not None:  # before measuring: a row id is another workload in another mode
+        why = mode_mismatch(old, report["mode"] if report_path is not None else sizes.mode)
+        if why:
+            raise ValueError(f"--compare: {compare_path}: {why}")
+    if report_path is None:
         if peers:
             os.environ.setdefault("RAYON_NUM_THREADS", "1")  # maxsim-cpu's pool, read on first use
         log = lambda s: print(f"  running: {s}", file=sys.stderr, flush=True)  # noqa: E731
         show = None if as_json else (lambda r: print(format_limits(r) + "\n", flush=True))
-        report = run(sizes or (QUICK if quick else FULL), peers=peers, progress=log, on_limits=show)
+        report = run(sizes, peers=peers, progress=log, on_limits=show)
     if as_json:
         print(json.dumps(report, indent=1))
     else:
@@ -602,6 +607,10 @@ def main(quick: bool = False, as_json: bool = False, peers: bool = True, plot_pa
     status = 0
     if old is not None:
         verdicts = compare(old, report)
+        differs = machine_differences(old, report)
+        if differs:
+            print(f"edgecolbert bench: warning: --compare: {compare_path} is from another machine or variant "
+                  f"({', '.join(differs)}): its times say little about this build's", file=sys.stderr)
         print(format_compare(verdicts, old, report), file=sys.stderr if as_json else sys.stdout)
         status = 1 if any(v["verdict"] == "regression" for v in verdicts) else 0
     if plot_path:

@@ -388,14 +388,47 @@ def validate(report: Any) -> list[str]:
 
 # ------------------------------------------------------------------------------------------ --compare
 
+# A verdict needs both: the two runs' ranges of repeats do not overlap (beyond both runs' spread) *and* the
+# median speed changed by at least MIN_CHANGE. The ranges alone are a weak test with few repeats: with 3 a
+# side, the 3 new ones all land above the 3 old ones 1 time in C(6,3) = 20 per row on an unchanged build
+# (a -0.7% "regression"); and a host shared with other work shifts whole runs by a few percent.
+MIN_CHANGE = 0.05
+
+
+def mode_mismatch(old: dict, new_mode: str) -> str | None:
+    """Why the old report cannot be compared with a run of `new_mode`, or None. Row ids do not encode the
+    workload's size: maxsim/f32/dim48/nq1/t1 is 40 documents in tiny, 2,000 in quick and 10,000 in full."""
+    if old.get("mode") == new_mode:
+        return None
+    return (f"the old report is a {old.get('mode')!r} run and the new one a {new_mode!r} run: a row id measures "
+            "a different workload in each mode (docs/bench.md), so compare runs of one mode")
+
+
+def machine_differences(old: dict, new: dict) -> list[str]:
+    """What differs between the machines (and ISA variants) of two reports: its times are not this one's."""
+    out = []
+    for what, get in (("cpu", lambda r: r.get("machine", {}).get("cpu")),
+                      ("arch", lambda r: r.get("machine", {}).get("arch")),
+                      ("cores", lambda r: r.get("machine", {}).get("cores")),
+                      ("variant", lambda r: r.get("isa", {}).get("variant"))):
+        a, b = get(old), get(new)
+        if a != b:
+            out.append(f"{what} {a!r} -> {b!r}")
+    return out
+
+
 def compare(old: dict, new: dict) -> list[dict]:
     """Rows matched by id: old and new median, speed change (old / new median - 1: +0.10 is 10% faster)
     and a verdict. A regression is a new run whose fastest repeat is slower than the old run's slowest
-    (the two ranges do not overlap: beyond both runs' own spread); an improvement the opposite."""
+    (the two ranges do not overlap: beyond both runs' own spread) and whose median is at least MIN_CHANGE
+    slower; an improvement the opposite. Reports of different modes are refused (ValueError)."""
     for name, rep in (("old", old), ("new", new)):
         if rep.get("schema_version") != SCHEMA_VERSION:
             raise ValueError(f"--compare: the {name} report has schema {rep.get('schema')!r} (version "
                              f"{rep.get('schema_version')}); this bench reads version {SCHEMA_VERSION} only")
+    why = mode_mismatch(old, str(new.get("mode")))
+    if why:
+        raise ValueError(f"--compare: {why}")
     old_rows = {r["id"]: r for r in old["results"]}
     new_ids = {r["id"] for r in new["results"]}
     out = []
@@ -404,14 +437,15 @@ def compare(old: dict, new: dict) -> list[dict]:
         if o is None:
             out.append({"id": r["id"], "verdict": "new", "new_median_s": r["median_s"]})
             continue
-        if r["min_s"] > o["max_s"]:
+        change = o["median_s"] / r["median_s"] - 1
+        if r["min_s"] > o["max_s"] and change <= -MIN_CHANGE:
             verdict = "regression"
-        elif r["max_s"] < o["min_s"]:
+        elif r["max_s"] < o["min_s"] and change >= MIN_CHANGE:
             verdict = "improvement"
         else:
             verdict = "within spread"
         out.append({"id": r["id"], "verdict": verdict, "old_median_s": o["median_s"], "new_median_s": r["median_s"],
-                    "speed_change": o["median_s"] / r["median_s"] - 1})
+                    "speed_change": change})
     out += [{"id": i, "verdict": "gone", "old_median_s": o["median_s"]} for i, o in old_rows.items() if i not in new_ids]
     return out
 
@@ -427,7 +461,8 @@ def format_compare(verdicts: list[dict], old: dict, new: dict) -> str:
         flag = "REGRESSION" if v["verdict"] == "regression" else v["verdict"]
         lines.append(f"{v['id']:<44} {old_ms} {new_ms} {change}  {flag}")
     n = sum(v["verdict"] == "regression" for v in verdicts)
-    lines.append(f"{n} regression(s) beyond both runs' spread" if n else "no regression beyond both runs' spread")
+    rule = f"beyond both runs' spread and {MIN_CHANGE:.0%} slower"
+    lines.append(f"{n} regression(s) {rule}" if n else f"no regression {rule}")
     return "\n".join(lines)
 
 

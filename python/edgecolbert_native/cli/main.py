@@ -165,7 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--plot", metavar="PNG", help="also write the roofline as a PNG (needs matplotlib: the bench "
                    "or test extra)")
     b.add_argument("--compare", metavar="OLD.json", help="print each row's change against an earlier --json "
-                   "report; exit status 1 on a regression beyond both runs' spread")
+                   "report; exit status 1 on a regression (beyond both runs' spread and at least 5%% slower)")
     b.add_argument("--report", metavar="REPORT.json", help="print, compare or plot this saved --json report "
                    "instead of running the bench")
     b.set_defaults(func=_cmd_bench)

@@ -664,3 +664,18 @@ def test_compare_warns_in_one_line_when_the_machine_differs(tmp_path, capsys):
     assert cli.main(["bench", "--report", _write(tmp_path, "new.json", _report(OLD)),
                      "--compare", _write(tmp_path, "same.json", _report(OLD))]) == 0
     assert capsys.readouterr().err == ""
+
+
+def test_an_invalid_isa_is_refused_before_any_peak_is_measured(capsys, monkeypatch):
+    """EDGECOLBERT_ISA=bogus was reported only after every peak was measured and printed ("chosen None")."""
+    from edgecolbert_native import kernels, peaks
+
+    info = dict(kernels.info(), isa=None, variant=None,
+                error="EDGECOLBERT_ISA: ISA 'bogus' is not compiled into this build; available: scalar")
+    monkeypatch.setattr(kernels, "info", lambda: info)
+    monkeypatch.setattr(peaks, "measure", lambda *a, **kw: pytest.fail("measured a peak"))
+    assert cli.main(["bench", "--quick", "--no-peers"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.strip() == ("edgecolbert bench: error: EDGECOLBERT_ISA: ISA 'bogus' is not compiled into "
+                                    "this build; available: scalar")

@@ -520,6 +520,8 @@ def run(sizes: Sizes = FULL, peers: bool = True, progress: Say | None = None,
     the report with its limits and no rows yet (the text output prints them before the rows run)."""
     say = progress or (lambda s: None)
     info = kernels.info()
+    if info["variant"] is None:  # an EDGECOLBERT_ISA this build cannot run: say so before the peaks, not after
+        raise ValueError(str(info.get("error") or "no ISA variant of this build runs on this CPU"))
     all_threads = int(info["default_num_threads"])
     report: dict[str, Any] = {
         "schema": SCHEMA, "schema_version": SCHEMA_VERSION, "mode": sizes.mode, "quick": sizes.mode != "full",

@@ -679,3 +679,25 @@ def test_an_invalid_isa_is_refused_before_any_peak_is_measured(capsys, monkeypat
     assert captured.out == ""
     assert captured.err.strip() == ("edgecolbert bench: error: EDGECOLBERT_ISA: ISA 'bogus' is not compiled into "
                                     "this build; available: scalar")
+
+
+# ------------------------------------------------------------------------------------------ --plot PATH up front
+
+
+@pytest.mark.parametrize("name,says", [("no-such-dir/r.png", "does not exist"), ("roofline.xyz", "does not write '.xyz'"),
+                                       (".", "is a directory")])
+def test_a_bad_plot_path_is_refused_before_measuring(tmp_path, capsys, monkeypatch, name, says):
+    """The path was only tried after the whole bench ran (minutes lost, and a regression's 1 became 2)."""
+    monkeypatch.setattr(bench, "run", lambda *a, **kw: pytest.fail("measured before checking --plot"))
+    path = str(tmp_path / name) if name != "." else str(tmp_path)
+    assert cli.main(["bench", "--quick", "--plot", path]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and says in captured.err and len(captured.err.strip().splitlines()) == 1
+
+
+def test_a_plot_path_without_extension_gets_png_and_says_so(tmp_path, capsys):
+    rep = _write(tmp_path, "r.json", _report(OLD))
+    assert cli.main(["bench", "--report", rep, "--plot", str(tmp_path / "roofline")]) == 0
+    assert (tmp_path / "roofline.png").read_bytes()[:4] == b"\x89PNG"
+    assert not (tmp_path / "roofline").exists()
+    assert f"roofline written to {tmp_path / 'roofline.png'}" in capsys.readouterr().err

@@ -30,7 +30,8 @@ import numpy as np
 
 from .. import _native, kernels, peaks
 from .bench_report import (SCHEMA, SCHEMA_VERSION, bandwidth_peak, compare, format_compare, format_limits,
-                           format_rows, machine_differences, make_row, mode_mismatch, plot, validate)
+                           format_rows, machine_differences, make_row, mode_mismatch, plot, plot_target,
+                           validate)
 
 __all__ = ["Sizes", "run", "validate", "compare", "plot", "main"]
 
@@ -582,8 +583,8 @@ def load_report(path: str, what: str = "") -> dict:
 def main(quick: bool = False, as_json: bool = False, peers: bool = True, plot_path: str | None = None,
          compare_path: str | None = None, report_path: str | None = None, sizes: Sizes | None = None) -> int:
     """`edgecolbert bench`: exit status 1 when --compare finds a regression, else 0."""
-    if plot_path:  # fail before minutes of measuring, not after (the command line names the extra)
-        import matplotlib  # noqa: F401
+    if plot_path is not None:  # fail before minutes of measuring, not after (the command line names the extra)
+        plot_path = plot_target(plot_path)
     # OLD is checked as --report is, before anything runs: a broken baseline is an error (2), not a traceback
     # or a regression (1), and a `null` one is not taken for "no --compare".
     old = load_report(compare_path, "--compare: ") if compare_path is not None else None
@@ -615,7 +616,7 @@ def main(quick: bool = False, as_json: bool = False, peers: bool = True, plot_pa
                   f"({', '.join(differs)}): its times say little about this build's", file=sys.stderr)
         print(format_compare(verdicts, old, report), file=sys.stderr if as_json else sys.stdout)
         status = 1 if any(v["verdict"] == "regression" for v in verdicts) else 0
-    if plot_path:
+    if plot_path is not None:
         plot(report, plot_path)
         print(f"roofline written to {plot_path}", file=sys.stderr)
     return status

@@ -573,6 +573,33 @@ def format_report(report: dict) -> str:
 
 # ------------------------------------------------------------------------------------------ --plot
 
+def plot_target(path: str) -> str:
+    """The file `--plot PATH` will write, checked before minutes of measuring: PATH, or PATH.png when it has no
+    extension (what matplotlib writes then), whose directory exists and is writable, in a format matplotlib
+    writes without LaTeX. A ValueError in one line otherwise."""
+    import os
+
+    import matplotlib  # noqa: F401  (ModuleNotFoundError names it: the command line says which extra)
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    if os.path.isdir(path):
+        raise ValueError(f"--plot: {path} is a directory")
+    ext = os.path.splitext(path)[1]
+    if not ext:
+        path, ext = path + ".png", ".png"
+    formats = sorted(set(FigureCanvasBase.get_supported_filetypes()) - {"pgf"})  # pgf needs a TeX install
+    if ext[1:].lower() not in formats:
+        raise ValueError(f"--plot: {path}: matplotlib does not write {ext!r} files (it writes {', '.join(formats)})")
+    if os.path.isdir(path):
+        raise ValueError(f"--plot: {path} is a directory")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise ValueError(f"--plot: {path}: the directory {folder} does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
+        raise ValueError(f"--plot: {path}: not writable")
+    return path
+
+
 def plot(report: dict, path: str) -> None:
     """The roofline as a PNG: compute peaks of the chosen variant as horizontal lines (solid: 1 thread,
     dashed: all), each level's read bandwidth as a diagonal, each row as a point at (intensity, rate)

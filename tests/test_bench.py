@@ -701,3 +701,36 @@ def test_a_plot_path_without_extension_gets_png_and_says_so(tmp_path, capsys):
     assert (tmp_path / "roofline.png").read_bytes()[:4] == b"\x89PNG"
     assert not (tmp_path / "roofline").exists()
     assert f"roofline written to {tmp_path / 'roofline.png'}" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------------ which peak, which note
+
+
+def test_the_f32_query_bf16_row_notes_the_peak_it_is_held_to(tiny_report):
+    (row,) = [r for r in tiny_report["results"] if r["id"] == "maxsim/bf16/dim48/f32q/t1"]
+    if row["peak"].startswith("dot_bf16"):
+        assert "0.5 of the bf16 peak" in row["note"]
+    else:
+        assert "held to the float32 FMA peak" in row["note"] and "bf16 peak" not in row["note"]
+
+
+def test_under_a_pinned_variant_external_rows_are_held_to_the_best_runnable_peak(monkeypatch):
+    """EDGECOLBERT_ISA=scalar held numpy to the scalar FMA peak (370% of it), and the f32-query bf16 row
+    said 'at most 0.5 of the bf16 peak' while held to the FMA peak. The pin is simulated on the rows."""
+    from edgecolbert_native import kernels
+    from edgecolbert_native.cli.bench_report import VARIANT_ORDER
+
+    b = bench.Rows(PEAKS, bench.TINY, lambda s: None)
+    b.variant = "scalar"
+    bench.maxsim_rows(b, 1, peers=False)
+    rows = {r["id"]: r for r in b.rows}
+    best = max(kernels.info()["variants"], key=VARIANT_ORDER.index)
+    numpy_row = rows["maxsim/f32/dim48/nq1/t1/numpy"]
+    assert numpy_row["variant"] == best != "scalar"
+    expected = compute_peak(PEAKS, best, "float32", 1)
+    assert numpy_row["peak"] == (expected["probe"] if expected else None)
+    assert f"held to the best runnable variant's peak ({best}), not the pinned scalar" in numpy_row["note"]
+    f32q = rows["maxsim/bf16/dim48/f32q/t1"]
+    assert f32q["peak"] == "fma_f32_scalar"
+    assert f32q["note"] == "no bf16 dot instruction on this variant: held to the float32 FMA peak"
+    assert rows["maxsim/f32/dim48/nq1/t1"]["variant"] == "scalar"  # the kernel's own rows keep the pin

@@ -29,6 +29,13 @@ def variant_family(variant: str) -> str:
     return variant.split("_", 1)[0]
 
 
+def best_variant(variants: list[str]) -> str | None:
+    """The highest-ranked of `variants` (the runnable ones): what an external library (numpy's BLAS, the
+    peers), which picks its own SIMD whatever EDGECOLBERT_ISA pins, can use."""
+    known = [v for v in variants if v in VARIANT_ORDER]
+    return max(known, key=VARIANT_ORDER.index) if known else None
+
+
 def compute_peak(peaks: dict, variant: str, dtype: str, threads: int) -> dict | None:
     """The compute probe that bounds a row of `dtype` ("float32", "bfloat16", "int8") run by `variant` on
     `threads` threads: the probe of that dtype from the row's variant or the nearest variant below it in its

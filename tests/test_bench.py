@@ -734,3 +734,16 @@ def test_under_a_pinned_variant_external_rows_are_held_to_the_best_runnable_peak
     assert f32q["peak"] == "fma_f32_scalar"
     assert f32q["note"] == "no bf16 dot instruction on this variant: held to the float32 FMA peak"
     assert rows["maxsim/f32/dim48/nq1/t1"]["variant"] == "scalar"  # the kernel's own rows keep the pin
+
+
+# ------------------------------------------------------------------------------------------ the demo's quality numbers
+
+
+def test_mrr_and_recall_share_the_judged_queries_as_denominator():
+    """An unjudged query (no relevant ids) was a miss for MRR@10 but skipped by Recall@100."""
+    from edgecolbert_native.cli.evaluate import judged, mrr_at, recall_at
+
+    ranked, relevant = [["a", "b"], ["c", "d"]], [["a"], []]
+    assert mrr_at(ranked, relevant) == 1.0 and recall_at(ranked, relevant) == 1.0 and judged(relevant) == 1
+    assert mrr_at(ranked, [["b"], ["z"]]) == 0.25  # both judged: (1/2 + 0) / 2
+    assert mrr_at([], []) == 0.0 and recall_at([["a"]], [[]]) == 0.0

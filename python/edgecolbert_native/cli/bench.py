@@ -29,9 +29,9 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from .. import _native, kernels, peaks
-from .bench_report import (SCHEMA, SCHEMA_VERSION, bandwidth_peak, best_variant, compare, compute_peak, format_compare, format_limits,
-                           format_rows, machine_differences, make_row, mode_mismatch, plot, plot_target,
-                           validate)
+from .bench_report import (SCHEMA, SCHEMA_VERSION, bandwidth_peak, best_variant, compare, compute_peak, format_compare,
+                           format_limits, format_rows, machine_differences, make_row, mode_mismatch, plot,
+                           plot_target, validate)
 
 __all__ = ["Sizes", "run", "validate", "compare", "plot", "main"]
 

@@ -57,6 +57,7 @@ def _cmd_index(args: argparse.Namespace) -> int:
 def _cmd_search(args: argparse.Namespace) -> int:
     from .index_dir import CliIndex, load_encoder, quality_line, ranked_ids, search_cli_index, snippet
     from .corpus import Query, read_queries
+    from .evaluate import judged
 
     if (args.query is None) == (args.queries is None):
         raise ValueError("give either a query or --queries FILE")
@@ -83,7 +84,10 @@ def _cmd_search(args: argparse.Namespace) -> int:
             print(f"query: {q.text}")
             for r, h in enumerate(hits, 1):
                 print(f"  {r:>3}. {h['score']:8.3f}  {h['id']}  {h['snippet']}")
-    if args.eval:
+    if args.eval:  # both measures are over the judged queries only: say how many that is
+        n = judged([q.relevant for q in queries])
+        print(f"--eval: {n} of {len(queries)} queries judged (with relevant ids); MRR@10 and Recall@100 are "
+              f"over those {n}", file=sys.stderr)
         print(quality_line(ranked, queries))
     return 0
 
@@ -197,7 +201,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-k", type=int, default=10)
     s.add_argument("--queries", help="one query a line, or JSONL(.gz) with id/text[/relevant] (strings); the file "
                    "name decides as for `index`'s corpus")
-    s.add_argument("--eval", action="store_true", help="last line: MRR@10 <x> Recall@100 <y>")
+    s.add_argument("--eval", action="store_true", help="last line: MRR@10 <x> Recall@100 <y>, over the queries with "
+                   "relevant ids (stderr says how many)")
     s.add_argument("--json", action="store_true", help="one JSON object per query: hits with id, score, title, "
                    "snippet and metadata")
     s.add_argument("--where", metavar="SQL", default=None,

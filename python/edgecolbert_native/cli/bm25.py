@@ -59,7 +59,14 @@ class BM25:
         out_i = np.zeros((len(queries), k), np.int64)
         for qi, q in enumerate(queries):
             s = self.scores(q)
-            top = np.argpartition(-s, k - 1)[:k] if k < self.n else np.arange(self.n)
+            if k < self.n:
+                # argpartition keeps an arbitrary subset of the documents tied at the k-th score: take every
+                # one above it, then the ties in position order (flatnonzero is sorted) until k.
+                kth = np.partition(s, self.n - k)[self.n - k]
+                above = np.flatnonzero(s > kth)
+                top = np.concatenate([above, np.flatnonzero(s == kth)[: k - len(above)]])
+            else:
+                top = np.arange(self.n)
             top = top[np.lexsort((top, -s[top]))]
             out_s[qi], out_i[qi] = s[top], top
         return out_s, out_i

@@ -1,6 +1,6 @@
 """What the peer scripts share: the data file, recall, sizes, CPU time, the timed single-query loop and the
-arguments every script takes. Imported by run_edgecolbert.py, run_fastplaid.py and run_pylate_plaid.py from
-their own folder, so it depends on numpy alone (each peer venv has it)."""
+arguments every script takes. Imported by run_edgecolbert.py, run_fastplaid.py, run_pylate_plaid.py,
+search_floor.py and rerank_kernels.py from their own folder, so it depends on numpy alone (each peer venv has it)."""
 
 from __future__ import annotations
 
@@ -70,4 +70,17 @@ def parser(system: str, index_default: str | None) -> argparse.ArgumentParser:
     ap.add_argument("--index", default=index_default)
     ap.add_argument("--nbits", type=int, default=2)
     ap.add_argument("--threads", type=int, default=2)
+    return ap
+
+
+def setting_parser(doc: str | None, queries: int) -> argparse.ArgumentParser:
+    """The arguments of the scripts that study one PLAID setting of an edgecolbert index (search_floor.py,
+    rerank_kernels.py)."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", required=True, help="a peers data.npz (queries [nq, Lq, dim])")
+    ap.add_argument("--index", required=True, help="an edgecolbert index of the data's documents (one segment)")
+    ap.add_argument("--nprobe", type=int, required=True)
+    ap.add_argument("--ndocs", type=int, required=True)
+    ap.add_argument("--rerank", type=int, required=True)
+    ap.add_argument("--queries", type=int, default=queries)
     return ap

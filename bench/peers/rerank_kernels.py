@@ -8,7 +8,6 @@ re-ranks (k = rerank returns them), 1 thread, best of 3 per query, median over t
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
@@ -18,16 +17,11 @@ import numpy as np
 
 import edgecolbert_native as ec
 from edgecolbert_native.index import Index
+from peer_common import setting_parser
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", required=True, help="a peers data.npz (queries [nq, Lq, dim])")
-    ap.add_argument("--index", required=True, help="an edgecolbert index of the data's documents (one segment)")
-    ap.add_argument("--nprobe", type=int, required=True)
-    ap.add_argument("--ndocs", type=int, required=True)
-    ap.add_argument("--rerank", type=int, required=True)
-    ap.add_argument("--queries", type=int, default=200)
+    ap = setting_parser(__doc__, queries=200)
     args = ap.parse_args()
 
     queries = np.ascontiguousarray(np.load(args.data)["queries"][: args.queries], np.float32)

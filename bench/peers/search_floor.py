@@ -16,7 +16,6 @@ Stage A, the probe and Python are left out, so the floor is a lower bound on the
 """
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import time
@@ -27,16 +26,11 @@ from edgecolbert_native import kernels, peaks
 from edgecolbert_native.cli.bench_report import bandwidth_peak, compute_peak, level_of
 from edgecolbert_native.index import Index
 from edgecolbert_native.index._plaid import distinct_codes
+from peer_common import setting_parser
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", required=True, help="a peers data.npz (queries [nq, Lq, dim])")
-    ap.add_argument("--index", required=True, help="an edgecolbert index of the data's documents (one segment)")
-    ap.add_argument("--nprobe", type=int, required=True)
-    ap.add_argument("--ndocs", type=int, required=True)
-    ap.add_argument("--rerank", type=int, required=True)
-    ap.add_argument("--queries", type=int, default=500)
+    ap = setting_parser(__doc__, queries=500)
     ap.add_argument("--peer-p50", type=float, default=None, help="a peer's p50 in ms: prints peer / floor")
     args = ap.parse_args()
 

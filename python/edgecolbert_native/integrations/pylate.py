@@ -167,16 +167,10 @@ class Index(_PyLateBase):  # type: ignore[misc,valid-type]
         return self
 
     def _known(self, ids: list[Any]) -> list[Any]:
-        """The ids (of the stored kind) that are live in the index, in the order given."""
+        """The ids (of the stored kind) that are live in the index, in the index's order."""
         integer = self._index.id_kind == "int"
-        ids = [i for i in ids if isinstance(i, int) == integer]
-        if not ids:
-            return []
-        sorted_ids = self._index._id_lookup()[0]
-        q = np.asarray(ids, np.int64 if integer else str)
-        at = np.minimum(np.searchsorted(sorted_ids, q), max(len(sorted_ids) - 1, 0))
-        found = sorted_ids[at] == q if len(sorted_ids) else np.zeros(len(q), bool)
-        return [i for i, f in zip(ids, found) if f]
+        pos = self._index._positions([i for i in ids if _is_int(i) == integer], "Index", strict=False)
+        return self._index._ids_all()[pos].tolist()
 
     def __call__(self, queries_embeddings: Any, k: int = 10, subset: Any = None, **_: Any) -> list[list[dict]]:
         """PyLate's end-to-end search: one list per query of ``{"id", "score"}`` dicts, best first.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import resource
 import subprocess
 import sys
 
@@ -14,11 +15,19 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 SECONDS = int(os.environ.get("EDGECOLBERT_FUZZ_SECONDS", "30"))
 
 
+def _rss_limit() -> str:
+    """libFuzzer's memory guard reads the peak RSS, which Linux carries from this (pytest) process into the
+    child across fork and exec: after a few GiB of earlier tests every harness was killed as out-of-memory
+    on its first check. The guard is kept at libFuzzer's 2 GiB, above what this process has already used."""
+    inherited_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+    return f"-rss_limit_mb={inherited_mb + 2048}"
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("harness", ["fuzz_bindings.py", "fuzz_parsers.py"])
 def test_fuzz_harness_finds_nothing(harness, tmp_path):
     r = subprocess.run([sys.executable, os.path.join(HERE, "fuzz", harness), f"-max_total_time={SECONDS}",
-                        f"-artifact_prefix={tmp_path}/"], capture_output=True, text=True, timeout=SECONDS + 300)
+                        _rss_limit(), f"-artifact_prefix={tmp_path}/"], capture_output=True, text=True, timeout=SECONDS + 300)
     done = re.search(r"Done (\d+) runs", r.stderr)
     print(f"{harness}: {done.group(1) if done else '?'} executions in {SECONDS} s, exit {r.returncode}")
     assert r.returncode == 0, r.stderr[-3000:]
@@ -33,7 +42,7 @@ def test_fuzz_regressions_replay(harness):
     folder = os.path.join(HERE, "fuzz", "regressions", harness.removeprefix("fuzz_").removesuffix(".py"))
     inputs = sorted(os.path.join(folder, f) for f in os.listdir(folder))
     assert inputs, f"no regression inputs in {folder}"
-    r = subprocess.run([sys.executable, os.path.join(HERE, "fuzz", harness), *inputs],
+    r = subprocess.run([sys.executable, os.path.join(HERE, "fuzz", harness), _rss_limit(), *inputs],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     assert r.stderr.count("Executed ") == len(inputs), r.stderr[-3000:]

@@ -230,6 +230,64 @@ def test_mixed_int_and_str_ids_are_refused(tmp_path):
     with pytest.raises(TypeError, match="all integers or all strings"):
         idx.add(docs[:2], doc_ids=["d", 5])
     assert idx.ids.tolist() == ["a", "b", "c"]
+    # Looked-up ids too: ["x", 1] would match the id "1", an object array of ints the ids "1" and "2".
+    idx = Index.build(tmp_path / "s", docs, doc_ids=["x", "1", "2"], nbits=2, num_centroids=4, overwrite=True)
+    for ids in (["x", 1], np.array([1, 2], dtype=object), [1, 2]):
+        with pytest.raises(TypeError, match="string ids"):
+            idx.search(docs[0], 2, subset=ids)
+        with pytest.raises(TypeError, match="string ids"):
+            idx.delete(ids)
+    assert len(idx) == 3 and idx.get(np.array("1"))[0]["id"] == "1"  # a 0-d array is one id
+
+
+def test_id_lookups_must_be_flat(tmp_path):
+    """A 2-d id array is refused by name, not by numpy's broadcasting (or, once the sorted id table
+    exists, an IndexError)."""
+    docs = list(np.random.default_rng(0).standard_normal((40, 3, 16)).astype(np.float32))
+    idx = Index.build(tmp_path / "f", docs, nbits=2, num_centroids=4)
+    two_d = np.array([[1, 2], [3, 4]])
+    for call in (lambda: idx.search(docs[0], 2, subset=two_d), lambda: idx.get(two_d), lambda: idx.delete(two_d)):
+        with pytest.raises(ValueError, match="flat sequence of ids"):
+            call()
+    idx.delete(list(range(30)))  # many ids: the sorted id table is made
+    with pytest.raises(ValueError, match="flat sequence of ids"):
+        idx.delete(two_d)
+    assert len(idx) == 10
+
+
+def test_default_ids_past_int64_are_refused_by_name(tmp_path):
+    docs = list(np.random.default_rng(0).standard_normal((2, 3, 16)).astype(np.float32))
+    idx = Index.build(tmp_path / "o", docs, doc_ids=[0, 2**63 - 1], nbits=2, num_centroids=4)
+    with pytest.raises(ValueError, match="do not fit in int64; pass doc_ids"):
+        idx.add(docs[:1])
+    assert len(idx) == 2
+
+
+def test_non_integer_search_parameters_are_refused(data, built4):
+    """int() would have searched nprobe=1.9 as 1: every count is refused as k and rerank are."""
+    _, _, q = data
+    for kw in ({"nprobe": 1.9}, {"ndocs": 2.5}, {"nprobe": True}, {"ndocs": "8"}):
+        with pytest.raises(ValueError, match=f"{next(iter(kw))} must be an int"):
+            built4.search(q[:1], 3, **kw)
+    a = built4.search(q[:2], 3, nprobe=np.int64(2), ndocs=np.int32(64))
+    b = built4.search(q[:2], 3, nprobe=2, ndocs=64)
+    assert np.array_equal(a[1], b[1])
+
+
+def test_strided_token_arrays_build_and_add(tmp_path):
+    """A column slice of a wider matrix is strided: it is copied chunk by chunk for the codec, which
+    reads rows in place (it was refused only after k-means, leaving codec files behind)."""
+    rng = np.random.default_rng(3)
+    wide = rng.standard_normal((400, 40)).astype(np.float32)
+    off = np.arange(0, 401, 8)
+    strided = Index.build(tmp_path / "s", wide[:, :16], off, nbits=2, num_centroids=16, num_threads=1)
+    dense = Index.build(tmp_path / "d", np.ascontiguousarray(wide[:, :16]), off, nbits=2, num_centroids=16,
+                        num_threads=1)
+    q = wide[None, :5, :16]
+    assert np.array_equal(strided.search(q, 5)[1], dense.search(q, 5)[1])
+    strided.add(wide[:16, 8:24], np.array([0, 8, 16]), num_threads=1)
+    dense.add(np.ascontiguousarray(wide[:16, 8:24]), np.array([0, 8, 16]), num_threads=1)
+    assert len(strided) == 52 and np.array_equal(strided.search(q, 52)[0], dense.search(q, 52)[0])
 
 
 @pytest.mark.slow

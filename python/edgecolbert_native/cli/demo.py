@@ -5,7 +5,7 @@ run on the same passages.
 Default subset (so that a fresh 2-core machine finishes in minutes): pages of the Python docs drawn in
 a seeded random order (seed 0) until at least 1,500 passages are taken, always whole pages; the dev
 queries are those whose relevant passages all lie in the subset. `--passages N` draws the same way until
-N (the first pages of the same order, so a smaller subset lies inside a larger one; `make test-arm` runs
+N (the first pages of the same order, so a smaller subset lies inside a larger one; `make test-arm-demo` runs
 one under emulation). `--full` takes all 10,655 passages and all 1,000 queries. Only `text` is encoded (the `heading` queries repeat section titles).
 The index lives in `.edgecolbert-demo/` under the working directory; a second run reuses it.
 """

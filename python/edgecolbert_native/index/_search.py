@@ -109,6 +109,10 @@ def allowed_mask(index: Any, subset: Any, fn: str, where: str | None = None, par
 def resolve_params(index: Any, k: int, nprobe: int | None, ndocs: int | None, threshold: float | None,
                    fn: str) -> tuple[int, int, float | None]:
     d = default_params(index, int(k))
+    for name, v in (("nprobe", nprobe), ("ndocs", ndocs)):
+        # int() would silently turn 1.9 into 1, as k and rerank are refused
+        if v is not None and (not isinstance(v, (int, np.integer)) or isinstance(v, bool)):
+            raise ValueError(f"{fn}: {name} must be an int >= 1 or None, got {v!r}")
     nprobe = d["nprobe"] if nprobe is None else int(nprobe)
     ndocs = d["ndocs"] if ndocs is None else int(ndocs)
     if nprobe < 1 or ndocs < 1:

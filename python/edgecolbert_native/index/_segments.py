@@ -59,6 +59,8 @@ def normalize_ids(ids: Any, n: int, kind: str | None, next_int: int, fn: str) ->
     if ids is None:
         if kind == "str":
             raise ValueError(f"{fn}: this index has string ids; pass doc_ids")
+        if n and next_int + n - 1 > np.iinfo(np.int64).max:
+            raise ValueError(f"{fn}: the next default doc_ids ({next_int}..) do not fit in int64; pass doc_ids")
         return np.arange(next_int, next_int + n, dtype=np.int64), "int"
     ids = to_numpy(ids)
     seq = list(ids) if not isinstance(ids, np.ndarray) else None

@@ -106,7 +106,7 @@ class ArraySource(Source):
         self._t = tokens
 
     def tokens(self, lo: int, hi: int) -> np.ndarray:
-        return np.asarray(self._t[lo:hi], dtype=np.float32)
+        return np.ascontiguousarray(self._t[lo:hi], dtype=np.float32)  # a column slice is strided: the codec reads rows in place
 
 
 class SpillSource(Source):

@@ -99,13 +99,19 @@ def id_array(ids: Any, id_kind: str, fn: str) -> np.ndarray:
     """Ids to look up (a list, an array, one id) as an array whose dtype suits an index with ``id_kind``
     ids (TypeError otherwise; an empty one always suits): also the sharded search's check of a subset."""
     ids = to_numpy(ids)
-    if isinstance(ids, (str, int, np.integer)):
-        ids = [ids]
-    q = np.asarray(list(ids) if not isinstance(ids, np.ndarray) else ids)
+    if isinstance(ids, (str, int, np.integer)) or (isinstance(ids, np.ndarray) and ids.ndim == 0):
+        ids = [ids.item() if isinstance(ids, np.ndarray) else ids]
+    seq = list(ids) if not isinstance(ids, np.ndarray) else None
+    q = np.asarray(seq if seq is not None else ids)
+    if q.ndim != 1:
+        raise ValueError(f"{fn}: ids must be one id or a flat sequence of ids, got shape {q.shape}")
     if q.size and id_kind == "int" and q.dtype.kind not in "iu":
         raise TypeError(f"{fn}: this index has integer ids, got {q.dtype}")
-    if q.size and id_kind == "str" and q.dtype.kind not in "UO":
-        raise TypeError(f"{fn}: this index has string ids, got {q.dtype}")
+    if q.size and id_kind == "str":
+        # numpy turns ["x", 1] into strings, and an object array may hold anything: only str ids match
+        values = seq if seq is not None else (q.tolist() if q.dtype.kind == "O" else None)
+        if q.dtype.kind not in "UO" or (values is not None and not all(isinstance(x, str) for x in values)):
+            raise TypeError(f"{fn}: this index has string ids, got {'a mix' if q.dtype.kind in 'UO' else q.dtype}")
     return q
 
 
@@ -603,11 +609,12 @@ class Index:
         queries ``[nq, Lq, dim]`` (or ``[Lq, dim]`` for one, its ``query_mask`` ``[Lq]``). ``ids`` are the
         caller's ids (int64, or an object array of str); when fewer than k documents qualify the row is
         padded with score -inf and id -1 (int ids) or None (str ids). A query whose every token is masked
-        matches nothing (a row of padding). ``subset``: only these ids may be returned; a
-        subset no larger than the re-rank budget is scored exhaustively, a larger one is applied
-        before candidate pruning, so no recall is lost to the filter. ``nprobe`` centroids are probed
-        per query token; the probe widens (4x at a time) only while a subset leaves fewer than ndocs
-        allowed candidates, or deletions fewer live ones than the lists held before them. Defaults
+        matches nothing (a row of padding); a document of no tokens scores 0 where it is scored exactly,
+        but no centroid lists it, so the plaid mode never returns it (docs/index.md). ``subset``: only
+        these ids may be returned; a subset of at most ``4 * ndocs`` documents is scored exhaustively, a
+        larger one is applied before candidate pruning, so no recall is lost to the filter. ``nprobe``
+        centroids are probed per query token; the probe widens (4x at a time) only while a subset leaves
+        fewer than ndocs allowed candidates (deletions never widen it). Defaults
         for nprobe, ndocs and the threshold follow ``default_params`` (documented in docs/index.md);
         ndocs is never less than k.
         ``rerank``: how many of stage B's best documents are scored exactly (default

@@ -263,6 +263,19 @@ def test_default_ids_past_int64_are_refused_by_name(tmp_path):
     assert len(idx) == 2
 
 
+def test_sizes_past_the_int32_format_are_refused_before_any_work(tmp_path):
+    """doclens and the IVF's document numbers are int32 on disk: a 2^31-token document was written as a
+    negative length (an index that could not be opened again); it is refused from the offsets alone."""
+    from edgecolbert_native.index._segments import check_segment_sizes
+    from edgecolbert_native.index._sources import Source
+
+    with pytest.raises(ValueError, match="at most 2,147,483,647 tokens"):
+        Source(np.array([0, 3, 3 + 2**31], np.int64), 8)
+    with pytest.raises(ValueError, match="at most 2,147,483,647 documents"):
+        check_segment_sizes(np.broadcast_to(np.int32(1), (2**31,)))
+    Source(np.array([0, 3, 2**31 + 2], np.int64), 8)  # 2^31 - 1 tokens: the largest document
+
+
 def test_non_integer_search_parameters_are_refused(data, built4):
     """int() would have searched nprobe=1.9 as 1: every count is refused as k and rerank are."""
     _, _, q = data

@@ -9,7 +9,7 @@ import pytest
 
 import edgecolbert_native as ec
 import plaid_reference as R
-from emulation import size
+from emulation import EMULATED, size
 from edgecolbert_native import _native
 from edgecolbert_native.index import _plaid
 
@@ -188,6 +188,37 @@ def test_probe_nan_and_errors():
         _native.plaid_probe(np.zeros((0, 32), np.float32), 1, 1)
     with pytest.raises(TypeError):
         _native.plaid_probe(S.t.astype(np.float64), 1, 1)
+
+
+@pytest.mark.skipif(EMULATED, reason="8 GiB of address space (never touched) under qemu-user")
+def test_centroid_counts_past_int32_are_refused():
+    """Centroid ids are int32 in the probe, the codes and the IVF: the 2^31-th centroid wrapped to a negative
+    cell and the probe read 8 GiB before its array (SIGSEGV). np.zeros maps the rows without touching them,
+    and both checks come before any read."""
+    rows = np.zeros((2**31 + 1, 1), np.float32)
+    with pytest.raises(ValueError, match="at most 2\\^31 - 1 rows"):
+        _native.plaid_probe(rows, 1, 1)
+    with pytest.raises(ValueError, match="at most 2\\^31 - 1 centroids"):
+        _native.codec_compress(rows, np.zeros(255, np.float32), np.zeros(256, np.float32), 8,
+                               np.zeros((1, 1), np.float32), "float32", None, "")
+
+
+def test_int8_centroid_scores_only_where_int32_sums_cannot_wrap(tmp_path, monkeypatch):
+    """At dim past 65,536 an int8 dot product's int32 sum could wrap (dim 140,000 scored -126,288 where
+    float64 gives 140,000): quantize_rows_i8 refuses it and such an index scores its candidates in float32."""
+    from edgecolbert_native.index import Index, _search
+
+    with pytest.raises(ValueError, match="dim <= 65536"):
+        _native.quantize_rows_i8(np.ones((2, 65537), np.float32))
+    assert _native.quantize_rows_i8(np.ones((1, 65536), np.float32))[2].tolist() == [128 * 127 * 65536]
+    monkeypatch.setattr(_search, "CENTROID_SCORES", "int8")
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((24, 65540)).astype(np.float32)
+    idx = Index.build(tmp_path / "wide", x, np.arange(0, 25, 3), nbits=2, num_centroids=4, num_threads=1)
+    assert _search.centroids_i8(idx) is None
+    plaid = idx.search(x[None, :2], 3, nprobe=4, ndocs=8, rerank=8, exhaustive=False)  # every document re-ranked
+    exact = idx.search(x[None, :2], 3, exhaustive=True)
+    assert plaid[1].tolist() == exact[1].tolist()
 
 
 @pytest.mark.parametrize("m", [1, 31, 32, 33, 70])

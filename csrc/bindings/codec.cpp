@@ -88,6 +88,9 @@ CodecState check_codec(const py::array& centroids, const py::array& weights, con
   s.centroids = centroids;
   const int64_t K = centroids.shape(0), dim = centroids.shape(1);
   if (K < 1 || dim < 1) value_error(cat(fn, ": centroids must be non-empty [K, dim], got shape ", shape_str(centroids)));
+  // Codes are int32 (centroid_topk's output, the probe's cells): a centroid past 2^31 - 1 would wrap.
+  if (K > std::numeric_limits<int32_t>::max())
+    value_error(cat(fn, ": at most 2^31 - 1 centroids, got ", K));
   if ((dim * nbits) % 8 != 0)
     value_error(cat(fn, ": dim * nbits must be a multiple of 8 (residuals are packed into whole bytes), got dim ", dim,
                     " with nbits ", nbits));
@@ -119,6 +122,7 @@ CentroidsI8 check_centroids_i8(const py::handle& t, int64_t dim, const char* fn)
   c.K = c.c8.shape(0);
   c.dim4 = c.c8.shape(1);
   if (c.dim4 != i8_width(dim)) value_error(cat(fn, ": centroids_i8 rows have ", c.dim4, " bytes; dim ", dim, " needs ", i8_width(dim)));
+  if (c.dim4 > kMaxDimI8) value_error(cat(fn, ": int8 scores take dim <= ", kMaxDimI8, " (int32 sums), got ", dim));
   py::array sc = py::array::ensure(tup[1]);
   if (!sc || sc.ndim() != 1 || sc.shape(0) != c.K || sc.dtype().kind() != 'f' || sc.itemsize() != 4)
     value_error(cat(fn, ": centroids_i8[1] (scale) must be float32 [", c.K, "]"));
@@ -139,6 +143,7 @@ void register_codec(py::module_& m) {
         if (!(x.dtype().kind() == 'f' && x.itemsize() == 4)) type_error(cat(fn, ": x must be float32, got ", dtype_str(x)));
         auto a = ensure_aligned<float, 0>(x);
         const int64_t n = a.shape(0), dim = a.shape(1), dim4 = i8_width(dim);
+        if (dim4 > kMaxDimI8) value_error(cat(fn, ": int8 scores take dim <= ", kMaxDimI8, " (int32 sums), got ", dim));
         py::array_t<int8_t> q({n, dim4});
         py::array_t<float> scale(n);
         py::array_t<int32_t> csum(n);

@@ -93,6 +93,9 @@ ScoresT scores_t(const py::handle& h, int64_t m, const char* fn) {
   s.a = float_matrix(h, fn, "scores_t");
   s.K = s.a.shape(0);
   s.stride = s.a.shape(1);
+  // Centroid ids are int32 in the probe and the IVF: one more row would wrap to a negative cell.
+  if (s.K > std::numeric_limits<int32_t>::max())
+    value_error(cat(fn, ": scores_t may have at most 2^31 - 1 rows (centroids), got ", s.K));
   if (m < 0 || m > s.stride)
     value_error(cat(fn, ": m (query tokens) must be in [0, ", s.stride, "] (scores_t has ", s.stride, " columns), got ", m));
   s.m = m;

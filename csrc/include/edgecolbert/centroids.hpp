@@ -36,6 +36,10 @@ inline int64_t centroid_major_stride(int64_t m) {
   return (m > 0 ? (m + kCentroidBlockRows - 1) / kCentroidBlockRows : 1) * kCentroidBlockRows;
 }
 
+// The int8 dot products accumulate in int32: (q + 128) * c sums to at most 255 * 127 * dim4, and csum is
+// 128 * 127 * dim4, so a wider row could wrap. Wider rows are scored in float32 (index/_search.py).
+inline constexpr int64_t kMaxDimI8 = 65536;
+
 // int8 scores for PLAID's candidate generation (CentroidI8Ops in dispatch.hpp). Rows are quantised
 // symmetrically per row: scale = max_k |x[k]| / 127 and q[k] = nearbyint(x[k] * (127 / max)), so
 // |q| <= 127; rows are padded with zeros to dim4 = i8_width(dim). A zero row gets scale 0.

@@ -53,13 +53,16 @@ FILL_DOCS_PER_CENTROID = 1
 # dot-product instruction that makes it faster (edgecolbert_native.info()["fast_int8_centroid_scores"]).
 # The re-rank is exact MaxSim from the codes either way.
 CENTROID_SCORES = "auto"
+MAX_DIM_I8 = 65536  # kMaxDimI8, csrc/include/edgecolbert/centroids.hpp
+
 
 def centroids_i8(index: Any) -> tuple | None:
     """The codec's int8 centroids when the candidate stages score in int8 (CENTROID_SCORES), else None."""
     mode = CENTROID_SCORES
     if mode == "auto":
         mode = "int8" if _fast_int8() else "float32"
-    return index.codec.centroids_int8() if mode == "int8" else None
+    # Past MAX_DIM_I8 the int8 dot products could wrap their int32 sums (csrc/include/edgecolbert/centroids.hpp)
+    return index.codec.centroids_int8() if mode == "int8" and index.dim <= MAX_DIM_I8 else None
 
 
 @functools.lru_cache(maxsize=1)

@@ -41,6 +41,16 @@ def ragged_ranges(starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
     return np.arange(total, dtype=np.int64) + shift
 
 
+def check_segment_sizes(doclens: np.ndarray) -> None:
+    """doclens and the IVF's document numbers are stored as int32 (format version 2): a longer document or
+    a larger segment would be written wrapped, and the index could not be opened again."""
+    top = np.iinfo(np.int32).max
+    if len(doclens) > top:
+        raise ValueError(f"a segment holds at most {top:,} documents, got {len(doclens):,}")
+    if len(doclens) and int(np.max(doclens)) > top:
+        raise ValueError(f"a document may hold at most {top:,} tokens, got {int(np.max(doclens)):,}")
+
+
 def ivf_from_keys(keys: list[np.ndarray], num_centroids: int) -> tuple[np.ndarray, np.ndarray]:
     """(ivf, ivf_offsets) from keys ``centroid << 32 | document``, unique within each array, the arrays
     over disjoint documents: each centroid's documents, ascending."""
@@ -108,6 +118,7 @@ class SegmentWriter:
 
     def finish(self, doclens: np.ndarray, ids: np.ndarray, ivf: tuple[np.ndarray, np.ndarray] | None = None) -> dict:
         """``ivf``: (ivf, ivf_offsets) known from elsewhere (a colbert-ai import) instead of the written codes."""
+        check_segment_sizes(doclens)
         files = {"codes": self._codes.finish(), "residuals": self._residuals.finish()}
         lists, list_offsets = ivf if ivf is not None else ivf_from_keys(self._keys, self.num_centroids)
         self._keys = []

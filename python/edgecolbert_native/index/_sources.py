@@ -23,6 +23,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from .._arrays import as_array, as_index_array
+from ._segments import check_segment_sizes
 
 CHUNK_BYTES = 1 << 25  # float32 bytes of one chunk of tokens (32 MiB)
 MAX_CHUNK_TOKENS = 1 << 17  # 25 MB at dim 48: the chunk before it was sized in bytes
@@ -60,6 +61,7 @@ class Source:
         self.num_docs = len(offsets) - 1
         self.num_tokens = int(offsets[-1])
         self.cleanup: list[str] = []
+        check_segment_sizes(np.diff(offsets))  # before any work, not at the segment's end
 
     def tokens(self, lo: int, hi: int) -> np.ndarray:
         raise NotImplementedError

@@ -236,7 +236,7 @@ class WriterLock:
         except OSError as e:
             os.close(fd)
             if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                raise IndexLockedError(f"{self.path}: another process is writing this index") from None
+                raise IndexLockedError(f"{self.path}: another writer is writing this index (a process, or a thread writing through the same Index)") from None
             raise
         self.fd = fd
         return self

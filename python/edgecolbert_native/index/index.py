@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 from typing import Any
 
 import numpy as np
@@ -150,9 +151,14 @@ class Index:
         total = sum(s.n for s in segments)
         self.live = np.ones(total, bool)
         self.live[np.asarray(tombstones, np.int64)] = False
-        self._id_index: tuple[np.ndarray, np.ndarray] | None = None
-        self._id_dense: tuple[int, np.ndarray] | None = None  # integer ids in a dense range: id - lo -> position
-        self._all_ids: np.ndarray | None = None
+        # This state's lazily built id tables ("all_ids"; "id_index": live ids sorted with their positions;
+        # "id_dense": integer ids in a dense range, id - lo -> position). A dict that belongs to the state: a
+        # snapshot shares it, and a commit or reload installs the new state's own (no table of one generation
+        # can land on another).
+        self._cache: dict[str, Any] = {}
+        # Taken to install a new state and to copy one (_snapshot), so that a reader in another thread sees
+        # one generation whole; it is the object's, kept across installs.
+        self._swap = threading.Lock()
 
     # ------------------------------------------------------------------ opening
     @classmethod
@@ -355,8 +361,22 @@ class Index:
             raise
 
     def _reload(self, m: dict | None = None) -> None:
-        other = Index._from_manifest(self.path, m or read_manifest(self.path), False)
-        self.__dict__.update(other.__dict__)
+        self._install(Index._from_manifest(self.path, m or read_manifest(self.path), False))
+
+    def _install(self, other: "Index") -> None:
+        """Takes ``other``'s state (a commit's or a reload's), all of it at once for a reader in another thread."""
+        state = dict(other.__dict__)
+        state["_swap"] = self._swap
+        with self._swap:
+            self.__dict__.update(state)
+
+    def _snapshot(self) -> "Index":
+        """This object's current state as an Index of its own: a reader (search, get, ...) works on one
+        generation from start to end while another thread commits or reloads through this object."""
+        snap = object.__new__(type(self))
+        with self._swap:
+            snap.__dict__.update(self.__dict__)
+        return snap
 
     def _commit(self, m: dict) -> None:
         m["generation"] = int(self.manifest["generation"]) + 1
@@ -368,7 +388,7 @@ class Index:
     def reload(self) -> None:
         """Re-reads the committed state (a reader's view is otherwise fixed at open), as ``open`` reads it:
         retried when a writer commits between the manifest read and the file opens."""
-        self.__dict__.update(Index.open(self.path, verify=False).__dict__)
+        self._install(Index.open(self.path, verify=False))
 
     def add(self, doc_tokens: Any, doc_offsets: Any = None, doc_ids: Any = None, *,
             num_threads: int | None = None, progress: bool | None = None, texts: Any = None,
@@ -462,29 +482,33 @@ class Index:
 
     # ------------------------------------------------------------------ ids
     def _ids_all(self) -> np.ndarray:
-        if self._all_ids is None:
+        all_ids = self._cache.get("all_ids")
+        if all_ids is None:
             parts = [np.asarray(s.ids) for s in self.segments]
             # one segment: its mapped ids as they are (a copy of 10^6 string ids costs more than the lookup)
-            self._all_ids = parts[0] if len(parts) == 1 else np.concatenate(parts) if parts else np.empty(0, np.int64)
-        return self._all_ids
+            all_ids = parts[0] if len(parts) == 1 else np.concatenate(parts) if parts else np.empty(0, np.int64)
+            self._cache["all_ids"] = all_ids
+        return all_ids
 
     def _id_lookup(self) -> tuple[np.ndarray, np.ndarray]:
         """Live ids sorted, with their internal positions; integer ids spanning at most twice their count
         (the default ids 0..n-1 among them) also get a direct table (a subset per query is looked up in
         O(len(subset)), not by binary search)."""
-        if self._id_index is None:
+        id_index = self._cache.get("id_index")
+        if id_index is None:
             live_pos = np.flatnonzero(self.live)
             ids = self._ids_all()[live_pos]
             order = np.argsort(ids, kind="stable")
-            self._id_index = (ids[order], live_pos[order])
-            sorted_ids = self._id_index[0]
+            id_index = (ids[order], live_pos[order])
+            sorted_ids = id_index[0]
             # The span in Python ints: int64 ids spread over more than 2^63 (64-bit hashes) wrap in numpy.
             if self.id_kind == "int" and len(sorted_ids) and int(sorted_ids[-1]) - int(sorted_ids[0]) < 2 * len(sorted_ids):
                 lo = int(sorted_ids[0])
                 table = np.full(int(sorted_ids[-1]) - lo + 1, -1, np.int64)
                 table[(sorted_ids - lo)[::-1]] = live_pos[order][::-1]  # a repeated id: its first position
-                self._id_dense = (lo, table)
-        return self._id_index
+                self._cache["id_dense"] = (lo, table)
+            self._cache["id_index"] = id_index  # last: a reader that finds it finds id_dense too
+        return id_index
 
     def _positions(self, ids: Any, fn: str, strict: bool, ordered: bool = False, unique: bool = True) -> np.ndarray:
         """Internal positions of the live documents with these ids: sorted and unique (with ``unique=False``
@@ -499,7 +523,7 @@ class Index:
             beyond = q > np.iinfo(np.int64).max
             q = np.where(beyond, 0, q)
         q = q.astype(np.int64) if self.id_kind == "int" else q.astype(str)
-        if self._id_index is None and len(q) <= _FEW_IDS:
+        if "id_index" not in self._cache and len(q) <= _FEW_IDS:
             # A few ids looked up once (the CLI reads the 10 documents it shows, in a fresh process): scan
             # the ids, O(n) each, rather than sort every id first (about a second at 10^6 string ids).
             all_ids, wanted = self._ids_all(), q.tolist()
@@ -517,8 +541,9 @@ class Index:
             found = pos >= 0
         else:
             sorted_ids, positions = self._id_lookup()
-            if self._id_dense is not None:
-                lo, table = self._id_dense
+            dense = self._cache.get("id_dense")
+            if dense is not None:
+                lo, table = dense
                 inside = (q >= lo) & (q <= sorted_ids[-1])
                 pos = np.full(len(q), -1, np.int64)
                 pos[inside] = table[q[inside] - lo]
@@ -549,25 +574,27 @@ class Index:
         KeyError. Reads only these rows of the document store."""
         if isinstance(ids, (str, int, np.integer)):
             ids = [ids]
-        pos = self._positions(ids, "Index.get", strict=True, ordered=True)
-        all_ids = self._ids_all()
+        s = self._snapshot()
+        pos = s._positions(ids, "Index.get", strict=True, ordered=True)
+        all_ids = s._ids_all()
         return [{"id": all_ids[p].item(), "text": t, "metadata": md}
-                for p, (t, md) in zip(pos.tolist(), self.docstore.get(pos))]
+                for p, (t, md) in zip(pos.tolist(), s.docstore.get(pos))]
 
     def decode(self, ids: Any) -> list[np.ndarray]:
         """The token vectors of the documents with these ids, in the order given, decoded from their codes
         and residuals (float32 ``[len, dim]``, unit norm: what the re-rank scores)."""
         if isinstance(ids, (str, int, np.integer)):
             ids = [ids]
-        pos = self._positions(ids, "Index.decode", strict=True, ordered=True)
+        snap = self._snapshot()
+        pos = snap._positions(ids, "Index.decode", strict=True, ordered=True)
         out: list[np.ndarray] = [np.empty((0, self.dim), np.float32)] * len(pos)
-        for s in self.segments:
+        for s in snap.segments:
             sel = np.flatnonzero((pos >= s.base) & (pos < s.base + s.n))
             if len(sel) == 0:
                 continue
             local = pos[sel] - s.base
             tok = ragged_ranges(s.offsets[local], s.offsets[local + 1])
-            flat = np.asarray(self.codec.decompress(np.asarray(s.codes[tok], np.int32), np.asarray(s.residuals[tok])),
+            flat = np.asarray(snap.codec.decompress(np.asarray(s.codes[tok], np.int32), np.asarray(s.residuals[tok])),
                               np.float32)
             ends = np.cumsum(s.offsets[local + 1] - s.offsets[local])
             for i, lo, hi in zip(sel.tolist(), (ends - (s.offsets[local + 1] - s.offsets[local])).tolist(), ends.tolist()):
@@ -582,11 +609,12 @@ class Index:
     @property
     def ids(self) -> np.ndarray:
         """The live documents' ids, in internal order."""
-        return self._ids_all()[self.live]
+        s = self._snapshot()
+        return s._ids_all()[s.live]
 
     def __contains__(self, doc_id: Any) -> bool:
         try:
-            return len(self._positions([doc_id], "in", strict=False)) == 1
+            return len(self._snapshot()._positions([doc_id], "in", strict=False)) == 1
         except TypeError:
             return False
 
@@ -632,7 +660,7 @@ class Index:
         ``fusion`` ``"rrf"`` (reciprocal rank) or ``"normalized"`` (min-max scores), default
         ``_search.HYBRID_FUSION``. Hybrid rows carry fused scores, not MaxSim.
         """
-        return _search.search(self, queries, k, nprobe, ndocs, centroid_score_threshold, subset, query_mask,
+        return _search.search(self._snapshot(), queries, k, nprobe, ndocs, centroid_score_threshold, subset, query_mask,
                               exhaustive, num_threads, rerank, where=where, params=params, hybrid=hybrid,
                               query_texts=query_texts, fusion=fusion)
 

@@ -169,8 +169,9 @@ class Index(_PyLateBase):  # type: ignore[misc,valid-type]
     def _known(self, ids: list[Any]) -> list[Any]:
         """The ids (of the stored kind) that are live in the index, in the index's order."""
         integer = self._index.id_kind == "int"
-        pos = self._index._positions([i for i in ids if _is_int(i) == integer], "Index", strict=False)
-        return self._index._ids_all()[pos].tolist()
+        index = self._index._snapshot()  # one generation for both reads (a writer thread may commit between)
+        pos = index._positions([i for i in ids if _is_int(i) == integer], "Index", strict=False)
+        return index._ids_all()[pos].tolist()
 
     def __call__(self, queries_embeddings: Any, k: int = 10, subset: Any = None, **_: Any) -> list[list[dict]]:
         """PyLate's end-to-end search: one list per query of ``{"id", "score"}`` dicts, best first.
@@ -210,6 +211,7 @@ def _embeddings(index: Any, ids: list[Any]) -> list[np.ndarray]:
 
     if not ids:
         return []
+    index = index._snapshot()  # positions and segments of one generation
     positions = index._positions(ids, "get_documents_embeddings", strict=True, ordered=True)
     codes, residuals, offsets = gather_positions(index.segments, positions, index.dim * index.nbits // 8)
     tokens = index.codec.decompress(codes, residuals)

@@ -284,3 +284,24 @@ def test_maxsim_compressed_rejects_an_unknown_kernel(rng):
     codes, res = codec.compress(clustered(rng, 5, 12))
     with pytest.raises(ValueError, match="kernel must be"):
         ec.maxsim_compressed(np.ones((1, 2, 12), np.float32), codes, res, [0, 5], codec, _kernel="fast")
+
+
+@pytest.mark.parametrize("kwargs, exc, match", [
+    (dict(num_centroids=2.0), TypeError, "ResidualCodec.train: num_centroids must be an int"),
+    (dict(num_centroids="4"), TypeError, "ResidualCodec.train: num_centroids must be an int"),
+    (dict(niters=-1), ValueError, "ResidualCodec.train: niters must be >= 0"),
+    (dict(num_threads=0), ValueError, "ResidualCodec.train: num_threads must be in"),
+    (dict(heldout_fraction=-0.1), ValueError, "ResidualCodec.train: heldout_fraction must be in"),
+    (dict(heldout_fraction=float("nan")), ValueError, "ResidualCodec.train: heldout_fraction must be in"),
+    (dict(max_heldout=-5), ValueError, "ResidualCodec.train: max_heldout must be >= 0"),
+])
+def test_train_arguments_are_named(kwargs, exc, match):
+    """A negative heldout_fraction held out the complement of the tail (k-means trained on 100 rows of 1,000);
+    wrong types were reported as kmeans' or assign's own arguments."""
+    args = dict(num_centroids=4, nbits=2) | kwargs
+    with pytest.raises(exc, match=match):
+        ec.ResidualCodec.train(np.random.default_rng(0).standard_normal((1000, 16)).astype(np.float32), **args)
+    with pytest.raises(ValueError, match="heldout_split"):
+        ec.ResidualCodec.heldout_split(1000, heldout_fraction=-0.1)
+    with pytest.raises(ValueError, match="kmeans: num_threads"):
+        ec.kmeans(np.ones((8, 4), np.float32), 2, num_threads=0)

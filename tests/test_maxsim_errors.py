@@ -123,6 +123,35 @@ def test_cuda_tensor_is_a_clear_error():
         ec.maxsim(meta, T, OFF)
 
 
+class _DLPackOnly:
+    """An exporter with nothing but the DLPack protocol (np.asarray would make a 0-d object array of it)."""
+
+    def __init__(self, a: np.ndarray) -> None:
+        self._a = a
+
+    def __dlpack__(self, **kwargs):
+        return self._a.__dlpack__(**kwargs)
+
+    def __dlpack_device__(self):
+        return self._a.__dlpack_device__()
+
+
+def test_index_and_mask_arguments_through_dlpack():
+    """docs/guide.md: anything exporting DLPack is accepted; offsets, candidates and masks were refused
+    ("doc_offsets must hold integers, got object") while token arrays were read."""
+    rng = np.random.default_rng(4)
+    q = rng.standard_normal((2, 3, 8)).astype(np.float32)
+    t = rng.standard_normal((7, 8)).astype(np.float32)
+    off, cand = np.array([0, 2, 7]), np.array([[1, 0], [0, 1]])
+    qmask, dmask = np.array([[1, 1, 0], [1, 0, 1]], bool), np.ones((2, 4), bool)
+    want = ec.maxsim(q, t, off, query_mask=qmask)
+    np.testing.assert_array_equal(ec.maxsim(_DLPackOnly(q), _DLPackOnly(t), _DLPackOnly(off),
+                                            query_mask=_DLPackOnly(qmask)), want)
+    np.testing.assert_array_equal(ec.maxsim_candidates(q, t, off, _DLPackOnly(cand)), ec.maxsim_candidates(q, t, off, cand))
+    padded = rng.standard_normal((2, 4, 8)).astype(np.float32)
+    np.testing.assert_array_equal(ec.maxsim_padded(q, padded, _DLPackOnly(dmask)), ec.maxsim_padded(q, padded, dmask))
+
+
 @settings(max_examples=size(150, 30), deadline=None)
 @given(
     lens=st.lists(st.integers(-3, 6), max_size=6),

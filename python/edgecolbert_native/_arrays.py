@@ -77,9 +77,21 @@ def as_array(x: Any, fn: str, arg: str, dtype: str | None = None) -> tuple[np.nd
     return arr, declared
 
 
+def _plain_array(x: Any, fn: str, arg: str) -> np.ndarray:
+    """numpy arrays, torch tensors, DLPack exporters (np.asarray would make an array of one object) and
+    anything np.asarray reads, as a numpy array."""
+    x = to_numpy(x)
+    if not isinstance(x, np.ndarray) and hasattr(x, "__dlpack__"):
+        try:
+            return np.from_dlpack(x)
+        except (TypeError, RuntimeError, BufferError) as e:
+            raise TypeError(f"{fn}: {arg} could not be read through DLPack: {e}") from None
+    return np.asarray(x)
+
+
 def as_index_array(x: Any, fn: str, arg: str) -> np.ndarray:
     """Integer array (offsets, candidates, ids) as int64; rejects floats and bools."""
-    arr = np.asarray(to_numpy(x))
+    arr = _plain_array(x, fn, arg)
     if arr.size and arr.dtype.kind not in "iu":
         raise TypeError(f"{fn}: {arg} must hold integers, got {arr.dtype}")
     if arr.dtype.kind == "u" and arr.size and arr.max() > np.iinfo(np.int64).max:
@@ -90,7 +102,7 @@ def as_index_array(x: Any, fn: str, arg: str) -> np.ndarray:
 def as_mask(x: Any, fn: str, arg: str) -> np.ndarray | None:
     if x is None:
         return None
-    arr = np.asarray(to_numpy(x))
+    arr = _plain_array(x, fn, arg)
     if arr.dtype.kind not in "biuf":
         raise TypeError(f"{fn}: {arg} must be boolean (or 0/1 numbers), got {arr.dtype}")
     if arr.dtype != np.bool_:

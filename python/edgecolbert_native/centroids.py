@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from . import _native
-from ._arrays import as_array
+from ._arrays import as_array, check_threads
 from ._progress import progress_bar
 
 
@@ -147,6 +147,7 @@ def kmeans(
     fn = "kmeans"
     _check_int(k, fn, "k")
     _check_int(niters, fn, "niters")
+    check_threads(num_threads, fn)
     x = as_float32_matrix(sample, fn, "sample", dtype)
     n, dim = x.shape
     if not 1 <= k <= n:

@@ -35,7 +35,7 @@ from typing import Any, NoReturn
 import numpy as np
 
 from . import _native
-from ._arrays import as_array, as_index_array, as_mask, to_numpy
+from ._arrays import as_array, as_index_array, as_mask, check_threads, to_numpy
 from ._atomic import atomic_write
 from .centroids import all_finite, as_float32_matrix, assign, kmeans
 
@@ -199,7 +199,17 @@ class ResidualCodec:
         two weights), which minimises the residuals' squared quantisation error. Same state, same byte
         layout and decoding formula: only the numbers differ (docs/codec.md, "Bucket placement").
         """
-        x = as_float32_matrix(sample, "ResidualCodec.train", "sample")
+        fn = "ResidualCodec.train"
+        for name, value in (("num_centroids", num_centroids), ("niters", niters), ("max_heldout", max_heldout)):
+            if not isinstance(value, (int, np.integer)) or isinstance(value, bool):
+                raise TypeError(f"{fn}: {name} must be an int, got {value!r}")
+            if value < 0:
+                raise ValueError(f"{fn}: {name} must be >= 0, got {value}")
+        if isinstance(heldout_fraction, bool) or not isinstance(heldout_fraction, (int, float, np.floating, np.integer)) \
+                or not 0 <= heldout_fraction < 1:  # NaN fails too
+            raise ValueError(f"{fn}: heldout_fraction must be in [0, 1), got {heldout_fraction!r}")
+        check_threads(num_threads, fn)
+        x = as_float32_matrix(sample, fn, "sample")
         perm, held = cls.heldout_split(x.shape[0], seed, heldout_fraction, max_heldout)
         return cls.train_split(x[perm[held:]] if held else x, x[perm[:held]] if held else x, num_centroids, nbits,
                                niters=niters, seed=seed, num_threads=num_threads, progress=progress, buckets=buckets)
@@ -209,6 +219,9 @@ class ResidualCodec:
                       max_heldout: int = 50_000) -> tuple[np.ndarray, int]:
         """The shuffle ``train`` applies to a sample of ``n`` rows: ``(perm, held)``. Rows ``perm[:held]`` are
         held out and rows ``perm[held:]`` train k-means, in that order; with ``held`` 0 every row does both."""
+        if not 0 <= heldout_fraction < 1 or max_heldout < 0:  # a negative count would hold out the tail's complement
+            raise ValueError("ResidualCodec.heldout_split: heldout_fraction must be in [0, 1) and max_heldout >= 0, "
+                             f"got {heldout_fraction!r} and {max_heldout!r}")
         perm = np.random.default_rng(seed).permutation(n)
         return perm, int(min(heldout_fraction * n, max_heldout))
 

@@ -147,6 +147,7 @@ def pool_tokens(
     protected_tokens: int = 1,
     num_threads: int | None = None,
     return_rows: bool = False,
+    dtype: str | None = None,
 ) -> tuple[np.ndarray, ...]:
     """Pools each document's tokens by hierarchical clustering, as PyLate's ``pool_factor`` does:
     ``(tokens float32 [T', dim], offsets int64 [n+1])``, CSR like the input.
@@ -158,13 +159,14 @@ def pool_tokens(
     one row to pool are returned as they are. The clustering is O(m^2) memory and time per document.
     ``return_rows=True`` also returns int64 ``[T]``: the row, inside its document's pooled rows, that
     each input token went into. Documents are spread over ``num_threads``; results do not depend on it.
-    float16 / bfloat16 inputs are widened to float32 (the output is float32).
+    float16 / bfloat16 inputs are widened to float32 (the output is float32); ``dtype="bfloat16"`` reads a
+    2-byte integer array as bfloat16 storage, as the other kernels do.
     """
     fn = "pool_tokens"
     for name, value in (("pool_factor", pool_factor), ("protected_tokens", protected_tokens)):
         if not isinstance(value, (int, np.integer)) or isinstance(value, bool):
             raise TypeError(f"{fn}: {name} must be an int, got {type(value).__name__}")
-    arr, declared = as_array(doc_tokens, fn, "doc_tokens")
+    arr, declared = as_array(doc_tokens, fn, "doc_tokens", dtype)
     if declared == "bfloat16":  # bfloat16 is the top half of a float32: widening is exact
         arr = (np.ascontiguousarray(arr).astype(np.uint32) << 16).view(np.float32)
     elif arr.dtype != np.float32:

@@ -124,6 +124,15 @@ def _normalize_rows(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return out, ok
 
 
+def _directions(rows: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Rows normalised to unit norm; a zero row cannot be a direction and becomes a random unit vector."""
+    cents, ok = _normalize_rows(rows)
+    if not ok.all():
+        g = rng.standard_normal((int((~ok).sum()), rows.shape[1]))
+        cents[~ok] = (g / np.linalg.norm(g, axis=1, keepdims=True)).astype(np.float32)
+    return cents
+
+
 def kmeans(
     sample: Any,
     k: int,
@@ -157,10 +166,7 @@ def kmeans(
     if not all_finite(x):
         raise ValueError(f"{fn}: sample contains NaN or infinity")
     rng = np.random.default_rng(seed)
-    cents, ok = _normalize_rows(x[rng.choice(n, size=k, replace=False)].astype(np.float64))
-    if not ok.all():  # zero sample rows cannot be a direction: draw random unit vectors instead
-        g = rng.standard_normal((int((~ok).sum()), dim))
-        cents[~ok] = (g / np.linalg.norm(g, axis=1, keepdims=True)).astype(np.float32)
+    cents = _directions(x[rng.choice(n, size=k, replace=False)].astype(np.float64), rng)
     long_run = float(n) * k * dim * max(niters, 1) >= 2e11
     with progress_bar(niters, f"kmeans k={k} n={n}", enabled=progress, long_run=long_run) as bar:
         for _ in range(niters):
@@ -168,6 +174,7 @@ def kmeans(
             cents, ok = _normalize_rows(_cluster_sums(x, codes, k))
             bad = np.flatnonzero(~ok)
             if bad.size:
-                cents[bad], _ = _normalize_rows(x[rng.choice(n, size=bad.size, replace=bad.size > n)].astype(np.float64))
+                # a zero row drawn here left a zero centroid for good (it attracts nothing to move it)
+                cents[bad] = _directions(x[rng.choice(n, size=bad.size, replace=bad.size > n)].astype(np.float64), rng)
             bar.update()
     return cents

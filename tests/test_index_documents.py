@@ -546,3 +546,31 @@ def test_readers_in_threads_see_one_generation_while_a_thread_writes_through_the
     stop.set()
     assert not failures, failures[:5]
     assert sorted(idx.ids.tolist()) == list(range(n))
+
+
+def test_lexical_query_words_split_as_unicode61_does(tmp_path):
+    """The query's words are OR-ed (docs/guide.md): "foo_bar" was one quoted phrase, which FTS5 reads as "foo"
+    directly followed by "bar"; a decomposed "cafés" split at its combining accent into "cafe" OR "s"."""
+    texts = ["foo alone here", "bar alone here", "nothing to see", "foo bar together", "cafés in paris", "the s letter"]
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((len(texts) * 2, 16)).astype(np.float32)
+    idx = Index.build(tmp_path / "u", x, np.arange(0, len(x) + 1, 2), texts=texts, nbits=2, num_centroids=4)
+    allowed = np.ones(len(texts), bool)
+    matched = lambda q: sorted(idx.docstore.lexical(q, 10, allowed)[0].tolist())  # noqa: E731
+    assert matched("foo_bar") == matched("foo bar") == [0, 1, 3]
+    assert matched("cafe\u0301s") == matched("cafés") == [4]
+    q = x[None, :2]
+    a = idx.search(q, 3, hybrid=np.True_, query_texts=["foo"])
+    b = idx.search(q, 3, hybrid=True, query_texts=["foo"])
+    assert np.array_equal(a[1], b[1]) and np.array_equal(a[0], b[0])
+    assert np.array_equal(idx.search(q, 3, hybrid=np.False_)[1], idx.search(q, 3)[1])
+
+
+def test_demo_bm25_credits_only_documents_it_matched():
+    """The demo's BM25 baseline filled its 100 with documents matching no query word (score 0, position
+    order) and counted them in Recall@100."""
+    from edgecolbert_native.cli.bm25 import BM25
+    from edgecolbert_native.cli.demo import bm25_ranked
+
+    bm = BM25(["alpha beta", "gamma", "delta", "beta beta"])
+    assert bm25_ranked(bm, ["beta", "zzz"], ["a", "b", "c", "d"], k=4) == [["d", "a"], []]

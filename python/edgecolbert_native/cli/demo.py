@@ -25,6 +25,12 @@ from .corpus import Document, Query, pydocs_paths, read_documents, read_queries
 SUBSET_PASSAGES = 1500
 
 
+def bm25_ranked(bm: BM25, texts: list[str], doc_ids: list[str], k: int = 100) -> list[list[str]]:
+    """BM25's top-k ids per query, only documents with a query term: one with none scores 0, BM25 did not
+    find it, and it must get no Recall@100 credit (search() fills its k with them in position order)."""
+    scores, positions = bm.search(texts, k=k)
+    return [[doc_ids[j] for j, s in zip(row, srow) if s > 0] for row, srow in zip(positions, scores)]
+
 def pydocs_subset(full: bool, min_passages: int = SUBSET_PASSAGES) -> tuple[list[Document], list[Query]]:
     corpus, queries = pydocs_paths()
     docs = list(read_documents(corpus))
@@ -102,11 +108,10 @@ def run(full: bool = False, model: str | None = None, workdir: str = ".edgecolbe
     bm = BM25(d.text for d in docs)
     timings["BM25 build"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    _, bm_pos = bm.search([x.text for x in queries], k=100)
+    bm_ranked = bm25_ranked(bm, [x.text for x in queries], [d.id for d in docs])
     timings["BM25 search"] = time.perf_counter() - t0
 
     ranked = ranked_ids(ids)
-    bm_ranked = [[docs[j].id for j in row] for row in bm_pos]
     for qi in range(min(examples, len(queries))):
         print(f"\nquery: {queries[qi].text!r}   (relevant: {', '.join(queries[qi].relevant[:2])})")
         for r in range(min(3, len(ranked[qi]))):

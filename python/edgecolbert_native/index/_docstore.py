@@ -45,6 +45,7 @@ import re
 import secrets
 import sqlite3
 import threading
+import unicodedata
 import urllib.parse
 from typing import Any, Iterable, Iterator, Sequence
 
@@ -73,7 +74,9 @@ _DENIED_FUNCTIONS = frozenset({"load_extension", "random", "randomblob"})
 _TABLE_FUNCTIONS = frozenset({"json_each", "json_tree"})
 # The FTS5 tokenizer of the full-text index (docs/guide.md, "Hybrid search", says why).
 FTS_TOKENIZE = "porter unicode61"
-_WORD = re.compile(r"\w+", re.UNICODE)
+# The query's words as unicode61 separates them: letters and digits (an underscore is a separator there, and
+# "foo_bar" quoted as one phrase would ask for "foo" directly followed by "bar").
+_WORD = re.compile(r"[^\W_]+", re.UNICODE)
 
 
 class FilterError(ValueError):
@@ -664,7 +667,8 @@ class DocumentStore:
         """BM25 top-k (FTS5's ``bm25()``, k1 1.2, b 0.75; statistics per segment) among the allowed
         positions: (positions, scores), best first. Words of ``text`` are OR-ed, each quoted, so no query
         text is read as FTS5 syntax."""
-        words = list(dict.fromkeys(w.lower() for w in _WORD.findall(text)))
+        # NFC first: a decomposed "é" (e + a combining accent, not a letter to the pattern) would split the word
+        words = list(dict.fromkeys(w.lower() for w in _WORD.findall(unicodedata.normalize("NFC", text))))
         if not words or k < 1:
             return np.empty(0, np.int64), np.empty(0, np.float32)
         match = " OR ".join('"' + w.replace('"', '""') + '"' for w in words)

@@ -291,9 +291,9 @@ def hybrid_options(index: Any, hybrid: Any, fusion: str | None, fn: str) -> tupl
     fusion = HYBRID_FUSION if fusion is None else fusion
     if fusion not in ("rrf", "normalized"):
         raise ValueError(f"{fn}: fusion must be 'rrf' or 'normalized', got {fusion!r}")
-    if hybrid is False or hybrid is None:
+    if hybrid is None or (isinstance(hybrid, (bool, np.bool_)) and not hybrid):
         return None, fusion
-    weight = HYBRID_WEIGHT if hybrid is True else hybrid
+    weight = HYBRID_WEIGHT if isinstance(hybrid, (bool, np.bool_)) else hybrid
     if isinstance(weight, bool) or not isinstance(weight, (int, float, np.floating, np.integer)) or not 0 <= weight <= 1:
         raise ValueError(f"{fn}: hybrid must be True, False or a lexical weight in [0, 1], got {hybrid!r}")
     if not index.docstore.has_text:

@@ -607,9 +607,12 @@ def test_a_row_that_counts_its_work_is_refused_above_the_peak(tiny_report):
         row[key] *= f
     for key in ("rate", "fraction", "bytes_per_s", "docs_per_s"):
         row[key] /= f
-    assert any("above 1.050 of the measured peak" in e for e in validate(rep))
+    # Only this row's errors: with every peak's wall/cpu forced to 1.0, another row of a run on a busy host may
+    # be above 1.05 of its (then slack-free) peak too (this test failed so under a concurrent CI run).
+    mine = lambda: [e for e in validate(rep) if row["id"] in e]  # noqa: E731
+    assert any("above 1.050 of the measured peak" in e for e in mine())
     next(c for c in rep["peaks"]["compute"] if c["probe"] == row["peak"] and c["threads"] == 1)["wall_over_cpu"] = 1.2
-    assert validate(rep) == []  # a peak measured at wall/cpu 1.2 may be 20% low
+    assert mine() == []  # a peak measured at wall/cpu 1.2 may be 20% low
     plaid = next(r for r in rep["results"] if r["bound"] == COMPOSITE)
     assert plaid["reranked_docs"] <= plaid["settings"]["rerank"]
 

@@ -245,6 +245,9 @@ def test_bad_input_is_named():
         codec.decompress(codes, res.astype(np.int16))
     with pytest.raises(TypeError, match="float32 or float16"):
         codec.decompress(codes, res, dtype=np.float64)
+    # Not a numpy dtype at all (a torch dtype, an object): the same message, not numpy's.
+    with pytest.raises(TypeError, match="ResidualCodec.decompress: dtype must be float32 or float16"):
+        codec.decompress(codes, res, dtype=object())
     q = np.ones((1, 2, 12), np.float32)
     with pytest.raises(ValueError, match=r"doc_offsets\[-1\] must equal the number of codes 3"):
         ec.maxsim_compressed(q, codes, res, [0, 2], codec)

@@ -261,6 +261,14 @@ def test_bad_arguments_name_function_and_argument(rng):
                        torch.zeros((3, 8)), torch.zeros(4), 2)
     with pytest.raises(ValueError, match=r"nprobe must be in \[1, K\]"):
         gpu.centroid_search(d, torch.zeros((3, 4)), 4)
+    # assign names its own arguments, and checks its centroids when there are no tokens too.
+    for tokens in (d, d[:0]):
+        with pytest.raises(ValueError, match=r"assign: tokens have dim 4 but centroids have dim 5"):
+            gpu.assign(tokens, torch.zeros((3, 5)))
+        with pytest.raises(ValueError, match=r"assign: centroids must have at least 1 row, got 0"):
+            gpu.assign(tokens, torch.zeros((0, 4)))
+        with pytest.raises(TypeError, match=r"assign: centroids must be float32"):
+            gpu.assign(tokens, torch.zeros((3, 4), dtype=torch.int32))
 
 
 def test_mixed_devices_are_a_clear_error():

@@ -109,8 +109,11 @@ def test_padded_bad_input():
         ec.maxsim_padded(Q, np.ones((5, 8), np.float32))
     with pytest.raises(ValueError, match="maxsim_padded: doc_mask"):
         ec.maxsim_padded(Q, docs, np.ones((3, 4), bool))
-    with pytest.raises(ValueError, match="maxsim_padded: doc_tokens have dim"):
+    # The messages name the argument the caller passed (docs), not the flattened array the binding sees.
+    with pytest.raises(ValueError, match="maxsim_padded: docs have dim"):
         ec.maxsim_padded(Q, np.ones((3, 5, 9), np.float32))
+    with pytest.raises(TypeError, match="maxsim_padded: docs must be float32"):
+        ec.maxsim_padded(Q, np.ones((3, 5, 8), np.float64))
 
 
 def test_cuda_tensor_is_a_clear_error():

@@ -69,6 +69,38 @@ def test_integer_ids_come_back_as_integers(tmp_path, rng):
     assert {h["id"] for h in strs(docs[0][None], k=3)[0]} == {"a", "1", "c"}
 
 
+def test_first_adds_from_two_threads_keep_both(tmp_path, rng, monkeypatch):
+    """Two threads making the first add at once: one builds, the other appends after it (before, both
+    built, the second with overwrite, and the first thread's documents were gone)."""
+    import threading
+    import time
+
+    index = Index(index_folder=str(tmp_path), index_name="race", override=True, nbits=4)
+    build = index._native_cls.build
+
+    def slow_build(*args, **kwargs):  # widens the window between the check and the build
+        time.sleep(0.3)
+        return build(*args, **kwargs)
+
+    monkeypatch.setattr(index, "_native_cls", type("Slow", (), {"build": staticmethod(slow_build)}))
+    docs = [rng.standard_normal((int(n), 16)).astype(np.float32) for n in rng.integers(3, 9, 40)]
+    errors = []
+
+    def add(ids):
+        try:
+            index.add_documents(ids, [docs[i] for i in ids])
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=add, args=(list(range(j, 40, 2)),)) for j in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert sorted(index.index.ids.tolist()) == list(range(40))
+
+
 def test_list_of_single_query_batches(tmp_path, rng):
     """A list of [1, Lq, dim] tensors (one encoded query each) is read as fast-plaid and PyLate read it."""
     index, docs = _small(tmp_path, rng, [f"d{i}" for i in range(10)])

@@ -14,14 +14,15 @@ struct Docs {
   DocSet set;
 };
 
-Docs check_tokens(const py::array& tokens, const std::string& dtype, int64_t dim, const char* fn) {
+// name: the caller's name for the tokens (maxsim_padded's are its `docs`, flattened to [n * Ld, dim]).
+Docs check_tokens(const py::array& tokens, const std::string& dtype, int64_t dim, const char* fn,
+                  const char* name = "doc_tokens") {
   Docs d;
   d.tokens = tokens;
-  require_ndim(tokens, 2, fn, "doc_tokens", "[T, dim]");
-  d.set.dtype = token_dtype(tokens, dtype, fn, "doc_tokens");
-  require_readable(tokens, fn, "doc_tokens");
-  if (tokens.shape(1) != dim)
-    value_error(cat(fn, ": doc_tokens have dim ", tokens.shape(1), " but queries have dim ", dim));
+  require_ndim(tokens, 2, fn, name, "[T, dim]");
+  d.set.dtype = token_dtype(tokens, dtype, fn, name);
+  require_readable(tokens, fn, name);
+  if (tokens.shape(1) != dim) value_error(cat(fn, ": ", name, " have dim ", tokens.shape(1), " but queries have dim ", dim));
   d.set.tokens = tokens.data();
   d.set.dim = dim;
   return d;
@@ -42,8 +43,8 @@ Docs check_csr(const py::array& tokens, const std::string& dtype, const py::hand
 
 // Ranges: document i is rows [begin[i], end[i]) of tokens; floor_zero (optional uint8/bool [n]).
 Docs check_ranges(const py::array& tokens, const std::string& dtype, const py::handle& begin, const py::handle& end,
-                  const py::object& floor_zero, int64_t dim, const char* fn) {
-  Docs d = check_tokens(tokens, dtype, dim, fn);
+                  const py::object& floor_zero, int64_t dim, const char* fn, const char* name) {
+  Docs d = check_tokens(tokens, dtype, dim, fn, name);
   auto b = int64_array(begin, fn, "doc_begin");
   auto e = int64_array(end, fn, "doc_end");
   if (b.ndim() != 1 || e.ndim() != 1 || b.shape(0) != e.shape(0))
@@ -182,7 +183,7 @@ PYBIND11_MODULE(_native, m) {
          const std::string& queries_dtype, const std::string& docs_dtype, const std::string& isa, const std::string& fn_name) {
         const char* fn = fn_name.c_str();
         auto q = check_queries(queries, queries_dtype, query_mask, fn);
-        auto d = check_ranges(doc_tokens, docs_dtype, doc_begin, doc_end, floor_zero, q.batch.dim, fn);
+        auto d = check_ranges(doc_tokens, docs_dtype, doc_begin, doc_end, floor_zero, q.batch.dim, fn, "docs");
         return maxsim_impl(q, d, resolve_threads(num_threads, fn), resolve_path(isa));
       },
       py::arg("queries"), py::arg("doc_tokens"), py::arg("doc_begin"), py::arg("doc_end"), py::arg("floor_zero") = py::none(),

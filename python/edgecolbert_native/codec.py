@@ -276,7 +276,10 @@ class ResidualCodec:
         self, codes: Any, residuals: Any, *, dtype: Any = np.float32, num_threads: int | None = None, _isa: str = ""
     ) -> np.ndarray:
         """Unit-length token vectors ``[T, dim]`` in float32 or float16 (computed in float32, then rounded)."""
-        name = np.dtype(dtype).name if not isinstance(dtype, str) else dtype
+        try:
+            name = np.dtype(dtype).name if not isinstance(dtype, str) else dtype
+        except TypeError:  # not a numpy dtype (torch.float16, say): the message below, not numpy's
+            name = ""
         if name not in ("float32", "float16"):
             raise TypeError(f"ResidualCodec.decompress: dtype must be float32 or float16, got {dtype!r}")
         c = _codes(codes, "ResidualCodec.decompress")

@@ -198,7 +198,15 @@ def centroid_search(query_tokens: Any, centroids: Any, nprobe: int):
 def assign(tokens: Any, centroids: Any):
     """Nearest centroid by inner product for every token: ``int32 [T]``, ties to the lower id."""
     torch = require_torch()
-    t = token_tensor(tokens, "assign", "tokens", 2, "[T, dim]")
+    fn = "assign"
+    t = token_tensor(tokens, fn, "tokens", 2, "[T, dim]")
+    # Checked here, with assign's names (and when there are no tokens to run centroid_search on).
+    c = token_tensor(centroids, fn, "centroids", 2, "[K, dim]")
+    device = same_device(fn, {"tokens": t, "centroids": c})
+    if c.shape[1] != t.shape[1]:
+        raise ValueError(f"{fn}: tokens have dim {t.shape[1]} but centroids have dim {c.shape[1]}")
+    if c.shape[0] == 0:
+        raise ValueError(f"{fn}: centroids must have at least 1 row, got 0")
     if t.shape[0] == 0:
-        return torch.empty((0,), dtype=torch.int32, device=t.device)
-    return centroid_search(t, centroids, 1)[1].reshape(-1)
+        return torch.empty((0,), dtype=torch.int32, device=device)
+    return centroid_search(t, c, 1)[1].reshape(-1)

@@ -15,8 +15,10 @@ it is the same class on ``object``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import threading
 from typing import Any, Sequence
 
 import numpy as np
@@ -98,6 +100,9 @@ class Index(_PyLateBase):  # type: ignore[misc,valid-type]
         self.num_threads = num_threads
         self.show_progress = show_progress
         self._index: Any = None
+        # The first add builds the index: two threads making it at once would each build (the second
+        # overwriting the first's documents), so it is made under this lock and later adds append.
+        self._first_add = threading.Lock()
         from ..index import Index as NativeIndex
 
         self._native_cls = NativeIndex
@@ -143,19 +148,20 @@ class Index(_PyLateBase):  # type: ignore[misc,valid-type]
         return self._add(documents_ids, documents_embeddings, replace=True)
 
     def _add(self, documents_ids: Any, documents_embeddings: Sequence[Any], replace: bool) -> "Index":
-        ids = self._ids(documents_ids)
         embs = [_as_float32(e) for e in documents_embeddings]
-        if len(ids) != len(embs):
-            raise ValueError(f"add_documents: {len(ids)} ids for {len(embs)} documents")
-        if not ids:
-            return self
-        if self._index is None:
-            self._index = self._native_cls.build(self.path, embs, doc_ids=ids, nbits=self.nbits,
-                                                 num_centroids=self.num_centroids, num_threads=self.num_threads,
-                                                 progress=self.show_progress, overwrite=True)
-        else:
-            self._index.add(embs, doc_ids=ids, num_threads=self.num_threads, progress=self.show_progress,
-                            replace=replace)
+        # Ids are read under the lock: their kind follows the index another thread may have just built.
+        with self._first_add if self._index is None else contextlib.nullcontext():
+            ids = self._ids(documents_ids)
+            if len(ids) != len(embs):
+                raise ValueError(f"add_documents: {len(ids)} ids for {len(embs)} documents")
+            if not ids:
+                return self
+            if self._index is None:
+                self._index = self._native_cls.build(self.path, embs, doc_ids=ids, nbits=self.nbits,
+                                                     num_centroids=self.num_centroids, num_threads=self.num_threads,
+                                                     progress=self.show_progress, overwrite=True)
+                return self
+        self._index.add(embs, doc_ids=ids, num_threads=self.num_threads, progress=self.show_progress, replace=replace)
         return self
 
     def remove_documents(self, documents_ids: Sequence[Any]) -> "Index":  # type: ignore[override]

@@ -43,6 +43,13 @@ def _torch_to_numpy(x: Any, fn: str, arg: str) -> tuple[np.ndarray, str]:
     return to_numpy(x, bf16_bits=True), BF16 if str(x.dtype) == "torch.bfloat16" else ""
 
 
+def _from_dlpack(x: Any, fn: str, arg: str) -> np.ndarray:
+    try:
+        return np.from_dlpack(x)
+    except (TypeError, RuntimeError, BufferError) as e:
+        raise TypeError(f"{fn}: {arg} could not be read through DLPack: {e}") from None
+
+
 def as_array(x: Any, fn: str, arg: str, dtype: str | None = None) -> tuple[np.ndarray, str]:
     """Returns (array, declared dtype name) for a token array; bf16 is carried as uint16 storage."""
     if type(x) is np.ndarray and x.dtype.char in "fde" and dtype in (None, "float32", "float16"):
@@ -52,10 +59,7 @@ def as_array(x: Any, fn: str, arg: str, dtype: str | None = None) -> tuple[np.nd
     if isinstance(x, np.ndarray):
         arr = x
     elif hasattr(x, "__dlpack__"):
-        try:
-            arr = np.from_dlpack(x)
-        except (TypeError, RuntimeError, BufferError) as e:
-            raise TypeError(f"{fn}: {arg} could not be read through DLPack: {e}") from None
+        arr = _from_dlpack(x, fn, arg)
     else:
         try:
             arr = np.asarray(x)
@@ -82,10 +86,7 @@ def _plain_array(x: Any, fn: str, arg: str) -> np.ndarray:
     anything np.asarray reads, as a numpy array."""
     x = to_numpy(x)
     if not isinstance(x, np.ndarray) and hasattr(x, "__dlpack__"):
-        try:
-            return np.from_dlpack(x)
-        except (TypeError, RuntimeError, BufferError) as e:
-            raise TypeError(f"{fn}: {arg} could not be read through DLPack: {e}") from None
+        return _from_dlpack(x, fn, arg)
     return np.asarray(x)
 
 

@@ -146,3 +146,30 @@ def test_import_index_built_by_colbert_ai(tmp_path, monkeypatch):
     assert H.recall(ids, true) == 1.0
     _, ids = idx.search(q, 10, exhaustive=False)
     assert H.recall(ids, true) >= 0.95
+
+    # colbert-ai's IndexUpdater.remove + persist_to_disk (its way to delete passages): a removed passage's
+    # doclen becomes 0, its codes go, its pid leaves ivf.pid.pt, whose lists shrink but keep the padding of
+    # the old longest list. The import has those passages deleted, and is otherwise the same index.
+    import types
+
+    from colbert.index_updater import IndexUpdater
+
+    pids, lengths = torch.load(os.path.join(d, "ivf.pid.pt"))
+    starts = np.concatenate([[0], np.cumsum(lengths.numpy())])
+    longest = int(lengths.argmax())
+    removed = sorted({int(p) for p in pids[starts[longest]:starts[longest + 1]].tolist()} - {0})[:5] + [n - 1]
+    ranker = types.SimpleNamespace(doclens=torch.from_numpy(np.diff(off)), ivf=None, embeddings=types.SimpleNamespace(
+        codes=torch.empty(0, dtype=torch.int32), residuals=torch.empty(0, res.shape[1], dtype=torch.uint8)))
+    updater = IndexUpdater(None, types.SimpleNamespace(index=d, ranker=ranker))
+    updater.remove(removed)
+    updater.persist_to_disk()
+    after = import_colbert(d, tmp_path / "ours2")
+    assert len(after) == n - len(removed) and not any(p in after for p in removed)
+    keep = [p for p in range(n) if p not in removed]
+    want_s, want_ids = idx.search(q, 10, exhaustive=True, subset=keep)
+    for kw in ({"exhaustive": True}, {"exhaustive": False, "nprobe": idx.num_centroids, "ndocs": 4 * n}):
+        s, ids = after.search(q, 10, **kw)
+        np.testing.assert_array_equal(ids, want_ids)
+        np.testing.assert_allclose(s, want_s, rtol=1e-6)
+    _, ids = after.search(q, 3, subset=removed[:2] + [keep[0]])
+    assert set(ids.ravel().tolist()) <= {keep[0], -1}

@@ -5,7 +5,9 @@ colbert-ai's layout: ``plan.json`` / ``metadata.json`` (``config.dim``, ``config
 per chunk ``{i}.codes.pt`` (int ``[n_i]``), ``{i}.residuals.pt`` (uint8 ``[n_i, dim*nbits/8]``),
 ``doclens.{i}.json`` (list of ints), and ``ivf.pid.pt`` = ``(pids, lengths)`` grouped by centroid
 (written by ``optimize_ivf``; when only the older embedding-id ``ivf.pt`` is there, the IVF is rebuilt
-from the codes, which gives the same lists). The residual bytes are copied as they are: this
+from the codes, which gives the same lists). A passage of length 0 is one colbert-ai's ``IndexUpdater``
+removed (its encoder never makes an empty one): it is imported deleted (a tombstone), so its id is never
+returned, as in colbert-ai. The residual bytes are copied as they are: this
 package's codec is byte-compatible with colbert-ai's. Document ids are colbert's passage ids 0..n-1
 unless ``doc_ids`` is given. Reading ``.pt`` files needs torch.
 """
@@ -68,16 +70,18 @@ def write_colbert_import(colbert_dir: str | os.PathLike, path: str | os.PathLike
 
     return write_import(path, fn, dim=dim, nbits=nbits, centroids=centroids, cutoffs=cutoffs, weights=weights,
                         chunks=chunks(), ivf=lambda n: _read_ivf(os.path.join(src, "ivf.pid.pt"), len(centroids), n, fn),
-                        doc_ids=doc_ids, overwrite=overwrite, provenance={"colbert_dir": os.path.abspath(src)})
+                        doc_ids=doc_ids, overwrite=overwrite, provenance={"colbert_dir": os.path.abspath(src)},
+                        empty_deleted=True)
 
 
 def write_import(path: str | os.PathLike, fn: str, *, dim: int, nbits: int, centroids: np.ndarray, cutoffs: np.ndarray,
                  weights: np.ndarray, chunks: Iterable[tuple[np.ndarray, np.ndarray, list[int]]],
                  ivf: Callable[[int], tuple[np.ndarray, np.ndarray] | None], doc_ids: Any, overwrite: bool,
-                 provenance: dict, texts: Any = None, metadata: Any = None) -> str:
+                 provenance: dict, texts: Any = None, metadata: Any = None, empty_deleted: bool = False) -> str:
     """Writes an index (one segment, generation 1) at ``path`` from another engine's ColBERTv2 codec and chunks
     of ``(codes, packed residuals, document lengths)`` (the residual bytes copied as they are), with the
-    documents' texts and metadata when given; returns ``path``. ``ivf(n)``: the engine's IVF for ``n``
+    documents' texts and metadata when given; returns ``path``. ``empty_deleted``: documents of no tokens are
+    written as deleted (the engine's way to mark a removed document). ``ivf(n)``: the engine's IVF for ``n``
     documents as (lists, offsets), checked, or None to build it from the codes (the same lists)."""
     path = os.fspath(path)
     K = len(centroids)
@@ -106,6 +110,7 @@ def write_import(path: str | os.PathLike, fn: str, *, dim: int, nbits: int, cent
             ids, kind = normalize_ids(doc_ids, n, None, 0, fn)
             check_documents(texts, metadata, n, fn)
             segment = seg.finish(np.asarray(doclens, np.int32), ids, ivf(n))
+        deleted = np.flatnonzero(np.asarray(doclens, np.int64) == 0) if empty_deleted else np.empty(0, np.int64)
         store = write_store(path, f"g{gen}-s0-docs.db", texts, metadata, n, fn)
         if store is not None:
             segment["docs"] = store
@@ -113,14 +118,14 @@ def write_import(path: str | os.PathLike, fn: str, *, dim: int, nbits: int, cent
             "format": FORMAT, "format_version": FORMAT_VERSION, "generation": gen,
             "dim": dim, "nbits": nbits, "num_centroids": K, "id_kind": kind,
             "next_int_id": int(ids.max()) + 1 if kind == "int" and n else 0,
-            "num_docs": n, "num_live": n, "num_tokens": T,
+            "num_docs": n, "num_live": n - len(deleted), "num_tokens": T,
             "codec": {
                 "centroids": write_array(path, f"g{gen}-centroids.bin", np.asarray(centroids, np.float32)),
                 "bucket_cutoffs": write_array(path, f"g{gen}-bucket_cutoffs.bin", np.asarray(cutoffs, np.float32)),
                 "bucket_weights": write_array(path, f"g{gen}-bucket_weights.bin", np.asarray(weights, np.float32)),
             },
             "segments": [segment],
-            "tombstones": write_array(path, f"g{gen}-tombstones.bin", np.empty(0, np.int64)),
+            "tombstones": write_array(path, f"g{gen}-tombstones.bin", deleted.astype(np.int64)),
             "imported_from": provenance,
         }
         write_manifest(path, manifest)
@@ -134,15 +139,20 @@ def _read_ivf(ivf_path: str, K: int, n: int, fn: str) -> tuple[np.ndarray, np.nd
     if not os.path.exists(ivf_path):
         return None
     pids, lengths = (_np(t).astype(np.int64) for t in _load_pt(ivf_path))
-    # colbert-ai's optimize_ivf pads the pid list with up to max(lengths) zeros (StridedTensor
-    # padding, so the last list can be read at full stride): only the first sum(lengths) count.
+    # colbert-ai's optimize_ivf pads the pid list with max(lengths) zeros (StridedTensor padding, so the
+    # last list can be read at full stride), and IndexUpdater's removals shorten the lists but keep that
+    # padding: only the first sum(lengths) count, and the tail must be that padding.
     used = int(lengths.sum()) if len(lengths) else 0
-    if (len(lengths) != K or (len(lengths) and lengths.min() < 0) or used > len(pids)
-            or len(pids) > used + (int(lengths.max()) if len(lengths) else 0)):
-        raise ValueError(f"{fn}: ivf.pid.pt does not match {K} centroids and {n} passages")
+    if len(lengths) != K:
+        raise ValueError(f"{fn}: ivf.pid.pt has {len(lengths)} list lengths for {K} centroids")
+    if (len(lengths) and lengths.min() < 0) or used > len(pids):
+        raise ValueError(f"{fn}: ivf.pid.pt's list lengths (negative, or summing to {used}) do not fit its "
+                         f"{len(pids)} pids")
+    if np.any(pids[used:] != 0):
+        raise ValueError(f"{fn}: ivf.pid.pt holds {len(pids) - used} pids past its lists that are not padding")
     pids = pids[:used]
     if len(pids) and (pids.min() < 0 or pids.max() >= n):
-        raise ValueError(f"{fn}: ivf.pid.pt does not match {K} centroids and {n} passages")
+        raise ValueError(f"{fn}: ivf.pid.pt names pids outside the {n} passages")
     ivf_offsets = np.zeros(K + 1, np.int64)
     np.cumsum(lengths, out=ivf_offsets[1:])
     return pids.astype(np.int32), ivf_offsets

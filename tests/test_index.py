@@ -326,7 +326,13 @@ def test_add_delete_compact(data, tmp_path):
     s, ids = idx.search(q, 10, exhaustive=False)
     assert H.recall(ids, true) >= 0.95
     gone = np.unique(true[:, :3].ravel())
-    assert idx.delete(gone) == len(gone)
+    with pytest.raises(KeyError, match="not in the index"):
+        idx.delete([gone[0], n + 5])  # strict: nothing deleted
+    with pytest.raises(TypeError, match="missing_ok must be a bool"):
+        idx.delete(gone, missing_ok=1)
+    assert len(idx) == n
+    assert idx.delete(gone[:2]) == 2
+    assert idx.delete(np.concatenate([gone, [n + 5]]), missing_ok=True) == len(gone) - 2  # the rest only
     assert len(idx) == n - len(gone)
     alive = np.ones(n, bool)
     alive[gone] = False

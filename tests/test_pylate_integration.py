@@ -101,6 +101,19 @@ def test_first_adds_from_two_threads_keep_both(tmp_path, rng, monkeypatch):
     assert sorted(index.index.ids.tolist()) == list(range(40))
 
 
+def test_empty_query_list_and_a_second_handles_deletes(tmp_path, rng):
+    """No queries: no results (a list was refused as a [0, 1, 1] batch). Two handles on one folder (an
+    indexing job and a server; PyLate code re-creating Index(...)): ids the other handle deleted after this
+    one read the index are skipped by remove_documents, as unknown ids are, and the rest are deleted."""
+    index, docs = _small(tmp_path, rng, [f"d{i}" for i in range(10)])
+    assert index([], k=3) == [] and index(np.zeros((0, 4, 16), np.float32), k=3) == []
+    other = Index(index_folder=str(tmp_path), index_name="s")
+    other.remove_documents(["d3"])
+    index.remove_documents(["d3", "d4"])
+    assert sorted(Index(index_folder=str(tmp_path), index_name="s").index.ids.tolist()) == [
+        f"d{i}" for i in range(10) if i not in (3, 4)]
+
+
 def test_list_of_single_query_batches(tmp_path, rng):
     """A list of [1, Lq, dim] tensors (one encoded query each) is read as fast-plaid and PyLate read it."""
     index, docs = _small(tmp_path, rng, [f"d{i}" for i in range(10)])

@@ -441,12 +441,16 @@ class Index:
         finally:
             lock.__exit__()
 
-    def delete(self, ids: Any) -> int:
+    def delete(self, ids: Any, *, missing_ok: bool = False) -> int:
         """Tombstones the live documents with these ids; returns how many were deleted. Unknown
-        (or already deleted) ids raise KeyError and nothing is deleted. Atomic."""
+        (or already deleted) ids raise KeyError and nothing is deleted, or with ``missing_ok=True`` are
+        skipped (judged against the index as committed when the delete runs, which may be newer than
+        this object's view: another writer may have deleted them meanwhile). Atomic."""
+        if not isinstance(missing_ok, (bool, np.bool_)):
+            raise TypeError(f"Index.delete: missing_ok must be a bool, got {type(missing_ok).__name__}")
         lock, m = self._begin_write()
         try:
-            pos = self._positions(ids, "Index.delete", strict=True)
+            pos = self._positions(ids, "Index.delete", strict=not missing_ok)
             if len(pos) == 0:
                 return 0
             tomb = np.union1d(self.tombstones, pos).astype(np.int64)

@@ -165,11 +165,13 @@ class Index(_PyLateBase):  # type: ignore[misc,valid-type]
         return self
 
     def remove_documents(self, documents_ids: Sequence[Any]) -> "Index":  # type: ignore[override]
-        """Deletes the documents with these ids; ids not in the index are skipped, as PyLate does."""
+        """Deletes the documents with these ids; ids not in the index are skipped, as PyLate does (also
+        those another handle or process deleted after this one read the index)."""
         if self._index is not None:
-            known = self._known(self._ids(documents_ids))
-            if known:
-                self._index.delete(known)
+            integer = self._index.id_kind == "int"
+            ids = [i for i in self._ids(documents_ids) if _is_int(i) == integer]  # another kind is in no index
+            if ids:
+                self._index.delete(ids, missing_ok=True)
         return self
 
     def _known(self, ids: list[Any]) -> list[Any]:
@@ -181,9 +183,10 @@ class Index(_PyLateBase):  # type: ignore[misc,valid-type]
 
     def __call__(self, queries_embeddings: Any, k: int = 10, subset: Any = None, **_: Any) -> list[list[dict]]:
         """PyLate's end-to-end search: one list per query of ``{"id", "score"}`` dicts, best first.
-        ``subset``: one list of ids for every query, or one list per query."""
+        ``subset``: one list of ids for every query, or one list per query. An empty subset (or one of
+        ids not in the index) finds nothing; PyLate 1.6's PLAID wrapper searches everything then."""
         q, mask = _pad_queries(queries_embeddings)
-        if self._index is None or len(self._index) == 0:
+        if self._index is None or len(self._index) == 0 or len(q) == 0:
             return [[] for _ in range(len(q))]
         k = min(int(k), len(self._index))
         groups: list[tuple[np.ndarray, Any]]

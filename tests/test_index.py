@@ -240,6 +240,19 @@ def test_mixed_int_and_str_ids_are_refused(tmp_path):
     assert len(idx) == 3 and idx.get(np.array("1"))[0]["id"] == "1"  # a 0-d array is one id
 
 
+def test_string_ids_with_nul_are_refused(tmp_path):
+    """A NUL anywhere in a string id is refused, a trailing one too (numpy's fixed-width strings drop it:
+    "a\x00" was stored as "a")."""
+    docs = list(np.random.default_rng(0).standard_normal((3, 4, 16)).astype(np.float32))
+    for ids in (["a\x00b", "c", "d"], ["a\x00", "c", "d"], np.array(["a\x00", "c", "d"], dtype=object)):
+        with pytest.raises(ValueError, match="may not contain NUL"):
+            Index.build(tmp_path / "n", docs, doc_ids=ids, nbits=2, num_centroids=4)
+    idx = Index.build(tmp_path / "n", docs, doc_ids=["a", "c", "d"], nbits=2, num_centroids=4)
+    with pytest.raises(ValueError, match="may not contain NUL"):
+        idx.add(docs[:1], doc_ids=["e\x00"])
+    assert idx.ids.tolist() == ["a", "c", "d"]
+
+
 def test_id_lookups_must_be_flat(tmp_path):
     """A 2-d id array is refused by name, not by numpy's broadcasting (or, once the sorted id table
     exists, an IndexError)."""

@@ -86,8 +86,10 @@ def normalize_ids(ids: Any, n: int, kind: str | None, next_int: int, fn: str) ->
         got, arr = "int", arr.astype(np.int64)
     elif arr.dtype.kind == "U" or (arr.dtype.kind == "O" and all(isinstance(x, str) for x in arr)):
         got = "str"
+        # Checked on the values given: numpy's fixed-width strings drop trailing NULs ("a\x00" -> "a").
+        given = seq if seq is not None else (arr.tolist() if arr.dtype.kind == "O" else [])
         arr = arr.astype(str)
-        if any("\x00" in s for s in arr.tolist()):
+        if any("\x00" in s for s in given) or any("\x00" in s for s in arr.tolist()):
             raise ValueError(f"{fn}: string ids may not contain NUL characters")
     else:
         raise TypeError(f"{fn}: doc_ids must be all integers or all strings, got {arr.dtype}")

@@ -110,6 +110,88 @@ def test_resume_with_other_inputs_is_refused(tmp_path, data):
         build_sharded(tmp_path / "s0", x, off, ids, num_shards=3, num_centroids=0)  # 0 is not the default
 
 
+def test_sharded_build_checks_ids_and_inputs_over_the_whole_collection(tmp_path, data):
+    """Index.build's id rules hold across shards (a duplicate in two shards, a mix of kinds, one id short or
+    too many: refused before any work), and a resumed build on other inputs of the same sizes is refused
+    instead of mixing shards of two builds."""
+    x, off, ids, q = data
+    n = len(ids)
+    dup = ids.copy()
+    dup[-1] = dup[0]  # the first and the last shard
+    for bad, err, msg in ((dup, ValueError, "not unique"), ([0, "a"] + list(range(2, n)), TypeError, "a mix"),
+                          (ids[:-1], ValueError, "one id per document"),
+                          (np.concatenate([ids, ["x", "y"]]), ValueError, "one id per document")):
+        with pytest.raises(err, match=f"build_sharded: .*{msg}"):
+            build_sharded(tmp_path / "bad", x, off, bad, num_shards=3)
+        assert not (tmp_path / "bad" / "codec.bin").exists()
+    build_sharded(tmp_path / "s", x, off, ids, num_shards=3)
+    os.unlink(tmp_path / "s" / "sharded.json")
+    os.unlink(tmp_path / "s" / "shard-00001" / "manifest.json")  # a crash while building shard 1
+    for other in ((x[::-1].copy(), off, ids), (x, off, np.array([f"other-{i}" for i in range(n)]))):
+        with pytest.raises(ValueError, match="different sharded build.*inputs_crc32"):
+            build_sharded(tmp_path / "s", *other, num_shards=3)
+    sx = build_sharded(tmp_path / "s", x, off, ids, num_shards=3)  # the same inputs resume
+    assert len(sx) == n
+    for kw, msg in (({"num_shards": True}, "num_shards"), ({"sample_tokens": 0}, "sample_tokens"),
+                    ({"seed": "x"}, "seed"), ({"ray_address": 123}, "ray_address")):
+        with pytest.raises((TypeError, ValueError), match=f"build_sharded: {msg}"):
+            build_sharded(tmp_path / "bad2", x, off, ids, **{"num_shards": 2, **kw})
+
+
+def test_damaged_sharded_json_is_refused(tmp_path, data):
+    """A sharded.json that names a shard twice, miscounts shards or documents, or disagrees with the shards'
+    nbits is refused naming it (such a file gave duplicated or missing results)."""
+    import json
+
+    x, off, ids, q = data
+    build_sharded(tmp_path / "s", x, off, ids, num_shards=3)
+    top_path = tmp_path / "s" / "sharded.json"
+    good = json.loads(top_path.read_text())
+
+    def edited(change):
+        top = json.loads(json.dumps(good))
+        change(top)
+        top_path.write_text(json.dumps(top))
+
+    cases = (
+        (lambda t: t["shards"].append(t["shards"][0]), "num_shards is 3 but 4"),
+        (lambda t: t["shards"].__setitem__(1, dict(t["shards"][0])), "listed twice"),
+        (lambda t: t["shards"].__setitem__(1, {**t["shards"][0], "dir": "./shard-00000"}), "listed twice"),
+        (lambda t: t.__setitem__("num_shards", 7), "num_shards is 7"),
+        (lambda t: t.__setitem__("num_docs", 5), "num_docs is 5"),
+        (lambda t: t.__setitem__("nbits", 2), "nbits 2"),
+        (lambda t: t.update(shards=[], num_shards=0), "no shards"),
+        (lambda t: t["shards"][2].__setitem__("dir", "shard-00009"), "no readable manifest"),
+    )
+    for change, msg in cases:
+        edited(change)
+        with pytest.raises(ValueError, match=f"sharded.json: .*{msg}"):
+            ShardedIndex.open(tmp_path / "s")
+    top_path.write_text(json.dumps(good))
+    sx = ShardedIndex.open(tmp_path / "s")
+    assert len(sx) == len(ids)
+    with pytest.raises(TypeError, match="ray_address"):
+        ShardedIndex.open(tmp_path / "s", ray_address=123)
+    # Deletions on a shard (opened without verification) count in len(), as in len(Index).
+    ec.Index.open(tmp_path / "s" / "shard-00001").delete([ids[len(ids) // 2]])
+    assert len(ShardedIndex.open(tmp_path / "s", verify=False)) == len(ids) - 1
+    # Closed: searches raise, in process as on Ray.
+    sx.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        sx.search(q, 3)
+
+
+def test_sharded_search_checks_its_own_keywords(tmp_path, data):
+    x, off, ids, q = data
+    sx = build_sharded(tmp_path / "s", x, off, ids, num_shards=2)
+    for kw, msg in (({"timeout": -1}, "timeout"), ({"timeout": "x"}, "timeout"), ({"timeout": 0}, "timeout"),
+                    ({"allow_partial": "yes"}, "allow_partial"), ({"exhaustive": "no"}, "exhaustive"),
+                    ({"centroid_score_threshold": "x"}, "centroid_score_threshold"),
+                    ({"centroid_score_threshold": float("nan")}, "centroid_score_threshold")):
+        with pytest.raises((TypeError, ValueError), match=f"ShardedIndex.search: {msg}"):
+            sx.search(q, 3, **kw)
+
+
 def test_sharded_build_takes_a_numpy_nbits(tmp_path, data):
     """As Index.build: a numpy integer is a valid nbits (its JSON holds a plain int); a bad one is refused
     before anything is written."""
@@ -464,6 +546,45 @@ def test_query_batcher_refuses_a_malformed_query_and_keeps_serving(tmp_path, dat
     batcher.close()
     with pytest.raises(TypeError, match="nprob"):
         QueryBatcher(sx, k=5, nprob=1)
+
+
+def test_query_batcher_checks_its_options_and_each_query(tmp_path, data):
+    """Options that would fail every batch (or kill the batching thread, leaving callers waiting for ever)
+    are refused at construction; a NaN query fails its own caller, not its window's other callers."""
+    import threading
+
+    from edgecolbert_native.distributed import QueryBatcher
+
+    x, off, ids, q = data
+    sx = build_sharded(tmp_path / "s", x, off, ids, num_shards=2)
+    for kw, err in (({"max_batch": None}, ValueError), ({"max_batch": "64"}, ValueError), ({"max_batch": 0}, ValueError),
+                    ({"max_wait_ms": -1}, ValueError), ({"k": 0}, ValueError), ({"query_mask": None}, TypeError),
+                    ({"allow_partial": True}, TypeError)):
+        with pytest.raises(err, match="QueryBatcher: "):
+            QueryBatcher(sx, **kw)
+    with pytest.raises(TypeError, match="must be a ShardedIndex"):
+        QueryBatcher(object())
+    want_s, want_i = sx.search(q[:3], 5)
+    batcher = QueryBatcher(sx, k=5, max_wait_ms=300)  # a wide window: the four calls share it
+    bad = q[0].copy()
+    bad[1, 0] = np.nan
+    out: dict = {}
+
+    def call(j, query):
+        try:
+            out[j] = batcher.search(query)
+        except Exception as e:  # noqa: BLE001 - checked below
+            out[j] = e
+
+    threads = [threading.Thread(target=call, args=(j, query)) for j, query in enumerate([q[0], q[1], bad, q[2]])]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    batcher.close()
+    assert isinstance(out[2], ValueError) and "NaN" in str(out[2])
+    for j, row in ((0, 0), (1, 1), (3, 2)):
+        assert np.array_equal(out[j][1], want_i[row]), out[j]
 
 
 def test_query_batcher_close_leaves_no_caller_waiting(tmp_path, data):

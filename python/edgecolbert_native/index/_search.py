@@ -121,7 +121,10 @@ def resolve_params(index: Any, k: int, nprobe: int | None, ndocs: int | None, th
     if nprobe < 1 or ndocs < 1:
         raise ValueError(f"{fn}: nprobe and ndocs must be >= 1")
     ndocs = pool_size(ndocs, k)
-    threshold = d["centroid_score_threshold"] if threshold is None else threshold
+    if threshold is not None and (isinstance(threshold, (bool, np.bool_)) or not isinstance(threshold, (int, float, np.number))
+                                  or np.isnan(threshold)):
+        raise ValueError(f"{fn}: centroid_score_threshold must be a number (not NaN) or None, got {threshold!r}")
+    threshold = d["centroid_score_threshold"] if threshold is None else float(threshold)
     threshold = None if threshold is not None and threshold <= -np.inf else threshold
     return nprobe, ndocs, threshold
 
@@ -147,6 +150,7 @@ def search(index: Any, queries: Any, k: int, nprobe: int | None, ndocs: int | No
            fusion: str | None = None):
     fn = "Index.search"
     check_k(k, fn)
+    check_exhaustive(exhaustive, fn)
     check_threads(num_threads, fn)
     weight, fusion = hybrid_options(index, hybrid, fusion, fn)
     q, mask = query_batch(queries, query_mask, index.dim, fn)
@@ -200,6 +204,12 @@ def check_finite(q: np.ndarray, mask: np.ndarray | None, fn: str) -> None:
 def check_k(k: Any, fn: str) -> None:
     if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 1:
         raise ValueError(f"{fn}: k must be a positive int, got {k!r}")
+
+
+def check_exhaustive(exhaustive: Any, fn: str) -> None:
+    """None (the index decides) or a bool: a string such as "no" would read as True."""
+    if exhaustive is not None and not isinstance(exhaustive, (bool, np.bool_)):
+        raise TypeError(f"{fn}: exhaustive must be True, False or None, got {exhaustive!r}")
 
 
 def as_queries(queries: Any, fn: str, arg: str = "queries") -> np.ndarray:

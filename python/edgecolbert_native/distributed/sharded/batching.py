@@ -21,8 +21,21 @@ class QueryBatcher:
         import queue
         import threading
 
+        fn = "QueryBatcher"
+        if not isinstance(index, ShardedIndex):
+            raise TypeError(f"{fn}: index must be a ShardedIndex, got {type(index).__name__}")
         # A misspelt keyword raises here (TypeError, as ShardedIndex.search would), not in every batch.
         inspect.signature(index.search).bind(None, k, **params)
+        for name, why in (("query_mask", "each query's own rows are its mask"),
+                          ("allow_partial", "a partial result would reach callers as a complete one")):
+            if name in params:
+                raise TypeError(f"{fn}: {name} is not a batcher option ({why})")
+        _search.check_k(k, fn)
+        if isinstance(max_batch, (bool, np.bool_)) or not isinstance(max_batch, (int, np.integer)) or max_batch < 1:
+            raise ValueError(f"{fn}: max_batch must be a positive int, got {max_batch!r}")
+        if (isinstance(max_wait_ms, (bool, np.bool_)) or not isinstance(max_wait_ms, (int, float, np.number))
+                or not 0 <= max_wait_ms < float("inf")):
+            raise ValueError(f"{fn}: max_wait_ms must be a finite number >= 0, got {max_wait_ms!r}")
         self.index, self.k, self.params = index, k, params
         self.max_batch, self.max_wait = max_batch, max_wait_ms / 1e3
         self._q: "queue.Queue[tuple[np.ndarray, Any]]" = queue.Queue()
@@ -41,6 +54,7 @@ class QueryBatcher:
         if q.ndim != 2 or q.shape[1] != dim:
             raise ValueError(f"{fn}: one query [Lq, {dim}] per call, got shape {q.shape} "
                              "(a batch goes to ShardedIndex.search)")
+        _search.check_finite(q[None], None, fn)  # a NaN would fail every query of its window
         fut: concurrent.futures.Future = concurrent.futures.Future()
         with self._closing:
             if self._stop:
@@ -57,14 +71,14 @@ class QueryBatcher:
             except queue.Empty:
                 continue
             items = [first]
-            deadline = time.monotonic() + self.max_wait
-            while len(items) < self.max_batch:
-                try:
-                    items.append(self._q.get(timeout=max(0.0, deadline - time.monotonic())))
-                except queue.Empty:
-                    break
             # Nothing may end this thread: every caller after it would wait for ever.
             try:
+                deadline = time.monotonic() + self.max_wait
+                while len(items) < self.max_batch:
+                    try:
+                        items.append(self._q.get(timeout=max(0.0, deadline - time.monotonic())))
+                    except queue.Empty:
+                        break
                 self._answer(items)
             except Exception as e:  # noqa: BLE001 - every caller still waiting gets the error
                 for _, fut in items:

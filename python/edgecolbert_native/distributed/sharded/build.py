@@ -4,11 +4,13 @@ directory per shard (one after another, or as Ray tasks), resumable shard by sha
 from __future__ import annotations
 
 import os
+import zlib
 from typing import Any
 
 import numpy as np
 
 from ...index import Index
+from ...index._segments import normalize_ids
 from ...index._sources import RangeSource, make_source
 from .actor import connect_ray
 from .index import ShardedIndex
@@ -19,6 +21,21 @@ def _shard_bounds(n: int, num_shards: int) -> list[tuple[int, int]]:
     """Contiguous, balanced document ranges."""
     edges = np.linspace(0, n, num_shards + 1).round().astype(np.int64)
     return [(int(edges[i]), int(edges[i + 1])) for i in range(num_shards)]
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+
+
+def _fingerprint(src: Any, ids: np.ndarray, offsets: np.ndarray) -> int:
+    """CRC-32 of the ids, the offsets and 16 runs of 64 token rows spread over the collection (a few
+    small reads, whatever its size)."""
+    crc = zlib.crc32(np.ascontiguousarray(ids).tobytes())
+    crc = zlib.crc32(np.ascontiguousarray(offsets, np.int64).tobytes(), crc)
+    T = int(offsets[-1])
+    for a in np.unique(np.linspace(0, max(T - 64, 0), 16).astype(np.int64)) if T else ():
+        crc = zlib.crc32(np.ascontiguousarray(src.tokens(int(a), min(int(a) + 64, T)), np.float32).tobytes(), crc)
+    return crc
 
 
 def _build_one(path: str, shard: int, tokens: Any, offsets: np.ndarray | None, ids: np.ndarray, codec_path: str,
@@ -51,9 +68,17 @@ def build_sharded(path: str | os.PathLike, doc_tokens: Any, doc_offsets: Any = N
     from ...index.index import check_nbits, default_codec_centroids, default_sample_tokens
 
     fn = "build_sharded"
-    if not isinstance(num_shards, int) or num_shards < 1:
+    if not _is_int(num_shards) or num_shards < 1:
         raise ValueError(f"{fn}: num_shards must be a positive int, got {num_shards!r}")
+    num_shards = int(num_shards)
     nbits = check_nbits(nbits, fn)
+    if sample_tokens is not None and (not _is_int(sample_tokens) or sample_tokens < 1):
+        raise ValueError(f"{fn}: sample_tokens must be a positive int or None (the default), got {sample_tokens!r}")
+    if not _is_int(seed):
+        raise TypeError(f"{fn}: seed must be an int, got {type(seed).__name__}")
+    if ray_address is not None and not isinstance(ray_address, str):
+        raise TypeError(f"{fn}: ray_address must be None, \"local\", \"auto\" or an address, got "
+                        f"{type(ray_address).__name__}")
     path = os.fspath(path)
     os.makedirs(path, exist_ok=True)
     src, ids = make_source(doc_tokens, doc_offsets, doc_ids, fn, path)
@@ -61,9 +86,9 @@ def build_sharded(path: str | os.PathLike, doc_tokens: Any, doc_offsets: Any = N
         n, T = src.num_docs, src.num_tokens
         if n < num_shards:
             raise ValueError(f"{fn}: {n} documents cannot fill {num_shards} shards")
-        if ids is None:
-            ids = np.arange(n, dtype=np.int64)
-        ids = np.asarray(list(ids) if not isinstance(ids, np.ndarray) else ids)
+        # Index.build's rules over the whole collection (one per document, one kind, unique), before any
+        # work: each shard's build would see only its own slice (a duplicate across shards, a short list).
+        ids, _ = normalize_ids(ids, n, None, 0, fn)
         codec_path = os.path.join(path, CODEC)
         if not os.path.exists(codec_path):
             k = default_codec_centroids(T) if num_centroids is None else num_centroids
@@ -76,8 +101,11 @@ def build_sharded(path: str | os.PathLike, doc_tokens: Any, doc_offsets: Any = N
             codec.save(codec_path)
         offsets = np.asarray(src.offsets, np.int64)
         # An explicit count is part of the plan: a re-run asking for another must not reuse the codec trained above.
+        # The fingerprints (ids, offsets, a fixed sample of token rows) refuse a re-run on other inputs of the
+        # same sizes, whose shards would mix with the first run's.
         check_plan(path, {"num_shards": num_shards, "num_docs": int(n), "num_tokens": int(T), "dim": int(src.dim),
-                           "nbits": nbits, "num_centroids": None if num_centroids is None else int(num_centroids)})
+                           "nbits": nbits, "num_centroids": None if num_centroids is None else int(num_centroids),
+                           "inputs_crc32": _fingerprint(src, ids, offsets)})
 
         def built(i: int) -> bool:
             return os.path.exists(os.path.join(path, shard_dir(i), "manifest.json"))

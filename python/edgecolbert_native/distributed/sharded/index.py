@@ -30,9 +30,13 @@ class ShardedIndex:
 
     def __init__(self, path: str, top: dict, searchers: list[Any], ray: Any = None) -> None:
         self.path, self.top, self.searchers, self._ray = path, top, searchers, ray
+        self._closed = False
 
     @classmethod
     def open(cls, path: str | os.PathLike, *, ray_address: str | None = None, verify: bool = True) -> "ShardedIndex":
+        if ray_address is not None and not isinstance(ray_address, str):
+            raise TypeError(f"ShardedIndex.open: ray_address must be None, \"local\", \"auto\" or an address, "
+                            f"got {type(ray_address).__name__}")
         path = os.fspath(path)
         top_path = os.path.join(path, TOP)
         if not os.path.exists(top_path):
@@ -46,33 +50,11 @@ class ShardedIndex:
         if not isinstance(top, dict) or top.get("format") != FORMAT or top.get("version") != VERSION:
             raise ValueError(f"{top_path}: not an {FORMAT} v{VERSION} manifest")
         try:
-            return cls._open_checked(path, top_path, top, ray_address, verify)
-        except (KeyError, TypeError, AttributeError, IndexError, OverflowError) as e:
+            dirs = cls._read_top(path, top_path, top, verify)
+        except (KeyError, TypeError, AttributeError, IndexError, OverflowError, ValueError) as e:
+            if isinstance(e, ValueError) and str(e).startswith(top_path):
+                raise
             raise ValueError(f"{top_path}: malformed manifest: {e!r}") from None
-
-    @classmethod
-    def _open_checked(cls, path: str, top_path: str, top: dict, ray_address: str | None,
-                      verify: bool) -> "ShardedIndex":
-        if verify and "codec_crc32" in top and crc_file(os.path.join(path, CODEC)) != top["codec_crc32"]:
-            raise ValueError(f"{os.path.join(path, CODEC)} does not match {TOP} (changed or corrupt)")
-        num_tokens, id_kinds, dims = 0, set(), set()
-        for e in top["shards"]:
-            d = os.path.normpath(os.path.join(path, e["dir"]))
-            if os.path.dirname(d) != os.path.normpath(path):
-                raise ValueError(f"{top_path}: shard directory {e['dir']!r} escapes the index directory")
-            with open(os.path.join(d, "manifest.json"), "rb") as f:
-                raw = f.read()
-            if verify and zlib.crc32(raw) != e["manifest_crc32"]:
-                raise ValueError(f"{d}/manifest.json does not match {TOP} (changed or corrupt)")
-            m = json.loads(raw)
-            num_tokens += int(m["num_tokens"])
-            id_kinds.add(m["id_kind"])
-            dims.add(int(m["dim"]))
-        if len(dims) != 1:
-            raise ValueError(f"{top_path}: shards of different dims {sorted(dims)}")
-        top["num_tokens"], top["dim"] = num_tokens, dims.pop()
-        top["id_kind"] = id_kinds.pop() if len(id_kinds) == 1 else "str"
-        dirs = [os.path.join(path, e["dir"]) for e in top["shards"]]
         if ray_address is None:
             return cls(path, top, [ShardSearcher(d, verify) for d in dirs])
         ray = connect_ray(ray_address)
@@ -80,6 +62,54 @@ class ShardedIndex:
         searchers = [actor.remote(d, verify) for d in dirs]
         ray.get([s.ping.remote() for s in searchers])
         return cls(path, top, searchers, ray)
+
+    @staticmethod
+    def _read_top(path: str, top_path: str, top: dict, verify: bool) -> list[str]:
+        """Checks ``sharded.json`` against the codec and the shards' manifests (adding the totals the search
+        reads to ``top``); returns the shard directories. A shard named twice, a count that disagrees with
+        the shards, or shards of other nbits, dims or id kinds would give wrong results: refused."""
+        if verify and "codec_crc32" in top and crc_file(os.path.join(path, CODEC)) != top["codec_crc32"]:
+            raise ValueError(f"{os.path.join(path, CODEC)} does not match {TOP} (changed or corrupt)")
+        shards = top["shards"]
+        if not isinstance(shards, list) or not shards:
+            raise ValueError(f"{top_path}: no shards listed")
+        if int(top["num_shards"]) != len(shards):
+            raise ValueError(f"{top_path}: num_shards is {top['num_shards']} but {len(shards)} shards are listed")
+        num_tokens, num_docs, num_live, kinds, dims, nbits, seen = 0, 0, 0, set(), set(), set(), set()
+        for e in shards:
+            d = os.path.normpath(os.path.join(path, e["dir"]))
+            if os.path.dirname(d) != os.path.normpath(path):
+                raise ValueError(f"{top_path}: shard directory {e['dir']!r} escapes the index directory")
+            if os.path.realpath(d) in seen:
+                raise ValueError(f"{top_path}: shard directory {e['dir']!r} is listed twice")
+            seen.add(os.path.realpath(d))
+            try:
+                with open(os.path.join(d, "manifest.json"), "rb") as f:
+                    raw = f.read()
+            except OSError as err:
+                raise ValueError(f"{top_path}: shard {e['dir']!r} has no readable manifest.json (missing or "
+                                 f"incomplete: {err.strerror})") from None
+            if verify and zlib.crc32(raw) != e["manifest_crc32"]:
+                raise ValueError(f"{d}/manifest.json does not match {TOP} (changed or corrupt)")
+            m = json.loads(raw)
+            num_tokens += int(m["num_tokens"])
+            num_docs += int(m["num_docs"])
+            num_live += int(m["num_live"])
+            kinds.add(m["id_kind"])
+            dims.add(int(m["dim"]))
+            nbits.add(int(m["nbits"]))
+        if len(dims) != 1:
+            raise ValueError(f"{top_path}: shards of different dims {sorted(dims)}")
+        if nbits != {int(top["nbits"])}:
+            raise ValueError(f"{top_path}: nbits {top['nbits']}, the shards' {sorted(nbits)}")
+        if len(kinds) != 1:
+            raise ValueError(f"{top_path}: shards with different id kinds {sorted(kinds)}")
+        # Built, the shards hold num_docs documents; deletions on a shard (opened with verify=False) lower
+        # the live count, which len() reports.
+        if verify and num_docs != int(top["num_docs"]):
+            raise ValueError(f"{top_path}: num_docs is {top['num_docs']} but the shards hold {num_docs}")
+        top["num_tokens"], top["dim"], top["id_kind"], top["num_live"] = num_tokens, dims.pop(), kinds.pop(), num_live
+        return [os.path.join(path, e["dir"]) for e in shards]
 
     def default_params(self, k: int = 10) -> dict:
         """The parameters one index over the whole collection would use (``Index.default_params`` on
@@ -93,7 +123,8 @@ class ShardedIndex:
         return SimpleNamespace(manifest={"num_tokens": int(self.top["num_tokens"])}, nbits=int(self.top["nbits"]))
 
     def __len__(self) -> int:
-        return int(self.top["num_docs"])
+        """Live documents (a shard's deletions count, as in ``len(Index)``)."""
+        return int(self.top["num_live"])
 
     @property
     def num_shards(self) -> int:
@@ -120,9 +151,17 @@ class ShardedIndex:
         padding, every shard listed). The caller's own errors (arguments, a ``where`` the shards' stores
         refuse) raise as on one index, with ``allow_partial`` too."""
         fn = FN
+        if self._closed:
+            raise RuntimeError(f"{fn}: the index is closed")
         # The caller's arguments are checked here, by Index.search's rules, before any shard is asked: with
         # allow_partial, an error every shard raised alike would otherwise read as every shard lost.
+        if not isinstance(allow_partial, (bool, np.bool_)):
+            raise TypeError(f"{fn}: allow_partial must be a bool, got {type(allow_partial).__name__}")
+        if timeout is not None and (isinstance(timeout, (bool, np.bool_)) or not isinstance(timeout, (int, float, np.number))
+                                    or not np.isfinite(timeout) or timeout <= 0):
+            raise ValueError(f"{fn}: timeout must be None or a positive number of seconds, got {timeout!r}")
         _search.check_k(k, fn)
+        _search.check_exhaustive(exhaustive, fn)
         check_threads(num_threads, fn)
         if hybrid is not False and hybrid is not None:
             raise ValueError(f"{fn}: hybrid search is not available on a sharded index: BM25 and the fusion "
@@ -185,6 +224,8 @@ class ShardedIndex:
         return stages.results(scores, pos, self.top["id_kind"] == "int")
 
     def close(self) -> None:
+        """Stops the shards' Ray actors; searches after it raise RuntimeError (in process too)."""
+        self._closed = True
         if self._ray is not None:
             for s in self.searchers:
                 self._ray.kill(s)

@@ -41,8 +41,12 @@ def check_plan(path: str, plan: dict) -> None:
     if os.path.exists(p):
         with open(p) as f:
             old = json.load(f)
-        if old != plan:
-            diff = ", ".join(f"{k} {old.get(k)!r} -> {v!r}" for k, v in plan.items() if old.get(k) != v)
+        # A plan written before the inputs' fingerprint existed has none to compare.
+        mine = plan if "inputs_crc32" in old else {k: v for k, v in plan.items() if k != "inputs_crc32"}
+        if old != mine:
+            diff = ", ".join(f"{k} {old.get(k)!r} -> {v!r}" for k, v in mine.items() if old.get(k) != v)
+            if not diff:
+                diff = ", ".join(f"{k} {v!r} -> unset" for k, v in old.items() if k not in mine)
             raise ValueError(f"{path}: holds (part of) a different sharded build ({diff}); "
                              "use a new directory or delete this one")
     else:

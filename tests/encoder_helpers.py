@@ -254,3 +254,30 @@ def synthetic_texts(n_docs: int, words_per_doc: int = 40, seed: int = 0) -> list
     vocab = ["".join(rng.choice(letters, size=int(rng.integers(3, 10)))) for _ in range(2000)]
     words = rng.integers(0, len(vocab), size=(n_docs, words_per_doc))
     return [" ".join(vocab[w] for w in row) for row in words]
+
+
+def edited_copy(src: str, dst: str, config: dict | None = None, drop: tuple[str, ...] = (),
+                special_tokens_map: dict | None = None, tokenizer_json=None) -> str:
+    """A copy of checkpoint src with its tokenizer files edited: tokenizer_config.json updated with config
+    and without the keys in drop, special_tokens_map.json written when given, tokenizer_json(dict) applied
+    to tokenizer.json's content."""
+    import shutil
+
+    shutil.copytree(src, dst)
+    f = os.path.join(dst, "tokenizer_config.json")
+    with open(f) as fh:
+        cfg = json.load(fh)
+    cfg = {k: v for k, v in {**cfg, **(config or {})}.items() if k not in drop}
+    with open(f, "w") as fh:
+        json.dump(cfg, fh)
+    if special_tokens_map is not None:
+        with open(os.path.join(dst, "special_tokens_map.json"), "w") as fh:
+            json.dump(special_tokens_map, fh)
+    if tokenizer_json is not None:
+        f = os.path.join(dst, "tokenizer.json")
+        with open(f) as fh:
+            tok = json.load(fh)
+        tokenizer_json(tok)
+        with open(f, "w") as fh:
+            json.dump(tok, fh)
+    return dst

@@ -137,6 +137,30 @@ def test_query_expansion(tmp_path, pm, attend):
     check_documents(enc, ref, H.documents())
 
 
+@pytest.fixture(scope="module")
+def tiny_expansion(tmp_path_factory):
+    """A tiny ModernBERT ColBERT with query expansion, for copies whose tokenizer files are edited."""
+    return H.modernbert_colbert(str(tmp_path_factory.mktemp("expansion")), H.SHAPE_TINY, vocab_size=2000,
+                                local_attention=16, query_length=16, document_length=40, do_query_expansion=True)
+
+
+def test_special_tokens_map_precedence(tmp_path, pm, tiny_expansion):
+    """special_tokens_map.json overrides tokenizer_config.json (here: the expansion token), unless
+    tokenizer_config.json has added_tokens_decoder, which makes transformers ignore special_tokens_map.json."""
+    stm = {"mask_token": "[PAD]"}  # tokenizer_config.json: [MASK]
+    path = H.edited_copy(tiny_expansion, str(tmp_path / "stm"), special_tokens_map=stm)
+    enc, ref = Encoder.from_pretrained(path), pm.ColBERT(path, device="cpu")
+    assert enc.tokenizer.pad_id == ref.tokenizer.pad_token_id == enc.tokenizer._tok["query"].token_to_id("[PAD]")
+    check_queries(enc, ref, H.QUERIES)
+    with open(os.path.join(path, "tokenizer.json")) as f:
+        added = {str(t["id"]): {k: v for k, v in t.items() if k != "id"} for t in json.load(f)["added_tokens"]}
+    path = H.edited_copy(tiny_expansion, str(tmp_path / "decoder"), config={"added_tokens_decoder": added},
+                         special_tokens_map=stm)
+    enc, ref = Encoder.from_pretrained(path), pm.ColBERT(path, device="cpu")
+    assert enc.tokenizer.pad_id == ref.tokenizer.pad_token_id == enc.tokenizer._tok["query"].token_to_id("[MASK]")
+    check_queries(enc, ref, H.QUERIES)
+
+
 def test_prompts_match_pylate(tmp_path, pm):
     """config_sentence_transformers.json's default prompt is prepended to queries and documents (before
     the strip and lower-casing), per-call prompt / prompt_name and constructor overrides as in PyLate."""
@@ -330,7 +354,7 @@ def test_vocab_txt_tokenizer_is_transformers(tmp_path, variant):
     tokenizer_config.json's added_tokens_decoder, the legacy added_tokens.json, and no special tokens named."""
     from transformers import AutoTokenizer
 
-    from edgecolbert_native.encoder._tokenize import BERT_SPECIAL_TOKENS, load_tokenizer
+    from edgecolbert_native.encoder._tokenize import BERT_SPECIAL_TOKENS, load_tokenizer, tokenizer_settings
 
     path = offline_model_path()
     if path is None:
@@ -351,11 +375,6 @@ def test_vocab_txt_tokenizer_is_transformers(tmp_path, variant):
         cfg = {k: v for k, v in cfg.items() if k not in BERT_SPECIAL_TOKENS}
     with open(os.path.join(d, "tokenizer_config.json"), "w") as f:
         json.dump(cfg, f)
-    merged: dict = {}
-    for name in ("special_tokens_map.json", "tokenizer_config.json"):
-        if os.path.isfile(os.path.join(d, name)):
-            with open(os.path.join(d, name)) as f:
-                merged.update({k: v for k, v in json.load(f).items() if v is not None})
-    mine = json.loads(load_tokenizer(d, {**BERT_SPECIAL_TOKENS, **merged}).to_str())
+    mine = json.loads(load_tokenizer(d, {**BERT_SPECIAL_TOKENS, **tokenizer_settings(d)}).to_str())
     want = json.loads(AutoTokenizer.from_pretrained(d).backend_tokenizer.to_str())
     assert mine == want

@@ -114,9 +114,28 @@ def _wordpiece_from_vocab(path: str, config: dict) -> Any:
     return tok
 
 
+def _read_json(path: str, name: str) -> dict:
+    f = os.path.join(path, name)
+    if not os.path.isfile(f):
+        return {}
+    with open(f, encoding="utf8") as fh:
+        return json.load(fh)
+
+
+def tokenizer_settings(path: str) -> dict:
+    """tokenizer_config.json and special_tokens_map.json merged as transformers 5 merges them
+    (PreTrainedTokenizerBase._from_pretrained): special_tokens_map.json is a legacy file, read only when
+    tokenizer_config.json has no added_tokens_decoder, and then its keys override tokenizer_config.json's
+    (a null there removes the token)."""
+    config = _read_json(path, "tokenizer_config.json")
+    if "added_tokens_decoder" not in config:
+        config.update(_read_json(path, "special_tokens_map.json"))
+    return {k: v for k, v in config.items() if v is not None}
+
+
 def load_tokenizer(path: str, config: dict) -> Any:
-    """tokenizer.json, else the BERT tokenizer of vocab.txt; `config`: special_tokens_map.json and
-    tokenizer_config.json merged, BERT_SPECIAL_TOKENS' defaults applied for vocab.txt."""
+    """tokenizer.json, else the BERT tokenizer of vocab.txt; `config`: tokenizer_settings(path),
+    BERT_SPECIAL_TOKENS' defaults applied for vocab.txt."""
     from tokenizers import Tokenizer
 
     tok_file = os.path.join(path, "tokenizer.json")
@@ -134,12 +153,7 @@ class ColBERTTokenizer:
     def __init__(self, path: str, spec: CheckpointSpec):
         from tokenizers import Tokenizer
 
-        config: dict = {}
-        for name in ("special_tokens_map.json", "tokenizer_config.json"):
-            f = os.path.join(path, name)
-            if os.path.isfile(f):
-                with open(f, encoding="utf8") as fh:
-                    config.update({k: v for k, v in json.load(fh).items() if v is not None})
+        config = tokenizer_settings(path)
         if not os.path.isfile(os.path.join(path, "tokenizer.json")):
             config = {**BERT_SPECIAL_TOKENS, **config}  # a vocab.txt is read as BertTokenizer, with its defaults
         base = load_tokenizer(path, config).to_str()

@@ -161,6 +161,21 @@ def test_special_tokens_map_precedence(tmp_path, pm, tiny_expansion):
     check_queries(enc, ref, H.QUERIES)
 
 
+def test_truncation_side_from_tokenizer_json(tmp_path, pm, tiny_expansion):
+    """tokenizer.json's saved truncation direction applies when tokenizer_config.json names no
+    truncation_side (PyLate then keeps the end of a long document); tokenizer_config.json's wins."""
+    def left(tok):
+        tok["truncation"] = {"direction": "Left", "max_length": 512, "strategy": "LongestFirst", "stride": 0}
+
+    long_text = [" ".join(H.CORPUS[:3]), H.CORPUS[4]]
+    for name, config, side in (("json", None, "left"), ("config", {"truncation_side": "right"}, "right")):
+        path = H.edited_copy(tiny_expansion, str(tmp_path / name), config=config, tokenizer_json=left)
+        enc, ref = Encoder.from_pretrained(path), pm.ColBERT(path, device="cpu")
+        assert ref.tokenizer.truncation_side == side
+        check_documents(enc, ref, long_text)
+        check_queries(enc, ref, long_text)
+
+
 def test_prompts_match_pylate(tmp_path, pm):
     """config_sentence_transformers.json's default prompt is prepended to queries and documents (before
     the strip and lower-casing), per-call prompt / prompt_name and constructor overrides as in PyLate."""

@@ -159,7 +159,10 @@ class ColBERTTokenizer:
         base = load_tokenizer(path, config).to_str()
         self.spec = spec
         self.lower = spec.do_lower_case
-        side = config.get("truncation_side", "right")
+        # transformers: tokenizer_config.json's truncation_side, else the direction tokenizer.json's
+        # truncation was saved with (TokenizersBackend.__init__), else right.
+        json_truncation = _read_json(path, "tokenizer.json").get("truncation") or {}
+        side = str(config.get("truncation_side") or json_truncation.get("direction") or "right").lower()
         self._tok = {}
         for kind, length, prefix in (
             ("query", spec.query_length, spec.query_prefix),

@@ -176,6 +176,19 @@ def test_truncation_side_from_tokenizer_json(tmp_path, pm, tiny_expansion):
         check_queries(enc, ref, long_text)
 
 
+def test_no_expansion_token_is_refused(tmp_path, pm, tiny_expansion):
+    """No [MASK], EOS or pad token: PyLate refuses to load; so do we when queries are expanded (they were
+    expanded with id 0), and load without expansion, where no such token is needed."""
+    path = H.edited_copy(tiny_expansion, str(tmp_path / "none"), drop=("mask_token", "pad_token", "eos_token"))
+    with pytest.raises(NotImplementedError):
+        pm.ColBERT(path, device="cpu")
+    with pytest.raises(ValueError, match=f"{path}: query expansion is on but .* no \\[MASK\\], EOS or pad token"):
+        Encoder.from_pretrained(path)
+    enc = Encoder.from_pretrained(path, do_query_expansion=False)
+    emb, mask = enc.encode_queries(["hello world"])
+    assert emb.shape[1] == int(mask.sum()) < 16
+
+
 def test_prompts_match_pylate(tmp_path, pm):
     """config_sentence_transformers.json's default prompt is prepended to queries and documents (before
     the strip and lower-casing), per-call prompt / prompt_name and constructor overrides as in PyLate."""

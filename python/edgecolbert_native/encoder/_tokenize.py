@@ -182,8 +182,14 @@ class ColBERTTokenizer:
         mask_id = token_id(_token_content(config.get("mask_token")))
         eos_id = token_id(_token_content(config.get("eos_token")))
         pad_id = token_id(_token_content(config.get("pad_token")))
-        # PyLate pads with [MASK] for MLM encoders, with EOS for decoders.
-        self.pad_id = next((i for i in (mask_id, eos_id, pad_id) if i is not None), 0)
+        # PyLate pads with [MASK] for MLM encoders, with EOS for decoders. With none of the three it
+        # refuses to load (NotImplementedError), expansion or not; only expansion needs the token, so
+        # only then is it refused here (None otherwise: never used).
+        self.pad_id = next((i for i in (mask_id, eos_id, pad_id) if i is not None), None)
+        if self.pad_id is None and spec.do_query_expansion:
+            raise ValueError(f"{path}: query expansion is on but the tokenizer has no [MASK], EOS or pad token "
+                             "(tokenizer_config.json / special_tokens_map.json name none in the vocabulary) to "
+                             "expand queries with; name one, or load with do_query_expansion=False")
 
         def prefix_id(prefix: str, what: str) -> int | None:
             if not prefix:

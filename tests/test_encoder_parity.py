@@ -319,6 +319,40 @@ def test_colbert_ai_checkpoint(tmp_path, pm):
     assert emb.shape[1] == 24 and bool(mask.all())
 
 
+@pytest.mark.filterwarnings("ignore:Deprecated in 0.9.0:DeprecationWarning")  # transformers' own WordPiece call
+def test_bert_tokenizer_class_rebuilds_wordpiece(tmp_path, pm):
+    """tokenizer_class BertTokenizer: transformers 5 rebuilds the WordPiece tokenizer from tokenizer.json's
+    vocabulary with tokenizer_config.json's flags (do_lower_case defaulting to True) and BERT's default
+    special tokens, ignoring tokenizer.json's normaliser: same serialised tokenizer, same output as PyLate."""
+    from transformers import AutoTokenizer
+
+    from edgecolbert_native.encoder._tokenize import BERT_SPECIAL_TOKENS, load_tokenizer, tokenizer_settings
+
+    base = H.bert_colbert(str(tmp_path / "base"))
+
+    def cased(tok):
+        tok["normalizer"]["lowercase"] = False
+
+    bert = {"tokenizer_class": "BertTokenizer"}
+    variants = {
+        "cased": dict(config=dict(bert, do_lower_case=False)),
+        "nostrip": dict(config=dict(bert, strip_accents=False)),
+        "nochinese": dict(config=dict(bert, tokenize_chinese_chars=False)),
+        "json-cased": dict(config=bert, tokenizer_json=cased),  # do_lower_case's default: lower-cased
+        "default-specials": dict(config=bert, drop=tuple(BERT_SPECIAL_TOKENS)),
+    }
+    texts = ["Hello café World", "東京 x", "`~^ hello", *H.documents()[:3]]
+    for name, kw in variants.items():
+        path = H.edited_copy(base, str(tmp_path / name), **kw)
+        mine = json.loads(load_tokenizer(path, {**BERT_SPECIAL_TOKENS, **tokenizer_settings(path)}).to_str())
+        want = json.loads(AutoTokenizer.from_pretrained(path).backend_tokenizer.to_str())
+        assert {**mine, "truncation": None, "padding": None} == {**want, "truncation": None, "padding": None}, name
+        enc, ref = Encoder.from_pretrained(path), pm.ColBERT(path, device="cpu")
+        assert enc.tokenizer.pad_id == ref.tokenizer.pad_token_id and enc.tokenizer.unk_id == ref.tokenizer.unk_token_id
+        check_documents(enc, ref, texts)
+        check_queries(enc, ref, texts)
+
+
 def _minilm() -> tuple:
     """(sentence-transformers' all-MiniLM-L6-v2, our Encoder of the same files), both offline."""
     path = offline_model_path()

@@ -63,21 +63,24 @@ def _added_token(value: object, **defaults: bool) -> Any:
     return AddedToken(str(value), **defaults)
 
 
-def _wordpiece_from_vocab(path: str, config: dict) -> Any:
-    """The tokenizer transformers' BertTokenizer builds from vocab.txt (sentence-transformers and PyLate
-    load a checkpoint without tokenizer.json so): WordPiece, BertNormalizer with tokenizer_config.json's
-    do_lower_case / tokenize_chinese_chars / strip_accents, BertPreTokenizer, "[CLS] $A [SEP]", and the
+def _wordpiece_from_vocab(path: str, config: dict, vocab: dict | None = None,
+                          json_added: list | None = None) -> Any:
+    """The tokenizer transformers' BertTokenizer builds from vocab.txt, or from tokenizer.json's vocabulary
+    (`vocab`, its added tokens `json_added`) when tokenizer_class resolves to BertTokenizer: WordPiece,
+    BertNormalizer with tokenizer_config.json's do_lower_case / tokenize_chinese_chars / strip_accents
+    (tokenizer.json's normaliser and template are not read), BertPreTokenizer, "[CLS] $A [SEP]", and the
     added and special tokens in transformers' order (added_tokens_decoder, else the legacy
-    added_tokens.json; then the named special tokens not yet there). `config` has BERT_SPECIAL_TOKENS'
-    defaults applied."""
+    added_tokens.json and tokenizer.json's added_tokens; then the named special tokens not yet there).
+    `config` has BERT_SPECIAL_TOKENS' defaults applied."""
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 
-    cls_name = str(config.get("tokenizer_class") or "BertTokenizer").removesuffix("Fast")
-    if cls_name not in _WORDPIECE_CLASSES:
-        raise ValueError(f"{path}: no tokenizer.json, and vocab.txt is read only for BERT WordPiece tokenizers "
-                         f"(tokenizer_class {', '.join(_WORDPIECE_CLASSES)}), not {cls_name}")
-    # transformers 5 hands the file to tokenizers' reader (one token a line, trailing whitespace trimmed).
-    vocab = models.WordPiece.read_file(os.path.join(path, "vocab.txt"))
+    if vocab is None:
+        cls_name = str(config.get("tokenizer_class") or "BertTokenizer").removesuffix("Fast")
+        if cls_name not in _WORDPIECE_CLASSES:
+            raise ValueError(f"{path}: no tokenizer.json, and vocab.txt is read only for BERT WordPiece tokenizers "
+                             f"(tokenizer_class {', '.join(_WORDPIECE_CLASSES)}), not {cls_name}")
+        # transformers 5 hands the file to tokenizers' reader (one token a line, trailing whitespace trimmed).
+        vocab = models.WordPiece.read_file(os.path.join(path, "vocab.txt"))
     tok = Tokenizer(models.WordPiece(vocab, unk_token=_token_content(config["unk_token"])))
     tok.normalizer = normalizers.BertNormalizer(
         clean_text=True, handle_chinese_chars=bool(config.get("tokenize_chinese_chars", True)),
@@ -89,16 +92,19 @@ def _wordpiece_from_vocab(path: str, config: dict) -> Any:
     named_contents = {_token_content(v) for v in named.values()}
     extra = config.get("additional_special_tokens") or config.get("extra_special_tokens") or []
     specials = list(named.values()) + (list(extra) if isinstance(extra, list) else [])
-    declared: list[tuple[int, Any]] = []
+    by_id: dict[int, Any] = {}
     if isinstance(config.get("added_tokens_decoder"), dict):
-        declared = [(int(i), _added_token(t)) for i, t in config["added_tokens_decoder"].items()]
-    elif os.path.isfile(os.path.join(path, "added_tokens.json")):
-        with open(os.path.join(path, "added_tokens.json"), encoding="utf-8") as fh:
-            legacy = json.load(fh)
-        special_contents = named_contents | {_token_content(t) for t in specials}
-        declared = [(int(i), _added_token(t, normalized=t not in special_contents, special=t in special_contents))
-                    for t, i in legacy.items()]
-    declared.sort(key=lambda it: it[0])
+        by_id = {int(i): _added_token(t) for i, t in config["added_tokens_decoder"].items()}
+    else:
+        if os.path.isfile(os.path.join(path, "added_tokens.json")):
+            with open(os.path.join(path, "added_tokens.json"), encoding="utf-8") as fh:
+                legacy = json.load(fh)
+            special_contents = named_contents | {_token_content(t) for t in specials}
+            by_id = {int(i): _added_token(t, normalized=t not in special_contents, special=t in special_contents)
+                     for t, i in legacy.items()}
+        for t in json_added or []:  # tokenizer.json's, read after added_tokens.json (same id: it wins)
+            by_id[int(t["id"])] = _added_token(t)
+    declared = sorted(by_id.items(), key=lambda it: it[0])
     tok.add_tokens([t for _, t in declared])
     present = {t.content for _, t in declared}
     tok.add_tokens([_added_token(t, normalized=False, special=True) for t in specials
@@ -133,14 +139,38 @@ def tokenizer_settings(path: str) -> dict:
     return {k: v for k, v in config.items() if v is not None}
 
 
+# The tokenizer class transformers' AutoTokenizer picks from config.json's model_type (TOKENIZER_MAPPING_NAMES),
+# for the WordPiece model types.
+_MODEL_TYPE_TOKENIZER = {"bert": "BertTokenizer", "distilbert": "BertTokenizer", "electra": "BertTokenizer"}
+
+
+def rebuilds_wordpiece(path: str, config: dict) -> bool:
+    """Does transformers 5 rebuild this checkpoint's tokenizer as BertTokenizer (from tokenizer.json's
+    vocabulary, ignoring its normaliser) rather than load tokenizer.json as is? AutoTokenizer: a
+    tokenizer_class that differs from the one config.json's model_type maps to loads tokenizer.json as is
+    (TokenizersBackend); else the named class, else the model type's."""
+    named = str(config.get("tokenizer_class") or "").removesuffix("Fast")
+    by_model = _MODEL_TYPE_TOKENIZER.get(_read_json(path, "config.json").get("model_type"))
+    if named and by_model and named != by_model:
+        return False
+    return (named or by_model) in _WORDPIECE_CLASSES
+
+
 def load_tokenizer(path: str, config: dict) -> Any:
-    """tokenizer.json, else the BERT tokenizer of vocab.txt; `config`: tokenizer_settings(path),
-    BERT_SPECIAL_TOKENS' defaults applied for vocab.txt."""
+    """tokenizer.json (rebuilt as BertTokenizer when transformers does so, see rebuilds_wordpiece), else
+    the BERT tokenizer of vocab.txt; `config`: tokenizer_settings(path), BERT_SPECIAL_TOKENS' defaults
+    applied where the tokenizer is BertTokenizer."""
     from tokenizers import Tokenizer
 
     tok_file = os.path.join(path, "tokenizer.json")
     if os.path.isfile(tok_file):
-        return Tokenizer.from_file(tok_file)
+        if not rebuilds_wordpiece(path, config):
+            return Tokenizer.from_file(tok_file)
+        saved = _read_json(path, "tokenizer.json")
+        vocab = saved.get("model", {}).get("vocab")
+        if isinstance(vocab, list):  # a Unigram's [token, score] pairs: their order gives the ids
+            vocab = {(t[0] if isinstance(t, list) else t): i for i, t in enumerate(vocab)}
+        return _wordpiece_from_vocab(path, config, vocab, saved.get("added_tokens"))
     if os.path.isfile(os.path.join(path, "vocab.txt")):
         return _wordpiece_from_vocab(path, config)
     raise FileNotFoundError(f"Encoder.from_pretrained: no tokenizer in {path}: neither tokenizer.json nor a "
@@ -154,8 +184,8 @@ class ColBERTTokenizer:
         from tokenizers import Tokenizer
 
         config = tokenizer_settings(path)
-        if not os.path.isfile(os.path.join(path, "tokenizer.json")):
-            config = {**BERT_SPECIAL_TOKENS, **config}  # a vocab.txt is read as BertTokenizer, with its defaults
+        if not os.path.isfile(os.path.join(path, "tokenizer.json")) or rebuilds_wordpiece(path, config):
+            config = {**BERT_SPECIAL_TOKENS, **config}  # read as BertTokenizer, with its defaults
         base = load_tokenizer(path, config).to_str()
         self.spec = spec
         self.lower = spec.do_lower_case

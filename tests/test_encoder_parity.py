@@ -189,6 +189,24 @@ def test_no_expansion_token_is_refused(tmp_path, pm, tiny_expansion):
     assert emb.shape[1] == int(mask.sum()) < 16
 
 
+def test_left_padding_side_warns(tmp_path, tiny_expansion):
+    """padding_side left (tokenizer_config.json, or tokenizer.json's padding) is not copied from PyLate, whose
+    output then depends on the batch: a warning at load says the encoder pads on the right regardless."""
+    def left(tok):
+        tok["padding"] = {"strategy": "BatchLongest", "direction": "Left", "pad_to_multiple_of": None,
+                          "pad_id": 0, "pad_type_id": 0, "pad_token": "[PAD]"}
+
+    right = Encoder.from_pretrained(tiny_expansion)
+    for name, kw in (("config", dict(config={"padding_side": "left"})), ("json", dict(tokenizer_json=left))):
+        path = H.edited_copy(tiny_expansion, str(tmp_path / name), **kw)
+        with pytest.warns(UserWarning, match="padding side is left; this encoder pads queries and documents on the right"):
+            enc = Encoder.from_pretrained(path)
+        for is_query in (True, False):
+            ids, offsets = enc.token_ids(H.QUERIES, is_query=is_query)
+            want, want_offsets = right.token_ids(H.QUERIES, is_query=is_query)
+            assert np.array_equal(ids, want) and np.array_equal(offsets, want_offsets)
+
+
 def test_prompts_match_pylate(tmp_path, pm):
     """config_sentence_transformers.json's default prompt is prepended to queries and documents (before
     the strip and lower-casing), per-call prompt / prompt_name and constructor overrides as in PyLate."""

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -191,8 +192,18 @@ class ColBERTTokenizer:
         self.lower = spec.do_lower_case
         # transformers: tokenizer_config.json's truncation_side, else the direction tokenizer.json's
         # truncation was saved with (TokenizersBackend.__init__), else right.
-        json_truncation = _read_json(path, "tokenizer.json").get("truncation") or {}
+        saved = _read_json(path, "tokenizer.json")
+        json_truncation = saved.get("truncation") or {}
         side = str(config.get("truncation_side") or json_truncation.get("direction") or "right").lower()
+        # Left padding (tokenizer_config.json's padding_side, else tokenizer.json's padding direction) is not
+        # copied: PyLate then inserts [Q]/[D] after the first pad of a padded sequence, so a document's
+        # vectors depend on the batch it is encoded in. Right padding gives each text its batch-free tokens.
+        padding = str(config.get("padding_side") or (saved.get("padding") or {}).get("direction") or "right")
+        if padding.lower() == "left":
+            warnings.warn(f"{path}: the tokenizer's padding side is left; this encoder pads queries and documents "
+                          "on the right regardless (PyLate pads left, inserting the prefix token after a pad, "
+                          "so its output differs for padded queries and depends on the batch for documents)",
+                          UserWarning, stacklevel=3)
         self._tok = {}
         for kind, length, prefix in (
             ("query", spec.query_length, spec.query_prefix),

@@ -323,6 +323,20 @@ def test_bert_pylate(tmp_path, pm):
     check_queries(enc, ref, H.QUERIES)
 
 
+def test_bert_lengths_beyond_positions_are_capped(tmp_path, pm):
+    """document_length / query_length above BERT's 512 positions: PyLate loads but fails on a text that
+    long; the encoder loads, warns, and truncates at 512, which gives PyLate's output where PyLate has one."""
+    path = H.bert_colbert(str(tmp_path))
+    with pytest.warns(UserWarning, match="document_length 600 exceeds BERT's 512 positions"):
+        enc = Encoder.from_pretrained(path, document_length=600, query_length=520)
+    assert (enc.spec.document_length, enc.spec.query_length) == (512, 512)
+    check_documents(enc, pm.ColBERT(path, device="cpu", document_length=600), H.documents()[:4])
+    long = [" ".join(["hello world"] * 400)]
+    tokens, offsets = check_documents(enc, pm.ColBERT(path, device="cpu", document_length=512), long)
+    assert int(enc.token_ids(long, is_query=False)[1][-1]) == 512
+    check_queries(enc, pm.ColBERT(path, device="cpu", query_length=512), H.QUERIES[:2])
+
+
 def test_colbert_ai_checkpoint(tmp_path, pm):
     path = H.colbert_ai_checkpoint(str(tmp_path))
     enc = Encoder.from_pretrained(path)

@@ -181,6 +181,14 @@ class Encoder:
                          attend_to_expansion_tokens=attend_to_expansion_tokens, skiplist_words=skiplist_words,
                          do_lower_case=do_lower_case, prompts=prompts, default_prompt_name=default_prompt_name)
         spec = _config.read_checkpoint(path, overrides)
+        # BERT's absolute positions end at its position table: PyLate loads a longer query/document length
+        # but fails on any text (or expanded query) that long; cap the length instead, with a warning.
+        for what in ("query_length", "document_length"):
+            length, cap = getattr(spec, what), spec.backbone.max_positions
+            if spec.backbone.kind == "bert" and length > cap:
+                warnings.warn(f"{path}: {what} {length} exceeds BERT's {cap} positions; texts are truncated "
+                              f"to {cap} tokens", UserWarning, stacklevel=2)
+                setattr(spec, what, cap)
         tokenizer = ColBERTTokenizer(path, spec)
 
         weights = _load_weights(_config.weights_files(path))
@@ -190,10 +198,6 @@ class Encoder:
         load_backbone(backbone, state)
         head = nn.Sequential(*(_load_dense(d, weights) for d in spec.dense))
         del weights, state
-
-        for what, length in (("query_length", spec.query_length), ("document_length", spec.document_length)):
-            if spec.backbone.kind == "bert" and length > spec.backbone.max_positions:
-                raise ValueError(f"{what} {length} exceeds BERT's {spec.backbone.max_positions} positions")
 
         backbone.eval().to(device=device, dtype=dtype)
         head.eval().to(device=device, dtype=dtype)

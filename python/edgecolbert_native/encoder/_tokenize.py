@@ -151,7 +151,7 @@ def rebuilds_wordpiece(path: str, config: dict) -> bool:
     tokenizer_class that differs from the one config.json's model_type maps to loads tokenizer.json as is
     (TokenizersBackend); else the named class, else the model type's."""
     named = str(config.get("tokenizer_class") or "").removesuffix("Fast")
-    by_model = _MODEL_TYPE_TOKENIZER.get(_read_json(path, "config.json").get("model_type"))
+    by_model = _MODEL_TYPE_TOKENIZER.get(str(_read_json(path, "config.json").get("model_type")))
     if named and by_model and named != by_model:
         return False
     return (named or by_model) in _WORDPIECE_CLASSES

@@ -213,6 +213,24 @@ def test_kernel_topk_many_documents(rng):
 
 @needs_gpu
 @pytest.mark.gpu
+def test_kernel_topk_three_rounds_workspace():
+    # nq=100, n=10^6, k=10: the first round writes N = 100 * ceil(10^6 / 2048) * 10 = 489,000 entries
+    # (N % 64 == 40) and there are three rounds, the shape where the old ping-pong layout let round 1's
+    # ids overrun round 2's scores. Scores rise with the document id (one token of value id, query 1),
+    # exactly in float32, so the answer is the last k ids.
+    nq, n, k = 100, 10**6, 10
+    q = torch.ones((nq, 1, 1), dtype=torch.float32, device="cuda")
+    d = torch.arange(n, dtype=torch.float32, device="cuda").reshape(n, 1)
+    off = torch.arange(n + 1, dtype=torch.int64, device="cuda")
+    s, i = _poisoned((nq, k)), _poisoned((nq, k), torch.int64)
+    _launch(_cuda.maxsim_topk, _desc(q), _desc(d), _desc(off), k, None, _desc(s), _desc(i))
+    want = torch.arange(n - 1, n - 1 - k, -1, dtype=torch.int64).repeat(nq, 1)
+    torch.testing.assert_close(i.cpu(), want)
+    torch.testing.assert_close(s.cpu(), want.float())
+
+
+@needs_gpu
+@pytest.mark.gpu
 @pytest.mark.parametrize("nbits", [1, 2, 4, 8])
 @pytest.mark.parametrize("dim", [8, 48, 64, 128])
 def test_kernel_codec_vs_cpu(rng, nbits, dim):

@@ -349,16 +349,18 @@ void maxsim_topk(const Launch& l, const Queries& q, const CsrDocs& d, int64_t k,
   const float* in_s = all.as<float>();
   const int64_t* in_i = nullptr;
   int64_t len = d.n;
-  // Two ping-pong buffers big enough for the first round's output.
+  // Two ping-pong buffers big enough for the first round's output (later rounds are shorter). The
+  // layout is dv::topk_ping_pong's (shared with the host harness): the old one sized a half as
+  // align(N * 12) but put the ids at align(N * 4), so flip 0's ids could overrun flip 1's scores.
   const int64_t first_out = (len + kChunk - 1) / kChunk * k;
-  Workspace buf(l, 2 * align_up(size_t(q.nq * first_out) * (sizeof(float) + sizeof(int64_t))));
-  const size_t half = align_up(size_t(q.nq * first_out) * (sizeof(float) + sizeof(int64_t)));
+  const dv::TopkPingPong pp = dv::topk_ping_pong(size_t(q.nq * first_out));
+  Workspace buf(l, pp.bytes);
   int flip = 0;
   while (true) {
     const int64_t chunks = (len + kChunk - 1) / kChunk;
     const bool last = chunks == 1;
-    float* os = last ? scores : buf.as<float>(flip * half);
-    int64_t* oi = last ? ids : buf.as<int64_t>(flip * half + align_up(size_t(q.nq * first_out) * sizeof(float)));
+    float* os = last ? scores : buf.as<float>(pp.scores_at(flip));
+    int64_t* oi = last ? ids : buf.as<int64_t>(pp.ids_at(flip));
     const int64_t out_len = chunks * k;
     topk_round<<<dim3(static_cast<unsigned>(chunks), static_cast<unsigned>(q.nq)), kTopkThreads, 0, s>>>(
         in_s, in_i, len, k, os, oi, out_len);

@@ -423,6 +423,41 @@ EC_TEST(device_harness_bitonic_selection_rounds) {
   }
 }
 
+// maxsim.cu's ping-pong workspace of the selection rounds: for any entry count the four regions (scores
+// and ids of both halves) are disjoint, inside the allocation and aligned; and no round after the first
+// writes more entries than the first (the workspace is sized by the first). The old layout (half =
+// align(N * 12), ids at align(N * 4)) fails the first check for N % 64 in [1, 21] or [33, 42].
+EC_TEST(device_harness_topk_workspace_regions_disjoint) {
+  std::vector<size_t> ns;
+  for (size_t n = 1; n <= 5000; ++n) ns.push_back(n);
+  for (size_t n : {size_t(100) * 4890, size_t(100) * 4890 + 1, size_t(65535) * 1024 * 489 + 7, (size_t(1) << 32) + 1})
+    ns.push_back(n);
+  int bad = 0;
+  for (size_t n : ns) {
+    const dv::TopkPingPong p = dv::topk_ping_pong(n);
+    struct R { size_t lo, hi; };
+    const R r[4] = {{p.scores_at(0), p.scores_at(0) + n * 4}, {p.ids_at(0), p.ids_at(0) + n * 8},
+                    {p.scores_at(1), p.scores_at(1) + n * 4}, {p.ids_at(1), p.ids_at(1) + n * 8}};
+    bool ok = p.bytes == 2 * p.half && p.ids_offset % 256 == 0 && p.half % 256 == 0;
+    for (int a = 0; a < 4; ++a) {
+      ok = ok && r[a].hi <= p.bytes;
+      for (int b = a + 1; b < 4; ++b) ok = ok && (r[a].hi <= r[b].lo || r[b].hi <= r[a].lo);
+    }
+    if (!ok && bad++ < 5) EC_CHECK(false, "entries %zu: workspace regions overlap or overrun", n);
+  }
+  EC_CHECK(bad == 0, "%d entry counts with overlapping regions", bad);
+  const int64_t chunk = 2048;
+  for (int64_t n : {int64_t(2049), int64_t(200704), int64_t(1000000), int64_t(50000000)})
+    for (int64_t k : {1, 10, 21, 1001, 1024}) {
+      const int64_t first = (n + chunk - 1) / chunk * k;
+      for (int64_t len = first; len > chunk;) {
+        len = (len + chunk - 1) / chunk * k;
+        EC_CHECK(len <= first, "n=%lld k=%lld: a later round writes %lld > %lld entries", (long long)n, (long long)k,
+                 (long long)len, (long long)first);
+      }
+    }
+}
+
 EC_TEST(device_harness_topk_lists_and_merge) {
   std::mt19937_64 rng(21);
   for (int cap : {1, 4, 32}) {

@@ -57,4 +57,27 @@ EC_HD bool bitonic_swap(float si, int64_t ii, float sj, int64_t ij, int64_t i, i
 EC_HD float pad_score() { return bits_f32(0x7fc00000u); }
 constexpr int64_t kPadIndex = 0x7fffffffffffffffLL;
 
+// Workspace of maxsim_topk's selection rounds (maxsim.cu): two ping-pong halves, each holding up to
+// `entries` (= nq * first round's output length) float scores followed by as many int64 ids, every region
+// starting on a 256-byte boundary. The ids start after the *scores'* aligned size and the half is the sum
+// of both aligned sizes: sizing the half as align(entries * 12) (as before) is smaller than
+// align(entries * 4) + entries * 8 whenever the score region's padding exceeds the combined one's, and
+// then flip 0's ids ran into flip 1's scores. Shared with the host harness, which checks the regions
+// never overlap.
+struct TopkPingPong {
+  size_t ids_offset = 0;  // within a half
+  size_t half = 0;        // bytes per half
+  size_t bytes = 0;       // the allocation: 2 * half
+  EC_HD size_t scores_at(int flip) const { return size_t(flip) * half; }
+  EC_HD size_t ids_at(int flip) const { return size_t(flip) * half + ids_offset; }
+};
+EC_HD size_t align256(size_t x) { return (x + 255) / 256 * 256; }
+EC_HD TopkPingPong topk_ping_pong(size_t entries) {
+  TopkPingPong p;
+  p.ids_offset = align256(entries * sizeof(float));
+  p.half = p.ids_offset + align256(entries * sizeof(int64_t));
+  p.bytes = 2 * p.half;
+  return p;
+}
+
 }  // namespace edgecolbert::device

@@ -11,6 +11,10 @@
 namespace edgecolbert::cuda {
 
 [[noreturn]] inline void throw_cuda(cudaError_t e, const char* what) {
+  // Clear the thread's last-error slot: a non-sticky error left there would be reported again by the
+  // next launch check of an unrelated call (sticky errors, e.g. an illegal address, cannot be cleared
+  // and keep failing every call, as they must).
+  cudaGetLastError();
   throw std::runtime_error(std::string("edgecolbert CUDA: ") + what + ": " + cudaGetErrorName(e) + " (" +
                            cudaGetErrorString(e) + ")");
 }
@@ -22,7 +26,14 @@ namespace edgecolbert::cuda {
   } while (0)
 
 // Launch errors (bad configuration) surface at once; execution errors surface at the next sync.
-#define EC_CHECK_LAUNCH(name) EC_CUDA(cudaPeekAtLastError())
+// cudaGetLastError, not cudaPeekAtLastError: peeking leaves the error in the thread's slot, so after one
+// failed launch every later check on this thread failed with that old error. The message names the
+// kernel.
+#define EC_CHECK_LAUNCH(name)                                                                    \
+  do {                                                                                           \
+    const cudaError_t ec_launch_err_ = cudaGetLastError();                                       \
+    if (ec_launch_err_ != cudaSuccess) throw_cuda(ec_launch_err_, "launch of " name);           \
+  } while (0)
 
 inline cudaStream_t stream_of(const Launch& l) { return static_cast<cudaStream_t>(l.stream); }
 

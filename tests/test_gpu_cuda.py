@@ -231,6 +231,28 @@ def test_kernel_topk_three_rounds_workspace():
 
 @needs_gpu
 @pytest.mark.gpu
+def test_kernel_zero_query_rows(rng):
+    # Lq = 0: no row-max launch (its grid would have gridDim.y = 0); 0 per document, NaN for a candidate
+    # outside [0, n), as the torch path.
+    nq, n, dim = 2, 5, 16
+    q = torch.zeros((nq, 0, dim), dtype=torch.float16, device="cuda")
+    off = torch.tensor([0, 3, 3, 10, 11, 20], dtype=torch.int64, device="cuda")
+    d = _awkward(rng, (20, dim), "float16").cuda()
+    out = _poisoned((nq, n))
+    _launch(_cuda.maxsim, _desc(q), _desc(d), _desc(off), None, _desc(out))
+    assert (out.cpu() == 0).all()
+    cand = torch.tensor([[4, -1], [1, 7]], device="cuda")
+    outc = _poisoned((nq, 2))
+    _launch(_cuda.maxsim_candidates, _desc(q), _desc(d), _desc(off), _desc(cand), None, _desc(outc))
+    got = outc.cpu()
+    assert got[0, 0] == 0 and got[1, 0] == 0 and torch.isnan(got[0, 1]) and torch.isnan(got[1, 1])
+    s, i = _poisoned((nq, 2)), _poisoned((nq, 2), torch.int64)
+    _launch(_cuda.maxsim_topk, _desc(q), _desc(d), _desc(off), 2, None, _desc(s), _desc(i))
+    assert (s.cpu() == 0).all() and (i.cpu() == torch.tensor([[0, 1], [0, 1]])).all()
+
+
+@needs_gpu
+@pytest.mark.gpu
 @pytest.mark.parametrize("nbits", [1, 2, 4, 8])
 @pytest.mark.parametrize("dim", [8, 48, 64, 128])
 def test_kernel_codec_vs_cpu(rng, nbits, dim):

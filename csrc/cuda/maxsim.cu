@@ -310,7 +310,10 @@ void run_pairs(const Launch& l, const dv::MaxSimWork& all, const Queries& q, flo
     EC_CHECK_LAUNCH("count_items");
     prefix_sum<<<1, kScanThreads, 0, s>>>(ws.as<int64_t>(), entries + 1);
     EC_CHECK_LAUNCH("prefix_sum");
-    launch(w, qg, rowmax);
+    // Lq = 0: no row-max work, and the row-max kernels' grid would have gridDim.y = 0 (an invalid
+    // configuration). reduce_pair then gives what the torch path and the CPU kernels give: an empty sum,
+    // 0, per document (NaN for a candidate outside [0, n)).
+    if (w.lq > 0) launch(w, qg, rowmax);
     reduce_scores<<<grid_for(w.nq * per, 256), 256, 0, s>>>(w, qg.mask, rowmax, out + q0 * per);
     EC_CHECK_LAUNCH("reduce_scores");
   }

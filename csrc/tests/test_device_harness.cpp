@@ -423,6 +423,27 @@ EC_TEST(device_harness_bitonic_selection_rounds) {
   }
 }
 
+// Lq = 0 (run_pairs launches no row-max kernel then): reduce_pair alone gives 0 per document, empty or
+// not, and NaN for a candidate outside [0, n) -- the torch path's and the CPU kernels' results.
+EC_TEST(device_harness_zero_query_rows_reduce_to_zero) {
+  const std::vector<int64_t> offsets = {0, 3, 3, 40};
+  const std::vector<int64_t> cand = {2, -1, 1, 7};
+  dv::MaxSimWork w;
+  w.offsets = offsets.data();
+  w.n = 3;
+  w.T = 40;
+  w.nq = 2;
+  w.lq = 0;
+  for (int64_t d = 0; d < w.n; ++d)
+    EC_CHECK(dv::reduce_pair(w, nullptr, nullptr, 1, d) == 0.0f, "doc %lld: want 0", (long long)d);
+  w.cand = cand.data();
+  w.ncand = 2;
+  EC_CHECK(dv::reduce_pair(w, nullptr, nullptr, 0, 0) == 0.0f, "candidate 2: want 0");
+  EC_CHECK(std::isnan(dv::reduce_pair(w, nullptr, nullptr, 0, 1)), "candidate -1: want NaN");
+  EC_CHECK(dv::reduce_pair(w, nullptr, nullptr, 1, 0) == 0.0f, "candidate 1 (empty): want 0");
+  EC_CHECK(std::isnan(dv::reduce_pair(w, nullptr, nullptr, 1, 1)), "candidate 7: want NaN");
+}
+
 // maxsim.cu's ping-pong workspace of the selection rounds: for any entry count the four regions (scores
 // and ids of both halves) are disjoint, inside the allocation and aligned; and no round after the first
 // writes more entries than the first (the workspace is sized by the first). The old layout (half =

@@ -156,26 +156,28 @@ __global__ void __launch_bounds__(kThreads) search_simt(const void* rows, int64_
   write_lists(m, row0, k, ls, li, counts, out_s, out_i);
 }
 
-// Row i: merge the splits' sorted lists [splits][m][k] into the final k.
+// Row i: merge the splits' sorted lists [splits][m][k] into the final k. Grid-stride over rows: the
+// launch's grid_for caps the grid at 65535 * 16 blocks, so one row per thread left rows past
+// 134,215,680 unwritten.
 __global__ void merge_splits(const float* in_s, const int32_t* in_i, int64_t m, int splits, int k, float* out_s,
                              int32_t* out_i) {
-  const int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
-  if (i >= m) return;
-  float s0[kMaxProbe], s1[kMaxProbe];
-  int32_t i0[kMaxProbe], i1[kMaxProbe];
-  int n = 0;
-  for (int sp = 0; sp < splits; ++sp) {
-    const float* bs = in_s + (sp * m + i) * k;
-    const int32_t* bi = in_i + (sp * m + i) * k;
-    n = dv::topk_merge<int32_t>(s0, i0, n, bs, bi, k, s1, i1, k);
-    for (int j = 0; j < n; ++j) {
-      s0[j] = s1[j];
-      i0[j] = i1[j];
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < m; i += int64_t(gridDim.x) * blockDim.x) {
+    float s0[kMaxProbe], s1[kMaxProbe];
+    int32_t i0[kMaxProbe], i1[kMaxProbe];
+    int n = 0;
+    for (int sp = 0; sp < splits; ++sp) {
+      const float* bs = in_s + (sp * m + i) * k;
+      const int32_t* bi = in_i + (sp * m + i) * k;
+      n = dv::topk_merge<int32_t>(s0, i0, n, bs, bi, k, s1, i1, k);
+      for (int j = 0; j < n; ++j) {
+        s0[j] = s1[j];
+        i0[j] = i1[j];
+      }
     }
-  }
-  for (int j = 0; j < k; ++j) {
-    if (out_s != nullptr) out_s[i * k + j] = s0[j];
-    out_i[i * k + j] = i0[j];
+    for (int j = 0; j < k; ++j) {
+      if (out_s != nullptr) out_s[i * k + j] = s0[j];
+      out_i[i * k + j] = i0[j];
+    }
   }
 }
 

@@ -132,7 +132,9 @@ ec::Queries queries(const Call& c, const py::handle& h, const py::handle& mask_h
   q.dtype = token_dtype(keep_q.dtype);
   q.nq = keep_q.dim(0), q.lq = keep_q.dim(1), q.dim = keep_q.dim(2);
   if (q.dim < 1) throw py::value_error(cat(c.fn, ": queries must have dim >= 1, got shape ", keep_q.shape_str()));
-  if (q.nq > 65535LL * 16) throw py::value_error(cat(c.fn, ": at most 1,048,560 queries per call"));
+  // No limit on nq here: every kernel but topk_round walks queries grid-stride (count_items, reduce_scores,
+  // the persistent row-max kernels; Lq, not nq, is their grid's y), and topk_round's gridDim.y = nq is
+  // checked in maxsim_topk (at most 65,535; the Python layer sends more to the torch path).
   keep_m = parse(c, mask_h, "query_mask", true);
   if (keep_m.present) {
     require_dtype(c, keep_m, {"bool", "uint8"}, "query_mask");

@@ -319,3 +319,16 @@ def test_numpy_and_dlpack_inputs(rng):
     out = gpu.maxsim(q, d, off)
     assert isinstance(out, torch.Tensor)
     np.testing.assert_allclose(out.numpy(), maxsim_ref(q, d, off), rtol=1e-5)
+
+
+def test_codec_dim_zero_routes_to_torch_path():
+    # The codec kernels take dim in [1, 512]; dim 0 goes to the torch path, which gives empty vectors and
+    # zero scores (the kernels' checks refused it).
+    from edgecolbert_native.gpu import _api
+
+    assert [_api.codec_kernel_takes(d) for d in (0, 1, 512, 513)] == [False, True, True, False]
+    c, w = torch.zeros((3, 0)), torch.zeros(2)
+    codes, res = torch.zeros(4, dtype=torch.int32), torch.zeros((4, 0), dtype=torch.uint8)
+    assert gpu.decompress(codes, res, c, w, 1).shape == (4, 0)
+    out = gpu.maxsim_compressed(torch.zeros((2, 3, 0)), codes, res, torch.tensor([0, 2, 4]), c, w, 1)
+    assert out.shape == (2, 2) and (out == 0).all()

@@ -110,8 +110,10 @@ void allow_smem(Kernel k, size_t bytes) {
 
 void decompress(const Launch& l, const Codec& c, const int32_t* codes, const uint8_t* residuals, int64_t n, void* out,
                 int out_dtype) {
-  check_codec(c, "decompress");
+  // Empty input first: nothing is launched, so nothing about the codec needs to hold (as on the CPU,
+  // and the torch path, which return an empty result for any codec).
   if (n == 0) return;
+  check_codec(c, "decompress");
   DeviceGuard g(l.device);
   constexpr int kThreads = 256;
   const size_t smem = smem_bytes(c, kThreads / 32, 1);
@@ -126,8 +128,8 @@ void decompress(const Launch& l, const Codec& c, const int32_t* codes, const uin
 void maxsim_compressed(const Launch& l, const Queries& q, const Codec& c, const int32_t* codes,
                        const uint8_t* residuals, int64_t T, const int64_t* offsets, int64_t n,
                        const int64_t* candidates, int64_t ncand, float* out) {
+  if (q.nq == 0 || (candidates == nullptr ? n : ncand) == 0) return;  // empty output: before the codec checks
   check_codec(c, "maxsim_compressed");
-  if (q.nq == 0 || (candidates == nullptr ? n : ncand) == 0) return;
   DeviceGuard g(l.device);
   dv::MaxSimWork w;
   w.offsets = offsets;

@@ -29,6 +29,15 @@ from ._torch_path import (
 )
 
 
+CODEC_MAX_DIM = 512  # codec.cu's kCodecMaxDim
+
+
+def codec_kernel_takes(dim: int) -> bool:
+    """Whether the codec kernels take this dim: [1, 512]. dim 0 (empty vectors) goes to the torch path,
+    which returns empty vectors / zero scores; the kernels' argument checks refuse it."""
+    return 1 <= dim <= CODEC_MAX_DIM
+
+
 # -- MaxSim ---------------------------------------------------------------------------------------------
 def maxsim(queries: Any, doc_tokens: Any, doc_offsets: Any, *, query_mask: Any = None, validate: bool = True):
     """Scores every query against every document: float32 ``[nq, n]`` on the inputs' device.
@@ -116,7 +125,7 @@ def decompress(
         raise TypeError(f"{fn}: dtype must be torch.float32, float16 or bfloat16, got {dtype}")
     cd, r, c, w, nbits, device = codec_args(fn, codes, residuals, centroids, bucket_weights, nbits, validate)
     T, dim = cd.shape[0], c.shape[1]
-    if use_kernels(device) and dim <= 512:
+    if use_kernels(device) and codec_kernel_takes(dim):
         out = torch.empty((T, dim), dtype=dtype, device=device)
         cuda_module().decompress(
             desc(contig(cd.to(torch.int32))), desc(contig(r)), desc(contig(c)), desc(contig(w)), nbits,
@@ -152,7 +161,7 @@ def maxsim_compressed(
         if cand.shape[0] != nq:
             raise ValueError(f"{fn}: candidates must have shape (nq, c) with nq = {nq}, got {tuple(cand.shape)}")
         check_range(cand, n, fn, "candidates", "a document index", validate)
-    if use_kernels(device) and dim <= 512:
+    if use_kernels(device) and codec_kernel_takes(dim):
         cols = n if cand is None else cand.shape[1]
         out = torch.empty((nq, cols), dtype=torch.float32, device=device)
         cuda_module().maxsim_compressed(

@@ -332,3 +332,64 @@ def test_codec_dim_zero_routes_to_torch_path():
     assert gpu.decompress(codes, res, c, w, 1).shape == (4, 0)
     out = gpu.maxsim_compressed(torch.zeros((2, 3, 0)), codes, res, torch.tensor([0, 2, 4]), c, w, 1)
     assert out.shape == (2, 2) and (out == 0).all()
+
+
+class _FakeModule:
+    """A CUDA module on a device with a given opt-in shared-memory limit; the formula is the real
+    module's when it is built (it needs no driver), else rowmax_simt's 256 * dim bytes."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        try:
+            from edgecolbert_native import _cuda
+
+            self.real = _cuda if hasattr(_cuda, "shared_memory_bytes") else None
+        except ImportError:
+            self.real = None
+
+    def runtime_info(self):
+        return {"max_shared_memory_per_block": [self.limit], "max_topk": 1024, "max_probe": 32}
+
+    def kernel_for(self, dtype, dim):
+        if dtype != "float32" and dim <= 128:
+            return "wmma"
+        return "simt" if dim <= 512 else "none"
+
+    def shared_memory_bytes(self, kernel, dtype, dim, nbits=0):
+        if self.real is not None:
+            return self.real.shared_memory_bytes(kernel, dtype, dim, nbits)
+        return 256 * dim
+
+
+@pytest.mark.parametrize("limit, fits_396, fits_397", [(99 * 1024, True, False), (227 * 1024, True, True)])
+def test_shared_memory_routing_with_faked_device_limit(monkeypatch, limit, fits_396, fits_397):
+    # sm_86/89/120 allow 99 KB of shared memory per block: rowmax_simt (256 * dim B) no longer fits at
+    # dim 397, so such shapes go to the torch path; sm_80/90 (227 KB) take them.
+    from edgecolbert_native.gpu import _api
+
+    monkeypatch.setattr(_api, "_SMEM_LIMIT", {})
+    mod = _FakeModule(limit)
+    assert _api.maxsim_kernel_takes(mod, "float32", 396, 0) is fits_396
+    assert _api.maxsim_kernel_takes(mod, "float32", 397, 0) is fits_397
+    assert _api.maxsim_kernel_takes(mod, "float16", 397, 0) is fits_397  # fp16 beyond 128: SIMT too
+    assert _api.maxsim_kernel_takes(mod, "float32", 600, 0) is False
+    assert _api.smem_limit(mod, 0) == limit
+    assert _api.smem_limit(mod, 3) == 0  # a device not listed: no known limit, nothing fits (torch path)
+    assert _api.kernel_fits(mod, "maxsim", "float16", 64, 3) is False
+
+
+def test_shared_memory_formulas_of_the_module():
+    # The module's formulas (no driver needed) at the reviewer's thresholds for a 99 KB device.
+    cuda = pytest.importorskip("edgecolbert_native._cuda")
+    if not hasattr(cuda, "shared_memory_bytes"):
+        pytest.skip("the _cuda module here predates shared_memory_bytes (rebuild it)")
+    kb99 = 99 * 1024
+    assert cuda.shared_memory_bytes("maxsim", "float32", 396) <= kb99 < cuda.shared_memory_bytes("maxsim", "float32", 397)
+    assert cuda.shared_memory_bytes("maxsim", "float16", 128) < 48 * 1024  # WMMA: static, always fits
+    assert (cuda.shared_memory_bytes("maxsim_compressed", "float32", 364, 1) <= kb99
+            < cuda.shared_memory_bytes("maxsim_compressed", "float32", 365, 1))
+    assert cuda.shared_memory_bytes("centroid_search", "float32", 197) > kb99  # 384 * dim + ~25 KB
+    assert cuda.shared_memory_bytes("centroid_search", "float32", 190) <= kb99
+    assert cuda.shared_memory_bytes("decompress", "float32", 512, 1) <= kb99
+    with pytest.raises(ValueError):
+        cuda.shared_memory_bytes("nope", "float32", 8, 1)

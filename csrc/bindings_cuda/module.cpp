@@ -217,6 +217,7 @@ PYBIND11_MODULE(_cuda, m) {
     d["device_count"] = i.device_count;
     d["error"] = i.error;
     d["devices"] = i.devices;
+    d["max_shared_memory_per_block"] = i.max_smem_per_block;  // per device, opt-in limit (bytes)
     d["architectures"] = ec::compiled_architectures();
     d["max_topk"] = ec::kMaxTopK;
     d["max_probe"] = ec::kMaxProbe;
@@ -224,6 +225,21 @@ PYBIND11_MODULE(_cuda, m) {
   });
 
   m.def("kernel_for", [](const std::string& dtype, int64_t dim) { return std::string(ec::maxsim_kernel_for(token_dtype(dtype), dim)); });
+
+  // Shared memory per block (bytes) the kernel of `kernel` ("maxsim" -- also candidates and top-k --,
+  // "decompress", "maxsim_compressed", "centroid_search") needs for a shape: the launchers' own formula,
+  // which edgecolbert_native.gpu compares with runtime_info()["max_shared_memory_per_block"] to route a
+  // shape that does not fit to the torch path. dtype: the documents' / centroids' dtype.
+  m.def("shared_memory_bytes", [](const std::string& kernel, const std::string& dtype, int64_t dim, int nbits) {
+    if (dim < 0) throw py::value_error("shared_memory_bytes: dim must be >= 0");
+    if (kernel == "maxsim") return ec::maxsim_smem_bytes(token_dtype(dtype), dim);
+    if (kernel == "centroid_search") return ec::centroid_smem_bytes(token_dtype(dtype), dim);
+    if (nbits != 1 && nbits != 2 && nbits != 4 && nbits != 8)
+      throw py::value_error(cat("shared_memory_bytes: nbits must be 1, 2, 4 or 8, got ", nbits));
+    if (kernel == "decompress") return ec::decompress_smem_bytes(dim, nbits);
+    if (kernel == "maxsim_compressed") return ec::maxsim_compressed_smem_bytes(dim, nbits);
+    throw py::value_error(cat("shared_memory_bytes: unknown kernel ", kernel));
+  }, py::arg("kernel"), py::arg("dtype"), py::arg("dim"), py::arg("nbits") = 0);
 
   m.def("synchronize", [](int device, uintptr_t stream) {
     run([&] { ec::synchronize(ec::Launch{device, reinterpret_cast<void*>(stream)}); });

@@ -181,21 +181,30 @@ __global__ void merge_splits(const float* in_s, const int32_t* in_i, int64_t m, 
   }
 }
 
+bool search_tensor(int dtype, int64_t dim) { return dtype != dv::kF32 && dim <= 128; }
+int search_kc(int64_t dim) { return dim <= 32 ? 2 : dim <= 48 ? 3 : dim <= 64 ? 4 : 8; }
+
 }  // namespace
+
+size_t centroid_smem_bytes(int dtype, int64_t dim) {
+  // dynamic (the geometry) + the static per-row list counts
+  return geometry(search_tensor(dtype, dim), dim, search_kc(dim)).total() + kRows * sizeof(int);
+}
 
 void centroid_topk(const Launch& l, const void* rows, int64_t m, const void* centroids, int64_t K, int64_t dim,
                    int dtype, int64_t k, float* scores, int32_t* ids) {
   if (k < 1 || k > K || k > kMaxProbe) throw std::invalid_argument("centroid_search (CUDA): k out of range");
   if (K > INT32_MAX) throw std::invalid_argument("centroid_search (CUDA): more than 2^31 - 1 centroids");
-  const bool tensor = dtype != dv::kF32 && dim <= 128;
+  const bool tensor = search_tensor(dtype, dim);
   if (!tensor && dim > kSimtMaxDim)
     throw std::invalid_argument("centroid_search (CUDA): dim > 256 needs fp16/bf16 centroids");
   if (m == 0) return;
   DeviceGuard g(l.device);
   cudaStream_t s = stream_of(l);
-  const int kc = dim <= 32 ? 2 : dim <= 48 ? 3 : dim <= 64 ? 4 : 8;
+  const int kc = search_kc(dim);
   const Geometry geo = geometry(tensor, dim, kc);
   const size_t smem = geo.total();
+  require_smem(centroid_smem_bytes(dtype, dim), "centroid_search");
   const int64_t row_blocks = (m + kRows - 1) / kRows;
   int device = 0, sms = 0;
   EC_CUDA(cudaGetDevice(&device));

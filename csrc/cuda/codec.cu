@@ -101,12 +101,28 @@ size_t smem_bytes(const Codec& c, int warps, int64_t tokens_per_warp) {
   return (size_t(256) * dv::dims_per_byte(c.nbits) + size_t(warps) * tokens_per_warp * c.dim) * sizeof(float);
 }
 
+constexpr int kDecompressThreads = 256;
+
 template <typename Kernel>
 void allow_smem(Kernel k, size_t bytes) {
   if (bytes > 48 * 1024) EC_CUDA(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)));
 }
 
 }  // namespace
+
+size_t decompress_smem_bytes(int64_t dim, int nbits) {
+  Codec c;
+  c.dim = dim;
+  c.nbits = nbits;
+  return smem_bytes(c, kDecompressThreads / 32, 1);
+}
+
+size_t maxsim_compressed_smem_bytes(int64_t dim, int nbits) {
+  Codec c;
+  c.dim = dim;
+  c.nbits = nbits;
+  return smem_bytes(c, kWarps, dv::kTileTokens);
+}
 
 void decompress(const Launch& l, const Codec& c, const int32_t* codes, const uint8_t* residuals, int64_t n, void* out,
                 int out_dtype) {
@@ -115,8 +131,9 @@ void decompress(const Launch& l, const Codec& c, const int32_t* codes, const uin
   if (n == 0) return;
   check_codec(c, "decompress");
   DeviceGuard g(l.device);
-  constexpr int kThreads = 256;
-  const size_t smem = smem_bytes(c, kThreads / 32, 1);
+  const size_t smem = smem_bytes(c, kDecompressThreads / 32, 1);
+  require_smem(smem, "decompress");
+  constexpr int kThreads = kDecompressThreads;
   allow_smem(decompress_kernel, smem);
   const int blocks = static_cast<int>(std::min<int64_t>(persistent_blocks(decompress_kernel, kThreads, smem),
                                                         (n + kThreads / 32 - 1) / (kThreads / 32)));
@@ -140,6 +157,7 @@ void maxsim_compressed(const Launch& l, const Queries& q, const Codec& c, const 
   w.cand = candidates;
   w.ncand = candidates != nullptr ? ncand : 0;
   const size_t smem = smem_bytes(c, kWarps, dv::kTileTokens);
+  require_smem(smem, "maxsim_compressed");
   allow_smem(rowmax_codec, smem);
   run_pairs(l, w, q, out, [&](const dv::MaxSimWork& wg, const Queries& qg, uint32_t* rowmax) {
     const int blocks = persistent_blocks(rowmax_codec, kWarps * 32, smem);

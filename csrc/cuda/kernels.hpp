@@ -21,12 +21,25 @@ struct RuntimeInfo {
   int device_count = 0;
   std::string error;        // why no device is usable, empty otherwise
   std::vector<std::string> devices;  // "NVIDIA H100 80GB HBM3 (sm_90)"
+  std::vector<int> max_smem_per_block;  // per device: cudaDevAttrMaxSharedMemoryPerBlockOptin (bytes)
 };
 RuntimeInfo runtime_info();
 // The architectures this module carries code for ("sm_80", "sm_90", "compute_80" ...).
 std::vector<std::string> compiled_architectures();
 // Throws std::runtime_error unless ptr is device (or managed) memory usable on `device`.
 void check_device_pointer(const void* ptr, int device, const char* fn, const char* arg);
+// Shared memory per block (static + dynamic, bytes) a kernel opts into for a shape: the one formula the
+// launchers check against the device's opt-in limit (they throw std::invalid_argument beyond it) and
+// edgecolbert_native.gpu routes on (to the torch path), via the bindings' shared_memory_bytes. The
+// opt-in limit is 227 KB on sm_80/90 but 99 KB on sm_86/89/120, where e.g. rowmax_simt (256 * dim B)
+// stops fitting at dim 397. Dtypes as Queries::dtype.
+size_t maxsim_smem_bytes(int doc_dtype, int64_t dim);      // rowmax_wmma / rowmax_simt
+size_t decompress_smem_bytes(int64_t dim, int nbits);      // decompress_kernel
+size_t maxsim_compressed_smem_bytes(int64_t dim, int nbits);  // rowmax_codec
+size_t centroid_smem_bytes(int dtype, int64_t dim);        // search_wmma / search_simt
+// cudaDevAttrMaxSharedMemoryPerBlockOptin of `device` (throws std::runtime_error on a CUDA error).
+int max_smem_per_block(int device);
+
 // Blocks until `stream` is idle (tests; the entry points never synchronise).
 void synchronize(const Launch& l);
 

@@ -74,6 +74,17 @@ class Workspace {
   void* ptr_ = nullptr;
 };
 
+// Throws std::invalid_argument when a launch would need more shared memory per block than the current
+// device allows (the Python layer routes such shapes to the torch path before calling).
+inline void require_smem(size_t bytes, const char* fn) {
+  int device = 0;
+  EC_CUDA(cudaGetDevice(&device));
+  const size_t limit = static_cast<size_t>(max_smem_per_block(device));
+  if (bytes > limit)
+    throw std::invalid_argument(std::string(fn) + " (CUDA): needs " + std::to_string(bytes) +
+                                " bytes of shared memory per block, the device allows " + std::to_string(limit));
+}
+
 inline size_t align_up(size_t x, size_t a = 256) { return (x + a - 1) / a * a; }
 
 // Blocks that fill every SM at the kernel's occupancy: the grid of a persistent (grid-stride) kernel.

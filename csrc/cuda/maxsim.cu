@@ -244,9 +244,12 @@ void dispatch_wmma(const Launch& l, const dv::MaxSimWork& w, const Queries& q, c
   }
 }
 
+size_t simt_smem_bytes(int64_t dim) { return size_t(kWarps) * dv::kTileTokens * dim * sizeof(float); }
+
 void launch_simt(const Launch& l, const dv::MaxSimWork& w, const Queries& q, const void* tokens, int dt,
                  uint32_t* rowmax) {
-  const size_t smem = size_t(kWarps) * dv::kTileTokens * q.dim * sizeof(float);
+  const size_t smem = simt_smem_bytes(q.dim);
+  require_smem(smem, "maxsim");
   if (smem > 48 * 1024) EC_CUDA(cudaFuncSetAttribute(rowmax_simt, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
   const int blocks = persistent_blocks(rowmax_simt, kWarps * 32, smem);
   const dim3 grid(blocks, static_cast<unsigned>((q.lq + dv::kSliceRows - 1) / dv::kSliceRows));
@@ -317,6 +320,18 @@ void run_pairs(const Launch& l, const dv::MaxSimWork& all, const Queries& q, flo
     reduce_scores<<<grid_for(w.nq * per, 256), 256, 0, s>>>(w, qg.mask, rowmax, out + q0 * per);
     EC_CHECK_LAUNCH("reduce_scores");
   }
+}
+
+size_t maxsim_smem_bytes(int doc_dtype, int64_t dim) {
+  if (use_wmma(doc_dtype, dim)) {  // static: one region per warp (the layout does not depend on T's type)
+    switch (kc_for(dim)) {
+      case 2: return size_t(kWarps) * WmmaLayout<__half, 2>::kRegionBytes;
+      case 3: return size_t(kWarps) * WmmaLayout<__half, 3>::kRegionBytes;
+      case 4: return size_t(kWarps) * WmmaLayout<__half, 4>::kRegionBytes;
+      default: return size_t(kWarps) * WmmaLayout<__half, 8>::kRegionBytes;
+    }
+  }
+  return simt_smem_bytes(dim);
 }
 
 const char* maxsim_kernel_for(int doc_dtype, int64_t dim) {

@@ -21,6 +21,12 @@ RuntimeInfo runtime_info() {
     cudaDeviceProp p{};
     if (cudaGetDeviceProperties(&p, i) == cudaSuccess)
       info.devices.push_back(std::string(p.name) + " (sm_" + std::to_string(p.major) + std::to_string(p.minor) + ")");
+    int smem = 0;
+    if (cudaDeviceGetAttribute(&smem, cudaDevAttrMaxSharedMemoryPerBlockOptin, i) != cudaSuccess) {
+      smem = 0;
+      cudaGetLastError();
+    }
+    info.max_smem_per_block.push_back(smem);
   }
   return info;
 }
@@ -49,6 +55,12 @@ void check_device_pointer(const void* ptr, int device, const char* fn, const cha
   if (a.device != device)
     throw std::invalid_argument(std::string(fn) + ": " + arg + " is on cuda:" + std::to_string(a.device) +
                                 " but the call runs on cuda:" + std::to_string(device));
+}
+
+int max_smem_per_block(int device) {
+  int smem = 0;
+  EC_CUDA(cudaDeviceGetAttribute(&smem, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+  return smem;
 }
 
 void synchronize(const Launch& l) {

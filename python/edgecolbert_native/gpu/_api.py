@@ -38,6 +38,30 @@ def codec_kernel_takes(dim: int) -> bool:
     return 1 <= dim <= CODEC_MAX_DIM
 
 
+# Opt-in shared memory per block, per device index (runtime_info()["max_shared_memory_per_block"]): 227 KB
+# on sm_80/90, 99 KB on sm_86/89/120. Read once per device.
+_SMEM_LIMIT: dict[int, int] = {}
+
+
+def smem_limit(mod: Any, device_index: int) -> int:
+    if device_index not in _SMEM_LIMIT:
+        limits = mod.runtime_info().get("max_shared_memory_per_block") or []
+        _SMEM_LIMIT[device_index] = int(limits[device_index]) if 0 <= device_index < len(limits) else 0
+    return _SMEM_LIMIT[device_index]
+
+
+def kernel_fits(mod: Any, kernel: str, dtype: str, dim: int, device_index: int, nbits: int = 0) -> bool:
+    """Whether ``kernel``'s block for this shape fits the device's shared memory: the module's own formula
+    (``shared_memory_bytes``, the one its launchers check) against the device's opt-in limit. A shape
+    that does not fit goes to the torch path (the launcher would refuse it)."""
+    return mod.shared_memory_bytes(kernel, dtype, dim, nbits) <= smem_limit(mod, device_index)
+
+
+def maxsim_kernel_takes(mod: Any, doc_dtype: str, dim: int, device_index: int) -> bool:
+    """Whether the CUDA MaxSim kernels (plain, candidates, top-k) take documents of this dtype and dim."""
+    return mod.kernel_for(doc_dtype, dim) != "none" and kernel_fits(mod, "maxsim", doc_dtype, dim, device_index)
+
+
 # -- MaxSim ---------------------------------------------------------------------------------------------
 def maxsim(queries: Any, doc_tokens: Any, doc_offsets: Any, *, query_mask: Any = None, validate: bool = True):
     """Scores every query against every document: float32 ``[nq, n]`` on the inputs' device.
@@ -53,7 +77,7 @@ def maxsim(queries: Any, doc_tokens: Any, doc_offsets: Any, *, query_mask: Any =
     if use_kernels(device):
         q, d, off, m = contig(q), contig(d), contig(off), contig(m)
         out = torch.empty((nq, n), dtype=torch.float32, device=device)
-        if cuda_module().kernel_for(dtype_name(d), q.shape[2]) != "none":
+        if maxsim_kernel_takes(cuda_module(), dtype_name(d), q.shape[2], device.index):
             cuda_module().maxsim(desc(q), desc(d), desc(off), desc(m), desc(out), device.index, stream(device))
             return out
     return grouped_all_scores(q.float(), d.shape[0], off, lambda a, b: d[a:b].float(), m)
@@ -73,7 +97,7 @@ def maxsim_candidates(
     same_device(fn, {"queries": q, "candidates": cand})
     n = off.numel() - 1
     check_range(cand, n, fn, "candidates", "a document index", validate)
-    if use_kernels(device) and cuda_module().kernel_for(dtype_name(d), q.shape[2]) != "none":
+    if use_kernels(device) and maxsim_kernel_takes(cuda_module(), dtype_name(d), q.shape[2], device.index):
         q, d, off, m, cand = contig(q), contig(d), contig(off), contig(m), contig(cand)
         out = torch.empty((nq, cand.shape[1]), dtype=torch.float32, device=device)
         cuda_module().maxsim_candidates(
@@ -99,7 +123,7 @@ def maxsim_topk(
         raise ValueError(f"{fn}: k must be in [1, n] with n = {n} documents, got {k}")
     mod = cuda_module() if use_kernels(device) else None
     if (mod is not None and k <= mod.runtime_info()["max_topk"] and nq <= 65535
-            and mod.kernel_for(dtype_name(d), q.shape[2]) != "none"):
+            and maxsim_kernel_takes(mod, dtype_name(d), q.shape[2], device.index)):
         q, d, off, m = contig(q), contig(d), contig(off), contig(m)
         s = torch.empty((nq, k), dtype=torch.float32, device=device)
         i = torch.empty((nq, k), dtype=torch.int64, device=device)
@@ -125,7 +149,8 @@ def decompress(
         raise TypeError(f"{fn}: dtype must be torch.float32, float16 or bfloat16, got {dtype}")
     cd, r, c, w, nbits, device = codec_args(fn, codes, residuals, centroids, bucket_weights, nbits, validate)
     T, dim = cd.shape[0], c.shape[1]
-    if use_kernels(device) and codec_kernel_takes(dim):
+    if (use_kernels(device) and codec_kernel_takes(dim)
+            and kernel_fits(cuda_module(), "decompress", "float32", dim, device.index, nbits)):
         out = torch.empty((T, dim), dtype=dtype, device=device)
         cuda_module().decompress(
             desc(contig(cd.to(torch.int32))), desc(contig(r)), desc(contig(c)), desc(contig(w)), nbits,
@@ -161,7 +186,8 @@ def maxsim_compressed(
         if cand.shape[0] != nq:
             raise ValueError(f"{fn}: candidates must have shape (nq, c) with nq = {nq}, got {tuple(cand.shape)}")
         check_range(cand, n, fn, "candidates", "a document index", validate)
-    if use_kernels(device) and codec_kernel_takes(dim):
+    if (use_kernels(device) and codec_kernel_takes(dim)
+            and kernel_fits(cuda_module(), "maxsim_compressed", "float32", dim, device.index, nbits)):
         cols = n if cand is None else cand.shape[1]
         out = torch.empty((nq, cols), dtype=torch.float32, device=device)
         cuda_module().maxsim_compressed(
@@ -194,7 +220,8 @@ def centroid_search(query_tokens: Any, centroids: Any, nprobe: int):
     if nprobe < 1 or nprobe > K:
         raise ValueError(f"{fn}: nprobe must be in [1, K] with K = {K} centroids, got {nprobe}")
     mod = cuda_module() if use_kernels(device) else None
-    if mod is not None and nprobe <= mod.runtime_info()["max_probe"] and dim <= 256:
+    if (mod is not None and nprobe <= mod.runtime_info()["max_probe"] and dim <= 256
+            and kernel_fits(mod, "centroid_search", dtype_name(c), dim, device.index)):
         # The kernel reads rows in the centroids' dtype (fp16/bf16 on tensor cores).
         qc = q.to(c.dtype).contiguous()
         s = torch.empty((m, nprobe), dtype=torch.float32, device=device)

@@ -89,6 +89,24 @@ def test_input_forms_give_the_same_index(data, tmp_path):
     d = Index.build(tmp_path / "d", torch.from_numpy(xs).to(torch.bfloat16), torch.from_numpy(offs), nbits=2,
                     num_centroids=64)
     assert len(d) == n
+    # bf16 (a CSR pair, or a list of documents) and float64 are read a chunk at a time, never copied whole
+    # (a bf16 collection took twice its float32 size): the same index as their float32 widening.
+    from edgecolbert_native.index._sources import make_source
+
+    x16 = torch.from_numpy(xs).to(torch.bfloat16)
+    wide = x16.float().numpy()
+    src, _ = make_source(x16, offs, None, "Index.build", str(tmp_path))
+    assert src.tokens(0, 1).dtype == np.float32
+    assert np.shares_memory(src._t, x16.view(torch.int16).numpy())  # the caller's storage, not a copy
+    list_src, _ = make_source([x16[offs[i]:offs[i + 1]] for i in range(n)], None, None, "Index.build", str(tmp_path))
+    assert all(d.dtype == np.uint16 for d in list_src._docs)
+    want = Index.build(tmp_path / "w", wide, offs, nbits=2, num_centroids=64)
+    for i, form in enumerate(((x16, offs), ([x16[offs[j]:offs[j + 1]] for j in range(n)], None),
+                              (wide.astype(np.float64), offs))):
+        got = Index.build(tmp_path / f"e{i}", form[0], form[1], nbits=2, num_centroids=64)
+        np.testing.assert_array_equal(got.codec.centroids, want.codec.centroids)
+        np.testing.assert_array_equal(got.segments[0].codes, want.segments[0].codes)
+        np.testing.assert_array_equal(got.segments[0].residuals, want.segments[0].residuals)
 
 
 def test_iterator_of_mixed_float_batches_loses_no_precision(tmp_path, monkeypatch):
@@ -810,6 +828,25 @@ except OSError as e:
     sys.exit(3)
 print("no error", flush=True)
 """
+
+
+def test_a_failed_write_leaves_no_files_behind(tmp_path):
+    """A write that fails on bad input after its segment is written (metadata refused by the store) removes
+    that segment at once, with the lock still held: before, it stayed on disk until another write came."""
+    rng = np.random.default_rng(0)
+    docs = [rng.standard_normal((int(n), 16)).astype(np.float32) for n in rng.integers(3, 9, 40)]
+    bad_meta = [{"a": 1}] * 39 + [{"a": float("nan")}]
+    with pytest.raises(ValueError):
+        Index.build(tmp_path / "b", docs, nbits=2, num_centroids=8, metadata=bad_meta)
+    assert sorted(os.listdir(tmp_path / "b")) == ["LOCK"]
+    idx = Index.build(tmp_path / "a", docs, nbits=2, num_centroids=8)
+    before = sorted(os.listdir(tmp_path / "a"))
+    for op in (lambda: idx.add(docs, metadata=bad_meta),
+               lambda: idx.build(tmp_path / "a", docs, nbits=2, num_centroids=8, metadata=bad_meta, overwrite=True)):
+        with pytest.raises(ValueError):
+            op()
+        assert sorted(os.listdir(tmp_path / "a")) == before
+    assert len(Index.open(tmp_path / "a")) == 40
 
 
 def test_full_disk_during_add_keeps_old_state(tmp_path):

@@ -34,14 +34,25 @@ def chunk_tokens(dim: int) -> int:
     return max(1, min(MAX_CHUNK_TOKENS, CHUNK_BYTES // (4 * max(dim, 1))))
 
 
-def _float_rows(x: Any, fn: str, arg: str) -> np.ndarray:
+def _as_f32(rows: np.ndarray) -> np.ndarray:
+    """float32 rows of a block read from an input held as given: uint16 is bf16 storage (as_array hands
+    2-byte integers over only as bfloat16), anything else is cast."""
+    if rows.dtype == np.uint16:
+        return (rows.astype(np.uint32) << 16).view(np.float32)
+    return np.ascontiguousarray(rows, dtype=np.float32)  # a column slice is strided: the codec reads rows in place
+
+
+def _float_rows(x: Any, fn: str, arg: str, *, as_given: bool = False) -> np.ndarray:
+    """A [tokens, dim] input as float32 or float16 rows, or with ``as_given`` as it is (bf16 as its uint16
+    storage, float64 as float64): the array and list sources widen a chunk at a time, so a bf16 or float64
+    collection is never copied whole."""
     a, declared = as_array(x, fn, arg)
-    if declared == "bfloat16":
-        a = (np.ascontiguousarray(a).astype(np.uint32) << 16).view(np.float32)
-    elif a.dtype not in (np.float32, np.float16):
-        a = a.astype(np.float32)
     if a.ndim != 2:
         raise ValueError(f"{fn}: {arg} must have 2 dimensions [tokens, dim], got shape {a.shape}")
+    if as_given:
+        return a
+    if declared == "bfloat16" or a.dtype not in (np.float32, np.float16):
+        return _as_f32(a)
     return a
 
 
@@ -108,7 +119,7 @@ class ArraySource(Source):
         self._t = tokens
 
     def tokens(self, lo: int, hi: int) -> np.ndarray:
-        return np.ascontiguousarray(self._t[lo:hi], dtype=np.float32)  # a column slice is strided: the codec reads rows in place
+        return _as_f32(self._t[lo:hi])
 
 
 class SpillSource(Source):
@@ -162,14 +173,14 @@ class ListSource(Source):
     def tokens(self, lo: int, hi: int) -> np.ndarray:
         d0 = int(np.searchsorted(self.offsets, lo, side="right")) - 1
         d1 = int(np.searchsorted(self.offsets, hi, side="left"))
-        parts = [np.asarray(d, dtype=np.float32) for d in self._docs[d0:d1]]
+        parts = [_as_f32(d) for d in self._docs[d0:d1]]
         block = np.concatenate(parts) if parts else np.empty((0, self.dim), np.float32)
         base = int(self.offsets[d0])
         return block[lo - base:hi - base]
 
 
-def _docs_list(x: list, fn: str) -> list[np.ndarray]:
-    docs = [_float_rows(d, fn, f"documents[{i}]") for i, d in enumerate(x)]
+def _docs_list(x: list, fn: str, as_given: bool = False) -> list[np.ndarray]:
+    docs = [_float_rows(d, fn, f"documents[{i}]", as_given=as_given) for i, d in enumerate(x)]
     if docs and len({d.shape[1] for d in docs}) != 1:
         raise ValueError(f"{fn}: documents have different dims {sorted({d.shape[1] for d in docs})}")
     return docs
@@ -184,7 +195,7 @@ def make_source(doc_tokens: Any, doc_offsets: Any, doc_ids: Any, fn: str, spill_
     if isinstance(doc_tokens, (list, tuple)):
         if doc_offsets is not None:
             raise ValueError(f"{fn}: doc_offsets goes with a [T, dim] token array, not a list of documents")
-        docs = _docs_list(list(doc_tokens), fn)
+        docs = _docs_list(list(doc_tokens), fn, as_given=True)
         if not docs:
             raise ValueError(f"{fn}: no documents")
         return ListSource(docs, docs[0].shape[1]), doc_ids
@@ -195,7 +206,7 @@ def make_source(doc_tokens: Any, doc_offsets: Any, doc_ids: Any, fn: str, spill_
         return _spill(iter(doc_tokens), doc_ids, fn, spill_dir)
     if doc_offsets is None:
         raise ValueError(f"{fn}: doc_offsets is required with a [T, dim] token array")
-    t = _float_rows(doc_tokens, fn, "doc_tokens")
+    t = _float_rows(doc_tokens, fn, "doc_tokens", as_given=True)
     off = as_index_array(doc_offsets, fn, "doc_offsets")
     _check_offsets(off, t.shape[0], fn)
     return ArraySource(t, off), doc_ids

@@ -221,6 +221,17 @@ def collect_garbage(dirpath: str, keep: Iterable[str]) -> None:
             pass
 
 
+def collect_after_failure(dirpath: str) -> None:
+    """After a write failed (an exception, with the lock still held): removes what the next writer's
+    collect_garbage would, judged by the manifest on disk (so a commit that landed before the failure
+    keeps its files), instead of leaving a whole segment behind until another write comes."""
+    try:
+        m = read_manifest(dirpath) if os.path.exists(os.path.join(dirpath, MANIFEST)) else None
+    except Exception:  # noqa: BLE001 - an unreadable manifest: leave everything for a writer to judge
+        return
+    collect_garbage(dirpath, referenced_files(m) if m else ())
+
+
 class WriterLock:
     """An exclusive ``flock`` on ``dirpath/LOCK``. The kernel drops it when the holder exits or is
     killed, so a stale lock never blocks a later writer (no PID files to clean up)."""

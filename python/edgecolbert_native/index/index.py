@@ -30,6 +30,7 @@ from ._storage import (
     MANIFEST,
     CorruptIndexError,
     WriterLock,
+    collect_after_failure,
     collect_garbage,
     open_array,
     read_manifest,
@@ -332,6 +333,9 @@ class Index:
                 }
                 write_manifest(path, manifest)
                 collect_garbage(path, referenced_files(manifest))
+            except BaseException:
+                collect_after_failure(path)
+                raise
             finally:
                 src.close()
         return cls.open(path, verify=False)
@@ -438,6 +442,9 @@ class Index:
             if self.id_kind == "int" and len(ids):
                 m["next_int_id"] = max(int(m["next_int_id"]), int(ids.max()) + 1)
             self._commit(m)
+        except BaseException:
+            collect_after_failure(self.path)  # (with the lock held) no segment left behind
+            raise
         finally:
             lock.__exit__()
 
@@ -460,6 +467,9 @@ class Index:
             m["num_live"] = int(m["num_docs"]) - len(tomb)
             self._commit(m)
             return int(len(pos))
+        except BaseException:
+            collect_after_failure(self.path)  # (with the lock held) no segment left behind
+            raise
         finally:
             lock.__exit__()
 
@@ -481,6 +491,9 @@ class Index:
             m["num_docs"] = m["num_live"] = int(seg["num_docs"])
             m["num_tokens"] = int(seg["num_tokens"])
             self._commit(m)
+        except BaseException:
+            collect_after_failure(self.path)  # (with the lock held) no segment left behind
+            raise
         finally:
             lock.__exit__()
 

@@ -830,6 +830,31 @@ print("no error", flush=True)
 """
 
 
+def test_an_open_index_holds_no_descriptor_per_array(tmp_path):
+    """The arrays are mapped without keeping a file descriptor (np.memmap kept one per array, about seven per
+    segment: an index grown by ~140 adds hit the usual limit of 1,024 open files); the mappings are read-only
+    and released with the index."""
+    rng = np.random.default_rng(0)
+    docs = [rng.standard_normal((int(n), 16)).astype(np.float32) for n in rng.integers(3, 9, 20)]
+    idx = Index.build(tmp_path / "f", docs, nbits=2, num_centroids=8)
+    for i in range(20):
+        idx.add(docs[:2])
+    fds = lambda: len(os.listdir("/proc/self/fd"))  # noqa: E731
+    before = fds()
+    views = [Index.open(tmp_path / "f") for _ in range(3)]
+    assert len(views[0].segments) == 21 and fds() - before < 5  # np.memmap: 3 x 21 x 6 + 3 x 4 = 390
+    codes = views[0].segments[0].codes
+    assert not codes.flags.writeable
+    with pytest.raises(ValueError, match="read-only"):
+        codes[0] = 1
+    assert views[0].search(docs[3][None], 1)[1][0, 0] == 3
+    del views, codes
+    from edgecolbert_native import _native
+
+    with pytest.raises(FileNotFoundError):
+        _native.map_readonly(str(tmp_path / "missing.bin"), 8)
+
+
 def test_a_failed_write_leaves_no_files_behind(tmp_path):
     """A write that fails on bad input after its segment is written (metadata refused by the store) removes
     that segment at once, with the lock still held: before, it stayed on disk until another write came."""

@@ -154,6 +154,7 @@ void register_codec(py::module_& m);  // codec.cpp (residual codec, centroid sea
 void register_plaid(py::module_& m);  // plaid.cpp (PLAID candidate stages)
 void register_pool(py::module_& m);   // pool.cpp (hierarchical token pooling)
 void register_peaks(py::module_& m);  // peaks.cpp (the machine's limits: peak probes)
+void register_mapping(py::module_& m);  // mapping.cpp (read-only file mappings for the index)
 
 }  // namespace edgecolbert::bind
 
@@ -219,4 +220,5 @@ PYBIND11_MODULE(_native, m) {
   register_plaid(m);
   register_pool(m);
   register_peaks(m);
+  register_mapping(m);
 }

@@ -155,9 +155,12 @@ def open_array(dirpath: str, entry: dict, verify: bool) -> np.ndarray:
     check_file(dirpath, name, nbytes, entry.get("crc32"), verify)
     if nbytes == 0:
         return np.empty(shape, dtype=dtype)
-    # A plain ndarray view (its base keeps the mapping alive): np.memmap's Python-level __getitem__
-    # costs ~0.1 ms per fancy-index gather, a fifth of a small query's search time.
-    return np.memmap(path, dtype=dtype, mode="r", shape=shape).view(np.ndarray)
+    # A plain ndarray (its base keeps the mapping alive; np.memmap's Python-level __getitem__ costs ~0.1 ms
+    # per fancy-index gather, a fifth of a small query's search time), mapped natively: np.memmap would
+    # also keep a file descriptor open per array, seven per segment, and many segments ran out of them.
+    from .. import _native
+
+    return _native.map_readonly(path, nbytes).view(dtype).reshape(shape)
 
 
 def read_manifest(dirpath: str) -> dict:

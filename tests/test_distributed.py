@@ -88,6 +88,9 @@ def test_local_sharded_build_reads_the_collection_in_chunks(tmp_path, monkeypatc
             x /= np.linalg.norm(x, axis=1, keepdims=True)
             yield x, np.arange(0, per_batch * length + 1, length, dtype=np.int64)
 
+    os.makedirs(tmp_path / "s")
+    stale = tmp_path / "s" / f"spill-{'0' * 32}.bin"  # a killed run's spill: the next run removes it
+    stale.write_bytes(b"x" * 1024)
     tracemalloc.start()
     try:
         sx = build_sharded(tmp_path / "s", batches(), num_shards=2, nbits=2, num_centroids=64, sample_tokens=4096)
@@ -96,6 +99,7 @@ def test_local_sharded_build_reads_the_collection_in_chunks(tmp_path, monkeypatc
         tracemalloc.stop()
     assert len(sx) == n_batches * per_batch and sx.num_shards == 2
     assert peak < total / 3, f"peak {peak / 2**20:.1f} MiB traced for {total / 2**20:.1f} MiB of float32"
+    assert not [f for f in os.listdir(tmp_path / "s") if f.startswith("spill-")]
 
 
 def test_resume_with_other_inputs_is_refused(tmp_path, data):

@@ -17,6 +17,7 @@ the k-means sample does not grow with the collection or with dim.
 from __future__ import annotations
 
 import os
+import re
 import uuid
 from typing import Any, Iterator
 
@@ -224,6 +225,20 @@ def _widen_spill(f: Any, rows: int, dim: int, old: np.dtype, new: np.dtype) -> N
         f.seek(lo * dim * new.itemsize)
         f.write(memoryview(block).cast("B"))  # type: ignore[arg-type]
     f.seek(rows * dim * new.itemsize)
+
+
+_SPILL = re.compile(r"spill-[0-9a-f]{32}\.bin")
+
+
+def remove_stale_spills(spill_dir: str) -> None:
+    """Deletes spill files a killed build left in ``spill_dir`` (an index directory's garbage collection
+    removes them there; a sharded build's top directory has only this)."""
+    for name in os.listdir(spill_dir):
+        if _SPILL.fullmatch(name):
+            try:
+                os.unlink(os.path.join(spill_dir, name))
+            except FileNotFoundError:
+                pass
 
 
 def _spill(it: Iterator, doc_ids: Any, fn: str, spill_dir: str) -> tuple[Source, Any]:

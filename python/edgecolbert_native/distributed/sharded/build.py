@@ -11,7 +11,7 @@ import numpy as np
 
 from ...index import Index
 from ...index._segments import normalize_ids
-from ...index._sources import RangeSource, make_source
+from ...index._sources import RangeSource, make_source, remove_stale_spills
 from .actor import connect_ray
 from .index import ShardedIndex
 from .layout import CODEC, FORMAT, TOP, VERSION, atomic_json, check_plan, crc_file, shard_dir
@@ -64,8 +64,7 @@ def build_sharded(path: str | os.PathLike, doc_tokens: Any, doc_offsets: Any = N
     given: "local" starts a local cluster, "auto" or an address joins one). Inputs (``buckets`` too) as
     ``Index.build``.
     Re-running after an interruption skips the shards whose manifest landed."""
-    from ...codec import ResidualCodec
-    from ...index.index import check_nbits, default_codec_centroids, default_sample_tokens
+    from ...index.index import _train_codec, check_nbits, default_codec_centroids, default_sample_tokens
 
     fn = "build_sharded"
     if not _is_int(num_shards) or num_shards < 1:
@@ -81,6 +80,7 @@ def build_sharded(path: str | os.PathLike, doc_tokens: Any, doc_offsets: Any = N
                         f"{type(ray_address).__name__}")
     path = os.fspath(path)
     os.makedirs(path, exist_ok=True)
+    remove_stale_spills(path)  # a killed run's spill: nothing else collects this directory
     src, ids = make_source(doc_tokens, doc_offsets, doc_ids, fn, path)
     try:
         n, T = src.num_docs, src.num_tokens
@@ -95,9 +95,9 @@ def build_sharded(path: str | os.PathLike, doc_tokens: Any, doc_offsets: Any = N
             if not 1 <= k <= T:  # as Index.build: 0 is an error, not the default
                 raise ValueError(f"{fn}: num_centroids must be in [1, {T}] (the token count), got {k}")
             ns = min(T, sample_tokens or default_sample_tokens(T, k))
-            rng = np.random.default_rng(seed)
-            pos = np.sort(rng.choice(T, size=ns, replace=False)) if ns < T else np.arange(T)
-            codec = ResidualCodec.train(src.gather(pos), k, nbits, seed=seed, num_threads=num_threads, buckets=buckets)
+            # Index.build's sampler: the same codec as ResidualCodec.train on the sample, which it holds once
+            # (train would copy it to shuffle it).
+            codec = _train_codec(src, ns, k, nbits, 4, seed, num_threads, None, buckets)
             codec.save(codec_path)
         offsets = np.asarray(src.offsets, np.int64)
         # An explicit count is part of the plan: a re-run asking for another must not reuse the codec trained above.

@@ -347,6 +347,7 @@ def test_pool_factor(built, corpus, tmp_path, capsys):
     assert "different corpus or model; starting over" in capsys.readouterr().err
     assert index_dir.CliIndex.open(str(out)).meta["pool_factor"] == 3
     for argv, msg in ((["--pool-factor", "0"], "pool factor must be an integer >= 1, got 0"),
+                      (["--batch-size", "0"], "batch size must be an integer >= 1, got 0"),  # before any work
                       (["--pool-factor", "2", "--ray", "local"], "not supported with --ray")):
         assert main(["index", str(corpus[0]), "-o", str(tmp_path / "bad")] + argv) == 2
         assert msg in capsys.readouterr().err

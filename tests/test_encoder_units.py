@@ -209,7 +209,9 @@ def test_empty_inputs(tiny):
     tokens, offsets = enc.encode_documents([])
     assert tokens.shape == (0, 16) and offsets.tolist() == [0]
     q, m = enc.encode_queries([])
-    assert q.shape[0] == 0 and m.shape[0] == 0
+    # No queries: every (expanded) query has query_length rows, none have fewer.
+    lq = enc.spec.query_length if enc.spec.do_query_expansion else 0
+    assert q.shape == (0, lq, 16) and m.shape == (0, lq)
     q, m = enc.encode_queries("a single string")
     assert q.shape[0] == 1 and int(m.sum()) >= 3
 
@@ -260,6 +262,22 @@ def test_bad_arguments(tiny):
     enc = Encoder.from_pretrained(tiny)
     with pytest.raises(ValueError, match="batch_size"):
         enc.encode_documents(["x"], batch_size=0)
+    # Devices and overrides are checked before any work, naming the argument (torch's messages named none,
+    # "meta" loaded and failed at the first encode, 3.5 was read as 3, "no" as True, "abc" as ["a", "b", "c"]).
+    for device in ("gpu", None, "meta"):
+        with pytest.raises(ValueError, match="Encoder.from_pretrained: device must be"):
+            Encoder.from_pretrained(tiny, device=device)
+        for fn in (enc.encode_documents, enc.encode_queries):
+            with pytest.raises(ValueError, match=f"{fn.__name__}: output_device must be"):
+                fn(["x"], output_device=device)
+    for kw, msg in (({"document_length": 3.5}, "document_length must be an int"),
+                    ({"query_length": "64"}, "query_length must be an int"),
+                    ({"do_query_expansion": "no"}, "do_query_expansion must be a bool"),
+                    ({"skiplist_words": "abc"}, "skiplist_words must be a list of str"),
+                    ({"compile": "no"}, "compile must be a bool")):
+        with pytest.raises(TypeError, match=f"Encoder.from_pretrained: {msg}"):
+            Encoder.from_pretrained(tiny, **kw)
+    assert Encoder.from_pretrained(tiny, dtype="bfloat16").dtype == torch.bfloat16  # a name is taken too
 
 
 def _maxsim(q, m, tokens, offsets):

@@ -274,6 +274,8 @@ def build_cli_index(corpus: str | Iterable[Document], out: str, *, model: str | 
 
     if not isinstance(pool_factor, int) or isinstance(pool_factor, bool) or pool_factor < 1:
         raise ValueError(f"pool factor must be an integer >= 1, got {pool_factor!r}")
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        raise ValueError(f"batch size must be an integer >= 1, got {batch_size!r}")
     if pool_factor != 1 and ray_address is not None:
         raise ValueError("--pool-factor is not supported with --ray (the Ray encoder actors do not pool)")
     if num_centroids is not None:

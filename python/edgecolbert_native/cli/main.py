@@ -181,8 +181,9 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--model", default=None, help="checkpoint path or Hub id (default: mxbai-edge-colbert-v0-17m, else offline MiniLM)")
     x.add_argument("--nbits", type=int, default=4, choices=(1, 2, 4, 8))
     x.add_argument("--field", default="text", help="JSONL field to encode")
-    x.add_argument("--batch-size", type=int, default=32)
-    x.add_argument("--threads", type=int, default=None)
+    x.add_argument("--batch-size", type=int, default=32, help="documents per encoder batch (default 32)")
+    x.add_argument("--threads", type=int, default=None,
+                   help="threads of the index build (k-means, compression); the encoder uses torch's own setting")
     x.add_argument("--device", default="cpu", help="where the encoder runs: cpu, cuda or cuda:N (with --ray: one GPU per encoder actor)")
     x.add_argument("--pool-factor", type=int, default=1, metavar="K",
                    help="pool each document's token vectors into 1/K as many by hierarchical clustering, as "

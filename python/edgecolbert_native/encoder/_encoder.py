@@ -73,6 +73,38 @@ def _load_weights(files: list[str] | str) -> dict[str, torch.Tensor]:
     return state
 
 
+def _device(fn: str, arg: str, value: Any) -> torch.device:
+    """A CPU or CUDA device, checked before any work (torch's own errors name no argument, and a CUDA
+    device without CUDA failed only after tokenising)."""
+    try:
+        device = torch.device(value)
+    except (RuntimeError, TypeError, ValueError):
+        raise ValueError(f"{fn}: {arg} must be a device such as 'cpu' or 'cuda:0', got {value!r}") from None
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(f"{fn}: {arg} must be a CPU or CUDA device, got {value!r}")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"{fn}: {arg} {str(device)!r} was asked for, but this torch ({torch.__version__}) "
+                           "sees no CUDA device")
+    return device
+
+
+def _check_overrides(**settings: Any) -> None:
+    """The checkpoint settings a caller overrides, by type (3.5 was read as 3, "no" as True, a str of
+    skiplist words as its characters)."""
+    fn = "Encoder.from_pretrained"
+    for name, v in settings.items():
+        if v is None:
+            continue
+        if name.endswith("_length"):
+            if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
+                raise TypeError(f"{fn}: {name} must be an int, got {v!r}")
+        elif name == "skiplist_words":
+            if isinstance(v, str) or not all(isinstance(w, str) for w in v):
+                raise TypeError(f"{fn}: skiplist_words must be a list of str, got {v!r}")
+        elif not isinstance(v, (bool, np.bool_)):
+            raise TypeError(f"{fn}: {name} must be a bool, got {v!r}")
+
+
 def _texts(fn: str, texts: Any) -> list[str]:
     """One str is one text; otherwise every item must be a str: str() would quietly encode a nested list
     as its repr and bytes as one text per byte value."""
@@ -164,14 +196,19 @@ class Encoder:
         The keyword settings override the checkpoint's, as PyLate's constructor arguments do; prompts
         and default_prompt_name combine with config_sentence_transformers.json's as in
         sentence-transformers (a name the caller leaves empty takes the checkpoint's prompt)."""
+        if isinstance(dtype, str) and dtype in ("float32", "float16", "bfloat16"):
+            dtype = getattr(torch, dtype)
         if dtype not in (torch.float32, torch.float16, torch.bfloat16):
-            raise TypeError(f"Encoder.from_pretrained: dtype must be float32, float16 or bfloat16, got {dtype}")
+            raise TypeError("Encoder.from_pretrained: dtype must be torch.float32, torch.float16 or torch.bfloat16 "
+                            f"(or their names), got {dtype!r}")
         if quantize not in (None, "int8"):
             raise ValueError(f"Encoder.from_pretrained: quantize must be None or 'int8', got {quantize!r}")
-        device = torch.device(device)
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise RuntimeError(f"Encoder.from_pretrained: device {str(device)!r} was asked for, but this torch "
-                               f"({torch.__version__}) sees no CUDA device")
+        if not isinstance(compile, (bool, np.bool_)):
+            raise TypeError(f"Encoder.from_pretrained: compile must be a bool, got {compile!r}")
+        device = _device("Encoder.from_pretrained", "device", device)
+        _check_overrides(query_length=query_length, document_length=document_length,
+                         do_query_expansion=do_query_expansion, attend_to_expansion_tokens=attend_to_expansion_tokens,
+                         do_lower_case=do_lower_case, skiplist_words=skiplist_words)
         if quantize and (device.type != "cpu" or dtype != torch.float32):
             raise ValueError("Encoder.from_pretrained: quantize='int8' needs device='cpu' and dtype=float32")
         path = resolve_checkpoint(name_or_path, cache_dir=cache_dir, revision=revision,
@@ -329,15 +366,17 @@ class Encoder:
         (padding rows are zero). prompt / prompt_name as in PyLate's encode: the text prepended to every
         query (default: the checkpoint's default prompt, usually none)."""
         batch_size = _positive_int("encode_queries", "batch_size", batch_size)
+        out_device = _device("encode_queries", "output_device", output_device)
         text = self._prompt("encode_queries", prompt, prompt_name)
         texts = _texts("encode_queries", texts)
         batch = self.tokenizer.queries(texts, text)
         vecs = self._embed(batch, batch_size=batch_size, max_tokens=None, normalize=normalize,
                            progress=show_progress_bar, desc="Encoding queries",
-                           output_device=torch.device(output_device))
+                           output_device=out_device)
         n = len(texts)
         lengths = np.diff(batch.offsets)
-        lq = int(lengths.max()) if n else 0
+        # No queries: [0, query_length, dim] with expansion (every query has that length), else [0, 0, dim].
+        lq = int(lengths.max()) if n else (self.spec.query_length if self.spec.do_query_expansion else 0)
         if n and (lengths == lq).all():
             return vecs.view(n, lq, self.dim), torch.ones((n, lq), dtype=torch.bool, device=vecs.device)
         pos = np.arange(vecs.shape[0]) - np.repeat(batch.offsets[:-1], lengths)
@@ -365,6 +404,7 @@ class Encoder:
             if not isinstance(value, (int, np.integer)) or isinstance(value, bool):
                 raise TypeError(f"encode_documents: {name} must be an int, got {type(value).__name__}")
         batch_size = _positive_int("encode_documents", "batch_size", batch_size)
+        out_device = _device("encode_documents", "output_device", output_device)
         if max_tokens is not None:
             max_tokens = _positive_int("encode_documents", "max_tokens", max_tokens)
         if pool_factor < 1 or protected_tokens < 0:
@@ -375,7 +415,7 @@ class Encoder:
         batch, keep = self.tokenizer.documents(texts, text)
         vecs = self._embed(batch, batch_size=batch_size, max_tokens=max_tokens, normalize=normalize,
                            progress=show_progress_bar, desc="Encoding documents",
-                           output_device=torch.device(output_device))
+                           output_device=out_device)
         kept = np.concatenate(([0], np.cumsum(keep, dtype=np.int64)))
         offsets = torch.from_numpy(np.ascontiguousarray(kept[batch.offsets]))
         if not keep.all():

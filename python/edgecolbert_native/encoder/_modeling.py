@@ -51,6 +51,9 @@ def onednn_ok(device: torch.device, dtype: torch.dtype) -> bool:
     )
 
 
+ROW_BUCKET = 64  # OneDNNLinear's row count is rounded up to a multiple of this
+
+
 class OneDNNLinear(nn.Module):
     """y = x W^T + b through oneDNN with W pre-packed once, optionally with an activation fused.
 
@@ -68,7 +71,15 @@ class OneDNNLinear(nn.Module):
         self.out_features = weight.shape[0]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.ops.mkldnn._linear_pointwise(x, self.packed, self.bias, self.act, [], self.algorithm)
+        # oneDNN caches one compiled primitive per GEMM shape (up to 1,024 of them), and a packed batch's
+        # token count is a new shape almost every batch: memory grew by hundreds of MiB over a long run.
+        # Rows padded to a multiple of ROW_BUCKET keep the shapes few (the pad rows are dropped).
+        n = x.shape[0]
+        pad = -n % ROW_BUCKET
+        if pad:
+            x = torch.cat([x, x.new_zeros((pad, x.shape[1]))])
+        y = torch.ops.mkldnn._linear_pointwise(x, self.packed, self.bias, self.act, [], self.algorithm)
+        return y[:n] if pad else y
 
 
 class Packed:

@@ -278,6 +278,11 @@ def test_bad_arguments(tiny):
         with pytest.raises(TypeError, match=f"Encoder.from_pretrained: {msg}"):
             Encoder.from_pretrained(tiny, **kw)
     assert Encoder.from_pretrained(tiny, dtype="bfloat16").dtype == torch.bfloat16  # a name is taken too
+    with pytest.raises(TypeError, match="skiplist_words must be a list of str"):
+        Encoder.from_pretrained(tiny, skiplist_words=5)
+    words = [".", ",", "!"]  # a generator is read once, not used up by the check
+    listed = Encoder.from_pretrained(tiny, skiplist_words=words).tokenizer.skiplist_ids
+    assert listed.size and np.array_equal(Encoder.from_pretrained(tiny, skiplist_words=iter(words)).tokenizer.skiplist_ids, listed)
 
 
 def _maxsim(q, m, tokens, offsets):

@@ -269,6 +269,11 @@ def test_string_ids_with_nul_are_refused(tmp_path):
     with pytest.raises(ValueError, match="may not contain NUL"):
         idx.add(docs[:1], doc_ids=["e\x00"])
     assert idx.ids.tolist() == ["a", "c", "d"]
+    for lookup in (lambda: idx.get(["a\x00"]), lambda: idx.delete(["a\x00"]),
+                   lambda: idx.search(docs[0][None], 1, subset=["a\x00"])):
+        with pytest.raises(ValueError, match="may not contain NUL"):
+            lookup()
+    assert "a\x00" not in idx and "a" in idx and len(idx) == 3
 
 
 def test_id_lookups_must_be_flat(tmp_path):

@@ -76,9 +76,18 @@ def test_import_refuses_inconsistent_directory(tmp_path):
     x, off, _ = H.clustered(300, seed=4)
     codec = ec.ResidualCodec.train(x, 64, 2)
     _write_colbert_dir(str(tmp_path / "c"), codec, x, off)
+    good = import_colbert(tmp_path / "c", tmp_path / "ours")
+    files = sorted(os.listdir(tmp_path / "ours"))
     json.dump([1, 2, 3], open(tmp_path / "c" / "doclens.1.json", "w"))
     with pytest.raises(ValueError, match="chunk 1"):
-        import_colbert(tmp_path / "c", tmp_path / "ours")
+        import_colbert(tmp_path / "c", tmp_path / "new")
+    # Over an index: a failed import leaves it whole (its files were collected first, and generation 1's names
+    # rewritten in place), and nothing of its own.
+    with pytest.raises(ValueError, match="chunk 1"):
+        import_colbert(tmp_path / "c", tmp_path / "ours", overwrite=True)
+    assert sorted(os.listdir(tmp_path / "ours")) == files
+    again = Index.open(tmp_path / "ours", verify=True)
+    assert len(again) == len(good) == 300 and again.manifest["generation"] == 1
 
 
 def test_import_index_built_by_colbert_ai(tmp_path, monkeypatch):

@@ -36,12 +36,14 @@ void register_mapping(py::module_& m) {
         const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
         if (fd < 0) os_error(errno, path);
         struct stat st {};
-        if (::fstat(fd, &st) != 0 || st.st_size < nbytes) {
+        if (::fstat(fd, &st) != 0) {
           const int err = errno;
           ::close(fd);
-          if (st.st_size < nbytes && err == 0)
-            value_error(cat("map_readonly: ", path, " holds ", st.st_size, " bytes, ", nbytes, " were asked"));
           os_error(err, path);
+        }
+        if (st.st_size < nbytes) {
+          ::close(fd);
+          value_error(cat("map_readonly: ", path, " holds ", st.st_size, " bytes, ", nbytes, " were asked"));
         }
         void* addr = ::mmap(nullptr, static_cast<std::size_t>(nbytes), PROT_READ, MAP_SHARED, fd, 0);
         const int err = errno;

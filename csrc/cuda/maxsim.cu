@@ -185,7 +185,7 @@ __global__ void reduce_scores(dv::MaxSimWork w, const uint8_t* mask, const uint3
 }
 
 // ---- 4. top-k ------------------------------------------------------------------------------------------
-constexpr int kChunk = 2048;            // scores per block and round (kChunk * 12 bytes of shared memory)
+constexpr int kChunk = dv::kTopkChunk;    // scores per block and round (kChunk * 12 bytes of shared memory; topk.hpp)
 constexpr int kTopkThreads = kChunk / 2;
 
 // Block (chunk, query): bitonic sort of kChunk (score, id) pairs of list `in` (len per query), best

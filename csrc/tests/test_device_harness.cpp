@@ -467,7 +467,7 @@ EC_TEST(device_harness_topk_workspace_regions_disjoint) {
     if (!ok && bad++ < 5) EC_CHECK(false, "entries %zu: workspace regions overlap or overrun", n);
   }
   EC_CHECK(bad == 0, "%d entry counts with overlapping regions", bad);
-  const int64_t chunk = 2048;
+  const int64_t chunk = dv::kTopkChunk;  // maxsim.cu's rounds
   for (int64_t n : {int64_t(2049), int64_t(200704), int64_t(1000000), int64_t(50000000)})
     for (int64_t k : {1, 10, 21, 1001, 1024}) {
       const int64_t first = (n + chunk - 1) / chunk * k;

@@ -69,7 +69,8 @@ def as_array(x: Any, fn: str, arg: str, dtype: str | None = None) -> tuple[np.nd
     if arr.dtype.kind in "ui" and arr.dtype.itemsize == 2:
         if dtype not in (BF16, "bf16"):
             raise TypeError(
-                f"{fn}: {arg} has dtype {arr.dtype}; pass dtype=\"bfloat16\" to read 2-byte integers as bfloat16"
+                f"{fn}: {arg} has dtype {arr.dtype}; 2-byte integers are read as bfloat16 only when declared: "
+                "dtype=\"bfloat16\" where the function takes it, or a torch or ml_dtypes bfloat16 array"
             )
         declared = BF16
     elif arr.dtype.name == BF16:  # ml_dtypes.bfloat16

@@ -206,6 +206,12 @@ class Encoder:
         if not isinstance(compile, (bool, np.bool_)):
             raise TypeError(f"Encoder.from_pretrained: compile must be a bool, got {compile!r}")
         device = _device("Encoder.from_pretrained", "device", device)
+        if skiplist_words is not None and not isinstance(skiplist_words, str):
+            try:  # read once here: a generator checked, then passed on, would arrive empty
+                skiplist_words = list(skiplist_words)
+            except TypeError:
+                raise TypeError("Encoder.from_pretrained: skiplist_words must be a list of str, got "
+                                f"{skiplist_words!r}") from None
         _check_overrides(query_length=query_length, document_length=document_length,
                          do_query_expansion=do_query_expansion, attend_to_expansion_tokens=attend_to_expansion_tokens,
                          do_lower_case=do_lower_case, skiplist_words=skiplist_words)

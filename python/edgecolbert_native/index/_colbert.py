@@ -23,8 +23,8 @@ import numpy as np
 from .._arrays import to_numpy
 from ._docstore import check_documents, write_store
 from ._segments import SegmentWriter, normalize_ids
-from ._storage import FORMAT, FORMAT_VERSION, MANIFEST, WriterLock, collect_garbage, referenced_files, write_array, \
-    write_manifest
+from ._storage import FORMAT, FORMAT_VERSION, MANIFEST, CorruptIndexError, WriterLock, collect_after_failure, \
+    collect_garbage, read_manifest, referenced_files, write_array, write_manifest
 
 
 def _load_pt(path: str) -> Any:
@@ -92,45 +92,66 @@ def write_import(path: str | os.PathLike, fn: str, *, dim: int, nbits: int, cent
     rb = dim * nbits // 8
     os.makedirs(path, exist_ok=True)
     with WriterLock(path):
-        if os.path.exists(os.path.join(path, MANIFEST)) and not overwrite:
-            raise FileExistsError(f"{fn}: {path} already holds an index (pass overwrite=True to replace it)")
-        collect_garbage(path, ())
-        gen = 1
-        with SegmentWriter(path, f"g{gen}-s0", K, rb) as seg:
-            doclens: list[int] = []
-            for i, (codes, res, dl) in enumerate(chunks):
-                if res.shape != (len(codes), rb) or sum(dl) != len(codes):
-                    raise ValueError(f"{fn}: chunk {i}: {len(codes)} codes, residuals {res.shape}, "
-                                     f"doclens summing to {sum(dl)} do not agree (dim {dim}, nbits {nbits})")
-                if len(codes) and (codes.min() < 0 or codes.max() >= K):
-                    raise ValueError(f"{fn}: chunk {i}: code out of range [0, {K})")
-                seg.write(codes, res, np.repeat(np.arange(len(doclens), len(doclens) + len(dl), dtype=np.int64), dl))
-                doclens.extend(dl)
-            n, T = len(doclens), int(sum(doclens))
-            ids, kind = normalize_ids(doc_ids, n, None, 0, fn)
-            check_documents(texts, metadata, n, fn)
-            segment = seg.finish(np.asarray(doclens, np.int32), ids, ivf(n))
-        deleted = np.flatnonzero(np.asarray(doclens, np.int64) == 0) if empty_deleted else np.empty(0, np.int64)
-        store = write_store(path, f"g{gen}-s0-docs.db", texts, metadata, n, fn)
-        if store is not None:
-            segment["docs"] = store
-        manifest = {
-            "format": FORMAT, "format_version": FORMAT_VERSION, "generation": gen,
-            "dim": dim, "nbits": nbits, "num_centroids": K, "id_kind": kind,
-            "next_int_id": int(ids.max()) + 1 if kind == "int" and n else 0,
-            "num_docs": n, "num_live": n - len(deleted), "num_tokens": T,
-            "codec": {
-                "centroids": write_array(path, f"g{gen}-centroids.bin", np.asarray(centroids, np.float32)),
-                "bucket_cutoffs": write_array(path, f"g{gen}-bucket_cutoffs.bin", np.asarray(cutoffs, np.float32)),
-                "bucket_weights": write_array(path, f"g{gen}-bucket_weights.bin", np.asarray(weights, np.float32)),
-            },
-            "segments": [segment],
-            "tombstones": write_array(path, f"g{gen}-tombstones.bin", deleted.astype(np.int64)),
-            "imported_from": provenance,
-        }
-        write_manifest(path, manifest)
-        collect_garbage(path, referenced_files(manifest))
+        old = None
+        if os.path.exists(os.path.join(path, MANIFEST)):
+            if not overwrite:
+                raise FileExistsError(f"{fn}: {path} already holds an index (pass overwrite=True to replace it)")
+            try:
+                old = read_manifest(path)
+            except CorruptIndexError:
+                old = None
+        # As Index.build: the index being replaced stays whole until the new manifest lands (its files kept,
+        # the new ones under the next generation's names), and a failed import removes what it wrote.
+        collect_garbage(path, referenced_files(old) if old else ())
+        gen = int(old["generation"]) + 1 if old else 1
+        try:
+            _write_import_files(path, fn, gen, dim, nbits, K, rb, centroids, cutoffs, weights, chunks, ivf, doc_ids,
+                                provenance, texts, metadata, empty_deleted)
+        except BaseException:
+            collect_after_failure(path)
+            raise
     return path
+
+
+def _write_import_files(path: str, fn: str, gen: int, dim: int, nbits: int, K: int, rb: int, centroids: np.ndarray,
+                        cutoffs: np.ndarray, weights: np.ndarray, chunks: Iterable[tuple[np.ndarray, np.ndarray, list[int]]],
+                        ivf: Callable[[int], tuple[np.ndarray, np.ndarray] | None], doc_ids: Any, provenance: dict,
+                        texts: Any, metadata: Any, empty_deleted: bool) -> None:
+    """write_import's files and manifest, with the writer lock held."""
+    with SegmentWriter(path, f"g{gen}-s0", K, rb) as seg:
+        doclens: list[int] = []
+        for i, (codes, res, dl) in enumerate(chunks):
+            if res.shape != (len(codes), rb) or sum(dl) != len(codes):
+                raise ValueError(f"{fn}: chunk {i}: {len(codes)} codes, residuals {res.shape}, "
+                                 f"doclens summing to {sum(dl)} do not agree (dim {dim}, nbits {nbits})")
+            if len(codes) and (codes.min() < 0 or codes.max() >= K):
+                raise ValueError(f"{fn}: chunk {i}: code out of range [0, {K})")
+            seg.write(codes, res, np.repeat(np.arange(len(doclens), len(doclens) + len(dl), dtype=np.int64), dl))
+            doclens.extend(dl)
+        n, T = len(doclens), int(sum(doclens))
+        ids, kind = normalize_ids(doc_ids, n, None, 0, fn)
+        check_documents(texts, metadata, n, fn)
+        segment = seg.finish(np.asarray(doclens, np.int32), ids, ivf(n))
+    deleted = np.flatnonzero(np.asarray(doclens, np.int64) == 0) if empty_deleted else np.empty(0, np.int64)
+    store = write_store(path, f"g{gen}-s0-docs.db", texts, metadata, n, fn)
+    if store is not None:
+        segment["docs"] = store
+    manifest = {
+        "format": FORMAT, "format_version": FORMAT_VERSION, "generation": gen,
+        "dim": dim, "nbits": nbits, "num_centroids": K, "id_kind": kind,
+        "next_int_id": int(ids.max()) + 1 if kind == "int" and n else 0,
+        "num_docs": n, "num_live": n - len(deleted), "num_tokens": T,
+        "codec": {
+            "centroids": write_array(path, f"g{gen}-centroids.bin", np.asarray(centroids, np.float32)),
+            "bucket_cutoffs": write_array(path, f"g{gen}-bucket_cutoffs.bin", np.asarray(cutoffs, np.float32)),
+            "bucket_weights": write_array(path, f"g{gen}-bucket_weights.bin", np.asarray(weights, np.float32)),
+        },
+        "segments": [segment],
+        "tombstones": write_array(path, f"g{gen}-tombstones.bin", deleted.astype(np.int64)),
+        "imported_from": provenance,
+    }
+    write_manifest(path, manifest)
+    collect_garbage(path, referenced_files(manifest))
 
 
 def _read_ivf(ivf_path: str, K: int, n: int, fn: str) -> tuple[np.ndarray, np.ndarray] | None:

@@ -114,6 +114,10 @@ def id_array(ids: Any, id_kind: str, fn: str) -> np.ndarray:
         values = seq if seq is not None else (q.tolist() if q.dtype.kind == "O" else None)
         if q.dtype.kind not in "UO" or (values is not None and not all(isinstance(x, str) for x in values)):
             raise TypeError(f"{fn}: this index has string ids, got {'a mix' if q.dtype.kind in 'UO' else q.dtype}")
+        # As stored ids (normalize_ids): numpy's fixed-width strings drop a trailing NUL, so "a\x00" would
+        # find the id "a".
+        if values is not None and any("\x00" in x for x in values):
+            raise ValueError(f"{fn}: string ids may not contain NUL characters")
     return q
 
 
@@ -632,7 +636,7 @@ class Index:
     def __contains__(self, doc_id: Any) -> bool:
         try:
             return len(self._snapshot()._positions([doc_id], "in", strict=False)) == 1
-        except TypeError:
+        except (TypeError, ValueError):  # an id of another kind, or one no index holds (a NUL in it)
             return False
 
     def __repr__(self) -> str:

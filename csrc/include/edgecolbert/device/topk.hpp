@@ -71,6 +71,9 @@ struct TopkPingPong {
   EC_HD size_t scores_at(int flip) const { return size_t(flip) * half; }
   EC_HD size_t ids_at(int flip) const { return size_t(flip) * half + ids_offset; }
 };
+// maxsim_topk's selection rounds (maxsim.cu): each block sorts kTopkChunk (score, id) pairs of a list and keeps
+// its k best, so a list of len entries becomes ceil(len / kTopkChunk) * k entries per round, until one chunk.
+constexpr int kTopkChunk = 2048;
 EC_HD size_t align256(size_t x) { return (x + 255) / 256 * 256; }
 EC_HD TopkPingPong topk_ping_pong(size_t entries) {
   TopkPingPong p;

@@ -26,11 +26,14 @@ class QueryBatcher:
             raise TypeError(f"{fn}: index must be a ShardedIndex, got {type(index).__name__}")
         # A misspelt keyword raises here (TypeError, as ShardedIndex.search would), not in every batch.
         inspect.signature(index.search).bind(None, k, **params)
-        for name, why in (("query_mask", "each query's own rows are its mask"),
-                          ("allow_partial", "a partial result would reach callers as a complete one")):
-            if name in params:
-                raise TypeError(f"{fn}: {name} is not a batcher option ({why})")
+        if "query_mask" in params:
+            raise TypeError(f"{fn}: query_mask is not a batcher option (each query's own rows are its mask)")
+        if params.get("allow_partial"):
+            raise TypeError(f"{fn}: allow_partial=True is not a batcher option (a partial result would reach "
+                            "callers as a complete one)")
         _search.check_k(k, fn)
+        # Every other value as search() checks it: a bad one would fail every batch.
+        index.check_options(k, **params)
         if isinstance(max_batch, (bool, np.bool_)) or not isinstance(max_batch, (int, np.integer)) or max_batch < 1:
             raise ValueError(f"{fn}: max_batch must be a positive int, got {max_batch!r}")
         if (isinstance(max_wait_ms, (bool, np.bool_)) or not isinstance(max_wait_ms, (int, float, np.number))

@@ -21,6 +21,10 @@ from .actor import FN, ShardSearcher, connect_ray
 from .layout import CODEC, FORMAT, TOP, VERSION, crc_file
 
 
+class _Refused(ValueError):
+    """A check of sharded.json or a shard failed: a ValueError with its own message (not "malformed")."""
+
+
 class ShardError(RuntimeError):
     """A shard failed or timed out during a search (the message names the shard)."""
 
@@ -51,9 +55,9 @@ class ShardedIndex:
             raise ValueError(f"{top_path}: not an {FORMAT} v{VERSION} manifest")
         try:
             dirs = cls._read_top(path, top_path, top, verify)
+        except _Refused:
+            raise  # the checks' own messages (a mismatch, a corrupt file), naming their file
         except (KeyError, TypeError, AttributeError, IndexError, OverflowError, ValueError) as e:
-            if isinstance(e, ValueError) and str(e).startswith(top_path):
-                raise
             raise ValueError(f"{top_path}: malformed manifest: {e!r}") from None
         if ray_address is None:
             return cls(path, top, [ShardSearcher(d, verify) for d in dirs])
@@ -69,28 +73,28 @@ class ShardedIndex:
         reads to ``top``); returns the shard directories. A shard named twice, a count that disagrees with
         the shards, or shards of other nbits, dims or id kinds would give wrong results: refused."""
         if verify and "codec_crc32" in top and crc_file(os.path.join(path, CODEC)) != top["codec_crc32"]:
-            raise ValueError(f"{os.path.join(path, CODEC)} does not match {TOP} (changed or corrupt)")
+            raise _Refused(f"{os.path.join(path, CODEC)} does not match {TOP} (changed or corrupt)")
         shards = top["shards"]
         if not isinstance(shards, list) or not shards:
-            raise ValueError(f"{top_path}: no shards listed")
+            raise _Refused(f"{top_path}: no shards listed")
         if int(top["num_shards"]) != len(shards):
-            raise ValueError(f"{top_path}: num_shards is {top['num_shards']} but {len(shards)} shards are listed")
+            raise _Refused(f"{top_path}: num_shards is {top['num_shards']} but {len(shards)} shards are listed")
         num_tokens, num_docs, num_live, kinds, dims, nbits, seen = 0, 0, 0, set(), set(), set(), set()
         for e in shards:
             d = os.path.normpath(os.path.join(path, e["dir"]))
             if os.path.dirname(d) != os.path.normpath(path):
-                raise ValueError(f"{top_path}: shard directory {e['dir']!r} escapes the index directory")
+                raise _Refused(f"{top_path}: shard directory {e['dir']!r} escapes the index directory")
             if os.path.realpath(d) in seen:
-                raise ValueError(f"{top_path}: shard directory {e['dir']!r} is listed twice")
+                raise _Refused(f"{top_path}: shard directory {e['dir']!r} is listed twice")
             seen.add(os.path.realpath(d))
             try:
                 with open(os.path.join(d, "manifest.json"), "rb") as f:
                     raw = f.read()
             except OSError as err:
-                raise ValueError(f"{top_path}: shard {e['dir']!r} has no readable manifest.json (missing or "
+                raise _Refused(f"{top_path}: shard {e['dir']!r} has no readable manifest.json (missing or "
                                  f"incomplete: {err.strerror})") from None
             if verify and zlib.crc32(raw) != e["manifest_crc32"]:
-                raise ValueError(f"{d}/manifest.json does not match {TOP} (changed or corrupt)")
+                raise _Refused(f"{d}/manifest.json does not match {TOP} (changed or corrupt)")
             m = json.loads(raw)
             num_tokens += int(m["num_tokens"])
             num_docs += int(m["num_docs"])
@@ -99,15 +103,15 @@ class ShardedIndex:
             dims.add(int(m["dim"]))
             nbits.add(int(m["nbits"]))
         if len(dims) != 1:
-            raise ValueError(f"{top_path}: shards of different dims {sorted(dims)}")
+            raise _Refused(f"{top_path}: shards of different dims {sorted(dims)}")
         if nbits != {int(top["nbits"])}:
-            raise ValueError(f"{top_path}: nbits {top['nbits']}, the shards' {sorted(nbits)}")
+            raise _Refused(f"{top_path}: nbits {top['nbits']}, the shards' {sorted(nbits)}")
         if len(kinds) != 1:
-            raise ValueError(f"{top_path}: shards with different id kinds {sorted(kinds)}")
+            raise _Refused(f"{top_path}: shards with different id kinds {sorted(kinds)}")
         # Built, the shards hold num_docs documents; deletions on a shard (opened with verify=False) lower
         # the live count, which len() reports.
         if verify and num_docs != int(top["num_docs"]):
-            raise ValueError(f"{top_path}: num_docs is {top['num_docs']} but the shards hold {num_docs}")
+            raise _Refused(f"{top_path}: num_docs is {top['num_docs']} but the shards hold {num_docs}")
         top["num_tokens"], top["dim"], top["id_kind"], top["num_live"] = num_tokens, dims.pop(), kinds.pop(), num_live
         return [os.path.join(path, e["dir"]) for e in shards]
 
@@ -153,29 +157,11 @@ class ShardedIndex:
         fn = FN
         if self._closed:
             raise RuntimeError(f"{fn}: the index is closed")
-        # The caller's arguments are checked here, by Index.search's rules, before any shard is asked: with
-        # allow_partial, an error every shard raised alike would otherwise read as every shard lost.
-        if not isinstance(allow_partial, (bool, np.bool_)):
-            raise TypeError(f"{fn}: allow_partial must be a bool, got {type(allow_partial).__name__}")
-        if timeout is not None and (isinstance(timeout, (bool, np.bool_)) or not isinstance(timeout, (int, float, np.number))
-                                    or not np.isfinite(timeout) or timeout <= 0):
-            raise ValueError(f"{fn}: timeout must be None or a positive number of seconds, got {timeout!r}")
-        _search.check_k(k, fn)
-        _search.check_exhaustive(exhaustive, fn)
-        check_threads(num_threads, fn)
-        if hybrid is not False and hybrid is not None:
-            raise ValueError(f"{fn}: hybrid search is not available on a sharded index: BM25 and the fusion "
-                             "rank over the whole collection, which no shard holds (search an Index)")
-        _search.hybrid_options(None, False, fusion, fn)  # fusion checked as Index.search checks it
+        nprobe, ndocs, threshold = self.check_options(
+            k, nprobe=nprobe, ndocs=ndocs, centroid_score_threshold=centroid_score_threshold, subset=subset,
+            exhaustive=exhaustive, num_threads=num_threads, rerank=rerank, where=where, params=params, hybrid=hybrid,
+            query_texts=query_texts, fusion=fusion, allow_partial=allow_partial, timeout=timeout)
         q, mask = _search.query_batch(queries, query_mask, self.dim, fn)
-        # Every shard searches with the parameters one index over the whole collection would use (a
-        # shard's own defaults would follow its smaller token count and prune harder).
-        nprobe, ndocs, threshold = _search.resolve_params(self._whole(), k, nprobe, ndocs, centroid_score_threshold, fn)
-        if subset is not None:
-            id_array(subset, self.top["id_kind"], fn)
-        if where is not None:
-            check_where(where, params, fn)
-        _search.rerank_count(k, ndocs, rerank, fn)
         run = _Fanout(self, timeout, allow_partial)
         infos = run.call("info", lambda i: (subset, where, params))
         if not infos:  # no shard answered (allow_partial): the result of every shard failed
@@ -201,6 +187,38 @@ class ShardedIndex:
             results = run.call("search", lambda i: (q, k, mask, opts))
             scores, ids = _merge([results[i] for i in sorted(results)], q.shape[0], k, self.top["id_kind"])
         return (scores, ids, sorted(run.failed)) if allow_partial else (scores, ids)
+
+    def check_options(self, k: int = 10, *, nprobe: int | None = None, ndocs: int | None = None,
+                      centroid_score_threshold: float | None = None, subset: Any = None, exhaustive: bool | None = None,
+                      num_threads: int | None = None, rerank: int | None = None, where: str | None = None,
+                      params: Any = (), hybrid: bool | float = False, query_texts: Any = None,
+                      fusion: str | None = None, allow_partial: bool = False,
+                      timeout: float | None = None) -> tuple[int, int, float | None]:
+        """``search``'s checks of everything but the queries, by Index.search's rules, before any shard is
+        asked (with allow_partial, an error every shard raised alike would otherwise read as every shard
+        lost; QueryBatcher runs them once, when it is made); returns (nprobe, ndocs, threshold) as every
+        shard will use them: one index's over the whole collection (a shard's own defaults would follow
+        its smaller token count and prune harder)."""
+        fn = FN
+        if not isinstance(allow_partial, (bool, np.bool_)):
+            raise TypeError(f"{fn}: allow_partial must be a bool, got {type(allow_partial).__name__}")
+        if timeout is not None and (isinstance(timeout, (bool, np.bool_)) or not isinstance(timeout, (int, float, np.number))
+                                    or not np.isfinite(timeout) or timeout <= 0):
+            raise ValueError(f"{fn}: timeout must be None or a positive number of seconds, got {timeout!r}")
+        _search.check_k(k, fn)
+        _search.check_exhaustive(exhaustive, fn)
+        check_threads(num_threads, fn)
+        if hybrid is not False and hybrid is not None:
+            raise ValueError(f"{fn}: hybrid search is not available on a sharded index: BM25 and the fusion "
+                             "rank over the whole collection, which no shard holds (search an Index)")
+        _search.hybrid_options(None, False, fusion, fn)  # fusion checked as Index.search checks it
+        nprobe, ndocs, threshold = _search.resolve_params(self._whole(), k, nprobe, ndocs, centroid_score_threshold, fn)
+        if subset is not None:
+            id_array(subset, self.top["id_kind"], fn)
+        if where is not None:
+            check_where(where, params, fn)
+        _search.rerank_count(k, ndocs, rerank, fn)
+        return nprobe, ndocs, threshold
 
     def _plaid(self, run: "_Fanout", q: np.ndarray, mask: np.ndarray | None, k: int, nprobe: int, ndocs: int,
                threshold: float | None, rerank: int | None, subset: Any, where: str | None, params: Any,

@@ -242,12 +242,13 @@ class ShardedIndex:
         return stages.results(scores, pos, self.top["id_kind"] == "int")
 
     def close(self) -> None:
-        """Stops the shards' Ray actors; searches after it raise RuntimeError (in process too)."""
+        """Stops the shards' Ray actors, or drops the in-process shards (their mappings and stores go with
+        them); searches after it raise RuntimeError."""
         self._closed = True
         if self._ray is not None:
             for s in self.searchers:
                 self._ray.kill(s)
-            self.searchers = []
+        self.searchers = []
 
 
 class _ShardStages(_native.PlaidSource):

@@ -23,8 +23,8 @@ import numpy as np
 from .._arrays import to_numpy
 from ._docstore import check_documents, write_store
 from ._segments import SegmentWriter, normalize_ids
-from ._storage import FORMAT, FORMAT_VERSION, MANIFEST, CorruptIndexError, WriterLock, collect_after_failure, \
-    collect_garbage, read_manifest, referenced_files, write_array, write_manifest
+from ._storage import FORMAT, FORMAT_VERSION, WriterLock, begin_replace, collect_after_failure, collect_garbage, \
+    referenced_files, write_array, write_manifest
 
 
 def _load_pt(path: str) -> Any:
@@ -92,17 +92,9 @@ def write_import(path: str | os.PathLike, fn: str, *, dim: int, nbits: int, cent
     rb = dim * nbits // 8
     os.makedirs(path, exist_ok=True)
     with WriterLock(path):
-        old = None
-        if os.path.exists(os.path.join(path, MANIFEST)):
-            if not overwrite:
-                raise FileExistsError(f"{fn}: {path} already holds an index (pass overwrite=True to replace it)")
-            try:
-                old = read_manifest(path)
-            except CorruptIndexError:
-                old = None
         # As Index.build: the index being replaced stays whole until the new manifest lands (its files kept,
         # the new ones under the next generation's names), and a failed import removes what it wrote.
-        collect_garbage(path, referenced_files(old) if old else ())
+        old = begin_replace(path, overwrite, fn)
         gen = int(old["generation"]) + 1 if old else 1
         try:
             _write_import_files(path, fn, gen, dim, nbits, K, rb, centroids, cutoffs, weights, chunks, ivf, doc_ids,

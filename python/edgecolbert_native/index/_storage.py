@@ -224,6 +224,22 @@ def collect_garbage(dirpath: str, keep: Iterable[str]) -> None:
             pass
 
 
+def begin_replace(dirpath: str, overwrite: bool, fn: str) -> dict | None:
+    """For a writer (lock held) that writes a whole new index at ``dirpath``: refuses an existing index
+    unless ``overwrite``, collects leftovers, and returns the committed manifest being replaced (None when
+    there is none or it is unreadable), whose files stay until the new manifest lands."""
+    old = None
+    if os.path.exists(os.path.join(dirpath, MANIFEST)):
+        if not overwrite:
+            raise FileExistsError(f"{fn}: {dirpath} already holds an index (pass overwrite=True to replace it)")
+        try:
+            old = read_manifest(dirpath)
+        except CorruptIndexError:
+            old = None
+    collect_garbage(dirpath, referenced_files(old) if old else ())
+    return old
+
+
 def collect_after_failure(dirpath: str) -> None:
     """After a write failed (an exception, with the lock still held): removes what the next writer's
     collect_garbage would, judged by the manifest on disk (so a commit that landed before the failure

@@ -30,6 +30,7 @@ from ._storage import (
     MANIFEST,
     CorruptIndexError,
     WriterLock,
+    begin_replace,
     collect_after_failure,
     collect_garbage,
     open_array,
@@ -285,15 +286,7 @@ class Index:
         path = os.fspath(path)
         os.makedirs(path, exist_ok=True)
         with WriterLock(path):
-            old = None
-            if os.path.exists(os.path.join(path, MANIFEST)):
-                if not overwrite:
-                    raise FileExistsError(f"{fn}: {path} already holds an index (pass overwrite=True to replace it)")
-                try:
-                    old = read_manifest(path)
-                except CorruptIndexError:
-                    old = None
-            collect_garbage(path, referenced_files(old) if old else ())
+            old = begin_replace(path, overwrite, fn)
             src, ids = make_source(doc_tokens, doc_offsets, doc_ids, fn, path)
             try:
                 ids, kind = normalize_ids(ids, src.num_docs, None, 0, fn)
